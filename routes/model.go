@@ -1,0 +1,141 @@
+// Package routes is the client's route hygiene engine: a platform-neutral
+// model of routes, rules, links and addresses, a small per-platform System
+// that reads and changes them, a journal that records every change before it
+// is made, and restore/sweep logic that puts the table back exactly.
+package routes
+
+import (
+	"net/netip"
+)
+
+// Ownership markers. Everything we add carries them, so ownership lives in
+// the kernel rather than in our memory (see docs/DESIGN.md).
+const (
+	Protocol = 197    // route and rule protocol of every item we add (Linux)
+	Table    = 7411   // our routing table (Linux)
+	FwMark   = 0x7411 // mark on our WireGuard UDP socket: endpoint skips the tunnel
+
+	PrioritySourceRules = 4100 // from <local address> lookup main
+	PriorityTunnelRule  = 4200 // not fwmark FwMark lookup Table
+)
+
+// Family is an address family.
+type Family int
+
+const (
+	FamilyAll Family = 0
+	FamilyV4  Family = 4
+	FamilyV6  Family = 6
+)
+
+// RouteType mirrors the kernel route types we care about.
+type RouteType string
+
+const (
+	TypeUnicast     RouteType = "unicast"
+	TypeThrow       RouteType = "throw"
+	TypeBlackhole   RouteType = "blackhole"
+	TypeUnreachable RouteType = "unreachable"
+	TypeProhibit    RouteType = "prohibit"
+	TypeLocal       RouteType = "local"
+	TypeBroadcast   RouteType = "broadcast"
+	TypeMulticast   RouteType = "multicast"
+	TypeAnycast     RouteType = "anycast"
+	TypeOther       RouteType = "other"
+)
+
+// Route is one routing table entry.
+type Route struct {
+	Family   Family       `json:"family"`
+	Table    int          `json:"table"`
+	Type     RouteType    `json:"type"`
+	Dst      netip.Prefix `json:"dst"`              // 0.0.0.0/0 or ::/0 for default
+	Gateway  netip.Addr   `json:"gateway,omitzero"` // invalid when on-link
+	Device   string       `json:"device,omitempty"` // interface name
+	Src      netip.Addr   `json:"src,omitzero"`     // preferred source
+	Metric   int          `json:"metric,omitempty"` // priority
+	Protocol int          `json:"protocol"`         // 197 = ours
+	Scope    int          `json:"scope,omitempty"`  // 0 universe, 253 link, 254 host
+	Flags    []string     `json:"flags,omitempty"`  // platform flags (macOS RTF_*), informational
+}
+
+// Rule is one policy routing rule (Linux `ip rule`).
+type Rule struct {
+	Family   Family       `json:"family"`
+	Priority int          `json:"priority"`
+	From     netip.Prefix `json:"from,omitzero"`
+	To       netip.Prefix `json:"to,omitzero"`
+	FwMark   uint32       `json:"fwmark,omitempty"`
+	FwMask   uint32       `json:"fwmask,omitempty"`
+	Invert   bool         `json:"invert,omitempty"` // "not"
+	IIF      string       `json:"iif,omitempty"`
+	OIF      string       `json:"oif,omitempty"`
+	Table    int          `json:"table"`
+	// SuppressPrefixLen is -1 when unset (the kernel's default).
+	SuppressPrefixLen int    `json:"suppress_prefixlength"`
+	Protocol          int    `json:"protocol"`
+	Action            string `json:"action"` // "lookup", "blackhole", "unreachable", "prohibit", "goto", "nop"
+}
+
+// Link is a network interface.
+type Link struct {
+	Index int    `json:"index"`
+	Name  string `json:"name"`
+	Type  string `json:"type,omitempty"` // "veth", "tun", "loopback", ...
+	Up    bool   `json:"up"`
+	MTU   int    `json:"mtu,omitempty"`
+}
+
+// Address is an address assigned to a link.
+type Address struct {
+	Device string       `json:"device"`
+	Prefix netip.Prefix `json:"prefix"` // address with its prefix length
+}
+
+// Snapshot is the whole routing state at one moment.
+type Snapshot struct {
+	OS        string    `json:"os"` // "linux", "darwin"
+	Routes    []Route   `json:"routes"`
+	Rules     []Rule    `json:"rules"`
+	Links     []Link    `json:"links"`
+	Addresses []Address `json:"addresses"`
+}
+
+// Op is the kind of a change.
+type Op string
+
+const (
+	OpAddRoute Op = "add-route"
+	OpDelRoute Op = "del-route"
+	OpAddRule  Op = "add-rule"
+	OpDelRule  Op = "del-rule"
+)
+
+// Change is one change to the routing state; exactly one of Route or Rule is set.
+type Change struct {
+	Op    Op     `json:"op"`
+	Route *Route `json:"route,omitempty"`
+	Rule  *Rule  `json:"rule,omitempty"`
+}
+
+// Query asks which route the kernel would really pick (`ip route get`).
+type Query struct {
+	Dst    netip.Addr
+	Src    netip.Addr // optional
+	FwMark uint32     // optional
+	IIF    string     // optional: as if received on this interface
+}
+
+// System is the per-platform backend: one small interface, implemented in
+// system_linux.go (netlink) and system_darwin.go (route socket).
+type System interface {
+	// Snapshot reads every route (all tables, both families), rule, link and address.
+	Snapshot() (*Snapshot, error)
+	// Apply makes one change. Deleting selects exactly (dst, gateway,
+	// device, table, protocol, type), never by destination alone. Adding
+	// something that already exists identically, or deleting something
+	// already gone, is not an error (replays must be idempotent).
+	Apply(c Change) error
+	// Lookup returns the route the kernel would use for q.
+	Lookup(q Query) (Route, error)
+}
