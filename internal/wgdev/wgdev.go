@@ -1,0 +1,105 @@
+// Package wgdev runs a userspace wireguard-go device on a TUN interface in
+// this process and exposes its UAPI socket in /var/run/wireguard, so wgctrl and
+// `wg show` configure and inspect it exactly like a kernel WireGuard link.
+// Both the client agent and the gateway use it.
+package wgdev
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/ipc"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// SocketDir is where wireguard-go puts UAPI sockets. It is shared by every
+// network namespace, which is why interface names must be unique per machine.
+const SocketDir = "/var/run/wireguard"
+
+// Device is a running wireguard-go device.
+type Device struct {
+	Name string
+	Dev  *device.Device
+	tun  tun.Device
+	uapi net.Listener
+	done chan struct{}
+}
+
+// SocketPath returns the UAPI socket path of interface name.
+func SocketPath(name string) string { return filepath.Join(SocketDir, name+".sock") }
+
+// InUse reports whether a live process serves the UAPI socket of name. A
+// socket file left by a killed process does not count.
+func InUse(name string) bool {
+	c, err := net.Dial("unix", SocketPath(name))
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// Create makes the TUN interface name with mtu, starts wireguard-go on it and
+// listens on its UAPI socket. The device starts down; configure it (wgctrl or
+// IpcSet) and call Up.
+func Create(name string, mtu int, log *slog.Logger) (*Device, error) {
+	if len(name) == 0 || len(name) > 15 {
+		return nil, fmt.Errorf("interface name %q: must be 1 to 15 characters", name)
+	}
+	if InUse(name) {
+		return nil, fmt.Errorf("interface %s: a WireGuard device of that name already runs on this machine (%s)", name, SocketPath(name))
+	}
+	t, err := tun.CreateTUN(name, mtu)
+	if err != nil {
+		return nil, fmt.Errorf("create TUN %s: %w", name, err)
+	}
+	if real, err := t.Name(); err == nil {
+		name = real
+	}
+	uapiFile, err := ipc.UAPIOpen(name)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("open UAPI socket for %s: %w", name, err)
+	}
+	wgLog := &device.Logger{
+		Verbosef: func(string, ...any) {},
+		Errorf: func(format string, args ...any) {
+			log.Warn(fmt.Sprintf(format, args...), "interface", name)
+		},
+	}
+	dev := device.NewDevice(t, conn.NewDefaultBind(), wgLog)
+	uapi, err := ipc.UAPIListen(name, uapiFile)
+	if err != nil {
+		dev.Close()
+		uapiFile.Close()
+		return nil, fmt.Errorf("listen on UAPI socket for %s: %w", name, err)
+	}
+	d := &Device{Name: name, Dev: dev, tun: t, uapi: uapi, done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		for {
+			c, err := uapi.Accept()
+			if err != nil {
+				return
+			}
+			go dev.IpcHandle(c)
+		}
+	}()
+	return d, nil
+}
+
+// Up brings the WireGuard device up (the TUN link is set up separately).
+func (d *Device) Up() error { return d.Dev.Up() }
+
+// Close stops the device; the kernel removes the TUN link and every route on it.
+func (d *Device) Close() {
+	d.uapi.Close()
+	<-d.done
+	d.Dev.Close()
+	os.Remove(SocketPath(d.Name))
+}

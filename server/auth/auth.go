@@ -1,0 +1,158 @@
+// Package auth verifies the bearer tokens clients present: signature,
+// issuer, audience and expiry through go-oidc, then reads the subject, e-mail
+// and groups (from a configurable, possibly nested, claim).
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+)
+
+// Identity is who a verified token speaks for.
+type Identity struct {
+	Subject string
+	Email   string
+	Groups  []string
+	Expiry  time.Time
+}
+
+// ErrNotReady means the provider's discovery document has not been fetched yet.
+var ErrNotReady = errors.New("identity provider not reachable yet")
+
+// InvalidTokenError says why a token was refused.
+type InvalidTokenError struct{ Reason string }
+
+func (e *InvalidTokenError) Error() string { return "invalid token: " + e.Reason }
+
+// Verifier checks tokens of one issuer for one audience.
+type Verifier struct {
+	issuer, audience, groupsClaim string
+	log                           *slog.Logger
+
+	mu       sync.RWMutex
+	verifier *oidc.IDTokenVerifier
+}
+
+// New returns a Verifier and starts discovering the provider in the
+// background, retrying with backoff: the gateway may start before its
+// identity provider does. Verify answers ErrNotReady until discovery succeeds.
+func New(ctx context.Context, issuer, audience, groupsClaim string, log *slog.Logger) *Verifier {
+	v := &Verifier{issuer: issuer, audience: audience, groupsClaim: groupsClaim, log: log}
+	go v.discover(ctx)
+	return v
+}
+
+func (v *Verifier) discover(ctx context.Context) {
+	delay := 200 * time.Millisecond
+	for {
+		p, err := oidc.NewProvider(ctx, v.issuer)
+		if err == nil {
+			v.mu.Lock()
+			v.verifier = p.Verifier(&oidc.Config{ClientID: v.audience})
+			v.mu.Unlock()
+			v.log.Info("identity provider ready", "issuer", v.issuer)
+			return
+		}
+		v.log.Warn("identity provider discovery failed, retrying", "issuer", v.issuer, "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}
+
+// Ready reports whether the provider has been discovered.
+func (v *Verifier) Ready() bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.verifier != nil
+}
+
+// Verify checks raw (an ID token or a JWT access token for our audience).
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
+	v.mu.RLock()
+	ver := v.verifier
+	v.mu.RUnlock()
+	if ver == nil {
+		return nil, ErrNotReady
+	}
+	tok, err := ver.Verify(ctx, raw)
+	if err != nil {
+		return nil, &InvalidTokenError{Reason: classify(err, v.issuer, v.audience)}
+	}
+	var claims map[string]any
+	if err := tok.Claims(&claims); err != nil {
+		return nil, &InvalidTokenError{Reason: "claims are not a JSON object"}
+	}
+	if tok.Subject == "" {
+		return nil, &InvalidTokenError{Reason: "no subject (sub) claim"}
+	}
+	groups, err := Groups(claims, v.groupsClaim)
+	if err != nil {
+		return nil, &InvalidTokenError{Reason: err.Error()}
+	}
+	email, _ := claims["email"].(string)
+	return &Identity{Subject: tok.Subject, Email: email, Groups: groups, Expiry: tok.Expiry}, nil
+}
+
+func classify(err error, issuer, audience string) string {
+	var exp *oidc.TokenExpiredError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &exp):
+		return fmt.Sprintf("expired at %s", exp.Expiry.UTC().Format(time.RFC3339))
+	case strings.Contains(msg, "issued by a different provider"):
+		return fmt.Sprintf("issued by another issuer (want %s)", issuer)
+	case strings.Contains(msg, "expected audience"):
+		return fmt.Sprintf("wrong audience (want %s)", audience)
+	case strings.Contains(msg, "signature"):
+		return "bad signature (not signed by the issuer's keys)"
+	case strings.Contains(msg, "malformed"):
+		return "malformed JWT"
+	default:
+		return msg
+	}
+}
+
+// Groups reads a list of group names from claims at path, a claim name or a
+// dotted path into nested objects ("realm_access.roles"). A missing claim
+// means no groups; a claim of the wrong type is an error naming it.
+func Groups(claims map[string]any, path string) ([]string, error) {
+	var cur any = claims
+	for _, part := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("claim %q: %q is not an object", path, part)
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, nil
+		}
+	}
+	switch g := cur.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []string{g}, nil
+	case []any:
+		out := make([]string, 0, len(g))
+		for _, x := range g {
+			s, ok := x.(string)
+			if !ok {
+				return nil, fmt.Errorf("claim %q holds a non-string entry", path)
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("claim %q is neither a string nor a list of strings", path)
+	}
+}

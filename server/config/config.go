@@ -1,0 +1,334 @@
+// Package config loads and validates the gateway's YAML configuration. Every
+// error names the field it is about, so an operator can fix it without
+// reading code, and nothing is started from a config that failed validation.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the gateway configuration file.
+type Config struct {
+	Listen   string        `yaml:"listen"`
+	Endpoint string        `yaml:"endpoint"`
+	OIDC     OIDC          `yaml:"oidc"`
+	Store    string        `yaml:"store"`
+	StateDir string        `yaml:"state_dir"`
+	KeyTTL   time.Duration `yaml:"key_ttl"`
+	Networks []Network     `yaml:"networks"`
+}
+
+// OIDC names the identity provider whose tokens the gateway accepts.
+type OIDC struct {
+	Issuer   string `yaml:"issuer"`
+	ClientID string `yaml:"client_id"`
+	// Audience the token must carry; defaults to ClientID.
+	Audience string `yaml:"audience"`
+	// GroupsClaim is a claim name or a dotted path into nested claims
+	// ("realm_access.roles" as Keycloak emits). Defaults to "groups".
+	GroupsClaim string `yaml:"groups_claim"`
+}
+
+// Network is one isolated network: a group, its WireGuard interface and key,
+// its address pools and what it may reach.
+type Network struct {
+	Name       string         `yaml:"name"`
+	Group      string         `yaml:"group"`
+	Interface  string         `yaml:"interface"`
+	ListenPort int            `yaml:"listen_port"`
+	Pool       []netip.Prefix `yaml:"pool"`
+	Allow      []netip.Prefix `yaml:"allow"`
+	Table      int            `yaml:"table"`
+	MTU        int            `yaml:"mtu"`
+}
+
+// Pool4 returns the IPv4 pool (zero if none).
+func (n Network) Pool4() netip.Prefix { return n.pool(true) }
+
+// Pool6 returns the IPv6 pool (zero if none).
+func (n Network) Pool6() netip.Prefix { return n.pool(false) }
+
+func (n Network) pool(v4 bool) netip.Prefix {
+	for _, p := range n.Pool {
+		if p.Addr().Is4() == v4 {
+			return p
+		}
+	}
+	return netip.Prefix{}
+}
+
+// GatewayAddrs are the gateway's own tunnel addresses: the first host of each pool.
+func (n Network) GatewayAddrs() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range n.Pool {
+		out = append(out, netip.PrefixFrom(p.Masked().Addr().Next(), p.Bits()))
+	}
+	return out
+}
+
+// EndpointFor is the host:port clients dial for network n.
+func (c *Config) EndpointFor(n Network) string {
+	return net.JoinHostPort(strings.Trim(c.Endpoint, "[]"), strconv.Itoa(n.ListenPort))
+}
+
+// Defaults applied to fields left empty.
+const (
+	DefaultListen      = ":8080"
+	DefaultKeyTTL      = 30 * 24 * time.Hour
+	DefaultStateDir    = "/var/lib/clearpath-gateway"
+	DefaultMTU         = 1420
+	DefaultGroupsClaim = "groups"
+	DefaultTableBase   = 1000
+)
+
+// Load reads, parses and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse parses and validates a YAML document. Unknown fields are errors, so a
+// typo never silently falls back to a default.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty config")
+		}
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.KeyTTL == 0 {
+		c.KeyTTL = DefaultKeyTTL
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.OIDC.Audience == "" {
+		c.OIDC.Audience = c.OIDC.ClientID
+	}
+	if c.OIDC.GroupsClaim == "" {
+		c.OIDC.GroupsClaim = DefaultGroupsClaim
+	}
+	if c.Store == "" {
+		c.Store = c.StateDir + "/gateway.db"
+	}
+	for i := range c.Networks {
+		n := &c.Networks[i]
+		if n.MTU == 0 {
+			n.MTU = DefaultMTU
+		}
+		if n.Table == 0 {
+			n.Table = DefaultTableBase + i
+		}
+	}
+}
+
+// Validate checks every field and returns all problems at once, each naming
+// its field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q is not host:port (%v)", c.Listen, err)
+	}
+	switch ep := strings.Trim(c.Endpoint, "[]"); {
+	case c.Endpoint == "":
+		bad("endpoint", "required: the host name or IP address clients dial")
+	case strings.ContainsAny(ep, " /") || strings.Count(ep, ":") == 1:
+		bad("endpoint", "%q must be a host name or an IP literal without port (the network's listen_port is added)", c.Endpoint)
+	default:
+		if strings.Contains(ep, ":") {
+			if _, err := netip.ParseAddr(ep); err != nil {
+				bad("endpoint", "%q is not an IPv6 address", c.Endpoint)
+			}
+		}
+	}
+	if c.OIDC.Issuer == "" {
+		bad("oidc.issuer", "required")
+	} else if u, err := url.Parse(c.OIDC.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("oidc.issuer", "%q is not an http(s) URL", c.OIDC.Issuer)
+	}
+	if c.OIDC.ClientID == "" {
+		bad("oidc.client_id", "required")
+	}
+	if strings.HasPrefix(c.OIDC.GroupsClaim, ".") || strings.HasSuffix(c.OIDC.GroupsClaim, ".") || strings.Contains(c.OIDC.GroupsClaim, "..") {
+		bad("oidc.groups_claim", "%q is not a claim name or dotted path", c.OIDC.GroupsClaim)
+	}
+	if c.KeyTTL < time.Minute {
+		bad("key_ttl", "%s is shorter than one minute", c.KeyTTL)
+	}
+	if strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://") {
+		if _, err := url.Parse(c.Store); err != nil {
+			bad("store", "bad PostgreSQL DSN: %v", err)
+		}
+	}
+	if len(c.Networks) == 0 {
+		bad("networks", "at least one network is required")
+	}
+	names, groups, ifaces, ports, tables := map[string]int{}, map[string]int{}, map[string]int{}, map[int]int{}, map[int]int{}
+	type pool struct {
+		p   netip.Prefix
+		idx int
+	}
+	var pools []pool
+	for i, n := range c.Networks {
+		f := func(name string) string { return fmt.Sprintf("networks[%d].%s", i, name) }
+		dup := func(seen map[string]int, key, field string) {
+			if j, ok := seen[key]; ok {
+				bad(f(field), "%q is also used by networks[%d]", key, j)
+			}
+			seen[key] = i
+		}
+		if !validName(n.Name) {
+			bad(f("name"), "%q must be 1-32 letters, digits, '-' or '_'", n.Name)
+		}
+		dup(names, n.Name, "name")
+		if n.Group == "" {
+			bad(f("group"), "required: the OIDC group whose members join this network")
+		}
+		dup(groups, n.Group, "group")
+		if n.Interface == "" || len(n.Interface) > 15 || strings.ContainsAny(n.Interface, "/ :") {
+			bad(f("interface"), "%q must be 1-15 characters without '/', ':' or spaces", n.Interface)
+		}
+		dup(ifaces, n.Interface, "interface")
+		if n.ListenPort < 1 || n.ListenPort > 65535 {
+			bad(f("listen_port"), "%d is not a port (1-65535)", n.ListenPort)
+		} else if j, ok := ports[n.ListenPort]; ok {
+			bad(f("listen_port"), "%d is also used by networks[%d]", n.ListenPort, j)
+		}
+		ports[n.ListenPort] = i
+		if n.Table < 1 || n.Table == 253 || n.Table == 254 || n.Table == 255 || n.Table > 0xFFFFFFF0 {
+			bad(f("table"), "%d is reserved or out of range", n.Table)
+		} else if j, ok := tables[n.Table]; ok {
+			bad(f("table"), "%d is also used by networks[%d]", n.Table, j)
+		}
+		tables[n.Table] = i
+		if n.MTU < 1280 || n.MTU > 9000 {
+			bad(f("mtu"), "%d is outside 1280-9000", n.MTU)
+		}
+		v4, v6 := 0, 0
+		for k, p := range n.Pool {
+			pf := fmt.Sprintf("networks[%d].pool[%d]", i, k)
+			switch {
+			case !p.IsValid():
+				bad(pf, "not a prefix")
+				continue
+			case p != p.Masked():
+				bad(pf, "%s has host bits set (did you mean %s?)", p, p.Masked())
+			case p.Addr().Is4():
+				v4++
+				if p.Bits() > 30 {
+					bad(pf, "%s is too small: an IPv4 pool needs at least a /30", p)
+				}
+			default:
+				v6++
+				if p.Bits() > 126 {
+					bad(pf, "%s is too small: an IPv6 pool needs at least a /126", p)
+				}
+			}
+			for _, q := range pools {
+				if q.p.Overlaps(p) {
+					bad(pf, "%s overlaps the pool %s of networks[%d]", p, q.p, q.idx)
+				}
+			}
+			pools = append(pools, pool{p, i})
+		}
+		if v4 != 1 || v6 > 1 {
+			bad(f("pool"), "needs exactly one IPv4 prefix and at most one IPv6 prefix (got %d IPv4, %d IPv6)", v4, v6)
+		}
+		if len(n.Allow) == 0 {
+			bad(f("allow"), "at least one allowed CIDR is required")
+		}
+		for k, p := range n.Allow {
+			af := fmt.Sprintf("networks[%d].allow[%d]", i, k)
+			if !p.IsValid() {
+				bad(af, "not a prefix")
+			} else if p != p.Masked() {
+				bad(af, "%s has host bits set (did you mean %s?)", p, p.Masked())
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Example is the commented configuration printed by `vpn-gateway init`.
+const Example = `# ClearPath gateway configuration.
+# API address the clients and the admin page use.
+listen: ":8080"
+# Public host name or IP address clients dial; each network's listen_port is
+# appended. An IPv6 literal may be written bare or in brackets.
+endpoint: vpn.example.com
+oidc:
+  issuer: https://id.example.com/realms/company   # the provider's issuer URL
+  client_id: clearpath                            # the public client the CLI logs in with
+  audience: clearpath                             # tokens must name this audience (default: client_id)
+  groups_claim: groups                            # or a dotted path, e.g. realm_access.roles
+# SQLite file (default <state_dir>/gateway.db), or a postgres:// DSN to share
+# users and addresses between several gateways.
+store: /var/lib/clearpath-gateway/gateway.db
+state_dir: /var/lib/clearpath-gateway
+key_ttl: 720h            # a registered key expires after this long
+networks:
+  # One network per group: its own WireGuard interface, key, port, address
+  # pools and routing table. Members reach only the allowed CIDRs.
+  - name: eng
+    group: engineering
+    interface: wg-eng
+    listen_port: 51820
+    pool: [100.64.0.0/24, "fd00:64::/64"]
+    allow: [10.10.0.0/16, "fd10:10::/64"]
+    # table: 1000        # policy routing table (default 1000 + position)
+    # mtu: 1420
+  - name: ops
+    group: ops
+    interface: wg-ops
+    listen_port: 51821
+    pool: [100.65.0.0/24, "fd00:65::/64"]
+    allow: [10.20.0.0/16, "fd10:20::/64"]
+`

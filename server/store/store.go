@@ -1,0 +1,223 @@
+// Package store keeps the gateway's state: network keys, address
+// allocations, peers and the audit log. SQLite (embedded, pure Go) is the
+// default; a postgres:// DSN lets several gateways share users and addresses.
+// Both run the same schema and the same versioned migrations.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
+	_ "modernc.org/sqlite"             // SQLite driver "sqlite", no cgo
+)
+
+// ErrNotFound is returned when a row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Store is a handle on the gateway database.
+type Store struct {
+	db       *sql.DB
+	postgres bool
+}
+
+// Open opens (creating if needed) the store named by dsn and migrates it.
+// dsn is a SQLite file path or a postgres:// (postgresql://) URL.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	s := &Store{}
+	var err error
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		s.postgres = true
+		s.db, err = sql.Open("pgx", dsn)
+	} else {
+		if dir := filepath.Dir(dsn); dir != "" {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("create store directory: %w", err)
+			}
+		}
+		// WAL and a busy timeout let readers proceed while the single writer
+		// connection holds the write lock.
+		s.db, err = sql.Open("sqlite", "file:"+dsn+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate")
+		if err == nil {
+			s.db.SetMaxOpenConns(1)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Postgres reports whether the store is PostgreSQL.
+func (s *Store) Postgres() bool { return s.postgres }
+
+// q rewrites ? placeholders to $n for PostgreSQL.
+func (s *Store) q(query string) string {
+	if !s.postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+type migration struct {
+	version int
+	sql     string // {{ID}} becomes the dialect's auto-increment key column
+}
+
+var migrations = []migration{
+	{1, `
+CREATE TABLE network_keys (
+  network     TEXT PRIMARY KEY,
+  private_key TEXT NOT NULL,
+  created_at  BIGINT NOT NULL
+);
+CREATE TABLE allocations (
+  subject    TEXT NOT NULL,
+  network    TEXT NOT NULL,
+  ipv4       TEXT NOT NULL,
+  ipv6       TEXT NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (subject, network),
+  UNIQUE (network, ipv4)
+);
+CREATE UNIQUE INDEX allocations_ipv6 ON allocations (network, ipv6) WHERE ipv6 <> '';
+CREATE TABLE peers (
+  id             TEXT PRIMARY KEY,
+  subject        TEXT NOT NULL,
+  email          TEXT NOT NULL DEFAULT '',
+  network        TEXT NOT NULL,
+  public_key     TEXT NOT NULL UNIQUE,
+  hostname       TEXT NOT NULL DEFAULT '',
+  os             TEXT NOT NULL DEFAULT '',
+  created_at     BIGINT NOT NULL,
+  expires_at     BIGINT NOT NULL,
+  last_handshake BIGINT NOT NULL DEFAULT 0,
+  UNIQUE (subject, network)
+);
+CREATE TABLE audit (
+  id      {{ID}},
+  ts      BIGINT NOT NULL,
+  actor   TEXT NOT NULL,
+  action  TEXT NOT NULL,
+  network TEXT NOT NULL DEFAULT '',
+  remote  TEXT NOT NULL DEFAULT '',
+  detail  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_ts ON audit (ts);
+`},
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	if s.postgres {
+		// Two gateways starting at once must not both run a migration.
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(74110001)`); err != nil {
+			return fmt.Errorf("migrate: lock: %w", err)
+		}
+		defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock(74110001)`)
+	}
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var current int
+	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: read version: %w", err)
+	}
+	if latest := migrations[len(migrations)-1].version; current > latest {
+		return fmt.Errorf("migrate: the store has schema version %d, newer than this gateway knows (%d): upgrade the gateway", current, latest)
+	}
+	id := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	if s.postgres {
+		id = "BIGSERIAL PRIMARY KEY"
+	}
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate to %d: %w", m.version, err)
+		}
+		for _, stmt := range strings.Split(strings.ReplaceAll(m.sql, "{{ID}}", id), ";") {
+			if strings.TrimSpace(stmt) == "" {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("migrate to %d: %w", m.version, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), m.version, time.Now().Unix()); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to %d: %w", m.version, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate to %d: %w", m.version, err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion returns the applied schema version.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+// NetworkKey returns the private key of network, storing gen()'s key the
+// first time. Several gateways sharing a store agree on one key.
+func (s *Store) NetworkKey(ctx context.Context, network string, gen func() (string, error)) (string, error) {
+	var key string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT private_key FROM network_keys WHERE network = ?`), network).Scan(&key)
+	if err == nil {
+		return key, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("read key of network %s: %w", network, err)
+	}
+	key, err = gen()
+	if err != nil {
+		return "", err
+	}
+	// ON CONFLICT DO NOTHING: if another gateway won the race, read its key.
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO network_keys (network, private_key, created_at) VALUES (?, ?, ?) ON CONFLICT (network) DO NOTHING`), network, key, time.Now().Unix()); err != nil {
+		return "", fmt.Errorf("store key of network %s: %w", network, err)
+	}
+	if err := s.db.QueryRowContext(ctx, s.q(`SELECT private_key FROM network_keys WHERE network = ?`), network).Scan(&key); err != nil {
+		return "", fmt.Errorf("read key of network %s: %w", network, err)
+	}
+	return key, nil
+}
