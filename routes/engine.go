@@ -1,0 +1,407 @@
+package routes
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// Engine makes every route and rule change through the journal, and puts the
+// table back exactly: on End, and after a crash on the next Recover.
+type Engine struct {
+	sys System
+	dir string
+	log *slog.Logger
+
+	mu sync.Mutex
+	j  *Journal
+
+	// afterIntent, when set (tests), runs between an intent record and its
+	// change, where a crash is most delicate.
+	afterIntent func(Change)
+}
+
+// Report says what Recover or End did.
+type Report struct {
+	Undone   []Change `json:"undone,omitempty"`
+	Swept    []Change `json:"swept,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Empty reports whether nothing was done and nothing is wrong.
+func (r *Report) Empty() bool {
+	return r == nil || len(r.Undone)+len(r.Swept)+len(r.Problems) == 0
+}
+
+// SavedState is what Begin writes before the first change: the snapshot and
+// the routes the kernel picked for the destinations that must keep working.
+type SavedState struct {
+	Snapshot *Snapshot        `json:"snapshot"`
+	Lookups  map[string]Route `json:"lookups"`
+}
+
+// NewEngine returns an Engine keeping its journal and snapshot in stateDir.
+func NewEngine(sys System, stateDir string) *Engine {
+	return &Engine{sys: sys, dir: stateDir, log: slog.Default()}
+}
+
+func (e *Engine) journalPath() string  { return filepath.Join(e.dir, "journal") }
+func (e *Engine) snapshotPath() string { return filepath.Join(e.dir, "snapshot.json") }
+
+// Active reports whether a journal exists: a session runs, or one crashed.
+func (e *Engine) Active() bool {
+	_, err := os.Stat(e.journalPath())
+	return err == nil
+}
+
+// Recover replays a journal left by a previous session in reverse, sweeps
+// every item carrying our protocol, verifies and removes the journal. It is a
+// no-op on a clean system.
+func (e *Engine) Recover() (*Report, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.restore()
+}
+
+// Begin starts a session: recovers what a crash left, saves the snapshot and
+// the lookups to verify later, and opens a fresh journal.
+func (e *Engine) Begin() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.j != nil {
+		return errors.New("a route session is already active")
+	}
+	if rep, err := e.restore(); err != nil {
+		return fmt.Errorf("recover previous session: %w", err)
+	} else if !rep.Empty() {
+		e.log.Warn("recovered routes left by a previous session", "undone", len(rep.Undone), "swept", len(rep.Swept), "problems", rep.Problems)
+	}
+	if err := os.MkdirAll(e.dir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	snap, err := e.sys.Snapshot()
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	saved := SavedState{Snapshot: snap, Lookups: e.lookups(snap)}
+	if err := writeFileSync(e.snapshotPath(), saved); err != nil {
+		return err
+	}
+	j, err := OpenJournal(e.journalPath())
+	if err != nil {
+		return err
+	}
+	e.j = j
+	return nil
+}
+
+// Apply makes each change in order: intent (fsynced), the change, done. It
+// stops at the first error; the journal still lets End undo what was made.
+func (e *Engine) Apply(changes ...Change) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.j == nil {
+		return errors.New("apply: no route session (Begin first)")
+	}
+	for _, c := range changes {
+		seq, err := e.j.Intent(c)
+		if err != nil {
+			return err
+		}
+		if e.afterIntent != nil {
+			e.afterIntent(c)
+		}
+		if err := e.sys.Apply(c); err != nil {
+			return err
+		}
+		if err := e.j.Done(seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// End undoes the session and verifies the result against the snapshot.
+func (e *Engine) End() (*Report, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.j != nil {
+		e.j.Close()
+		e.j = nil
+	}
+	return e.restore()
+}
+
+// Owned returns the routes and rules carrying our protocol right now.
+func (e *Engine) Owned() ([]Route, []Rule, error) {
+	snap, err := e.sys.Snapshot()
+	if err != nil {
+		return nil, nil, err
+	}
+	rs, rules := OwnedItems(snap)
+	return rs, rules, nil
+}
+
+// OwnedItems returns the routes and rules of snap that carry our protocol.
+func OwnedItems(snap *Snapshot) ([]Route, []Rule) {
+	var rs []Route
+	var rules []Rule
+	for _, r := range snap.Routes {
+		if r.Protocol == Protocol {
+			rs = append(rs, r)
+		}
+	}
+	for _, r := range snap.Rules {
+		if r.Protocol == Protocol {
+			rules = append(rules, r)
+		}
+	}
+	return rs, rules
+}
+
+// Inverse returns the change that undoes c.
+func Inverse(c Change) Change {
+	inv := map[Op]Op{OpAddRoute: OpDelRoute, OpDelRoute: OpAddRoute, OpAddRule: OpDelRule, OpDelRule: OpAddRule}
+	return Change{Op: inv[c.Op], Route: c.Route, Rule: c.Rule}
+}
+
+func (e *Engine) restore() (*Report, error) {
+	rep := &Report{}
+	recs, err := ReadJournal(e.journalPath())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return rep, fmt.Errorf("read journal: %w", err)
+	}
+	var saved *SavedState
+	if b, err := os.ReadFile(e.snapshotPath()); err == nil {
+		var s SavedState
+		if err := json.Unmarshal(b, &s); err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("snapshot unreadable (%v): cannot verify", err))
+		} else {
+			saved = &s
+		}
+	}
+	links := map[string]bool{}
+	if snap, err := e.sys.Snapshot(); err == nil {
+		for _, l := range snap.Links {
+			links[l.Name] = true
+		}
+	}
+	// Undo every intent, newest first, done or not: an intent without its
+	// done record may or may not have reached the kernel, and undoing is
+	// idempotent either way.
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		if r.Phase != "intent" {
+			continue
+		}
+		undo := Inverse(*r.Change)
+		if undo.Op == OpAddRoute && undo.Route.Device != "" && !links[undo.Route.Device] {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("not restoring %s: device %s is gone", undo.Route, undo.Route.Device))
+			continue
+		}
+		if undo.Op == OpDelRoute && undo.Route.Device != "" && !links[undo.Route.Device] {
+			continue // the kernel removed it with its link
+		}
+		if err := e.sys.Apply(undo); err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("undo %s: %v", r.Change, err))
+			continue
+		}
+		rep.Undone = append(rep.Undone, undo)
+	}
+	// Sweep: nothing of ours may remain outside a session.
+	routes, rules, err := e.Owned()
+	if err != nil {
+		return rep, fmt.Errorf("sweep: %w", err)
+	}
+	for _, r := range routes {
+		c := Change{Op: OpDelRoute, Route: &r}
+		if err := e.sys.Apply(c); err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("sweep %s: %v", r, err))
+			continue
+		}
+		rep.Swept = append(rep.Swept, c)
+	}
+	for _, r := range rules {
+		c := Change{Op: OpDelRule, Rule: &r}
+		if err := e.sys.Apply(c); err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("sweep %s: %v", r, err))
+			continue
+		}
+		rep.Swept = append(rep.Swept, c)
+	}
+	if saved != nil {
+		now, err := e.sys.Snapshot()
+		if err == nil {
+			for key, before := range saved.Lookups {
+				after, ok := e.lookups(now)[key]
+				if !ok {
+					rep.Problems = append(rep.Problems, fmt.Sprintf("%s resolved via %s before, does not resolve now", key, before))
+				} else if after.Device != before.Device || after.Gateway != before.Gateway {
+					rep.Problems = append(rep.Problems, fmt.Sprintf("%s resolved via %s before, via %s now", key, before, after))
+				}
+			}
+		}
+	}
+	if len(rep.Problems) == 0 || !hasFailure(rep) {
+		for _, p := range []string{e.journalPath(), e.snapshotPath()} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return rep, fmt.Errorf("remove %s: %w", p, err)
+			}
+		}
+	}
+	return rep, nil
+}
+
+// hasFailure reports whether an undo or sweep failed (then the journal is
+// kept so a later run can retry); a verification note alone does not.
+func hasFailure(rep *Report) bool {
+	for _, p := range rep.Problems {
+		if len(p) > 5 && (p[:5] == "undo " || p[:6] == "sweep ") {
+			return true
+		}
+	}
+	return false
+}
+
+// lookups resolves the destinations that must keep working across a
+// session: the default routes of both families and one host in each LAN
+// prefix, as the kernel would route them.
+func (e *Engine) lookups(snap *Snapshot) map[string]Route {
+	out := map[string]Route{}
+	dsts := []netip.Addr{netip.MustParseAddr("192.0.2.200"), netip.MustParseAddr("2001:db8:ffff::200")}
+	for _, a := range snap.Addresses {
+		p := a.Prefix.Masked()
+		if a.Device == "lo" || p.Addr().IsLinkLocalUnicast() || p.IsSingleIP() || a.Prefix.Addr().IsLoopback() {
+			continue
+		}
+		dsts = append(dsts, p.Addr().Next())
+	}
+	for _, d := range dsts {
+		key := d.String()
+		if d == dsts[0] {
+			key = "default (IPv4)"
+		} else if d == dsts[1] {
+			key = "default (IPv6)"
+		}
+		if r, err := e.sys.Lookup(Query{Dst: d}); err == nil {
+			out[key] = r
+		}
+	}
+	return out
+}
+
+func writeFileSync(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", " ")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// TunnelChanges returns the changes that route prefixes into dev through our
+// table, and send unmarked traffic of both families to that table (the
+// WireGuard socket's own packets carry FwMark and skip it).
+func TunnelChanges(dev string, prefixes []netip.Prefix) []Change {
+	var out []Change
+	for _, p := range prefixes {
+		fam := FamilyV4
+		if p.Addr().Is6() {
+			fam = FamilyV6
+		}
+		r := Route{Family: fam, Table: Table, Type: TypeUnicast, Dst: p.Masked(), Device: dev, Protocol: Protocol, Scope: 253}
+		if fam == FamilyV6 {
+			r.Scope = 0 // the kernel stores IPv6 routes with universe scope
+		}
+		out = append(out, Change{Op: OpAddRoute, Route: &r})
+	}
+	for _, fam := range []Family{FamilyV4, FamilyV6} {
+		r := Rule{Family: fam, Priority: PriorityTunnelRule, FwMark: FwMark, Invert: true, Table: Table,
+			SuppressPrefixLen: -1, Protocol: Protocol, Action: "lookup"}
+		out = append(out, Change{Op: OpAddRule, Rule: &r})
+	}
+	return out
+}
+
+// Diff lists what is in b and not in a (Added) and in a and not in b (Removed).
+type Diff struct {
+	AddedRoutes, RemovedRoutes []Route
+	AddedRules, RemovedRules   []Rule
+}
+
+// Empty reports whether the two snapshots route and rule alike.
+func (d Diff) Empty() bool {
+	return len(d.AddedRoutes)+len(d.RemovedRoutes)+len(d.AddedRules)+len(d.RemovedRules) == 0
+}
+
+// Compare diffs two snapshots' routes and rules.
+func Compare(a, b *Snapshot) Diff {
+	var d Diff
+	ar, br := map[routeKey]Route{}, map[routeKey]Route{}
+	for _, r := range a.Routes {
+		ar[keyOf(r)] = r
+	}
+	for _, r := range b.Routes {
+		br[keyOf(r)] = r
+		if _, ok := ar[keyOf(r)]; !ok {
+			d.AddedRoutes = append(d.AddedRoutes, r)
+		}
+	}
+	for _, r := range a.Routes {
+		if _, ok := br[keyOf(r)]; !ok {
+			d.RemovedRoutes = append(d.RemovedRoutes, r)
+		}
+	}
+	ru := map[string]bool{}
+	for _, r := range a.Rules {
+		ru[r.String()] = true
+	}
+	bu := map[string]bool{}
+	for _, r := range b.Rules {
+		bu[r.String()] = true
+		if !ru[r.String()] {
+			d.AddedRules = append(d.AddedRules, r)
+		}
+	}
+	for _, r := range a.Rules {
+		if !bu[r.String()] {
+			d.RemovedRules = append(d.RemovedRules, r)
+		}
+	}
+	return d
+}
+
+type routeKey struct {
+	fam           Family
+	table         int
+	typ           RouteType
+	dst           netip.Prefix
+	gw, src       netip.Addr
+	dev           string
+	metric, proto int
+}
+
+func keyOf(r Route) routeKey {
+	return routeKey{r.Family, r.Table, r.Type, r.Dst, r.Gateway, r.Src, r.Device, r.Metric, r.Protocol}
+}

@@ -1,0 +1,178 @@
+package routes
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// JournalVersion is written in every record; a journal of an unknown version
+// is refused rather than guessed at.
+const JournalVersion = 1
+
+// Record is one journal line: the intent to make a change, written and
+// fsynced before the change, or the note that it was done, after.
+type Record struct {
+	V      int       `json:"v"`
+	Seq    int       `json:"seq"`
+	Phase  string    `json:"phase"` // "intent" or "done"
+	Change *Change   `json:"change,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+// Journal is an append-only, fsynced file of Records.
+type Journal struct {
+	f   *os.File
+	seq int
+}
+
+// OpenJournal opens the journal at path for appending, creating it (and
+// fsyncing its directory, so the file survives power loss) if needed.
+func OpenJournal(path string) (*Journal, error) {
+	recs, err := ReadJournal(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	j := &Journal{f: f}
+	for _, r := range recs {
+		j.seq = max(j.seq, r.Seq)
+	}
+	return j, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (j *Journal) append(r Record) error {
+	r.V = JournalVersion
+	r.Time = time.Now().UTC()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if _, err := j.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("journal write: %w", err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("journal sync: %w", err)
+	}
+	return nil
+}
+
+// Intent records that c is about to be made and returns its sequence number.
+func (j *Journal) Intent(c Change) (int, error) {
+	j.seq++
+	return j.seq, j.append(Record{Seq: j.seq, Phase: "intent", Change: &c})
+}
+
+// Done records that the change with sequence seq was made.
+func (j *Journal) Done(seq int) error { return j.append(Record{Seq: seq, Phase: "done"}) }
+
+// Close closes the file.
+func (j *Journal) Close() error { return j.f.Close() }
+
+// ReadJournal reads every record at path. A torn last line (the machine lost
+// power mid-write) is dropped with a warning; any other damage is an error
+// naming the line, so recovery never acts on a guess.
+func ReadJournal(path string) ([]Record, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeJournal(data, path)
+}
+
+// DecodeJournal parses journal bytes; name is used in messages.
+func DecodeJournal(data []byte, name string) ([]Record, error) {
+	var out []Record
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var r Record
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(&r)
+		if err == nil {
+			err = r.validate()
+		}
+		if err != nil {
+			// Records are written whole with their newline; a last line
+			// without one was cut short by a crash and never took effect.
+			if isLastLine(data, line) && !bytes.HasSuffix(data, []byte("\n")) {
+				slog.Warn("journal: ignoring torn last record", "file", name, "line", line)
+				break
+			}
+			return nil, fmt.Errorf("journal %s line %d: %w", name, line, err)
+		}
+		out = append(out, r)
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("journal %s: %w", name, err)
+	}
+	return out, nil
+}
+
+func isLastLine(data []byte, line int) bool {
+	return bytes.Count(bytes.TrimRight(data, "\n"), []byte("\n"))+1 == line
+}
+
+func (r Record) validate() error {
+	if r.V != JournalVersion {
+		return fmt.Errorf("unknown journal version %d (this client knows %d)", r.V, JournalVersion)
+	}
+	switch r.Phase {
+	case "intent":
+		if r.Change == nil {
+			return errors.New("intent without a change")
+		}
+		switch r.Change.Op {
+		case OpAddRoute, OpDelRoute:
+			if r.Change.Route == nil || !r.Change.Route.Dst.IsValid() {
+				return fmt.Errorf("%s without a route destination", r.Change.Op)
+			}
+		case OpAddRule, OpDelRule:
+			if r.Change.Rule == nil {
+				return fmt.Errorf("%s without a rule", r.Change.Op)
+			}
+		default:
+			return fmt.Errorf("unknown change %q", r.Change.Op)
+		}
+	case "done":
+	default:
+		return fmt.Errorf("unknown phase %q", r.Phase)
+	}
+	if r.Seq <= 0 {
+		return fmt.Errorf("bad sequence number %d", r.Seq)
+	}
+	return nil
+}

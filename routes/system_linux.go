@@ -1,0 +1,389 @@
+package routes
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// linuxSystem reads and changes routes, rules, links and addresses over
+// rtnetlink in one network namespace.
+type linuxSystem struct{ h *netlink.Handle }
+
+// NewSystem returns the System of the current network namespace.
+func NewSystem() (System, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	return &linuxSystem{h: h}, nil
+}
+
+// NewSystemAt returns a System acting through h (e.g. a handle opened inside
+// another network namespace with netlink.NewHandleAt).
+func NewSystemAt(h *netlink.Handle) System { return &linuxSystem{h: h} }
+
+var routeTypes = map[int]RouteType{
+	unix.RTN_UNICAST: TypeUnicast, unix.RTN_LOCAL: TypeLocal, unix.RTN_BROADCAST: TypeBroadcast,
+	unix.RTN_ANYCAST: TypeAnycast, unix.RTN_MULTICAST: TypeMulticast, unix.RTN_BLACKHOLE: TypeBlackhole,
+	unix.RTN_UNREACHABLE: TypeUnreachable, unix.RTN_PROHIBIT: TypeProhibit, unix.RTN_THROW: TypeThrow,
+}
+
+func kernelType(t RouteType) int {
+	for k, v := range routeTypes {
+		if v == t {
+			return k
+		}
+	}
+	return unix.RTN_UNICAST
+}
+
+func (s *linuxSystem) Snapshot() (*Snapshot, error) {
+	snap := &Snapshot{OS: "linux"}
+	links, err := s.h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	names := map[int]string{}
+	for _, l := range links {
+		a := l.Attrs()
+		names[a.Index] = a.Name
+		snap.Links = append(snap.Links, Link{Index: a.Index, Name: a.Name, Type: l.Type(), Up: a.Flags&net.FlagUp != 0, MTU: a.MTU})
+	}
+	addrs, err := s.h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		p, ok := ipNetToPrefix(a.IPNet)
+		if !ok {
+			continue
+		}
+		snap.Addresses = append(snap.Addresses, Address{Device: names[a.LinkIndex], Prefix: p})
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := s.h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return nil, fmt.Errorf("list routes: %w", err)
+		}
+		for _, r := range rs {
+			snap.Routes = append(snap.Routes, fromNetlinkRoute(r, fam, names))
+		}
+		rules, err := s.h.RuleList(fam)
+		if err != nil {
+			return nil, fmt.Errorf("list rules: %w", err)
+		}
+		for _, r := range rules {
+			snap.Rules = append(snap.Rules, fromNetlinkRule(r, fam))
+		}
+	}
+	return snap, nil
+}
+
+func famOf(fam int) Family {
+	if fam == netlink.FAMILY_V6 {
+		return FamilyV6
+	}
+	return FamilyV4
+}
+
+func fromNetlinkRoute(r netlink.Route, fam int, names map[int]string) Route {
+	out := Route{Family: famOf(fam), Table: r.Table, Type: TypeOther, Device: names[r.LinkIndex],
+		Metric: r.Priority, Protocol: int(r.Protocol), Scope: int(r.Scope)}
+	if t, ok := routeTypes[r.Type]; ok {
+		out.Type = t
+	}
+	if p, ok := ipNetToPrefix(r.Dst); ok {
+		out.Dst = p.Masked()
+	} else if fam == netlink.FAMILY_V6 {
+		out.Dst = netip.MustParsePrefix("::/0")
+	} else {
+		out.Dst = netip.MustParsePrefix("0.0.0.0/0")
+	}
+	if a, ok := netip.AddrFromSlice(r.Gw); ok && len(r.Gw) > 0 {
+		out.Gateway = a.Unmap()
+	} else if r.Via != nil {
+		if v, ok := r.Via.(*netlink.Via); ok {
+			if a, ok := netip.AddrFromSlice(v.Addr); ok {
+				out.Gateway = a.Unmap()
+			}
+		}
+	}
+	if a, ok := netip.AddrFromSlice(r.Src); ok && len(r.Src) > 0 {
+		out.Src = a.Unmap()
+	}
+	return out
+}
+
+func fromNetlinkRule(r netlink.Rule, fam int) Rule {
+	out := Rule{Family: famOf(fam), Priority: r.Priority, FwMark: r.Mark, Invert: r.Invert, IIF: r.IifName,
+		OIF: r.OifName, Table: r.Table, SuppressPrefixLen: r.SuppressPrefixlen, Protocol: int(r.Protocol), Action: "lookup"}
+	if r.Mask != nil {
+		out.FwMask = *r.Mask
+	}
+	if p, ok := ipNetToPrefix(r.Src); ok {
+		out.From = p
+	}
+	if p, ok := ipNetToPrefix(r.Dst); ok {
+		out.To = p
+	}
+	switch r.Type {
+	case unix.FR_ACT_BLACKHOLE:
+		out.Action = "blackhole"
+	case unix.FR_ACT_UNREACHABLE:
+		out.Action = "unreachable"
+	case unix.FR_ACT_PROHIBIT:
+		out.Action = "prohibit"
+	case unix.FR_ACT_GOTO:
+		out.Action = "goto"
+	case unix.FR_ACT_NOP:
+		out.Action = "nop"
+	}
+	return out
+}
+
+func ipNetToPrefix(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
+}
+
+func prefixToIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func (s *linuxSystem) Apply(c Change) error {
+	switch c.Op {
+	case OpAddRoute, OpDelRoute:
+		if c.Route == nil {
+			return fmt.Errorf("%s: no route given", c.Op)
+		}
+		if c.Op == OpAddRoute {
+			return s.addRoute(*c.Route)
+		}
+		return s.delRoute(*c.Route)
+	case OpAddRule, OpDelRule:
+		if c.Rule == nil {
+			return fmt.Errorf("%s: no rule given", c.Op)
+		}
+		if c.Op == OpAddRule {
+			return s.addRule(*c.Rule)
+		}
+		return s.delRule(*c.Rule)
+	}
+	return fmt.Errorf("unknown change %q", c.Op)
+}
+
+func (s *linuxSystem) toNetlinkRoute(r Route) (*netlink.Route, error) {
+	if !r.Dst.IsValid() {
+		return nil, fmt.Errorf("route has no destination")
+	}
+	nr := &netlink.Route{Dst: prefixToIPNet(r.Dst.Masked()), Table: r.Table, Type: kernelType(r.Type),
+		Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope), Priority: r.Metric, Family: familyNum(r.Dst.Addr())}
+	if r.Gateway.IsValid() {
+		nr.Gw = r.Gateway.AsSlice()
+	}
+	if r.Src.IsValid() {
+		nr.Src = r.Src.AsSlice()
+	}
+	if r.Device != "" {
+		l, err := s.h.LinkByName(r.Device)
+		if err != nil {
+			return nil, fmt.Errorf("device %s: %w", r.Device, err)
+		}
+		nr.LinkIndex = l.Attrs().Index
+	}
+	return nr, nil
+}
+
+func familyNum(a netip.Addr) int {
+	if a.Is4() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
+}
+
+func (s *linuxSystem) addRoute(r Route) error {
+	nr, err := s.toNetlinkRoute(r)
+	if err != nil {
+		return fmt.Errorf("add route %s: %w", r, err)
+	}
+	if err := s.h.RouteAdd(nr); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			if m, _ := s.findRoute(r); m != nil {
+				return nil // replay of an add that already happened
+			}
+			return fmt.Errorf("add route %s: a different route to %s already exists in table %d", r, r.Dst, r.Table)
+		}
+		return fmt.Errorf("add route %s: %w", r, err)
+	}
+	return nil
+}
+
+// findRoute returns the kernel route that matches r exactly (dst, table,
+// type, protocol, gateway, device), or nil.
+func (s *linuxSystem) findRoute(r Route) (*netlink.Route, error) {
+	fam := familyNum(r.Dst.Addr())
+	rs, err := s.h.RouteListFiltered(fam, &netlink.Route{Table: r.Table}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, err
+	}
+	names := map[int]string{}
+	if links, err := s.h.LinkList(); err == nil {
+		for _, l := range links {
+			names[l.Attrs().Index] = l.Attrs().Name
+		}
+	}
+	for i := range rs {
+		got := fromNetlinkRoute(rs[i], fam, names)
+		if got.Table == r.Table && got.Dst == r.Dst.Masked() && got.Type == r.Type && got.Protocol == r.Protocol &&
+			got.Gateway == r.Gateway && got.Device == r.Device && (r.Metric == 0 || got.Metric == r.Metric) {
+			return &rs[i], nil
+		}
+	}
+	return nil, nil
+}
+
+func (s *linuxSystem) delRoute(r Route) error {
+	m, err := s.findRoute(r)
+	if err != nil {
+		return fmt.Errorf("delete route %s: %w", r, err)
+	}
+	if m == nil {
+		return nil // already gone: undo is idempotent
+	}
+	if err := s.h.RouteDel(m); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("delete route %s: %w", r, err)
+	}
+	return nil
+}
+
+func toNetlinkRule(r Rule) *netlink.Rule {
+	nr := netlink.NewRule()
+	nr.Family = netlink.FAMILY_V4
+	if r.Family == FamilyV6 {
+		nr.Family = netlink.FAMILY_V6
+	}
+	nr.Priority = r.Priority
+	nr.Table = r.Table
+	nr.Mark = r.FwMark
+	if r.FwMask != 0 {
+		m := r.FwMask
+		nr.Mask = &m
+	}
+	nr.Invert = r.Invert
+	nr.IifName = r.IIF
+	nr.OifName = r.OIF
+	nr.SuppressPrefixlen = r.SuppressPrefixLen
+	nr.Protocol = uint8(r.Protocol)
+	if r.From.IsValid() {
+		nr.Src = prefixToIPNet(r.From)
+	}
+	if r.To.IsValid() {
+		nr.Dst = prefixToIPNet(r.To)
+	}
+	switch r.Action {
+	case "blackhole":
+		nr.Type = unix.FR_ACT_BLACKHOLE
+	case "unreachable":
+		nr.Type = unix.FR_ACT_UNREACHABLE
+	case "prohibit":
+		nr.Type = unix.FR_ACT_PROHIBIT
+	}
+	return nr
+}
+
+func (s *linuxSystem) findRule(r Rule) (bool, error) {
+	fam := netlink.FAMILY_V4
+	if r.Family == FamilyV6 {
+		fam = netlink.FAMILY_V6
+	}
+	rules, err := s.h.RuleList(fam)
+	if err != nil {
+		return false, err
+	}
+	for _, k := range rules {
+		if SameRule(fromNetlinkRule(k, fam), r) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// SameRule reports whether a and b select the same traffic the same way.
+func SameRule(a, b Rule) bool {
+	norm := func(r Rule) Rule {
+		if r.Action == "" {
+			r.Action = "lookup"
+		}
+		if r.FwMark != 0 && r.FwMask == 0 {
+			r.FwMask = 0xffffffff
+		}
+		return r
+	}
+	a, b = norm(a), norm(b)
+	return a.Family == b.Family && a.Priority == b.Priority && a.From == b.From && a.To == b.To &&
+		a.FwMark == b.FwMark && a.FwMask == b.FwMask && a.Invert == b.Invert && a.IIF == b.IIF && a.OIF == b.OIF &&
+		a.Table == b.Table && a.SuppressPrefixLen == b.SuppressPrefixLen && a.Protocol == b.Protocol && a.Action == b.Action
+}
+
+func (s *linuxSystem) addRule(r Rule) error {
+	if ok, err := s.findRule(r); err != nil {
+		return fmt.Errorf("add rule %s: %w", r, err)
+	} else if ok {
+		return nil
+	}
+	if err := s.h.RuleAdd(toNetlinkRule(r)); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add rule %s: %w", r, err)
+	}
+	return nil
+}
+
+func (s *linuxSystem) delRule(r Rule) error {
+	ok, err := s.findRule(r)
+	if err != nil {
+		return fmt.Errorf("delete rule %s: %w", r, err)
+	}
+	if !ok {
+		return nil
+	}
+	if err := s.h.RuleDel(toNetlinkRule(r)); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("delete rule %s: %w", r, err)
+	}
+	return nil
+}
+
+func (s *linuxSystem) Lookup(q Query) (Route, error) {
+	if !q.Dst.IsValid() {
+		return Route{}, errors.New("lookup: no destination")
+	}
+	opts := &netlink.RouteGetOptions{Mark: q.FwMark, Iif: q.IIF}
+	if q.Src.IsValid() {
+		opts.SrcAddr = q.Src.AsSlice()
+	}
+	rs, err := s.h.RouteGetWithOptions(q.Dst.AsSlice(), opts)
+	if err != nil {
+		return Route{}, fmt.Errorf("route get %s: %w", q.Dst, err)
+	}
+	if len(rs) == 0 {
+		return Route{}, fmt.Errorf("route get %s: no route", q.Dst)
+	}
+	names := map[int]string{}
+	if l, err := s.h.LinkByIndex(rs[0].LinkIndex); err == nil {
+		names[rs[0].LinkIndex] = l.Attrs().Name
+	}
+	fam := familyNum(q.Dst)
+	out := fromNetlinkRoute(rs[0], fam, names)
+	out.Dst = netip.PrefixFrom(q.Dst, q.Dst.BitLen())
+	return out, nil
+}
