@@ -1,0 +1,310 @@
+// Package agent is the background process that holds the tunnel. It is the
+// only part of the client that runs as root and changes routes; the CLI and
+// the tray drive it over the control socket.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/gwapi"
+	"github.com/clearpath-vpn/clearpath/client/key"
+	"github.com/clearpath-vpn/clearpath/client/tunnel"
+	"github.com/clearpath-vpn/clearpath/routes"
+	"github.com/clearpath-vpn/clearpath/server/api"
+)
+
+// DefaultTimeout bounds `up` when the request names none.
+const DefaultTimeout = 15 * time.Second
+
+// Agent holds at most one tunnel.
+type Agent struct {
+	dir    string
+	log    *slog.Logger
+	engine *routes.Engine
+
+	mu     sync.Mutex
+	status control.Status
+	tun    *tunnel.Tunnel
+}
+
+// New returns an agent keeping its state in dir.
+func New(dir string, sys routes.System, log *slog.Logger) *Agent {
+	return &Agent{dir: dir, log: log, engine: routes.NewEngine(sys, dir), status: control.Status{State: control.StateDown}}
+}
+
+// Run takes the state dir's lock, recovers what a crashed session left,
+// serves the control socket and returns when ctx ends or after `down`,
+// having torn the tunnel down.
+func Run(ctx context.Context, dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "agent.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("agent lock: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("another agent already runs for %s", dir)
+	}
+	sys, err := routes.NewSystem()
+	if err != nil {
+		return err
+	}
+	a := New(dir, sys, log)
+	if rep, err := a.engine.Recover(); err != nil {
+		log.Error("recover routes of a previous session", "err", err)
+	} else if !rep.Empty() {
+		log.Warn("restored routes left by a crashed session", "undone", len(rep.Undone), "swept", len(rep.Swept), "problems", rep.Problems)
+	}
+	sock := control.SocketPath(dir)
+	os.Remove(sock) // a socket file left by a killed agent; the lock proves none runs
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	os.Chmod(sock, 0o600)
+	os.WriteFile(filepath.Join(dir, "agent.pid"), fmt.Appendf(nil, "%d\n", os.Getpid()), 0o600)
+	defer os.Remove(filepath.Join(dir, "agent.pid"))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv := &http.Server{Handler: control.NewServer(a, cancel), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	log.Info("agent ready", "socket", sock, "pid", os.Getpid())
+	<-ctx.Done()
+	// Let the answer to `down` reach the CLI before the socket closes.
+	shut, c := context.WithTimeout(context.Background(), 2*time.Second)
+	defer c()
+	srv.Shutdown(shut)
+	a.teardown()
+	os.Remove(sock)
+	log.Info("agent stopped")
+	return nil
+}
+
+// Status implements control.Handler.
+func (a *Agent) Status() control.Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.status
+	s.AgentPID = os.Getpid()
+	if a.tun != nil {
+		if st, err := a.tun.Stats(); err == nil {
+			s.RxBytes, s.TxBytes = st.RxBytes, st.TxBytes
+			if !st.LastHandshake.IsZero() {
+				hs := st.LastHandshake.UTC()
+				age := time.Since(hs).Seconds()
+				s.LatestHandshake, s.HandshakeAgeSec = &hs, &age
+			}
+		}
+		if rs, rules, err := a.engine.Owned(); err == nil {
+			for _, r := range rs {
+				s.Routes = append(s.Routes, r.String())
+			}
+			for _, r := range rules {
+				s.Rules = append(s.Rules, r.String())
+			}
+		}
+	}
+	return s
+}
+
+// Up implements control.Handler: connect, and answer only once a reply came
+// back through the tunnel; on failure roll everything back.
+func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, error) {
+	a.mu.Lock()
+	if a.status.State == control.StateUp || a.status.State == control.StateConnecting {
+		s := a.status
+		a.mu.Unlock()
+		if s.State == control.StateUp && s.Server == req.Server && (req.Network == "" || req.Network == s.Network) {
+			return a.Status(), nil
+		}
+		return s, fmt.Errorf("already %s to %s (network %s): run `vpn down` first", s.State, s.Server, s.Network)
+	}
+	a.status = control.Status{State: control.StateConnecting, Server: req.Server}
+	a.mu.Unlock()
+
+	start := time.Now()
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := a.connect(ctx, req)
+	a.mu.Lock()
+	if err != nil {
+		a.status = control.Status{State: control.StateDown, Error: err.Error(), Server: req.Server}
+		a.mu.Unlock()
+		a.log.Error("up failed", "err", err)
+		return a.Status(), err
+	}
+	now := time.Now().UTC()
+	st.State, st.ConnectedAt, st.SetupMillis = control.StateUp, &now, time.Since(start).Milliseconds()
+	a.status = st
+	a.mu.Unlock()
+	a.log.Info("tunnel up", "interface", st.Interface, "addresses", st.Addresses, "endpoint", st.Endpoint, "setup_ms", st.SetupMillis)
+	return a.Status(), nil
+}
+
+func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.Status, err error) {
+	if req.Token == "" {
+		return st, errors.New("no token: log in first (vpn login) or pass --token-file")
+	}
+	priv, err := key.LoadOrCreate(a.dir)
+	if err != nil {
+		return st, err
+	}
+	gw, err := gwapi.New(req.Server)
+	if err != nil {
+		return st, err
+	}
+	host := req.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	pc, err := gw.Register(ctx, req.Token, api.RegisterRequest{PublicKey: priv.PublicKey().String(), Hostname: host, OS: runtime.GOOS, Network: req.Network})
+	if err != nil {
+		return st, fmt.Errorf("register with %s: %w", req.Server, err)
+	}
+	cfg, err := tunnelConfig(ctx, pc, priv)
+	if err != nil {
+		return st, err
+	}
+	cfg.Interface = req.Interface
+	if cfg.Interface == "" {
+		cfg.Interface = os.Getenv("VPN_INTERFACE")
+	}
+	if cfg.Interface == "" {
+		if cfg.Interface, err = tunnel.PickName(); err != nil {
+			return st, err
+		}
+	}
+	if err := a.engine.Begin(); err != nil {
+		return st, fmt.Errorf("prepare routes: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			a.teardown()
+		}
+	}()
+	t, err := tunnel.Up(cfg, a.log)
+	if err != nil {
+		return st, fmt.Errorf("create tunnel: %w", err)
+	}
+	a.mu.Lock()
+	a.tun = t
+	a.mu.Unlock()
+	if err := a.engine.Apply(routes.TunnelChanges(t.Name, cfg.AllowedIPs)...); err != nil {
+		return st, fmt.Errorf("install routes: %w", err)
+	}
+	if err := probeAll(ctx, cfg.Addresses, pc.Gateway.Addresses); err != nil {
+		return st, fmt.Errorf("tunnel to %s did not carry traffic (handshake or reply missing; is UDP %s reachable?): %w", cfg.Endpoint, cfg.Endpoint, err)
+	}
+	if s, err := t.Stats(); err != nil || s.LastHandshake.IsZero() {
+		return st, fmt.Errorf("no WireGuard handshake with %s", cfg.Endpoint)
+	}
+	exp := pc.ExpiresAt
+	st = control.Status{Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
+		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
+		AllowedIPs: pc.Gateway.AllowedIPs, ExpiresAt: &exp}
+	return st, nil
+}
+
+// probeAll pings the gateway's tunnel address of each family we have an
+// address in, so `up` proves IPv4 and IPv6 both cross.
+func probeAll(ctx context.Context, ours []netip.Prefix, gateway []string) error {
+	for _, g := range gateway {
+		dst, err := netip.ParseAddr(g)
+		if err != nil {
+			continue
+		}
+		for _, src := range ours {
+			if src.Addr().Is4() == dst.Is4() {
+				if err := tunnel.Probe(ctx, src.Addr(), dst); err != nil {
+					return err
+				}
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func tunnelConfig(ctx context.Context, pc *api.PeerConfig, priv wgtypes.Key) (tunnel.Config, error) {
+	cfg := tunnel.Config{PrivateKey: priv, MTU: pc.MTU, FwMark: routes.FwMark, Keepalive: pc.PersistentKeepalive}
+	var err error
+	if cfg.PeerKey, err = wgtypes.ParseKey(pc.Gateway.PublicKey); err != nil {
+		return cfg, fmt.Errorf("gateway public key: %w", err)
+	}
+	ep, err := gwapi.ParseEndpoint(pc.Gateway.Endpoint)
+	if err != nil {
+		return cfg, fmt.Errorf("gateway endpoint: %w", err)
+	}
+	if cfg.Endpoint, err = tunnel.ResolveEndpoint(ctx, ep.Host, ep.Port); err != nil {
+		return cfg, err
+	}
+	for _, s := range pc.Addresses {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return cfg, fmt.Errorf("address %q: %w", s, err)
+		}
+		cfg.Addresses = append(cfg.Addresses, p)
+	}
+	for _, s := range pc.Gateway.AllowedIPs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return cfg, fmt.Errorf("allowed IP %q: %w", s, err)
+		}
+		cfg.AllowedIPs = append(cfg.AllowedIPs, p.Masked())
+	}
+	return cfg, nil
+}
+
+// Down implements control.Handler.
+func (a *Agent) Down(ctx context.Context) (control.Status, error) {
+	rep := a.teardown()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.status = control.Status{State: control.StateDown}
+	if rep != nil && len(rep.Problems) > 0 {
+		a.status.Error = fmt.Sprint("restore: ", rep.Problems)
+	}
+	return a.status, nil
+}
+
+// teardown closes the tunnel and restores the routes from the journal.
+func (a *Agent) teardown() *routes.Report {
+	a.mu.Lock()
+	t := a.tun
+	a.tun = nil
+	a.mu.Unlock()
+	if t != nil {
+		t.Close()
+	}
+	if !a.engine.Active() {
+		return nil
+	}
+	rep, err := a.engine.End()
+	if err != nil {
+		a.log.Error("restore routes", "err", err)
+	} else if len(rep.Problems) > 0 {
+		a.log.Warn("restore routes", "problems", rep.Problems)
+	}
+	return rep
+}

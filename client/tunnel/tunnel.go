@@ -1,0 +1,176 @@
+// Package tunnel brings up the client's side of the WireGuard tunnel: a
+// wireguard-go device on a TUN interface, configured over its UAPI, with the
+// tunnel addresses on the link. Routes are not its business: the agent adds
+// them through the routes engine so every change is journaled.
+package tunnel
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/clearpath-vpn/clearpath/internal/wgdev"
+)
+
+// Config is what the tunnel needs.
+type Config struct {
+	Interface  string
+	MTU        int
+	PrivateKey wgtypes.Key
+	// FwMark marks the WireGuard socket's packets so policy routing sends
+	// them outside the tunnel.
+	FwMark     uint32
+	PeerKey    wgtypes.Key
+	Endpoint   netip.AddrPort
+	AllowedIPs []netip.Prefix
+	Addresses  []netip.Prefix
+	Keepalive  int
+}
+
+// Tunnel is a running client tunnel.
+type Tunnel struct {
+	Name string
+	dev  *wgdev.Device
+}
+
+// PickName returns the first cpN that is neither a link here nor a running
+// WireGuard device anywhere on the machine (UAPI sockets are machine-wide).
+func PickName() (string, error) {
+	for i := 0; i < 100; i++ {
+		name := fmt.Sprintf("cp%d", i)
+		if _, err := netlink.LinkByName(name); err == nil {
+			continue
+		}
+		if wgdev.InUse(name) {
+			continue
+		}
+		return name, nil
+	}
+	return "", fmt.Errorf("no free interface name cp0-cp99")
+}
+
+// Up creates and configures the tunnel. On error nothing is left behind.
+func Up(cfg Config, log *slog.Logger) (t *Tunnel, err error) {
+	if cfg.MTU == 0 {
+		cfg.MTU = 1420
+	}
+	dev, err := wgdev.Create(cfg.Interface, cfg.MTU, log)
+	if err != nil {
+		return nil, err
+	}
+	t = &Tunnel{Name: dev.Name, dev: dev}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	if err := dev.Dev.IpcSet(uapiConfig(cfg)); err != nil {
+		return nil, fmt.Errorf("configure WireGuard on %s: %w", t.Name, err)
+	}
+	if err := dev.Up(); err != nil {
+		return nil, fmt.Errorf("bring WireGuard up on %s: %w", t.Name, err)
+	}
+	link, err := netlink.LinkByName(t.Name)
+	if err != nil {
+		return nil, fmt.Errorf("find link %s: %w", t.Name, err)
+	}
+	for _, a := range cfg.Addresses {
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(a.Bits(), a.Addr().BitLen())}}
+		if a.Addr().Is6() {
+			addr.Flags = unix.IFA_F_NODAD // usable at once; nothing else on a point-to-point tunnel can hold it
+		}
+		if err := netlink.AddrReplace(link, addr); err != nil {
+			return nil, fmt.Errorf("add address %s to %s: %w", a, t.Name, err)
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return nil, fmt.Errorf("set %s up: %w", t.Name, err)
+	}
+	return t, nil
+}
+
+func uapiConfig(cfg Config) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "private_key=%s\n", hex.EncodeToString(cfg.PrivateKey[:]))
+	fmt.Fprintf(&b, "fwmark=%d\n", cfg.FwMark)
+	b.WriteString("replace_peers=true\n")
+	fmt.Fprintf(&b, "public_key=%s\n", hex.EncodeToString(cfg.PeerKey[:]))
+	fmt.Fprintf(&b, "endpoint=%s\n", cfg.Endpoint)
+	fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", cfg.Keepalive)
+	b.WriteString("replace_allowed_ips=true\n")
+	for _, p := range cfg.AllowedIPs {
+		fmt.Fprintf(&b, "allowed_ip=%s\n", p)
+	}
+	return b.String()
+}
+
+// Stats are the peer's counters.
+type Stats struct {
+	LastHandshake time.Time
+	RxBytes       int64
+	TxBytes       int64
+}
+
+// Stats reads the gateway peer's handshake time and byte counters.
+func (t *Tunnel) Stats() (Stats, error) {
+	s, err := t.dev.Dev.IpcGet()
+	if err != nil {
+		return Stats{}, fmt.Errorf("read WireGuard state of %s: %w", t.Name, err)
+	}
+	return parseStats(s), nil
+}
+
+func parseStats(uapi string) Stats {
+	var st Stats
+	var sec, nsec int64
+	sc := bufio.NewScanner(strings.NewReader(uapi))
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), "=")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "last_handshake_time_sec":
+			sec = n
+		case "last_handshake_time_nsec":
+			nsec = n
+		case "rx_bytes":
+			st.RxBytes += n
+		case "tx_bytes":
+			st.TxBytes += n
+		}
+	}
+	if sec > 0 {
+		st.LastHandshake = time.Unix(sec, nsec)
+	}
+	return st
+}
+
+// Close stops wireguard-go; the kernel removes the link and its routes.
+func (t *Tunnel) Close() {
+	if t.dev != nil {
+		t.dev.Close()
+		t.dev = nil
+	}
+}
+
+// ResolveEndpoint turns host:port into an address, resolving a name.
+func ResolveEndpoint(ctx context.Context, host string, port uint16) (netip.AddrPort, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return netip.AddrPortFrom(a.Unmap(), port), nil
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolve endpoint %s: %v", host, err)
+	}
+	return netip.AddrPortFrom(addrs[0].Unmap(), port), nil
+}

@@ -1,0 +1,88 @@
+// Package factory holds what every vpn command needs (state dir, output
+// streams, the agent connection), so commands receive it instead of
+// reaching for globals and tests can swap it.
+package factory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/client/control"
+)
+
+// DefaultStateDir is used when neither --state-dir nor VPN_STATE_DIR is set.
+const DefaultStateDir = "/var/lib/clearpath"
+
+// Factory is shared by the commands.
+type Factory struct {
+	StateDir string
+	Out      io.Writer
+	ErrOut   io.Writer
+}
+
+// New returns the factory for a real run.
+func New() *Factory {
+	dir := os.Getenv("VPN_STATE_DIR")
+	if dir == "" {
+		dir = DefaultStateDir
+	}
+	return &Factory{StateDir: dir, Out: os.Stdout, ErrOut: os.Stderr}
+}
+
+// Control returns a client of the agent of this state dir.
+func (f *Factory) Control() *control.Client {
+	return control.NewClient(control.SocketPath(f.StateDir))
+}
+
+// EnsureAgent returns a client of a running agent, starting one (detached,
+// in this network namespace) when none answers and we are root.
+func (f *Factory) EnsureAgent(ctx context.Context) (*control.Client, error) {
+	c := f.Control()
+	if _, err := c.Status(ctx); err == nil {
+		return c, nil
+	} else if !errors.Is(err, control.ErrNoAgent) {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("no agent is running and starting one needs root: run `sudo vpn up ...` or start the clearpath service")
+	}
+	if err := os.MkdirAll(f.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(filepath.Join(f.StateDir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe, "agent", "--state-dir", f.StateDir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this CLI and its terminal
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("agent exited at start (%v); see %s", err, filepath.Join(f.StateDir, "agent.log"))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if _, err := c.Status(ctx); err == nil {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("agent did not answer within 5s; see %s", filepath.Join(f.StateDir, "agent.log"))
+}

@@ -1,0 +1,102 @@
+// Package status implements `vpn status`.
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+)
+
+// Options are the inputs of `vpn status`.
+type Options struct{ JSON bool }
+
+// NewCmd returns `vpn status`. get replaces the agent in tests.
+func NewCmd(f *factory.Factory, get func(context.Context) (*control.Status, error)) *cobra.Command {
+	o := &Options{}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the tunnel's state, addresses, handshake and traffic",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if get == nil {
+				get = f.Control().Status
+			}
+			st, err := get(cmd.Context())
+			if errors.Is(err, control.ErrNoAgent) {
+				st, err = &control.Status{State: control.StateDown}, nil
+			}
+			if err != nil {
+				return err
+			}
+			if o.JSON {
+				enc := json.NewEncoder(f.Out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			Print(f.Out, st)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	return cmd
+}
+
+// Print renders st for people.
+func Print(w io.Writer, st *control.Status) {
+	fmt.Fprintf(w, "state       %s\n", st.State)
+	if st.Error != "" {
+		fmt.Fprintf(w, "last error  %s\n", st.Error)
+	}
+	if st.State != control.StateUp {
+		return
+	}
+	who := st.Email
+	if who == "" {
+		who = st.User
+	}
+	rows := [][2]string{
+		{"server", st.Server}, {"network", st.Network}, {"user", who}, {"interface", st.Interface},
+		{"addresses", strings.Join(st.Addresses, ", ")}, {"endpoint", st.Endpoint},
+	}
+	if st.HandshakeAgeSec != nil {
+		rows = append(rows, [2]string{"handshake", fmt.Sprintf("%s ago", time.Duration(*st.HandshakeAgeSec*float64(time.Second)).Round(time.Second))})
+	}
+	rows = append(rows, [2]string{"transfer", fmt.Sprintf("%s received, %s sent", bytes(st.RxBytes), bytes(st.TxBytes))})
+	if st.ExpiresAt != nil {
+		rows = append(rows, [2]string{"expires", st.ExpiresAt.Local().Format(time.RFC1123)})
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-11s %s\n", r[0], r[1])
+	}
+	if len(st.Routes)+len(st.Rules) > 0 {
+		fmt.Fprintln(w, "routes installed:")
+		for _, r := range st.Routes {
+			fmt.Fprintf(w, "  %s\n", r)
+		}
+		for _, r := range st.Rules {
+			fmt.Fprintf(w, "  rule %s\n", r)
+		}
+	}
+}
+
+func bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,113 @@
+// Package up implements `vpn up`.
+package up
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+)
+
+// Options are the inputs of `vpn up`.
+type Options struct {
+	Server    string
+	TokenFile string
+	Network   string
+	Interface string
+	Timeout   time.Duration
+	JSON      bool
+}
+
+// Agent is the part of the agent connection `up` needs.
+type Agent interface {
+	Up(ctx context.Context, req control.UpRequest) (*control.Status, error)
+}
+
+// NewCmd returns `vpn up`. run replaces the effect in tests.
+func NewCmd(f *factory.Factory, run func(context.Context, *Options) error) *cobra.Command {
+	o := &Options{}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Connect: register this device with the gateway and bring the tunnel up",
+		Long: `Connect to a ClearPath gateway. Returns only once a WireGuard handshake happened
+and a reply came back through the tunnel; otherwise everything is rolled back and the
+reason is printed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if run != nil {
+				return run(cmd.Context(), o)
+			}
+			return Run(cmd.Context(), f, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Server, "server", "", "gateway URL, e.g. https://vpn.example.com")
+	cmd.Flags().StringVar(&o.TokenFile, "token-file", "", "file holding a bearer token obtained elsewhere (automation)")
+	cmd.Flags().StringVar(&o.Network, "network", "", "network to join when you belong to several")
+	cmd.Flags().StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env VPN_INTERFACE or the first free cpN)")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long to wait for traffic through the tunnel")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the resulting status as JSON")
+	return cmd
+}
+
+// ReadToken reads a bearer token from path.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", path)
+	}
+	if strings.ContainsAny(tok, " \n\t") {
+		return "", fmt.Errorf("token file %s holds more than one token or stray text", path)
+	}
+	return tok, nil
+}
+
+// Run connects through the agent (starting it if needed).
+func Run(ctx context.Context, f *factory.Factory, o *Options) error {
+	if o.Server == "" {
+		return errors.New("--server is required (the gateway URL)")
+	}
+	if o.TokenFile == "" {
+		return errors.New("--token-file is required for now (browser login: `vpn login`, coming)")
+	}
+	tok, err := ReadToken(o.TokenFile)
+	if err != nil {
+		return err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	start := time.Now()
+	c, err := f.EnsureAgent(ctx)
+	if err != nil {
+		return err
+	}
+	return connect(ctx, f, c, o, tok, start)
+}
+
+func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok string, start time.Time) error {
+	st, err := c.Up(ctx, control.UpRequest{Server: o.Server, Token: tok, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout})
+	if err != nil {
+		return fmt.Errorf("up failed: %w", err)
+	}
+	if o.JSON {
+		return writeJSON(f, st)
+	}
+	fmt.Fprintf(f.Out, "Connected to %s (network %s) in %d ms\n", st.Server, st.Network, time.Since(start).Milliseconds())
+	fmt.Fprintf(f.Out, "  interface  %s\n  addresses  %s\n  endpoint   %s\n  routes     %s\n",
+		st.Interface, strings.Join(st.Addresses, ", "), st.Endpoint, strings.Join(st.AllowedIPs, ", "))
+	if st.ExpiresAt != nil {
+		fmt.Fprintf(f.Out, "  expires    %s\n", st.ExpiresAt.Local().Format(time.RFC1123))
+	}
+	return nil
+}

@@ -1,0 +1,37 @@
+// Command vpn is the ClearPath client: `vpn up`, `vpn down`, `vpn status`,
+// and the background `vpn agent` that holds the tunnel.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/agentcmd"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/down"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/status"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/up"
+)
+
+func main() {
+	f := factory.New()
+	root := &cobra.Command{
+		Use:           "vpn",
+		Short:         "ClearPath VPN client: WireGuard with route hygiene",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&f.StateDir, "state-dir", f.StateDir, "client state directory (env VPN_STATE_DIR)")
+	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f))
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "vpn:", err)
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			os.Exit(ec.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
