@@ -24,6 +24,8 @@ type Engine struct {
 	// afterIntent, when set (tests), runs between an intent record and its
 	// change, where a crash is most delicate.
 	afterIntent func(Change)
+	// afterApply, when set (tests), runs between a change and its done record.
+	afterApply func(Change)
 }
 
 // Report says what Recover or End did.
@@ -118,6 +120,9 @@ func (e *Engine) Apply(changes ...Change) error {
 		}
 		if err := e.sys.Apply(c); err != nil {
 			return err
+		}
+		if e.afterApply != nil {
+			e.afterApply(c)
 		}
 		if err := e.j.Done(seq); err != nil {
 			return err

@@ -97,6 +97,12 @@ func fromNetlinkRoute(r netlink.Route, fam int, names map[int]string) Route {
 	if t, ok := routeTypes[r.Type]; ok {
 		out.Type = t
 	}
+	switch out.Type {
+	case TypeThrow, TypeBlackhole, TypeUnreachable, TypeProhibit:
+		// IPv6 reports these "dev lo"; they have no device in truth, and
+		// the model must match what was added without one.
+		out.Device = ""
+	}
 	if p, ok := ipNetToPrefix(r.Dst); ok {
 		out.Dst = p.Masked()
 	} else if fam == netlink.FAMILY_V6 {
