@@ -12,6 +12,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/agentcmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/down"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/routescmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/status"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/up"
 )
@@ -25,7 +26,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&f.StateDir, "state-dir", f.StateDir, "client state directory (env VPN_STATE_DIR)")
-	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f))
+	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f), routescmd.NewCmd(f, nil))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "vpn:", err)
 		var ec interface{ ExitCode() int }

@@ -1,0 +1,185 @@
+// Package routescmd implements `vpn routes`: show, snapshot, diff, restore.
+package routescmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/routes"
+)
+
+// NewCmd returns `vpn routes`. sys, when non-nil, replaces the live system (tests).
+func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Command {
+	if sys == nil {
+		sys = routes.NewSystem
+	}
+	cmd := &cobra.Command{Use: "routes", Short: "Inspect, snapshot, diff and restore the routing table"}
+	var all, asJSON bool
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Show the routes and rules ClearPath installed (--all: everything, ours marked)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			s, err := sys()
+			if err != nil {
+				return err
+			}
+			snap, err := s.Snapshot()
+			if err != nil {
+				return err
+			}
+			if !all {
+				snap.Routes, snap.Rules = routes.OwnedItems(snap)
+			}
+			if asJSON {
+				return writeJSON(f.Out, snap)
+			}
+			printSnapshot(f.Out, snap)
+			return nil
+		},
+	}
+	show.Flags().BoolVar(&all, "all", false, "show every route and rule, not only ours")
+	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	var out string
+	snapshot := &cobra.Command{
+		Use:   "snapshot",
+		Short: "Save every route, rule, link and address to a file (JSON)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			s, err := sys()
+			if err != nil {
+				return err
+			}
+			snap, err := s.Snapshot()
+			if err != nil {
+				return err
+			}
+			w := f.Out
+			if out != "" && out != "-" {
+				file, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+				if err != nil {
+					return err
+				}
+				defer file.Close()
+				w = file
+			}
+			if err := writeJSON(w, snap); err != nil {
+				return err
+			}
+			if w != f.Out {
+				fmt.Fprintf(f.ErrOut, "saved %d routes and %d rules to %s\n", len(snap.Routes), len(snap.Rules), out)
+			}
+			return nil
+		},
+	}
+	snapshot.Flags().StringVarP(&out, "output", "o", "-", "file to write (- for stdout)")
+
+	diff := &cobra.Command{
+		Use:   "diff FILE",
+		Short: "Show what changed since a snapshot; exit 1 when something did",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var before routes.Snapshot
+			if err := json.Unmarshal(data, &before); err != nil {
+				return fmt.Errorf("%s is not a snapshot: %w", args[0], err)
+			}
+			s, err := sys()
+			if err != nil {
+				return err
+			}
+			now, err := s.Snapshot()
+			if err != nil {
+				return err
+			}
+			d := routes.Compare(&before, now)
+			if d.Empty() {
+				fmt.Fprintln(f.Out, "no difference")
+				return nil
+			}
+			for _, r := range d.RemovedRoutes {
+				fmt.Fprintf(f.Out, "- route %s%s\n", r, owner(r.Protocol))
+			}
+			for _, r := range d.AddedRoutes {
+				fmt.Fprintf(f.Out, "+ route %s%s\n", r, owner(r.Protocol))
+			}
+			for _, r := range d.RemovedRules {
+				fmt.Fprintf(f.Out, "- rule  %s%s\n", r, owner(r.Protocol))
+			}
+			for _, r := range d.AddedRules {
+				fmt.Fprintf(f.Out, "+ rule  %s%s\n", r, owner(r.Protocol))
+			}
+			return exitError{1}
+		},
+	}
+
+	restore := &cobra.Command{
+		Use:   "restore",
+		Short: "Replay the journal in reverse and remove every leftover route or rule of ours",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := f.Control().Status(cmd.Context()); err == nil {
+				return fmt.Errorf("an agent is running: use `vpn down` to end its session")
+			}
+			s, err := sys()
+			if err != nil {
+				return err
+			}
+			rep, err := routes.NewEngine(s, f.StateDir).Recover()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(f.Out, "%d changes undone, %d leftovers removed\n", len(rep.Undone), len(rep.Swept))
+			for _, c := range append(rep.Undone, rep.Swept...) {
+				fmt.Fprintf(f.Out, "  %s\n", c)
+			}
+			for _, p := range rep.Problems {
+				fmt.Fprintf(f.ErrOut, "warning: %s\n", p)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(show, snapshot, diff, restore)
+	return cmd
+}
+
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return "the routing table differs from the snapshot" }
+func (e exitError) ExitCode() int { return e.code }
+
+func owner(proto int) string {
+	if proto == routes.Protocol {
+		return "   [clearpath]"
+	}
+	return ""
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printSnapshot(w io.Writer, snap *routes.Snapshot) {
+	rs := append([]routes.Route(nil), snap.Routes...)
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Table < rs[j].Table })
+	fmt.Fprintf(w, "routes (%d):\n", len(rs))
+	for _, r := range rs {
+		fmt.Fprintf(w, "  %s%s\n", r, owner(r.Protocol))
+	}
+	fmt.Fprintf(w, "rules (%d):\n", len(snap.Rules))
+	for _, r := range snap.Rules {
+		fmt.Fprintf(w, "  %s%s\n", r, owner(r.Protocol))
+	}
+}
