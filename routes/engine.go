@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 )
 
@@ -140,6 +141,45 @@ func (e *Engine) End() (*Report, error) {
 		e.j = nil
 	}
 	return e.restore()
+}
+
+// Reconcile makes our routes and rules equal desired: adds what is missing
+// first (no gap in coverage), then removes what is no longer wanted; every
+// change goes through the journal.
+func (e *Engine) Reconcile(desired []Change) (added, removed []Change, err error) {
+	routes, rules, err := e.Owned()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range desired {
+		switch {
+		case c.Route != nil && !slices.ContainsFunc(routes, func(r Route) bool { return sameRoute(*c.Route, r) }):
+			added = append(added, c)
+		case c.Rule != nil && !slices.ContainsFunc(rules, func(r Rule) bool { return SameRule(*c.Rule, r) }):
+			added = append(added, c)
+		}
+	}
+	for _, r := range routes {
+		if !slices.ContainsFunc(desired, func(c Change) bool { return c.Route != nil && sameRoute(*c.Route, r) }) {
+			removed = append(removed, Change{Op: OpDelRoute, Route: &r})
+		}
+	}
+	for _, r := range rules {
+		if !slices.ContainsFunc(desired, func(c Change) bool { return c.Rule != nil && SameRule(*c.Rule, r) }) {
+			removed = append(removed, Change{Op: OpDelRule, Rule: &r})
+		}
+	}
+	if err := e.Apply(added...); err != nil {
+		return added, nil, err
+	}
+	return added, removed, e.Apply(removed...)
+}
+
+// sameRoute reports whether the kernel route got is the route want asks for
+// (the kernel fills in a metric when none was given).
+func sameRoute(want, got Route) bool {
+	return want.Table == got.Table && want.Dst.Masked() == got.Dst && want.Type == got.Type && want.Protocol == got.Protocol &&
+		want.Gateway == got.Gateway && want.Device == got.Device && (want.Metric == 0 || want.Metric == got.Metric)
 }
 
 // Owned returns the routes and rules carrying our protocol right now.
@@ -323,30 +363,6 @@ func writeFileSync(path string, v any) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return syncDir(filepath.Dir(path))
-}
-
-// TunnelChanges returns the changes that route prefixes into dev through our
-// table, and send unmarked traffic of both families to that table (the
-// WireGuard socket's own packets carry FwMark and skip it).
-func TunnelChanges(dev string, prefixes []netip.Prefix) []Change {
-	var out []Change
-	for _, p := range prefixes {
-		fam := FamilyV4
-		if p.Addr().Is6() {
-			fam = FamilyV6
-		}
-		r := Route{Family: fam, Table: Table, Type: TypeUnicast, Dst: p.Masked(), Device: dev, Protocol: Protocol, Scope: 253}
-		if fam == FamilyV6 {
-			r.Scope = 0 // the kernel stores IPv6 routes with universe scope
-		}
-		out = append(out, Change{Op: OpAddRoute, Route: &r})
-	}
-	for _, fam := range []Family{FamilyV4, FamilyV6} {
-		r := Rule{Family: fam, Priority: PriorityTunnelRule, FwMark: FwMark, Invert: true, Table: Table,
-			SuppressPrefixLen: -1, Protocol: Protocol, Action: "lookup"}
-		out = append(out, Change{Op: OpAddRule, Rule: &r})
-	}
-	return out
 }
 
 // Diff lists what is in b and not in a (Added) and in a and not in b (Removed).

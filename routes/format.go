@@ -18,7 +18,7 @@ func (r Route) String() string {
 	if r.Device != "" {
 		fmt.Fprintf(&b, " dev %s", r.Device)
 	}
-	fmt.Fprintf(&b, " table %d", r.Table)
+	fmt.Fprintf(&b, " table %s", TableName(r.Table))
 	if r.Protocol != 0 {
 		fmt.Fprintf(&b, " proto %d", r.Protocol)
 	}
@@ -65,7 +65,7 @@ func (r Rule) String() string {
 	}
 	switch r.Action {
 	case "", "lookup":
-		fmt.Fprintf(&b, " lookup %d", r.Table)
+		fmt.Fprintf(&b, " lookup %s", TableName(r.Table))
 	default:
 		b.WriteString(" " + r.Action)
 	}
@@ -108,4 +108,17 @@ func (c Change) String() string {
 		return fmt.Sprintf("ip %srule %s priority %s%s", fam, verb, prio, rest)
 	}
 	return string(c.Op)
+}
+
+// TableName names the well-known tables as `ip` does.
+func TableName(t int) string {
+	switch t {
+	case 253:
+		return "default"
+	case 254:
+		return "main"
+	case 255:
+		return "local"
+	}
+	return fmt.Sprint(t)
 }

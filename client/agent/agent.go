@@ -36,15 +36,18 @@ type Agent struct {
 	dir    string
 	log    *slog.Logger
 	engine *routes.Engine
+	sys    routes.System
 
 	mu     sync.Mutex
 	status control.Status
 	tun    *tunnel.Tunnel
+	spec   routes.TunnelSpec
+	stop   context.CancelFunc // ends the session's route watcher
 }
 
 // New returns an agent keeping its state in dir.
 func New(dir string, sys routes.System, log *slog.Logger) *Agent {
-	return &Agent{dir: dir, log: log, engine: routes.NewEngine(sys, dir), status: control.Status{State: control.StateDown}}
+	return &Agent{dir: dir, log: log, sys: sys, engine: routes.NewEngine(sys, dir), status: control.Status{State: control.StateDown}}
 }
 
 // Run takes the state dir's lock, recovers what a crashed session left,
@@ -110,6 +113,11 @@ func (a *Agent) Status() control.Status {
 				hs := st.LastHandshake.UTC()
 				age := time.Since(hs).Seconds()
 				s.LatestHandshake, s.HandshakeAgeSec = &hs, &age
+			}
+		}
+		if snap, err := a.sys.Snapshot(); err == nil {
+			for _, o := range routes.Overlaps(snap, a.spec) {
+				s.Overlaps = append(s.Overlaps, control.Overlap{Pushed: o.Pushed.String(), Local: o.Local.String(), Winner: o.Winner})
 			}
 		}
 		if rs, rules, err := a.engine.Owned(); err == nil {
@@ -210,7 +218,14 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	a.mu.Lock()
 	a.tun = t
 	a.mu.Unlock()
-	if err := a.engine.Apply(routes.TunnelChanges(t.Name, cfg.AllowedIPs)...); err != nil {
+	spec := routes.TunnelSpec{Device: t.Name, Prefixes: cfg.AllowedIPs, Addresses: cfg.Addresses, BlockLAN: req.BlockLAN}
+	if req.AllTraffic {
+		spec.Prefixes = append(spec.Prefixes, netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"))
+	}
+	a.mu.Lock()
+	a.spec = spec
+	a.mu.Unlock()
+	if err := a.replan(); err != nil {
 		return st, fmt.Errorf("install routes: %w", err)
 	}
 	if err := probeAll(ctx, cfg.Addresses, pc.Gateway.Addresses); err != nil {
@@ -219,11 +234,43 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	if s, err := t.Stats(); err != nil || s.LastHandshake.IsZero() {
 		return st, fmt.Errorf("no WireGuard handshake with %s", cfg.Endpoint)
 	}
+	watchCtx, stop := context.WithCancel(context.Background())
+	a.mu.Lock()
+	a.stop = stop
+	a.mu.Unlock()
+	if err := routes.Watch(watchCtx, 300*time.Millisecond, func() {
+		if err := a.replan(); err != nil {
+			a.log.Error("re-plan routes after a network change", "err", err)
+		}
+	}); err != nil {
+		a.log.Warn("cannot watch network changes; routes will not follow LAN changes", "err", err)
+	}
 	exp := pc.ExpiresAt
-	st = control.Status{Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
+	st = control.Status{FullTunnel: req.AllTraffic, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
 		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
 		AllowedIPs: pc.Gateway.AllowedIPs, ExpiresAt: &exp}
 	return st, nil
+}
+
+// replan computes the tunnel's routes and rules from the machine's current
+// state and reconciles the kernel to them (through the journal).
+func (a *Agent) replan() error {
+	a.mu.Lock()
+	spec := a.spec
+	active := a.tun != nil
+	a.mu.Unlock()
+	if !active {
+		return nil
+	}
+	snap, err := a.sys.Snapshot()
+	if err != nil {
+		return err
+	}
+	added, removed, err := a.engine.Reconcile(routes.PlanTunnel(snap, spec))
+	if len(added)+len(removed) > 0 {
+		a.log.Info("routes reconciled", "added", len(added), "removed", len(removed))
+	}
+	return err
 }
 
 // probeAll pings the gateway's tunnel address of each family we have an
@@ -293,6 +340,10 @@ func (a *Agent) teardown() *routes.Report {
 	a.mu.Lock()
 	t := a.tun
 	a.tun = nil
+	if a.stop != nil {
+		a.stop()
+		a.stop = nil
+	}
 	a.mu.Unlock()
 	if t != nil {
 		t.Close()

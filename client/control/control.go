@@ -39,6 +39,17 @@ type UpRequest struct {
 	Interface string        `json:"interface,omitempty"`
 	Timeout   time.Duration `json:"timeout,omitempty"`
 	Hostname  string        `json:"hostname,omitempty"`
+	// AllTraffic routes 0.0.0.0/0 and ::/0 into the tunnel.
+	AllTraffic bool `json:"all_traffic,omitempty"`
+	// BlockLAN drops the LAN exceptions of a full tunnel.
+	BlockLAN bool `json:"block_lan,omitempty"`
+}
+
+// Overlap is a pushed prefix overlapping a route of the machine's own.
+type Overlap struct {
+	Pushed string `json:"pushed"`
+	Local  string `json:"local"`
+	Winner string `json:"winner"` // "lan" or "tunnel"
 }
 
 // Status is the agent's state.
@@ -61,6 +72,8 @@ type Status struct {
 	TxBytes          int64      `json:"tx_bytes"`
 	Routes           []string   `json:"routes,omitempty"`
 	Rules            []string   `json:"rules,omitempty"`
+	Overlaps         []Overlap  `json:"overlaps,omitempty"`
+	FullTunnel       bool       `json:"full_tunnel,omitempty"`
 	ExpiresAt        *time.Time `json:"expires_at,omitempty"`
 	ConnectedAt      *time.Time `json:"connected_at,omitempty"`
 	// SetupMillis is how long the last `up` took, from request to the first

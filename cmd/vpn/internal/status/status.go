@@ -77,6 +77,12 @@ func Print(w io.Writer, st *control.Status) {
 	for _, r := range rows {
 		fmt.Fprintf(w, "%-11s %s\n", r[0], r[1])
 	}
+	if len(st.Overlaps) > 0 {
+		fmt.Fprintln(w, "overlaps (pushed prefix vs. this machine's route: who wins):")
+		for _, o := range st.Overlaps {
+			fmt.Fprintf(w, "  %-18s %-40s %s wins\n", o.Pushed, o.Local, o.Winner)
+		}
+	}
 	if len(st.Routes)+len(st.Rules) > 0 {
 		fmt.Fprintln(w, "routes installed:")
 		for _, r := range st.Routes {

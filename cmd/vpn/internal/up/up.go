@@ -23,6 +23,10 @@ type Options struct {
 	Interface string
 	Timeout   time.Duration
 	JSON      bool
+	// AllTraffic sends everything through the tunnel; BlockLAN then drops
+	// the LAN exceptions.
+	AllTraffic bool
+	BlockLAN   bool
 }
 
 // Agent is the part of the agent connection `up` needs.
@@ -53,6 +57,8 @@ reason is printed.`,
 	cmd.Flags().StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env VPN_INTERFACE or the first free cpN)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long to wait for traffic through the tunnel")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the resulting status as JSON")
+	cmd.Flags().BoolVar(&o.AllTraffic, "all-traffic", false, "send all IPv4 and IPv6 traffic through the tunnel (the LAN stays reachable)")
+	cmd.Flags().BoolVar(&o.BlockLAN, "block-lan", false, "with --all-traffic: do not keep the LAN outside the tunnel")
 	return cmd
 }
 
@@ -96,7 +102,8 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 }
 
 func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok string, start time.Time) error {
-	st, err := c.Up(ctx, control.UpRequest{Server: o.Server, Token: tok, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout})
+	st, err := c.Up(ctx, control.UpRequest{Server: o.Server, Token: tok, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout,
+		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN})
 	if err != nil {
 		return fmt.Errorf("up failed: %w", err)
 	}

@@ -1,0 +1,192 @@
+package routes
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+)
+
+// TunnelSpec is the desired state of a tunnel's routing.
+type TunnelSpec struct {
+	Device string
+	// Prefixes are routed into the tunnel (0.0.0.0/0 or ::/0 = full tunnel).
+	Prefixes []netip.Prefix
+	// Addresses are the tunnel's own addresses (they decide whether IPv6
+	// can go through it at all).
+	Addresses []netip.Prefix
+	// BlockLAN drops the LAN exceptions of a full tunnel.
+	BlockLAN bool
+}
+
+var (
+	default4 = netip.MustParsePrefix("0.0.0.0/0")
+	default6 = netip.MustParsePrefix("::/0")
+)
+
+// FullTunnel reports whether spec captures all traffic of the family of p.
+func (s TunnelSpec) full(v6 bool) bool {
+	for _, p := range s.Prefixes {
+		if p.Bits() == 0 && p.Addr().Is6() == v6 {
+			return true
+		}
+	}
+	return false
+}
+
+func (s TunnelSpec) hasV6() bool {
+	for _, a := range s.Addresses {
+		if a.Addr().Is6() {
+			return true
+		}
+	}
+	return false
+}
+
+// PlanTunnel computes every route and rule of the tunnel, given the
+// machine's current routes (snap). It is pure: the agent reconciles the
+// kernel to its result whenever links, addresses or routes change.
+//
+//   - each prefix becomes a route into the tunnel in our table;
+//   - every route of main more specific than a covering tunnel prefix gets a
+//     `throw` in our table, so longest-prefix match holds across both tables
+//     (a LAN /24 beats a pushed /8; a pushed /24 beats a local /8 by itself);
+//   - a full IPv4 tunnel without IPv6 in the tunnel gets `unreachable ::/0`,
+//     so IPv6 fails at once instead of leaking past the tunnel;
+//   - `from <local address> lookup main` keeps replies to inbound sessions
+//     (SSH to the LAN or public address) on the path they came in on;
+//   - `not fwmark FwMark lookup Table` sends everything else to our table;
+//     the WireGuard socket's own packets carry the mark and skip it.
+func PlanTunnel(snap *Snapshot, spec TunnelSpec) []Change {
+	var routes []Route
+	add := func(r Route) {
+		r.Table, r.Protocol = Table, Protocol
+		if r.Dst.Addr().Is6() {
+			r.Family = FamilyV6
+		} else {
+			r.Family = FamilyV4
+		}
+		routes = append(routes, r)
+	}
+	prefixes := slices.Clone(spec.Prefixes)
+	if spec.full(false) && !spec.hasV6() && !spec.full(true) {
+		add(Route{Type: TypeUnreachable, Dst: default6})
+	}
+	for _, p := range prefixes {
+		p = p.Masked()
+		if p.Addr().Is6() && p.Bits() == 0 && !spec.hasV6() {
+			add(Route{Type: TypeUnreachable, Dst: p})
+			continue
+		}
+		r := Route{Type: TypeUnicast, Dst: p, Device: spec.Device, Scope: 253}
+		if p.Addr().Is6() {
+			r.Scope = 0 // the kernel keeps IPv6 routes at universe scope
+		}
+		add(r)
+	}
+	if snap != nil {
+		seen := map[netip.Prefix]bool{}
+		for _, m := range snap.Routes {
+			if m.Table != 254 || m.Device == spec.Device || m.Type != TypeUnicast || m.Protocol == Protocol || seen[m.Dst] {
+				continue
+			}
+			if m.Dst.Addr().IsLinkLocalUnicast() || m.Dst.Addr().IsMulticast() {
+				continue
+			}
+			for _, p := range prefixes {
+				if p.Addr().Is4() != m.Dst.Addr().Is4() || m.Dst.Bits() <= p.Bits() || !p.Contains(m.Dst.Addr()) {
+					continue
+				}
+				if spec.BlockLAN && p.Bits() == 0 {
+					continue
+				}
+				seen[m.Dst] = true
+				add(Route{Type: TypeThrow, Dst: m.Dst})
+				break
+			}
+		}
+	}
+	slices.SortStableFunc(routes, func(a, b Route) int {
+		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Type, b.Type), a.Dst.Addr().Compare(b.Dst.Addr()), cmp.Compare(a.Dst.Bits(), b.Dst.Bits()))
+	})
+	var out []Change
+	for i := range routes {
+		out = append(out, Change{Op: OpAddRoute, Route: &routes[i]})
+	}
+	for _, a := range localAddresses(snap, spec.Device) {
+		fam := FamilyV4
+		if a.Is6() {
+			fam = FamilyV6
+		}
+		r := Rule{Family: fam, Priority: PrioritySourceRules, From: netip.PrefixFrom(a, a.BitLen()), Table: 254,
+			SuppressPrefixLen: -1, Protocol: Protocol, Action: "lookup"}
+		out = append(out, Change{Op: OpAddRule, Rule: &r})
+	}
+	for _, fam := range []Family{FamilyV4, FamilyV6} {
+		r := Rule{Family: fam, Priority: PriorityTunnelRule, FwMark: FwMark, Invert: true, Table: Table,
+			SuppressPrefixLen: -1, Protocol: Protocol, Action: "lookup"}
+		out = append(out, Change{Op: OpAddRule, Rule: &r})
+	}
+	return out
+}
+
+// localAddresses are the machine's own global addresses outside the tunnel,
+// sorted: replies from them must leave the way their requests came.
+func localAddresses(snap *Snapshot, tunnelDev string) []netip.Addr {
+	if snap == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range snap.Addresses {
+		ip := a.Prefix.Addr()
+		if a.Device == tunnelDev || a.Device == "lo" || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() {
+			continue
+		}
+		if !slices.Contains(out, ip) {
+			out = append(out, ip)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out
+}
+
+// TunnelChanges is PlanTunnel without knowledge of the machine's routes:
+// routes into dev and the tunnel rules only.
+func TunnelChanges(dev string, prefixes []netip.Prefix) []Change {
+	return PlanTunnel(nil, TunnelSpec{Device: dev, Prefixes: prefixes, Addresses: []netip.Prefix{netip.MustParsePrefix("::1/128")}})
+}
+
+// Overlap is one pushed prefix against a route of the machine's own.
+type Overlap struct {
+	Pushed netip.Prefix `json:"pushed"`
+	Local  Route        `json:"local"`
+	// Winner is "lan" when the local route is more specific (its traffic
+	// stays out of the tunnel) and "tunnel" otherwise.
+	Winner string `json:"winner"`
+}
+
+// Overlaps lists every pushed prefix that overlaps a route of main.
+func Overlaps(snap *Snapshot, spec TunnelSpec) []Overlap {
+	var out []Overlap
+	if snap == nil {
+		return nil
+	}
+	for _, p := range spec.Prefixes {
+		for _, m := range snap.Routes {
+			if m.Table != 254 || m.Device == spec.Device || m.Type != TypeUnicast || m.Protocol == Protocol || !m.Dst.Overlaps(p) {
+				continue
+			}
+			if m.Dst.Addr().IsLinkLocalUnicast() {
+				continue
+			}
+			w := "tunnel"
+			if m.Dst.Bits() > p.Bits() && !(spec.BlockLAN && p.Bits() == 0) {
+				w = "lan"
+			}
+			if m.Dst.Bits() == 0 && p.Bits() > 0 {
+				continue // the default route overlaps everything; not news
+			}
+			out = append(out, Overlap{Pushed: p, Local: m, Winner: w})
+		}
+	}
+	return out
+}
