@@ -75,12 +75,12 @@ func TestSnapshotMatchesIPCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]bool{
-		"throw 10.50.0.0/16 table 77":                      false,
-		"blackhole 0.0.0.0/0 table 77":                     false,
-		"unreachable 2001:db8::/32 table 77":               false,
+		"throw 10.50.0.0/16 table 77":                       false,
+		"blackhole 0.0.0.0/0 table 77":                      false,
+		"unreachable 2001:db8::/32 table 77":                false,
 		"0.0.0.0/0 via 10.1.2.1 dev lan0 table main":        false,
 		"10.1.2.0/24 dev lan0 table main":                   false,
-		"300: from all fwmark 0x10 lookup 77":              false,
+		"300: from all fwmark 0x10 lookup 77":               false,
 		"301: from all lookup main suppress_prefixlength 0": false,
 	}
 	var seen []string
