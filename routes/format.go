@@ -18,7 +18,9 @@ func (r Route) String() string {
 	if r.Device != "" {
 		fmt.Fprintf(&b, " dev %s", r.Device)
 	}
-	fmt.Fprintf(&b, " table %s", TableName(r.Table))
+	if r.Table != 0 { // macOS has no tables
+		fmt.Fprintf(&b, " table %s", TableName(r.Table))
+	}
 	if r.Protocol != 0 {
 		fmt.Fprintf(&b, " proto %d", r.Protocol)
 	}

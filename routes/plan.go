@@ -109,19 +109,27 @@ func PlanTunnel(snap *Snapshot, spec TunnelSpec) []Change {
 		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Type, b.Type), a.Dst.Addr().Compare(b.Dst.Addr()), cmp.Compare(a.Dst.Bits(), b.Dst.Bits()))
 	})
 	var out []Change
+	used := map[Family]bool{} // families with routes in our table: only they need rules
 	for i := range routes {
 		out = append(out, Change{Op: OpAddRoute, Route: &routes[i]})
+		used[routes[i].Family] = true
 	}
 	for _, a := range localAddresses(snap, spec.Device) {
 		fam := FamilyV4
 		if a.Is6() {
 			fam = FamilyV6
 		}
+		if !used[fam] {
+			continue
+		}
 		r := Rule{Family: fam, Priority: PrioritySourceRules, From: netip.PrefixFrom(a, a.BitLen()), Table: 254,
 			SuppressPrefixLen: -1, Protocol: Protocol, Action: "lookup"}
 		out = append(out, Change{Op: OpAddRule, Rule: &r})
 	}
 	for _, fam := range []Family{FamilyV4, FamilyV6} {
+		if !used[fam] {
+			continue
+		}
 		r := Rule{Family: fam, Priority: PriorityTunnelRule, FwMark: FwMark, Invert: true, Table: Table,
 			SuppressPrefixLen: -1, Protocol: Protocol, Action: "lookup"}
 		out = append(out, Change{Op: OpAddRule, Rule: &r})
@@ -182,7 +190,7 @@ func Overlaps(snap *Snapshot, spec TunnelSpec) []Overlap {
 			if m.Dst.Bits() > p.Bits() && !(spec.BlockLAN && p.Bits() == 0) {
 				w = "lan"
 			}
-			if m.Dst.Bits() == 0 && p.Bits() > 0 {
+			if m.Dst.Bits() == 0 {
 				continue // the default route overlaps everything; not news
 			}
 			out = append(out, Overlap{Pushed: p, Local: m, Winner: w})

@@ -47,9 +47,8 @@ func TestPlanOverlap(t *testing.T) {
 		// the pushed /24 beats the local /12 by itself: no throw for 172.16.0.0/12
 		"ip route add 172.16.5.0/24 dev cp0 table 7411 proto 197 scope link",
 		"ip rule add priority 4100 from 10.1.2.10/32 lookup main proto 197",
-		"ip -6 rule add priority 4100 from fd01:2::10/128 lookup main proto 197",
 		"ip rule add priority 4200 not from all fwmark 0x7411 lookup 7411 proto 197",
-		"ip -6 rule add priority 4200 not from all fwmark 0x7411 lookup 7411 proto 197",
+		// no IPv6 prefix is pushed: no IPv6 rules pointing at an empty table
 	}
 	for _, w := range want {
 		if !slices.Contains(got, w) {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/agentcmd"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/doctor"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/down"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/routescmd"
@@ -26,9 +27,11 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&f.StateDir, "state-dir", f.StateDir, "client state directory (env VPN_STATE_DIR)")
-	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f), routescmd.NewCmd(f, nil))
+	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f), routescmd.NewCmd(f, nil), doctor.NewCmd(f, nil))
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "vpn:", err)
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "vpn:", msg)
+		}
 		var ec interface{ ExitCode() int }
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())

@@ -1,0 +1,305 @@
+// Package doctor implements `vpn doctor`: gather the live routing state,
+// run the pure analysis, print verdicts, and apply fixes on request.
+package doctor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/routes"
+	"github.com/clearpath-vpn/clearpath/routes/analysis"
+)
+
+// Options are the inputs of `vpn doctor`.
+type Options struct {
+	JSON     bool
+	Fix      string // "" no fix; "ours": our leftovers; else comma-separated finding ids
+	DryRun   bool
+	Snapshot string // analyze a recorded snapshot instead of this machine
+	NoDNS    bool
+}
+
+// ExitError carries doctor's exit code: 1 findings, 2 doctor failed.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err != nil {
+		return e.Err.Error()
+	}
+	return "" // the report said it all
+}
+
+// ExitCode implements the exit code contract of main.
+func (e *ExitError) ExitCode() int { return e.Code }
+
+// Env is the live system doctor reads and fixes; tests swap it.
+type Env struct {
+	System  func() (routes.System, error)
+	Agent   func(ctx context.Context) (*control.Status, error)
+	Sysctl  func(key string) string
+	DNS     func() []netip.Addr
+	Now     func() time.Time
+	StateOK func() bool // a route session is journaled (agent or crash)
+}
+
+// NewCmd returns `vpn doctor`.
+func NewCmd(f *factory.Factory, env *Env) *cobra.Command {
+	o := &Options{}
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Diagnose broken routing: each problem with its evidence, its cause and its fix",
+		Long: `Checks the routing table, policy rules, tunnel and DNS for what breaks networks:
+leftovers of crashed VPN clients (ours and others'), dead tunnel devices, orphan rules,
+hijacked or missing default routes, IPv6 leaks, overlaps with the LAN, endpoint loops,
+rule priority clashes with other VPNs, rp_filter, MTU, stale handshakes, dead DNS.
+
+Exit status: 0 healthy, 1 a warning or error was found, 2 doctor itself failed.
+--fix repairs ClearPath's own leftovers; --fix ID[,ID] also repairs the named findings.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e := env
+			if e == nil {
+				e = LiveEnv(f)
+			}
+			return Run(cmd.Context(), f.Out, e, o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the report as JSON (schema "+analysis.Schema+")")
+	cmd.Flags().StringVar(&o.Fix, "fix", "", "apply fixes: bare --fix for ClearPath's leftovers, --fix ID[,ID] for named findings")
+	cmd.Flags().Lookup("fix").NoOptDefVal = "ours"
+	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "with --fix: print the changes without making them")
+	cmd.Flags().StringVar(&o.Snapshot, "snapshot", "", "analyze a snapshot file (vpn routes snapshot -o) instead of this machine")
+	cmd.Flags().BoolVar(&o.NoDNS, "no-dns", false, "skip the DNS reachability check")
+	return cmd
+}
+
+// LiveEnv reads this machine.
+func LiveEnv(f *factory.Factory) *Env {
+	return &Env{
+		System: routes.NewSystem,
+		Agent:  f.Control().Status,
+		Sysctl: func(key string) string {
+			b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
+			if err != nil {
+				return ""
+			}
+			return strings.TrimSpace(string(b))
+		},
+		DNS: func() []netip.Addr { return resolvers("/etc/resolv.conf") },
+		Now: time.Now,
+	}
+}
+
+func resolvers(path string) []netip.Addr {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer fh.Close()
+	var out []netip.Addr
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "nameserver" {
+			if a, err := netip.ParseAddr(fields[1]); err == nil {
+				out = append(out, a.WithZone(""))
+			}
+		}
+	}
+	return out
+}
+
+// Run gathers, analyzes, prints and fixes.
+func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
+	in, sys, err := gather(ctx, env, o)
+	if err != nil {
+		return &ExitError{Code: 2, Err: fmt.Errorf("doctor: %w", err)}
+	}
+	rep := analysis.Analyze(in)
+	if o.Fix != "" {
+		if sys == nil {
+			return &ExitError{Code: 2, Err: errors.New("doctor: --fix works on this machine, not on a --snapshot file")}
+		}
+		applied, err := fix(w, sys, rep, o)
+		if err != nil {
+			return &ExitError{Code: 2, Err: err}
+		}
+		if applied > 0 && !o.DryRun {
+			if in, _, err = gather(ctx, env, o); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			rep = analysis.Analyze(in)
+		}
+	}
+	if o.JSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return &ExitError{Code: 2, Err: err}
+		}
+	} else {
+		Print(w, rep)
+	}
+	if code := rep.ExitCode(); code != 0 {
+		return &ExitError{Code: code}
+	}
+	return nil
+}
+
+func gather(ctx context.Context, env *Env, o *Options) (analysis.Input, routes.System, error) {
+	in := analysis.Input{Now: env.Now(), Sysctls: map[string]string{}}
+	if o.Snapshot != "" {
+		b, err := os.ReadFile(o.Snapshot)
+		if err != nil {
+			return in, nil, err
+		}
+		var s routes.Snapshot
+		if err := json.Unmarshal(b, &s); err != nil {
+			return in, nil, fmt.Errorf("%s is not a snapshot: %w", o.Snapshot, err)
+		}
+		in.Snapshot = &s
+		return in, nil, nil
+	}
+	sys, err := env.System()
+	if err != nil {
+		return in, nil, err
+	}
+	if in.Snapshot, err = sys.Snapshot(); err != nil {
+		return in, nil, err
+	}
+	if st, err := env.Agent(ctx); err == nil && st.State == control.StateUp {
+		in.Agent = agentState(st, in.Snapshot)
+	}
+	keys := []string{"net.ipv4.conf.all.rp_filter", "net.ipv4.conf.all.src_valid_mark"}
+	if in.Agent != nil {
+		keys = append(keys, "net.ipv4.conf."+in.Agent.Interface+".rp_filter")
+	}
+	for _, k := range keys {
+		in.Sysctls[k] = env.Sysctl(k)
+	}
+	if !o.NoDNS {
+		in.DNS = env.DNS()
+	}
+	return in, sys, nil
+}
+
+func agentState(st *control.Status, snap *routes.Snapshot) *analysis.AgentState {
+	a := &analysis.AgentState{Interface: st.Interface, FullTunnel: st.FullTunnel}
+	for _, s := range st.Addresses {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			a.Addresses = append(a.Addresses, p)
+		}
+	}
+	for _, s := range st.AllowedIPs {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			a.Prefixes = append(a.Prefixes, p)
+		}
+	}
+	if st.FullTunnel {
+		a.Prefixes = append(a.Prefixes, netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"))
+	}
+	if ep, err := netip.ParseAddrPort(st.Endpoint); err == nil {
+		a.Endpoint = ep
+	}
+	if st.LatestHandshake != nil {
+		a.LastHandshake = *st.LatestHandshake
+	}
+	for _, l := range snap.Links {
+		if l.Name == st.Interface {
+			a.MTU = l.MTU
+		}
+	}
+	return a
+}
+
+func fix(w io.Writer, sys routes.System, rep analysis.Report, o *Options) (int, error) {
+	named := map[string]bool{}
+	if o.Fix != "ours" {
+		for _, id := range strings.Split(o.Fix, ",") {
+			named[strings.TrimSpace(id)] = true
+		}
+		known := map[string]bool{}
+		for _, f := range rep.Findings {
+			known[f.ID] = true
+		}
+		for id := range named {
+			if !known[id] {
+				fmt.Fprintf(w, "--fix %s: no such finding now; nothing to do for it\n", id)
+			}
+		}
+	}
+	applied := 0
+	for _, f := range rep.Findings {
+		if !f.Fixable || !(f.Ours || named[f.ID]) {
+			continue
+		}
+		for i, ch := range f.Fix {
+			if o.DryRun {
+				fmt.Fprintf(w, "would run: %s\n", f.Commands[i])
+				continue
+			}
+			if err := sys.Apply(ch); err != nil {
+				return applied, fmt.Errorf("fix %s: %s: %w", f.ID, f.Commands[i], err)
+			}
+			fmt.Fprintf(w, "fixed (%s): %s\n", f.ID, f.Commands[i])
+			applied++
+		}
+	}
+	if applied == 0 && !o.DryRun {
+		fmt.Fprintln(w, "nothing to fix automatically")
+	}
+	return applied, nil
+}
+
+// Print renders a report for people.
+func Print(w io.Writer, rep analysis.Report) {
+	if len(rep.Findings) == 0 {
+		fmt.Fprintln(w, "✓ routing looks healthy: no problems found")
+		return
+	}
+	mark := map[string]string{analysis.Error: "✗", analysis.Warning: "!", analysis.Info: "i"}
+	for _, f := range rep.Findings {
+		fmt.Fprintf(w, "%s %-7s %s: %s\n", mark[f.Severity], f.Severity, f.ID, f.Title)
+		if f.Owner != "" && f.Owner != "unknown" {
+			fmt.Fprintf(w, "  owner: %s\n", f.Owner)
+		}
+		if len(f.Evidence) > 0 {
+			fmt.Fprintln(w, "  evidence:")
+			for _, e := range f.Evidence {
+				fmt.Fprintf(w, "    %s\n", e.Text)
+			}
+		}
+		fmt.Fprintf(w, "  why: %s\n", f.Explanation)
+		if len(f.Commands) > 0 {
+			how := "run these, or"
+			switch {
+			case f.Fixable && f.Ours:
+				how = "`vpn doctor --fix` runs these"
+			case f.Fixable:
+				how = fmt.Sprintf("`vpn doctor --fix %s` runs these", f.ID)
+			}
+			fmt.Fprintf(w, "  fix (%s):\n", how)
+			for _, c := range f.Commands {
+				fmt.Fprintf(w, "    %s\n", c)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	s := rep.Summary
+	fmt.Fprintf(w, "%d errors, %d warnings, %d notes\n", s.Errors, s.Warnings, s.Infos)
+}

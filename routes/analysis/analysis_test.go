@@ -1,0 +1,331 @@
+package analysis
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/routes"
+)
+
+// Fixture builders: each fixture is a snapshot as `vpn routes snapshot`
+// would record it on a real machine in that state. They are also written to
+// testdata/ (go test -update) so they can be fed to `vpn doctor --snapshot`.
+
+func p(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func a(s string) netip.Addr   { return netip.MustParseAddr(s) }
+
+func r4(table int, dst, gw, dev string, proto int) routes.Route {
+	r := routes.Route{Family: routes.FamilyV4, Table: table, Type: routes.TypeUnicast, Dst: p(dst), Device: dev, Protocol: proto}
+	if gw != "" {
+		r.Gateway = a(gw)
+	}
+	if p(dst).Addr().Is6() {
+		r.Family = routes.FamilyV6
+	}
+	return r
+}
+
+func typed(t routes.RouteType, r routes.Route) routes.Route { r.Type = t; return r }
+
+func baseRules() []routes.Rule {
+	var out []routes.Rule
+	for _, f := range []routes.Family{routes.FamilyV4, routes.FamilyV6} {
+		out = append(out,
+			routes.Rule{Family: f, Priority: 0, Table: 255, SuppressPrefixLen: -1, Protocol: 2, Action: "lookup"},
+			routes.Rule{Family: f, Priority: 32766, Table: 254, SuppressPrefixLen: -1, Protocol: 2, Action: "lookup"})
+	}
+	return out
+}
+
+func linuxLaptop() *routes.Snapshot {
+	return &routes.Snapshot{OS: "linux",
+		Links: []routes.Link{{Index: 1, Name: "lo", Up: true}, {Index: 2, Name: "eth0", Up: true}},
+		Addresses: []routes.Address{{Device: "lo", Prefix: p("127.0.0.1/8")}, {Device: "eth0", Prefix: p("10.1.2.10/24")},
+			{Device: "eth0", Prefix: p("2001:db8:1::10/64")}},
+		Routes: []routes.Route{
+			r4(254, "0.0.0.0/0", "10.1.2.1", "eth0", 4), r4(254, "10.1.2.0/24", "", "eth0", 2),
+			r4(254, "::/0", "2001:db8:1::1", "eth0", 4), r4(254, "2001:db8:1::/64", "", "eth0", 2),
+			typed(routes.TypeLocal, r4(255, "10.1.2.10/32", "", "eth0", 2)),
+		},
+		Rules: baseRules(),
+	}
+}
+
+func withOurLeftovers(s *routes.Snapshot) *routes.Snapshot {
+	s.Routes = append(s.Routes, typed(routes.TypeThrow, r4(7411, "10.1.2.0/24", "", "", 197)))
+	s.Rules = append(s.Rules,
+		routes.Rule{Family: routes.FamilyV4, Priority: 4100, From: p("10.1.2.10/32"), Table: 254, SuppressPrefixLen: -1, Protocol: 197, Action: "lookup"},
+		routes.Rule{Family: routes.FamilyV4, Priority: 4200, FwMark: 0x7411, Invert: true, Table: 7411, SuppressPrefixLen: -1, Protocol: 197, Action: "lookup"})
+	return s
+}
+
+func withWgQuickCrash(s *routes.Snapshot) *routes.Snapshot {
+	for _, f := range []routes.Family{routes.FamilyV4, routes.FamilyV6} {
+		s.Rules = append(s.Rules,
+			routes.Rule{Family: f, Priority: 32764, Table: 254, SuppressPrefixLen: 0, Protocol: 3, Action: "lookup"},
+			routes.Rule{Family: f, Priority: 32765, FwMark: 0xca6c, Invert: true, Table: 51820, SuppressPrefixLen: -1, Protocol: 3, Action: "lookup"})
+	}
+	return s
+}
+
+func macLaptop() *routes.Snapshot {
+	mac := func(dst, gw, dev string, flags ...string) routes.Route {
+		r := r4(0, dst, gw, dev, 0)
+		r.Flags = flags
+		return r
+	}
+	return &routes.Snapshot{OS: "darwin",
+		Links: []routes.Link{{Name: "lo0", Up: true}, {Name: "en0", Up: true}},
+		Addresses: []routes.Address{{Device: "en0", Prefix: p("192.168.1.23/24")}, {Device: "en0", Prefix: p("2001:db8:77::23/64")}},
+		Routes: []routes.Route{
+			mac("0.0.0.0/0", "192.168.1.1", "en0", "U", "G", "S", "c"),
+			mac("192.168.1.0/24", "", "en0", "U", "C", "S"),
+			mac("::/0", "fe80::1", "en0", "U", "G", "c"),
+			mac("2001:db8:77::/64", "", "en0", "U", "C"),
+		},
+	}
+}
+
+// The OpenVPN/Tunnelblick force-quit case: utun3 is gone, its routes are not.
+func withTunnelblickCrash(s *routes.Snapshot) *routes.Snapshot {
+	mac := func(dst, gw, dev string, flags ...string) routes.Route {
+		r := r4(0, dst, gw, dev, 0)
+		r.Flags = flags
+		return r
+	}
+	s.Routes = append(s.Routes,
+		mac("0.0.0.0/1", "10.8.0.1", "utun3", "U", "G", "S"),
+		mac("128.0.0.0/1", "10.8.0.1", "utun3", "U", "G", "S"),
+		mac("::/0", "", "utun3", "U", "G", "S", "c", "IFSCOPE"),
+		mac("fe80::/64", "", "lo0", "U", "c", "gw:utun3"),
+		mac("198.51.100.1/32", "192.168.1.1", "en0", "U", "G", "H", "S"),
+	)
+	return s
+}
+
+func agent(prefixes ...string) *AgentState {
+	st := &AgentState{Interface: "cp0", Addresses: []netip.Prefix{p("100.64.0.2/32")}, Endpoint: netip.MustParseAddrPort("198.51.100.1:51820"),
+		LastHandshake: time.Date(2026, 11, 23, 11, 59, 30, 0, time.UTC), MTU: 1420}
+	for _, s := range prefixes {
+		st.Prefixes = append(st.Prefixes, p(s))
+	}
+	return st
+}
+
+var now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+// withTunnel installs what a running ClearPath session has.
+func withTunnel(s *routes.Snapshot, prefixes ...string) *routes.Snapshot {
+	s.Links = append(s.Links, routes.Link{Name: "cp0", Up: true})
+	s.Addresses = append(s.Addresses, routes.Address{Device: "cp0", Prefix: p("100.64.0.2/32")})
+	var pf []netip.Prefix
+	for _, x := range prefixes {
+		pf = append(pf, p(x))
+	}
+	for _, c := range routes.PlanTunnel(s, routes.TunnelSpec{Device: "cp0", Prefixes: pf, Addresses: []netip.Prefix{p("100.64.0.2/32")}}) {
+		if c.Route != nil {
+			s.Routes = append(s.Routes, *c.Route)
+		} else {
+			s.Rules = append(s.Rules, *c.Rule)
+		}
+	}
+	return s
+}
+
+func ids(rep Report) []string {
+	var out []string
+	for _, f := range rep.Findings {
+		out = append(out, f.ID+":"+f.Severity)
+	}
+	return out
+}
+
+func TestFixtures(t *testing.T) {
+	ipv6Leaky := withTunnel(linuxLaptop(), "0.0.0.0/0")
+	// drop the unreachable ::/0 ClearPath would add: the leak doctor must see
+	ipv6Leaky.Routes = slices.DeleteFunc(ipv6Leaky.Routes, func(r routes.Route) bool { return r.Type == routes.TypeUnreachable })
+	blackholed := linuxLaptop()
+	blackholed.Routes[0] = typed(routes.TypeBlackhole, r4(254, "0.0.0.0/0", "", "", 4))
+	tailscale := withTunnel(linuxLaptop(), "10.10.0.0/16")
+	tailscale.Links = append(tailscale.Links, routes.Link{Name: "tailscale0", Up: true})
+	tailscale.Routes = append(tailscale.Routes, r4(52, "100.100.0.0/16", "", "tailscale0", 3))
+	tailscale.Rules = append(tailscale.Rules, routes.Rule{Family: routes.FamilyV4, Priority: 5270, Table: 52, SuppressPrefixLen: -1, Action: "lookup"})
+	deadDNS := linuxLaptop()
+	deadDNS.Routes = append(deadDNS.Routes, r4(254, "10.8.0.0/24", "", "tun0", 3))
+	loop := withTunnel(linuxLaptop(), "10.10.0.0/16")
+	loop.Routes = append(loop.Routes, r4(100, "198.51.100.0/24", "", "cp0", 3))
+	loop.Rules = append(loop.Rules, routes.Rule{Family: routes.FamilyV4, Priority: 100, Table: 100, SuppressPrefixLen: -1, Action: "lookup"})
+	stale := agent("10.10.0.0/16")
+	stale.LastHandshake = now.Add(-10 * time.Minute)
+
+	cases := []struct {
+		name  string
+		snap  *routes.Snapshot
+		agent *AgentState
+		dns   []string
+		want  []string
+	}{
+		{"linux-healthy", linuxLaptop(), nil, []string{"10.1.2.1"}, nil},
+		{"linux-connected-healthy", withTunnel(linuxLaptop(), "10.10.0.0/16"), agent("10.10.0.0/16"), nil, nil},
+		{"linux-our-leftovers", withOurLeftovers(linuxLaptop()), nil, nil, []string{"leftover-owned:error"}},
+		{"linux-wg-quick-crash", withWgQuickCrash(linuxLaptop()), nil, nil, []string{"orphan-rule:warning"}},
+		{"linux-blackholed-default", blackholed, nil, nil, []string{"default-hijack:error"}},
+		{"linux-tailscale-alongside", tailscale, agent("10.10.0.0/16"), nil, []string{"rule-priority-conflict:info"}},
+		{"linux-overlap", withTunnel(linuxLaptop(), "10.0.0.0/8"), agent("10.0.0.0/8"), nil, []string{"subnet-overlap:info"}},
+		{"linux-ipv6-leak", ipv6Leaky, func() *AgentState { s := agent("0.0.0.0/0"); s.FullTunnel = true; return s }(), nil, []string{"ipv6-leak:error", "orphan-rule:warning", "subnet-overlap:info"}},
+		{"linux-endpoint-loop", loop, agent("10.10.0.0/16"), nil, []string{"endpoint-loop:error", "rule-priority-conflict:info"}},
+		{"linux-dns-via-dead-tun", deadDNS, nil, []string{"10.8.0.1"}, []string{"dead-device-route:warning", "dns-unroutable:error"}},
+		{"linux-handshake-stale", withTunnel(linuxLaptop(), "10.10.0.0/16"), stale, nil, []string{"handshake-stale:warning"}},
+		{"darwin-healthy", macLaptop(), nil, nil, nil},
+		{"darwin-tunnelblick-force-quit", withTunnelblickCrash(macLaptop()), nil, nil, []string{"dead-device-route:error", "stale-endpoint-route:warning"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var dns []netip.Addr
+			for _, d := range c.dns {
+				dns = append(dns, a(d))
+			}
+			in := Input{Snapshot: c.snap, Agent: c.agent, DNS: dns, Now: now, Sysctls: map[string]string{}}
+			rep := Analyze(in)
+			got := ids(rep)
+			want := slices.Clone(c.want)
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("findings %v, want %v\n%s", got, want, dump(rep))
+			}
+			if (len(c.want) == 0 || allInfo(c.want)) != (rep.ExitCode() == 0) {
+				t.Errorf("exit code %d for %v", rep.ExitCode(), c.want)
+			}
+			if os.Getenv("UPDATE_FIXTURES") != "" {
+				b, _ := json.MarshalIndent(c.snap, "", " ")
+				os.WriteFile(filepath.Join("testdata", c.name+".json"), b, 0o644)
+			}
+			// Every fix deletes only what its finding names as evidence.
+			for _, f := range rep.Findings {
+				for _, ch := range f.Fix {
+					if !evidenced(f, ch) {
+						t.Errorf("%s: fix %s touches something not in its evidence", f.ID, ch)
+					}
+				}
+			}
+		})
+	}
+}
+
+func allInfo(ws []string) bool {
+	for _, w := range ws {
+		if !strings.HasSuffix(w, ":info") {
+			return false
+		}
+	}
+	return true
+}
+
+func evidenced(f Finding, ch routes.Change) bool {
+	for _, e := range f.Evidence {
+		if e.Route != nil && ch.Route != nil && e.Route.String() == ch.Route.String() {
+			return true
+		}
+		if e.Rule != nil && ch.Rule != nil && e.Rule.String() == ch.Rule.String() {
+			return true
+		}
+	}
+	return false
+}
+
+func dump(rep Report) string {
+	var b strings.Builder
+	for _, f := range rep.Findings {
+		fmt.Fprintf(&b, "  %s [%s] %s\n", f.ID, f.Severity, f.Title)
+		for _, e := range f.Evidence {
+			fmt.Fprintf(&b, "     %s\n", e.Text)
+		}
+	}
+	return b.String()
+}
+
+func TestTunnelblickFixIsExactAndMacOSCommands(t *testing.T) {
+	rep := Analyze(Input{Snapshot: withTunnelblickCrash(macLaptop()), Now: now})
+	var dead Finding
+	for _, f := range rep.Findings {
+		if f.ID == "dead-device-route" {
+			dead = f
+		}
+	}
+	if len(dead.Fix) != 4 {
+		t.Fatalf("want the 4 utun3 routes removed, got %v", dead.Commands)
+	}
+	want := []string{"sudo route -n delete -inet 0.0.0.0/1 10.8.0.1", "sudo route -n delete -inet6 default -interface utun3 -ifscope utun3"}
+	for _, w := range want {
+		if !slices.Contains(dead.Commands, w) {
+			t.Errorf("commands %q lack %q", dead.Commands, w)
+		}
+	}
+	for _, ch := range dead.Fix {
+		if ch.Route.Device == "en0" {
+			t.Errorf("a healthy en0 route would be deleted: %s", ch)
+		}
+	}
+}
+
+func TestSelectHonoursRules(t *testing.T) {
+	s := withTunnel(linuxLaptop(), "10.0.0.0/8")
+	cases := []struct {
+		f    Flow
+		want string
+	}{
+		{Flow{Dst: a("10.10.1.1")}, "cp0"},                   // tunnel
+		{Flow{Dst: a("10.1.2.77")}, "eth0"},                  // LAN /24 beats pushed /8 (throw)
+		{Flow{Dst: a("10.10.1.1"), FwMark: 0x7411}, "eth0"},  // WireGuard's own packets skip the tunnel
+		{Flow{Dst: a("10.10.1.1"), Src: a("10.1.2.10")}, ""}, // replies from the LAN address use main: no 10/8 there, default
+	}
+	for _, c := range cases {
+		d := Select(s, c.f)
+		want := c.want
+		if want == "" {
+			want = "eth0"
+		}
+		if d.Route.Device != want {
+			t.Errorf("%+v -> %s, want %s", c.f, display(d.Route), want)
+		}
+	}
+}
+
+func FuzzAnalyze(f *testing.F) {
+	seed, _ := json.Marshal(withTunnelblickCrash(macLaptop()))
+	f.Add(seed)
+	seed2, _ := json.Marshal(withWgQuickCrash(withOurLeftovers(linuxLaptop())))
+	f.Add(seed2)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var s routes.Snapshot
+		if json.Unmarshal(data, &s) != nil {
+			return
+		}
+		rep := Analyze(Input{Snapshot: &s, Agent: agent("10.0.0.0/8", "::/0"), DNS: []netip.Addr{a("10.8.0.1")}, Now: now})
+		for _, f := range rep.Findings {
+			if f.ID == "" || f.Severity == "" || f.Title == "" {
+				t.Fatalf("incomplete finding %+v", f)
+			}
+		}
+	})
+}
+
+func BenchmarkAnalyze10k(b *testing.B) {
+	s := withTunnel(linuxLaptop(), "10.0.0.0/8")
+	for i := range 10000 {
+		s.Routes = append(s.Routes, r4(254, fmt.Sprintf("172.%d.%d.0/24", 16+i/256%16, i%256), "10.1.2.1", "eth0", 4))
+	}
+	ag := agent("10.0.0.0/8")
+	b.ResetTimer()
+	for b.Loop() {
+		Analyze(Input{Snapshot: s, Agent: ag, Now: now})
+	}
+}
