@@ -82,7 +82,7 @@ func macLaptop() *routes.Snapshot {
 		return r
 	}
 	return &routes.Snapshot{OS: "darwin",
-		Links: []routes.Link{{Name: "lo0", Up: true}, {Name: "en0", Up: true}},
+		Links:     []routes.Link{{Name: "lo0", Up: true}, {Name: "en0", Up: true}},
 		Addresses: []routes.Address{{Device: "en0", Prefix: p("192.168.1.23/24")}, {Device: "en0", Prefix: p("2001:db8:77::23/64")}},
 		Routes: []routes.Route{
 			mac("0.0.0.0/0", "192.168.1.1", "en0", "U", "G", "S", "c"),
