@@ -48,8 +48,12 @@ type Lab struct {
 	nodes    []*Node
 	procs    []*Proc
 	extraLog []namedFile
+	closers  []func()
 	closed   bool
 	keep     bool
+	// closeDone is closed when Close has finished; later callers wait.
+	closeDone chan struct{}
+	closeErr  error
 }
 
 type namedFile struct{ name, path string }
@@ -95,7 +99,7 @@ func New(opts Options) (*Lab, error) {
 			log.Warn("sweeping leftovers of earlier runs", "err", err)
 		}
 	}
-	l := &Lab{log: log, keep: os.Getenv("CLEARPATH_LAB_KEEP") != ""}
+	l := &Lab{log: log, keep: os.Getenv("CLEARPATH_LAB_KEEP") != "", closeDone: make(chan struct{})}
 	var err error
 	for range 20 {
 		p := opts.Prefix
@@ -254,6 +258,14 @@ func (l *Lab) AddLogFile(name, path string) {
 	l.extraLog = append(l.extraLog, namedFile{name, path})
 }
 
+// onClose registers f to run first thing in Close (in-process servers
+// whose sockets live in the lab's namespaces).
+func (l *Lab) onClose(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closers = append(l.closers, f)
+}
+
 // run runs a command in the current namespace and returns its combined
 // output; errors quote the command and its output.
 func run(ctx context.Context, name string, args ...string) (string, error) {
@@ -281,16 +293,24 @@ func (l *Lab) Close() error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return nil
+		<-l.closeDone
+		return l.closeErr
 	}
 	l.closed = true
 	procs := slices.Clone(l.procs)
 	nodes := slices.Clone(l.nodes)
+	closers := slices.Clone(l.closers)
 	l.mu.Unlock()
-	defer unregister(l)
+	defer func() {
+		unregister(l)
+		close(l.closeDone)
+	}()
 
 	start := time.Now()
 	var errs []error
+	for _, f := range slices.Backward(closers) {
+		f()
+	}
 	// Our own processes first, gracefully, so they can undo what they set
 	// up (a gateway removes its devices).
 	var wg sync.WaitGroup
@@ -319,7 +339,8 @@ func (l *Lab) Close() error {
 	}
 	releasePrefix(l.Prefix)
 	l.log.Info("lab closed", "prefix", l.Prefix, "took", time.Since(start).Round(time.Millisecond))
-	return errors.Join(errs...)
+	l.closeErr = errors.Join(errs...)
+	return l.closeErr
 }
 
 func deleteNamespace(ns string) error {
@@ -330,4 +351,24 @@ func deleteNamespace(ns string) error {
 		return fmt.Errorf("lab: delete namespace %s: %w", ns, err)
 	}
 	return nil
+}
+
+// RoutingState returns the node's routes (all tables) and policy rules,
+// IPv4 and IPv6, as `ip` prints them: compare two calls to see whether
+// anything changed.
+func (n *Node) RoutingState(ctx context.Context) (string, error) {
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"-4", "route", "show", "table", "all"},
+		{"-6", "route", "show", "table", "all"},
+		{"-4", "rule", "show"},
+		{"-6", "rule", "show"},
+	} {
+		out, err := run(ctx, "ip", append([]string{"-n", n.NS}, args...)...)
+		if err != nil {
+			return "", fmt.Errorf("lab: %s: %w", n.Name, err)
+		}
+		fmt.Fprintf(&b, "# ip %s\n%s", strings.Join(args, " "), out)
+	}
+	return b.String(), nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -43,6 +44,15 @@ func New(t testing.TB) *NS {
 	n.IPIn("addr", "add", "fd01:2::10/64", "dev", "lan0", "nodad")
 	n.IPIn("route", "add", "default", "via", "10.1.2.1", "dev", "lan0")
 	n.IPIn("-6", "route", "add", "default", "via", "fd01:2::1", "dev", "lan0")
+	// The kernel adds the IPv6 address's local route a moment later; a
+	// snapshot taken before it lands would see it as a change.
+	for i := 0; i < 200; i++ {
+		out, _ := exec.Command("ip", "-n", name, "-6", "route", "show", "table", "local").CombinedOutput()
+		if strings.Contains(string(out), "fd01:2::10") {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	h, err := netns.GetFromName(name)
 	if err != nil {
 		t.Fatal(err)

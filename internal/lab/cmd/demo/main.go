@@ -1,0 +1,217 @@
+// Command demo shows ClearPath working end to end in network namespaces on
+// this machine: Dex, the gateway and a laptop running `vpn up`, narrated
+// step by step. `make demo` builds what it needs and runs it; it needs root
+// and always removes everything it created.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/internal/lab"
+	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
+	"github.com/clearpath-vpn/clearpath/internal/lab/stack"
+)
+
+func main() {
+	user := flag.String("user", "alice", "lab user to log in as (alice, bob, carol, erin)")
+	pause := flag.Duration("pause", 0, "pause between steps (e.g. 2s when presenting)")
+	flag.Parse()
+	if err := run(*user, *pause); err != nil {
+		fmt.Fprintf(os.Stderr, "\ndemo failed: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type demo struct {
+	ctx   context.Context
+	s     *stack.Stack
+	c     *stack.Client
+	step  int
+	pause time.Duration
+}
+
+func (d *demo) say(title string, lines ...string) {
+	if d.step > 0 && d.pause > 0 {
+		time.Sleep(d.pause)
+	}
+	d.step++
+	fmt.Printf("\n==> %d. %s\n", d.step, title)
+	for _, l := range lines {
+		fmt.Println("    " + l)
+	}
+}
+
+// sh runs argv in node, printing it the way a user would type it on that
+// machine, and its output indented. It returns the output and error.
+func (d *demo) sh(node *lab.Node, argv ...string) (string, error) {
+	shown := append([]string(nil), argv...)
+	for i, a := range shown {
+		if filepath.IsAbs(a) && strings.HasPrefix(filepath.Base(a), "vpn") {
+			shown[i] = filepath.Base(a) // bin/vpn -> vpn
+		}
+	}
+	fmt.Printf("\n    %s$ %s\n", node.Name, strings.Join(shown, " "))
+	ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
+	defer cancel()
+	out, err := node.Exec(ctx, argv...)
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		fmt.Println("      " + l)
+	}
+	return out, err
+}
+
+func (d *demo) vpn(args ...string) (string, error) {
+	return d.sh(d.s.Laptop, append([]string{d.s.Bin.VPN, "--state-dir", d.c.StateDir}, args...)...)
+}
+
+func run(user string, pause time.Duration) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the demo builds network namespaces: run it as root (sudo make demo)")
+	}
+	root, err := lab.RepoRoot()
+	if err != nil {
+		return err
+	}
+	bins, err := stack.Prebuilt(root)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	d := &demo{ctx: ctx, pause: pause}
+
+	d.say("Building a small network out of namespaces",
+		"Six network namespaces play six machines, joined by veth cables:",
+		"",
+		"  laptop --LAN 10.1.2.0/24-- host --internet 198.51.100.0/24-- gw --+-- idp   192.0.2.10 (Dex)",
+		"                                                                     +-- vpc-a 10.10.0.0/16 (engineering)",
+		"                                                                     +-- vpc-b 10.20.0.0/16 (ops)",
+		"",
+		"The VPCs are private: from the laptop they are reachable only through the VPN.",
+		"Nothing on this machine's own network is touched.")
+	ref, err := lab.NewReference(lab.Options{})
+	if err != nil {
+		return err
+	}
+	// lab also tears down on Ctrl-C; this covers every other way out.
+	defer func() {
+		fmt.Printf("\n==> %d. Cleaning up\n", d.step+1)
+		if err := ref.Close(); err != nil {
+			fmt.Println("    teardown:", err)
+			return
+		}
+		fmt.Println("    Stopped every process and removed the namespaces " + ref.Prefix + "-*: nothing is left behind.")
+	}()
+	fmt.Printf("    Namespaces: %s-laptop, -host, -gw, -idp, -vpc-a, -vpc-b (logs in %s)\n", ref.Prefix, ref.Dir)
+
+	svcA, err := lab.StartWhoAmI(ref.VPCA, "[::]:8000")
+	if err != nil {
+		return err
+	}
+	if _, err := lab.StartWhoAmI(ref.VPCB, "[::]:8000"); err != nil {
+		return err
+	}
+
+	d.say("Starting the identity provider and the gateway",
+		"Dex (the company's OIDC provider) runs on idp; vpn-gateway on gw with two networks:",
+		"  eng: group engineering, pool 100.64.0.0/24 + fd00:64::/64, may reach vpc-a",
+		"  ops: group ops,         pool 100.65.0.0/24 + fd00:65::/64, may reach vpc-b",
+		"Each network is its own WireGuard interface with its own routing table; no NAT.")
+	s, err := stack.Start(ctx, ref, bins)
+	if err != nil {
+		return err
+	}
+	d.s = s
+	d.c = s.Client(user)
+	if _, err := d.sh(s.GW, "wg", "show", s.EngIface); err != nil {
+		return err
+	}
+
+	d.say("Logging in as "+user,
+		"A person would log in through the browser; the demo uses Dex's password grant",
+		"and hands the ID token to `vpn up --token-file`, the automation path.")
+	tok, err := s.Dex.Login(ctx, dex.ClientID, user)
+	if err != nil {
+		return err
+	}
+	claims, _ := dex.Claims(tok.IDToken)
+	fmt.Printf("    token for %v, groups %v, audience %v, valid until %s\n",
+		claims["email"], claims["groups"], claims["aud"], time.Unix(int64(claims["exp"].(float64)), 0).Format(time.TimeOnly))
+	tokenFile, err := s.WriteToken(user, tok.IDToken)
+	if err != nil {
+		return err
+	}
+
+	d.say("The laptop before connecting",
+		"Its routing table and rules, to compare after `vpn down`. vpc-a is out of reach:")
+	before, err := s.Laptop.RoutingState(ctx)
+	if err != nil {
+		return err
+	}
+	d.sh(s.Laptop, "ip", "route")
+	d.sh(s.Laptop, "ip", "rule")
+	d.sh(s.Laptop, "curl", "-sS", "--max-time", "2", "http://"+lab.VPCAIP4+":8000/")
+
+	d.say("Connecting: vpn up",
+		"The client creates a device key (the private key never leaves the laptop),",
+		"registers its public key with the gateway using the token, brings up a",
+		"WireGuard tunnel and returns only once a reply came back through it.")
+	if _, err := d.vpn("up", "--server", stack.ServerURL, "--token-file", tokenFile, "--interface", d.c.Iface); err != nil {
+		return err
+	}
+
+	d.say("Reaching vpc-a through the tunnel",
+		"A small web service in vpc-a answers with the source address it saw:",
+		"it is the laptop's own tunnel address, not the gateway's (no NAT). IPv4 and IPv6.")
+	if _, err := d.sh(s.Laptop, "curl", "-sS", "--max-time", "5", "http://"+lab.VPCAIP4+":8000/"); err != nil {
+		return err
+	}
+	if _, err := d.sh(s.Laptop, "curl", "-sS", "--max-time", "5", "http://["+lab.VPCAIP6+"]:8000/"); err != nil {
+		return err
+	}
+	fmt.Printf("    vpc-a's service logged these sources: %v\n", svcA.Seen())
+
+	d.say("Status", "What the client knows about the tunnel:")
+	if _, err := d.vpn("status"); err != nil {
+		return err
+	}
+
+	d.say("vpc-b is not for engineering",
+		"vpc-b belongs to the ops network. The client routes nothing there, and the",
+		"gateway would drop it anyway (its table for eng blackholes all but vpc-a):")
+	if _, err := d.sh(s.Laptop, "curl", "-sS", "--max-time", "3", "http://"+lab.VPCBIP4+":8000/"); err == nil {
+		return errors.New("vpc-b answered, but the user's network does not allow it")
+	}
+
+	d.say("Route hygiene check: vpn doctor")
+	if _, err := s.Laptop.Exec(ctx, s.Bin.VPN, "doctor", "--help"); err != nil {
+		fmt.Println("    (vpn doctor is not part of this build yet; skipping)")
+	} else if _, err := d.vpn("doctor"); err != nil {
+		fmt.Println("    (doctor reported problems, see above)")
+	}
+
+	d.say("Disconnecting: vpn down",
+		"The agent undoes every change it journaled and checks the table is back.")
+	if _, err := d.vpn("down"); err != nil {
+		return err
+	}
+	after, err := s.Laptop.RoutingState(ctx)
+	if err != nil {
+		return err
+	}
+	d.sh(s.Laptop, "ip", "route")
+	d.sh(s.Laptop, "ip", "rule")
+	if after == before {
+		fmt.Println("\n    Routes (all tables, IPv4 and IPv6) and rules are exactly as before `vpn up`.")
+	} else {
+		fmt.Printf("\n    Routing differs from before `vpn up`!\n--- before\n%s\n--- after\n%s\n", before, after)
+		return errors.New("routing table not restored")
+	}
+	return nil
+}

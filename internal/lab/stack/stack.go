@@ -1,0 +1,288 @@
+// Package stack runs the whole ClearPath product in the reference lab: Dex
+// on idp, vpn-gateway on gw, and `vpn` clients on laptop, each as the real
+// binary a user would run. The end-to-end tests and the demo share it.
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/internal/lab"
+	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
+	"github.com/clearpath-vpn/clearpath/server/api"
+)
+
+// Binaries are the programs the stack runs.
+type Binaries struct {
+	VPN, Gateway, Dex string
+}
+
+// Build compiles cmd/vpn and cmd/vpn-gateway of the repository at root
+// into dir (CGO_ENABLED=0, as released) and finds Dex.
+func Build(ctx context.Context, root, dir string) (Binaries, error) {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(os.PathSeparator), "./cmd/vpn", "./cmd/vpn-gateway")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return Binaries{}, fmt.Errorf("go build ./cmd/vpn ./cmd/vpn-gateway: %w\n%s", err, out)
+	}
+	b := Binaries{VPN: filepath.Join(dir, "vpn"), Gateway: filepath.Join(dir, "vpn-gateway")}
+	var err error
+	b.Dex, err = dex.Binary()
+	return b, err
+}
+
+// Prebuilt returns the binaries `make build` left in <root>/bin.
+func Prebuilt(root string) (Binaries, error) {
+	b := Binaries{VPN: filepath.Join(root, "bin", "vpn"), Gateway: filepath.Join(root, "bin", "vpn-gateway")}
+	for _, p := range []string{b.VPN, b.Gateway} {
+		if _, err := os.Stat(p); err != nil {
+			return b, fmt.Errorf("%s missing: run `make build`", p)
+		}
+	}
+	var err error
+	b.Dex, err = dex.Binary()
+	return b, err
+}
+
+// The gateway's API in the lab.
+const (
+	GatewayListen = lab.GWPublicIP4 + ":8080"
+	ServerURL     = "http://" + GatewayListen
+)
+
+// Stack is the running product in a reference lab.
+type Stack struct {
+	*lab.Reference
+	Bin Binaries
+	Dex *dex.Server
+	// GatewayConfig is the path of the gateway's YAML file.
+	GatewayConfig string
+	Gateway       *lab.Proc
+	// EngIface and OpsIface are the gateway's WireGuard interfaces.
+	EngIface, OpsIface string
+}
+
+var gatewayTmpl = template.Must(template.New("gw").Parse(`# vpn-gateway configuration of the ClearPath lab (generated).
+listen: "{{.Listen}}"
+endpoint: {{.Endpoint}}
+oidc:
+  issuer: {{.Issuer}}
+  client_id: {{.ClientID}}
+  audience: {{.ClientID}}
+  groups_claim: groups
+store: {{.Store}}
+state_dir: {{.StateDir}}
+networks:
+  - name: eng
+    group: engineering
+    interface: {{.Eng}}
+    listen_port: {{.EngPort}}
+    pool: [{{.EngPool4}}, "{{.EngPool6}}"]
+    allow: [{{.VPCA4}}, "{{.VPCA6}}"]
+  - name: ops
+    group: ops
+    interface: {{.Ops}}
+    listen_port: {{.OpsPort}}
+    pool: [{{.OpsPool4}}, "{{.OpsPool6}}"]
+    allow: [{{.VPCB4}}, "{{.VPCB6}}"]
+`))
+
+// Start runs Dex (sqlite storage in the lab dir) and the gateway in ref
+// and waits until both answer.
+func Start(ctx context.Context, ref *lab.Reference, bin Binaries) (*Stack, error) {
+	s := &Stack{Reference: ref, Bin: bin, EngIface: ref.Prefix + "eng", OpsIface: ref.Prefix + "ops"}
+	var err error
+	s.Dex, err = dex.Start(ctx, ref.IDP, "dex", bin.Dex, dex.Config{DBFile: filepath.Join(ref.Dir, "dex.db")})
+	if err != nil {
+		return nil, err
+	}
+	s.GatewayConfig = filepath.Join(ref.Dir, "gateway.yaml")
+	f, err := os.Create(s.GatewayConfig)
+	if err != nil {
+		return nil, err
+	}
+	err = gatewayTmpl.Execute(f, map[string]any{
+		"Listen": GatewayListen, "Endpoint": lab.GWPublicIP4,
+		"Issuer": dex.Issuer, "ClientID": dex.ClientID,
+		"Store": filepath.Join(ref.Dir, "gateway.db"), "StateDir": filepath.Join(ref.Dir, "gateway-state"),
+		"Eng": s.EngIface, "EngPort": lab.EngPort, "EngPool4": lab.EngPool4, "EngPool6": lab.EngPool6,
+		"VPCA4": lab.VPCA4, "VPCA6": lab.VPCA6,
+		"Ops": s.OpsIface, "OpsPort": lab.OpsPort, "OpsPool4": lab.OpsPool4, "OpsPool6": lab.OpsPool6,
+		"VPCB4": lab.VPCB4, "VPCB6": lab.VPCB6,
+	})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write gateway config: %w", err)
+	}
+	if err := s.StartGateway(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// StartGateway starts vpn-gateway in gw and waits for its API.
+func (s *Stack) StartGateway(ctx context.Context) error {
+	p, err := s.GW.Start("gateway", s.Bin.Gateway, "serve", "--config", s.GatewayConfig, "--log-level", "debug")
+	if err != nil {
+		return err
+	}
+	s.Gateway = p
+	hc := s.GW.HTTPClient(time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	var last error
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if done, err := p.Exited(); done {
+			return fmt.Errorf("vpn-gateway exited while starting (%v):\n%s", err, p.Log())
+		}
+		resp, err := hc.Get(ServerURL + api.PathDiscovery)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s: %s", api.PathDiscovery, resp.Status)
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("vpn-gateway not serving %s after 20s (%v):\n%s", ServerURL, last, p.Log())
+}
+
+// StopGateway stops the gateway gracefully (SIGTERM), as an operator would.
+func (s *Stack) StopGateway() error {
+	if s.Gateway == nil {
+		return nil
+	}
+	err := s.Gateway.Stop(10 * time.Second)
+	s.Gateway = nil
+	return err
+}
+
+// Peers lists the public keys configured on a gateway interface (`wg show
+// <iface> peers`).
+func (s *Stack) Peers(ctx context.Context, iface string) ([]string, error) {
+	out, err := s.GW.Exec(ctx, "wg", "show", iface, "peers")
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(out), nil
+}
+
+// TokenFile logs user in (password grant, client clearpath) and writes the
+// ID token to a 0600 file in the lab dir, as `vpn up --token-file` wants.
+func (s *Stack) TokenFile(ctx context.Context, user string) (string, error) {
+	tok, err := s.Dex.Login(ctx, dex.ClientID, user)
+	if err != nil {
+		return "", err
+	}
+	return s.WriteToken(user, tok.IDToken)
+}
+
+// WriteToken writes token to <lab dir>/<name>.token (0600).
+func (s *Stack) WriteToken(name, token string) (string, error) {
+	p := filepath.Join(s.Dir, name+".token")
+	if err := os.WriteFile(p, []byte(token+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// Client is one `vpn` installation on the laptop: its own state dir and
+// interface name, so several can coexist.
+type Client struct {
+	Stack    *Stack
+	Name     string
+	StateDir string
+	Iface    string
+}
+
+// Client returns the client called name (short: it becomes part of the
+// interface name).
+func (s *Stack) Client(name string) *Client {
+	iface := s.Prefix + "-" + name
+	if len(iface) > 15 {
+		iface = iface[:15]
+	}
+	dir := filepath.Join(s.Dir, "client-"+name)
+	os.MkdirAll(dir, 0o700)
+	s.AddLogFile("agent of "+name, filepath.Join(dir, "agent.log"))
+	return &Client{Stack: s, Name: name, StateDir: dir, Iface: iface}
+}
+
+// Run runs `vpn --state-dir <dir> args...` in laptop and returns its
+// combined output.
+func (c *Client) Run(ctx context.Context, args ...string) (string, error) {
+	argv := append([]string{c.Stack.Bin.VPN, "--state-dir", c.StateDir}, args...)
+	return c.Stack.Laptop.Exec(ctx, argv...)
+}
+
+// Up runs `vpn up` with a token file and returns its output and wall time.
+func (c *Client) Up(ctx context.Context, tokenFile string) (string, time.Duration, error) {
+	start := time.Now()
+	out, err := c.Run(ctx, "up", "--server", ServerURL, "--token-file", tokenFile, "--interface", c.Iface)
+	return out, time.Since(start), err
+}
+
+// Down runs `vpn down`.
+func (c *Client) Down(ctx context.Context) (string, error) { return c.Run(ctx, "down") }
+
+// Status is the part of `vpn status --json` the lab looks at (the full
+// type is client/control.Status).
+type Status struct {
+	State     string   `json:"state"`
+	Server    string   `json:"server"`
+	Interface string   `json:"interface"`
+	Addresses []string `json:"addresses"`
+	Endpoint  string   `json:"endpoint"`
+	RxBytes   int64    `json:"rx_bytes"`
+	TxBytes   int64    `json:"tx_bytes"`
+	Routes    []string `json:"routes"`
+}
+
+// Status runs `vpn status --json` and decodes it; the raw output is
+// returned too.
+func (c *Client) Status(ctx context.Context) (*Status, string, error) {
+	out, err := c.Run(ctx, "status", "--json")
+	if err != nil {
+		return nil, out, err
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return nil, out, fmt.Errorf("vpn status --json: %w\n%s", err, out)
+	}
+	return &st, out, nil
+}
+
+// TunnelAddrs returns the global addresses on the client's interface in
+// laptop (what `ip addr show dev <iface>` lists), or an error if the
+// interface does not exist.
+func (c *Client) TunnelAddrs(ctx context.Context) ([]netip.Addr, error) {
+	out, err := c.Stack.Laptop.Exec(ctx, "ip", "-o", "addr", "show", "dev", c.Iface, "scope", "global")
+	if err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "inet" || f[i] == "inet6" {
+				if p, err := netip.ParsePrefix(f[i+1]); err == nil {
+					addrs = append(addrs, p.Addr())
+				}
+			}
+		}
+	}
+	return addrs, nil
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ClearPath's tests and demo need, and only
+# those missing: `apt-get update` runs only when something must be installed.
+set -euo pipefail
+
+# iproute2: ip netns/link/route; wireguard-tools: wg show/set; procps: sysctl;
+# curl, socat, iputils-ping, tcpdump, iperf3: what you reach for in the lab;
+# git: go build stamps version information from it; ca-certificates: module
+# downloads over HTTPS.
+PKGS=(iproute2 wireguard-tools procps curl socat iputils-ping tcpdump iperf3 git ca-certificates)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps: all present (${PKGS[*]})"
+	exit 0
+fi
+echo "deps: installing ${missing[*]}"
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null; then
+		SUDO=(sudo)
+	else
+		echo "deps: missing ${missing[*]} and not root; run as root" >&2
+		exit 1
+	fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
