@@ -57,14 +57,11 @@ func Run(ctx context.Context, dir string, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, "agent.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, err := Lock(dir, 0)
 	if err != nil {
-		return fmt.Errorf("agent lock: %w", err)
+		return err
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("another agent already runs for %s", dir)
-	}
+	defer unlock()
 	sys, err := routes.NewSystem()
 	if err != nil {
 		return err
@@ -98,6 +95,31 @@ func Run(ctx context.Context, dir string, log *slog.Logger) error {
 	os.Remove(sock)
 	log.Info("agent stopped")
 	return nil
+}
+
+// Lock takes the state dir's lock, which the agent holds while it runs, so
+// that nothing else (`vpn down` recovering after a crash, `vpn routes
+// restore`) touches the journal at the same time. It waits up to wait for
+// a dying agent to let go.
+func Lock(dir string, wait time.Duration) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "agent.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent lock: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			return func() { f.Close() }, nil
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("an agent is running for %s", dir)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Status implements control.Handler.

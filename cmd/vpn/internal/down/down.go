@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/routes"
@@ -40,8 +42,17 @@ func Run(ctx context.Context, f *factory.Factory) error {
 		return nil
 	}
 	if !errors.Is(err, control.ErrNoAgent) {
+		// The agent may have died under us (killed a moment ago): if it
+		// no longer answers, recover from its journal below.
+		if !agentGone(ctx, f) {
+			return err
+		}
+	}
+	unlock, err := agent.Lock(f.StateDir, 3*time.Second)
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	sys, serr := routes.NewSystem()
 	if serr != nil {
 		return serr
@@ -62,4 +73,14 @@ func Run(ctx context.Context, f *factory.Factory) error {
 		fmt.Fprintf(f.ErrOut, "warning: %s\n", p)
 	}
 	return nil
+}
+
+func agentGone(ctx context.Context, f *factory.Factory) bool {
+	for range 50 {
+		if _, err := f.Control().Status(ctx); errors.Is(err, control.ErrNoAgent) {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
 }

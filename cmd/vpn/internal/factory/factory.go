@@ -45,9 +45,19 @@ func (f *Factory) Control() *control.Client {
 // in this network namespace) when none answers and we are root.
 func (f *Factory) EnsureAgent(ctx context.Context) (*control.Client, error) {
 	c := f.Control()
-	if _, err := c.Status(ctx); err == nil {
-		return c, nil
-	} else if !errors.Is(err, control.ErrNoAgent) {
+	// An agent killed a moment ago can still accept and then reset a
+	// connection while the kernel tears it down: ask again until it is
+	// clearly alive or clearly gone.
+	var err error
+	for i := 0; i < 40; i++ {
+		if _, err = c.Status(ctx); err == nil {
+			return c, nil
+		} else if errors.Is(err, control.ErrNoAgent) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !errors.Is(err, control.ErrNoAgent) {
 		return nil, err
 	}
 	if os.Geteuid() != 0 {

@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/routes"
 )
@@ -131,6 +133,11 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 			if _, err := f.Control().Status(cmd.Context()); err == nil {
 				return fmt.Errorf("an agent is running: use `vpn down` to end its session")
 			}
+			unlock, err := agent.Lock(f.StateDir, 3*time.Second)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			s, err := sys()
 			if err != nil {
 				return err
