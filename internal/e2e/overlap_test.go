@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/internal/lab"
+	"github.com/clearpath-vpn/clearpath/internal/lab/stack"
+)
+
+// session is a long-lived TCP session from host to the laptop (as an SSH
+// session would be): host sends a line every 100 ms, the laptop echoes it.
+type session struct {
+	out  string
+	stop func()
+}
+
+func startSession(t *testing.T, e *env, dst string) *session {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "session.out")
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := e.Host.Command(ctx, "bash", "-c", "while sleep 0.1; do echo keepalive; done | socat -T 30 - TCP:"+dst+" > "+out)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &session{out: out, stop: func() { cancel(); cmd.Wait() }}
+	t.Cleanup(s.stop)
+	s.waitGrowing(t, "before vpn up")
+	return s
+}
+
+func (s *session) lines() int {
+	b, _ := os.ReadFile(s.out)
+	return strings.Count(string(b), "\n")
+}
+
+// waitGrowing checks that echoes keep arriving.
+func (s *session) waitGrowing(t *testing.T, when string) {
+	t.Helper()
+	n := s.lines()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if s.lines() >= n+3 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: the session from host to the laptop stopped (%d echoes, none new)", when, n)
+}
+
+// TestOverlapKeepsLANAndInboundSessions is the seed scenario of issue 5:
+// host and laptop share 10.1.2.0/24 and fd01:2::/64, host holds sessions to
+// the laptop, and the gateway pushes 10.0.0.0/8 and fd00::/8, which cover
+// the LAN. The sessions survive `vpn up`, new ones work, the laptop reaches
+// vpc-a through the tunnel; then the same with a full tunnel; and when a new
+// network appears on the laptop its exception follows within a second.
+func TestOverlapKeepsLANAndInboundSessions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg, err := os.ReadFile(e.GatewayConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wide := strings.Replace(string(cfg), `allow: [`+lab.VPCA4+`, "`+lab.VPCA6+`"]`, `allow: [10.0.0.0/8, "fd00::/8"]`, 1)
+	if wide == string(cfg) {
+		t.Fatal("could not widen the engineering network in the gateway config")
+	}
+	os.WriteFile(e.GatewayConfig, []byte(wide), 0o600)
+	e.StopGateway()
+	if err := e.StartGateway(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	echo := e.Laptop.Command(context.Background(), "socat", "TCP6-LISTEN:2222,ipv6only=0,fork,reuseaddr", "EXEC:cat")
+	if err := echo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Process.Kill(); echo.Wait() })
+	time.Sleep(200 * time.Millisecond)
+	s4 := startSession(t, e, lab.LaptopIP4+":2222")
+	s6 := startSession(t, e, "["+lab.LaptopIP6+"]:2222")
+
+	alice := e.Client("ovl")
+	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up(t, alice, tok)
+	s4.waitGrowing(t, "IPv4 after vpn up")
+	s6.waitGrowing(t, "IPv6 after vpn up")
+	newSession(t, e, lab.LaptopIP4+":2222")
+	newSession(t, e, "["+lab.LaptopIP6+"]:2222")
+	v4, v6 := tunnelAddrs(t, alice)
+	if got := e.reach(t, vpcA4); got != v4.String() {
+		t.Errorf("vpc-a saw %s, want the tunnel address %s", got, v4)
+	}
+	if got := e.reach(t, vpcA6); got != v6.String() {
+		t.Errorf("vpc-a (IPv6) saw %s, want the tunnel address %s", got, v6)
+	}
+	out, err := alice.Run(ctxT(t, 5*time.Second), "status")
+	if err != nil || !strings.Contains(out, "10.0.0.0/8") || !strings.Contains(out, "lan wins") {
+		t.Errorf("vpn status must show the overlap plan:\n%s", out)
+	}
+
+	// The LAN changes: a docker-like bridge appears inside the pushed /8.
+	ctx := ctxT(t, 10*time.Second)
+	for _, argv := range [][]string{
+		{"ip", "link", "add", "br-dock", "type", "veth", "peer", "name", "br-dock2"},
+		{"ip", "addr", "add", "10.77.0.1/24", "dev", "br-dock"},
+		{"ip", "link", "set", "br-dock", "up"}, {"ip", "link", "set", "br-dock2", "up"},
+	} {
+		if out, err := e.Laptop.Exec(ctx, argv...); err != nil {
+			t.Fatalf("%v: %v\n%s", argv, err, out)
+		}
+	}
+	start := time.Now()
+	for {
+		out, _ := e.Laptop.Exec(ctx, "ip", "route", "get", "10.77.0.5")
+		if strings.Contains(out, "dev br-dock") {
+			t.Logf("the new network's exception was in place after %v", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("after 1s 10.77.0.5 still routes: %s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	down(t, alice)
+	s4.waitGrowing(t, "after vpn down")
+
+	// Full tunnel: the LAN and the sessions still live.
+	if out, err := alice.Run(ctx, "up", "--server", stack.ServerURL, "--token-file", tok, "--interface", alice.Iface, "--all-traffic"); err != nil {
+		t.Fatalf("vpn up --all-traffic: %v\n%s", err, out)
+	}
+	s4.waitGrowing(t, "IPv4 with a full tunnel")
+	s6.waitGrowing(t, "IPv6 with a full tunnel")
+	newSession(t, e, lab.LaptopIP4+":2222")
+	if r, _ := e.Laptop.Exec(ctx, "ip", "route", "get", "192.0.2.200"); !strings.Contains(r, alice.Iface) {
+		t.Errorf("full tunnel: internet traffic does not go through the tunnel: %s", r)
+	}
+	if r, _ := e.Laptop.Exec(ctx, "ip", "route", "get", "198.51.100.1", "mark", "0x7411"); strings.Contains(r, alice.Iface) {
+		t.Errorf("the gateway endpoint must stay outside the tunnel: %s", r)
+	}
+	down(t, alice)
+}
+
+func newSession(t *testing.T, e *env, dst string) {
+	t.Helper()
+	out, err := e.Host.Exec(ctxT(t, 5*time.Second), "bash", "-c", "echo hello | socat -T 2 - TCP:"+dst)
+	if err != nil || !strings.Contains(out, "hello") {
+		t.Errorf("a new session from host to %s failed: %v %q", dst, err, out)
+	}
+}
