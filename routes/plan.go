@@ -18,10 +18,7 @@ type TunnelSpec struct {
 	BlockLAN bool
 }
 
-var (
-	default4 = netip.MustParsePrefix("0.0.0.0/0")
-	default6 = netip.MustParsePrefix("::/0")
-)
+var default6 = netip.MustParsePrefix("::/0")
 
 // FullTunnel reports whether spec captures all traffic of the family of p.
 func (s TunnelSpec) full(v6 bool) bool {

@@ -147,8 +147,6 @@ type checker struct {
 	snap  *routes.Snapshot
 	links map[string]routes.Link
 	out   []Finding
-	// deadRouted marks routes already reported, so one route is one finding.
-	reported map[string]bool
 }
 
 func (c *checker) add(f Finding) {

@@ -5,8 +5,6 @@ package auth
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/clearpath-vpn/clearpath/internal/jwtpeek"
 )
 
 // Identity is who a verified token speaks for.
@@ -92,7 +92,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 		// Name a foreign issuer plainly; go-oidc checks the signature
 		// first, which would only say "bad signature". The token is refused
 		// either way: the unverified claim only words the message.
-		if iss := unverifiedIssuer(raw); iss != "" && iss != v.issuer {
+		if iss := jwtpeek.Issuer(raw); iss != "" && iss != v.issuer {
 			return nil, &InvalidTokenError{Reason: fmt.Sprintf("issued by another issuer (%s; want %s)", iss, v.issuer)}
 		}
 		return nil, &InvalidTokenError{Reason: classify(err, v.issuer, v.audience)}
@@ -129,24 +129,6 @@ func classify(err error, issuer, audience string) string {
 	default:
 		return msg
 	}
-}
-
-func unverifiedIssuer(raw string) string {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return ""
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return ""
-	}
-	var c struct {
-		Iss string `json:"iss"`
-	}
-	if json.Unmarshal(b, &c) != nil {
-		return ""
-	}
-	return c.Iss
 }
 
 // Groups reads a list of group names from claims at path, a claim name or a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/auth"
+	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
@@ -36,11 +37,19 @@ func (g *Gateway) Handler() http.Handler {
 }
 
 func (g *Gateway) discovery(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, api.Discovery{
-		Issuer:     g.cfg.OIDC.Issuer,
-		ClientID:   g.cfg.OIDC.ClientID,
-		Scopes:     []string{"openid", "profile", "email", "groups", "offline_access"},
-		APIVersion: api.APIVersion,
+	DiscoveryHandler(g.cfg.OIDC).ServeHTTP(w, r)
+}
+
+// DiscoveryHandler serves GET /.well-known/vpn: what a client needs to log
+// in, given only the gateway's URL.
+func DiscoveryHandler(o config.OIDC) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, api.Discovery{
+			Issuer:     o.Issuer,
+			ClientID:   o.ClientID,
+			Scopes:     []string{"openid", "profile", "email", "groups", "offline_access"},
+			APIVersion: api.APIVersion,
+		})
 	})
 }
 
@@ -88,7 +97,11 @@ func (g *Gateway) pickNetwork(w http.ResponseWriter, id *auth.Identity, want str
 	}
 	switch {
 	case len(mine) == 0:
-		writeErr(w, http.StatusForbidden, api.ErrForbidden, fmt.Sprintf("user %s is in no group that has a network on this gateway (groups: %s)", display(id), strings.Join(id.Groups, ", ")))
+		groups := "the token has no groups"
+		if len(id.Groups) > 0 {
+			groups = "groups: " + strings.Join(id.Groups, ", ")
+		}
+		writeErr(w, http.StatusForbidden, api.ErrForbidden, fmt.Sprintf("user %s is in no group that has a network on this gateway (%s)", display(id), groups))
 		return nil
 	case want != "":
 		if !slices.Contains(mine, want) {

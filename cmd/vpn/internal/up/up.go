@@ -11,8 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/clearpath-vpn/clearpath/client/auth"
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/login"
 )
 
 // Options are the inputs of `vpn up`.
@@ -27,6 +29,7 @@ type Options struct {
 	// the LAN exceptions.
 	AllTraffic bool
 	BlockLAN   bool
+	Login      login.Options
 }
 
 // Agent is the part of the agent connection `up` needs.
@@ -51,8 +54,9 @@ reason is printed.`,
 			return Run(cmd.Context(), f, o)
 		},
 	}
-	cmd.Flags().StringVar(&o.Server, "server", "", "gateway URL, e.g. https://vpn.example.com")
-	cmd.Flags().StringVar(&o.TokenFile, "token-file", "", "file holding a bearer token obtained elsewhere (automation)")
+	cmd.Flags().StringVar(&o.Server, "server", "", "gateway URL, e.g. https://vpn.example.com (default: the last one you logged in to)")
+	cmd.Flags().StringVar(&o.TokenFile, "token-file", "", "file holding a bearer token obtained elsewhere (automation); default: log in (cached, refreshed)")
+	login.AddFlags(cmd, &o.Login)
 	cmd.Flags().StringVar(&o.Network, "network", "", "network to join when you belong to several")
 	cmd.Flags().StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env VPN_INTERFACE or the first free cpN)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long to wait for traffic through the tunnel")
@@ -80,18 +84,33 @@ func ReadToken(path string) (string, error) {
 
 // Run connects through the agent (starting it if needed).
 func Run(ctx context.Context, f *factory.Factory, o *Options) error {
-	if o.Server == "" {
-		return errors.New("--server is required (the gateway URL)")
-	}
-	if o.TokenFile == "" {
-		return errors.New("--token-file is required for now (browser login: `vpn login`, coming)")
-	}
-	tok, err := ReadToken(o.TokenFile)
-	if err != nil {
-		return err
-	}
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	var tok string
+	var err error
+	if o.TokenFile != "" {
+		if o.Server == "" {
+			return errors.New("--server is required with --token-file (the gateway URL)")
+		}
+		if tok, err = ReadToken(o.TokenFile); err != nil {
+			return err
+		}
+	} else {
+		// Log in here, as the user who typed the command; only the
+		// token goes to the (root) agent.
+		cache, err := auth.DefaultCache()
+		if err != nil {
+			return err
+		}
+		if o.Server, err = login.ResolveServer(cache, o.Server); err != nil {
+			return err
+		}
+		t, err := auth.Obtain(ctx, cache, o.Server, f.ErrOut, o.Login.LoginOptions)
+		if err != nil {
+			return err
+		}
+		tok = t.IDToken
 	}
 	start := time.Now()
 	c, err := f.EnsureAgent(ctx)

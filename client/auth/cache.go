@@ -1,0 +1,93 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Cache keeps tokens per gateway in the user's config directory: the
+// directory 0700, each file 0600, written atomically.
+type Cache struct{ Dir string }
+
+// DefaultCache is ~/.config/clearpath (os.UserConfigDir), or
+// $VPN_CONFIG_DIR when set.
+func DefaultCache() (*Cache, error) {
+	if d := os.Getenv("VPN_CONFIG_DIR"); d != "" {
+		return &Cache{Dir: d}, nil
+	}
+	base, err := os.UserConfigDir()
+	if err != nil {
+		return nil, fmt.Errorf("find the user config dir: %w", err)
+	}
+	return &Cache{Dir: filepath.Join(base, "clearpath")}, nil
+}
+
+func (c *Cache) path(server string) string {
+	h := sha256.Sum256([]byte(strings.TrimRight(server, "/")))
+	return filepath.Join(c.Dir, "tokens", hex.EncodeToString(h[:8])+".json")
+}
+
+// Load returns the cached tokens of server (nil when none).
+func (c *Cache) Load(server string) (*Tokens, error) {
+	b, err := os.ReadFile(c.path(server))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read token cache: %w", err)
+	}
+	var t Tokens
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("token cache %s is damaged (%v): run `vpn logout` and log in again", c.path(server), err)
+	}
+	return &t, nil
+}
+
+// Save stores t for its server.
+func (c *Cache) Save(t *Tokens) error {
+	p := c.path(t.Server)
+	for _, d := range []string{c.Dir, filepath.Dir(p)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("token cache: %w", err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return fmt.Errorf("token cache: %w", err)
+		}
+	}
+	b, _ := json.MarshalIndent(t, "", "  ")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("token cache: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("token cache: %w", err)
+	}
+	return c.setDefault(t.Server)
+}
+
+// Delete removes server's tokens.
+func (c *Cache) Delete(server string) error {
+	if err := os.Remove(c.path(server)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("token cache: %w", err)
+	}
+	return nil
+}
+
+func (c *Cache) setDefault(server string) error {
+	return os.WriteFile(filepath.Join(c.Dir, "server"), []byte(server+"\n"), 0o600)
+}
+
+// DefaultServer is the server of the last login ("" if none).
+func (c *Cache) DefaultServer() string {
+	b, err := os.ReadFile(filepath.Join(c.Dir, "server"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,122 @@
+// Package login implements `vpn login` and `vpn logout`.
+package login
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/client/auth"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+)
+
+// Options are the inputs of `vpn login`.
+type Options struct {
+	Server string
+	auth.LoginOptions
+}
+
+// ResolveServer picks the server: the flag, else the last one logged in to.
+func ResolveServer(cache *auth.Cache, flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if s := cache.DefaultServer(); s != "" {
+		return s, nil
+	}
+	return "", errors.New("--server is required the first time (the gateway URL, e.g. https://vpn.example.com)")
+}
+
+// NewCmd returns `vpn login`.
+func NewCmd(f *factory.Factory) *cobra.Command {
+	o := &Options{}
+	cmd := &cobra.Command{
+		Use:   "login",
+		Short: "Log in with your identity provider (browser, or a code on headless machines)",
+		Long: `Log in to the gateway's identity provider and cache the tokens for this user.
+Opens the browser (authorization code + PKCE on a loopback redirect); where no
+browser can be opened (no display, over SSH) or with --device, prints a URL,
+a code and a QR code to approve from another device.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cache, err := auth.DefaultCache()
+			if err != nil {
+				return err
+			}
+			server, err := ResolveServer(cache, o.Server)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			o.Force = true
+			t, err := auth.Obtain(cmd.Context(), cache, server, f.Out, o.LoginOptions)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(f.Out, "Logged in to %s as %s (groups: %v) in %v; token valid until %s.\n",
+				server, t.Who(), t.Groups, time.Since(start).Round(time.Millisecond), t.Expiry.Local().Format(time.RFC1123))
+			return nil
+		},
+	}
+	AddFlags(cmd, o)
+	return cmd
+}
+
+// AddFlags adds the login flags (shared with `vpn up`).
+func AddFlags(cmd *cobra.Command, o *Options) {
+	if cmd.Flags().Lookup("server") == nil {
+		cmd.Flags().StringVar(&o.Server, "server", "", "gateway URL (default: the last one you logged in to)")
+	}
+	cmd.Flags().BoolVar(&o.Device, "device", false, "log in with a code from another device instead of this machine's browser")
+	cmd.Flags().BoolVar(&o.NoBrowser, "no-browser", false, "print the login URL instead of opening the browser")
+	cmd.Flags().IntVar(&o.Port, "port", 0, "loopback port for the login redirect (default: any free port)")
+	cmd.Flags().DurationVar(&o.Timeout, "login-timeout", 5*time.Minute, "how long to wait for the login")
+}
+
+// NewLogoutCmd returns `vpn logout`.
+func NewLogoutCmd(f *factory.Factory) *cobra.Command {
+	var server string
+	cmd := &cobra.Command{
+		Use:   "logout",
+		Short: "Revoke the session at the provider (where supported) and forget the cached tokens",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cache, err := auth.DefaultCache()
+			if err != nil {
+				return err
+			}
+			server, err := ResolveServer(cache, server)
+			if err != nil {
+				return err
+			}
+			t, err := cache.Load(server)
+			if err != nil || t == nil {
+				cache.Delete(server)
+				fmt.Fprintf(f.Out, "Not logged in to %s.\n", server)
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			revoked := false
+			if c, err := auth.New(ctx, server, f.ErrOut); err == nil {
+				if revoked, err = c.Revoke(ctx, t); err != nil {
+					fmt.Fprintf(f.ErrOut, "warning: %v\n", err)
+				}
+			}
+			if err := cache.Delete(server); err != nil {
+				return err
+			}
+			how := "the provider offers no revocation; the cached tokens are deleted"
+			if revoked {
+				how = "the session is revoked at the provider and the cached tokens are deleted"
+			}
+			fmt.Fprintf(f.Out, "Logged out of %s (%s): %s.\n", server, t.Who(), how)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&server, "server", "", "gateway URL (default: the last one you logged in to)")
+	return cmd
+}
