@@ -152,6 +152,9 @@ func (c *Client) BrowserLogin(ctx context.Context, o BrowserOptions) (*Tokens, e
 			}
 		}
 		page(w, res.err)
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
 		select {
 		case done <- res:
 		default:
@@ -159,7 +162,13 @@ func (c *Client) BrowserLogin(ctx context.Context, o BrowserOptions) (*Tokens, e
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	defer srv.Close()
+	// Shut down gracefully: the browser must still get the "you can close
+	// this tab" page the handler is writing when the result arrives.
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
 
 	fmt.Fprintf(c.Out, "Log in at:\n\n    %s\n\n", url)
 	if !o.NoBrowser {
