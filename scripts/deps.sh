@@ -7,8 +7,9 @@ set -euo pipefail
 # curl, socat, iputils-ping, tcpdump, iperf3: what you reach for in the lab;
 # git: go build stamps version information from it; ca-certificates: module
 # downloads over HTTPS.
-# postgresql: the gateway store tests run against a real PostgreSQL 15.
-PKGS=(iproute2 wireguard-tools procps curl socat iputils-ping tcpdump iperf3 git ca-certificates postgresql)
+# postgresql: the gateway store tests run against a real PostgreSQL 15;
+# chromium: the login tests drive a real headless browser.
+PKGS=(iproute2 wireguard-tools procps curl socat iputils-ping tcpdump iperf3 git ca-certificates postgresql chromium)
 
 missing=()
 for p in "${PKGS[@]}"; do
