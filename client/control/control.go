@@ -79,7 +79,18 @@ type Status struct {
 	// SetupMillis is how long the last `up` took, from request to the first
 	// reply through the tunnel.
 	SetupMillis int64 `json:"setup_ms,omitempty"`
-	AgentPID    int   `json:"agent_pid,omitempty"`
+	// Login is who is logged in (filled by the CLI from the user's token
+	// cache; the agent never sees it).
+	Login    *Login `json:"login,omitempty"`
+	AgentPID int    `json:"agent_pid,omitempty"`
+}
+
+// Login describes the user's cached session.
+type Login struct {
+	Server      string     `json:"server"`
+	User        string     `json:"user"`
+	TokenExpiry *time.Time `json:"token_expiry,omitempty"`
+	CanRefresh  bool       `json:"can_refresh"`
 }
 
 // Error is the body of a failed control request.

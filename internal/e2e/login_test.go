@@ -47,3 +47,28 @@ func TestUpRefreshesAnExpiredSession(t *testing.T) {
 	}
 	down(t, bob)
 }
+
+// TestSeveralNetworksMustChoose: erin is in engineering and ops. Without
+// --network, `vpn up` fails and lists her networks; with --network ops she
+// reaches vpc-b (and not vpc-a).
+func TestSeveralNetworksMustChoose(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	erin := e.Client("erin")
+	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "erin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := erin.Up(ctxT(t, 30*time.Second), tok)
+	if err == nil || !strings.Contains(out, "eng, ops") || !strings.Contains(out, "--network") {
+		t.Fatalf("vpn up without --network must fail listing the networks: %v\n%s", err, out)
+	}
+	if out, err := erin.Run(ctxT(t, 30*time.Second), "up", "--server", stack.ServerURL, "--token-file", tok, "--interface", erin.Iface, "--network", "ops"); err != nil {
+		t.Fatalf("vpn up --network ops: %v\n%s", err, out)
+	}
+	if got := e.reach(t, vpcB4); got == "" {
+		t.Fatal("ops member cannot reach vpc-b")
+	}
+	e.unreachable(t, vpcA4, "erin joined ops, not eng")
+	down(t, erin)
+}

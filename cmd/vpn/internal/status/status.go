@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/clearpath-vpn/clearpath/client/auth"
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 )
@@ -37,6 +38,16 @@ func NewCmd(f *factory.Factory, get func(context.Context) (*control.Status, erro
 			if err != nil {
 				return err
 			}
+			if cache, err := auth.DefaultCache(); err == nil {
+				server := st.Server
+				if server == "" {
+					server = cache.DefaultServer()
+				}
+				if t, err := cache.Load(server); err == nil && t != nil {
+					exp := t.Expiry.UTC()
+					st.Login = &control.Login{Server: server, User: t.Who(), TokenExpiry: &exp, CanRefresh: t.RefreshToken != ""}
+				}
+			}
 			if o.JSON {
 				enc := json.NewEncoder(f.Out)
 				enc.SetIndent("", "  ")
@@ -53,6 +64,16 @@ func NewCmd(f *factory.Factory, get func(context.Context) (*control.Status, erro
 // Print renders st for people.
 func Print(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "state       %s\n", st.State)
+	if l := st.Login; l != nil {
+		when := "expired"
+		if l.TokenExpiry.After(time.Now()) {
+			when = "valid until " + l.TokenExpiry.Local().Format(time.RFC1123)
+		}
+		if l.CanRefresh {
+			when += " (refreshed automatically)"
+		}
+		fmt.Fprintf(w, "logged in   %s at %s, token %s\n", l.User, l.Server, when)
+	}
 	if st.Error != "" {
 		fmt.Fprintf(w, "last error  %s\n", st.Error)
 	}
