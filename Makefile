@@ -56,8 +56,9 @@ test: deps dex build fmt-check vet
 	echo "make test: go test took $$(( $$(date +%s) - start ))s"; exit $$rc
 	@cat artifacts/vpn-up.txt 2>/dev/null || true
 
+# DEMO_FLAGS="-pause 2s -user erin" to present it slowly or as someone else.
 demo: deps dex build
-	$(GO) run ./internal/lab/cmd/demo
+	$(GO) run ./internal/lab/cmd/demo $(DEMO_FLAGS)
 
 lint: fmt-check vet
 	$(GO) run $(STATICCHECK) ./...

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -208,6 +209,11 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Println("ERR", err)
 		os.Exit(1)
 	}
+	// READY only once it has entered the namespace: before that it is not
+	// in the lab yet.
+	for !slices.Contains(namespacePids(b.NS), cmd.Process.Pid) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	fmt.Printf("READY %s %d\n", l.Prefix, cmd.Process.Pid)
 	time.Sleep(10 * time.Minute)
 }
@@ -245,9 +251,17 @@ func startHelper(t *testing.T) (cmd *exec.Cmd, prefix string, detached int) {
 	return cmd, prefix, detached
 }
 
+// alive reports whether pid runs, allowing a killed process a moment to
+// finish exiting.
 func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	return err == nil && !strings.Contains(string(b), ") Z ")
+	for range 20 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			return false
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return true
 }
 
 func TestSweepRemovesKilledRun(t *testing.T) {
@@ -259,21 +273,27 @@ func TestSweepRemovesKilledRun(t *testing.T) {
 	if left := leftovers(t, prefix); len(left) != 3 {
 		t.Fatalf("Sweep touched a live run's lab: left %v", left)
 	}
+	// Hold off other processes' sweepers (parallel test packages) so the
+	// leftover is ours to inspect and remove.
+	unlock, err := lockSweep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
 	cmd.Process.Kill() // no cleanup at all, like a test timeout
 	cmd.Wait()
 	if left := leftovers(t, prefix); len(left) != 3 {
 		t.Fatalf("expected the killed run's 2 namespaces and record, got %v", left)
 	}
 	if !alive(detached) {
-		t.Fatal("detached process died early; the test proves nothing")
+		t.Fatal("detached process died with its creator; the test proves nothing")
 	}
-	if err := Sweep(nil); err != nil {
+	if err := sweepLocked(nil); err != nil {
 		t.Fatal(err)
 	}
 	if left := leftovers(t, prefix); len(left) > 0 {
 		t.Errorf("left after Sweep: %v", left)
 	}
-	time.Sleep(100 * time.Millisecond)
 	if alive(detached) {
 		t.Errorf("process %d in the leaked namespace survived the sweep", detached)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
+	"time"
 )
 
 // End describes one side of a veth link for Connect.
@@ -79,6 +81,18 @@ func (l *Lab) Connect(a, b End) (*Link, error) {
 			return nil, err
 		}
 	}
+	// The kernel installs an IPv6 address's local route from a work queue,
+	// a moment after the address: wait for it, so the address accepts
+	// traffic and a routing snapshot taken now does not change later.
+	for _, e := range []LinkEnd{link.A, link.B} {
+		for _, p := range e.Addrs {
+			if p.Addr().Is6() {
+				if err := e.Node.waitLocalRoute(p.Addr()); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	l.log.Debug("linked", "a", a.Node.Name, "a_if", link.A.Name, "b", b.Node.Name, "b_if", link.B.Name)
 	return link, nil
 }
@@ -113,4 +127,18 @@ func (n *Node) Forwarding(on bool) error {
 		}
 	}
 	return nil
+}
+
+func (n *Node) waitLocalRoute(a netip.Addr) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := run(context.Background(), "ip", "-n", n.NS, "-6", "route", "show", "table", "local", a.String())
+		if err == nil && strings.TrimSpace(out) != "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: %s: IPv6 address %s not usable after 5s", n.Name, a)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

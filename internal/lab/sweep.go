@@ -138,6 +138,32 @@ func (o owner) alive() bool {
 // running in them, their WireGuard sockets and their directories. Labs of
 // live processes are left alone.
 func Sweep(log *slog.Logger) error {
+	unlock, err := lockSweep()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return sweepLocked(log)
+}
+
+// lockSweep serialises sweepers of all processes (parallel test packages
+// each sweep when they create a lab), so two never fight over one leftover.
+func lockSweep() (unlock func(), err error) {
+	if err := os.MkdirAll(ownerDir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(ownerDir, ".sweep.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lab: sweep lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lab: sweep lock: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+func sweepLocked(log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

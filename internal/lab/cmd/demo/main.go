@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 )
 
 func main() {
-	user := flag.String("user", "alice", "lab user to log in as (alice, bob, carol, erin)")
+	user := flag.String("user", "alice", "lab user to log in as: alice, bob (engineering), carol (ops), dave (no group), erin (both)")
 	pause := flag.Duration("pause", 0, "pause between steps (e.g. 2s when presenting)")
 	flag.Parse()
 	if err := run(*user, *pause); err != nil {
@@ -71,7 +72,23 @@ func (d *demo) vpn(args ...string) (string, error) {
 	return d.sh(d.s.Laptop, append([]string{d.s.Bin.VPN, "--state-dir", d.c.StateDir}, args...)...)
 }
 
+// side is what a network may reach and what it may not, for the narration.
+type side struct {
+	network, group           string
+	okName, okIP4, okIP6     string
+	denyName, denyIP4, owner string
+}
+
+var (
+	engSide = side{"eng", "engineering", "vpc-a", lab.VPCAIP4, lab.VPCAIP6, "vpc-b", lab.VPCBIP4, "ops"}
+	opsSide = side{"ops", "ops", "vpc-b", lab.VPCBIP4, lab.VPCBIP6, "vpc-a", lab.VPCAIP4, "engineering"}
+)
+
 func run(user string, pause time.Duration) error {
+	u, ok := dex.LookupUser(user)
+	if !ok {
+		return fmt.Errorf("no lab user %q (try alice, bob, carol, dave or erin)", user)
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("the demo builds network namespaces: run it as root (sudo make demo)")
 	}
@@ -114,7 +131,8 @@ func run(user string, pause time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if _, err := lab.StartWhoAmI(ref.VPCB, "[::]:8000"); err != nil {
+	svcB, err := lab.StartWhoAmI(ref.VPCB, "[::]:8000")
+	if err != nil {
 		return err
 	}
 
@@ -148,8 +166,22 @@ func run(user string, pause time.Duration) error {
 		return err
 	}
 
+	var sd side
+	var upArgs []string
+	switch {
+	case slices.Contains(u.Groups, "engineering") && slices.Contains(u.Groups, "ops"):
+		sd = engSide
+		upArgs = []string{"--network", "eng"}
+		fmt.Printf("    %s is in engineering and ops, so she picks a network: --network eng\n", user)
+	case slices.Contains(u.Groups, "engineering"):
+		sd = engSide
+	case slices.Contains(u.Groups, "ops"):
+		sd = opsSide
+	}
+	svc := map[string]*lab.WhoAmI{"vpc-a": svcA, "vpc-b": svcB}[sd.okName]
+
 	d.say("The laptop before connecting",
-		"Its routing table and rules, to compare after `vpn down`. vpc-a is out of reach:")
+		"Its routing table and rules, to compare after `vpn down`. The VPCs are out of reach:")
 	before, err := s.Laptop.RoutingState(ctx)
 	if err != nil {
 		return err
@@ -158,35 +190,45 @@ func run(user string, pause time.Duration) error {
 	d.sh(s.Laptop, "ip", "rule")
 	d.sh(s.Laptop, "curl", "-sS", "--max-time", "2", "http://"+lab.VPCAIP4+":8000/")
 
+	if sd.network == "" {
+		d.say("Connecting: vpn up, as a user in no group",
+			user+" is in no group the gateway serves, so the gateway refuses (403) and",
+			"vpn up changes nothing:")
+		if _, err := d.vpn("up", "--server", stack.ServerURL, "--token-file", tokenFile, "--interface", d.c.Iface); err == nil {
+			return errors.New("vpn up succeeded for a user in no group")
+		}
+		return checkRestored(d, before)
+	}
+
 	d.say("Connecting: vpn up",
 		"The client creates a device key (the private key never leaves the laptop),",
 		"registers its public key with the gateway using the token, brings up a",
 		"WireGuard tunnel and returns only once a reply came back through it.")
-	if _, err := d.vpn("up", "--server", stack.ServerURL, "--token-file", tokenFile, "--interface", d.c.Iface); err != nil {
+	if _, err := d.vpn(append([]string{"up", "--server", stack.ServerURL, "--token-file", tokenFile, "--interface", d.c.Iface}, upArgs...)...); err != nil {
 		return err
 	}
 
-	d.say("Reaching vpc-a through the tunnel",
-		"A small web service in vpc-a answers with the source address it saw:",
+	d.say("Reaching "+sd.okName+" through the tunnel",
+		"A small web service in "+sd.okName+" answers with the source address it saw:",
 		"it is the laptop's own tunnel address, not the gateway's (no NAT). IPv4 and IPv6.")
-	if _, err := d.sh(s.Laptop, "curl", "-sS", "--max-time", "5", "http://"+lab.VPCAIP4+":8000/"); err != nil {
+	if _, err := d.sh(s.Laptop, "curl", "-sS", "--max-time", "5", "http://"+sd.okIP4+":8000/"); err != nil {
 		return err
 	}
-	if _, err := d.sh(s.Laptop, "curl", "-sS", "--max-time", "5", "http://["+lab.VPCAIP6+"]:8000/"); err != nil {
+	if _, err := d.sh(s.Laptop, "curl", "-sS", "--max-time", "5", "http://["+sd.okIP6+"]:8000/"); err != nil {
 		return err
 	}
-	fmt.Printf("    vpc-a's service logged these sources: %v\n", svcA.Seen())
+	fmt.Printf("    %s's service logged these sources: %v\n", sd.okName, svc.Seen())
 
 	d.say("Status", "What the client knows about the tunnel:")
 	if _, err := d.vpn("status"); err != nil {
 		return err
 	}
 
-	d.say("vpc-b is not for engineering",
-		"vpc-b belongs to the ops network. The client routes nothing there, and the",
-		"gateway would drop it anyway (its table for eng blackholes all but vpc-a):")
-	if _, err := d.sh(s.Laptop, "curl", "-sS", "--max-time", "3", "http://"+lab.VPCBIP4+":8000/"); err == nil {
-		return errors.New("vpc-b answered, but the user's network does not allow it")
+	d.say(sd.denyName+" is not for "+sd.group,
+		sd.denyName+" belongs to the "+sd.owner+" network. The client routes nothing there, and the",
+		"gateway would drop it anyway (its table for "+sd.network+" blackholes all but "+sd.okName+"):")
+	if _, err := d.sh(s.Laptop, "curl", "-sS", "--max-time", "3", "http://"+sd.denyIP4+":8000/"); err == nil {
+		return errors.New(sd.denyName + " answered, but the user's network does not allow it")
 	}
 
 	d.say("Route hygiene check: vpn doctor")
@@ -201,17 +243,21 @@ func run(user string, pause time.Duration) error {
 	if _, err := d.vpn("down"); err != nil {
 		return err
 	}
-	after, err := s.Laptop.RoutingState(ctx)
+	return checkRestored(d, before)
+}
+
+// checkRestored shows the laptop's routing and compares it with before.
+func checkRestored(d *demo, before string) error {
+	after, err := d.s.Laptop.RoutingState(d.ctx)
 	if err != nil {
 		return err
 	}
-	d.sh(s.Laptop, "ip", "route")
-	d.sh(s.Laptop, "ip", "rule")
-	if after == before {
-		fmt.Println("\n    Routes (all tables, IPv4 and IPv6) and rules are exactly as before `vpn up`.")
-	} else {
+	d.sh(d.s.Laptop, "ip", "route")
+	d.sh(d.s.Laptop, "ip", "rule")
+	if after != before {
 		fmt.Printf("\n    Routing differs from before `vpn up`!\n--- before\n%s\n--- after\n%s\n", before, after)
 		return errors.New("routing table not restored")
 	}
+	fmt.Println("\n    Routes (all tables, IPv4 and IPv6) and rules are exactly as before `vpn up`.")
 	return nil
 }
