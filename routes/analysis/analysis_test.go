@@ -164,6 +164,14 @@ func TestFixtures(t *testing.T) {
 	loop.Rules = append(loop.Rules, routes.Rule{Family: routes.FamilyV4, Priority: 100, Table: 100, SuppressPrefixLen: -1, Action: "lookup"})
 	stale := agent("10.10.0.0/16")
 	stale.LastHandshake = now.Add(-10 * time.Minute)
+	noDefault := linuxLaptop()
+	noDefault.Routes = noDefault.Routes[1:]
+	twoDefaults := linuxLaptop()
+	twoDefaults.Routes = append(twoDefaults.Routes, r4(254, "0.0.0.0/0", "10.1.2.254", "eth0", 16))
+	endpointLeft := linuxLaptop()
+	endpointLeft.Routes = append(endpointLeft.Routes, r4(254, "198.51.100.1/32", "10.1.2.1", "eth0", 4))
+	smallPath := agent("10.10.0.0/16")
+	smallPath.PathMTU = 1400
 
 	cases := []struct {
 		name  string
@@ -183,8 +191,18 @@ func TestFixtures(t *testing.T) {
 		{"linux-endpoint-loop", loop, agent("10.10.0.0/16"), nil, []string{"endpoint-loop:error", "rule-priority-conflict:info"}},
 		{"linux-dns-via-dead-tun", deadDNS, nil, []string{"10.8.0.1"}, []string{"dead-device-route:warning", "dns-unroutable:error"}},
 		{"linux-handshake-stale", withTunnel(linuxLaptop(), "10.10.0.0/16"), stale, nil, []string{"handshake-stale:warning"}},
+		{"linux-default-missing", noDefault, nil, nil, []string{"default-missing:error"}},
+		{"linux-default-duplicate", twoDefaults, nil, nil, []string{"default-duplicate:warning"}},
+		{"linux-stale-endpoint-route", endpointLeft, nil, nil, []string{"stale-endpoint-route:warning"}},
+		{"linux-rp-filter-drop", withTunnel(linuxLaptop(), "10.10.0.0/16"), agent("10.10.0.0/16"), nil, []string{"rp-filter-drop:warning"}},
+		{"linux-rp-filter-with-src-valid-mark", withTunnel(linuxLaptop(), "10.10.0.0/16"), agent("10.10.0.0/16"), nil, nil},
+		{"linux-mtu-too-large", withTunnel(linuxLaptop(), "10.10.0.0/16"), smallPath, nil, []string{"mtu-too-large:warning"}},
 		{"darwin-healthy", macLaptop(), nil, nil, nil},
 		{"darwin-tunnelblick-force-quit", withTunnelblickCrash(macLaptop()), nil, nil, []string{"dead-device-route:error", "stale-endpoint-route:warning"}},
+	}
+	sysctlsOf := map[string]map[string]string{
+		"linux-rp-filter-drop":                {"net.ipv4.conf.all.rp_filter": "1", "net.ipv4.conf.all.src_valid_mark": "0"},
+		"linux-rp-filter-with-src-valid-mark": {"net.ipv4.conf.all.rp_filter": "1", "net.ipv4.conf.all.src_valid_mark": "1"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -192,7 +210,11 @@ func TestFixtures(t *testing.T) {
 			for _, d := range c.dns {
 				dns = append(dns, a(d))
 			}
-			in := Input{Snapshot: c.snap, Agent: c.agent, DNS: dns, Now: now, Sysctls: map[string]string{}}
+			sysctls := sysctlsOf[c.name]
+			if sysctls == nil {
+				sysctls = map[string]string{}
+			}
+			in := Input{Snapshot: c.snap, Agent: c.agent, DNS: dns, Now: now, Sysctls: sysctls}
 			rep := Analyze(in)
 			got := ids(rep)
 			want := slices.Clone(c.want)
