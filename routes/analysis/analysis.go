@@ -587,10 +587,20 @@ func (c *checker) endpointLoop() {
 	if d.Route.Device != a.Interface {
 		return
 	}
-	c.add(Finding{ID: "endpoint-loop", Severity: Error, Owner: "clearpath",
+	f := Finding{ID: "endpoint-loop", Severity: Error, Owner: "clearpath",
 		Title:       fmt.Sprintf("the gateway endpoint %s routes into the tunnel itself", a.Endpoint.Addr()),
 		Explanation: "WireGuard's own packets to the gateway would enter the tunnel they carry: nothing gets through. ClearPath marks its socket and skips the tunnel for marked packets; a rule ahead of ours is catching them.",
-		Evidence:    []Evidence{{Kind: "lookup", Text: fmt.Sprintf("route get %s mark %#x -> %s", a.Endpoint.Addr(), routes.FwMark, display(d.Route))}}})
+		Evidence:    []Evidence{{Kind: "lookup", Text: fmt.Sprintf("route get %s mark %#x -> %s", a.Endpoint.Addr(), routes.FwMark, display(d.Route))}, routeEv(d.Route)}}
+	if d.Rule != nil {
+		f.Evidence = append(f.Evidence, ruleEv(*d.Rule))
+	}
+	// A route of ours is put back by the agent's next re-sync, so only
+	// another program's route into our tunnel is offered for removal.
+	if d.Route.Protocol != routes.Protocol {
+		f.Owner = "unknown"
+		f.Fix, f.Fixable = []routes.Change{delRoute(d.Route)}, true
+	}
+	c.add(f)
 }
 
 func (c *checker) rulePriorities() {

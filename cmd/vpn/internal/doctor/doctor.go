@@ -70,8 +70,18 @@ rule priority clashes with other VPNs, rp_filter, MTU, stale handshakes, dead DN
 
 Exit status: 0 healthy, 1 a warning or error was found, 2 doctor itself failed.
 --fix repairs ClearPath's own leftovers; --fix ID[,ID] also repairs the named findings.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		// `--fix ID` reads the way users type it: with a bare --fix the ids
+		// arrive as arguments (the flag's optional value needs --fix=ID).
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 && o.Fix != "ours" {
+				return fmt.Errorf("unexpected argument %q: finding ids go after --fix (vpn doctor --fix %s)", args[0], strings.Join(args, ","))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				o.Fix = strings.Join(args, ",")
+			}
 			e := env
 			if e == nil {
 				e = LiveEnv(f)
