@@ -65,13 +65,16 @@ func PlanTunnel(snap *Snapshot, spec TunnelSpec) []Change {
 		routes = append(routes, r)
 	}
 	prefixes := slices.Clone(spec.Prefixes)
+	refuse6 := false // IPv6 to the internet is refused, not routed
 	if spec.full(false) && !spec.hasV6() && !spec.full(true) {
 		add(Route{Type: TypeUnreachable, Dst: default6})
+		refuse6 = true
 	}
 	for _, p := range prefixes {
 		p = p.Masked()
 		if p.Addr().Is6() && p.Bits() == 0 && !spec.hasV6() {
 			add(Route{Type: TypeUnreachable, Dst: p})
+			refuse6 = true
 			continue
 		}
 		r := Route{Type: TypeUnicast, Dst: p, Device: spec.Device, Scope: 253}
@@ -121,6 +124,14 @@ func PlanTunnel(snap *Snapshot, spec TunnelSpec) []Change {
 		}
 		r := Rule{Family: fam, Priority: PrioritySourceRules, From: netip.PrefixFrom(a, a.BitLen()), Table: 254,
 			SuppressPrefixLen: -1, Protocol: Protocol, Action: "lookup"}
+		if fam == FamilyV6 && refuse6 {
+			// When a route lookup fails, IPv6 picks a source address and
+			// looks up again with it: this rule would then send a new
+			// connection out by main's default route, a leak. Ignoring
+			// main's default keeps replies to the LAN and to more specific
+			// routes on their path and refuses IPv6 to the internet.
+			r.SuppressPrefixLen = 0
+		}
 		out = append(out, Change{Op: OpAddRule, Rule: &r})
 	}
 	for _, fam := range []Family{FamilyV4, FamilyV6} {

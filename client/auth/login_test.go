@@ -282,8 +282,9 @@ func TestDeviceLoginThroughTheBinary(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatalf("browser: %v", err)
 	}
-	err := cmd.Wait()
+	// Wait closes the pipe: read to the end first, or the tail is lost.
 	tail := <-rest
+	err := cmd.Wait()
 	if err != nil {
 		t.Fatalf("vpn login --device: %v\n%s%s", err, strings.Join(lines, "\n"), tail)
 	}

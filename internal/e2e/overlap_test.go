@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,4 +156,116 @@ func newSession(t *testing.T, e *env, dst string) {
 	if err != nil || !strings.Contains(out, "hello") {
 		t.Errorf("a new session from host to %s failed: %v %q", dst, err, out)
 	}
+}
+
+// reconfigure rewrites the engineering network of the gateway config with
+// edit and restarts the gateway.
+func reconfigure(t *testing.T, e *env, edit func(string) string) {
+	t.Helper()
+	cfg, err := os.ReadFile(e.GatewayConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := edit(string(cfg))
+	if changed == string(cfg) {
+		t.Fatal("gateway config unchanged")
+	}
+	os.WriteFile(e.GatewayConfig, []byte(changed), 0o600)
+	e.StopGateway()
+	if err := e.StartGateway(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReverseOverlap: the machine routes all of 10.0.0.0/8 locally (a
+// static route via the LAN router) and the tunnel pushes 10.10.0.0/16: the
+// pushed /16 wins for 10.10.x, the local /8 keeps the rest of 10.x.
+func TestReverseOverlap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	if out, err := e.Laptop.Exec(ctx, "ip", "route", "add", "10.0.0.0/8", "via", lab.HostLANIP4); err != nil {
+		t.Fatal(out)
+	}
+	alice := e.Client("rev")
+	tok, err := e.TokenFile(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(t.TempDir(), "before.json")
+	if out, err := alice.Run(ctx, "routes", "snapshot", "-o", snap); err != nil {
+		t.Fatal(out)
+	}
+	up(t, alice, tok)
+	v4, _ := tunnelAddrs(t, alice)
+	if got := e.reach(t, vpcA4); got != v4.String() {
+		t.Errorf("10.10.x must go through the tunnel: vpc-a saw %q, want %s", got, v4)
+	}
+	if r, _ := e.Laptop.Exec(ctx, "ip", "route", "get", "10.30.0.1"); !strings.Contains(r, "via "+lab.HostLANIP4) {
+		t.Errorf("other 10.x must stay on the LAN: %s", r)
+	}
+	down(t, alice)
+	if out, err := alice.Run(ctx, "routes", "diff", snap); err != nil || !strings.Contains(out, "no difference") {
+		t.Fatalf("after vpn down `vpn routes diff` must show nothing:\n%s", out)
+	}
+}
+
+// TestFullTunnel: an inbound session from the internet (host's public
+// address) survives `vpn up --all-traffic`; traffic to the internet goes
+// through the tunnel (the far end sees the tunnel address); and a tunnel
+// without IPv6 refuses IPv6 at once instead of leaking it.
+func TestFullTunnel(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	reconfigure(t, e, func(s string) string {
+		s = strings.Replace(s, `allow: [`+lab.VPCA4+`, "`+lab.VPCA6+`"]`, `allow: [0.0.0.0/0]`, 1)
+		return strings.Replace(s, `pool: [`+lab.EngPool4+`, "`+lab.EngPool6+`"]`, `pool: [`+lab.EngPool4+`]`, 1)
+	})
+	ctx := ctxT(t, time.Minute)
+	// The internet knows the way back to the VPN's clients (as it would
+	// to a gateway's public range).
+	if out, err := e.Host.Exec(ctx, "ip", "route", "add", lab.EngPool4, "via", lab.GWPublicIP4); err != nil {
+		t.Fatal(out)
+	}
+	web, err := lab.StartWhoAmI(e.Host, lab.HostPublicIP4+":8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+	echo := e.Laptop.Command(context.Background(), "socat", "TCP-LISTEN:2222,fork,reuseaddr", "EXEC:cat")
+	if err := echo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Process.Kill(); echo.Wait() })
+	time.Sleep(200 * time.Millisecond)
+	inbound := startSession(t, e, lab.LaptopIP4+":2222,bind="+lab.HostPublicIP4)
+
+	alice := e.Client("full")
+	tok, err := e.TokenFile(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := alice.Run(ctx, "up", "--server", stack.ServerURL, "--token-file", tok, "--interface", alice.Iface, "--all-traffic"); err != nil {
+		t.Fatalf("vpn up --all-traffic: %v\n%s", err, out)
+	}
+	inbound.waitGrowing(t, "inbound session from the internet with a full tunnel")
+	v4 := netip.MustParseAddr("100.64.0.2")
+	if addrs, err := alice.TunnelAddrs(ctx); err != nil || len(addrs) != 1 || !addrs[0].Is4() {
+		t.Fatalf("an IPv4-only network must give one IPv4 address: %v %v", addrs, err)
+	} else {
+		v4 = addrs[0]
+	}
+	if got := e.reach(t, lab.HostPublicIP4+":8080"); got != v4.String() {
+		t.Errorf("the internet saw the laptop as %q, want its tunnel address %s (traffic must go through the tunnel)", got, v4)
+	}
+	start := time.Now()
+	_, err = e.Laptop.AskWhoAmI(ctxT(t, 5*time.Second), "["+lab.HostPublicIP6+"]:8080")
+	took := time.Since(start)
+	refused := errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
+	if !refused || took > time.Second {
+		t.Errorf("IPv6 without IPv6 in the tunnel must be refused at once: %v after %v", err, took)
+	}
+	newSession(t, e, lab.LaptopIP4+":2222")
+	down(t, alice)
+	inbound.waitGrowing(t, "after vpn down")
 }

@@ -536,6 +536,21 @@ func (c *checker) ipv6Leak() {
 		return
 	}
 	d := Select(c.snap, Flow{Dst: probe6})
+	if d.Refused {
+		// The kernel does not stop at a refused IPv6 lookup: it picks a
+		// source address and looks up again with it, so source rules can
+		// still let the connection out.
+		for _, ad := range c.snap.Addresses {
+			ip := ad.Prefix.Addr()
+			if !ip.Is6() || ad.Device == a.Interface || ip.IsLoopback() || ip.IsLinkLocalUnicast() {
+				continue
+			}
+			if again := Select(c.snap, Flow{Dst: probe6, Src: ip}); !again.Refused && again.Route.Device != a.Interface {
+				d = again
+				break
+			}
+		}
+	}
 	if d.Refused || d.Route.Device == a.Interface {
 		return
 	}

@@ -164,6 +164,16 @@ func TestFixtures(t *testing.T) {
 	loop.Rules = append(loop.Rules, routes.Rule{Family: routes.FamilyV4, Priority: 100, Table: 100, SuppressPrefixLen: -1, Action: "lookup"})
 	stale := agent("10.10.0.0/16")
 	stale.LastHandshake = now.Add(-10 * time.Minute)
+	// The layout before the kernel's IPv6 source-address retry was taken
+	// into account: the unreachable ::/0 is there, but the plain source
+	// rule lets a new connection out by main's default route.
+	sourceLeak := withTunnel(linuxLaptop(), "0.0.0.0/0")
+	for i := range sourceLeak.Rules {
+		if sourceLeak.Rules[i].Family == routes.FamilyV6 && sourceLeak.Rules[i].Priority == routes.PrioritySourceRules {
+			sourceLeak.Rules[i].SuppressPrefixLen = -1
+		}
+	}
+	fullAgent := func() *AgentState { s := agent("0.0.0.0/0"); s.FullTunnel = true; return s }
 	noDefault := linuxLaptop()
 	noDefault.Routes = noDefault.Routes[1:]
 	twoDefaults := linuxLaptop()
@@ -191,6 +201,8 @@ func TestFixtures(t *testing.T) {
 		{"linux-endpoint-loop", loop, agent("10.10.0.0/16"), nil, []string{"endpoint-loop:error", "rule-priority-conflict:info"}},
 		{"linux-dns-via-dead-tun", deadDNS, nil, []string{"10.8.0.1"}, []string{"dead-device-route:warning", "dns-unroutable:error"}},
 		{"linux-handshake-stale", withTunnel(linuxLaptop(), "10.10.0.0/16"), stale, nil, []string{"handshake-stale:warning"}},
+		{"linux-ipv6-leak-by-source-rule", sourceLeak, fullAgent(), nil, []string{"ipv6-leak:error", "subnet-overlap:info"}},
+		{"linux-full-tunnel-healthy", withTunnel(linuxLaptop(), "0.0.0.0/0"), fullAgent(), nil, []string{"subnet-overlap:info"}},
 		{"linux-default-missing", noDefault, nil, nil, []string{"default-missing:error"}},
 		{"linux-default-duplicate", twoDefaults, nil, nil, []string{"default-duplicate:warning"}},
 		{"linux-stale-endpoint-route", endpointLeft, nil, nil, []string{"stale-endpoint-route:warning"}},

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -57,6 +58,9 @@ func policyRoutes(n config.Network) []netlink.Route {
 		rs = append(rs, netlink.Route{Table: n.Table, Type: unix.RTN_THROW, Dst: prefixToIPNet(p), Family: family(p.Addr())})
 	}
 	for _, def := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
+		if slices.Contains(n.Allow, def) {
+			continue // the network may reach everything: its throw /0 is the default
+		}
 		rs = append(rs, netlink.Route{Table: n.Table, Type: unix.RTN_BLACKHOLE, Dst: prefixToIPNet(def), Family: family(def.Addr())})
 	}
 	return rs
