@@ -269,3 +269,55 @@ func TestFullTunnel(t *testing.T) {
 	down(t, alice)
 	inbound.waitGrowing(t, "after vpn down")
 }
+
+// TestFullTunnelIPv6: with IPv6 in the tunnel, `--all-traffic` carries both
+// families: an inbound IPv6 session from the internet to the laptop survives
+// and the internet sees the laptop's IPv6 tunnel address.
+func TestFullTunnelIPv6(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	reconfigure(t, e, func(s string) string {
+		return strings.Replace(s, `allow: [`+lab.VPCA4+`, "`+lab.VPCA6+`"]`, `allow: [0.0.0.0/0, "::/0"]`, 1)
+	})
+	ctx := ctxT(t, time.Minute)
+	for _, pool := range []string{lab.EngPool4, lab.EngPool6} {
+		via := lab.GWPublicIP4
+		if strings.Contains(pool, ":") {
+			via = lab.GWPublicIP6
+		}
+		if out, err := e.Host.Exec(ctx, "ip", "route", "add", pool, "via", via); err != nil {
+			t.Fatal(out)
+		}
+	}
+	web, err := lab.StartWhoAmI(e.Host, "[::]:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+	echo := e.Laptop.Command(context.Background(), "socat", "TCP6-LISTEN:2222,ipv6only=0,fork,reuseaddr", "EXEC:cat")
+	if err := echo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Process.Kill(); echo.Wait() })
+	time.Sleep(200 * time.Millisecond)
+	inbound := startSession(t, e, "["+lab.LaptopIP6+"]:2222,bind=["+lab.HostPublicIP6+"]")
+
+	alice := e.Client("full6")
+	tok, err := e.TokenFile(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := alice.Run(ctx, "up", "--server", stack.ServerURL, "--token-file", tok, "--interface", alice.Iface, "--all-traffic"); err != nil {
+		t.Fatalf("vpn up --all-traffic: %v\n%s", err, out)
+	}
+	inbound.waitGrowing(t, "inbound IPv6 session from the internet with a full tunnel")
+	v4, v6 := tunnelAddrs(t, alice)
+	if got := e.reach(t, "["+lab.HostPublicIP6+"]:8080"); got != v6.String() {
+		t.Errorf("the internet saw the laptop as %q over IPv6, want its tunnel address %s", got, v6)
+	}
+	if got := e.reach(t, lab.HostPublicIP4+":8080"); got != v4.String() {
+		t.Errorf("the internet saw the laptop as %q over IPv4, want its tunnel address %s", got, v4)
+	}
+	down(t, alice)
+	inbound.waitGrowing(t, "after vpn down")
+}
