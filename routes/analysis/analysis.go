@@ -221,8 +221,22 @@ func command(os string, ch routes.Change) string {
 	return s
 }
 
-// tunnelLike reports whether a device name belongs to a VPN tunnel.
-func tunnelLike(name string) bool {
+// tunnelKinds are the Linux link types that carry VPN tunnels.
+var tunnelKinds = []string{"tun", "tuntap", "wireguard", "ppp", "ipip", "gre", "gretap", "ip6gre", "sit", "ip6tnl", "vti", "vti6", "xfrm"}
+
+// tunnelLike reports whether a device is a VPN tunnel: by its link type
+// where the snapshot knows it (Linux), by its name otherwise (macOS names
+// them utunN; fixtures and foreign snapshots may lack the type).
+func (c *checker) tunnelLike(name string) bool {
+	for _, l := range c.snap.Links {
+		if l.Name == name && l.Type != "" {
+			return slices.Contains(tunnelKinds, l.Type)
+		}
+	}
+	return tunnelName(name)
+}
+
+func tunnelName(name string) bool {
 	for _, p := range []string{"utun", "tun", "wg", "cp", "tailscale", "ts", "nordlynx", "proton", "mullvad", "ppp", "ipsec"} {
 		if strings.HasPrefix(name, p) {
 			return true
@@ -272,7 +286,7 @@ func (c *checker) leftoverOwned() {
 		return
 	}
 	f := Finding{ID: "leftover-owned", Severity: Error, Owner: "clearpath", Fixable: true, Ours: true,
-		Title: fmt.Sprintf("%d routes and %d rules of ClearPath remain, but no agent runs", len(rs), len(rules)),
+		Title: counted(len(rs), "route", len(rules), "rule") + " of ClearPath remain, but no agent runs",
 		Explanation: "A ClearPath session ended without cleaning up (the agent was killed or the machine lost power). " +
 			"These routes and rules can send traffic into a tunnel that no longer exists. They carry ClearPath's protocol " +
 			"number (197), so they are ours and safe to remove; `vpn down` or `vpn doctor --fix` removes them."}
@@ -285,6 +299,22 @@ func (c *checker) leftoverOwned() {
 		f.Fix = append(f.Fix, delRule(r))
 	}
 	c.add(f)
+}
+
+// counted says "2 routes and 1 rule", leaving out a count of zero.
+func counted(n1 int, what1 string, n2 int, what2 string) string {
+	var parts []string
+	for _, c := range []struct {
+		n    int
+		what string
+	}{{n1, what1}, {n2, what2}} {
+		if c.n == 1 {
+			parts = append(parts, "1 "+c.what)
+		} else if c.n > 1 {
+			parts = append(parts, fmt.Sprintf("%d %ss", c.n, c.what))
+		}
+	}
+	return strings.Join(parts, " and ")
 }
 
 func (c *checker) deviceDead(dev string) (bool, string) {
@@ -415,7 +445,7 @@ func (c *checker) defaultRoutes(v6 bool) []routes.Route {
 
 func (c *checker) liveTunnel() bool {
 	for _, l := range c.snap.Links {
-		if tunnelLike(l.Name) && l.Up {
+		if c.tunnelLike(l.Name) && l.Up {
 			return true
 		}
 	}
@@ -519,7 +549,7 @@ func (c *checker) defaults() {
 				Evidence:    ev})
 		}
 		// A default or /1 halves through a tunnel device that is not ours.
-		if c.in.Agent == nil && d.Route.Device != "" && tunnelLike(d.Route.Device) && !d.Refused {
+		if c.in.Agent == nil && d.Route.Device != "" && c.tunnelLike(d.Route.Device) && !d.Refused {
 			if dead, _ := c.deviceDead(d.Route.Device); !dead {
 				c.add(Finding{ID: "default-hijack", Severity: Info, Owner: ownerOfDevice(d.Route.Device),
 					Title:       fmt.Sprintf("%s internet traffic goes through %s (another VPN)", fam, d.Route.Device),

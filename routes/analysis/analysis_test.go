@@ -363,3 +363,36 @@ func BenchmarkAnalyze10k(b *testing.B) {
 		Analyze(Input{Snapshot: s, Agent: ag, Now: now})
 	}
 }
+
+// A LAN device whose name looks like a tunnel's (as in the lab, cp1a2bhost)
+// is judged by its link type: no "another VPN" note for a veth; a real
+// tun device carrying the default route gets one.
+func TestTunnelsAreKnownByLinkType(t *testing.T) {
+	rename := func(s *routes.Snapshot, from, to, typ string) *routes.Snapshot {
+		for i := range s.Links {
+			if s.Links[i].Name == from {
+				s.Links[i].Name, s.Links[i].Type = to, typ
+			}
+		}
+		for i := range s.Routes {
+			if s.Routes[i].Device == from {
+				s.Routes[i].Device = to
+			}
+		}
+		for i := range s.Addresses {
+			if s.Addresses[i].Device == from {
+				s.Addresses[i].Device = to
+			}
+		}
+		return s
+	}
+	veth := rename(linuxLaptop(), "eth0", "cp1a2bhost", "veth")
+	if got := ids(Analyze(Input{Snapshot: veth, Now: now})); len(got) != 0 {
+		t.Errorf("a veth named cp1a2bhost: findings %v, want none", got)
+	}
+	tun := rename(linuxLaptop(), "eth0", "office0", "tuntap")
+	got := ids(Analyze(Input{Snapshot: tun, Now: now}))
+	if !slices.Contains(got, "default-hijack:info") {
+		t.Errorf("the default route through a tun device: findings %v, want default-hijack:info", got)
+	}
+}

@@ -243,6 +243,53 @@ func run(user string, pause time.Duration) error {
 	if _, err := d.vpn("down"); err != nil {
 		return err
 	}
+	if err := checkRestored(d, before); err != nil {
+		return err
+	}
+	return breakAndRepair(d, tokenFile, upArgs, before)
+}
+
+// breakAndRepair crashes a session on purpose (kill -9 of the agent), adds
+// what a crashed wg-quick leaves, and lets vpn doctor name and repair both.
+func breakAndRepair(d *demo, tokenFile string, upArgs []string, before string) error {
+	d.say("When the network breaks: a VPN killed with kill -9",
+		"Connect again, then kill the agent the hard way, as a force-quit or a power cut",
+		"would, and add the rules a crashed wg-quick leaves behind (its table is gone):")
+	if _, err := d.vpn(append([]string{"up", "--server", stack.ServerURL, "--token-file", tokenFile, "--interface", d.c.Iface}, upArgs...)...); err != nil {
+		return err
+	}
+	pid, err := os.ReadFile(filepath.Join(d.c.StateDir, "agent.pid"))
+	if err != nil {
+		return fmt.Errorf("read the agent's pid: %w", err)
+	}
+	if _, err := d.sh(d.s.Laptop, "kill", "-9", strings.TrimSpace(string(pid))); err != nil {
+		return err
+	}
+	for _, argv := range [][]string{
+		{"ip", "rule", "add", "priority", "32765", "not", "fwmark", "0xca6c", "lookup", "51820"},
+		{"ip", "rule", "add", "priority", "32764", "lookup", "main", "suppress_prefixlength", "0"},
+	} {
+		if _, err := d.sh(d.s.Laptop, argv...); err != nil {
+			return err
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let the kernel drop the dead tunnel device
+
+	d.say("vpn doctor",
+		"Each problem with its evidence, why it matters and the exact fix (exit status 1):")
+	if _, err := d.vpn("doctor"); err == nil {
+		return errors.New("vpn doctor found nothing on a broken laptop")
+	}
+
+	d.say("vpn doctor --fix, then --fix orphan-rule",
+		"A bare --fix removes only ClearPath's own leftovers; another program's are",
+		"removed only when you name the finding:")
+	if _, err := d.vpn("doctor", "--fix"); err == nil {
+		return errors.New("after a bare --fix wg-quick's rules must still be reported")
+	}
+	if _, err := d.vpn("doctor", "--fix", "orphan-rule"); err != nil {
+		return fmt.Errorf("vpn doctor --fix orphan-rule left problems: %w", err)
+	}
 	return checkRestored(d, before)
 }
 
