@@ -92,6 +92,10 @@ func TestOverlapKeepsLANAndInboundSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	up(t, alice, tok)
+	if layout, err := e.Laptop.Exec(ctxT(t, 5*time.Second), "sh", "-c",
+		"ip rule; ip -6 rule; ip route show table 7411; ip -6 route show table 7411"); err == nil {
+		t.Logf("the layout vpn up made:\n%s", layout)
+	}
 	s4.waitGrowing(t, "IPv4 after vpn up")
 	s6.waitGrowing(t, "IPv6 after vpn up")
 	newSession(t, e, lab.LaptopIP4+":2222")
