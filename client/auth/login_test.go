@@ -52,6 +52,12 @@ func dexBinary(t *testing.T) string {
 // startProvider runs Dex with tokens valid for idTTL.
 func startProvider(t *testing.T, idTTL string) *provider {
 	t.Helper()
+	return startProviderWith(t, idTTL, "5m")
+}
+
+// startProviderWith also sets how long a device code stays valid.
+func startProviderWith(t *testing.T, idTTL, deviceTTL string) *provider {
+	t.Helper()
 	bin := dexBinary(t)
 	port := freePort(t)
 	issuer := fmt.Sprintf("http://127.0.0.1:%d/dex", port)
@@ -62,7 +68,7 @@ func startProvider(t *testing.T, idTTL string) *provider {
 	cfg := fmt.Sprintf(`issuer: %s
 storage: {type: memory}
 web: {http: 127.0.0.1:%d}
-expiry: {idTokens: %q, deviceRequests: "5m"}
+expiry: {idTokens: %q, deviceRequests: %q}
 oauth2: {skipApprovalScreen: true, passwordConnector: local, responseTypes: [code],
   grantTypes: [authorization_code, refresh_token, password, "urn:ietf:params:oauth:grant-type:device_code"]}
 enablePasswordDB: true
@@ -70,7 +76,7 @@ staticClients:
   - {id: clearpath, name: ClearPath, public: true}
   - {id: other-app, name: Other, public: true}
 staticPasswords:
-%s`, issuer, port, idTTL, users.String())
+%s`, issuer, port, idTTL, deviceTTL, users.String())
 	dir := t.TempDir()
 	path := filepath.Join(dir, "dex.yaml")
 	os.WriteFile(path, []byte(cfg), 0o600)
@@ -295,6 +301,40 @@ func TestDeviceLoginThroughTheBinary(t *testing.T) {
 	checkCache(t, cfgDir, p.server, "bob@example.com")
 	t.Logf("device login through the binary took %v", took.Round(time.Millisecond))
 	fmt.Printf("login-device-ms %d\n", took.Milliseconds())
+}
+
+// A device code nobody approves: vpn login gives up when the provider's
+// code expires, says so plainly, and caches nothing.
+func TestDeviceLoginGivesUpAtExpiry(t *testing.T) {
+	p := startProviderWith(t, "10m", "3s")
+	vpn := buildVPN(t)
+	cfgDir := filepath.Join(t.TempDir(), "config")
+	cmd := exec.Command(vpn, "login", "--server", p.server, "--device")
+	cmd.Env = append(os.Environ(), "VPN_CONFIG_DIR="+cfgDir)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("vpn login --device succeeded without approval:\n%s", out)
+	}
+	if !strings.Contains(string(out), "the login code expired before it was approved") {
+		t.Errorf("vpn login --device must say the code expired:\n%s", out)
+	}
+	if took > 15*time.Second {
+		t.Errorf("vpn login --device gave up after %v, the code expired after 3s", took)
+	}
+	if entries, _ := os.ReadDir(cfgDir); len(entries) > 0 {
+		var names []string
+		filepath.WalkDir(cfgDir, func(path string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				names = append(names, path)
+			}
+			return nil
+		})
+		if len(names) > 0 {
+			t.Errorf("a failed login cached %v", names)
+		}
+	}
 }
 
 func TestCanOpenBrowser(t *testing.T) {
