@@ -23,7 +23,7 @@ help:
 	@echo "make build   build vpn and vpn-gateway into bin/ (CGO_ENABLED=0)"
 	@echo "make dex     build the Dex identity provider used by tests into bin/dex"
 	@echo "make deps    install the Debian packages tests and demo need (only missing ones)"
-	@echo "make test    deps + dex + build + gofmt + vet + every test, end-to-end included (root)"
+	@echo "make test    deps + dex + build + gofmt + vet + staticcheck + every test, end-to-end included (root)"
 	@echo "make demo    run gateway, Dex and client in network namespaces, narrated (root)"
 	@echo "make lint    gofmt, go vet and staticcheck"
 	@echo "make cross   cross-compile the client for macOS (arm64, amd64)"
@@ -48,7 +48,7 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-test: deps dex build fmt-check vet
+test: deps dex build lint
 	@if [ "$$(id -u)" -ne 0 ]; then echo "WARNING: not root: namespace and end-to-end tests will skip"; fi
 	@rm -f artifacts/vpn-up.txt
 	@start=$$(date +%s); rc=0; \
