@@ -105,19 +105,44 @@ func TestDoctorLive(t *testing.T) {
 	}
 }
 
-func TestDoctorBlackholedDefaultAndDeadDNS(t *testing.T) {
+// A kill switch left behind: a blackhole default ahead of the real one
+// (which a VPN demoted to metric 100). Doctor names it; --fix
+// default-hijack removes the blackhole only, the real default takes over
+// and the next doctor is clean.
+func TestDoctorBlackholedDefault(t *testing.T) {
 	ns := netnstest.New(t)
 	e := env(ns)
 	ns.IPIn("route", "del", "default")
+	ns.IPIn("route", "add", "default", "via", "10.1.2.1", "dev", "lan0", "metric", "100")
 	ns.IPIn("route", "add", "blackhole", "default")
-	e.DNS = func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("9.9.9.9")} }
 	rep, code := run(t, e, &Options{})
-	if code != 1 || !strings.Contains(ids(rep), "default-hijack") || !strings.Contains(ids(rep), "dns-unroutable") {
+	if code != 1 || ids(rep) != "default-hijack" {
 		t.Fatalf("exit %d findings %s", code, ids(rep))
 	}
-	rep, _ = run(t, e, &Options{Fix: "default-hijack"})
+	run(t, e, &Options{Fix: "default-hijack"})
 	if strings.Contains(ns.IPIn("route"), "blackhole") {
 		t.Fatal("blackhole default not removed")
 	}
-	_ = rep
+	if got := ns.IPIn("route", "get", "192.0.2.200"); !strings.Contains(got, "via 10.1.2.1 dev lan0") {
+		t.Fatalf("the real default does not carry the internet after the fix: %s", got)
+	}
+	if rep, code := run(t, e, &Options{}); code != 0 || len(rep.Findings) != 0 {
+		t.Fatalf("after --fix: exit %d, findings %s", code, ids(rep))
+	}
+}
+
+// A resolver left by a VPN whose route leads nowhere: 9.9.9.9 via a blackhole.
+func TestDoctorDeadDNS(t *testing.T) {
+	ns := netnstest.New(t)
+	e := env(ns)
+	ns.IPIn("route", "add", "blackhole", "9.9.9.9/32")
+	e.DNS = func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("9.9.9.9")} }
+	rep, code := run(t, e, &Options{})
+	if code != 1 || ids(rep) != "dns-unroutable" {
+		t.Fatalf("exit %d findings %s", code, ids(rep))
+	}
+	e.DNS = func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("10.1.2.1")} }
+	if rep, code := run(t, e, &Options{}); code != 0 || len(rep.Findings) != 0 {
+		t.Fatalf("with a reachable resolver: exit %d, findings %s", code, ids(rep))
+	}
 }
