@@ -304,6 +304,9 @@ func bsdRoute(m bsdRouteMsg, names map[int]string) (Route, error) {
 	if m.Netmask.Family == bsdAFLink {
 		return Route{}, fmt.Errorf("route to %s: netmask is a link-layer address", dst)
 	}
+	if m.Netmask.present() && m.Netmask.Family != m.Dst.Family {
+		return Route{}, fmt.Errorf("route to %s: netmask of address family %d", dst, m.Netmask.Family)
+	}
 	if m.Flags&rtfHost == 0 && m.Netmask.present() {
 		// A message without netmask is a host route, as for the kernel.
 		if bits, err = bsdMaskBits(m.Netmask.IP, dst.BitLen()); err != nil {
@@ -665,6 +668,10 @@ func bsdSnapshot(ifs []bsdIfMsg, addrs []bsdIfAddrMsg, msgs []bsdRouteMsg) (*Sna
 			continue
 		}
 		bits := ip.BitLen()
+		if a.Mask.present() && a.Mask.Family != a.Addr.Family {
+			errs = append(errs, fmt.Errorf("address %s of %s: netmask of address family %d", ip, bsdName(a.Index, names), a.Mask.Family))
+			continue
+		}
 		if a.Mask.present() {
 			if bits, err = bsdMaskBits(a.Mask.IP, ip.BitLen()); err != nil {
 				errs = append(errs, fmt.Errorf("address %s of %s: %w", ip, bsdName(a.Index, names), err))

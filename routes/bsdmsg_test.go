@@ -202,7 +202,7 @@ func devIndex(names map[string]int) func(string) (int, error) {
 
 var macDevs = devIndex(map[string]int{"lo0": macLo0, "en0": macEn0, "utun5": 21, "utun3": macUtun})
 
-func route(dst, gw, dev string, flags ...string) Route {
+func mkRoute(dst, gw, dev string, flags ...string) Route {
 	r := Route{Type: TypeUnicast, Dst: pfx(dst), Device: dev, Flags: flags}
 	if gw != "" {
 		r.Gateway = netip.MustParseAddr(gw)
@@ -221,7 +221,7 @@ func TestBSDChangeMsgSelectors(t *testing.T) {
 		c     Change
 		check func(t *testing.T, m bsdRouteMsg)
 	}{
-		{"our half default into the tunnel", Change{Op: OpAddRoute, Route: ptr(ours(route("0.0.0.0/1", "", "utun5")))}, func(t *testing.T, m bsdRouteMsg) {
+		{"our half default into the tunnel", Change{Op: OpAddRoute, Route: ptr(ours(mkRoute("0.0.0.0/1", "", "utun5")))}, func(t *testing.T, m bsdRouteMsg) {
 			want(t, m.Type == rtmAdd, "type %d", m.Type)
 			want(t, m.Flags == rtfUp|rtfStatic|rtfProto1, "flags %s", bsdFlagNames(m.Flags))
 			want(t, m.Gateway.Family == bsdAFLink && m.Gateway.Index == 21, "on-link gateway %+v", m.Gateway)
@@ -229,23 +229,23 @@ func TestBSDChangeMsgSelectors(t *testing.T) {
 			want(t, slices.Equal(m.Netmask.IP, []byte{0x80, 0, 0, 0}), "mask %x", m.Netmask.IP)
 			want(t, m.Index == 0, "unscoped request with index %d", m.Index)
 		}},
-		{"our endpoint pin: a host route via the LAN gateway", Change{Op: OpAddRoute, Route: ptr(ours(route("198.51.100.1/32", "192.168.1.1", "en0")))}, func(t *testing.T, m bsdRouteMsg) {
+		{"our endpoint pin: a host route via the LAN gateway", Change{Op: OpAddRoute, Route: ptr(ours(mkRoute("198.51.100.1/32", "192.168.1.1", "en0")))}, func(t *testing.T, m bsdRouteMsg) {
 			want(t, m.Flags == rtfUp|rtfStatic|rtfProto1|rtfHost|rtfGateway, "flags %s", bsdFlagNames(m.Flags))
 			want(t, !m.Netmask.present(), "a host route with netmask %x", m.Netmask.IP)
 			want(t, slices.Equal(m.Gateway.IP, []byte{192, 168, 1, 1}), "gateway %v", m.Gateway)
 			want(t, m.IFP.Index == macEn0, "interface %+v", m.IFP)
 		}},
-		{"a foreign route is written without RTF_PROTO1", Change{Op: OpDelRoute, Route: ptr(route("10.0.0.0/8", "10.8.0.1", "", "U", "G", "S"))}, func(t *testing.T, m bsdRouteMsg) {
+		{"a foreign route is written without RTF_PROTO1", Change{Op: OpDelRoute, Route: ptr(mkRoute("10.0.0.0/8", "10.8.0.1", "", "U", "G", "S"))}, func(t *testing.T, m bsdRouteMsg) {
 			want(t, m.Type == rtmDelete, "type %d", m.Type)
 			want(t, m.Flags&rtfProto1 == 0, "flags %s", bsdFlagNames(m.Flags))
 			want(t, !m.IFP.present(), "no device, yet interface %+v", m.IFP)
 		}},
-		{"the scoped IPv6 default of a utun", Change{Op: OpDelRoute, Route: ptr(route("::/0", "fe80::", "utun3", "U", "G", "c", "I", "g", FlagIfScope))}, func(t *testing.T, m bsdRouteMsg) {
+		{"the scoped IPv6 default of a utun", Change{Op: OpDelRoute, Route: ptr(mkRoute("::/0", "fe80::", "utun3", "U", "G", "c", "I", "g", FlagIfScope))}, func(t *testing.T, m bsdRouteMsg) {
 			want(t, m.Flags&rtfIfScope != 0 && m.Index == macUtun, "scope: flags %s index %d", bsdFlagNames(m.Flags), m.Index)
 			want(t, m.Gateway.IP[2] == 0 && m.Gateway.IP[3] == macUtun, "link-local gateway without its zone embedded: %x", m.Gateway.IP)
 			want(t, len(m.Netmask.IP) == 16, "IPv6 mask %x", m.Netmask.IP)
 		}},
-		{"the lo0 route of a utun's fe80:: address is scoped to the utun", Change{Op: OpDelRoute, Route: ptr(route("fe80::a4b1:c2d3:e4f5:1/128", "", "lo0", "U", "H", "L", "I", FlagIfScope, FlagScopeDevice+"utun3", FlagGatewayDevice+"utun3"))}, func(t *testing.T, m bsdRouteMsg) {
+		{"the lo0 route of a utun's fe80:: address is scoped to the utun", Change{Op: OpDelRoute, Route: ptr(mkRoute("fe80::a4b1:c2d3:e4f5:1/128", "", "lo0", "U", "H", "L", "I", FlagIfScope, FlagScopeDevice+"utun3", FlagGatewayDevice+"utun3"))}, func(t *testing.T, m bsdRouteMsg) {
 			want(t, m.Index == macUtun && m.Flags&rtfIfScope != 0, "scope index %d", m.Index)
 			want(t, m.Dst.IP[3] == macUtun, "destination zone not embedded: %x", m.Dst.IP)
 		}},
@@ -257,10 +257,10 @@ func TestBSDChangeMsgSelectors(t *testing.T) {
 			want(t, m.Flags&rtfReject != 0, "flags %s", bsdFlagNames(m.Flags))
 			want(t, slices.Equal(m.Gateway.IP, netip.IPv6Loopback().AsSlice()), "gateway %v", m.Gateway)
 		}},
-		{"a restore keeps the cloning flag of the LAN route", Change{Op: OpAddRoute, Route: ptr(route("192.168.1.0/24", "", "en0", "U", "C", "S"))}, func(t *testing.T, m bsdRouteMsg) {
+		{"a restore keeps the cloning flag of the LAN route", Change{Op: OpAddRoute, Route: ptr(mkRoute("192.168.1.0/24", "", "en0", "U", "C", "S"))}, func(t *testing.T, m bsdRouteMsg) {
 			want(t, m.Flags&rtfCloning != 0, "flags %s", bsdFlagNames(m.Flags))
 		}},
-		{"a point-to-point route via the interface's own address keeps no G", Change{Op: OpAddRoute, Route: ptr(route("fe80::/64", "fe80::a4b1:c2d3:e4f5:1", "utun3", "U", "c", "I", FlagIfScope))}, func(t *testing.T, m bsdRouteMsg) {
+		{"a point-to-point route via the interface's own address keeps no G", Change{Op: OpAddRoute, Route: ptr(mkRoute("fe80::/64", "fe80::a4b1:c2d3:e4f5:1", "utun3", "U", "c", "I", FlagIfScope))}, func(t *testing.T, m bsdRouteMsg) {
 			want(t, m.Flags&rtfGateway == 0, "flags %s", bsdFlagNames(m.Flags))
 		}},
 	}
@@ -303,12 +303,12 @@ func TestBSDChangeMsgRefuses(t *testing.T) {
 		{Change{Op: OpAddRoute, Route: ptr(Route{Dst: pfx("10.0.0.0/8"), Device: "utun5", Protocol: 4})}, "protocol 4: macOS marks only ours"},
 		{Change{Op: OpAddRoute, Route: ptr(Route{Type: TypeThrow, Dst: pfx("10.1.2.0/24")})}, "type throw cannot be added on macOS"},
 		{Change{Op: OpAddRoute, Route: ptr(Route{Family: FamilyV6, Dst: pfx("10.0.0.0/8"), Device: "utun5"})}, "family 6 does not match"},
-		{Change{Op: OpAddRoute, Route: ptr(route("10.0.0.0/8", "fd00::1", ""))}, "gateway fd00::1 is of the other family"},
+		{Change{Op: OpAddRoute, Route: ptr(mkRoute("10.0.0.0/8", "fd00::1", ""))}, "gateway fd00::1 is of the other family"},
 		{Change{Op: OpAddRoute, Route: ptr(Route{Type: TypeBlackhole, Dst: pfx("10.0.0.0/8"), Device: "en0"})}, "a blackhole route takes no gateway or device"},
-		{Change{Op: OpAddRoute, Route: ptr(route("10.0.0.0/8", "", "utun9"))}, "device utun9"},
-		{Change{Op: OpAddRoute, Route: ptr(route("10.0.0.0/8", "", ""))}, "needs a gateway or a device"},
-		{Change{Op: OpAddRoute, Route: ptr(route("::/0", "fe80::1", ""))}, "gateway fe80::1 is link-local: name its device"},
-		{Change{Op: OpAddRoute, Route: ptr(route("::/0", "fd00::1", "", FlagIfScope))}, "scoped route ::/0 via fd00::1 needs a device"},
+		{Change{Op: OpAddRoute, Route: ptr(mkRoute("10.0.0.0/8", "", "utun9"))}, "device utun9"},
+		{Change{Op: OpAddRoute, Route: ptr(mkRoute("10.0.0.0/8", "", ""))}, "needs a gateway or a device"},
+		{Change{Op: OpAddRoute, Route: ptr(mkRoute("::/0", "fe80::1", ""))}, "gateway fe80::1 is link-local: name its device"},
+		{Change{Op: OpAddRoute, Route: ptr(mkRoute("::/0", "fd00::1", "", FlagIfScope))}, "scoped route ::/0 via fd00::1 needs a device"},
 	}
 	for _, c := range cases {
 		_, err := bsdChangeMsg(c.c, 1, macDevs)
@@ -333,15 +333,15 @@ func TestBSDChangeReadsBackFromDump(t *testing.T) {
 		r   Route
 		dev int
 	}{
-		{ours(route("0.0.0.0/1", "", "utun5")), 21},
-		{ours(route("128.0.0.0/1", "100.64.0.1", "utun5")), 21},
-		{ours(route("198.51.100.1/32", "192.168.1.1", "en0")), macEn0},
-		{ours(route("2001:db8:1::/48", "", "utun5")), 21},
-		{ours(route("::/0", "fe80::1", "en0", FlagIfScope)), macEn0},
+		{ours(mkRoute("0.0.0.0/1", "", "utun5")), 21},
+		{ours(mkRoute("128.0.0.0/1", "100.64.0.1", "utun5")), 21},
+		{ours(mkRoute("198.51.100.1/32", "192.168.1.1", "en0")), macEn0},
+		{ours(mkRoute("2001:db8:1::/48", "", "utun5")), 21},
+		{ours(mkRoute("::/0", "fe80::1", "en0", FlagIfScope)), macEn0},
 		{ours(Route{Type: TypeUnreachable, Dst: pfx("::/1")}), macLo0},
 		{ours(Route{Type: TypeBlackhole, Dst: pfx("10.99.0.0/16")}), macLo0},
-		{route("192.168.1.0/24", "", "en0", "U", "C", "S"), macEn0},
-		{route("fe80::a4b1:c2d3:e4f5:1/128", "", "lo0", "U", "H", "L", "I", FlagIfScope, FlagScopeDevice+"utun3", FlagGatewayDevice+"utun3"), macLo0},
+		{mkRoute("192.168.1.0/24", "", "en0", "U", "C", "S"), macEn0},
+		{mkRoute("fe80::a4b1:c2d3:e4f5:1/128", "", "lo0", "U", "H", "L", "I", FlagIfScope, FlagScopeDevice+"utun3", FlagGatewayDevice+"utun3"), macLo0},
 	}
 	for _, c := range cases {
 		m, err := bsdChangeMsg(Change{Op: OpAddRoute, Route: &c.r}, 1, macDevs)
@@ -554,4 +554,16 @@ func decodeFuzzMsg(b []byte) bsdRouteMsg {
 		}
 	}
 	return m
+}
+
+// BenchmarkBSDRoute converts one dump entry to the model.
+func BenchmarkBSDRoute(b *testing.B) {
+	msgs := append(macHealthyDump(), tunnelblickLeftovers()...)
+	names := map[int]string{macLo0: "lo0", macEn0: "en0"}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := bsdRoute(msgs[i%len(msgs)], names); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -32,19 +32,15 @@ type bsdKernel interface {
 type bsdSystem struct {
 	k   bsdKernel
 	log *slog.Logger
-
-	mu  sync.Mutex
-	seq int
 }
+
+// bsdSeq numbers requests. Replies are matched on pid and sequence, so it
+// is one counter for the process, whatever the number of Systems.
+var bsdSeq atomic.Int32
 
 func newBSDSystem(k bsdKernel) *bsdSystem { return &bsdSystem{k: k, log: slog.Default()} }
 
-func (s *bsdSystem) nextSeq() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.seq++
-	return s.seq
-}
+func (s *bsdSystem) nextSeq() int { return int(bsdSeq.Add(1)) }
 
 func (s *bsdSystem) Snapshot() (*Snapshot, error) {
 	ifs, addrs, err := s.k.Interfaces()

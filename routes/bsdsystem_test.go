@@ -25,9 +25,9 @@ func macWithTunnel() *xnu {
 func ourMacRoutes() []Change {
 	var out []Change
 	for _, r := range []Route{
-		route("0.0.0.0/1", "", "utun5"),
-		route("128.0.0.0/1", "", "utun5"),
-		route("198.51.100.1/32", "192.168.1.1", "en0"),
+		mkRoute("0.0.0.0/1", "", "utun5"),
+		mkRoute("128.0.0.0/1", "", "utun5"),
+		mkRoute("198.51.100.1/32", "192.168.1.1", "en0"),
 		{Type: TypeUnreachable, Dst: pfx("::/1")},
 		{Type: TypeUnreachable, Dst: pfx("8000::/1")},
 	} {
@@ -120,7 +120,7 @@ func TestBSDSystemOursCarryProto1AndReplaysAreIdempotent(t *testing.T) {
 func TestBSDSystemDeleteNeverHitsAnotherRouteUnderTheSameKey(t *testing.T) {
 	k := macWithTunnel()
 	sys := newBSDSystem(k)
-	mine := ours(route("10.0.0.0/8", "", "utun5"))
+	mine := ours(mkRoute("10.0.0.0/8", "", "utun5"))
 	if err := sys.Apply(Change{Op: OpAddRoute, Route: &mine}); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestBSDSystemRefusesWhatMacOSLacks(t *testing.T) {
 	if _, err := sys.Lookup(Query{Dst: netip.MustParseAddr("10.0.0.1"), FwMark: FwMark}); err == nil {
 		t.Errorf("lookup with fwmark accepted")
 	}
-	r := ours(route("10.0.0.0/8", "", "utun9"))
+	r := ours(mkRoute("10.0.0.0/8", "", "utun9"))
 	if err := sys.Apply(Change{Op: OpAddRoute, Route: &r}); err == nil || !strings.Contains(err.Error(), "device utun9") {
 		t.Errorf("missing device: %v", err)
 	}
@@ -249,7 +249,7 @@ func TestBSDEngineRestoresAfterCrash(t *testing.T) {
 func TestBSDSystemKernelErrorsAreWrapped(t *testing.T) {
 	k := macWithTunnel()
 	sys := newBSDSystem(k)
-	r := ours(route("10.0.0.0/8", "203.0.113.1", "")) // no route to that gateway's network
+	r := ours(mkRoute("10.0.0.0/8", "203.0.113.1", "")) // no route to that gateway's network
 	k.table = slices.DeleteFunc(k.table, func(e bsdRouteMsg) bool { return true })
 	err := sys.Apply(Change{Op: OpAddRoute, Route: &r})
 	if err == nil || !strings.Contains(err.Error(), "add route 10.0.0.0/8 via 203.0.113.1 proto 197") || !errors.Is(err, syscall.ENETUNREACH) {
