@@ -58,9 +58,13 @@ const (
 
 // Darwin route message types, address families and interface types.
 const (
-	rtmAdd    = 0x1
-	rtmDelete = 0x2
-	rtmGet    = 0x4
+	rtmAdd     = 0x1
+	rtmDelete  = 0x2
+	rtmChange  = 0x3
+	rtmGet     = 0x4
+	rtmNewAddr = 0xc
+	rtmDelAddr = 0xd
+	rtmIfInfo  = 0xe
 
 	bsdAFInet  = 2
 	bsdAFLink  = 18
@@ -692,4 +696,19 @@ func bsdSnapshot(ifs []bsdIfMsg, addrs []bsdIfAddrMsg, msgs []bsdRouteMsg) (*Sna
 		snap.Routes = append(snap.Routes, r)
 	}
 	return snap, errs
+}
+
+// bsdChangeMatters reports whether a message broadcast on the route socket
+// (type, route flags, sending pid) is a change the tunnel plan depends on:
+// routes added, deleted or changed by someone else, addresses and
+// interfaces coming and going. Our own changes (RTF_PROTO1, or sent by
+// this process), lookups, ARP/NDP clones and misses are not.
+func bsdChangeMatters(typ, flags, pid, self int) bool {
+	switch typ {
+	case rtmNewAddr, rtmDelAddr, rtmIfInfo:
+		return true
+	case rtmAdd, rtmDelete, rtmChange:
+		return pid != self && flags&(rtfProto1|rtfWasCloned|rtfLLInfo) == 0
+	}
+	return false
 }

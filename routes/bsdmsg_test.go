@@ -567,3 +567,30 @@ func BenchmarkBSDRoute(b *testing.B) {
 		}
 	}
 }
+
+func TestBSDChangeMattersToTheWatcher(t *testing.T) {
+	const self, other = 100, 200
+	cases := []struct {
+		name            string
+		typ, flags, pid int
+		want            bool
+	}{
+		{"a new default route from configd", rtmAdd, bsdFlagBits("UGSc"), other, true},
+		{"a route deleted by someone", rtmDelete, bsdFlagBits("UGS"), other, true},
+		{"a route changed by someone", rtmChange, bsdFlagBits("UGS"), other, true},
+		{"an address added", rtmNewAddr, 0, 0, true},
+		{"an address removed", rtmDelAddr, 0, 0, true},
+		{"an interface up or down", rtmIfInfo, 0, 0, true},
+		{"our own add, by flag", rtmAdd, bsdFlagBits("UGS1"), other, false},
+		{"our own add, by pid", rtmAdd, bsdFlagBits("UGS"), self, false},
+		{"an ARP entry cloned", rtmAdd, bsdFlagBits("UHLWIi"), 0, false},
+		{"an ARP entry expiring", rtmDelete, bsdFlagBits("UHLWI"), 0, false},
+		{"our lookup", rtmGet, bsdFlagBits("UGSd"), self, false},
+		{"a miss", 0x7, 0, 0, false},
+	}
+	for _, c := range cases {
+		if got := bsdChangeMatters(c.typ, c.flags, c.pid, self); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -51,6 +51,10 @@ var (
 	_ [0]struct{} = [rtmAdd - unix.RTM_ADD]struct{}{}
 	_ [0]struct{} = [rtmDelete - unix.RTM_DELETE]struct{}{}
 	_ [0]struct{} = [rtmGet - unix.RTM_GET]struct{}{}
+	_ [0]struct{} = [rtmChange - unix.RTM_CHANGE]struct{}{}
+	_ [0]struct{} = [rtmNewAddr - unix.RTM_NEWADDR]struct{}{}
+	_ [0]struct{} = [rtmDelAddr - unix.RTM_DELADDR]struct{}{}
+	_ [0]struct{} = [rtmIfInfo - unix.RTM_IFINFO]struct{}{}
 	_ [0]struct{} = [bsdAFInet - unix.AF_INET]struct{}{}
 	_ [0]struct{} = [bsdAFInet6 - unix.AF_INET6]struct{}{}
 	_ [0]struct{} = [bsdAFLink - unix.AF_LINK]struct{}{}

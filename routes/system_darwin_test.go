@@ -432,3 +432,25 @@ func BenchmarkDarwinParseDump(b *testing.B) {
 		}
 	})
 }
+
+// The watcher wakes for others' route changes and address changes, not
+// for our own routes or ARP traffic.
+func TestDarwinWatcherFilter(t *testing.T) {
+	self := 4242
+	theirs := rtMsg(unix.RTM_ADD, bsdFlagBits("UGSc"), macEn0, 77, 1, saIn4("0.0.0.0"), saIn4("192.168.1.254"), saMask(0, false))
+	ours := rtMsg(unix.RTM_ADD, bsdFlagBits("UGS1"), macEn0, 77, 1, saIn4("198.51.100.1"), saIn4("192.168.1.1"), nil)
+	arp := rtMsg(unix.RTM_ADD, bsdFlagBits("UHLWIi"), macEn0, 0, 0, saIn4("192.168.1.9"), saDL(macEn0, "", macEn0MAC), nil)
+	addr := ifaMsg(macEn0, saMask(24, false), saIn4("192.168.1.23"))
+	addr[3] = unix.RTM_NEWADDR
+	for name, c := range map[string]struct {
+		b    []byte
+		want bool
+	}{
+		"another's route": {theirs, true}, "ours": {ours, false}, "ARP": {arp, false}, "address": {addr, true},
+		"ours then another's": {slices.Concat(ours, theirs), true},
+	} {
+		if got := socketChangeMatters(c.b, self); got != c.want {
+			t.Errorf("%s: %v, want %v", name, got, c.want)
+		}
+	}
+}
