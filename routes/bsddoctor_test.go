@@ -1,6 +1,7 @@
 package routes_test
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,13 @@ func TestMacDoctorFixesTunnelblickLeftoversExactly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// What the user suffers: IPv4 goes into the dead utun's def1 half;
+		// IPv6 still leaves by en0 (the utun's default is scoped).
+		dead := "link#15"
+		if alive {
+			dead = "utun3"
+		}
+		goesVia(t, snap, map[string]string{"203.0.113.9": dead, "2001:db8:ffff::200": "en0", "192.168.1.50": "en0"})
 		rep := analysis.Analyze(analysis.Input{Snapshot: snap, Now: time.Now()})
 		var got []string
 		var fixes []routes.Change
@@ -53,8 +61,19 @@ func TestMacDoctorFixesTunnelblickLeftoversExactly(t *testing.T) {
 		if d := routes.Compare(healthy, after); !d.Empty() {
 			t.Errorf("alive=%v: after --fix: still there %v, removed too %v", alive, d.AddedRoutes, d.RemovedRoutes)
 		}
+		goesVia(t, after, map[string]string{"203.0.113.9": "en0", "2001:db8:ffff::200": "en0", "198.51.100.1": "en0"})
 		if rep := analysis.Analyze(analysis.Input{Snapshot: after, Now: time.Now()}); len(rep.Findings) != 0 {
 			t.Errorf("doctor still finds %v", rep.Findings)
+		}
+	}
+}
+
+func goesVia(t *testing.T, snap *routes.Snapshot, want map[string]string) {
+	t.Helper()
+	for dst, dev := range want {
+		d := analysis.Select(snap, analysis.Flow{Dst: netip.MustParseAddr(dst)})
+		if d.Route.Device != dev {
+			t.Errorf("%s goes via %s, want %s", dst, d.Route, dev)
 		}
 	}
 }
