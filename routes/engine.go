@@ -169,10 +169,30 @@ func (e *Engine) Reconcile(desired []Change) (added, removed []Change, err error
 			removed = append(removed, Change{Op: OpDelRule, Rule: &r})
 		}
 	}
-	if err := e.Apply(added...); err != nil {
-		return added, nil, err
+	// A route that takes the place of one of ours (same table, destination
+	// and metric, say a pin moving to a new gateway) can only be added
+	// after that one is gone: the kernel keeps one route per key. Only
+	// that removal goes first.
+	var first, later []Change
+	for _, r := range removed {
+		if slices.ContainsFunc(added, func(c Change) bool { return c.Route != nil && r.Route != nil && sameKey(*c.Route, *r.Route) }) {
+			first = append(first, r)
+		} else {
+			later = append(later, r)
+		}
 	}
-	return added, removed, e.Apply(removed...)
+	if err := e.Apply(first...); err != nil {
+		return nil, first, err
+	}
+	if err := e.Apply(added...); err != nil {
+		return added, first, err
+	}
+	return added, removed, e.Apply(later...)
+}
+
+// sameKey reports whether a and b would occupy the same kernel slot.
+func sameKey(a, b Route) bool {
+	return a.Table == b.Table && a.Dst.Masked() == b.Dst.Masked() && a.Metric == b.Metric && Scoped(a) == Scoped(b)
 }
 
 // sameRoute reports whether the kernel route got is the route want asks for

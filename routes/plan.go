@@ -16,6 +16,10 @@ type TunnelSpec struct {
 	Addresses []netip.Prefix
 	// BlockLAN drops the LAN exceptions of a full tunnel.
 	BlockLAN bool
+	// Endpoint is the WireGuard peer's address. macOS pins it with a host
+	// route outside the tunnel; Linux needs no route for it (the socket's
+	// fwmark skips our table).
+	Endpoint netip.Addr
 }
 
 var default6 = netip.MustParsePrefix("::/0")
@@ -53,7 +57,12 @@ func (s TunnelSpec) hasV6() bool {
 //     (SSH to the LAN or public address) on the path they came in on;
 //   - `not fwmark FwMark lookup Table` sends everything else to our table;
 //     the WireGuard socket's own packets carry the mark and skip it.
+//
+// On macOS (snap.OS "darwin") there are neither tables nor rules: see planMac.
 func PlanTunnel(snap *Snapshot, spec TunnelSpec) []Change {
+	if snap != nil && snap.OS == "darwin" {
+		return planMac(snap, spec)
+	}
 	var routes []Route
 	add := func(r Route) {
 		r.Table, r.Protocol = Table, Protocol
@@ -186,9 +195,13 @@ func Overlaps(snap *Snapshot, spec TunnelSpec) []Overlap {
 	if snap == nil {
 		return nil
 	}
+	mainTable := 254
+	if snap.OS == "darwin" {
+		mainTable = 0 // the only table
+	}
 	for _, p := range spec.Prefixes {
 		for _, m := range snap.Routes {
-			if m.Table != 254 || m.Device == spec.Device || m.Type != TypeUnicast || m.Protocol == Protocol || !m.Dst.Overlaps(p) {
+			if m.Table != mainTable || Scoped(m) || m.Device == spec.Device || m.Type != TypeUnicast || m.Protocol == Protocol || !m.Dst.Overlaps(p) {
 				continue
 			}
 			if m.Dst.Addr().IsLinkLocalUnicast() {
@@ -197,6 +210,9 @@ func Overlaps(snap *Snapshot, spec TunnelSpec) []Overlap {
 			w := "tunnel"
 			if m.Dst.Bits() > p.Bits() && !(spec.BlockLAN && p.Bits() == 0) {
 				w = "lan"
+			}
+			if snap.OS == "darwin" && m.Dst == p.Masked() {
+				w = "lan" // one route per prefix: the machine's own keeps it (planMac)
 			}
 			if m.Dst.Bits() == 0 {
 				continue // the default route overlaps everything; not news

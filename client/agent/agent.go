@@ -240,7 +240,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	a.mu.Lock()
 	a.tun = t
 	a.mu.Unlock()
-	spec := routes.TunnelSpec{Device: t.Name, Prefixes: cfg.AllowedIPs, Addresses: cfg.Addresses, BlockLAN: req.BlockLAN}
+	spec := routes.TunnelSpec{Device: t.Name, Prefixes: cfg.AllowedIPs, Addresses: cfg.Addresses, BlockLAN: req.BlockLAN, Endpoint: cfg.Endpoint.Addr()}
 	if req.AllTraffic {
 		spec.Prefixes = append(spec.Prefixes, netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"))
 	}

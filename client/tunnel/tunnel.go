@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
@@ -44,22 +42,6 @@ type Tunnel struct {
 	dev  *wgdev.Device
 }
 
-// PickName returns the first cpN that is neither a link here nor a running
-// WireGuard device anywhere on the machine (UAPI sockets are machine-wide).
-func PickName() (string, error) {
-	for i := 0; i < 100; i++ {
-		name := fmt.Sprintf("cp%d", i)
-		if _, err := netlink.LinkByName(name); err == nil {
-			continue
-		}
-		if wgdev.InUse(name) {
-			continue
-		}
-		return name, nil
-	}
-	return "", fmt.Errorf("no free interface name cp0-cp99")
-}
-
 // Up creates and configures the tunnel. On error nothing is left behind.
 func Up(cfg Config, log *slog.Logger) (t *Tunnel, err error) {
 	if cfg.MTU == 0 {
@@ -81,21 +63,8 @@ func Up(cfg Config, log *slog.Logger) (t *Tunnel, err error) {
 	if err := dev.Up(); err != nil {
 		return nil, fmt.Errorf("bring WireGuard up on %s: %w", t.Name, err)
 	}
-	link, err := netlink.LinkByName(t.Name)
-	if err != nil {
-		return nil, fmt.Errorf("find link %s: %w", t.Name, err)
-	}
-	for _, a := range cfg.Addresses {
-		addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(a.Bits(), a.Addr().BitLen())}}
-		if a.Addr().Is6() {
-			addr.Flags = unix.IFA_F_NODAD // usable at once; nothing else on a point-to-point tunnel can hold it
-		}
-		if err := netlink.AddrReplace(link, addr); err != nil {
-			return nil, fmt.Errorf("add address %s to %s: %w", a, t.Name, err)
-		}
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("set %s up: %w", t.Name, err)
+	if err := configureLink(t.Name, cfg.Addresses); err != nil {
+		return nil, err
 	}
 	return t, nil
 }

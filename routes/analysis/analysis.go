@@ -172,7 +172,12 @@ func display(r routes.Route) string {
 		case strings.HasPrefix(f, "gw:"):
 			words = append(words, "gateway "+strings.TrimPrefix(f, "gw:"))
 		case f == "IFSCOPE":
-			words = append(words, "ifscope "+r.Device)
+			if d := flagValue(r, routes.FlagScopeDevice); d != "" {
+				words = append(words, "ifscope "+d)
+			} else {
+				words = append(words, "ifscope "+r.Device)
+			}
+		case strings.HasPrefix(f, routes.FlagScopeDevice):
 		case len(f) <= 2:
 			letters = append(letters, f)
 		default:
@@ -205,31 +210,70 @@ func command(os string, ch routes.Change) string {
 	if r.Dst.Addr().Is6() {
 		fam = "-inet6"
 	}
+	scope := r.Device
+	if d := flagValue(*r, routes.FlagScopeDevice); d != "" {
+		scope = d
+	}
 	dst := r.Dst.String()
-	if r.Dst.Bits() == 0 {
+	switch {
+	case r.Dst.Bits() == 0:
 		dst = "default"
+	case r.Dst.IsSingleIP():
+		dst = r.Dst.Addr().String() // route(8) takes a bare address as a host
+	}
+	if r.Dst.Addr().IsLinkLocalUnicast() && scope != "" {
+		// netstat's spelling (fe80::%utun3/64), which route(8) reads back
+		dst = r.Dst.Addr().String() + "%" + scope
+		if !r.Dst.IsSingleIP() {
+			dst += fmt.Sprintf("/%d", r.Dst.Bits())
+		}
 	}
 	s := fmt.Sprintf("sudo route -n %s %s %s", verb, fam, dst)
 	if r.Gateway.IsValid() {
-		s += " " + r.Gateway.String()
+		gw := r.Gateway.String()
+		if r.Gateway.IsLinkLocalUnicast() {
+			if d := gatewayDevice(*r); d != "" {
+				gw += "%" + d
+			} else if r.Device != "" {
+				gw += "%" + r.Device
+			}
+		}
+		s += " " + gw
 	} else if r.Device != "" {
 		s += " -interface " + r.Device
 	}
-	if scoped(*r) && r.Device != "" {
-		s += " -ifscope " + r.Device
+	if scoped(*r) && scope != "" {
+		s += " -ifscope " + scope
+	}
+	if strings.Contains(s, "link#") {
+		// The interface is gone: route(8) selects scoped routes by
+		// interface name only, and guessing without the scope would
+		// delete the machine's own unscoped route. The route socket
+		// still selects it by index.
+		return "# " + s + "  (interface gone: route(8) cannot name it, vpn doctor --fix can)"
 	}
 	return s
 }
 
-// tunnelKinds are the Linux link types that carry VPN tunnels.
-var tunnelKinds = []string{"tun", "tuntap", "wireguard", "ppp", "ipip", "gre", "gretap", "ip6gre", "sit", "ip6tnl", "vti", "vti6", "xfrm"}
+func flagValue(r routes.Route, prefix string) string {
+	for _, f := range r.Flags {
+		if v, ok := strings.CutPrefix(f, prefix); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// tunnelKinds are the link types that carry VPN tunnels (Linux netlink
+// kinds, and the macOS backend's utun, gif and ppp).
+var tunnelKinds = []string{"tun", "tuntap", "wireguard", "ppp", "ipip", "gre", "gretap", "ip6gre", "sit", "ip6tnl", "vti", "vti6", "xfrm", "utun", "gif"}
 
 // tunnelLike reports whether a device is a VPN tunnel: by its link type
-// where the snapshot knows it (Linux), by its name otherwise (macOS names
-// them utunN; fixtures and foreign snapshots may lack the type).
+// where the snapshot knows it, by its name otherwise (fixtures and foreign
+// snapshots may lack the type; macOS says "other" for some kinds).
 func (c *checker) tunnelLike(name string) bool {
 	for _, l := range c.snap.Links {
-		if l.Name == name && l.Type != "" {
+		if l.Name == name && l.Type != "" && l.Type != "other" {
 			return slices.Contains(tunnelKinds, l.Type)
 		}
 	}

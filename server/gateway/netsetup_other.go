@@ -1,0 +1,25 @@
+//go:build !linux
+
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+
+	"github.com/clearpath-vpn/clearpath/server/config"
+)
+
+// The gateway forwards with Linux policy routing (netlink rules and
+// tables); elsewhere it builds, so the module cross-compiles, and refuses
+// to start with the reason.
+var errNotLinux = fmt.Errorf("the gateway needs Linux (policy routing over netlink); it cannot run on %s", runtime.GOOS)
+
+func enableForwarding() error               { return errNotLinux }
+func setupLink(config.Network) error        { return errNotLinux }
+func setupPolicy(int, config.Network) error { return errNotLinux }
+func teardownPolicy(int, config.Network)    {}
+func prefixToIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
