@@ -185,6 +185,11 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	claims, err := g.checkProof(ctx, req, devicePub, nw, id)
+	var proofErr *api.ProofError
+	if err != nil && !errors.As(err, &proofErr) {
+		g.internal(w, "check the registration proof", err)
+		return
+	}
 	if err != nil {
 		g.log.Info("registration proof refused", "user", display(id), "network", nw.cfg.Name, "remote", r.RemoteAddr, "err", err)
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_proof"`)

@@ -24,6 +24,9 @@ import (
 // ErrNotFound is returned when a row does not exist.
 var ErrNotFound = errors.New("not found")
 
+// PostgresMaxConns is how many connections one gateway opens to PostgreSQL.
+const PostgresMaxConns = 16
+
 // Store is a handle on the gateway database.
 type Store struct {
 	db       *sql.DB
@@ -39,6 +42,13 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		s.postgres = true
 		s.db, err = sql.Open("pgx", dsn)
+		if err == nil {
+			// Bounded, so that a burst of registrations queues here
+			// instead of exhausting the server's max_connections (100
+			// by default), which several gateways share.
+			s.db.SetMaxOpenConns(PostgresMaxConns)
+			s.db.SetMaxIdleConns(PostgresMaxConns)
+		}
 	} else {
 		if dir := filepath.Dir(dsn); dir != "" {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
