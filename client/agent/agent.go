@@ -291,7 +291,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	st = control.Status{FullTunnel: req.AllTraffic, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
 		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
 		AllowedIPs: pc.Gateway.AllowedIPs, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
-		RenewAt: timePtr(sess.renewAt), TokenSource: sess.src.String()}
+		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src)}
 	return st, nil
 }
 

@@ -122,7 +122,7 @@ func (a *Agent) renew(ctx context.Context, sess *session, token string, rotate b
 		a.status.RenewedAt, a.status.RenewAt, a.status.ExpiresAt = &now, timePtr(sess.renewAt), &exp
 		a.status.Renewals++
 		a.status.PublicKey = sess.key.PublicKey().String()
-		a.status.TokenSource = sess.src.String()
+		a.status.TokenSource = sourceName(sess.src)
 	}()
 	priv := sess.key
 	if rotate {
@@ -208,7 +208,10 @@ func (a *Agent) renewLoop(ctx context.Context, sess *session) {
 			a.status.RenewError = err.Error()
 		}
 		a.mu.Unlock()
-		a.log.Warn("renewal failed, retrying", "err", err, "retry_in", retry, "expires", sess.expires)
+		a.renewMu.Lock()
+		expires := sess.expires
+		a.renewMu.Unlock()
+		a.log.Warn("renewal failed, retrying", "err", err, "retry_in", retry, "expires", expires)
 		next = time.Now().Add(retry)
 		retry = min(retry*2, time.Minute)
 	}
@@ -218,6 +221,13 @@ func (a *Agent) renewLoop(ctx context.Context, sess *session) {
 type tokenSource interface {
 	Token(ctx context.Context) (string, error)
 	String() string
+}
+
+func sourceName(s tokenSource) string {
+	if s == nil {
+		return ""
+	}
+	return s.String()
 }
 
 func sourceOf(req control.UpRequest) tokenSource {
