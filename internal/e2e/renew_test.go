@@ -8,12 +8,15 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/clearpath-vpn/clearpath/client/auth"
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/key"
 	"github.com/clearpath-vpn/clearpath/internal/lab"
+	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
 	"github.com/clearpath-vpn/clearpath/internal/lab/stack"
 )
 
@@ -79,19 +82,7 @@ func (p *pingLoop) wait(t *testing.T) int {
 func TestRenewalKeepsTheTunnel(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	cfg, err := os.ReadFile(e.GatewayConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	short := strings.Replace(string(cfg), "\nnetworks:\n", "\nkey_ttl: 1m\nnetworks:\n", 1)
-	if short == string(cfg) {
-		t.Fatal("could not set key_ttl in the gateway config")
-	}
-	os.WriteFile(e.GatewayConfig, []byte(short), 0o600)
-	e.StopGateway()
-	if err := e.StartGateway(ctxT(t, 30*time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	setKeyTTL(t, e, "1m")
 	alice := e.Client("renew")
 	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
 	if err != nil {
@@ -176,4 +167,95 @@ func TestRenewalKeepsTheTunnel(t *testing.T) {
 		t.Errorf("vpc-a saw %s after the rotation, want %s", got, v4)
 	}
 	down(t, alice)
+}
+
+// setKeyTTL rewrites the lab gateway's key_ttl and restarts it.
+func setKeyTTL(t *testing.T, e *env, ttl string) {
+	t.Helper()
+	cfg, err := os.ReadFile(e.GatewayConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := strings.Replace(string(cfg), "\nnetworks:\n", "\nkey_ttl: "+ttl+"\nnetworks:\n", 1)
+	if short == string(cfg) {
+		t.Fatal("could not set key_ttl in the gateway config")
+	}
+	os.WriteFile(e.GatewayConfig, []byte(short), 0o600)
+	e.StopGateway()
+	if err := e.StartGateway(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A user connected with `vpn up` from their login cache: when the
+// registration is due for renewal and the cached ID token has expired, the
+// agent refreshes the login silently at the provider (Dex), renews with the
+// fresh token and writes the new tokens back to the cache, owned by the
+// cache's owner, not by root.
+func TestRenewalRefreshesTheLogin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	setKeyTTL(t, e, "1m")
+	tok, err := e.Dex.Login(ctxT(t, 10*time.Second), dex.ClientID, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgDir := filepath.Join(e.Dir, "bob-config")
+	cache := &auth.Cache{Dir: cfgDir}
+	tokens := &auth.Tokens{Server: stack.ServerURL, Issuer: dex.Issuer, ClientID: dex.ClientID,
+		IDToken: tok.IDToken, RefreshToken: tok.RefreshToken, Expiry: time.Now().Add(time.Hour), Subject: "bob"}
+	if err := cache.Save(tokens); err != nil {
+		t.Fatal(err)
+	}
+	bob := e.Client("bob")
+	cmd := e.Laptop.Command(ctxT(t, time.Minute), e.Bin.VPN, "--state-dir", bob.StateDir, "up", "--interface", bob.Iface)
+	cmd.Env = append(cmd.Environ(), "VPN_CONFIG_DIR="+cfgDir, "DISPLAY=", "WAYLAND_DISPLAY=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("vpn up from the login cache: %v\n%s", err, out)
+	}
+	st := fullStatus(t, bob)
+	if st.TokenSource != "token cache "+cfgDir {
+		t.Fatalf("token source %q, want the login cache", st.TokenSource)
+	}
+	// The cache belongs to the user (nobody here); its ID token expires
+	// before the renewal is due.
+	tokens.Expiry = time.Now().Add(-time.Minute)
+	if err := cache.Save(tokens); err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
+	filepath.WalkDir(cfgDir, func(p string, _ os.DirEntry, err error) error {
+		if err == nil {
+			os.Lchown(p, nobody, nobody)
+		}
+		return nil
+	})
+	for deadline := time.Now().Add(70 * time.Second); st.Renewals < 1; st = fullStatus(t, bob) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no renewal 70 s after registering: %+v", st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if st.RenewError != "" {
+		t.Errorf("renewal error: %s", st.RenewError)
+	}
+	fresh, err := cache.Load(stack.ServerURL)
+	if err != nil || fresh.IDToken == tok.IDToken || !fresh.Valid(time.Now(), time.Minute) {
+		t.Fatalf("the cache does not hold the refreshed tokens: %+v %v", fresh, err)
+	}
+	filepath.WalkDir(cfgDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		fi, _ := os.Lstat(p)
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != nobody {
+			t.Errorf("%s is owned by uid %d after the agent's refresh, want the cache owner's %d", p, st.Uid, nobody)
+		}
+		return nil
+	})
+	v4, _ := tunnelAddrs(t, bob)
+	if got := e.reach(t, vpcA4); got != v4.String() {
+		t.Errorf("vpc-a saw %s after the renewal, want %s", got, v4)
+	}
+	down(t, bob)
 }
