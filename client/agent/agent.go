@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -42,7 +41,10 @@ type Agent struct {
 	status control.Status
 	tun    *tunnel.Tunnel
 	spec   routes.TunnelSpec
-	stop   context.CancelFunc // ends the session's route watcher
+	stop   context.CancelFunc // ends the session's route watcher and renewal
+	sess   *session           // the current registration
+
+	renewMu sync.Mutex // one renewal at a time
 }
 
 // New returns an agent keeping its state in dir.
@@ -162,6 +164,13 @@ func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, 
 		s := a.status
 		a.mu.Unlock()
 		if s.State == control.StateUp && s.Server == req.Server && (req.Network == "" || req.Network == s.Network) {
+			// Already connected: renew the registration in place with
+			// the token just handed over (a fresh login rotates the key).
+			if req.Token != "" {
+				if err := a.renewWith(ctx, req); err != nil {
+					return a.Status(), err
+				}
+			}
 			return a.Status(), nil
 		}
 		return s, fmt.Errorf("already %s to %s (network %s): run `vpn down` first", s.State, s.Server, s.Network)
@@ -196,26 +205,33 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	if req.Token == "" {
 		return st, errors.New("no token: log in first (vpn login) or pass --token-file")
 	}
-	priv, err := key.LoadOrCreate(a.dir)
+	sess, err := a.newSession(req)
 	if err != nil {
 		return st, err
 	}
-	gw, err := gwapi.New(req.Server)
-	if err != nil {
-		return st, err
+	priv := sess.key
+	if req.RotateKey {
+		if priv, err = wgtypes.GeneratePrivateKey(); err != nil {
+			return st, fmt.Errorf("make a new device key: %w", err)
+		}
 	}
-	host := req.Hostname
-	if host == "" {
-		host, _ = os.Hostname()
-	}
-	pc, err := gw.Register(ctx, req.Token, api.RegisterRequest{PublicKey: priv.PublicKey().String(), Hostname: host, OS: runtime.GOOS, Network: req.Network})
+	reg, err := sess.gw.Register(ctx, req.Token, req.Network, sess.device(priv))
 	if err != nil {
 		return st, fmt.Errorf("register with %s: %w", req.Server, err)
 	}
+	if priv != sess.key {
+		if err := key.Store(a.dir, priv); err != nil {
+			return st, err
+		}
+		sess.key = priv
+	}
+	pc := reg.Config
+	sess.registered(reg)
 	cfg, err := tunnelConfig(ctx, pc, priv)
 	if err != nil {
 		return st, err
 	}
+	cfg.PresharedKey = reg.PresharedKey
 	cfg.Interface = req.Interface
 	if cfg.Interface == "" {
 		cfg.Interface = os.Getenv("VPN_INTERFACE")
@@ -267,10 +283,15 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	}); err != nil {
 		a.log.Warn("cannot watch network changes; routes will not follow LAN changes", "err", err)
 	}
+	a.mu.Lock()
+	a.sess = sess
+	a.mu.Unlock()
+	go a.renewLoop(watchCtx, sess)
 	exp := pc.ExpiresAt
 	st = control.Status{FullTunnel: req.AllTraffic, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
 		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
-		AllowedIPs: pc.Gateway.AllowedIPs, ExpiresAt: &exp}
+		AllowedIPs: pc.Gateway.AllowedIPs, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
+		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src)}
 	return st, nil
 }
 
@@ -362,6 +383,7 @@ func (a *Agent) teardown() *routes.Report {
 	a.mu.Lock()
 	t := a.tun
 	a.tun = nil
+	a.sess = nil
 	if a.stop != nil {
 		a.stop()
 		a.stop = nil

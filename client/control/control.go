@@ -43,6 +43,15 @@ type UpRequest struct {
 	AllTraffic bool `json:"all_traffic,omitempty"`
 	// BlockLAN drops the LAN exceptions of a full tunnel.
 	BlockLAN bool `json:"block_lan,omitempty"`
+	// Where the agent gets a fresh token to renew the registration before
+	// it expires: TokenFile is re-read (automation keeps it fresh), or the
+	// user's token cache in TokenCacheDir is refreshed silently. With
+	// neither, the session ends when the registration expires.
+	TokenFile     string `json:"token_file,omitempty"`
+	TokenCacheDir string `json:"token_cache_dir,omitempty"`
+	// RotateKey makes a new device key for this registration (a fresh
+	// login); the device keeps its addresses.
+	RotateKey bool `json:"rotate_key,omitempty"`
 }
 
 // Overlap is a pushed prefix overlapping a route of the machine's own.
@@ -75,7 +84,18 @@ type Status struct {
 	Overlaps         []Overlap  `json:"overlaps,omitempty"`
 	FullTunnel       bool       `json:"full_tunnel,omitempty"`
 	ExpiresAt        *time.Time `json:"expires_at,omitempty"`
-	ConnectedAt      *time.Time `json:"connected_at,omitempty"`
+	// DeviceID and PublicKey identify this device's peer at the gateway.
+	DeviceID  string `json:"device_id,omitempty"`
+	PublicKey string `json:"public_key,omitempty"`
+	// RenewAt is when the agent re-registers (new session key, same
+	// addresses, tunnel kept); RenewedAt when it last did; RenewError why
+	// the last attempt failed. TokenSource says where renewals get tokens.
+	RenewAt     *time.Time `json:"renew_at,omitempty"`
+	RenewedAt   *time.Time `json:"renewed_at,omitempty"`
+	Renewals    int        `json:"renewals,omitempty"`
+	RenewError  string     `json:"renew_error,omitempty"`
+	TokenSource string     `json:"token_source,omitempty"`
+	ConnectedAt *time.Time `json:"connected_at,omitempty"`
 	// SetupMillis is how long the last `up` took, from request to the first
 	// reply through the tunnel.
 	SetupMillis int64 `json:"setup_ms,omitempty"`

@@ -4,6 +4,7 @@ package gwapi
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
@@ -29,6 +32,12 @@ func New(server string) (*Client, error) {
 		return nil, fmt.Errorf("server %q: want an http(s) URL such as https://vpn.example.com", server)
 	}
 	return &Client{base: strings.TrimRight(server, "/"), http: &http.Client{Timeout: 20 * time.Second}}, nil
+}
+
+// WithHTTPClient makes c use hc (e.g. one dialling from a lab namespace).
+func (c *Client) WithHTTPClient(hc *http.Client) *Client {
+	c.http = hc
+	return c
 }
 
 // APIError is an error answer of the gateway.
@@ -100,8 +109,66 @@ func (c *Client) Discover(ctx context.Context) (*api.Discovery, error) {
 	return &d, nil
 }
 
-// Register registers the device's public key and returns its peer config.
-func (c *Client) Register(ctx context.Context, token string, req api.RegisterRequest) (*api.PeerConfig, error) {
+// Networks returns the networks the token lets its holder join, with their
+// public keys, and the subject the gateway sees in the token.
+func (c *Client) Networks(ctx context.Context, token string) (*api.NetworkList, error) {
+	var nl api.NetworkList
+	if err := c.do(ctx, http.MethodGet, api.PathNetworks, token, nil, &nl); err != nil {
+		return nil, err
+	}
+	return &nl, nil
+}
+
+// NetworkRequiredError means the user belongs to several networks and
+// named none.
+type NetworkRequiredError struct{ Networks []string }
+
+func (e *NetworkRequiredError) Error() string {
+	return "you belong to several networks; choose one with --network: " + strings.Join(e.Networks, ", ")
+}
+
+// Device is what a registration says about this device.
+type Device struct {
+	Key      wgtypes.Key // private key; only a proof made with it leaves the device
+	ID       string      // device id, kept in the state dir
+	Hostname string
+	OS       string
+}
+
+// Registration is the gateway's answer: the peer config and the session's
+// preshared key, opened with the device's key.
+type Registration struct {
+	Config       *api.PeerConfig
+	PresharedKey wgtypes.Key
+}
+
+// Register registers the device in network ("" = the only one the token
+// allows): it fetches the network's key, seals the claims with the device
+// key, and opens the session key of the answer.
+func (c *Client) Register(ctx context.Context, token, network string, d Device) (*Registration, error) {
+	nl, err := c.Networks(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	nw, err := choose(nl.Networks, network)
+	if err != nil {
+		return nil, err
+	}
+	netPub, err := api.ParseKey(nw.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("gateway sent a bad key for network %s: %w", nw.Name, err)
+	}
+	claims := api.RegisterClaims{Subject: nl.Subject, Network: nw.Name, DeviceID: d.ID, Hostname: d.Hostname, OS: d.OS, IssuedAt: time.Now().Unix()}
+	req, err := api.SealRegistration(claims, nw.Name, d.Key, netPub)
+	if err != nil {
+		return nil, err
+	}
+	return c.Post(ctx, token, req, d.Key, netPub)
+}
+
+// Post sends a sealed registration request and opens the answer's session
+// key with devicePriv; netPub is the key the request was sealed to.
+func (c *Client) Post(ctx context.Context, token string, req api.RegisterRequest, devicePriv wgtypes.Key, netPub api.Key) (*Registration, error) {
 	var pc api.PeerConfig
 	if err := c.do(ctx, http.MethodPost, api.PathPeers, token, req, &pc); err != nil {
 		return nil, err
@@ -109,25 +176,62 @@ func (c *Client) Register(ctx context.Context, token string, req api.RegisterReq
 	if err := Validate(&pc); err != nil {
 		return nil, fmt.Errorf("gateway sent a bad peer config: %w", err)
 	}
-	return &pc, nil
+	if pc.Gateway.PublicKey != base64.StdEncoding.EncodeToString(netPub[:]) {
+		return nil, fmt.Errorf("gateway answered with key %s, not the network's %s", pc.Gateway.PublicKey, base64.StdEncoding.EncodeToString(netPub[:]))
+	}
+	if pc.Session == nil {
+		return nil, errors.New("gateway sent no session key")
+	}
+	psk, err := api.OpenSecret(*pc.Session, devicePriv, netPub)
+	if err != nil {
+		return nil, fmt.Errorf("gateway's session key: %w", err)
+	}
+	return &Registration{Config: &pc, PresharedKey: psk}, nil
 }
 
-// Self returns the caller's peer config in network ("" = the only one).
-func (c *Client) Self(ctx context.Context, token, network string) (*api.PeerConfig, error) {
+func choose(networks []api.NetworkInfo, want string) (api.NetworkInfo, error) {
+	var names []string
+	for _, n := range networks {
+		if n.Name == want {
+			return n, nil
+		}
+		names = append(names, n.Name)
+	}
+	switch {
+	case want != "":
+		return api.NetworkInfo{}, fmt.Errorf("you may not join network %q; your networks: %s", want, strings.Join(names, ", "))
+	case len(networks) == 1:
+		return networks[0], nil
+	case len(networks) == 0:
+		return api.NetworkInfo{}, errors.New("the gateway offers you no network")
+	}
+	return api.NetworkInfo{}, &NetworkRequiredError{Networks: names}
+}
+
+// Self returns the caller's peer config in network ("" = the only one) for
+// device ("" = the only one).
+func (c *Client) Self(ctx context.Context, token, network, device string) (*api.PeerConfig, error) {
 	var pc api.PeerConfig
-	return &pc, c.do(ctx, http.MethodGet, api.PathPeerSelf+query(network), token, nil, &pc)
+	return &pc, c.do(ctx, http.MethodGet, api.PathPeerSelf+query(network, device), token, nil, &pc)
 }
 
-// DeleteSelf removes the caller's peer in network.
-func (c *Client) DeleteSelf(ctx context.Context, token, network string) error {
-	return c.do(ctx, http.MethodDelete, api.PathPeerSelf+query(network), token, nil, nil)
+// DeleteSelf removes the caller's peer of device in network.
+func (c *Client) DeleteSelf(ctx context.Context, token, network, device string) error {
+	return c.do(ctx, http.MethodDelete, api.PathPeerSelf+query(network, device), token, nil, nil)
 }
 
-func query(network string) string {
-	if network == "" {
+func query(network, device string) string {
+	v := url.Values{}
+	if network != "" {
+		v.Set("network", network)
+	}
+	if device != "" {
+		v.Set("device", device)
+	}
+	if len(v) == 0 {
 		return ""
 	}
-	return "?network=" + url.QueryEscape(network)
+	return "?" + v.Encode()
 }
 
 // IsStatus reports whether err is a gateway answer with HTTP status code.

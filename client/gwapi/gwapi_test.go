@@ -3,10 +3,14 @@ package gwapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
@@ -62,36 +66,118 @@ func goodConfig() api.PeerConfig {
 		Gateway: api.GatewayPeer{PublicKey: "U3NU4eDpPN1ciJvtyiJr3NY47R7DGPhIj4xRvQwYgho=", Endpoint: "[2001:db8::1]:51820", AllowedIPs: []string{"10.0.0.0/8"}}}
 }
 
-func TestRegisterValidatesAndMapsErrors(t *testing.T) {
-	var answer func(w http.ResponseWriter)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer tok" {
-			t.Errorf("token not sent: %q", r.Header.Get("Authorization"))
+// testGateway answers GET /api/v1/networks and POST /api/v1/peers the way
+// the gateway does (real sealing), with answer able to spoil the reply.
+type testGateway struct {
+	t        *testing.T
+	networks map[string]wgtypes.Key                                           // private keys
+	answer   func(pc *api.PeerConfig, devicePub api.Key, netPriv wgtypes.Key) // may spoil the reply
+	status   int
+	errBody  api.Error
+}
+
+func (g *testGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer tok" {
+		g.t.Errorf("token not sent: %q", r.Header.Get("Authorization"))
+	}
+	if g.status != 0 {
+		w.WriteHeader(g.status)
+		json.NewEncoder(w).Encode(g.errBody)
+		return
+	}
+	switch r.URL.Path {
+	case api.PathNetworks:
+		nl := api.NetworkList{Subject: "alice-id"}
+		for name, k := range g.networks {
+			nl.Networks = append(nl.Networks, api.NetworkInfo{Name: name, PublicKey: k.PublicKey().String()})
 		}
-		answer(w)
-	}))
+		slices.SortFunc(nl.Networks, func(a, b api.NetworkInfo) int { return strings.Compare(a.Name, b.Name) })
+		json.NewEncoder(w).Encode(nl)
+	case api.PathPeers:
+		var req api.RegisterRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		priv := g.networks[req.Network]
+		pub, err := api.ParseKey(req.PublicKey)
+		if err != nil {
+			g.t.Fatalf("client sent key %q: %v", req.PublicKey, err)
+		}
+		c, _, err := api.OpenRegistration(req, pub, priv)
+		if err != nil || c.Subject != "alice-id" || c.Network != req.Network || c.DeviceID != "dev-1" {
+			g.t.Errorf("registration claims %+v (%v)", c, err)
+		}
+		pc := goodConfig()
+		pc.Gateway.PublicKey = priv.PublicKey().String()
+		psk := wgtypes.Key{1, 2, 3}
+		sess, _ := api.SealSecret(psk, priv, pub)
+		pc.Session = &sess
+		if g.answer != nil {
+			g.answer(&pc, pub, priv)
+		}
+		json.NewEncoder(w).Encode(pc)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func TestRegisterSealsValidatesAndMapsErrors(t *testing.T) {
+	eng, _ := wgtypes.GeneratePrivateKey()
+	ops, _ := wgtypes.GeneratePrivateKey()
+	gw := &testGateway{t: t, networks: map[string]wgtypes.Key{"eng": eng}}
+	srv := httptest.NewServer(gw)
 	defer srv.Close()
 	c, err := New(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer = func(w http.ResponseWriter) { json.NewEncoder(w).Encode(goodConfig()) }
-	if _, err := c.Register(context.Background(), "tok", api.RegisterRequest{}); err != nil {
-		t.Fatalf("good config refused: %v", err)
+	devKey, _ := wgtypes.GeneratePrivateKey()
+	dev := Device{Key: devKey, ID: "dev-1", Hostname: "laptop", OS: "linux"}
+	ctx := context.Background()
+	reg, err := c.Register(ctx, "tok", "", dev)
+	if err != nil {
+		t.Fatalf("good registration refused: %v", err)
 	}
-	bad := goodConfig()
-	bad.Gateway.AllowedIPs = []string{"10.0.0.0/33"}
-	answer = func(w http.ResponseWriter) { json.NewEncoder(w).Encode(bad) }
-	if _, err := c.Register(context.Background(), "tok", api.RegisterRequest{}); err == nil || !strings.Contains(err.Error(), "allowed_ips[0]") {
-		t.Fatalf("bad config must be refused naming the field: %v", err)
+	if reg.PresharedKey != (wgtypes.Key{1, 2, 3}) {
+		t.Fatalf("session key %v, want the one the gateway sealed", reg.PresharedKey)
 	}
-	answer = func(w http.ResponseWriter) {
-		w.WriteHeader(409)
-		json.NewEncoder(w).Encode(api.Error{Error: api.ErrNetworkRequired, Message: "choose one", Networks: []string{"eng", "ops"}})
+	spoil := map[string]func(pc *api.PeerConfig, devicePub api.Key, netPriv wgtypes.Key){
+		"allowed_ips[0]": func(pc *api.PeerConfig, _ api.Key, _ wgtypes.Key) { pc.Gateway.AllowedIPs = []string{"10.0.0.0/33"} },
+		"no session key": func(pc *api.PeerConfig, _ api.Key, _ wgtypes.Key) { pc.Session = nil },
+		// A session key sealed by someone else (e.g. a man in the middle
+		// with his own key) is refused.
+		"not sealed by the network's key": func(pc *api.PeerConfig, pub api.Key, _ wgtypes.Key) {
+			other, _ := wgtypes.GeneratePrivateKey()
+			s, _ := api.SealSecret(api.Key{9}, other, pub)
+			pc.Session = &s
+		},
+		"not the network's": func(pc *api.PeerConfig, _ api.Key, _ wgtypes.Key) {
+			other, _ := wgtypes.GeneratePrivateKey()
+			pc.Gateway.PublicKey = other.PublicKey().String()
+		},
 	}
-	_, err = c.Register(context.Background(), "tok", api.RegisterRequest{})
-	if !IsStatus(err, 409) || !strings.Contains(err.Error(), "eng, ops") {
-		t.Fatalf("409 must carry the networks: %v", err)
+	for want, f := range spoil {
+		gw.answer = f
+		if _, err := c.Register(ctx, "tok", "", dev); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("spoiled answer must be refused saying %q: %v", want, err)
+		}
+	}
+	gw.answer = nil
+
+	gw.networks["ops"] = ops
+	_, err = c.Register(ctx, "tok", "", dev)
+	var nr *NetworkRequiredError
+	if !errors.As(err, &nr) || !strings.Contains(err.Error(), "--network: eng, ops") {
+		t.Fatalf("two networks and none chosen: %v", err)
+	}
+	if _, err := c.Register(ctx, "tok", "ops", dev); err != nil {
+		t.Fatalf("--network ops: %v", err)
+	}
+	if _, err := c.Register(ctx, "tok", "lab", dev); err == nil || !strings.Contains(err.Error(), "eng, ops") {
+		t.Fatalf("a network not offered: %v", err)
+	}
+
+	gw.status, gw.errBody = 403, api.Error{Error: api.ErrForbidden, Message: "in no group"}
+	if _, err = c.Register(ctx, "tok", "", dev); !IsStatus(err, 403) || !strings.Contains(err.Error(), "in no group") {
+		t.Fatalf("403 must carry the message: %v", err)
 	}
 	if _, err := New("vpn.example.com"); err == nil {
 		t.Error("a server without scheme must be refused")

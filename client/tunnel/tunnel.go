@@ -28,12 +28,14 @@ type Config struct {
 	PrivateKey wgtypes.Key
 	// FwMark marks the WireGuard socket's packets so policy routing sends
 	// them outside the tunnel.
-	FwMark     uint32
-	PeerKey    wgtypes.Key
-	Endpoint   netip.AddrPort
-	AllowedIPs []netip.Prefix
-	Addresses  []netip.Prefix
-	Keepalive  int
+	FwMark  uint32
+	PeerKey wgtypes.Key
+	// PresharedKey is the session's WireGuard preshared key (zero: none).
+	PresharedKey wgtypes.Key
+	Endpoint     netip.AddrPort
+	AllowedIPs   []netip.Prefix
+	Addresses    []netip.Prefix
+	Keepalive    int
 }
 
 // Tunnel is a running client tunnel.
@@ -75,6 +77,7 @@ func uapiConfig(cfg Config) string {
 	fmt.Fprintf(&b, "fwmark=%d\n", cfg.FwMark)
 	b.WriteString("replace_peers=true\n")
 	fmt.Fprintf(&b, "public_key=%s\n", hex.EncodeToString(cfg.PeerKey[:]))
+	fmt.Fprintf(&b, "preshared_key=%s\n", hex.EncodeToString(cfg.PresharedKey[:]))
 	fmt.Fprintf(&b, "endpoint=%s\n", cfg.Endpoint)
 	fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", cfg.Keepalive)
 	b.WriteString("replace_allowed_ips=true\n")
@@ -82,6 +85,22 @@ func uapiConfig(cfg Config) string {
 		fmt.Fprintf(&b, "allowed_ip=%s\n", p)
 	}
 	return b.String()
+}
+
+// UpdateSession changes the tunnel's credentials in place: the private key
+// (when it was rotated) and the gateway peer's preshared key. The link, its
+// addresses and routes stay; the current WireGuard session keeps carrying
+// packets until the next handshake, which uses the new keys.
+func (t *Tunnel) UpdateSession(priv, peer, psk wgtypes.Key) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "private_key=%s\n", hex.EncodeToString(priv[:]))
+	fmt.Fprintf(&b, "public_key=%s\n", hex.EncodeToString(peer[:]))
+	b.WriteString("update_only=true\n")
+	fmt.Fprintf(&b, "preshared_key=%s\n", hex.EncodeToString(psk[:]))
+	if err := t.dev.Dev.IpcSet(b.String()); err != nil {
+		return fmt.Errorf("update WireGuard session on %s: %w", t.Name, err)
+	}
+	return nil
 }
 
 // Stats are the peer's counters.

@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
-	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -25,36 +22,24 @@ import (
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
 
-// register calls POST /api/v1/peers from the laptop, as the client does,
-// with a fresh public key, and returns the status and error body.
+// register calls POST /api/v1/peers from the laptop, as the client does:
+// a fresh device key, the body sealed with it to the eng network's key and
+// bound to the token's (unverified) subject. It returns the status and
+// error body.
 func register(t *testing.T, e *env, token string) (int, api.Error, []byte) {
 	t.Helper()
 	key, err := wgtypes.GeneratePrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(api.RegisterRequest{PublicKey: key.PublicKey().String(), Hostname: "laptop", OS: "linux"})
-	req, err := http.NewRequestWithContext(ctxT(t, 10*time.Second), http.MethodPost, stack.ServerURL+api.PathPeers, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	subject := ""
+	if c, err := dex.Claims(token); err == nil {
+		subject, _ = c["sub"].(string)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := e.Laptop.HTTPClient(10 * time.Second).Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", api.PathPeers, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var apiErr api.Error
-	if resp.StatusCode != http.StatusOK {
-		if err := json.Unmarshal(raw, &apiErr); err != nil {
-			t.Errorf("error answer is not JSON {error, message}: %q", raw)
-		}
-	}
-	return resp.StatusCode, apiErr, raw
+	req := sealFor(t, e.networkKey(t, e.EngIface), api.RegisterClaims{Subject: subject, Network: "eng", DeviceID: "laptop-1", Hostname: "laptop", OS: "linux"}, key)
+	req.Network = ""
+	code, apiErr, raw, _ := postRegistration(t, e.Laptop.HTTPClient(10*time.Second), stack.ServerURL, token, req)
+	return code, apiErr, raw
 }
 
 // tamper changes one character in the middle of the JWT's signature.

@@ -21,6 +21,21 @@ var BinDir = "/usr/lib/postgresql/15/bin"
 // where .ci/run installs them, and is skipped elsewhere.
 func Start(t testing.TB) string {
 	t.Helper()
+	return StartServer(t).DSN
+}
+
+// Server is a running throwaway cluster.
+type Server struct {
+	// DSN connects over TCP to 127.0.0.1 (this network namespace only).
+	DSN string
+	// SocketDSN connects over the server's unix socket, which processes in
+	// every network namespace of the machine can reach (lab gateways).
+	SocketDSN string
+}
+
+// StartServer is Start, returning both ways to connect.
+func StartServer(t testing.TB) Server {
+	t.Helper()
 	if _, err := os.Stat(filepath.Join(BinDir, "initdb")); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("PostgreSQL binaries missing in %s: apt-get install postgresql (make deps)", BinDir)
@@ -59,7 +74,10 @@ func Start(t testing.TB) string {
 		runAs(filepath.Join(BinDir, "pg_ctl"), "-D", data, "-m", "immediate", "stop").Run()
 		os.RemoveAll(dir)
 	})
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	return Server{
+		DSN:       fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+		SocketDSN: fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d&sslmode=disable", dir, port),
+	}
 }
 
 func freePort(t testing.TB) int {

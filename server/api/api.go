@@ -15,6 +15,7 @@ const (
 	PathDiscovery = "/.well-known/vpn"
 	PathPeers     = "/api/v1/peers"
 	PathPeerSelf  = "/api/v1/peers/self"
+	PathNetworks  = "/api/v1/networks"
 	PathHealth    = "/healthz"
 )
 
@@ -27,30 +28,83 @@ type Discovery struct {
 	APIVersion string   `json:"api_version"`
 }
 
+// NetworkList is GET /api/v1/networks: the networks the caller's token lets
+// it join, with each network's WireGuard public key, which a registration is
+// sealed to. Subject is the token's subject as the gateway verified it; the
+// registration binds to it.
+type NetworkList struct {
+	Subject  string        `json:"subject"`
+	Networks []NetworkInfo `json:"networks"`
+}
+
+// NetworkInfo is one network a caller may join.
+type NetworkInfo struct {
+	Name string `json:"name"`
+	// PublicKey is the network's WireGuard public key (base64).
+	PublicKey string `json:"public_key"`
+	Endpoint  string `json:"endpoint"`
+}
+
 // RegisterRequest is the body of POST /api/v1/peers. The private key never
-// leaves the device: only its public half is sent.
+// leaves the device: the request proves the device holds it by sealing
+// RegisterClaims with it (see SealRegistration).
 type RegisterRequest struct {
-	PublicKey string `json:"public_key"` // base64 WireGuard public key
-	Hostname  string `json:"hostname"`
-	OS        string `json:"os"`
-	// Network picks one network when the user's groups match several.
+	PublicKey string `json:"public_key"` // base64 WireGuard public key of the device
+	// Network picks one network when the user's groups match several; the
+	// request is sealed to that network's key.
 	Network string `json:"network,omitempty"`
+	// Nonce (24 bytes, base64) is fresh per request: the gateway refuses
+	// one it has seen within the validity window.
+	Nonce string `json:"nonce"`
+	// Sealed is the NaCl box (base64) of the claims, from the device's key
+	// to the network's key.
+	Sealed string `json:"sealed"`
+}
+
+// RegisterClaims are what the device vouches for with its key.
+type RegisterClaims struct {
+	// Subject must be the subject of the bearer token: a sealed request
+	// cannot be reused with someone else's token.
+	Subject string `json:"sub"`
+	Network string `json:"network"`
+	// DeviceID names the device (kept in its state dir): a device keeps
+	// its addresses when it rotates its key.
+	DeviceID string `json:"device_id"`
+	Hostname string `json:"hostname"`
+	OS       string `json:"os"`
+	// IssuedAt (Unix seconds) must be within RegistrationWindow of the
+	// gateway's clock.
+	IssuedAt int64 `json:"iat"`
+}
+
+// SealedSecret is a 32-byte secret (the session's preshared key) in a NaCl
+// box from the network's key to the device's key: only the device can read it.
+type SealedSecret struct {
+	Nonce  string `json:"nonce"`
+	Sealed string `json:"sealed"`
 }
 
 // PeerConfig is what the gateway answers to a registration and to
 // GET /api/v1/peers/self: everything the client needs to bring the tunnel up.
 type PeerConfig struct {
 	PeerID string `json:"peer_id"`
+	// DeviceID is the device the peer belongs to.
+	DeviceID string `json:"device_id,omitempty"`
 	// Network is the name of the network (group) the peer joined.
 	Network string `json:"network,omitempty"`
 	// Addresses are the client's tunnel addresses as host prefixes
-	// ("100.64.0.2/32", "fd00:64::2/128"): stable per (user, network).
+	// ("100.64.0.2/32", "fd00:64::2/128"): stable per (user, device, network).
 	Addresses           []string    `json:"addresses"`
 	DNS                 []string    `json:"dns"`
 	MTU                 int         `json:"mtu"`
 	Gateway             GatewayPeer `json:"gateway"`
 	PersistentKeepalive int         `json:"persistent_keepalive"` // seconds, 0 = off
 	ExpiresAt           time.Time   `json:"expires_at"`
+	// Session is the preshared key of this registration, sealed to the
+	// device's key; it is replaced at every registration, so a leaked
+	// device key alone does not get in once the session ends. Only the
+	// answer to a registration carries it.
+	Session *SealedSecret `json:"session,omitempty"`
 	// User is the token subject and, when known, the e-mail the gateway saw.
 	User  string `json:"user,omitempty"`
 	Email string `json:"email,omitempty"`
@@ -88,5 +142,7 @@ const (
 	ErrNotFound        = "not_found"        // 404
 	ErrConflict        = "conflict"         // 409
 	ErrPoolExhausted   = "pool_exhausted"   // 503
+	ErrInvalidProof    = "invalid_proof"    // 401: the sealed body does not prove the key, or is replayed or stale
+	ErrDeviceLimit     = "device_limit"     // 409: the user has the most devices allowed
 	ErrInternal        = "internal"         // 500
 )

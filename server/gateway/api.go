@@ -1,15 +1,20 @@
 package gateway
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/auth"
@@ -30,6 +35,7 @@ func (g *Gateway) Handler() http.Handler {
 		}
 		io.WriteString(w, "ok\n")
 	})
+	mux.HandleFunc("GET "+api.PathNetworks, g.networksOf)
 	mux.HandleFunc("POST "+api.PathPeers, g.register)
 	mux.HandleFunc("GET "+api.PathPeerSelf, g.getSelf)
 	mux.HandleFunc("DELETE "+api.PathPeerSelf, g.deleteSelf)
@@ -123,6 +129,31 @@ func display(id *auth.Identity) string {
 	return id.Subject
 }
 
+// maxDevicesPerUser bounds the addresses one user holds in a network, so
+// that inventing device ids cannot drain a pool.
+const maxDevicesPerUser = 16
+
+// networks answers GET /api/v1/networks: the networks the caller may join
+// and their public keys, which registrations are sealed to.
+func (g *Gateway) networksOf(w http.ResponseWriter, r *http.Request) {
+	id := g.authenticate(w, r)
+	if id == nil {
+		return
+	}
+	out := api.NetworkList{Subject: id.Subject, Networks: []api.NetworkInfo{}}
+	for _, n := range g.cfg.Networks {
+		if slices.Contains(id.Groups, n.Group) {
+			nw := g.networks[n.Name]
+			out.Networks = append(out.Networks, api.NetworkInfo{Name: n.Name, PublicKey: nw.pubKey.String(), Endpoint: g.cfg.EndpointFor(n)})
+		}
+	}
+	if len(out.Networks) == 0 {
+		g.pickNetwork(w, id, "") // answers 403 naming the groups
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 	id := g.authenticate(w, r)
 	if id == nil {
@@ -139,12 +170,13 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, "request body: trailing data after the JSON object")
 		return
 	}
-	if err := validateKey(req.PublicKey); err != nil {
+	devicePub, err := api.ParseKey(req.PublicKey)
+	if err != nil {
 		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, "public_key: "+err.Error())
 		return
 	}
-	if len(req.Hostname) > 255 || len(req.OS) > 64 {
-		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, "hostname or os: too long")
+	if req.Nonce == "" || req.Sealed == "" {
+		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, "nonce and sealed are required: a registration is sealed with the device's key (is the client older than the gateway?)")
 		return
 	}
 	nw := g.pickNetwork(w, id, req.Network)
@@ -152,40 +184,151 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	alloc, err := g.store.Allocate(ctx, id.Subject, nw.cfg.Name, nw.cfg.Pool4(), nw.cfg.Pool6())
-	if errors.Is(err, store.ErrPoolExhausted) {
-		writeErr(w, http.StatusServiceUnavailable, api.ErrPoolExhausted, err.Error())
+	claims, err := g.checkProof(ctx, req, devicePub, nw, id)
+	var proofErr *api.ProofError
+	if err != nil && !errors.As(err, &proofErr) {
+		g.internal(w, "check the registration proof", err)
 		return
 	}
 	if err != nil {
+		g.log.Info("registration proof refused", "user", display(id), "network", nw.cfg.Name, "remote", r.RemoteAddr, "err", err)
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_proof"`)
+		writeErr(w, http.StatusUnauthorized, api.ErrInvalidProof, err.Error())
+		return
+	}
+	if !validDeviceID(claims.DeviceID) {
+		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, fmt.Sprintf("device_id: %q must be 1-64 letters, digits, '-' or '_'", claims.DeviceID))
+		return
+	}
+	if len(claims.Hostname) > 255 || len(claims.OS) > 64 {
+		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, "hostname or os: too long")
+		return
+	}
+	alloc, err := g.store.AllocateDevice(ctx, store.AllocRequest{Subject: id.Subject, Network: nw.cfg.Name, Device: claims.DeviceID,
+		Pool4: nw.cfg.Pool4(), Pool6: nw.cfg.Pool6(), MaxDevices: maxDevicesPerUser, PublicKey: req.PublicKey})
+	switch {
+	case errors.Is(err, store.ErrPoolExhausted):
+		writeErr(w, http.StatusServiceUnavailable, api.ErrPoolExhausted, err.Error())
+		return
+	case errors.Is(err, store.ErrDeviceLimit):
+		writeErr(w, http.StatusConflict, api.ErrDeviceLimit, err.Error()+"; an administrator can free one")
+		return
+	case err != nil:
 		g.internal(w, "allocate", err)
 		return
 	}
+	psk, err := wgtypes.GenerateKey()
+	if err != nil {
+		g.internal(w, "make session key", err)
+		return
+	}
+	session, err := api.SealSecret(psk, nw.privKey, devicePub)
+	if err != nil {
+		g.internal(w, "seal session key", err)
+		return
+	}
 	now := g.now()
-	p := store.Peer{ID: newID(), Subject: id.Subject, Email: id.Email, Network: nw.cfg.Name, PublicKey: req.PublicKey,
-		Hostname: req.Hostname, OS: req.OS, CreatedAt: now, ExpiresAt: now.Add(g.cfg.KeyTTL), Addr: alloc}
+	p := store.Peer{ID: newID(), Subject: id.Subject, Email: id.Email, Network: nw.cfg.Name, Device: claims.DeviceID, PublicKey: req.PublicKey,
+		PresharedKey: psk.String(), Hostname: claims.Hostname, OS: claims.OS, CreatedAt: now, ExpiresAt: now.Add(g.cfg.KeyTTL), Addr: alloc}
+	unlock := g.lockDevice(p)
 	old, err := g.store.PutPeer(ctx, p)
+	if err == nil {
+		err = g.setPeer(nw, p, old)
+		if err != nil {
+			err = fmt.Errorf("configure device: %w", err)
+		}
+	}
+	unlock()
 	if errors.Is(err, store.ErrConflict) {
 		writeErr(w, http.StatusConflict, api.ErrConflict, err.Error())
 		return
 	}
 	if err != nil {
-		g.internal(w, "store peer", err)
+		g.internal(w, "register peer", err)
 		return
 	}
-	if err := g.setPeer(nw, p, old); err != nil {
-		g.internal(w, "configure device", err)
-		return
+	action, detail := "register", ""
+	if old != nil {
+		action = "renew"
+		if old.PublicKey != p.PublicKey {
+			action, detail = "rotate", " replacing key "+old.PublicKey
+		}
 	}
-	g.store.Audit(ctx, store.AuditEntry{Actor: id.Subject, Action: "register", Network: nw.cfg.Name, Remote: r.RemoteAddr,
-		Detail: fmt.Sprintf("peer %s key %s host %q addresses %s %s", p.ID, p.PublicKey, p.Hostname, alloc.V4, alloc.V6)})
-	g.log.Info("peer registered", "user", display(id), "network", nw.cfg.Name, "peer", p.ID, "v4", alloc.V4, "v6", alloc.V6)
-	writeJSON(w, http.StatusOK, g.peerConfig(nw, p, id))
+	g.store.Audit(ctx, store.AuditEntry{Actor: id.Subject, Action: action, Network: nw.cfg.Name, Remote: r.RemoteAddr,
+		Detail: fmt.Sprintf("peer %s device %s key %s%s host %q addresses %s %s", p.ID, p.Device, p.PublicKey, detail, p.Hostname, alloc.V4, alloc.V6)})
+	g.log.Info("peer "+action, "user", display(id), "network", nw.cfg.Name, "device", p.Device, "peer", p.ID, "v4", alloc.V4, "v6", alloc.V6)
+	pc := g.peerConfig(nw, p, id)
+	pc.Session = &session
+	writeJSON(w, http.StatusOK, pc)
+}
+
+// checkProof opens the sealed registration and checks what it binds: the
+// token's subject, the network, the time and a nonce never seen before.
+func (g *Gateway) checkProof(ctx context.Context, req api.RegisterRequest, devicePub api.Key, nw *network, id *auth.Identity) (*api.RegisterClaims, error) {
+	claims, nonce, err := api.OpenRegistration(req, devicePub, nw.privKey)
+	if err != nil {
+		return nil, err
+	}
+	if claims.Subject != id.Subject {
+		return nil, &api.ProofError{Reason: fmt.Sprintf("sealed for subject %q, but the token is for %q", claims.Subject, id.Subject)}
+	}
+	if claims.Network != nw.cfg.Name {
+		return nil, &api.ProofError{Reason: fmt.Sprintf("sealed for network %q, not %q", claims.Network, nw.cfg.Name)}
+	}
+	now := g.now()
+	issued := time.Unix(claims.IssuedAt, 0)
+	if d := now.Sub(issued); d > api.RegistrationWindow || d < -api.RegistrationWindow {
+		return nil, &api.ProofError{Reason: fmt.Sprintf("issued at %s, more than %s from the gateway's clock (%s)", issued.UTC().Format(time.RFC3339), api.RegistrationWindow, now.UTC().Format(time.RFC3339))}
+	}
+	err = g.store.UseNonce(ctx, base64.StdEncoding.EncodeToString(nonce[:]), issued.Add(api.RegistrationWindow+time.Minute))
+	if errors.Is(err, store.ErrReplay) {
+		return nil, &api.ProofError{Reason: "replayed: this request's nonce was used before"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &claims, nil
+}
+
+func validDeviceID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// lockDevice serialises the store and device changes of one (user, network,
+// device), so that a registration and the expiry timer, or two
+// registrations of one device, never leave the WireGuard device out of step
+// with the store. Different devices proceed in parallel.
+func (g *Gateway) lockDevice(p store.Peer) (unlock func()) {
+	h := fnv.New32a()
+	h.Write([]byte(p.Network + "\x00" + p.Subject + "\x00" + p.Device))
+	m := &g.deviceLocks[h.Sum32()%uint32(len(g.deviceLocks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// expirePeer removes p if it is still the device's peer and has expired;
+// a peer renewed meanwhile has a new id and is left alone.
+func (g *Gateway) expirePeer(ctx context.Context, nw *network, p store.Peer) (bool, error) {
+	defer g.lockDevice(p)()
+	gone, err := g.store.DeleteExpiredPeer(ctx, p.ID, g.now())
+	if err != nil || !gone {
+		return false, err
+	}
+	return true, g.removePeer(nw, p.PublicKey)
 }
 
 func (g *Gateway) peerConfig(nw *network, p store.Peer, id *auth.Identity) api.PeerConfig {
 	pc := api.PeerConfig{
 		PeerID:              p.ID,
+		DeviceID:            p.Device,
 		Network:             nw.cfg.Name,
 		DNS:                 []string{},
 		MTU:                 nw.cfg.MTU,
@@ -214,6 +357,8 @@ func (g *Gateway) peerConfig(nw *network, p store.Peer, id *auth.Identity) api.P
 	return pc
 }
 
+// self finds the caller's peer: in ?network= (or the only one) and of
+// ?device= (or the only one).
 func (g *Gateway) self(w http.ResponseWriter, r *http.Request) (*auth.Identity, *network, *store.Peer) {
 	id := g.authenticate(w, r)
 	if id == nil {
@@ -223,7 +368,29 @@ func (g *Gateway) self(w http.ResponseWriter, r *http.Request) (*auth.Identity, 
 	if nw == nil {
 		return nil, nil, nil
 	}
-	p, err := g.store.Peer(r.Context(), id.Subject, nw.cfg.Name)
+	ctx := r.Context()
+	var p *store.Peer
+	var err error
+	if device := r.URL.Query().Get("device"); device != "" {
+		p, err = g.store.DevicePeer(ctx, id.Subject, nw.cfg.Name, device)
+	} else {
+		var all []store.Peer
+		all, err = g.store.UserPeers(ctx, id.Subject, nw.cfg.Name)
+		switch {
+		case err != nil:
+		case len(all) == 0:
+			err = store.ErrNotFound
+		case len(all) > 1:
+			var devices []string
+			for _, p := range all {
+				devices = append(devices, p.Device)
+			}
+			writeErr(w, http.StatusConflict, api.ErrConflict, fmt.Sprintf("%s has %d devices in network %s (%s): name one with ?device=", display(id), len(all), nw.cfg.Name, strings.Join(devices, ", ")))
+			return nil, nil, nil
+		default:
+			p = &all[0]
+		}
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		writeErr(w, http.StatusNotFound, api.ErrNotFound, fmt.Sprintf("no peer registered for %s in network %s", display(id), nw.cfg.Name))
 		return nil, nil, nil
@@ -248,35 +415,22 @@ func (g *Gateway) deleteSelf(w http.ResponseWriter, r *http.Request) {
 	if p == nil {
 		return
 	}
-	if err := g.removePeer(nw, p.PublicKey); err != nil {
-		g.internal(w, "remove peer from device", err)
-		return
+	unlock := g.lockDevice(*p)
+	err := g.removePeer(nw, p.PublicKey)
+	if err == nil {
+		_, err = g.store.DeletePeerID(r.Context(), p.ID)
 	}
-	if _, err := g.store.DeletePeer(r.Context(), p.Subject, p.Network); err != nil {
+	unlock()
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		g.internal(w, "delete peer", err)
 		return
 	}
-	g.store.Audit(r.Context(), store.AuditEntry{Actor: id.Subject, Action: "delete", Network: nw.cfg.Name, Remote: r.RemoteAddr, Detail: "peer " + p.ID})
-	g.log.Info("peer deleted", "user", display(id), "network", nw.cfg.Name, "peer", p.ID)
+	g.store.Audit(r.Context(), store.AuditEntry{Actor: id.Subject, Action: "delete", Network: nw.cfg.Name, Remote: r.RemoteAddr, Detail: "peer " + p.ID + " device " + p.Device})
+	g.log.Info("peer deleted", "user", display(id), "network", nw.cfg.Name, "peer", p.ID, "device", p.Device)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (g *Gateway) internal(w http.ResponseWriter, what string, err error) {
 	g.log.Error(what, "err", err)
 	writeErr(w, http.StatusInternalServerError, api.ErrInternal, what+" failed; see the gateway log")
-}
-
-// validateKey checks a base64 WireGuard public key (32 bytes).
-func validateKey(s string) error {
-	if s == "" {
-		return errors.New("required")
-	}
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return fmt.Errorf("%q is not base64", s)
-	}
-	if len(b) != 32 {
-		return fmt.Errorf("decodes to %d bytes, a WireGuard key has 32", len(b))
-	}
-	return nil
 }

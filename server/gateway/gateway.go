@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -36,13 +35,16 @@ type Gateway struct {
 
 	mu       sync.Mutex // serialises device changes
 	networks map[string]*network
+	// deviceLocks serialise the changes of one device's peer (lockDevice).
+	deviceLocks [64]sync.Mutex
 }
 
 type network struct {
-	index  int
-	cfg    config.Network
-	dev    *wgdev.Device
-	pubKey wgtypes.Key
+	index   int
+	cfg     config.Network
+	dev     *wgdev.Device
+	pubKey  wgtypes.Key
+	privKey wgtypes.Key // opens registrations and seals session keys
 }
 
 // Run starts everything described by cfg and serves until ctx is done, then
@@ -110,7 +112,7 @@ func (g *Gateway) startNetwork(ctx context.Context, i int, n config.Network) err
 	if err != nil {
 		return err
 	}
-	nw := &network{index: i, cfg: n, dev: dev, pubKey: priv.PublicKey()}
+	nw := &network{index: i, cfg: n, dev: dev, pubKey: priv.PublicKey(), privKey: priv}
 	g.networks[n.Name] = nw
 	peers, err := g.store.Peers(ctx, n.Name)
 	if err != nil {
@@ -167,7 +169,15 @@ func peerConfig(p store.Peer) (wgtypes.PeerConfig, error) {
 			allowed = append(allowed, *prefixToIPNet(netip.PrefixFrom(a, a.BitLen())))
 		}
 	}
-	return wgtypes.PeerConfig{PublicKey: k, ReplaceAllowedIPs: true, AllowedIPs: allowed}, nil
+	pc := wgtypes.PeerConfig{PublicKey: k, ReplaceAllowedIPs: true, AllowedIPs: allowed}
+	if p.PresharedKey != "" {
+		psk, err := wgtypes.ParseKey(p.PresharedKey)
+		if err != nil {
+			return pc, fmt.Errorf("preshared key: %w", err)
+		}
+		pc.PresharedKey = &psk
+	}
+	return pc, nil
 }
 
 // setPeer adds (or replaces) p on its network's device, removing old's key.
@@ -218,12 +228,11 @@ func (g *Gateway) expireLoop(ctx context.Context) {
 			if nw == nil || p.ExpiresAt.After(g.now()) {
 				continue
 			}
-			if err := g.removePeer(nw, p.PublicKey); err != nil {
-				g.log.Warn("expire peer", "peer", p.ID, "err", err)
+			if gone, err := g.expirePeer(ctx, nw, p); err != nil || !gone {
+				if err != nil {
+					g.log.Warn("expire peer", "peer", p.ID, "err", err)
+				}
 				continue
-			}
-			if _, err := g.store.DeletePeer(ctx, p.Subject, p.Network); err != nil && !errors.Is(err, store.ErrNotFound) {
-				g.log.Warn("expire peer", "peer", p.ID, "err", err)
 			}
 			g.store.Audit(ctx, store.AuditEntry{Actor: "gateway", Action: "expire", Network: p.Network, Detail: fmt.Sprintf("peer %s of %s expired at %s", p.ID, p.Subject, p.ExpiresAt.UTC().Format(time.RFC3339))})
 			g.log.Info("peer expired", "peer", p.ID, "user", p.Subject, "network", p.Network)

@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/big"
 	"net/netip"
 	"strings"
@@ -17,21 +19,58 @@ var ErrPoolExhausted = errors.New("address pool exhausted")
 // ErrConflict means a unique value (a public key) already belongs to someone else.
 var ErrConflict = errors.New("conflict")
 
-// Allocation is a user's stable pair of tunnel addresses in one network.
+// ErrDeviceLimit means the user already holds the most devices allowed in a network.
+var ErrDeviceLimit = errors.New("device limit reached")
+
+// ErrReplay means a registration nonce was seen before.
+var ErrReplay = errors.New("nonce already used")
+
+// Allocation is a device's stable pair of tunnel addresses in one network.
 type Allocation struct {
 	V4 netip.Addr
 	V6 netip.Addr // invalid when the network has no IPv6 pool
 }
 
-// Allocate returns the addresses of (subject, network), allocating the lowest
-// free ones on first use. The gateway's own address (first host) and the
-// network and broadcast addresses are never handed out. The IPv6 address
-// carries the same host offset as the IPv4 one, so the pair is easy to read.
+// AllocRequest names the device an allocation is for.
+type AllocRequest struct {
+	Subject, Network, Device string
+	Pool4, Pool6             netip.Prefix
+	// MaxDevices bounds how many addresses one user holds in the network
+	// (0: no bound), so that one user cannot drain the pool by inventing
+	// device ids.
+	MaxDevices int
+	// PublicKey, when set, lets the device adopt the allocation its user
+	// got before devices were known (schema 1, device ""), if the peer
+	// registered then used this key: an upgraded client keeps its address.
+	PublicKey string
+}
+
+// Allocate returns the addresses of (subject, network) for a client that
+// names no device. See AllocateDevice.
 func (s *Store) Allocate(ctx context.Context, subject, network string, pool4, pool6 netip.Prefix) (Allocation, error) {
+	return s.AllocateDevice(ctx, AllocRequest{Subject: subject, Network: network, Pool4: pool4, Pool6: pool6})
+}
+
+// AllocateDevice returns the addresses of (subject, network, device),
+// allocating free ones on first use: the next after the highest in use, or,
+// once the pool's end is reached, the lowest gap. The gateway's own address
+// (first host) and the network and broadcast addresses are never handed
+// out. The IPv6 address carries the same host offset as the IPv4 one, so
+// the pair is easy to read. Allocations are serialised per network (a
+// PostgreSQL advisory lock; SQLite has one writer), so gateways sharing a
+// store never hand out one address twice.
+func (s *Store) AllocateDevice(ctx context.Context, r AllocRequest) (Allocation, error) {
+	if !r.Pool4.Addr().Is4() {
+		return Allocation{}, fmt.Errorf("network %s: no IPv4 pool", r.Network)
+	}
+	// Re-registration, the common case, needs no lock.
+	if a, err := s.lookupAllocation(ctx, s.db, r); err == nil || !errors.Is(err, ErrNotFound) {
+		return a, err
+	}
 	for attempt := 0; ; attempt++ {
-		a, err := s.allocateOnce(ctx, subject, network, pool4, pool6)
-		// Another gateway sharing the store may take the same address at the
-		// same moment; the unique constraint refuses one of us: try again.
+		a, err := s.allocateOnce(ctx, r)
+		// The lock makes a collision unlikely; the unique constraints are
+		// the last word, and a refused insert is simply tried again.
 		if err != nil && isUniqueViolation(err) && attempt < 20 {
 			continue
 		}
@@ -39,66 +78,142 @@ func (s *Store) Allocate(ctx context.Context, subject, network string, pool4, po
 	}
 }
 
-func (s *Store) allocateOnce(ctx context.Context, subject, network string, pool4, pool6 netip.Prefix) (Allocation, error) {
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *Store) lookupAllocation(ctx context.Context, q querier, r AllocRequest) (Allocation, error) {
+	var v4s, v6s string
+	err := q.QueryRowContext(ctx, s.q(`SELECT ipv4, ipv6 FROM allocations WHERE subject = ? AND network = ? AND device = ?`), r.Subject, r.Network, r.Device).Scan(&v4s, &v6s)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Allocation{}, ErrNotFound
+	}
+	if err != nil {
+		return Allocation{}, fmt.Errorf("allocate: read: %w", err)
+	}
+	return parseAllocation(v4s, v6s)
+}
+
+// lockKey is the advisory lock serialising allocations in network.
+func lockKey(network string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("clearpath/allocate/" + network))
+	return int64(h.Sum64())
+}
+
+func (s *Store) allocateOnce(ctx context.Context, r AllocRequest) (Allocation, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Allocation{}, fmt.Errorf("allocate: %w", err)
 	}
 	defer tx.Rollback()
-	var v4s, v6s string
-	err = tx.QueryRowContext(ctx, s.q(`SELECT ipv4, ipv6 FROM allocations WHERE subject = ? AND network = ?`), subject, network).Scan(&v4s, &v6s)
-	if err == nil {
-		return parseAllocation(v4s, v6s)
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return Allocation{}, fmt.Errorf("allocate: read: %w", err)
-	}
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT ipv4 FROM allocations WHERE network = ?`), network)
-	if err != nil {
-		return Allocation{}, fmt.Errorf("allocate: list used: %w", err)
-	}
-	used := map[netip.Addr]bool{}
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			rows.Close()
-			return Allocation{}, fmt.Errorf("allocate: list used: %w", err)
-		}
-		if ip, err := netip.ParseAddr(a); err == nil {
-			used[ip] = true
+	if s.postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey(r.Network)); err != nil {
+			return Allocation{}, fmt.Errorf("allocate: lock: %w", err)
 		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return Allocation{}, fmt.Errorf("allocate: list used: %w", err)
+	if a, err := s.lookupAllocation(ctx, tx, r); err == nil || !errors.Is(err, ErrNotFound) {
+		return a, err
 	}
-	hosts := uint64(1) << (32 - pool4.Bits())
-	var alloc Allocation
-	for off := uint64(2); off < hosts-1; off++ {
-		ip := AddrAt(pool4, off)
-		if !used[ip] {
-			alloc.V4 = ip
-			if pool6.IsValid() {
-				alloc.V6 = AddrAt(pool6, off)
+	if r.PublicKey != "" && r.Device != "" {
+		if a, ok, err := s.adoptLegacy(ctx, tx, r); err != nil || ok {
+			if err == nil {
+				err = tx.Commit()
 			}
-			break
+			return a, err
 		}
 	}
-	if !alloc.V4.IsValid() {
-		return Allocation{}, fmt.Errorf("network %s (%s): %w", network, pool4, ErrPoolExhausted)
+	if r.MaxDevices > 0 {
+		var n int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM allocations WHERE subject = ? AND network = ?`), r.Subject, r.Network).Scan(&n); err != nil {
+			return Allocation{}, fmt.Errorf("allocate: count devices: %w", err)
+		}
+		if n >= r.MaxDevices {
+			return Allocation{}, fmt.Errorf("user %s holds %d addresses in network %s, the most allowed: %w", r.Subject, n, r.Network, ErrDeviceLimit)
+		}
 	}
+	num, err := s.freeV4(ctx, tx, r.Network, r.Pool4)
+	if err != nil {
+		return Allocation{}, err
+	}
+	base := v4Num(r.Pool4.Masked().Addr())
+	off := uint64(num - base)
+	alloc := Allocation{V4: AddrAt(r.Pool4, off)}
 	v6 := ""
-	if alloc.V6.IsValid() {
+	if r.Pool6.IsValid() {
+		alloc.V6 = AddrAt(r.Pool6, off)
 		v6 = alloc.V6.String()
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO allocations (subject, network, ipv4, ipv6, created_at) VALUES (?, ?, ?, ?, ?)`),
-		subject, network, alloc.V4.String(), v6, time.Now().Unix()); err != nil {
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO allocations (subject, network, device, v4num, ipv4, ipv6, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		r.Subject, r.Network, r.Device, num, alloc.V4.String(), v6, time.Now().Unix()); err != nil {
 		return Allocation{}, fmt.Errorf("allocate: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return Allocation{}, fmt.Errorf("allocate: commit: %w", err)
 	}
 	return alloc, nil
+}
+
+// freeV4 returns the number of a free IPv4 address of pool in network.
+func (s *Store) freeV4(ctx context.Context, tx *sql.Tx, network string, pool netip.Prefix) (int64, error) {
+	base := v4Num(pool.Masked().Addr())
+	lo := base + 2                              // .0 is the network, .1 the gateway
+	hi := base + int64(1)<<(32-pool.Bits()) - 2 // the last is the broadcast
+	var max sql.NullInt64
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT MAX(v4num) FROM allocations WHERE network = ? AND v4num BETWEEN ? AND ?`), network, lo, hi).Scan(&max); err != nil {
+		return 0, fmt.Errorf("allocate: highest in use: %w", err)
+	}
+	switch {
+	case !max.Valid:
+		return lo, nil
+	case max.Int64 < hi:
+		return max.Int64 + 1, nil
+	}
+	// The top is taken: look for the lowest gap (addresses are rarely
+	// freed, so this is the exception).
+	var used int
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM allocations WHERE network = ? AND v4num = ?`), network, lo).Scan(&used); err != nil {
+		return 0, fmt.Errorf("allocate: find a gap: %w", err)
+	}
+	if used == 0 {
+		return lo, nil
+	}
+	var gap int64
+	err := tx.QueryRowContext(ctx, s.q(`SELECT a.v4num + 1 FROM allocations a
+WHERE a.network = ? AND a.v4num BETWEEN ? AND ?
+  AND NOT EXISTS (SELECT 1 FROM allocations b WHERE b.network = a.network AND b.v4num = a.v4num + 1)
+ORDER BY a.v4num LIMIT 1`), network, lo, hi-1).Scan(&gap)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("network %s (%s): %w", network, pool, ErrPoolExhausted)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("allocate: find a gap: %w", err)
+	}
+	return gap, nil
+}
+
+// adoptLegacy gives r.Device the allocation and peer its user registered
+// with r.PublicKey before devices existed.
+func (s *Store) adoptLegacy(ctx context.Context, tx *sql.Tx, r AllocRequest) (Allocation, bool, error) {
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE allocations SET device = ? WHERE subject = ? AND network = ? AND device = ''
+  AND EXISTS (SELECT 1 FROM peers p WHERE p.subject = ? AND p.network = ? AND p.device = '' AND p.public_key = ?)`),
+		r.Device, r.Subject, r.Network, r.Subject, r.Network, r.PublicKey)
+	if err != nil {
+		return Allocation{}, false, fmt.Errorf("allocate: adopt: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Allocation{}, false, nil
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE peers SET device = ? WHERE subject = ? AND network = ? AND device = ''`), r.Device, r.Subject, r.Network); err != nil {
+		return Allocation{}, false, fmt.Errorf("allocate: adopt: %w", err)
+	}
+	a, err := s.lookupAllocation(ctx, tx, r)
+	return a, err == nil, err
+}
+
+func v4Num(a netip.Addr) int64 {
+	b := a.As4()
+	return int64(binary.BigEndian.Uint32(b[:]))
 }
 
 // AddrAt returns the address at host offset off inside prefix p.
@@ -132,11 +247,17 @@ func isUniqueViolation(err error) bool {
 
 // Peer is a registered device key in one network.
 type Peer struct {
-	ID            string
-	Subject       string
-	Email         string
-	Network       string
-	PublicKey     string
+	ID      string
+	Subject string
+	Email   string
+	Network string
+	// Device is the client's device id ("" for peers registered before
+	// devices were known).
+	Device    string
+	PublicKey string
+	// PresharedKey is the WireGuard preshared key of the current session
+	// (base64), "" for none. A new one is made at every registration.
+	PresharedKey  string
 	Hostname      string
 	OS            string
 	CreatedAt     time.Time
@@ -145,15 +266,36 @@ type Peer struct {
 	Addr          Allocation
 }
 
-// PutPeer records p as the peer of (p.Subject, p.Network), replacing and
-// returning the previous one, if any (its key must leave the device).
+// PutPeer records p as the peer of (p.Subject, p.Network, p.Device),
+// replacing and returning the previous one, if any (its key must leave the
+// device when it differs). A public key held by another device of the
+// network is a conflict.
 func (s *Store) PutPeer(ctx context.Context, p Peer) (*Peer, error) {
+	for attempt := 0; ; attempt++ {
+		old, err := s.putPeerOnce(ctx, p)
+		if err == nil || !isUniqueViolation(err) {
+			return old, err
+		}
+		var subject, device string
+		qerr := s.db.QueryRowContext(ctx, s.q(`SELECT subject, device FROM peers WHERE network = ? AND public_key = ?`), p.Network, p.PublicKey).Scan(&subject, &device)
+		if qerr == nil && (subject != p.Subject || device != p.Device) {
+			return nil, fmt.Errorf("public key already registered by another device: %w", ErrConflict)
+		}
+		// The same device registering twice at once: the other insert
+		// won; replace it.
+		if attempt >= 5 {
+			return nil, fmt.Errorf("store peer: %w", err)
+		}
+	}
+}
+
+func (s *Store) putPeerOnce(ctx context.Context, p Peer) (*Peer, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store peer: %w", err)
 	}
 	defer tx.Rollback()
-	old, err := s.scanPeer(tx.QueryRowContext(ctx, s.q(peerSelect+` WHERE p.subject = ? AND p.network = ?`), p.Subject, p.Network))
+	old, err := s.scanPeer(tx.QueryRowContext(ctx, s.q(peerSelect+` WHERE p.subject = ? AND p.network = ? AND p.device = ?`), p.Subject, p.Network, p.Device))
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("store peer: %w", err)
 	}
@@ -162,13 +304,10 @@ func (s *Store) PutPeer(ctx context.Context, p Peer) (*Peer, error) {
 			return nil, fmt.Errorf("store peer: remove previous: %w", err)
 		}
 	}
-	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO peers (id, subject, email, network, public_key, hostname, os, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		p.ID, p.Subject, p.Email, p.Network, p.PublicKey, p.Hostname, p.OS, p.CreatedAt.Unix(), p.ExpiresAt.Unix())
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO peers (id, subject, email, network, device, public_key, preshared_key, hostname, os, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		p.ID, p.Subject, p.Email, p.Network, p.Device, p.PublicKey, p.PresharedKey, p.Hostname, p.OS, p.CreatedAt.Unix(), p.ExpiresAt.Unix())
 	if err != nil {
-		if isUniqueViolation(err) {
-			return nil, fmt.Errorf("public key already registered by another peer: %w", ErrConflict)
-		}
-		return nil, fmt.Errorf("store peer: %w", err)
+		return nil, err // the caller tells a conflict from a race
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("store peer: commit: %w", err)
@@ -176,8 +315,8 @@ func (s *Store) PutPeer(ctx context.Context, p Peer) (*Peer, error) {
 	return old, nil
 }
 
-const peerSelect = `SELECT p.id, p.subject, p.email, p.network, p.public_key, p.hostname, p.os, p.created_at, p.expires_at, p.last_handshake, COALESCE(a.ipv4, ''), COALESCE(a.ipv6, '')
-FROM peers p LEFT JOIN allocations a ON a.subject = p.subject AND a.network = p.network`
+const peerSelect = `SELECT p.id, p.subject, p.email, p.network, p.device, p.public_key, p.preshared_key, p.hostname, p.os, p.created_at, p.expires_at, p.last_handshake, COALESCE(a.ipv4, ''), COALESCE(a.ipv6, '')
+FROM peers p LEFT JOIN allocations a ON a.subject = p.subject AND a.network = p.network AND a.device = p.device`
 
 type scanner interface{ Scan(...any) error }
 
@@ -185,7 +324,7 @@ func (s *Store) scanPeer(row scanner) (*Peer, error) {
 	var p Peer
 	var created, expires, hs int64
 	var v4, v6 string
-	if err := row.Scan(&p.ID, &p.Subject, &p.Email, &p.Network, &p.PublicKey, &p.Hostname, &p.OS, &created, &expires, &hs, &v4, &v6); err != nil {
+	if err := row.Scan(&p.ID, &p.Subject, &p.Email, &p.Network, &p.Device, &p.PublicKey, &p.PresharedKey, &p.Hostname, &p.OS, &created, &expires, &hs, &v4, &v6); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
@@ -205,19 +344,36 @@ func (s *Store) scanPeer(row scanner) (*Peer, error) {
 	return &p, nil
 }
 
-// Peer returns the peer of (subject, network).
-func (s *Store) Peer(ctx context.Context, subject, network string) (*Peer, error) {
-	return s.scanPeer(s.db.QueryRowContext(ctx, s.q(peerSelect+` WHERE p.subject = ? AND p.network = ?`), subject, network))
+// DevicePeer returns the peer of (subject, network, device).
+func (s *Store) DevicePeer(ctx context.Context, subject, network, device string) (*Peer, error) {
+	return s.scanPeer(s.db.QueryRowContext(ctx, s.q(peerSelect+` WHERE p.subject = ? AND p.network = ? AND p.device = ?`), subject, network, device))
+}
+
+// PeerByID returns the peer with id.
+func (s *Store) PeerByID(ctx context.Context, id string) (*Peer, error) {
+	return s.scanPeer(s.db.QueryRowContext(ctx, s.q(peerSelect+` WHERE p.id = ?`), id))
+}
+
+// PeerByKey returns the peer of network holding publicKey.
+func (s *Store) PeerByKey(ctx context.Context, network, publicKey string) (*Peer, error) {
+	return s.scanPeer(s.db.QueryRowContext(ctx, s.q(peerSelect+` WHERE p.network = ? AND p.public_key = ?`), network, publicKey))
+}
+
+// UserPeers lists the peers (one per device) of subject in network.
+func (s *Store) UserPeers(ctx context.Context, subject, network string) ([]Peer, error) {
+	return s.listPeers(ctx, ` WHERE p.subject = ? AND p.network = ?`, subject, network)
 }
 
 // Peers lists the peers of network ("" = all networks), oldest first.
 func (s *Store) Peers(ctx context.Context, network string) ([]Peer, error) {
-	q, args := peerSelect, []any{}
-	if network != "" {
-		q += ` WHERE p.network = ?`
-		args = append(args, network)
+	if network == "" {
+		return s.listPeers(ctx, "")
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(q+` ORDER BY p.created_at, p.id`), args...)
+	return s.listPeers(ctx, ` WHERE p.network = ?`, network)
+}
+
+func (s *Store) listPeers(ctx context.Context, where string, args ...any) ([]Peer, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(peerSelect+where+` ORDER BY p.created_at, p.id`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list peers: %w", err)
 	}
@@ -233,17 +389,47 @@ func (s *Store) Peers(ctx context.Context, network string) ([]Peer, error) {
 	return out, rows.Err()
 }
 
-// DeletePeer removes the peer of (subject, network) and returns it. The
-// address allocation stays: the user gets the same address next time.
-func (s *Store) DeletePeer(ctx context.Context, subject, network string) (*Peer, error) {
-	p, err := s.Peer(ctx, subject, network)
+// DeletePeerID removes the peer with id and returns it. The address
+// allocation stays: the device gets the same address next time.
+func (s *Store) DeletePeerID(ctx context.Context, id string) (*Peer, error) {
+	p, err := s.PeerByID(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), p.ID); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), id); err != nil {
 		return nil, fmt.Errorf("delete peer: %w", err)
 	}
 	return p, nil
+}
+
+// DeleteExpiredPeer removes the peer with id if it has expired by now, and
+// reports whether it did. A peer renewed in the meantime has a new id and
+// stays.
+func (s *Store) DeleteExpiredPeer(ctx context.Context, id string, now time.Time) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ? AND expires_at <= ?`), id, now.Unix())
+	if err != nil {
+		return false, fmt.Errorf("delete expired peer: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// UseNonce records a registration nonce until expires. A nonce seen before
+// (by any gateway sharing the store) is ErrReplay.
+func (s *Store) UseNonce(ctx context.Context, nonce string, expires time.Time) error {
+	if s.nonces.Add(1)%256 == 0 {
+		if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM registration_nonces WHERE expires_at < ?`), time.Now().Unix()); err != nil {
+			return fmt.Errorf("purge nonces: %w", err)
+		}
+	}
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO registration_nonces (nonce, expires_at) VALUES (?, ?)`), nonce, expires.Unix())
+	if err != nil && isUniqueViolation(err) {
+		return ErrReplay
+	}
+	if err != nil {
+		return fmt.Errorf("record nonce: %w", err)
+	}
+	return nil
 }
 
 // AuditEntry is one line of the audit log.

@@ -9,10 +9,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
@@ -22,10 +24,14 @@ import (
 // ErrNotFound is returned when a row does not exist.
 var ErrNotFound = errors.New("not found")
 
+// PostgresMaxConns is how many connections one gateway opens to PostgreSQL.
+const PostgresMaxConns = 16
+
 // Store is a handle on the gateway database.
 type Store struct {
 	db       *sql.DB
 	postgres bool
+	nonces   atomic.Uint64 // nonces recorded, to purge old ones now and then
 }
 
 // Open opens (creating if needed) the store named by dsn and migrates it.
@@ -36,6 +42,13 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		s.postgres = true
 		s.db, err = sql.Open("pgx", dsn)
+		if err == nil {
+			// Bounded, so that a burst of registrations queues here
+			// instead of exhausting the server's max_connections (100
+			// by default), which several gateways share.
+			s.db.SetMaxOpenConns(PostgresMaxConns)
+			s.db.SetMaxIdleConns(PostgresMaxConns)
+		}
 	} else {
 		if dir := filepath.Dir(dsn); dir != "" {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -133,6 +146,96 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_ts ON audit (ts);
 `},
+	// 2: one peer per (user, device, network). A device keeps its address
+	// across key rotations; the per-session preshared key and the
+	// registration nonces (replay protection shared by every gateway on
+	// the store) are kept too. v4num (the IPv4 address as a number) lets
+	// the allocator find the next free address with an index instead of
+	// reading the whole pool; migrationHooks[2] fills it for old rows.
+	{2, `
+CREATE TABLE allocations_v2 (
+  subject    TEXT NOT NULL,
+  network    TEXT NOT NULL,
+  device     TEXT NOT NULL DEFAULT '',
+  v4num      BIGINT NOT NULL DEFAULT 0,
+  ipv4       TEXT NOT NULL,
+  ipv6       TEXT NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (subject, network, device)
+);
+INSERT INTO allocations_v2 (subject, network, device, v4num, ipv4, ipv6, created_at)
+  SELECT subject, network, '', 0, ipv4, ipv6, created_at FROM allocations;
+DROP TABLE allocations;
+ALTER TABLE allocations_v2 RENAME TO allocations;
+CREATE UNIQUE INDEX allocations_v2_ipv4 ON allocations (network, ipv4);
+CREATE UNIQUE INDEX allocations_v2_ipv6 ON allocations (network, ipv6) WHERE ipv6 <> '';
+CREATE TABLE peers_v2 (
+  id             TEXT PRIMARY KEY,
+  subject        TEXT NOT NULL,
+  email          TEXT NOT NULL DEFAULT '',
+  network        TEXT NOT NULL,
+  device         TEXT NOT NULL DEFAULT '',
+  public_key     TEXT NOT NULL,
+  preshared_key  TEXT NOT NULL DEFAULT '',
+  hostname       TEXT NOT NULL DEFAULT '',
+  os             TEXT NOT NULL DEFAULT '',
+  created_at     BIGINT NOT NULL,
+  expires_at     BIGINT NOT NULL,
+  last_handshake BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO peers_v2 (id, subject, email, network, device, public_key, hostname, os, created_at, expires_at, last_handshake)
+  SELECT id, subject, email, network, '', public_key, hostname, os, created_at, expires_at, last_handshake FROM peers;
+DROP TABLE peers;
+ALTER TABLE peers_v2 RENAME TO peers;
+CREATE UNIQUE INDEX peers_v2_device ON peers (subject, network, device);
+CREATE UNIQUE INDEX peers_v2_key ON peers (network, public_key);
+CREATE INDEX peers_v2_expiry ON peers (expires_at);
+CREATE TABLE registration_nonces (
+  nonce      TEXT PRIMARY KEY,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX registration_nonces_expiry ON registration_nonces (expires_at);
+`},
+}
+
+// migrationHooks run inside a migration's transaction after its SQL, for
+// steps SQL cannot express the same way in both dialects.
+var migrationHooks = map[int]func(ctx context.Context, tx *sql.Tx, s *Store) error{
+	2: fillV4Num,
+}
+
+// fillV4Num computes v4num for allocations made before migration 2, then
+// makes it unique per network.
+func fillV4Num(ctx context.Context, tx *sql.Tx, s *Store) error {
+	rows, err := tx.QueryContext(ctx, `SELECT network, ipv4 FROM allocations`)
+	if err != nil {
+		return err
+	}
+	type row struct{ network, ipv4 string }
+	var all []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.network, &r.ipv4); err != nil {
+			rows.Close()
+			return err
+		}
+		all = append(all, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range all {
+		a, err := netip.ParseAddr(r.ipv4)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("allocation %s in network %s is not an IPv4 address", r.ipv4, r.network)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE allocations SET v4num = ? WHERE network = ? AND ipv4 = ?`), v4Num(a), r.network, r.ipv4); err != nil {
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `CREATE UNIQUE INDEX allocations_v2_v4num ON allocations (network, v4num)`)
+	return err
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -175,6 +278,12 @@ func (s *Store) migrate(ctx context.Context) error {
 				continue
 			}
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("migrate to %d: %w", m.version, err)
+			}
+		}
+		if hook := migrationHooks[m.version]; hook != nil {
+			if err := hook(ctx, tx, s); err != nil {
 				tx.Rollback()
 				return fmt.Errorf("migrate to %d: %w", m.version, err)
 			}

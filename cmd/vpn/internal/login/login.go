@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/client/auth"
+	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 )
 
@@ -58,11 +59,28 @@ a code and a QR code to approve from another device.`,
 			}
 			fmt.Fprintf(f.Out, "Logged in to %s as %s (groups: %v) in %v; token valid until %s.\n",
 				server, t.Who(), t.Groups, time.Since(start).Round(time.Millisecond), t.Expiry.Local().Format(time.RFC1123))
-			return nil
+			return handOver(cmd.Context(), f, server, t.IDToken, cache.Dir)
 		},
 	}
 	AddFlags(cmd, o)
 	return cmd
+}
+
+// handOver gives a fresh login to an agent connected to server: it
+// re-registers in place with a new device key (same addresses, tunnel
+// kept). Without a connected agent there is nothing to do.
+func handOver(ctx context.Context, f *factory.Factory, server, token, cacheDir string) error {
+	c := f.Control()
+	st, err := c.Status(ctx)
+	if err != nil || st.State != control.StateUp || st.Server != server {
+		return nil
+	}
+	st, err = c.Up(ctx, control.UpRequest{Server: server, Network: st.Network, Token: token, TokenCacheDir: cacheDir, RotateKey: true})
+	if err != nil {
+		return fmt.Errorf("logged in, but the connected agent could not re-register: %w", err)
+	}
+	fmt.Fprintf(f.Out, "Re-registered the connected device with a new key (%s); addresses kept: %v.\n", st.PublicKey, st.Addresses)
+	return nil
 }
 
 // AddFlags adds the login flags (shared with `vpn up`).

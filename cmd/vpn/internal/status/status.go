@@ -95,6 +95,21 @@ func Print(w io.Writer, st *control.Status) {
 	if st.ExpiresAt != nil {
 		rows = append(rows, [2]string{"expires", st.ExpiresAt.Local().Format(time.RFC1123)})
 	}
+	if st.RenewAt != nil {
+		renew := st.RenewAt.Local().Format(time.RFC1123)
+		if st.TokenSource != "" {
+			renew += " (token from " + st.TokenSource + ")"
+		} else {
+			renew += " (no token source: run vpn up again before it expires)"
+		}
+		rows = append(rows, [2]string{"renews", renew})
+	}
+	if st.RenewError != "" {
+		rows = append(rows, [2]string{"renewal", "failing: " + st.RenewError})
+	}
+	if st.DeviceID != "" {
+		rows = append(rows, [2]string{"device", st.DeviceID + " key " + st.PublicKey})
+	}
 	for _, r := range rows {
 		fmt.Fprintf(w, "%-11s %s\n", r[0], r[1])
 	}

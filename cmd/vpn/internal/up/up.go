@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -29,7 +30,12 @@ type Options struct {
 	// the LAN exceptions.
 	AllTraffic bool
 	BlockLAN   bool
-	Login      login.Options
+	// RotateKey makes a new device key (the device keeps its addresses).
+	RotateKey bool
+	Login     login.Options
+	// tokenCacheDir is where the login came from, so the agent can refresh
+	// it silently before the registration expires.
+	tokenCacheDir string
 }
 
 // Agent is the part of the agent connection `up` needs.
@@ -63,6 +69,7 @@ reason is printed.`,
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the resulting status as JSON")
 	cmd.Flags().BoolVar(&o.AllTraffic, "all-traffic", false, "send all IPv4 and IPv6 traffic through the tunnel (the LAN stays reachable)")
 	cmd.Flags().BoolVar(&o.BlockLAN, "block-lan", false, "with --all-traffic: do not keep the LAN outside the tunnel")
+	cmd.Flags().BoolVar(&o.RotateKey, "rotate-key", false, "make a new device key for this registration (the addresses stay)")
 	return cmd
 }
 
@@ -96,6 +103,10 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 		if tok, err = ReadToken(o.TokenFile); err != nil {
 			return err
 		}
+		// The agent re-reads the file to renew the registration.
+		if o.TokenFile, err = filepath.Abs(o.TokenFile); err != nil {
+			return err
+		}
 	} else {
 		// Log in here, as the user who typed the command; only the
 		// token goes to the (root) agent.
@@ -111,6 +122,7 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 			return err
 		}
 		tok = t.IDToken
+		o.tokenCacheDir = cache.Dir
 	}
 	start := time.Now()
 	c, err := f.EnsureAgent(ctx)
@@ -122,7 +134,7 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 
 func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok string, start time.Time) error {
 	st, err := c.Up(ctx, control.UpRequest{Server: o.Server, Token: tok, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout,
-		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN})
+		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, TokenFile: o.TokenFile, TokenCacheDir: o.tokenCacheDir, RotateKey: o.RotateKey})
 	if err != nil {
 		return fmt.Errorf("up failed: %w", err)
 	}

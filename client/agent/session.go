@@ -1,0 +1,318 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/clearpath-vpn/clearpath/client/auth"
+	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/gwapi"
+	"github.com/clearpath-vpn/clearpath/client/key"
+)
+
+// session is the agent's registration with the gateway: what it needs to
+// renew it before it expires without touching the tunnel.
+type session struct {
+	gw       *gwapi.Client
+	server   string
+	network  string // as registered
+	id       string // device id
+	hostname string
+	key      wgtypes.Key
+	src      tokenSource
+
+	peerKey   wgtypes.Key // the gateway's
+	addresses []string
+	expires   time.Time
+	renewAt   time.Time
+}
+
+func (a *Agent) newSession(req control.UpRequest) (*session, error) {
+	priv, err := key.LoadOrCreate(a.dir)
+	if err != nil {
+		return nil, err
+	}
+	id, err := key.DeviceID(a.dir)
+	if err != nil {
+		return nil, err
+	}
+	gw, err := gwapi.New(req.Server)
+	if err != nil {
+		return nil, err
+	}
+	host := req.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	return &session{gw: gw, server: req.Server, network: req.Network, id: id, hostname: host, key: priv, src: sourceOf(req)}, nil
+}
+
+func (s *session) device(priv wgtypes.Key) gwapi.Device {
+	return gwapi.Device{Key: priv, ID: s.id, Hostname: s.hostname, OS: runtime.GOOS}
+}
+
+// registered records a registration's answer and schedules the renewal
+// at two thirds of the remaining lifetime.
+func (s *session) registered(reg *gwapi.Registration) {
+	pc := reg.Config
+	s.network = pc.Network
+	s.peerKey, _ = wgtypes.ParseKey(pc.Gateway.PublicKey)
+	s.addresses = slices.Clone(pc.Addresses)
+	s.expires = pc.ExpiresAt
+	now := time.Now()
+	s.renewAt = now.Add(max(time.Until(s.expires)*2/3, 5*time.Second))
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// renewWith renews the current session now with the token of req (`vpn
+// up` while connected, or `vpn login`), adopting req's token source.
+func (a *Agent) renewWith(ctx context.Context, req control.UpRequest) error {
+	a.mu.Lock()
+	sess := a.sess
+	a.mu.Unlock()
+	if sess == nil {
+		return errors.New("not connected")
+	}
+	if src := sourceOf(req); src != nil {
+		a.renewMu.Lock()
+		sess.src = src
+		a.renewMu.Unlock()
+	}
+	return a.renew(ctx, sess, req.Token, req.RotateKey)
+}
+
+// renew re-registers the device with token: the gateway answers with the
+// same addresses and a new session key, which replaces the old one in
+// place; the tunnel is not torn down. With rotate, the device gets a new
+// key too (stored once the gateway has it).
+func (a *Agent) renew(ctx context.Context, sess *session, token string, rotate bool) (err error) {
+	a.renewMu.Lock()
+	defer a.renewMu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.sess != sess {
+			return
+		}
+		if err != nil {
+			a.status.RenewError = err.Error()
+			return
+		}
+		now := time.Now().UTC()
+		exp := sess.expires
+		a.status.RenewError = ""
+		a.status.RenewedAt, a.status.RenewAt, a.status.ExpiresAt = &now, timePtr(sess.renewAt), &exp
+		a.status.Renewals++
+		a.status.PublicKey = sess.key.PublicKey().String()
+		a.status.TokenSource = sourceName(sess.src)
+	}()
+	priv := sess.key
+	if rotate {
+		if priv, err = wgtypes.GeneratePrivateKey(); err != nil {
+			return fmt.Errorf("make a new device key: %w", err)
+		}
+	}
+	reg, err := sess.gw.Register(ctx, token, sess.network, sess.device(priv))
+	if err != nil {
+		return fmt.Errorf("renew registration with %s: %w", sess.server, err)
+	}
+	pc := reg.Config
+	if !slices.Equal(pc.Addresses, sess.addresses) {
+		return fmt.Errorf("the gateway moved this device from %v to %v: reconnect (vpn down; vpn up)", sess.addresses, pc.Addresses)
+	}
+	peer, err := wgtypes.ParseKey(pc.Gateway.PublicKey)
+	if err != nil || peer != sess.peerKey {
+		return fmt.Errorf("the gateway's key changed (%s): reconnect (vpn down; vpn up)", pc.Gateway.PublicKey)
+	}
+	a.mu.Lock()
+	t := a.tun
+	stillOurs := a.sess == sess
+	a.mu.Unlock()
+	if t == nil || !stillOurs {
+		return errors.New("the tunnel went down during the renewal")
+	}
+	if err := t.UpdateSession(priv, peer, reg.PresharedKey); err != nil {
+		return err
+	}
+	if priv != sess.key {
+		if err := key.Store(a.dir, priv); err != nil {
+			return err
+		}
+		sess.key = priv
+	}
+	sess.registered(reg)
+	a.mu.Lock()
+	a.status.PeerID = pc.PeerID
+	a.mu.Unlock()
+	a.log.Info("registration renewed", "peer", pc.PeerID, "rotated", rotate, "addresses", pc.Addresses, "expires", pc.ExpiresAt, "next", sess.renewAt)
+	return nil
+}
+
+// renewLoop renews the session before it expires, getting tokens from the
+// session's source, retrying failures with backoff until the expiry.
+func (a *Agent) renewLoop(ctx context.Context, sess *session) {
+	retry := 5 * time.Second
+	a.renewMu.Lock()
+	next := sess.renewAt
+	a.renewMu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		}
+		a.renewMu.Lock()
+		src, due := sess.src, sess.renewAt
+		a.renewMu.Unlock()
+		if time.Now().Before(due) { // renewed meanwhile (vpn up, vpn login)
+			next = due
+			continue
+		}
+		err := errors.New("no token source: run `vpn up` again before the registration expires")
+		if src != nil {
+			var tok string
+			if tok, err = src.Token(ctx); err == nil {
+				err = a.renew(ctx, sess, tok, false)
+			}
+		}
+		if err == nil {
+			retry = 5 * time.Second
+			a.renewMu.Lock()
+			next = sess.renewAt
+			a.renewMu.Unlock()
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		a.mu.Lock()
+		if a.sess == sess {
+			a.status.RenewError = err.Error()
+		}
+		a.mu.Unlock()
+		a.renewMu.Lock()
+		expires := sess.expires
+		a.renewMu.Unlock()
+		a.log.Warn("renewal failed, retrying", "err", err, "retry_in", retry, "expires", expires)
+		next = time.Now().Add(retry)
+		retry = min(retry*2, time.Minute)
+	}
+}
+
+// tokenSource gives the renewal loop a valid token.
+type tokenSource interface {
+	Token(ctx context.Context) (string, error)
+	String() string
+}
+
+func sourceName(s tokenSource) string {
+	if s == nil {
+		return ""
+	}
+	return s.String()
+}
+
+func sourceOf(req control.UpRequest) tokenSource {
+	switch {
+	case req.TokenFile != "":
+		return fileSource(req.TokenFile)
+	case req.TokenCacheDir != "":
+		return &cacheSource{dir: req.TokenCacheDir, server: req.Server}
+	}
+	return nil
+}
+
+// fileSource re-reads a token file that automation keeps fresh.
+type fileSource string
+
+func (f fileSource) String() string { return "file " + string(f) }
+
+func (f fileSource) Token(context.Context) (string, error) {
+	b, err := os.ReadFile(string(f))
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" || strings.ContainsAny(tok, " \n\t") {
+		return "", fmt.Errorf("token file %s does not hold one token", f)
+	}
+	return tok, nil
+}
+
+// cacheSource is the user's token cache: a still valid ID token, or one
+// refreshed silently with the refresh token (never an interactive login).
+// Refreshed tokens are written back, owned by the cache's owner, so the
+// user's own `vpn` keeps working with the rotated refresh token.
+type cacheSource struct{ dir, server string }
+
+func (c *cacheSource) String() string { return "token cache " + c.dir }
+
+func (c *cacheSource) Token(ctx context.Context) (string, error) {
+	cache := &auth.Cache{Dir: c.dir}
+	t, err := cache.Load(c.server)
+	if err != nil {
+		return "", err
+	}
+	if t == nil {
+		return "", fmt.Errorf("not logged in to %s (cache %s): run `vpn login`", c.server, c.dir)
+	}
+	if t.Valid(time.Now(), 2*time.Minute) {
+		return t.IDToken, nil
+	}
+	if t.RefreshToken == "" {
+		return "", errors.New("the cached token expired and there is no refresh token: run `vpn login`")
+	}
+	client, err := auth.New(ctx, c.server, io.Discard)
+	if err != nil {
+		return "", err
+	}
+	nt, err := client.Refresh(ctx, t)
+	if err != nil {
+		return "", fmt.Errorf("refresh the session: %w (run `vpn login`)", err)
+	}
+	if err := cache.Save(nt); err != nil {
+		return "", err
+	}
+	chownLike(c.dir, filepath.Join(c.dir, "tokens"), filepath.Join(c.dir, "server"))
+	filepath.WalkDir(filepath.Join(c.dir, "tokens"), func(p string, _ os.DirEntry, err error) error {
+		if err == nil {
+			chownLike(c.dir, p)
+		}
+		return nil
+	})
+	return nt.IDToken, nil
+}
+
+// chownLike gives paths the owner of ref (the agent runs as root; the
+// cache belongs to the user).
+func chownLike(ref string, paths ...string) {
+	fi, err := os.Stat(ref)
+	if err != nil {
+		return
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return
+	}
+	for _, p := range paths {
+		os.Lchown(p, int(st.Uid), int(st.Gid))
+	}
+}

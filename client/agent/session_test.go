@@ -1,0 +1,50 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/client/auth"
+	"github.com/clearpath-vpn/clearpath/client/control"
+)
+
+func TestTokenSources(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	if src := sourceOf(control.UpRequest{Server: "http://gw", Token: "x"}); src != nil || sourceName(src) != "" {
+		t.Fatalf("no file and no cache: %v", src)
+	}
+	file := filepath.Join(dir, "tok")
+	os.WriteFile(file, []byte("first\n"), 0o600)
+	src := sourceOf(control.UpRequest{TokenFile: file})
+	if tok, err := src.Token(ctx); err != nil || tok != "first" {
+		t.Fatalf("token file: %q %v", tok, err)
+	}
+	// Automation rotates the file; the next renewal reads the new token.
+	os.WriteFile(file, []byte("second\n"), 0o600)
+	if tok, _ := src.Token(ctx); tok != "second" {
+		t.Fatalf("re-read token file: %q", tok)
+	}
+	os.WriteFile(file, []byte("a b\n"), 0o600)
+	if _, err := src.Token(ctx); err == nil {
+		t.Fatal("a file with two tokens must be refused")
+	}
+
+	cache := &auth.Cache{Dir: filepath.Join(dir, "cfg")}
+	csrc := sourceOf(control.UpRequest{Server: "http://gw", TokenCacheDir: cache.Dir})
+	if _, err := csrc.Token(ctx); err == nil || !strings.Contains(err.Error(), "vpn login") {
+		t.Fatalf("empty cache: %v", err)
+	}
+	cache.Save(&auth.Tokens{Server: "http://gw", IDToken: "cached", Expiry: time.Now().Add(time.Hour)})
+	if tok, err := csrc.Token(ctx); err != nil || tok != "cached" {
+		t.Fatalf("valid cached token: %q %v", tok, err)
+	}
+	cache.Save(&auth.Tokens{Server: "http://gw", IDToken: "old", Expiry: time.Now().Add(-time.Hour)})
+	if _, err := csrc.Token(ctx); err == nil || !strings.Contains(err.Error(), "no refresh token") {
+		t.Fatalf("expired token without refresh token: %v", err)
+	}
+}
