@@ -28,6 +28,11 @@ type Config struct {
 	StateDir string        `yaml:"state_dir"`
 	KeyTTL   time.Duration `yaml:"key_ttl"`
 	Networks []Network     `yaml:"networks"`
+	// Operations side (ops.go): lifecycle warnings and webhook, admin
+	// socket, metrics listener.
+	Lifecycle     Lifecycle `yaml:"lifecycle"`
+	AdminSocket   string    `yaml:"admin_socket"`
+	MetricsListen string    `yaml:"metrics_listen"`
 }
 
 // OIDC names the identity provider whose tokens the gateway accepts.
@@ -52,6 +57,10 @@ type Network struct {
 	Allow      []netip.Prefix `yaml:"allow"`
 	Table      int            `yaml:"table"`
 	MTU        int            `yaml:"mtu"`
+	// Probe lists hosts inside the allowed CIDRs that answer ping; `vpn-gateway
+	// doctor` pings them from the pool's gateway address to prove the VPC
+	// routes the pool back.
+	Probe []netip.Addr `yaml:"probe"`
 }
 
 // Pool4 returns the IPv4 pool (zero if none).
@@ -91,6 +100,9 @@ const (
 	DefaultMTU         = 1420
 	DefaultGroupsClaim = "groups"
 	DefaultTableBase   = 1000
+	// MinKeyTTL is low enough for tests that watch a key expire and high
+	// enough that a typo ("10" read as nanoseconds) is refused.
+	MinKeyTTL = 10 * time.Second
 )
 
 // Load reads, parses and validates the file at path.
@@ -116,7 +128,7 @@ func Parse(data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("empty config")
 		}
-		return nil, fmt.Errorf("parse: %w", err)
+		return nil, nameFields(data, err)
 	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
@@ -144,6 +156,7 @@ func (c *Config) applyDefaults() {
 	if c.Store == "" {
 		c.Store = c.StateDir + "/gateway.db"
 	}
+	c.applyOpsDefaults()
 	for i := range c.Networks {
 		n := &c.Networks[i]
 		if n.MTU == 0 {
@@ -188,8 +201,8 @@ func (c *Config) Validate() error {
 	if strings.HasPrefix(c.OIDC.GroupsClaim, ".") || strings.HasSuffix(c.OIDC.GroupsClaim, ".") || strings.Contains(c.OIDC.GroupsClaim, "..") {
 		bad("oidc.groups_claim", "%q is not a claim name or dotted path", c.OIDC.GroupsClaim)
 	}
-	if c.KeyTTL < time.Minute {
-		bad("key_ttl", "%s is shorter than one minute", c.KeyTTL)
+	if c.KeyTTL < MinKeyTTL {
+		bad("key_ttl", "%s is shorter than %s", c.KeyTTL, MinKeyTTL)
 	}
 	if strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://") {
 		if _, err := url.Parse(c.Store); err != nil {
@@ -281,7 +294,9 @@ func (c *Config) Validate() error {
 				bad(af, "%s has host bits set (did you mean %s?)", p, p.Masked())
 			}
 		}
+		validateProbe(n, f, bad)
 	}
+	c.validateOps(bad)
 	return errors.Join(errs...)
 }
 
