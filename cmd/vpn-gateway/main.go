@@ -67,7 +67,20 @@ func newServe() *cobra.Command {
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return gateway.Run(ctx, cfg, log)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			reload := make(chan struct{})
+			go func() {
+				for range hup {
+					select {
+					case reload <- struct{}{}:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
+			return gateway.Serve(ctx, gateway.Options{Config: cfg, ConfigPath: o.configPath, Log: log, Reload: reload})
 		},
 	}
 	cmd.Flags().StringVarP(&o.configPath, "config", "c", "/etc/clearpath/gateway.yaml", "configuration file")

@@ -83,6 +83,9 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) *auth.Ide
 		writeErr(w, http.StatusUnauthorized, api.ErrInvalidToken, err.Error())
 		return nil
 	}
+	if !g.admit(w, r, id, strings.TrimSpace(raw)) { // admission.go: disabled users, group changes, login audit
+		return nil
+	}
 	return id
 }
 
@@ -177,8 +180,8 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 		g.internal(w, "configure device", err)
 		return
 	}
-	g.store.Audit(ctx, store.AuditEntry{Actor: id.Subject, Action: "register", Network: nw.cfg.Name, Remote: r.RemoteAddr,
-		Detail: fmt.Sprintf("peer %s key %s host %q addresses %s %s", p.ID, p.PublicKey, p.Hostname, alloc.V4, alloc.V6)})
+	g.audit.Record(ctx, store.AuditRecord{Actor: id.Subject, Action: registerAction(p, old), Subject: id.Subject, Email: id.Email, Network: nw.cfg.Name, PeerID: p.ID, Remote: r.RemoteAddr,
+		Detail: fmt.Sprintf("key %s host %q os %q addresses %s %s, expires %s", p.PublicKey, p.Hostname, p.OS, alloc.V4, alloc.V6, rfc3339(p.ExpiresAt))})
 	g.log.Info("peer registered", "user", display(id), "network", nw.cfg.Name, "peer", p.ID, "v4", alloc.V4, "v6", alloc.V6)
 	writeJSON(w, http.StatusOK, g.peerConfig(nw, p, id))
 }
@@ -256,7 +259,7 @@ func (g *Gateway) deleteSelf(w http.ResponseWriter, r *http.Request) {
 		g.internal(w, "delete peer", err)
 		return
 	}
-	g.store.Audit(r.Context(), store.AuditEntry{Actor: id.Subject, Action: "delete", Network: nw.cfg.Name, Remote: r.RemoteAddr, Detail: "peer " + p.ID})
+	g.audit.Record(r.Context(), store.AuditRecord{Actor: id.Subject, Action: "delete", Subject: id.Subject, Email: id.Email, Network: nw.cfg.Name, PeerID: p.ID, Remote: r.RemoteAddr, Detail: "host " + p.Hostname})
 	g.log.Info("peer deleted", "user", display(id), "network", nw.cfg.Name, "peer", p.ID)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -93,7 +93,7 @@ type Manager struct {
 
 	events  chan Event
 	wakeNow chan struct{} // clock loop: re-plan (a deadline changed)
-	syncReq chan chan error
+	syncReq chan chan syncReply
 
 	mu         sync.Mutex
 	set        Settings
@@ -104,6 +104,10 @@ type Manager struct {
 	hsDirty    map[string]time.Time
 	storeErr   error
 	storeOK    time.Time // last successful read
+
+	// OnStoreError, if set, is called for each failed read of the store
+	// (metrics). Set it before Run.
+	OnStoreError func(error)
 }
 
 type entry struct {
@@ -130,7 +134,7 @@ func New(o Options) *Manager {
 	}
 	return &Manager{
 		st: o.Store, dev: o.Devices, log: o.Log, notify: o.Notify, now: o.Now, stTO: o.StoreTimeout,
-		events: make(chan Event, 4096), wakeNow: make(chan struct{}, 1), syncReq: make(chan chan error, 16),
+		events: make(chan Event, 4096), wakeNow: make(chan struct{}, 1), syncReq: make(chan chan syncReply, 16),
 		set: o.Settings, entries: map[string]*entry{}, networks: map[string]bool{}, tombs: map[string]time.Time{},
 		hsDirty: map[string]time.Time{},
 	}
@@ -300,19 +304,25 @@ func (m *Manager) StoreStatus() (error, time.Time) {
 	return m.storeErr, m.storeOK
 }
 
-// Sync re-reads the store now and returns when that is done.
-func (m *Manager) Sync(ctx context.Context) error {
-	reply := make(chan error, 1)
+type syncReply struct {
+	removed []string
+	err     error
+}
+
+// Sync re-reads the store now and returns, once the devices match it, the
+// ids of the peers it removed (revoked in the store).
+func (m *Manager) Sync(ctx context.Context) ([]string, error) {
+	reply := make(chan syncReply, 1)
 	select {
 	case m.syncReq <- reply:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	select {
-	case err := <-reply:
-		return err
+	case r := <-reply:
+		return r.removed, r.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
@@ -519,7 +529,7 @@ func (m *Manager) warnDue(ctx context.Context, now time.Time) {
 // storeLoop re-reads the store every store_poll (or on request), writes the
 // deletions of expired keys and the handshake times.
 func (m *Manager) storeLoop(ctx context.Context) {
-	var replies []chan error
+	var replies []chan syncReply
 	for {
 		m.mu.Lock()
 		poll := m.set.StorePoll
@@ -549,9 +559,9 @@ func (m *Manager) storeLoop(ctx context.Context) {
 			}
 		}
 		m.flush(ctx)
-		err := m.sync(ctx)
+		removed, err := m.sync(ctx)
 		for _, r := range replies {
-			r <- err
+			r <- syncReply{removed, err}
 		}
 		replies = replies[:0]
 	}
@@ -594,7 +604,7 @@ func (m *Manager) flush(ctx context.Context) {
 // another gateway (or refreshed there) are added or updated, keys gone from
 // the store (revoked) are removed. Keys this gateway put or removed after
 // the read began are left alone: the read may predate them.
-func (m *Manager) sync(ctx context.Context) error {
+func (m *Manager) sync(ctx context.Context) (removed []string, err error) {
 	start := m.now()
 	sctx, cancel := context.WithTimeout(ctx, m.stTO)
 	defer cancel()
@@ -606,7 +616,10 @@ func (m *Manager) sync(ctx context.Context) error {
 		}
 		m.storeErr = err
 		m.mu.Unlock()
-		return fmt.Errorf("read peers from the store: %w", err)
+		if m.OnStoreError != nil {
+			m.OnStoreError(err)
+		}
+		return nil, fmt.Errorf("read peers from the store: %w", err)
 	}
 	m.mu.Lock()
 	needWarned := false
@@ -688,6 +701,7 @@ func (m *Manager) sync(ctx context.Context) error {
 		}
 		delete(m.entries, k)
 		m.tombs[e.peer.ID] = now
+		removed = append(removed, e.peer.ID)
 		events = append(events, Event{Kind: EventRevoked, Peer: e.peer, At: now, Recorded: true, LastHandshake: e.hs,
 			Reason: "removed from the store (revoked by an administrator or through another gateway)"})
 	}
@@ -704,5 +718,5 @@ func (m *Manager) sync(ctx context.Context) error {
 		m.emit(e)
 	}
 	m.wake()
-	return nil
+	return removed, nil
 }

@@ -24,6 +24,8 @@ type PeerSample struct {
 type Source interface {
 	MetricNetworks() []string
 	MetricPeers() []PeerSample
+	// MetricStoreUp reports whether the last read of the store worked.
+	MetricStoreUp() bool
 }
 
 // Metrics holds the gateway's collectors.
@@ -36,7 +38,6 @@ type Metrics struct {
 	Webhook        *prometheus.CounterVec // result
 	Reloads        *prometheus.CounterVec // result
 	Errors         *prometheus.CounterVec // kind
-	StoreUp        prometheus.Gauge
 	ExpiryLateness prometheus.Histogram
 }
 
@@ -64,12 +65,10 @@ func New(src Source) *Metrics {
 			Help: "Configuration reloads by result (ok, failed)."}, []string{"result"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clearpath_errors_total",
 			Help: "Errors by kind: store, device, api (5xx answers), webhook, reload."}, []string{"kind"}),
-		StoreUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clearpath_store_up",
-			Help: "1 if the last read of the store succeeded."}),
 		ExpiryLateness: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "clearpath_expiry_lateness_seconds",
 			Help: "How long after its deadline an expired key left the device.", Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30}}),
 	}
-	r.MustRegister(m.Registrations, m.Requests, m.Events, m.Audit, m.Webhook, m.Reloads, m.Errors, m.StoreUp, m.ExpiryLateness,
+	r.MustRegister(m.Registrations, m.Requests, m.Events, m.Audit, m.Webhook, m.Reloads, m.Errors, m.ExpiryLateness,
 		&peerCollector{src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Counters that exist before their first increment read 0, not absent.
@@ -119,17 +118,23 @@ var (
 	descHandshake = prometheus.NewDesc("clearpath_peer_last_handshake_seconds", "Unix time of the peer's last handshake (0: never).", []string{"network", "user", "peer_id"}, nil)
 	descRx        = prometheus.NewDesc("clearpath_peer_receive_bytes_total", "Bytes received from the peer.", []string{"network", "user", "peer_id"}, nil)
 	descTx        = prometheus.NewDesc("clearpath_peer_transmit_bytes_total", "Bytes sent to the peer.", []string{"network", "user", "peer_id"}, nil)
+	descStoreUp   = prometheus.NewDesc("clearpath_store_up", "1 if the last read of the store succeeded.", nil, nil)
 )
 
 type peerCollector struct{ src Source }
 
 func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNetworks, descPeers, descConnected, descHandshake, descRx, descTx} {
+	for _, d := range []*prometheus.Desc{descNetworks, descPeers, descConnected, descHandshake, descRx, descTx, descStoreUp} {
 		ch <- d
 	}
 }
 
 func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
+	up := 0.0
+	if c.src.MetricStoreUp() {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descStoreUp, prometheus.GaugeValue, up)
 	nets := c.src.MetricNetworks()
 	ch <- prometheus.MustNewConstMetric(descNetworks, prometheus.GaugeValue, float64(len(nets)))
 	peers, connected := map[string]int{}, map[string]int{}
