@@ -54,10 +54,10 @@ func newRoot(out io.Writer) *cobra.Command {
 	root.AddCommand(newServe(), newInit(out), newCheck(out),
 		reloadcmd.NewCmd(io), peerscmd.NewCmd(io), userscmd.NewCmd(io), auditcmd.NewCmd(io), explaincmd.NewCmd(io), doctorcmd.NewCmd(io),
 		&cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(out, version) },
-	})
+			Use:   "version",
+			Short: "Print the version",
+			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(out, version) },
+		})
 	return root
 }
 

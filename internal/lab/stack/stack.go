@@ -97,9 +97,24 @@ networks:
     allow: [{{.VPCB4}}, "{{.VPCB6}}"]
 `))
 
+// Option changes how Start sets the stack up.
+type Option func(*startOptions)
+
+type startOptions struct{ extraConfig string }
+
+// WithGatewayConfig appends YAML (top-level keys such as key_ttl or
+// lifecycle) to the generated gateway configuration.
+func WithGatewayConfig(yaml string) Option {
+	return func(o *startOptions) { o.extraConfig += "\n" + yaml + "\n" }
+}
+
 // Start runs Dex (sqlite storage in the lab dir) and the gateway in ref
 // and waits until both answer.
-func Start(ctx context.Context, ref *lab.Reference, bin Binaries) (*Stack, error) {
+func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option) (*Stack, error) {
+	var so startOptions
+	for _, o := range opts {
+		o(&so)
+	}
 	s := &Stack{Reference: ref, Bin: bin, EngIface: ref.Prefix + "eng", OpsIface: ref.Prefix + "ops"}
 	var err error
 	s.Dex, err = dex.Start(ctx, ref.IDP, "dex", bin.Dex, dex.Config{DBFile: filepath.Join(ref.Dir, "dex.db")})
@@ -120,6 +135,9 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries) (*Stack, error
 		"Ops": s.OpsIface, "OpsPort": lab.OpsPort, "OpsPool4": lab.OpsPool4, "OpsPool6": lab.OpsPool6,
 		"VPCB4": lab.VPCB4, "VPCB6": lab.VPCB6,
 	})
+	if err == nil && so.extraConfig != "" {
+		_, err = f.WriteString(so.extraConfig)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
