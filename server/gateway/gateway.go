@@ -264,10 +264,10 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 	if err != nil {
 		return nil, nil, err
 	}
-	nw = &network{cfg: n, dev: dev, pubKey: priv.PublicKey()}
+	created := &network{cfg: n, dev: dev, pubKey: priv.PublicKey()}
 	defer func() {
 		if err != nil {
-			g.tearDown(nw)
+			g.tearDown(created)
 		}
 	}()
 	var pcs []wgtypes.PeerConfig
@@ -301,8 +301,8 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 		return nil, nil, err
 	}
 	g.log.Info("network up", "network", n.Name, "group", n.Group, "interface", n.Interface,
-		"port", n.ListenPort, "table", n.Table, "public_key", nw.pubKey.String(), "peers", len(pcs))
-	return nw, peers, nil
+		"port", n.ListenPort, "table", n.Table, "public_key", created.pubKey.String(), "peers", len(pcs))
+	return created, peers, nil
 }
 
 // tearDown removes network nw's rules, table and device.
