@@ -116,8 +116,10 @@ func (r Route) String() string {
 	if r.Gateway.IsValid() {
 		fmt.Fprintf(&b, " via %s", r.Gateway)
 	}
-	if r.Dev != "" {
-		fmt.Fprintf(&b, " dev %s", r.Dev)
+	if r.Dev != "" && r.Dev != "lo" || r.Type == TypeUnicast || r.Type == TypeLocal {
+		if r.Dev != "" {
+			fmt.Fprintf(&b, " dev %s", r.Dev)
+		}
 	}
 	if r.Table != 254 {
 		fmt.Fprintf(&b, " table %s", tableName(r.Table))

@@ -167,7 +167,7 @@ func checkNetwork(ctx context.Context, r *Report, o Options, wc *wgctrl.Client, 
 			if p.Addr().Is4() != src.Is4() {
 				continue
 			}
-			dst := firstHost(p)
+			dst := sampleInside(p, tables)
 			d := explain.Evaluate(rules[famOf(dst)], tables, src, dst, n.Interface)
 			if !d.Forwarded {
 				fd := f("allowed-not-routed", Error, fmt.Sprintf("allowed %s is not reachable from %s: %s", p, src, d.Why), pathOf(d)...)
@@ -225,7 +225,16 @@ func checkReturn(ctx context.Context, r *Report, o Options, n config.Network, po
 	f := func(id, sev, title string, ev ...string) Finding {
 		return Finding{ID: id, Severity: sev, Network: n.Name, Title: title, Evidence: ev}
 	}
-	dst := firstHost(vpc)
+	var targets []netip.Addr
+	for _, a := range append(slices.Clone(n.Probe), o.Probes...) {
+		if vpc.Contains(a) && !slices.Contains(targets, a) {
+			targets = append(targets, a)
+		}
+	}
+	dst := sampleInside(vpc, liveLocal())
+	if len(targets) > 0 {
+		dst = targets[0]
+	}
 	rs, err := netlink.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: from.AsSlice()})
 	if err != nil || len(rs) == 0 {
 		r.add(f("vpc-unrouted", Error, fmt.Sprintf("the gateway has no route to %s (ip route get %s from %s: %v)", vpc, dst, from, err)))
@@ -247,12 +256,6 @@ func checkReturn(ctx context.Context, r *Report, o Options, n config.Network, po
 		}
 	}
 	cloud, linux := ReturnRoute(pool, via, vpc, dev)
-	var targets []netip.Addr
-	for _, a := range append(slices.Clone(n.Probe), o.Probes...) {
-		if vpc.Contains(a) && !slices.Contains(targets, a) {
-			targets = append(targets, a)
-		}
-	}
 	if len(targets) == 0 {
 		targets = neighbours(dev, vpc)
 	}
@@ -353,6 +356,34 @@ func liveTables() (map[int][]explain.Route, map[int][]explain.Rule, error) {
 		}
 	}
 	return tables, rules, nil
+}
+
+// sampleInside returns an address of p that is not one of this host's own
+// (the gateway's address in a VPC would only prove local delivery).
+func sampleInside(p netip.Prefix, tables map[int][]explain.Route) netip.Addr {
+	a := firstHost(p)
+	for range 8 {
+		if !slices.ContainsFunc(tables[255], func(r explain.Route) bool { return r.Type == explain.TypeLocal && r.Dst.Contains(a) }) {
+			return a
+		}
+		a = a.Next()
+	}
+	return a
+}
+
+// liveLocal returns the local table only.
+func liveLocal() map[int][]explain.Route {
+	out := map[int][]explain.Route{}
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		rs, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: 255}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			continue
+		}
+		for _, x := range rs {
+			out[255] = append(out[255], explain.FromNetlinkRoute(x, fam))
+		}
+	}
+	return out
 }
 
 func prefixOf(n *net.IPNet) netip.Prefix {
