@@ -102,6 +102,14 @@ func Serve(ctx context.Context, o Options) error {
 	g.setWebhook(cfg.Lifecycle.Webhook)
 	lifeCtx, stopLife := context.WithCancel(context.Background())
 	g.life = lifecycle.New(lifecycle.Options{Store: st, Devices: g, Log: log, Settings: settingsOf(cfg), Notify: g.onLifecycleEvent})
+	g.life.OnStoreError = func(error) { g.metrics.Errors.WithLabelValues("store").Inc() }
+	g.life.AfterSync = func(ctx context.Context) {
+		if g.audit.Pending() > 0 {
+			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			g.audit.Flush(sctx)
+			cancel()
+		}
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -108,6 +108,9 @@ type Manager struct {
 	// OnStoreError, if set, is called for each failed read of the store
 	// (metrics). Set it before Run.
 	OnStoreError func(error)
+	// AfterSync, if set, runs after each successful read of the store, on
+	// the store loop (writers that queued while it was down flush here).
+	AfterSync func(context.Context)
 }
 
 type entry struct {
@@ -560,6 +563,9 @@ func (m *Manager) storeLoop(ctx context.Context) {
 		}
 		m.flush(ctx)
 		removed, err := m.sync(ctx)
+		if err == nil && m.AfterSync != nil {
+			m.AfterSync(ctx)
+		}
 		for _, r := range replies {
 			r <- syncReply{removed, err}
 		}

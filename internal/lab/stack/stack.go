@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -100,7 +101,13 @@ networks:
 // Option changes how Start sets the stack up.
 type Option func(*startOptions)
 
-type startOptions struct{ extraConfig string }
+type startOptions struct{ extraConfig, store string }
+
+// WithStore makes the gateway use dsn (a PostgreSQL URL) instead of a
+// SQLite file in the lab directory.
+func WithStore(dsn string) Option {
+	return func(o *startOptions) { o.store = strconv.Quote(dsn) }
+}
 
 // WithGatewayConfig appends YAML (top-level keys such as key_ttl or
 // lifecycle) to the generated gateway configuration.
@@ -122,6 +129,10 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option
 		return nil, err
 	}
 	s.GatewayConfig = filepath.Join(ref.Dir, "gateway.yaml")
+	storeDSN := filepath.Join(ref.Dir, "gateway.db")
+	if so.store != "" {
+		storeDSN = so.store
+	}
 	f, err := os.Create(s.GatewayConfig)
 	if err != nil {
 		return nil, err
@@ -129,7 +140,7 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option
 	err = gatewayTmpl.Execute(f, map[string]any{
 		"Listen": GatewayListen, "Endpoint": lab.GWPublicIP4,
 		"Issuer": dex.Issuer, "ClientID": dex.ClientID,
-		"Store": filepath.Join(ref.Dir, "gateway.db"), "StateDir": filepath.Join(ref.Dir, "gateway-state"),
+		"Store": storeDSN, "StateDir": filepath.Join(ref.Dir, "gateway-state"),
 		"Eng": s.EngIface, "EngPort": lab.EngPort, "EngPool4": lab.EngPool4, "EngPool6": lab.EngPool6,
 		"VPCA4": lab.VPCA4, "VPCA6": lab.VPCA6,
 		"Ops": s.OpsIface, "OpsPort": lab.OpsPort, "OpsPool4": lab.OpsPool4, "OpsPool6": lab.OpsPool6,
