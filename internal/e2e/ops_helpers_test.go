@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -247,16 +246,6 @@ func (h *hook) accepted() []hookDelivery {
 	return out
 }
 
-// find returns the accepted delivery of event about peer, if any.
-func (h *hook) find(event, peerID string) (hookDelivery, bool) {
-	for _, d := range h.accepted() {
-		if d.Event.Event == event && d.Event.PeerID == peerID {
-			return d, true
-		}
-	}
-	return hookDelivery{}, false
-}
-
 // pingLoop sends ICMP echo requests from a node every interval and records
 // which were answered.
 type pingLoop struct {
@@ -267,7 +256,6 @@ type pingLoop struct {
 	replied  map[int]time.Time
 	stop     chan struct{}
 	done     chan struct{}
-	err      error
 }
 
 func startPingLoop(t *testing.T, n *lab.Node, dst string, interval time.Duration) *pingLoop {
@@ -415,5 +403,3 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
-
-var _ = fmt.Sprint

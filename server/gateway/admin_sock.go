@@ -107,7 +107,7 @@ func (g *Gateway) adminMux() http.Handler {
 			st.Networks = append(st.Networks, admin.NetworkStatus{Name: n.Name, Interface: n.Interface, Peers: count[n.Name]})
 		}
 		g.reloadMu.RUnlock()
-		if err, _ := g.life.StoreStatus(); err != nil {
+		if _, err := g.life.StoreStatus(); err != nil {
 			st.StoreError = err.Error()
 		}
 		adminJSON(w, http.StatusOK, st)

@@ -464,6 +464,6 @@ func newID() string {
 
 // MetricStoreUp implements metrics.Source.
 func (g *Gateway) MetricStoreUp() bool {
-	err, _ := g.life.StoreStatus()
+	_, err := g.life.StoreStatus()
 	return err == nil
 }

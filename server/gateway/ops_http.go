@@ -87,7 +87,7 @@ func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
 	} else {
 		fail("identity_provider", "not reachable yet")
 	}
-	if err, last := g.life.StoreStatus(); err != nil {
+	if last, err := g.life.StoreStatus(); err != nil {
 		fail("store", "unreachable since about "+time.Since(last).Round(time.Second).String()+": "+err.Error())
 	} else {
 		h.Checks["store"] = "ok"

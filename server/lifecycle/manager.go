@@ -299,12 +299,12 @@ func (m *Manager) Tracked() []Tracked {
 	return out
 }
 
-// StoreStatus reports the last store error (nil when the last read worked)
-// and when the store last answered.
-func (m *Manager) StoreStatus() (error, time.Time) {
+// StoreStatus reports when the store last answered and the last error
+// (nil when the last read worked).
+func (m *Manager) StoreStatus() (time.Time, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.storeErr, m.storeOK
+	return m.storeOK, m.storeErr
 }
 
 type syncReply struct {
