@@ -329,6 +329,18 @@ oidc:
 store: /var/lib/clearpath-gateway/gateway.db
 state_dir: /var/lib/clearpath-gateway
 key_ttl: 720h            # a registered key expires after this long
+# Warnings and notifications (defaults shown; uncomment to change):
+# lifecycle:
+#   warn_before: [72h, 24h]  # warn this long before a key expires
+#   unused_after: 24h        # warn when a key had no handshake this long after registration (0s: off)
+#   idle_after: 168h         # warn when a key has been silent this long (0s: off)
+#   store_poll: 1s           # re-read the store this often (revocations from other hosts)
+#   webhook:
+#     url: https://hooks.example.org/clearpath   # JSON POST per event, retried with backoff
+#     secret: change-me      # signs each body: X-ClearPath-Signature: sha256=HMAC
+#     max_attempts: 6
+# admin_socket: /var/lib/clearpath-gateway/admin.sock   # for reload, revoke (default in state_dir)
+# metrics_listen: "127.0.0.1:9100"   # /metrics and /healthz here instead of on listen
 networks:
   # One network per group: its own WireGuard interface, key, port, address
   # pools and routing table. Members reach only the allowed CIDRs.
@@ -340,6 +352,7 @@ networks:
     allow: [10.10.0.0/16, "fd10:10::/64"]
     # table: 1000        # policy routing table (default 1000 + position)
     # mtu: 1420
+    # probe: [10.10.0.10] # hosts that answer ping, for vpn-gateway doctor's return-route check
   - name: ops
     group: ops
     interface: wg-ops
