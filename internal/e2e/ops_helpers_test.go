@@ -170,6 +170,12 @@ func registerKey(t *testing.T, e *env, token, network string) (wgtypes.Key, api.
 	if err != nil {
 		t.Fatal(err)
 	}
+	return key, registerThis(t, e, token, network, key)
+}
+
+// registerThis registers key (again) through the API.
+func registerThis(t *testing.T, e *env, token, network string, key wgtypes.Key) api.PeerConfig {
+	t.Helper()
 	body, _ := json.Marshal(api.RegisterRequest{PublicKey: key.PublicKey().String(), Hostname: "ghost", OS: "linux", Network: network})
 	req, _ := http.NewRequestWithContext(ctxT(t, 10*time.Second), http.MethodPost, stack.ServerURL+api.PathPeers, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -186,7 +192,7 @@ func registerKey(t *testing.T, e *env, token, network string) (wgtypes.Key, api.
 	if err := json.Unmarshal(raw, &pc); err != nil {
 		t.Fatal(err)
 	}
-	return key, pc
+	return pc
 }
 
 // hook is a webhook receiver listening on loopback inside gw, where the
