@@ -69,6 +69,7 @@ func TestRevocationStopsTrafficWithin2s(t *testing.T) {
 		if !strings.Contains(out, "Revoked peer") {
 			t.Errorf("revoke output: %s", out)
 		}
+		down(t, cl) // one tunnel at a time on the laptop
 	}
 
 	// The poll path, five times (keys registered through the API, never
@@ -109,7 +110,6 @@ func TestRevocationStopsTrafficWithin2s(t *testing.T) {
 	}
 	// A revoked user registers again only by logging in again: vpn up works.
 	alice := e.Client("alice")
-	down(t, alice)
 	tok, _ := e.TokenFile(ctxT(t, 10*time.Second), "alice")
 	up(t, alice, tok)
 	if got := e.reach(t, vpcA4); got == "" {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -94,6 +95,11 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	defer st.Close()
 	host, _ := os.Hostname()
+	if o.ConfigPath != "" {
+		if abs, err := filepath.Abs(o.ConfigPath); err == nil {
+			o.ConfigPath = abs
+		}
+	}
 	g := &Gateway{cfg: cfg, store: st, log: log, now: time.Now, networks: map[string]*network{}, configPath: o.ConfigPath, host: host, logins: newTokenSeen()}
 	g.verifier = auth.New(ctx, cfg.OIDC.Issuer, cfg.OIDC.Audience, cfg.OIDC.GroupsClaim, log)
 	g.metrics = metrics.New(g)

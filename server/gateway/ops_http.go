@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/server/api"
@@ -35,7 +36,11 @@ func (g *Gateway) opsHandler(apiHandler http.Handler, serveMetrics bool) http.Ha
 		case api.PathPeers:
 			handler = "peers"
 			if r.Method == http.MethodPost {
-				g.metrics.Registrations.WithLabelValues(metrics.RegistrationResult(rec.code)).Inc()
+				res := metrics.RegistrationResult(rec.code)
+				if strings.Contains(string(rec.head), `"error":"`+api.ErrPoolExhausted+`"`) {
+					res = "pool_exhausted"
+				}
+				g.metrics.Registrations.WithLabelValues(res).Inc()
 			}
 		case api.PathPeerSelf:
 			handler = "peers_self"
@@ -57,14 +62,24 @@ func (g *Gateway) metricsMux() http.Handler {
 	return mux
 }
 
+// statusRecorder keeps the status and, for errors, the start of the body
+// (the JSON error code).
 type statusRecorder struct {
 	http.ResponseWriter
 	code int
+	head []byte
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
 	s.code = code
 	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code >= 400 && len(s.head) < 256 {
+		s.head = append(s.head, b[:min(len(b), 256-len(s.head))]...)
+	}
+	return s.ResponseWriter.Write(b)
 }
 
 // Health is the JSON body of /healthz.

@@ -6,6 +6,7 @@ package reloadcmd
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -33,7 +34,17 @@ func Run(ctx context.Context, io cmdutil.IO, path string) error {
 	if err != nil {
 		return err
 	}
-	res, err := admin.Client{Path: cfg.AdminSocket}.Reload(ctx)
+	c := admin.Client{Path: cfg.AdminSocket}
+	// The gateway re-reads the file it was started with: say so if that
+	// is not the one given here.
+	if st, err := c.Status(ctx); err == nil && st.ConfigPath != "" {
+		mine, _ := filepath.Abs(path)
+		theirs, _ := filepath.Abs(st.ConfigPath)
+		if mine != theirs {
+			fmt.Fprintf(io.ErrOut, "note: the gateway reloads %s, not %s\n", st.ConfigPath, path)
+		}
+	}
+	res, err := c.Reload(ctx)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
