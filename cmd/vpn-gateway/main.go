@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/auditcmd"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/doctorcmd"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/explaincmd"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/peerscmd"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/reloadcmd"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/userscmd"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/gateway"
 )
@@ -23,7 +31,13 @@ var version = "dev"
 
 func main() {
 	if err := newRoot(os.Stdout).Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "vpn-gateway:", err)
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "vpn-gateway:", msg)
+		}
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			os.Exit(ec.ExitCode())
+		}
 		os.Exit(1)
 	}
 }
@@ -36,11 +50,14 @@ func newRoot(out io.Writer) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetOut(out)
-	root.AddCommand(newServe(), newInit(out), newCheck(out), &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(out, version) },
-	})
+	io := cmdutil.IO{Out: out, ErrOut: os.Stderr}
+	root.AddCommand(newServe(), newInit(out), newCheck(out),
+		reloadcmd.NewCmd(io), peerscmd.NewCmd(io), userscmd.NewCmd(io), auditcmd.NewCmd(io), explaincmd.NewCmd(io), doctorcmd.NewCmd(io),
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version",
+			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(out, version) },
+		})
 	return root
 }
 
@@ -67,7 +84,20 @@ func newServe() *cobra.Command {
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return gateway.Run(ctx, cfg, log)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			reload := make(chan struct{})
+			go func() {
+				for range hup {
+					select {
+					case reload <- struct{}{}:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
+			return gateway.Serve(ctx, gateway.Options{Config: cfg, ConfigPath: o.configPath, Log: log, Reload: reload})
 		},
 	}
 	cmd.Flags().StringVarP(&o.configPath, "config", "c", "/etc/clearpath/gateway.yaml", "configuration file")

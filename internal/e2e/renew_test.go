@@ -34,17 +34,17 @@ func fullStatus(t *testing.T, c *stack.Client) control.Status {
 	return st
 }
 
-// pingLoop runs ping from node to dst, count echoes every interval, and
+// pingRun runs ping from node to dst, count echoes every interval, and
 // returns how many came back.
-type pingLoop struct {
+type pingRun struct {
 	done chan struct{}
 	out  string
 	err  error
 	sent int
 }
 
-func startPing(node *lab.Node, dst string, count int, interval time.Duration) *pingLoop {
-	p := &pingLoop{done: make(chan struct{}), sent: count}
+func startPing(node *lab.Node, dst string, count int, interval time.Duration) *pingRun {
+	p := &pingRun{done: make(chan struct{}), sent: count}
 	go func() {
 		defer close(p.done)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(count+20)*interval+30*time.Second)
@@ -57,7 +57,7 @@ func startPing(node *lab.Node, dst string, count int, interval time.Duration) *p
 var pingSummary = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
 
 // wait returns the number of echoes lost.
-func (p *pingLoop) wait(t *testing.T) int {
+func (p *pingRun) wait(t *testing.T) int {
 	t.Helper()
 	<-p.done
 	m := pingSummary.FindStringSubmatch(p.out)

@@ -24,17 +24,24 @@ func Start(t testing.TB) string {
 	return StartServer(t).DSN
 }
 
-// Server is a running throwaway cluster.
+// Server is a running throwaway cluster that a test can stop and start
+// again (to see what a gateway does while its store is unreachable).
 type Server struct {
-	// DSN connects over TCP to 127.0.0.1 (this network namespace only).
+	// DSN reaches the server over TCP on 127.0.0.1.
 	DSN string
-	// SocketDSN connects over the server's unix socket, which processes in
-	// every network namespace of the machine can reach (lab gateways).
+	// SocketDSN reaches it over its unix socket, which works from inside
+	// other network namespaces too (the socket is a file).
 	SocketDSN string
+
+	t     testing.TB
+	data  string
+	opts  string
+	dir   string
+	runAs func(args ...string) *exec.Cmd
 }
 
-// StartServer is Start, returning both ways to connect.
-func StartServer(t testing.TB) Server {
+// StartServer is Start returning the server.
+func StartServer(t testing.TB) *Server {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(BinDir, "initdb")); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -66,18 +73,36 @@ func StartServer(t testing.TB) Server {
 	if out, err := runAs(filepath.Join(BinDir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "--no-sync").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", port, dir)
-	if out, err := runAs(filepath.Join(BinDir, "pg_ctl"), "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "start").CombinedOutput(); err != nil {
-		t.Fatalf("pg_ctl start: %v\n%s", err, out)
+	s := &Server{
+		DSN:       fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+		SocketDSN: fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d&sslmode=disable", dir, port),
+		t:         t, data: data, dir: dir, runAs: runAs,
+		opts: fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", port, dir),
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		runAs(filepath.Join(BinDir, "pg_ctl"), "-D", data, "-m", "immediate", "stop").Run()
 		os.RemoveAll(dir)
 	})
-	return Server{
-		DSN:       fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
-		SocketDSN: fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d&sslmode=disable", dir, port),
+	return s
+}
+
+// Stop stops the server at once (clients see their connections drop).
+func (s *Server) Stop() error {
+	if out, err := s.runAs(filepath.Join(BinDir, "pg_ctl"), "-D", s.data, "-m", "immediate", "-w", "stop").CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl stop: %v\n%s", err, out)
 	}
+	return nil
+}
+
+// Restart starts the (stopped) server again with the same data and port.
+func (s *Server) Restart() error {
+	if out, err := s.runAs(filepath.Join(BinDir, "pg_ctl"), "-D", s.data, "-o", s.opts, "-l", filepath.Join(s.dir, "log"), "-w", "start").CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl start: %v\n%s", err, out)
+	}
+	return nil
 }
 
 func freePort(t testing.TB) int {

@@ -28,6 +28,11 @@ type Config struct {
 	StateDir string        `yaml:"state_dir"`
 	KeyTTL   time.Duration `yaml:"key_ttl"`
 	Networks []Network     `yaml:"networks"`
+	// Operations side (ops.go): lifecycle warnings and webhook, admin
+	// socket, metrics listener.
+	Lifecycle     Lifecycle `yaml:"lifecycle"`
+	AdminSocket   string    `yaml:"admin_socket"`
+	MetricsListen string    `yaml:"metrics_listen"`
 }
 
 // OIDC names the identity provider whose tokens the gateway accepts.
@@ -52,6 +57,10 @@ type Network struct {
 	Allow      []netip.Prefix `yaml:"allow"`
 	Table      int            `yaml:"table"`
 	MTU        int            `yaml:"mtu"`
+	// Probe lists hosts inside the allowed CIDRs that answer ping; `vpn-gateway
+	// doctor` pings them from the pool's gateway address to prove the VPC
+	// routes the pool back.
+	Probe []netip.Addr `yaml:"probe"`
 }
 
 // Pool4 returns the IPv4 pool (zero if none).
@@ -91,6 +100,9 @@ const (
 	DefaultMTU         = 1420
 	DefaultGroupsClaim = "groups"
 	DefaultTableBase   = 1000
+	// MinKeyTTL is low enough for tests that watch a key expire and high
+	// enough that a typo ("10" read as nanoseconds) is refused.
+	MinKeyTTL = 10 * time.Second
 )
 
 // Load reads, parses and validates the file at path.
@@ -116,7 +128,7 @@ func Parse(data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("empty config")
 		}
-		return nil, fmt.Errorf("parse: %w", err)
+		return nil, nameFields(data, err)
 	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
@@ -144,6 +156,7 @@ func (c *Config) applyDefaults() {
 	if c.Store == "" {
 		c.Store = c.StateDir + "/gateway.db"
 	}
+	c.applyOpsDefaults()
 	for i := range c.Networks {
 		n := &c.Networks[i]
 		if n.MTU == 0 {
@@ -188,8 +201,8 @@ func (c *Config) Validate() error {
 	if strings.HasPrefix(c.OIDC.GroupsClaim, ".") || strings.HasSuffix(c.OIDC.GroupsClaim, ".") || strings.Contains(c.OIDC.GroupsClaim, "..") {
 		bad("oidc.groups_claim", "%q is not a claim name or dotted path", c.OIDC.GroupsClaim)
 	}
-	if c.KeyTTL < time.Minute {
-		bad("key_ttl", "%s is shorter than one minute", c.KeyTTL)
+	if c.KeyTTL < MinKeyTTL {
+		bad("key_ttl", "%s is shorter than %s", c.KeyTTL, MinKeyTTL)
 	}
 	if strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://") {
 		if _, err := url.Parse(c.Store); err != nil {
@@ -281,7 +294,9 @@ func (c *Config) Validate() error {
 				bad(af, "%s has host bits set (did you mean %s?)", p, p.Masked())
 			}
 		}
+		validateProbe(n, f, bad)
 	}
+	c.validateOps(bad)
 	return errors.Join(errs...)
 }
 
@@ -314,6 +329,18 @@ oidc:
 store: /var/lib/clearpath-gateway/gateway.db
 state_dir: /var/lib/clearpath-gateway
 key_ttl: 720h            # a registered key expires after this long
+# Warnings and notifications (defaults shown; uncomment to change):
+# lifecycle:
+#   warn_before: [72h, 24h]  # warn this long before a key expires
+#   unused_after: 24h        # warn when a key had no handshake this long after registration (0s: off)
+#   idle_after: 168h         # warn when a key has been silent this long (0s: off)
+#   store_poll: 1s           # re-read the store this often (revocations from other hosts)
+#   webhook:
+#     url: https://hooks.example.org/clearpath   # JSON POST per event, retried with backoff
+#     secret: change-me      # signs each body: X-ClearPath-Signature: sha256=HMAC
+#     max_attempts: 6
+# admin_socket: /var/lib/clearpath-gateway/admin.sock   # for reload, revoke (default in state_dir)
+# metrics_listen: "127.0.0.1:9100"   # /metrics and /healthz here instead of on listen
 networks:
   # One network per group: its own WireGuard interface, key, port, address
   # pools and routing table. Members reach only the allowed CIDRs.
@@ -325,6 +352,7 @@ networks:
     allow: [10.10.0.0/16, "fd10:10::/64"]
     # table: 1000        # policy routing table (default 1000 + position)
     # mtu: 1420
+    # probe: [10.10.0.10] # hosts that answer ping, for vpn-gateway doctor's return-route check
   - name: ops
     group: ops
     interface: wg-ops

@@ -89,6 +89,9 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) *auth.Ide
 		writeErr(w, http.StatusUnauthorized, api.ErrInvalidToken, err.Error())
 		return nil
 	}
+	if !g.admit(w, r, id, strings.TrimSpace(raw)) { // admission.go: disabled users, group changes, login audit
+		return nil
+	}
 	return id
 }
 
@@ -254,8 +257,8 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 			action, detail = "rotate", " replacing key "+old.PublicKey
 		}
 	}
-	g.store.Audit(ctx, store.AuditEntry{Actor: id.Subject, Action: action, Network: nw.cfg.Name, Remote: r.RemoteAddr,
-		Detail: fmt.Sprintf("peer %s device %s key %s%s host %q addresses %s %s", p.ID, p.Device, p.PublicKey, detail, p.Hostname, alloc.V4, alloc.V6)})
+	g.audit.Record(ctx, store.AuditRecord{Actor: id.Subject, Action: registerAction(p, old), Subject: id.Subject, Email: id.Email, Network: nw.cfg.Name, PeerID: p.ID, Remote: r.RemoteAddr,
+		Detail: fmt.Sprintf("device %s key %s%s host %q os %q addresses %s %s, expires %s", p.Device, p.PublicKey, detail, p.Hostname, p.OS, alloc.V4, alloc.V6, rfc3339(p.ExpiresAt))})
 	g.log.Info("peer "+action, "user", display(id), "network", nw.cfg.Name, "device", p.Device, "peer", p.ID, "v4", alloc.V4, "v6", alloc.V6)
 	pc := g.peerConfig(nw, p, id)
 	pc.Session = &session
@@ -312,17 +315,6 @@ func (g *Gateway) lockDevice(p store.Peer) (unlock func()) {
 	m := &g.deviceLocks[h.Sum32()%uint32(len(g.deviceLocks))]
 	m.Lock()
 	return m.Unlock
-}
-
-// expirePeer removes p if it is still the device's peer and has expired;
-// a peer renewed meanwhile has a new id and is left alone.
-func (g *Gateway) expirePeer(ctx context.Context, nw *network, p store.Peer) (bool, error) {
-	defer g.lockDevice(p)()
-	gone, err := g.store.DeleteExpiredPeer(ctx, p.ID, g.now())
-	if err != nil || !gone {
-		return false, err
-	}
-	return true, g.removePeer(nw, p.PublicKey)
 }
 
 func (g *Gateway) peerConfig(nw *network, p store.Peer, id *auth.Identity) api.PeerConfig {
@@ -425,7 +417,7 @@ func (g *Gateway) deleteSelf(w http.ResponseWriter, r *http.Request) {
 		g.internal(w, "delete peer", err)
 		return
 	}
-	g.store.Audit(r.Context(), store.AuditEntry{Actor: id.Subject, Action: "delete", Network: nw.cfg.Name, Remote: r.RemoteAddr, Detail: "peer " + p.ID + " device " + p.Device})
+	g.audit.Record(r.Context(), store.AuditRecord{Actor: id.Subject, Action: "delete", Subject: id.Subject, Email: id.Email, Network: nw.cfg.Name, PeerID: p.ID, Remote: r.RemoteAddr, Detail: "device " + p.Device + " host " + p.Hostname})
 	g.log.Info("peer deleted", "user", display(id), "network", nw.cfg.Name, "peer", p.ID, "device", p.Device)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -1,6 +1,8 @@
 // Package gateway runs the ClearPath gateway: one wireguard-go device per
 // network (configured through wgctrl over UAPI), per-network policy routing
-// without NAT, the registration API and the expiry timer.
+// without NAT, the registration API, key lifecycle (expiry, warnings,
+// revocation), the audit log, metrics, the admin socket and configuration
+// reloads.
 package gateway
 
 import (
@@ -12,6 +14,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,13 +24,20 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
+	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/auth"
 	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/lifecycle"
+	"github.com/clearpath-vpn/clearpath/server/metrics"
+	"github.com/clearpath-vpn/clearpath/server/notify"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
 // Gateway is a running gateway.
 type Gateway struct {
+	// cfg and networks change only on reload, under reloadMu held for
+	// writing (and mu); API requests hold reloadMu for reading, so handlers
+	// see one consistent configuration.
 	cfg      *config.Config
 	store    *store.Store
 	verifier *auth.Verifier
@@ -33,128 +45,296 @@ type Gateway struct {
 	wg       *wgctrl.Client
 	now      func() time.Time
 
-	mu       sync.Mutex // serialises device changes
+	reloadMu   sync.RWMutex
+	configPath string
+
+	mu       sync.Mutex // serialises device changes; guards networks for writers
+	wgMu     sync.Mutex // one wgctrl call at a time
 	networks map[string]*network
 	// deviceLocks serialise the changes of one device's peer (lockDevice).
 	deviceLocks [64]sync.Mutex
+
+	life    *lifecycle.Manager
+	audit   *audit.Log
+	hookMu  sync.Mutex
+	hook    *notify.Webhook
+	metrics *metrics.Metrics
+	logins  *tokenSeen
+	host    string
 }
 
 type network struct {
-	index   int
 	cfg     config.Network
 	dev     *wgdev.Device
 	pubKey  wgtypes.Key
 	privKey wgtypes.Key // opens registrations and seals session keys
 }
 
-// Run starts everything described by cfg and serves until ctx is done, then
-// removes what it installed (devices, rules, tables) and returns.
+// Options configure Serve.
+type Options struct {
+	Config *config.Config
+	// ConfigPath is re-read on reload (SIGHUP, `vpn-gateway reload`).
+	ConfigPath string
+	Log        *slog.Logger
+	// Reload receives a value for every SIGHUP.
+	Reload <-chan struct{}
+}
+
+// Run starts everything described by cfg and serves until ctx is done (no
+// reload source).
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	return Serve(ctx, Options{Config: cfg, Log: log})
+}
+
+// Serve starts everything described by o.Config and serves until ctx is
+// done, then removes what it installed (devices, rules, tables) and returns.
+// If any network fails to come up, everything set up so far is torn down
+// and the error names the network.
+func Serve(ctx context.Context, o Options) error {
+	cfg, log := o.Config, o.Log
 	st, err := store.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	g := &Gateway{cfg: cfg, store: st, log: log, now: time.Now, networks: map[string]*network{}}
+	host, _ := os.Hostname()
+	if o.ConfigPath != "" {
+		if abs, err := filepath.Abs(o.ConfigPath); err == nil {
+			o.ConfigPath = abs
+		}
+	}
+	g := &Gateway{cfg: cfg, store: st, log: log, now: time.Now, networks: map[string]*network{}, configPath: o.ConfigPath, host: host, logins: newTokenSeen()}
 	g.verifier = auth.New(ctx, cfg.OIDC.Issuer, cfg.OIDC.Audience, cfg.OIDC.GroupsClaim, log)
+	g.metrics = metrics.New(g)
+	g.audit = audit.New(st, log)
+	g.audit.OnRecord = func(r store.AuditRecord) { g.metrics.Audit.WithLabelValues(r.Action).Inc() }
+	g.setWebhook(cfg.Lifecycle.Webhook)
+	lifeCtx, stopLife := context.WithCancel(context.Background())
+	g.life = lifecycle.New(lifecycle.Options{Store: st, Devices: g, Log: log, Settings: settingsOf(cfg), Notify: g.onLifecycleEvent})
+	g.life.OnStoreError = func(error) { g.metrics.Errors.WithLabelValues("store").Inc() }
+	g.life.AfterSync = func(ctx context.Context) {
+		if g.audit.Pending() > 0 {
+			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			g.audit.Flush(sctx)
+			cancel()
+		}
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		stopLife()
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	defer ln.Close()
+	var metricsLn net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			stopLife()
+			return fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+		}
+		defer metricsLn.Close()
+	}
 
-	if err := enableForwarding(); err != nil {
+	restoreForwarding, err := enableForwarding()
+	if err != nil {
+		stopLife()
 		return err
 	}
 	log.Info("forwarding enabled (IPv4 and IPv6, no NAT)")
 	if g.wg, err = wgctrl.New(); err != nil {
+		restoreForwarding()
+		stopLife()
 		return fmt.Errorf("open wgctrl: %w", err)
 	}
 	defer g.wg.Close()
-	defer g.closeNetworks()
+	var started []*network
 	for i, n := range cfg.Networks {
-		if err := g.startNetwork(ctx, i, n); err != nil {
-			return fmt.Errorf("network %s: %w", n.Name, err)
+		nw, peers, err := g.bringUp(ctx, n)
+		if err != nil {
+			for _, s := range started {
+				g.tearDown(s)
+			}
+			restoreForwarding()
+			stopLife()
+			g.metrics.Errors.WithLabelValues("device").Inc()
+			return fmt.Errorf("networks[%d] (%s): %w; nothing is left set up", i, n.Name, err)
 		}
+		started = append(started, nw)
+		g.mu.Lock()
+		g.networks[n.Name] = nw
+		g.mu.Unlock()
+		g.life.AddNetwork(ctx, n.Name, peers)
 	}
+	defer g.closeNetworks()
 
-	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
+	admin, err := g.listenAdmin(cfg.AdminSocket)
+	if err != nil {
+		stopLife()
+		return err
+	}
+	defer admin.Close()
+
+	srv := &http.Server{Handler: g.opsHandler(g.Handler(), cfg.MetricsListen == ""), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
-	go g.expireLoop(ctx)
-	log.Info("gateway serving", "listen", ln.Addr().String(), "networks", len(cfg.Networks))
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		return fmt.Errorf("serve API: %w", err)
+	var msrv *http.Server
+	if metricsLn != nil {
+		msrv = &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- msrv.Serve(metricsLn) }()
+	}
+	asrv := g.adminServer()
+	go asrv.Serve(admin)
+	lifeDone := make(chan struct{})
+	go func() { g.life.Run(lifeCtx); close(lifeDone) }()
+
+	g.audit.Record(ctx, store.AuditRecord{Actor: "gateway", Action: audit.Start, Remote: g.host, Detail: "networks " + strings.Join(networkNames(cfg), ", ")})
+	log.Info("gateway serving", "listen", ln.Addr().String(), "networks", len(cfg.Networks), "admin_socket", cfg.AdminSocket)
+	var serveErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-o.Reload:
+			res, err := g.Reload(ctx, "SIGHUP", "signal")
+			if err != nil {
+				log.Error("reload failed; the running configuration is unchanged", "err", err)
+			} else {
+				log.Info("configuration reloaded", "changes", res.Summary())
+			}
+		case err := <-errc:
+			serveErr = fmt.Errorf("serve: %w", err)
+			break loop
+		}
 	}
 	log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(shutCtx)
-	return nil
+	if msrv != nil {
+		msrv.Shutdown(shutCtx)
+	}
+	asrv.Shutdown(shutCtx)
+	stopLife()
+	<-lifeDone
+	g.audit.Record(shutCtx, store.AuditRecord{Actor: "gateway", Action: audit.Stop, Remote: g.host})
+	g.webhook().Close(2 * time.Second)
+	return serveErr
 }
 
-func (g *Gateway) startNetwork(ctx context.Context, i int, n config.Network) error {
+func networkNames(cfg *config.Config) []string {
+	var out []string
+	for _, n := range cfg.Networks {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+func settingsOf(cfg *config.Config) lifecycle.Settings {
+	return lifecycle.Settings{WarnBefore: cfg.Lifecycle.WarnBefore, UnusedAfter: cfg.Lifecycle.Unused(), IdleAfter: cfg.Lifecycle.Idle(), StorePoll: cfg.Lifecycle.StorePoll}
+}
+
+func (g *Gateway) setWebhook(c config.Webhook) {
+	h := notify.New(c, g.log)
+	h.OnResult = func(r notify.Result) {
+		if r.Err != nil {
+			g.metrics.Webhook.WithLabelValues("failed").Inc()
+			g.metrics.Errors.WithLabelValues("webhook").Inc()
+		} else {
+			g.metrics.Webhook.WithLabelValues("delivered").Inc()
+		}
+	}
+	g.hookMu.Lock()
+	old := g.hook
+	g.hook = h
+	g.hookMu.Unlock()
+	if old != nil {
+		go old.Close(time.Minute) // deliveries in flight finish to the old URL
+	}
+}
+
+func (g *Gateway) webhook() *notify.Webhook {
+	g.hookMu.Lock()
+	defer g.hookMu.Unlock()
+	return g.hook
+}
+
+// bringUp creates network n's device with its stored key and live peers,
+// addresses, table and rules. On failure it removes whatever it created.
+func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, peers []store.Peer, err error) {
 	keyStr, err := g.store.NetworkKey(ctx, n.Name, func() (string, error) {
 		k, err := wgtypes.GeneratePrivateKey()
 		return k.String(), err
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	priv, err := wgtypes.ParseKey(keyStr)
 	if err != nil {
-		return fmt.Errorf("stored key: %w", err)
+		return nil, nil, fmt.Errorf("stored key: %w", err)
+	}
+	stored, err := g.store.Peers(ctx, n.Name)
+	if err != nil {
+		return nil, nil, err
 	}
 	dev, err := wgdev.Create(n.Interface, n.MTU, g.log)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	nw := &network{index: i, cfg: n, dev: dev, pubKey: priv.PublicKey(), privKey: priv}
-	g.networks[n.Name] = nw
-	peers, err := g.store.Peers(ctx, n.Name)
-	if err != nil {
-		return err
-	}
+	created := &network{cfg: n, dev: dev, pubKey: priv.PublicKey(), privKey: priv}
+	defer func() {
+		if err != nil {
+			g.tearDown(created)
+		}
+	}()
 	var pcs []wgtypes.PeerConfig
 	now := g.now()
-	for _, p := range peers {
-		if p.ExpiresAt.After(now) {
-			pc, err := peerConfig(p)
-			if err != nil {
-				g.log.Warn("skip stored peer", "peer", p.ID, "err", err)
-				continue
-			}
-			pcs = append(pcs, pc)
+	for _, p := range stored {
+		if !p.ExpiresAt.After(now) {
+			continue // the lifecycle manager cleans these up
 		}
+		pc, err := peerConfig(p)
+		if err != nil {
+			g.log.Warn("skip stored peer", "peer", p.ID, "err", err)
+			continue
+		}
+		pcs = append(pcs, pc)
+		peers = append(peers, p)
 	}
 	port := n.ListenPort
-	if err := g.wg.ConfigureDevice(n.Interface, wgtypes.Config{PrivateKey: &priv, ListenPort: &port, ReplacePeers: true, Peers: pcs}); err != nil {
-		return fmt.Errorf("configure %s through wgctrl: %w", n.Interface, err)
+	g.wgMu.Lock()
+	err = g.wg.ConfigureDevice(n.Interface, wgtypes.Config{PrivateKey: &priv, ListenPort: &port, ReplacePeers: true, Peers: pcs})
+	g.wgMu.Unlock()
+	if err != nil {
+		return nil, nil, fmt.Errorf("configure %s through wgctrl (listen_port %d): %w", n.Interface, n.ListenPort, err)
 	}
-	if err := dev.Up(); err != nil {
-		return fmt.Errorf("bring %s up: %w", n.Interface, err)
+	if err = dev.Up(); err != nil {
+		return nil, nil, fmt.Errorf("bring %s up: %w", n.Interface, err)
 	}
-	if err := setupLink(n); err != nil {
-		return err
+	if err = setupLink(n); err != nil {
+		return nil, nil, err
 	}
-	if err := setupPolicy(i, n); err != nil {
-		return err
+	if err = setupPolicy(n); err != nil {
+		return nil, nil, err
 	}
 	g.log.Info("network up", "network", n.Name, "group", n.Group, "interface", n.Interface,
-		"port", n.ListenPort, "table", n.Table, "public_key", nw.pubKey.String(), "peers", len(pcs))
-	return nil
+		"port", n.ListenPort, "table", n.Table, "public_key", created.pubKey.String(), "peers", len(pcs))
+	return created, peers, nil
+}
+
+// tearDown removes network nw's rules, table and device.
+func (g *Gateway) tearDown(nw *network) {
+	teardownPolicy(nw.cfg)
+	nw.dev.Close()
+	g.log.Info("network down", "network", nw.cfg.Name, "interface", nw.cfg.Interface)
 }
 
 func (g *Gateway) closeNetworks() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, nw := range g.networks {
-		teardownPolicy(nw.index, nw.cfg)
-		nw.dev.Close()
-		g.log.Info("network down", "network", nw.cfg.Name)
+	for name, nw := range g.networks {
+		g.tearDown(nw)
+		delete(g.networks, name)
 	}
 }
 
@@ -180,68 +360,127 @@ func peerConfig(p store.Peer) (wgtypes.PeerConfig, error) {
 	return pc, nil
 }
 
-// setPeer adds (or replaces) p on its network's device, removing old's key.
+// setPeer adds (or replaces) p on its network's device, removing old's key,
+// and hands it to the lifecycle manager, which expires it on time.
 func (g *Gateway) setPeer(nw *network, p store.Peer, old *store.Peer) error {
+	return g.life.Put(p, old)
+}
+
+func (g *Gateway) removePeer(nw *network, publicKey string) error {
+	return g.life.Remove(nw.cfg.Name, publicKey)
+}
+
+func (g *Gateway) device(network string) *network {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.networks[network]
+}
+
+// AddPeer implements lifecycle.Devices.
+func (g *Gateway) AddPeer(p store.Peer) error {
+	nw := g.device(p.Network)
+	if nw == nil {
+		return fmt.Errorf("network %s is not running", p.Network)
+	}
 	pc, err := peerConfig(p)
 	if err != nil {
 		return err
 	}
-	pcs := []wgtypes.PeerConfig{pc}
-	if old != nil && old.PublicKey != p.PublicKey {
-		if ok, err := wgtypes.ParseKey(old.PublicKey); err == nil {
-			pcs = append(pcs, wgtypes.PeerConfig{PublicKey: ok, Remove: true})
-		}
+	g.wgMu.Lock()
+	defer g.wgMu.Unlock()
+	if err := g.wg.ConfigureDevice(nw.cfg.Interface, wgtypes.Config{Peers: []wgtypes.PeerConfig{pc}}); err != nil {
+		g.metrics.Errors.WithLabelValues("device").Inc()
+		return fmt.Errorf("add peer to %s: %w", nw.cfg.Interface, err)
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.wg.ConfigureDevice(nw.cfg.Interface, wgtypes.Config{Peers: pcs})
+	return nil
 }
 
-func (g *Gateway) removePeer(nw *network, publicKey string) error {
+// RemovePeer implements lifecycle.Devices.
+func (g *Gateway) RemovePeer(network, publicKey string) error {
+	nw := g.device(network)
+	if nw == nil {
+		return nil // the device is gone, and its peers with it
+	}
 	k, err := wgtypes.ParseKey(publicKey)
 	if err != nil {
 		return err
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.wg.ConfigureDevice(nw.cfg.Interface, wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: k, Remove: true}}})
+	g.wgMu.Lock()
+	defer g.wgMu.Unlock()
+	if err := g.wg.ConfigureDevice(nw.cfg.Interface, wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: k, Remove: true}}}); err != nil {
+		g.metrics.Errors.WithLabelValues("device").Inc()
+		return fmt.Errorf("remove peer from %s: %w", nw.cfg.Interface, err)
+	}
+	return nil
 }
 
-// expireLoop removes peers whose key TTL has passed. It runs on the gateway
-// itself, so expiry holds even when nobody calls the API.
-func (g *Gateway) expireLoop(ctx context.Context) {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// Stats implements lifecycle.Devices.
+func (g *Gateway) Stats(network string) (map[string]lifecycle.PeerStat, error) {
+	nw := g.device(network)
+	if nw == nil {
+		return nil, fmt.Errorf("network %s is not running", network)
+	}
+	g.wgMu.Lock()
+	d, err := g.wg.Device(nw.cfg.Interface)
+	g.wgMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]lifecycle.PeerStat, len(d.Peers))
+	for _, p := range d.Peers {
+		s := lifecycle.PeerStat{LastHandshake: p.LastHandshakeTime, Rx: p.ReceiveBytes, Tx: p.TransmitBytes}
+		if p.Endpoint != nil {
+			s.Endpoint = p.Endpoint.String()
 		}
-		peers, err := g.store.Peers(ctx, "")
+		out[p.PublicKey.String()] = s
+	}
+	return out, nil
+}
+
+// MetricNetworks implements metrics.Source.
+func (g *Gateway) MetricNetworks() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]string, 0, len(g.networks))
+	for n := range g.networks {
+		out = append(out, n)
+	}
+	return out
+}
+
+// MetricPeers implements metrics.Source: the devices' peers, read now,
+// named by the lifecycle manager's view of whom they belong to.
+func (g *Gateway) MetricPeers() []metrics.PeerSample {
+	owner := map[string]store.Peer{}
+	for _, t := range g.life.Tracked() {
+		owner[t.Peer.PublicKey] = t.Peer
+	}
+	var out []metrics.PeerSample
+	for _, n := range g.MetricNetworks() {
+		stats, err := g.Stats(n)
 		if err != nil {
-			g.log.Warn("expiry check: list peers", "err", err)
 			continue
 		}
-		for _, p := range peers {
-			nw := g.networks[p.Network]
-			if nw == nil || p.ExpiresAt.After(g.now()) {
-				continue
+		for k, s := range stats {
+			p := owner[k]
+			user := p.Email
+			if user == "" {
+				user = p.Subject
 			}
-			if gone, err := g.expirePeer(ctx, nw, p); err != nil || !gone {
-				if err != nil {
-					g.log.Warn("expire peer", "peer", p.ID, "err", err)
-				}
-				continue
-			}
-			g.store.Audit(ctx, store.AuditEntry{Actor: "gateway", Action: "expire", Network: p.Network, Detail: fmt.Sprintf("peer %s of %s expired at %s", p.ID, p.Subject, p.ExpiresAt.UTC().Format(time.RFC3339))})
-			g.log.Info("peer expired", "peer", p.ID, "user", p.Subject, "network", p.Network)
+			out = append(out, metrics.PeerSample{Network: n, User: user, PeerID: p.ID, LastHandshake: s.LastHandshake, Rx: s.Rx, Tx: s.Tx})
 		}
 	}
+	return out
 }
 
 func newID() string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// MetricStoreUp implements metrics.Source.
+func (g *Gateway) MetricStoreUp() bool {
+	_, err := g.life.StoreStatus()
+	return err == nil
 }

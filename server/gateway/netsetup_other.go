@@ -16,10 +16,13 @@ import (
 // to start with the reason.
 var errNotLinux = fmt.Errorf("the gateway needs Linux (policy routing over netlink); it cannot run on %s", runtime.GOOS)
 
-func enableForwarding() error               { return errNotLinux }
-func setupLink(config.Network) error        { return errNotLinux }
-func setupPolicy(int, config.Network) error { return errNotLinux }
-func teardownPolicy(int, config.Network)    {}
+func enableForwarding() (func(), error)                { return nil, errNotLinux }
+func setupLink(config.Network) error                   { return errNotLinux }
+func setupPolicy(config.Network) error                 { return errNotLinux }
+func teardownPolicy(config.Network)                    {}
+func changeAllow(config.Network, []netip.Prefix) error { return errNotLinux }
+func moveTable(config.Network, int) error              { return errNotLinux }
+func linkExists(string) bool                           { return false }
 func prefixToIPNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }

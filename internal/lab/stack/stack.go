@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -97,9 +98,30 @@ networks:
     allow: [{{.VPCB4}}, "{{.VPCB6}}"]
 `))
 
+// Option changes how Start sets the stack up.
+type Option func(*startOptions)
+
+type startOptions struct{ extraConfig, store string }
+
+// WithStore makes the gateway use dsn (a PostgreSQL URL) instead of a
+// SQLite file in the lab directory.
+func WithStore(dsn string) Option {
+	return func(o *startOptions) { o.store = strconv.Quote(dsn) }
+}
+
+// WithGatewayConfig appends YAML (top-level keys such as key_ttl or
+// lifecycle) to the generated gateway configuration.
+func WithGatewayConfig(yaml string) Option {
+	return func(o *startOptions) { o.extraConfig += "\n" + yaml + "\n" }
+}
+
 // Start runs Dex (sqlite storage in the lab dir) and the gateway in ref
 // and waits until both answer.
-func Start(ctx context.Context, ref *lab.Reference, bin Binaries) (*Stack, error) {
+func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option) (*Stack, error) {
+	var so startOptions
+	for _, o := range opts {
+		o(&so)
+	}
 	s := &Stack{Reference: ref, Bin: bin, EngIface: ref.Prefix + "eng", OpsIface: ref.Prefix + "ops"}
 	var err error
 	s.Dex, err = dex.Start(ctx, ref.IDP, "dex", bin.Dex, dex.Config{DBFile: filepath.Join(ref.Dir, "dex.db")})
@@ -107,6 +129,10 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries) (*Stack, error
 		return nil, err
 	}
 	s.GatewayConfig = filepath.Join(ref.Dir, "gateway.yaml")
+	storeDSN := filepath.Join(ref.Dir, "gateway.db")
+	if so.store != "" {
+		storeDSN = so.store
+	}
 	f, err := os.Create(s.GatewayConfig)
 	if err != nil {
 		return nil, err
@@ -114,12 +140,15 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries) (*Stack, error
 	err = gatewayTmpl.Execute(f, map[string]any{
 		"Listen": GatewayListen, "Endpoint": lab.GWPublicIP4,
 		"Issuer": dex.Issuer, "ClientID": dex.ClientID,
-		"Store": filepath.Join(ref.Dir, "gateway.db"), "StateDir": filepath.Join(ref.Dir, "gateway-state"),
+		"Store": storeDSN, "StateDir": filepath.Join(ref.Dir, "gateway-state"),
 		"Eng": s.EngIface, "EngPort": lab.EngPort, "EngPool4": lab.EngPool4, "EngPool6": lab.EngPool6,
 		"VPCA4": lab.VPCA4, "VPCA6": lab.VPCA6,
 		"Ops": s.OpsIface, "OpsPort": lab.OpsPort, "OpsPool4": lab.OpsPool4, "OpsPool6": lab.OpsPool6,
 		"VPCB4": lab.VPCB4, "VPCB6": lab.VPCB6,
 	})
+	if err == nil && so.extraConfig != "" {
+		_, err = f.WriteString(so.extraConfig)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

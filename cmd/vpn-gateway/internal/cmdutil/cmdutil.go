@@ -1,0 +1,158 @@
+// Package cmdutil holds what the vpn-gateway admin commands share: the
+// --config flag, opening the store it names, who is running the command
+// (for the audit log) and formatting helpers.
+package cmdutil
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/store"
+)
+
+// DefaultConfig is the configuration file used without --config.
+const DefaultConfig = "/etc/clearpath/gateway.yaml"
+
+// IO are a command's output streams.
+type IO struct {
+	Out, ErrOut io.Writer
+}
+
+// ConfigFlag adds --config / -c to cmd.
+func ConfigFlag(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVarP(path, "config", "c", DefaultConfig, "gateway configuration file (names the store)")
+}
+
+// Open loads the configuration at path and opens the store it names.
+func Open(ctx context.Context, path string) (*config.Config, *store.Store, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store %s: %w", cfg.Store, err)
+	}
+	return cfg, st, nil
+}
+
+// Actor names the person running an admin command: the sudo caller if any.
+func Actor() string {
+	if u := os.Getenv("SUDO_USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
+}
+
+// Remote says where an admin command ran, for the audit log.
+func Remote() string {
+	h, _ := os.Hostname()
+	return "cli@" + h
+}
+
+// ResolveUser finds the user an administrator named: a token subject, an
+// e-mail, or the part of an e-mail before the @ when only one user has it.
+// It looks at registered peers and at the audit log (logins name both).
+func ResolveUser(ctx context.Context, st *store.Store, name string) (subject, email string, err error) {
+	type who struct{ sub, email string }
+	seen := map[who]bool{}
+	peers, err := st.Peers(ctx, "")
+	if err != nil {
+		return "", "", err
+	}
+	for _, p := range peers {
+		seen[who{p.Subject, p.Email}] = true
+	}
+	recs, err := st.QueryAudit(ctx, store.AuditQuery{Action: "login"})
+	if err != nil {
+		return "", "", err
+	}
+	for _, r := range recs {
+		if r.Subject != "" {
+			seen[who{r.Subject, r.Email}] = true
+		}
+	}
+	var exact, local []who
+	for w := range seen {
+		switch {
+		case w.sub == name || (w.email != "" && strings.EqualFold(w.email, name)):
+			exact = append(exact, w)
+		case w.email != "" && strings.EqualFold(strings.SplitN(w.email, "@", 2)[0], name):
+			local = append(local, w)
+		}
+	}
+	pick := exact
+	if len(pick) == 0 {
+		pick = local
+	}
+	subs := map[string]who{}
+	for _, w := range pick {
+		if prev, ok := subs[w.sub]; !ok || prev.email == "" {
+			subs[w.sub] = w
+		}
+	}
+	switch len(subs) {
+	case 0:
+		return "", "", fmt.Errorf("no user %q has registered or logged in on this gateway", name)
+	case 1:
+		for _, w := range subs {
+			return w.sub, w.email, nil
+		}
+	}
+	var names []string
+	for _, w := range subs {
+		names = append(names, w.email+" ("+w.sub+")")
+	}
+	return "", "", fmt.Errorf("%q matches several users: %s; name one by e-mail or subject", name, strings.Join(names, ", "))
+}
+
+// Ago formats how long ago t was ("3m12s ago", "never").
+func Ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return Human(now.Sub(t)) + " ago"
+}
+
+// In formats how long until t ("in 29d23h", "expired 5s ago").
+func In(t, now time.Time) string {
+	if !t.After(now) {
+		return "expired " + Human(now.Sub(t)) + " ago"
+	}
+	return "in " + Human(t.Sub(now))
+}
+
+// Human formats a duration compactly, to the second (days above 48h).
+func Human(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d >= 48*time.Hour {
+		days := d / (24 * time.Hour)
+		return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
+	}
+	return d.String()
+}
+
+// Bytes formats a byte count (1.2 MiB).
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,86 @@
+// Package doctorcmd implements `vpn-gateway doctor`: forwarding, devices,
+// rules and tables, and a return route from each VPC to each pool, with the
+// exact route to add in the cloud when one is missing.
+package doctorcmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/gwdoctor"
+)
+
+// Options are the flags of `vpn-gateway doctor`.
+type Options struct {
+	ConfigPath string
+	Probes     []string
+	JSON       bool
+}
+
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return "" }
+func (e exitError) ExitCode() int { return e.code }
+
+// NewCmd returns `vpn-gateway doctor`.
+func NewCmd(io cmdutil.IO) *cobra.Command {
+	o := &Options{}
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check forwarding, rules, tables and each pool's return route (exit 0 healthy, 1 findings, 2 failed)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return Run(cmd.Context(), io, o) },
+	}
+	cmdutil.ConfigFlag(cmd, &o.ConfigPath)
+	cmd.Flags().StringSliceVar(&o.Probes, "probe", nil, "hosts in the VPCs that answer ping, for the return-route check (besides each network's probe:)")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (schema "+gwdoctor.Schema+")")
+	return cmd
+}
+
+// Run checks and prints.
+func Run(ctx context.Context, io cmdutil.IO, o *Options) error {
+	cfg, err := config.Load(o.ConfigPath)
+	if err != nil {
+		return exitWith(2, err)
+	}
+	var probes []netip.Addr
+	for _, p := range o.Probes {
+		a, err := netip.ParseAddr(p)
+		if err != nil {
+			return exitWith(2, fmt.Errorf("--probe %q: not an IP address", p))
+		}
+		probes = append(probes, a)
+	}
+	rep, err := gwdoctor.Check(ctx, gwdoctor.Options{Config: cfg, Probes: probes})
+	if err != nil {
+		return exitWith(2, err)
+	}
+	if o.JSON {
+		enc := json.NewEncoder(io.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprint(io.Out, rep.Text())
+	}
+	if !rep.Summary.Healthy {
+		return exitError{1}
+	}
+	return nil
+}
+
+type codedError struct {
+	error
+	code int
+}
+
+func (e codedError) ExitCode() int { return e.code }
+
+func exitWith(code int, err error) error { return codedError{err, code} }

@@ -1,0 +1,127 @@
+// Package explaincmd implements `vpn-gateway explain USER HOST[:PORT]`:
+// would this user reach that destination, and which rule or route decides,
+// read from the live kernel tables of the gateway's namespace.
+package explaincmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/server/explain"
+)
+
+// Options are the flags of `vpn-gateway explain`.
+type Options struct {
+	ConfigPath string
+	Network    string
+	JSON       bool
+}
+
+// exitError makes "not reachable" exit 1 for scripts.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return "" }
+func (e exitError) ExitCode() int { return e.code }
+
+// NewCmd returns `vpn-gateway explain`.
+func NewCmd(io cmdutil.IO) *cobra.Command {
+	o := &Options{}
+	cmd := &cobra.Command{
+		Use:   "explain USER HOST[:PORT]",
+		Short: "Would USER reach HOST, and which rule or route decides (exit 0 yes, 1 no)",
+		Long: "Walks the gateway's policy rules and routing tables for a packet from the user's tunnel address\n" +
+			"arriving on the network's WireGuard interface, and confirms with a real kernel lookup\n" +
+			"(ip route get fibmatch HOST from ADDR iif WG). Run it on the gateway host, in its namespace.",
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error { return Run(cmd.Context(), io, o, args[0], args[1]) },
+	}
+	cmdutil.ConfigFlag(cmd, &o.ConfigPath)
+	cmd.Flags().StringVar(&o.Network, "network", "", "explain for this network only (also if the user never joined it)")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	return cmd
+}
+
+// Run explains and prints.
+func Run(ctx context.Context, io cmdutil.IO, o *Options, user, target string) error {
+	host, port, err := explain.SplitHostPort(target)
+	if err != nil {
+		return err
+	}
+	cfg, st, err := cmdutil.Open(ctx, o.ConfigPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	subject, email, err := cmdutil.ResolveUser(ctx, st, user)
+	if err != nil {
+		if o.Network == "" {
+			return err
+		}
+		subject, email = user, "" // explain for a would-be member
+	}
+	a, err := explain.Explain(ctx, explain.Request{Config: cfg, Store: st, Subject: subject, Email: email, Host: host, Port: port, Network: o.Network, Now: time.Now()})
+	if err != nil {
+		return err
+	}
+	if o.JSON {
+		enc := json.NewEncoder(io.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(a); err != nil {
+			return err
+		}
+	} else {
+		print(io, a)
+	}
+	if !a.Reachable {
+		return exitError{1}
+	}
+	return nil
+}
+
+func print(io cmdutil.IO, a *explain.Answer) {
+	verdict := "NO"
+	if a.Reachable {
+		verdict = "YES"
+	}
+	fmt.Fprintf(io.Out, "%s: %s\n", verdict, a.Summary)
+	if a.Disabled != "" {
+		fmt.Fprintf(io.Out, "  user %s\n", a.Disabled)
+	}
+	for _, v := range a.Networks {
+		mark := "refused"
+		if v.Allowed {
+			mark = "allowed"
+		}
+		fmt.Fprintf(io.Out, "\nnetwork %s (group %s, %s): %s -> %s %s\n", v.Network, v.Group, v.Interface, dash(v.Source), v.Destination, mark)
+		fmt.Fprintf(io.Out, "  key:     %s\n", v.Key)
+		fmt.Fprintf(io.Out, "  client:  %s\n", map[bool]string{true: "routes it into the tunnel (inside the allowed CIDRs)", false: "does not route it into the tunnel (outside the allowed CIDRs)"}[v.ClientRoutes])
+		for i, p := range v.Path {
+			label := "  path:    "
+			if i > 0 {
+				label = "           "
+			}
+			fmt.Fprintln(io.Out, label+p)
+		}
+		if v.Rule != "" {
+			fmt.Fprintf(io.Out, "  decided: rule %q, route %q\n", v.Rule, dash(v.Route))
+		}
+		fmt.Fprintf(io.Out, "  kernel:  %s\n", v.Kernel)
+		fmt.Fprintf(io.Out, "  why:     %s\n", v.Why)
+	}
+	if a.PortComment != "" {
+		fmt.Fprintf(io.Out, "\nnote: %s\n", strings.TrimSpace(a.PortComment))
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,53 @@
+// Package reloadcmd implements `vpn-gateway reload`: validate the
+// configuration file, then have the running gateway apply the difference
+// (the same as sending it SIGHUP, but with the result printed here).
+package reloadcmd
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/server/admin"
+	"github.com/clearpath-vpn/clearpath/server/config"
+)
+
+// NewCmd returns `vpn-gateway reload`.
+func NewCmd(io cmdutil.IO) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "reload",
+		Short: "Apply the configuration file to the running gateway (networks added/removed, allow lists) without dropping other peers",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return Run(cmd.Context(), io, path) },
+	}
+	cmdutil.ConfigFlag(cmd, &path)
+	return cmd
+}
+
+// Run validates the file and asks the gateway behind its admin socket to reload.
+func Run(ctx context.Context, io cmdutil.IO, path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	c := admin.Client{Path: cfg.AdminSocket}
+	// The gateway re-reads the file it was started with: say so if that
+	// is not the one given here.
+	if st, err := c.Status(ctx); err == nil && st.ConfigPath != "" {
+		mine, _ := filepath.Abs(path)
+		theirs, _ := filepath.Abs(st.ConfigPath)
+		if mine != theirs {
+			fmt.Fprintf(io.ErrOut, "note: the gateway reloads %s, not %s\n", st.ConfigPath, path)
+		}
+	}
+	res, err := c.Reload(ctx)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	fmt.Fprintf(io.Out, "Reloaded in %s: %s\n", res.Took, res.Summary())
+	return nil
+}

@@ -1,0 +1,170 @@
+// Package userscmd implements `vpn-gateway users disable|enable|list`: a
+// disabled user's keys are revoked and no registration is accepted for them
+// until they are enabled again, whatever their identity provider says.
+package userscmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/peerscmd"
+	"github.com/clearpath-vpn/clearpath/server/audit"
+	"github.com/clearpath-vpn/clearpath/server/store"
+)
+
+// NewCmd returns `vpn-gateway users`.
+func NewCmd(io cmdutil.IO) *cobra.Command {
+	cmd := &cobra.Command{Use: "users", Short: "Disable or enable users on this gateway"}
+	var configPath, reason string
+	var noNotify, asJSON bool
+	disable := &cobra.Command{
+		Use:   "disable USER",
+		Short: "Refuse USER's registrations and revoke their keys (USER: e-mail, subject, or the part before @)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return Disable(cmd.Context(), io, configPath, args[0], reason, noNotify)
+		},
+	}
+	cmdutil.ConfigFlag(disable, &configPath)
+	disable.Flags().StringVar(&reason, "reason", "", "why, for the audit log and the user's error message")
+	disable.Flags().BoolVar(&noNotify, "no-notify", false, "do not poke the local gateway over its admin socket")
+	enable := &cobra.Command{
+		Use:   "enable USER",
+		Short: "Accept USER's registrations again",
+		Args:  cobra.ExactArgs(1),
+		RunE:  func(cmd *cobra.Command, args []string) error { return Enable(cmd.Context(), io, configPath, args[0]) },
+	}
+	cmdutil.ConfigFlag(enable, &configPath)
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List disabled users",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return List(cmd.Context(), io, configPath, asJSON) },
+	}
+	cmdutil.ConfigFlag(list, &configPath)
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(disable, enable, list)
+	return cmd
+}
+
+// Disable records the user as disabled (by subject, and by e-mail when
+// known) and revokes their keys.
+func Disable(ctx context.Context, io cmdutil.IO, configPath, user, reason string, noNotify bool) error {
+	cfg, st, err := cmdutil.Open(ctx, configPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	subject, email, err := cmdutil.ResolveUser(ctx, st, user)
+	if err != nil {
+		// Someone who never logged in can be disabled in advance, as named.
+		subject, email = user, ""
+		fmt.Fprintf(io.ErrOut, "note: %v; disabling %q as given\n", err, user)
+	}
+	for _, ident := range []string{subject, email} {
+		if ident != "" {
+			if err := st.DisableUser(ctx, ident, reason, cmdutil.Actor()); err != nil {
+				return err
+			}
+		}
+	}
+	detail := "disabled"
+	if reason != "" {
+		detail += ": " + reason
+	}
+	if err := st.Record(ctx, store.AuditRecord{Actor: cmdutil.Actor(), Action: audit.Disable, Subject: subject, Email: email, Remote: cmdutil.Remote(), Detail: detail}); err != nil {
+		return err
+	}
+	fmt.Fprintf(io.Out, "Disabled %s.\n", name(subject, email))
+	all, err := st.Peers(ctx, "")
+	if err != nil {
+		return err
+	}
+	var peers []store.Peer
+	for _, p := range all {
+		if p.Subject == subject {
+			peers = append(peers, p)
+		}
+	}
+	if len(peers) == 0 {
+		return nil
+	}
+	why := "user disabled"
+	if reason != "" {
+		why += ": " + reason
+	}
+	_, err = peerscmd.RevokePeers(ctx, io, cfg, st, peers, why, noNotify)
+	return err
+}
+
+func name(subject, email string) string {
+	if email != "" {
+		return email + " (" + subject + ")"
+	}
+	return subject
+}
+
+// Enable lifts a Disable.
+func Enable(ctx context.Context, io cmdutil.IO, configPath, user string) error {
+	_, st, err := cmdutil.Open(ctx, configPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	subject, email, err := cmdutil.ResolveUser(ctx, st, user)
+	if err != nil {
+		subject, email = user, ""
+	}
+	found := false
+	for _, ident := range []string{subject, email, user} {
+		if ident == "" {
+			continue
+		}
+		ok, err := st.EnableUser(ctx, ident)
+		if err != nil {
+			return err
+		}
+		found = found || ok
+	}
+	if !found {
+		return fmt.Errorf("%s is not disabled", user)
+	}
+	if err := st.Record(ctx, store.AuditRecord{Actor: cmdutil.Actor(), Action: audit.Enable, Subject: subject, Email: email, Remote: cmdutil.Remote(), Detail: "enabled"}); err != nil {
+		return err
+	}
+	fmt.Fprintf(io.Out, "Enabled %s: they may register again.\n", name(subject, email))
+	return nil
+}
+
+// List prints the disabled users.
+func List(ctx context.Context, io cmdutil.IO, configPath string, asJSON bool) error {
+	_, st, err := cmdutil.Open(ctx, configPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	users, err := st.DisabledUsers(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if users == nil {
+			users = []store.DisabledUser{}
+		}
+		enc := json.NewEncoder(io.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(users)
+	}
+	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tDISABLED\tBY\tREASON")
+	for _, u := range users {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Ident, u.Created.Local().Format(time.DateTime), u.Actor, u.Reason)
+	}
+	return tw.Flush()
+}

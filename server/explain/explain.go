@@ -1,0 +1,77 @@
+package explain
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/store"
+)
+
+// Request names the user and destination to explain.
+type Request struct {
+	Config *config.Config
+	Store  *store.Store
+	// Subject and Email of the user (resolved by the caller).
+	Subject, Email string
+	// Host is an IP literal or a name, Port 0 when not given.
+	Host string
+	Port int
+	// Network limits the answer to one network; the user need not have
+	// joined it (a source address from its pool stands in).
+	Network string
+	Now     time.Time
+}
+
+// Answer is the whole explanation.
+type Answer struct {
+	User        string    `json:"user"`
+	Subject     string    `json:"subject"`
+	Host        string    `json:"host"`
+	Port        int       `json:"port,omitempty"`
+	Reachable   bool      `json:"reachable"`
+	Disabled    string    `json:"disabled,omitempty"`
+	Networks    []Verdict `json:"networks"`
+	Summary     string    `json:"summary"`
+	PortComment string    `json:"port_note,omitempty"`
+}
+
+// Verdict is the answer for one network and one destination address.
+type Verdict struct {
+	Network     string `json:"network"`
+	Group       string `json:"group"`
+	Interface   string `json:"interface"`
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	// Key says whether the user has a live key here.
+	Key string `json:"key"`
+	// ClientRoutes: the destination is inside the allowed CIDRs the
+	// gateway pushes, so the user's client sends it into the tunnel.
+	ClientRoutes bool `json:"client_routes"`
+	// Path lists each rule met and what its table said.
+	Path []string `json:"path"`
+	// Rule and Route decide (from the walk of the live tables).
+	Rule  string `json:"rule,omitempty"`
+	Route string `json:"route,omitempty"`
+	// Kernel is the real lookup's answer: the route the kernel picked
+	// (`ip route get fibmatch`), or its error.
+	Kernel  string `json:"kernel"`
+	Allowed bool   `json:"allowed"`
+	Why     string `json:"why"`
+}
+
+// SplitHostPort reads HOST[:PORT] (IPv6 with a port in brackets).
+func SplitHostPort(s string) (string, int, error) {
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		port, err := strconv.Atoi(p)
+		if err != nil || port < 1 || port > 65535 {
+			return "", 0, fmt.Errorf("%q: port %q is not 1-65535", s, p)
+		}
+		return strings.Trim(h, "[]"), port, nil
+	}
+	return strings.Trim(s, "[]"), 0, nil
+}
+

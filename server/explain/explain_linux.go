@@ -1,0 +1,271 @@
+package explain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/clearpath-vpn/clearpath/server/store"
+)
+
+// Explain builds the answer from the store and the live kernel tables of
+// this network namespace.
+func Explain(ctx context.Context, req Request) (*Answer, error) {
+	dsts, err := resolve(ctx, req.Host)
+	if err != nil {
+		return nil, err
+	}
+	a := &Answer{User: req.Email, Subject: req.Subject, Host: req.Host, Port: req.Port}
+	if a.User == "" {
+		a.User = req.Subject
+	}
+	if d, err := req.Store.UserDisabled(ctx, req.Subject, req.Email); err != nil {
+		return nil, err
+	} else if d != nil {
+		a.Disabled = fmt.Sprintf("disabled by %s on %s %s", d.Actor, d.Created.UTC().Format(time.RFC3339), d.Reason)
+	}
+	peers, err := req.Store.Peers(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	allocs, err := req.Store.Allocations(ctx, req.Subject)
+	if err != nil {
+		return nil, err
+	}
+	tables, rules, err := snapshot()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range req.Config.Networks {
+		if req.Network != "" && n.Name != req.Network {
+			continue
+		}
+		var peer *store.Peer
+		for i := range peers {
+			if peers[i].Subject == req.Subject && peers[i].Network == n.Name {
+				peer = &peers[i]
+			}
+		}
+		var addr store.Allocation
+		key := ""
+		switch {
+		case peer != nil && peer.ExpiresAt.After(req.Now):
+			addr, key = peer.Addr, "registered, expires "+peer.ExpiresAt.UTC().Format(time.RFC3339)
+		case peer != nil:
+			addr, key = peer.Addr, "expired at "+peer.ExpiresAt.UTC().Format(time.RFC3339)
+		default:
+			for _, al := range allocs {
+				if al.Network == n.Name {
+					addr, key = al.Addr, "no key registered (address reserved from an earlier registration)"
+				}
+			}
+		}
+		if !addr.V4.IsValid() {
+			if req.Network == "" {
+				continue // never joined this network
+			}
+			key = "never joined (a new member's first address stands in)"
+			addr.V4 = store.AddrAt(n.Pool4(), 2)
+			if p6 := n.Pool6(); p6.IsValid() {
+				addr.V6 = store.AddrAt(p6, 2)
+			}
+		}
+		for _, dst := range dsts {
+			src := addr.V4
+			if dst.Is6() {
+				src = addr.V6
+			}
+			v := Verdict{Network: n.Name, Group: n.Group, Interface: n.Interface, Destination: dst.String(), Key: key}
+			for _, p := range n.Allow {
+				if p.Contains(dst) {
+					v.ClientRoutes = true
+				}
+			}
+			if !src.IsValid() {
+				v.Why = "the network has no IPv6 pool: the user has no IPv6 address in it"
+				a.Networks = append(a.Networks, v)
+				continue
+			}
+			v.Source = src.String()
+			d := Evaluate(rules[familyOf(dst)], tables, src, dst, n.Interface)
+			for _, s := range d.Steps {
+				line := strings.ReplaceAll(s.Rule.String(), "\t", " ") + " -> "
+				if s.Route != nil {
+					line += s.Route.String() + ": "
+				}
+				v.Path = append(v.Path, line+s.Outcome)
+			}
+			if d.Rule != nil {
+				v.Rule = strings.ReplaceAll(d.Rule.String(), "\t", " ")
+			}
+			if d.Route != nil {
+				v.Route = d.Route.String()
+			}
+			kernelOK, kernel := kernelLookup(src, dst, n.Interface)
+			v.Kernel = kernel
+			v.Allowed = kernelOK && d.Forwarded && peer != nil && peer.ExpiresAt.After(req.Now) && a.Disabled == "" && v.ClientRoutes
+			switch {
+			case kernelOK != d.Forwarded:
+				v.Why = fmt.Sprintf("the tables say %q but the kernel answers %q; trust the kernel", d.Why, kernel)
+			case !d.Forwarded:
+				v.Why = "refused: " + d.Why
+			case !v.ClientRoutes:
+				v.Why = fmt.Sprintf("%s; but %s is outside the network's allowed CIDRs, so the user's client does not send it into the tunnel", d.Why, dst)
+			case a.Disabled != "":
+				v.Why = fmt.Sprintf("allowed by the tables (%s), but the user is %s", d.Why, a.Disabled)
+			case peer == nil || !peer.ExpiresAt.After(req.Now):
+				v.Why = fmt.Sprintf("allowed by the tables (%s) once the user registers a key (%s)", d.Why, key)
+			default:
+				v.Why = "allowed: " + d.Why
+			}
+			a.Reachable = a.Reachable || v.Allowed
+			a.Networks = append(a.Networks, v)
+		}
+	}
+	switch {
+	case len(a.Networks) == 0 && req.Network != "":
+		return nil, fmt.Errorf("no network %q in the configuration", req.Network)
+	case len(a.Networks) == 0:
+		a.Summary = fmt.Sprintf("%s has joined no network on this gateway: unreachable (use --network to see what a member would get)", a.User)
+	case a.Reachable:
+		a.Summary = fmt.Sprintf("%s CAN reach %s", a.User, req.Host)
+	default:
+		a.Summary = fmt.Sprintf("%s can NOT reach %s", a.User, req.Host)
+	}
+	if req.Port != 0 {
+		a.PortComment = fmt.Sprintf("the gateway routes by address only: port %d is neither allowed nor refused by it (a firewall in the VPC may still decide)", req.Port)
+	}
+	return a, nil
+}
+
+func resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	var out []netip.Addr
+	var v4, v6 bool
+	for _, ip := range ips {
+		ip = ip.Unmap()
+		if ip.Is4() && !v4 || ip.Is6() && !v6 {
+			out = append(out, ip)
+			v4, v6 = v4 || ip.Is4(), v6 || ip.Is6()
+		}
+	}
+	return out, nil
+}
+
+func familyOf(a netip.Addr) int {
+	if a.Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
+// snapshot reads every table and the rules of both families.
+func snapshot() (map[int][]Route, map[int][]Rule, error) {
+	tables := map[int][]Route{}
+	rules := map[int][]Rule{}
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		rs, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list routes: %w", err)
+		}
+		for _, r := range rs {
+			tables[r.Table] = append(tables[r.Table], FromNetlinkRoute(r, fam))
+		}
+		nrs, err := netlink.RuleList(fam)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list rules: %w", err)
+		}
+		for _, r := range nrs {
+			if r.Family != fam {
+				continue // RuleList also returns multicast families
+			}
+			rules[fam] = append(rules[fam], FromNetlinkRule(r))
+		}
+	}
+	return tables, rules, nil
+}
+
+// FromNetlinkRoute converts a route for the walk.
+func FromNetlinkRoute(r netlink.Route, fam int) Route {
+	out := Route{Table: r.Table, Type: r.Type, Priority: r.Priority}
+	if r.Dst != nil {
+		out.Dst = ipnetPrefix(r.Dst)
+	} else if fam == unix.AF_INET {
+		out.Dst = netip.MustParsePrefix("0.0.0.0/0")
+	} else {
+		out.Dst = netip.MustParsePrefix("::/0")
+	}
+	if r.Gw != nil {
+		out.Gateway, _ = netip.AddrFromSlice(r.Gw)
+		out.Gateway = out.Gateway.Unmap()
+	}
+	if r.LinkIndex > 0 {
+		if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+			out.Dev = l.Attrs().Name
+		}
+	}
+	return out
+}
+
+// FromNetlinkRule converts a rule for the walk.
+func FromNetlinkRule(r netlink.Rule) Rule {
+	out := Rule{Priority: r.Priority, IifName: r.IifName, OifName: r.OifName, Mark: r.Mark, Invert: r.Invert, Table: r.Table, Action: int(r.Type), SuppressPrefixlen: r.SuppressPrefixlen}
+	if out.Action == 0 {
+		out.Action = 1
+	}
+	if r.Src != nil {
+		out.Src = ipnetPrefix(r.Src)
+	}
+	if r.Dst != nil {
+		out.Dst = ipnetPrefix(r.Dst)
+	}
+	return out
+}
+
+func ipnetPrefix(n *net.IPNet) netip.Prefix {
+	a, _ := netip.AddrFromSlice(n.IP)
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones)
+}
+
+// kernelLookup asks the kernel which route a packet from src arriving on
+// iif to dst takes (ip route get fibmatch DST from SRC iif IIF).
+func kernelLookup(src, dst netip.Addr, iif string) (bool, string) {
+	rs, err := netlink.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{Iif: iif, SrcAddr: src.AsSlice(), FIBMatch: true})
+	cmd := fmt.Sprintf("ip route get fibmatch %s from %s iif %s", dst, src, iif)
+	switch {
+	case errors.Is(err, syscall.EINVAL):
+		return false, cmd + ": refused (EINVAL: the route found is a blackhole)"
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return false, cmd + ": no route to host (forwarding off, or an unreachable route)"
+	case errors.Is(err, syscall.ENETUNREACH):
+		return false, cmd + ": network unreachable (no route)"
+	case errors.Is(err, syscall.ENODEV):
+		return false, cmd + ": no such interface (is the gateway running?)"
+	case err != nil:
+		return false, cmd + ": " + err.Error()
+	case len(rs) == 0:
+		return false, cmd + ": no answer"
+	}
+	fam := unix.AF_INET
+	if dst.Is6() {
+		fam = unix.AF_INET6
+	}
+	r := FromNetlinkRoute(rs[0], fam)
+	ok := r.Type == TypeUnicast && r.Dev != iif || r.Type == TypeLocal
+	return ok, cmd + ": " + r.String()
+}

@@ -1,0 +1,304 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/internal/wgdev"
+	"github.com/clearpath-vpn/clearpath/server/admin"
+	"github.com/clearpath-vpn/clearpath/server/audit"
+	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/store"
+)
+
+// netChange is what a reload does to one network.
+type netChange struct {
+	op       string // add, remove, recreate, update
+	old, new config.Network
+	idx      int // position in the file that defines it (new, or old for remove)
+	details  []string
+}
+
+// planReload compares the running configuration with next. Fields that only
+// a restart can change are errors naming the field; so is the pool of a
+// network that keeps running (its users' addresses come from it).
+func planReload(cur, next *config.Config) (changes []netChange, settings []string, err error) {
+	var errs []error
+	restart := func(field string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			errs = append(errs, fmt.Errorf("%s: changing it needs a restart of the gateway (running: %v, file: %v)", field, a, b))
+		}
+	}
+	restart("listen", cur.Listen, next.Listen)
+	restart("store", cur.Store, next.Store)
+	restart("state_dir", cur.StateDir, next.StateDir)
+	restart("admin_socket", cur.AdminSocket, next.AdminSocket)
+	restart("metrics_listen", cur.MetricsListen, next.MetricsListen)
+	restart("oidc.issuer", cur.OIDC.Issuer, next.OIDC.Issuer)
+	restart("oidc.client_id", cur.OIDC.ClientID, next.OIDC.ClientID)
+	restart("oidc.audience", cur.OIDC.Audience, next.OIDC.Audience)
+	restart("oidc.groups_claim", cur.OIDC.GroupsClaim, next.OIDC.GroupsClaim)
+	if cur.Endpoint != next.Endpoint {
+		settings = append(settings, "endpoint")
+	}
+	if cur.KeyTTL != next.KeyTTL {
+		settings = append(settings, "key_ttl")
+	}
+	if !reflect.DeepEqual(cur.Lifecycle, next.Lifecycle) {
+		settings = append(settings, "lifecycle")
+	}
+
+	curBy := map[string]config.Network{}
+	for _, n := range cur.Networks {
+		curBy[n.Name] = n
+	}
+	nextBy := map[string]bool{}
+	for i, n := range cur.Networks {
+		if !slices.ContainsFunc(next.Networks, func(m config.Network) bool { return m.Name == n.Name }) {
+			changes = append(changes, netChange{op: "remove", old: n, idx: i})
+		}
+	}
+	for i, n := range next.Networks {
+		nextBy[n.Name] = true
+		o, ok := curBy[n.Name]
+		f := func(field string) string { return fmt.Sprintf("networks[%d].%s", i, field) }
+		switch {
+		case !ok:
+			changes = append(changes, netChange{op: "add", new: n, idx: i, details: []string{"interface " + n.Interface, "port " + strconv.Itoa(n.ListenPort)}})
+			continue
+		case !slices.Equal(o.Pool, n.Pool):
+			errs = append(errs, fmt.Errorf("%s: the pool of running network %s cannot change by reload (its users' addresses come from it); remove the network, reload, then add it back", f("pool"), n.Name))
+			continue
+		}
+		var d []string
+		diff := func(what string, a, b any) {
+			if !reflect.DeepEqual(a, b) {
+				d = append(d, fmt.Sprintf("%s %v -> %v", what, a, b))
+			}
+		}
+		if o.Interface != n.Interface || o.ListenPort != n.ListenPort || o.MTU != n.MTU {
+			diff("interface", o.Interface, n.Interface)
+			diff("listen_port", o.ListenPort, n.ListenPort)
+			diff("mtu", o.MTU, n.MTU)
+			changes = append(changes, netChange{op: "recreate", old: o, new: n, idx: i, details: d})
+			continue
+		}
+		for _, p := range n.Allow {
+			if !slices.Contains(o.Allow, p) {
+				d = append(d, "allow +"+p.String())
+			}
+		}
+		for _, p := range o.Allow {
+			if !slices.Contains(n.Allow, p) {
+				d = append(d, "allow -"+p.String())
+			}
+		}
+		diff("table", o.Table, n.Table)
+		diff("group", o.Group, n.Group)
+		diff("probe", o.Probe, n.Probe)
+		if len(d) > 0 {
+			changes = append(changes, netChange{op: "update", old: o, new: n, idx: i, details: d})
+		}
+	}
+	// A network moving to a table another running network keeps using
+	// until it moves too would flush that network's table.
+	for _, c := range changes {
+		if c.op != "update" || c.old.Table == c.new.Table {
+			continue
+		}
+		for _, n := range cur.Networks {
+			if n.Name != c.new.Name && n.Table == c.new.Table && nextBy[n.Name] {
+				errs = append(errs, fmt.Errorf("networks[%d].table: %d is still used by running network %s; move the tables in two reloads", c.idx, c.new.Table, n.Name))
+			}
+		}
+	}
+	return changes, settings, errors.Join(errs...)
+}
+
+// preflight checks what would make adding a network fail, before anything
+// is touched: an interface name or UDP port already taken on this host.
+func (g *Gateway) preflight(changes []netChange) error {
+	freed := map[string]bool{}
+	freedPort := map[int]bool{}
+	for _, c := range changes {
+		if c.op == "remove" || c.op == "recreate" {
+			freed[c.old.Interface] = true
+			freedPort[c.old.ListenPort] = true
+		}
+	}
+	var errs []error
+	for _, c := range changes {
+		if c.op != "add" && c.op != "recreate" {
+			continue
+		}
+		n := c.new
+		if !freed[n.Interface] && (wgdev.InUse(n.Interface) || linkExists(n.Interface)) {
+			errs = append(errs, fmt.Errorf("networks[%d].interface: %s already exists on this host", c.idx, n.Interface))
+		}
+		if !freedPort[n.ListenPort] {
+			if pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(n.ListenPort)); err != nil {
+				errs = append(errs, fmt.Errorf("networks[%d].listen_port: UDP port %d is in use on this host", c.idx, n.ListenPort))
+			} else {
+				pc.Close()
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Reload re-reads the configuration file and applies the difference:
+// networks added, removed or recreated (interface, port or MTU changed),
+// allow lists and tables changed in place. Networks that do not change are
+// not touched, so their peers lose nothing. The file is validated first
+// and a reload that fails half way is rolled back; in both cases the
+// running configuration stays as it was and the error names the field or
+// the network.
+func (g *Gateway) Reload(ctx context.Context, actor, via string) (admin.ReloadResult, error) {
+	start := time.Now()
+	res, err := g.reload(ctx)
+	res.Took = time.Since(start).Round(time.Microsecond).String()
+	rec := store.AuditRecord{Actor: actor, Action: audit.Reload, Remote: via}
+	if err != nil {
+		g.metrics.Reloads.WithLabelValues("failed").Inc()
+		g.metrics.Errors.WithLabelValues("reload").Inc()
+		rec.Detail = "failed, nothing changed: " + err.Error()
+	} else {
+		g.metrics.Reloads.WithLabelValues("ok").Inc()
+		rec.Detail = res.Summary() + " (took " + res.Took + ")"
+	}
+	g.audit.Record(ctx, rec)
+	return res, err
+}
+
+func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
+	var res admin.ReloadResult
+	if g.configPath == "" {
+		return res, errNoConfigPath
+	}
+	next, err := config.Load(g.configPath)
+	if err != nil {
+		return res, err
+	}
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	changes, settings, err := planReload(g.cfg, next)
+	if err != nil {
+		return res, fmt.Errorf("config %s: %w", g.configPath, err)
+	}
+	if err := g.preflight(changes); err != nil {
+		return res, fmt.Errorf("config %s: %w", g.configPath, err)
+	}
+	if err := g.apply(ctx, changes); err != nil {
+		return res, err
+	}
+	webhookChanged := !reflect.DeepEqual(g.cfg.Lifecycle.Webhook, next.Lifecycle.Webhook)
+	g.cfg = next
+	g.life.SetSettings(settingsOf(next))
+	if webhookChanged {
+		g.setWebhook(next.Lifecycle.Webhook)
+	}
+	for _, c := range changes {
+		name := c.new.Name
+		if c.op == "remove" {
+			name = c.old.Name
+		}
+		res.Changes = append(res.Changes, admin.Change{Network: name, Op: c.op, Details: c.details})
+	}
+	res.Settings = settings
+	return res, nil
+}
+
+// apply makes the changes in an order that frees names, ports and tables
+// before they are reused (removals, updates, additions) and undoes what it
+// did if a step fails.
+func (g *Gateway) apply(ctx context.Context, changes []netChange) (err error) {
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	put := func(nw *network) {
+		g.mu.Lock()
+		g.networks[nw.cfg.Name] = nw
+		g.mu.Unlock()
+	}
+	take := func(name string) *network {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		nw := g.networks[name]
+		delete(g.networks, name)
+		return nw
+	}
+	up := func(n config.Network) error {
+		nw, peers, err := g.bringUp(ctx, n)
+		if err != nil {
+			return err
+		}
+		put(nw)
+		g.life.AddNetwork(ctx, n.Name, peers)
+		return nil
+	}
+	down := func(name string) {
+		g.life.RemoveNetwork(name)
+		if nw := take(name); nw != nil {
+			g.tearDown(nw)
+		}
+	}
+	for _, c := range changes {
+		if c.op != "remove" && c.op != "recreate" {
+			continue
+		}
+		old := c.old
+		down(old.Name)
+		undo = append(undo, func() {
+			if err := up(old); err != nil {
+				g.log.Error("reload rollback: cannot bring back network", "network", old.Name, "err", err)
+			}
+		})
+	}
+	for _, c := range changes {
+		if c.op != "update" {
+			continue
+		}
+		c := c
+		cur := g.device(c.old.Name)
+		if cur == nil {
+			return fmt.Errorf("networks[%d] (%s): not running", c.idx, c.new.Name)
+		}
+		switch {
+		case c.old.Table != c.new.Table:
+			if err := moveTable(c.new, c.old.Table); err != nil {
+				return fmt.Errorf("networks[%d] (%s): %w; the reload was rolled back", c.idx, c.new.Name, err)
+			}
+			undo = append(undo, func() { moveTable(c.old, c.new.Table) })
+		case !slices.Equal(c.old.Allow, c.new.Allow):
+			if err := changeAllow(c.new, c.old.Allow); err != nil {
+				changeAllow(c.old, c.new.Allow)
+				return fmt.Errorf("networks[%d] (%s): %w; the reload was rolled back", c.idx, c.new.Name, err)
+			}
+			undo = append(undo, func() { changeAllow(c.old, c.new.Allow) })
+		}
+		put(&network{cfg: c.new, dev: cur.dev, pubKey: cur.pubKey})
+		undo = append(undo, func() { put(cur) })
+	}
+	for _, c := range changes {
+		if c.op != "add" && c.op != "recreate" {
+			continue
+		}
+		n := c.new
+		if err := up(n); err != nil {
+			return fmt.Errorf("networks[%d] (%s): %w; the reload was rolled back, the running configuration is unchanged", c.idx, n.Name, err)
+		}
+		undo = append(undo, func() { down(n.Name) })
+	}
+	return nil
+}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package gwdoctor
+
+import (
+	"context"
+	"errors"
+)
+
+// Check examines Linux forwarding and policy routing: the gateway's host.
+func Check(context.Context, Options) (*Report, error) {
+	return nil, errors.New("vpn-gateway doctor checks Linux forwarding and policy routing: run it on the gateway")
+}

@@ -1,0 +1,120 @@
+package notify
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/server/config"
+)
+
+type delivery struct {
+	attempt   int
+	at        time.Time
+	event     Event
+	signature string
+	raw       []byte
+}
+
+// receiver is a real HTTP server on loopback that fails the first n
+// attempts of every event with status.
+func receiver(t *testing.T, failFirst int, status int) (*httptest.Server, func() []delivery) {
+	var mu sync.Mutex
+	var got []delivery
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		var e Event
+		json.Unmarshal(raw, &e)
+		n, _ := strconv.Atoi(r.Header.Get("X-ClearPath-Attempt"))
+		mu.Lock()
+		got = append(got, delivery{n, time.Now(), e, r.Header.Get("X-ClearPath-Signature"), raw})
+		mu.Unlock()
+		if n <= failFirst {
+			w.WriteHeader(status)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() []delivery {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]delivery(nil), got...)
+	}
+}
+
+func newHook(url string, attempts int, results chan<- Result) *Webhook {
+	w := New(config.Webhook{URL: url, Secret: "s3cret", Timeout: 2 * time.Second, MaxAttempts: attempts, Backoff: 50 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	w.OnResult = func(r Result) { results <- r }
+	return w
+}
+
+func TestRetriesWithBackoffUntilAccepted(t *testing.T) {
+	srv, got := receiver(t, 2, http.StatusServiceUnavailable)
+	results := make(chan Result, 1)
+	w := newHook(srv.URL, 5, results)
+	defer w.Close(time.Second)
+	w.Send(Event{Event: PeerExpiring, User: "alice", Network: "eng", PeerID: "p1", Lead: "1h0m0s", Message: "expires soon"})
+	r := <-results
+	if r.Err != nil || r.Attempts != 3 {
+		t.Fatalf("result = %+v, want delivered on attempt 3", r)
+	}
+	d := got()
+	if len(d) != 3 {
+		t.Fatalf("receiver saw %d attempts", len(d))
+	}
+	// Backoff doubles (±20% jitter): ~50ms, then ~100ms.
+	gap1, gap2 := d[1].at.Sub(d[0].at), d[2].at.Sub(d[1].at)
+	if gap1 < 35*time.Millisecond || gap2 < 75*time.Millisecond || gap2 < gap1 {
+		t.Errorf("gaps %v then %v: want about 50ms then 100ms", gap1, gap2)
+	}
+	for _, x := range d {
+		if x.event.ID != d[0].event.ID || x.event.PeerID != "p1" || x.event.Event != PeerExpiring {
+			t.Errorf("attempt %d carried %+v", x.attempt, x.event)
+		}
+		if x.signature != Sign("s3cret", x.raw) {
+			t.Errorf("attempt %d: bad signature %q", x.attempt, x.signature)
+		}
+	}
+}
+
+func TestGivesUpAfterMaxAttemptsAndOnClientErrors(t *testing.T) {
+	srv, got := receiver(t, 100, http.StatusInternalServerError)
+	results := make(chan Result, 1)
+	w := newHook(srv.URL, 3, results)
+	w.Send(Event{Event: PeerIdle, PeerID: "p2"})
+	if r := <-results; r.Err == nil || r.Attempts != 3 || len(got()) != 3 {
+		t.Errorf("result = %+v after %d attempts, want failure after 3", r, len(got()))
+	}
+	w.Close(time.Second)
+
+	srv2, got2 := receiver(t, 100, http.StatusBadRequest)
+	w2 := newHook(srv2.URL, 5, results)
+	defer w2.Close(time.Second)
+	w2.Send(Event{Event: PeerIdle, PeerID: "p3"})
+	if r := <-results; r.Err == nil || r.Attempts != 1 || len(got2()) != 1 {
+		t.Errorf("a 400 must not be retried: %+v, %d attempts", r, len(got2()))
+	}
+}
+
+func TestUnreachableReceiverIsRetried(t *testing.T) {
+	srv, got := receiver(t, 0, 0)
+	url := srv.URL
+	srv.Close() // nothing listens any more
+	results := make(chan Result, 1)
+	w := newHook(url, 2, results)
+	defer w.Close(time.Second)
+	w.Send(Event{Event: PeerExpired, PeerID: "p4"})
+	if r := <-results; r.Err == nil || r.Attempts != 2 {
+		t.Errorf("result = %+v", r)
+	}
+	if len(got()) != 0 {
+		t.Error("closed server received something")
+	}
+}
