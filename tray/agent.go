@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"strings"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -34,8 +38,21 @@ func NewAgent(stateDir string) Agent {
 // Status tells "no agent" apart from "an agent runs but this user may not
 // talk to it": control.Client reports every failed dial as ErrNoAgent, and
 // showing "disconnected" while a tunnel is up would be wrong.
+//
+// An agent that is exiting (after a down) can still accept a connection
+// and then reset it: such transport errors are asked again for a moment
+// until the agent is clearly alive or clearly gone, as `vpn up` does, so
+// the tray does not flash an error after every Disconnect.
 func (a socketAgent) Status(ctx context.Context) (*control.Status, error) {
 	st, err := a.Client.Status(ctx)
+	for i := 0; i < 20 && transient(err); i++ {
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+		st, err = a.Client.Status(ctx)
+	}
 	if errors.Is(err, control.ErrNoAgent) {
 		if _, serr := os.Stat(a.path); serr == nil {
 			if aerr := unix.Access(a.path, unix.W_OK); aerr != nil {
@@ -44,6 +61,16 @@ func (a socketAgent) Status(ctx context.Context) (*control.Status, error) {
 		}
 	}
 	return st, err
+}
+
+// transient tells a broken connection (reset, EOF) from "no agent" and
+// from an answer of the agent.
+func transient(err error) bool {
+	if err == nil || errors.Is(err, control.ErrNoAgent) {
+		return false
+	}
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // NetworksFromError returns the networks the gateway offered when a

@@ -1,10 +1,16 @@
 package tray
 
 import (
+	"context"
 	"errors"
+	"net"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/client/control"
 )
 
 func TestNetworksFromError(t *testing.T) {
@@ -52,3 +58,53 @@ func FuzzNetworksFromError(f *testing.F) {
 		}
 	})
 }
+
+// An agent that is exiting accepts a connection and drops it; the tray
+// must then see "no agent" (disconnected), not an error, and an agent
+// that recovers is simply asked again.
+func TestStatusRidesOutAnAgentGoingAway(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name     string
+		thenLive bool
+	}{{"agent exits", false}, {"agent answers after all", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ln, err := net.Listen("unix", control.SocketPath(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for i := 0; i < 3; i++ {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					c.Close() // reset before answering
+				}
+				if !tc.thenLive {
+					ln.Close() // the socket file goes with it
+					return
+				}
+				http.Serve(ln, control.NewServer(statusOnly{}, nil))
+			}()
+			st, err := NewAgent(dir).Status(ctx)
+			switch {
+			case tc.thenLive && (err != nil || st.State != control.StateUp):
+				t.Fatalf("status %+v, %v; want the agent's answer", st, err)
+			case !tc.thenLive && !errors.Is(err, control.ErrNoAgent):
+				t.Fatalf("status error %v, want ErrNoAgent", err)
+			}
+		})
+	}
+}
+
+type statusOnly struct{}
+
+func (statusOnly) Status() control.Status { return control.Status{State: control.StateUp} }
+func (statusOnly) Up(context.Context, control.UpRequest) (control.Status, error) {
+	return control.Status{}, errors.New("not here")
+}
+func (statusOnly) Down(context.Context) (control.Status, error) { return control.Status{}, nil }

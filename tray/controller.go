@@ -28,6 +28,10 @@ type Settings struct {
 	// DoctorDelay is how long a network change must settle before doctor
 	// runs (DHCP, docker and VPNs change several things in a row).
 	DoctorDelay time.Duration
+	// DoctorConfirm is how long after finding problems doctor looks again:
+	// only problems seen both times are notified, so the half-made state of
+	// a tunnel going up or down at that moment is not reported.
+	DoctorConfirm time.Duration
 }
 
 // Deps are the effects the controller drives.
@@ -86,6 +90,9 @@ func NewController(set Settings, d Deps) *Controller {
 	if set.DoctorDelay <= 0 {
 		set.DoctorDelay = 2 * time.Second
 	}
+	if set.DoctorConfirm <= 0 {
+		set.DoctorConfirm = time.Second
+	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}
@@ -123,6 +130,7 @@ func (c *Controller) Run(ctx context.Context, netChanged <-chan struct{}) {
 	defer t.Stop()
 	c.Refresh(ctx)
 	var settle <-chan time.Time
+	again := make(chan struct{}, 1)
 	for {
 		select {
 		case <-ctx.Done():
@@ -133,7 +141,16 @@ func (c *Controller) Run(ctx context.Context, netChanged <-chan struct{}) {
 			settle = time.After(c.set.DoctorDelay)
 		case <-settle:
 			settle = nil
-			go c.CheckAfterNetworkChange(ctx)
+			go func() {
+				if !c.CheckAfterNetworkChange(ctx) {
+					select { // an action overlapped: look again once it settles
+					case again <- struct{}{}:
+					default:
+					}
+				}
+			}()
+		case <-again:
+			settle = time.After(c.set.DoctorDelay)
 		}
 	}
 }
@@ -365,12 +382,17 @@ func (c *Controller) Fix(ctx context.Context, id string) (analysis.Report, error
 }
 
 // CheckAfterNetworkChange runs doctor and notifies when it finds a problem
-// it has not reported yet. One check runs at a time.
-func (c *Controller) CheckAfterNetworkChange(ctx context.Context) {
+// it has not reported yet and that is still there a moment later. One
+// check runs at a time; none while the user's own action runs (a connect
+// or disconnect changes the network on purpose, half-way for a while).
+//
+// It returns false when an action overlapped the check, which should then
+// be repeated once things settle.
+func (c *Controller) CheckAfterNetworkChange(ctx context.Context) bool {
 	c.mu.Lock()
 	if c.doctorOn || c.d.Doctor == nil {
 		c.mu.Unlock()
-		return
+		return true
 	}
 	c.doctorOn = true
 	c.mu.Unlock()
@@ -379,16 +401,83 @@ func (c *Controller) CheckAfterNetworkChange(ctx context.Context) {
 		c.doctorOn = false
 		c.mu.Unlock()
 	}()
-	rep, err := c.d.Doctor.Check(ctx)
+	rep, err := c.checkIdle(ctx)
+	if errors.Is(err, errActionRan) {
+		return false
+	}
+	if err != nil || !problems(rep) {
+		if err == nil {
+			c.mu.Lock()
+			c.note.onDoctor(rep) // healthy again: a later problem is news
+			c.mu.Unlock()
+		}
+		return true // a doctor that cannot run is not a network problem
+	}
+	select {
+	case <-ctx.Done():
+		return true
+	case <-time.After(c.set.DoctorConfirm):
+	}
+	again, err := c.checkIdle(ctx)
+	if errors.Is(err, errActionRan) {
+		return false
+	}
 	if err != nil {
-		return // a doctor that cannot run is not a network problem
+		return true
 	}
 	c.mu.Lock()
-	n := c.note.onDoctor(rep)
+	n := c.note.onDoctor(persisting(rep, again))
 	c.mu.Unlock()
 	if n != nil {
 		c.d.Notify(*n)
 	}
+	return true
+}
+
+// errActionRan means the user's action overlapped a doctor run.
+var errActionRan = errors.New("an action ran during the check")
+
+// checkIdle runs doctor, failing when an action of the tray or of the
+// agent (connecting) overlapped it.
+func (c *Controller) checkIdle(ctx context.Context) (analysis.Report, error) {
+	idle := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.busy == Idle && c.view.State != Connecting
+	}
+	if !idle() {
+		return analysis.Report{}, errActionRan
+	}
+	rep, err := c.d.Doctor.Check(ctx)
+	if err == nil && !idle() {
+		err = errActionRan
+	}
+	return rep, err
+}
+
+func problems(rep analysis.Report) bool {
+	for _, f := range rep.Findings {
+		if f.Severity == analysis.Error || f.Severity == analysis.Warning {
+			return true
+		}
+	}
+	return false
+}
+
+// persisting keeps the findings of later whose ID first had too.
+func persisting(first, later analysis.Report) analysis.Report {
+	seen := map[string]bool{}
+	for _, f := range first.Findings {
+		seen[f.ID] = true
+	}
+	out := later
+	out.Findings = nil
+	for _, f := range later.Findings {
+		if seen[f.ID] {
+			out.Findings = append(out.Findings, f)
+		}
+	}
+	return out
 }
 
 // addNetworks appends names not known yet; callers hold c.mu (or own c).

@@ -33,13 +33,27 @@ type rig struct {
 type scriptedDoctor struct {
 	mu    sync.Mutex
 	rep   analysis.Report
+	seq   []analysis.Report // answered first, in order, then rep
+	calls int
 	fixed []string
 }
 
 func (d *scriptedDoctor) Check(context.Context) (analysis.Report, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.calls++
+	if len(d.seq) > 0 {
+		rep := d.seq[0]
+		d.seq = d.seq[1:]
+		return rep, nil
+	}
 	return d.rep, nil
+}
+
+func (d *scriptedDoctor) checks() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.calls
 }
 
 func (d *scriptedDoctor) Fix(_ context.Context, id string) (analysis.Report, error) {
@@ -372,6 +386,47 @@ func TestDoctorAfterNetworkChangeNotifiesNewProblemsOnce(t *testing.T) {
 	}
 	if _, err := r.ctl.Fix(ctx, "dead-device-route"); err != nil || r.doctor.fixed[0] != "dead-device-route" {
 		t.Fatalf("fix: %v %v", err, r.doctor.fixed)
+	}
+}
+
+// A problem seen once, in the middle of a change (a tunnel half set up),
+// is not notified; one that is still there a moment later is. While the
+// user's own action runs, doctor does not run at all.
+func TestDoctorNotifiesOnlyProblemsThatStay(t *testing.T) {
+	r := newRig(t, Settings{DoctorDelay: 10 * time.Millisecond, DoctorConfirm: 50 * time.Millisecond, Poll: time.Hour})
+	orphan := analysis.Report{Findings: []analysis.Finding{{ID: "orphan-rule", Severity: analysis.Warning, Title: "2 policy rules point at empty routing tables"}}}
+	r.doctor.seq = []analysis.Report{orphan}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes := make(chan struct{}, 1)
+	go r.ctl.Run(ctx, changes)
+	changes <- struct{}{}
+	waitFor(t, func() bool { return r.doctor.checks() == 2 })
+	time.Sleep(100 * time.Millisecond)
+	if n := r.notifications(); len(n) != 0 {
+		t.Fatalf("a passing problem was notified: %+v", n)
+	}
+
+	// While a connect runs, a network change does not run doctor yet.
+	r.agent.StartT(t)
+	r.agent.Gate = make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- r.ctl.Connect(ctx) }()
+	waitFor(t, func() bool { return len(r.agent.UpCalls()) == 1 })
+	r.doctor.rep = orphan
+	changes <- struct{}{}
+	time.Sleep(200 * time.Millisecond)
+	if c := r.doctor.checks(); c != 2 {
+		t.Fatalf("doctor ran %d times during a connect", c-2)
+	}
+	close(r.agent.Gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Once the connect is done, the change skipped meanwhile is looked at.
+	waitFor(t, func() bool { return len(r.notifications()) == 1 })
+	if n := r.notifications()[0]; n.Kind != NoteDoctor || !strings.HasPrefix(n.Body, "2 policy rules point at empty routing tables") {
+		t.Fatalf("notification %+v", n)
 	}
 }
 

@@ -33,6 +33,9 @@ const DefaultStateDir = "/var/lib/clearpath"
 // AppID names the app for fyne (preferences) and the desktop.
 const AppID = "dev.clearpath.tray"
 
+// version is set at build time (make tray: -X main.version=...).
+var version = "dev"
+
 // Options are the tray's flags.
 type Options struct {
 	StateDir      string
@@ -77,6 +80,7 @@ It talks to the same agent as the 'vpn' CLI (control socket in --state-dir);
 when none runs and vpn-tray runs as root it starts 'vpn agent' itself, else
 the agent must run as a service. The token comes from the login cache of
 'vpn login' (refreshed silently), or from --token-file for automation.`,
+		Version:       version,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -173,8 +177,10 @@ func run(ctx context.Context, o *Options) error {
 			log.Warn("cannot watch network changes; doctor runs only when asked", "err", err)
 		}
 	}
+	// fyne starts the StatusNotifierItem only if the tray menu is set
+	// before Run: a menu set later (in OnStarted) never registers.
+	t.Start()
 	a.Lifecycle().SetOnStarted(func() {
-		t.Start()
 		go ctl.Run(ctx, changes)
 		log.Info("tray ready", "server", set.Server, "state_dir", o.StateDir, "pid", os.Getpid())
 	})
