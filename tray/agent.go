@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -69,8 +70,12 @@ func transient(err error) bool {
 	if err == nil || errors.Is(err, control.ErrNoAgent) {
 		return false
 	}
+	// control.Client wraps transport failures (reset, EOF, "server closed
+	// idle connection") in the *url.Error of net/http; answers of the agent
+	// are plain errors.
+	var ue *url.Error
 	var op *net.OpError
-	return errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+	return errors.As(err, &ue) || errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // NetworksFromError returns the networks the gateway offered when a

@@ -320,7 +320,22 @@ func (c *Controller) disconnect(ctx context.Context) error {
 	if errors.Is(err, control.ErrNoAgent) {
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// The agent exits after answering: done means gone, so that a Connect
+	// right after starts a new agent instead of talking to the exiting one.
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		if _, err := c.d.Agent.Status(ctx); errors.Is(err, control.ErrNoAgent) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil // still answering after 3s: a new `vpn up` may have started one
 }
 
 // Login runs the interactive login (the browser opens as this user).

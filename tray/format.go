@@ -31,10 +31,13 @@ func StatusRows(v View) []Row {
 		rows = append(rows, Row{"Network", v.Network})
 	}
 	if v.State == Connected {
+		addrs := strings.Join(st.Addresses, ", ")
+		if st.Interface != "" {
+			addrs += " on " + st.Interface
+		}
 		rows = append(rows,
-			Row{"Addresses", strings.Join(st.Addresses, ", ")},
+			Row{"Addresses", addrs},
 			Row{"Endpoint", st.Endpoint},
-			Row{"Interface", st.Interface},
 		)
 		hs := "none yet"
 		if st.HandshakeAgeSec != nil {

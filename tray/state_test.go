@@ -110,7 +110,7 @@ func TestStatusRowsConnected(t *testing.T) {
 	}
 	want := map[string]string{
 		"State": "Connected", "User": "a@example.com", "Server": "https://gw", "Network": "eng",
-		"Addresses": "100.64.0.2/32, fd00:64::2/128", "Endpoint": "[2001:db8::1]:51820", "Interface": "cp0",
+		"Addresses": "100.64.0.2/32, fd00:64::2/128 on cp0", "Endpoint": "[2001:db8::1]:51820",
 		"Handshake": "12s ago", "Receiving": "100 B/s (2.0 KiB total)", "Sending": "3.0 MiB/s (5.0 GiB total)",
 	}
 	for k, w := range want {

@@ -156,6 +156,7 @@ func run(ctx context.Context, o *Options) error {
 
 	a := app.NewWithID(AppID)
 	a.SetIcon(ui.AppIcon())
+	a.Settings().SetTheme(ui.Theme())
 	desk, ok := a.(desktop.App)
 	if !ok {
 		return errors.New("this platform has no system tray support in fyne")

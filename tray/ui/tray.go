@@ -120,7 +120,7 @@ func (t *Tray) OpenStatus() {
 		t.status = NewStatusPanel()
 		t.statusWin = t.app.NewWindow("ClearPath status")
 		t.statusWin.SetContent(t.status.Content())
-		t.statusWin.Resize(fyne.NewSize(600, 700))
+		t.statusWin.Resize(fyne.NewSize(620, 720))
 		t.statusWin.SetCloseIntercept(t.statusWin.Hide) // a tray app lives on without windows
 	}
 	t.status.Update(t.ctl.View())
