@@ -29,6 +29,8 @@ type DoctorPanel struct {
 	findings *fyne.Container
 	content  fyne.CanvasObject
 
+	work sync.WaitGroup
+
 	mu      sync.Mutex
 	report  *analysis.Report
 	fixBtns map[string]*widget.Button
@@ -76,7 +78,9 @@ func (p *DoctorPanel) start(what string, work func(context.Context) (analysis.Re
 	for _, b := range p.fixBtns {
 		b.Disable()
 	}
+	p.work.Add(1)
 	go func() {
+		defer p.work.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		rep, err := work(ctx)
@@ -163,13 +167,36 @@ func (p *DoctorPanel) Copy() {
 	p.clip.SetContent(string(b) + "\n")
 }
 
+// Wait returns once a running check or fix has been shown.
+func (p *DoctorPanel) Wait() { p.work.Wait() }
+
 // Summary is the one-line verdict of rep.
 func Summary(rep analysis.Report) string {
-	if len(rep.Findings) == 0 {
-		return "✓ Routing looks healthy: no problems found"
+	var errs, warns, notes int
+	for _, f := range rep.Findings {
+		switch f.Severity {
+		case analysis.Error:
+			errs++
+		case analysis.Warning:
+			warns++
+		default:
+			notes++
+		}
 	}
-	s := rep.Summary
-	return fmt.Sprintf("%d errors, %d warnings, %d notes", s.Errors, s.Warnings, s.Infos)
+	switch {
+	case errs+warns > 0:
+		return count(errs, "error") + ", " + count(warns, "warning") + ", " + count(notes, "note")
+	case notes > 0:
+		return "✓ Routing looks healthy (" + count(notes, "note") + ")"
+	}
+	return "✓ Routing looks healthy: no problems found"
+}
+
+func count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // SeverityMark is the symbol doctor prints before a finding.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+	"sync"
 
 	"fyne.io/fyne/v2"
 
@@ -28,6 +29,8 @@ type Tray struct {
 	ctl  *tray.Controller
 	quit func()
 	log  *slog.Logger
+
+	actions sync.WaitGroup
 
 	items     []tray.Item
 	state     tray.State
@@ -104,7 +107,9 @@ func (t *Tray) Click(id string) {
 }
 
 func (t *Tray) background(what string, act func(context.Context) error) {
+	t.actions.Add(1)
 	go func() {
+		defer t.actions.Done()
 		err := act(t.ctx)
 		if err == nil || errors.Is(err, tray.ErrBusy) || t.ctx.Err() != nil {
 			return
@@ -113,6 +118,9 @@ func (t *Tray) background(what string, act func(context.Context) error) {
 		t.app.SendNotification(fyne.NewNotification("ClearPath: "+what+" failed", err.Error()))
 	}()
 }
+
+// Wait returns once the actions started by clicks have finished.
+func (t *Tray) Wait() { t.actions.Wait() }
 
 // OpenStatus shows the live status window.
 func (t *Tray) OpenStatus() {
