@@ -96,8 +96,15 @@ func newAutostartCmd(root *cobra.Command) *cobra.Command {
 }
 
 // changedFlags are the flags set on the command line, as arguments.
+// VisitAll with Changed, not Visit: cobra parses a subcommand's line into
+// the subcommand's own flag set, which shares the Flag values but not the
+// "set" bookkeeping Visit reads.
 func changedFlags(fs *pflag.FlagSet) []string {
 	var out []string
-	fs.Visit(func(f *pflag.Flag) { out = append(out, "--"+f.Name+"="+f.Value.String()) })
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			out = append(out, "--"+f.Name+"="+f.Value.String())
+		}
+	})
 	return out
 }

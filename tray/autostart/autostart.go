@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"text/template"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Name is the file name stem of the autostart entries.
@@ -59,8 +61,12 @@ func DesktopEntry(argv []string) (string, error) {
 // wants: reserved characters inside double quotes, with `"`, "`", "$" and
 // "\" escaped; "%" doubled since it starts field codes.
 func quoteExec(s string) (string, error) {
-	if strings.ContainsAny(s, "\n\r\x00") {
-		return "", fmt.Errorf("autostart: argument %q has a line break", s)
+	// Desktop entries are UTF-8 text without control characters.
+	if !utf8.ValidString(s) {
+		return "", fmt.Errorf("autostart: argument %q is not valid UTF-8", s)
+	}
+	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
+		return "", fmt.Errorf("autostart: argument %q has a control character (%q)", s, s[i])
 	}
 	s = strings.ReplaceAll(s, "%", "%%")
 	if s != "" && !strings.ContainsAny(s, " \t\"'\\><~|&;$*?#()`") {
