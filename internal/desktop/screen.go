@@ -73,6 +73,16 @@ func (s *Session) Click(ctx context.Context, x, y, button int) error {
 	return err
 }
 
+// ClickWindow clicks at (x, y) relative to the visible window titled title.
+func (s *Session) ClickWindow(ctx context.Context, title string, x, y, button int) error {
+	id, err := s.Window(ctx, title)
+	if err != nil {
+		return err
+	}
+	_, err = s.x(ctx, "xdotool", "mousemove", "--window", id, strconv.Itoa(x), strconv.Itoa(y), "click", strconv.Itoa(button))
+	return err
+}
+
 // Key sends a key press ("Escape", "ctrl+c").
 func (s *Session) Key(ctx context.Context, key string) error {
 	_, err := s.x(ctx, "xdotool", "key", key)
@@ -86,6 +96,12 @@ func TrayIcons(screen image.Image) image.Rectangle {
 	b := screen.Bounds()
 	bar := image.Rect(b.Min.X, b.Max.Y-BarHeight, b.Max.X, b.Max.Y)
 	return Changed(bar, func(x, y int) bool { return far(screen.At(x, y), bg, 24) })
+}
+
+// FindColor returns the bounds of the pixels of img within tol of c (per
+// 8-bit channel): where a widget of that colour is drawn.
+func FindColor(img image.Image, c color.Color, tol int) image.Rectangle {
+	return Changed(img.Bounds(), func(x, y int) bool { return !far(img.At(x, y), c, tol) })
 }
 
 // Diff returns the bounds of the pixels that differ between a and b.

@@ -161,7 +161,17 @@ func TestTraySession(t *testing.T) {
 	if !strings.Contains(n.Body, "no default route") {
 		t.Errorf("doctor's notification does not name the problem: %q", n.Body)
 	}
+
+	// A ClearPath route a killed agent left behind: doctor's window shows
+	// it with a Fix button, and clicking Fix removes exactly it.
+	if err := ref.Laptop.IP("route", "add", "default", "via", lab.HostLANIP4, "dev", ref.LaptopLAN); err != nil {
+		t.Fatal(err)
+	}
+	if err := ref.Laptop.IP("route", "add", "10.10.0.0/16", "via", lab.HostLANIP4, "dev", ref.LaptopLAN, "table", "7411", "proto", "197"); err != nil {
+		t.Fatal(err)
+	}
 	s.screenshotWindow("Run doctor", "ClearPath doctor", "tray-doctor.png")
+	s.clickFix()
 
 	// Quit ends the app cleanly.
 	s.click("Quit")
@@ -501,6 +511,37 @@ func (s *session) screenshotWindow(label, title, name string) {
 		t.Fatal(err)
 	}
 	s.save(name, shot)
+}
+
+// clickFix clicks the doctor window's Fix button (the one button drawn in
+// the theme's primary colour) and waits for the leftover route to go.
+func (s *session) clickFix() {
+	t := s.t
+	const title = "ClearPath doctor"
+	shot, err := s.desk.WindowScreenshot(ctxT(t, 10*time.Second), title)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := desktop.FindColor(shot, ui.Primary, 12)
+	if b.Dx() < 40 || b.Dy() < 15 {
+		t.Fatalf("no Fix button in the doctor window (primary-coloured area %v)", b)
+	}
+	c := image.Pt((b.Min.X+b.Max.X)/2, (b.Min.Y+b.Max.Y)/2)
+	if err := s.desk.ClickWindow(ctxT(t, 5*time.Second), title, c.X, c.Y, 1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, err := s.st.Laptop.Exec(ctxT(t, 5*time.Second), "ip", "route", "show", "table", "7411")
+		if err == nil && strings.TrimSpace(out) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Fix clicked at %v: table 7411 still holds %q (%v)", c, out, err)
+		}
+	}
+	if out, _ := s.st.Laptop.Exec(ctxT(t, 5*time.Second), "ip", "route", "show", "default"); !strings.Contains(out, lab.HostLANIP4) {
+		t.Errorf("the fix touched the default route: %q", out)
+	}
 }
 
 func (s *session) save(name string, img image.Image) {
