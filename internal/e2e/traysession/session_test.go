@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/clearpath-vpn/clearpath/client/auth"
 	"github.com/clearpath-vpn/clearpath/internal/desktop"
 	"github.com/clearpath-vpn/clearpath/internal/lab"
 	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
@@ -172,6 +173,14 @@ func TestTraySession(t *testing.T) {
 	}
 	s.screenshotWindow("Run doctor", "ClearPath doctor", "tray-doctor.png")
 	s.clickFix()
+
+	// Log out: the tray forgets the login it shares with the CLI.
+	s.click("Log out alice@example.com")
+	s.waitMenu("logged out", func(m []desktop.MenuItem) bool { return enabled(m, "Log in") })
+	s.wantIcon(tray.NeedsLogin)
+	if tok, err := (&auth.Cache{Dir: s.cfgDir}).Load(stack.ServerURL); err != nil || tok != nil {
+		t.Errorf("after Log out the login cache still holds %+v (%v)", tok, err)
+	}
 
 	// Quit ends the app cleanly.
 	s.click("Quit")
