@@ -109,18 +109,36 @@ func (c CLI) Fix(ctx context.Context, id string) (analysis.Report, error) {
 // StartAgent starts `vpn agent` detached (its own session, output to
 // agent.log in the state dir) in this process's network namespace and
 // waits until it answers on its socket. The agent needs root.
+//
+// An agent that just answered a down may still hold the state dir's lock
+// for a moment, and a new one exits at once then: it is started again, up
+// to 5 times 100 ms apart.
 func (c CLI) StartAgent(ctx context.Context) error {
 	if os.Geteuid() != 0 {
 		return errors.New("no agent is running and starting one needs root: start the clearpath service, or run `sudo vpn up` once")
 	}
+	for attempt := 1; ; attempt++ {
+		exited, err := c.startAgent(ctx)
+		if err == nil || !exited || attempt == 5 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c CLI) startAgent(ctx context.Context) (exitedAtStart bool, err error) {
 	dir := c.StateDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("state dir: %w", err)
+		return false, fmt.Errorf("state dir: %w", err)
 	}
 	logPath := filepath.Join(dir, "agent.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("agent log: %w", err)
+		return false, fmt.Errorf("agent log: %w", err)
 	}
 	defer logf.Close()
 	argv := c.args("agent")
@@ -128,7 +146,7 @@ func (c CLI) StartAgent(ctx context.Context) error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives the tray
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start agent: %w", err)
+		return false, fmt.Errorf("start agent: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -137,16 +155,16 @@ func (c CLI) StartAgent(ctx context.Context) error {
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("agent exited at start (%v); see %s", err, logPath)
+			return true, fmt.Errorf("agent exited at start (%v); see %s", err, logPath)
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if _, err := cl.Status(ctx); err == nil {
-			return nil
+			return false, nil
 		}
 	}
-	return fmt.Errorf("agent did not answer within 5s; see %s", logPath)
+	return false, fmt.Errorf("agent did not answer within 5s; see %s", logPath)
 }
 
 func lastLines(s string, n int) string {

@@ -23,6 +23,10 @@ import (
 type Agent struct {
 	Dir string
 
+	// life is held while starting and stopping, as the real agent holds
+	// its state dir's lock until it has exited: a new agent cannot start
+	// while the old one still removes its socket.
+	life   sync.Mutex
 	mu     sync.Mutex
 	status control.Status
 	// UpErr, when set, makes the next Up fail with it (as the agent does:
@@ -42,6 +46,8 @@ func New(dir string) *Agent { return &Agent{Dir: dir} }
 
 // Start serves the socket, like `vpn agent` starting.
 func (a *Agent) Start() error {
+	a.life.Lock()
+	defer a.life.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.srv != nil {
@@ -71,6 +77,8 @@ func (a *Agent) StartT(t testing.TB) {
 
 // Stop ends the agent as `vpn down` or a crash does: the socket goes away.
 func (a *Agent) Stop() {
+	a.life.Lock()
+	defer a.life.Unlock()
 	a.mu.Lock()
 	srv := a.srv
 	a.srv = nil
