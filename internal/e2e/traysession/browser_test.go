@@ -31,7 +31,13 @@ func startBrowser(t *testing.T, node *lab.Node) context.Context {
 		t.Fatal(err)
 	}
 	wrapper := filepath.Join(dir, "chromium-in-"+node.Name)
-	script := "#!/bin/sh\nexec ip netns exec " + node.NS + " " + chromiumPath + " \"$@\"\n"
+	// Chromium's temporary files (shared memory without /dev/shm) go to the
+	// lab's directory, which the lab removes.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\nexport TMPDIR=" + tmp + "\nexec ip netns exec " + node.NS + " " + chromiumPath + " \"$@\"\n"
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
