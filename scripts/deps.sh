@@ -9,7 +9,13 @@ set -euo pipefail
 # downloads over HTTPS.
 # postgresql: the gateway store tests run against a real PostgreSQL 15;
 # chromium: the login tests drive a real headless browser.
-PKGS=(iproute2 wireguard-tools procps curl socat iputils-ping tcpdump iperf3 git ca-certificates postgresql chromium)
+# gcc and the X11/GL dev packages: vpn-tray (fyne) builds with cgo, and
+# `go vet ./...` / `go test ./...` compile it. xvfb, dbus-x11,
+# haskell-gtk-sni-tray-utils (a StatusNotifier tray host), imagemagick
+# (screenshots) and xdotool (clicks): the tray's desktop session test.
+PKGS=(iproute2 wireguard-tools procps curl socat iputils-ping tcpdump iperf3 git ca-certificates postgresql chromium
+	gcc libc6-dev libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
+	xvfb dbus-x11 haskell-gtk-sni-tray-utils imagemagick xdotool)
 
 missing=()
 for p in "${PKGS[@]}"; do

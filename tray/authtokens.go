@@ -1,0 +1,85 @@
+package tray
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/client/auth"
+)
+
+// AuthTokens is the token source of a logged-in desktop user: the same
+// per-server cache, refresh and browser login as `vpn login`, so a login
+// in the terminal counts in the tray and the other way round.
+type AuthTokens struct {
+	Cache *auth.Cache
+	// Out receives what the login has to say (URLs, codes); the browser
+	// opens by itself.
+	Out io.Writer
+}
+
+// State implements Tokens: logged in means a token is cached that is
+// still valid or can be refreshed.
+func (a AuthTokens) State(_ context.Context, server string) LoginState {
+	t, err := a.Cache.Load(server)
+	if err != nil || t == nil {
+		return LoginState{Supported: true}
+	}
+	ok := t.Valid(time.Now(), 0) || t.RefreshToken != ""
+	return LoginState{Supported: true, LoggedIn: ok, Who: t.Who(), Expiry: t.Expiry}
+}
+
+// Token implements Tokens: the cached ID token, refreshed silently when it
+// is about to expire; ErrLoginRequired when neither works.
+func (a AuthTokens) Token(ctx context.Context, server string) (string, error) {
+	t, err := a.Cache.Load(server)
+	if err != nil {
+		return "", fmt.Errorf("%v: %w", err, ErrLoginRequired)
+	}
+	if t.Valid(time.Now(), time.Minute) {
+		return t.IDToken, nil
+	}
+	if t == nil || t.RefreshToken == "" {
+		return "", fmt.Errorf("not logged in to %s: %w", server, ErrLoginRequired)
+	}
+	c, err := auth.New(ctx, server, a.out())
+	if err != nil {
+		return "", err
+	}
+	nt, err := c.Refresh(ctx, t)
+	if err != nil {
+		return "", fmt.Errorf("your session could not be refreshed (%v): %w", err, ErrLoginRequired)
+	}
+	if err := a.Cache.Save(nt); err != nil {
+		return "", err
+	}
+	return nt.IDToken, nil
+}
+
+// Login implements Tokens with the browser flow (device flow where no
+// browser can open), as `vpn login` does.
+func (a AuthTokens) Login(ctx context.Context, server string) error {
+	_, err := auth.Obtain(ctx, a.Cache, server, a.out(), auth.LoginOptions{Force: true, Timeout: 5 * time.Minute})
+	return err
+}
+
+// Logout implements Tokens: revoke where the provider can, then forget.
+func (a AuthTokens) Logout(ctx context.Context, server string) error {
+	t, err := a.Cache.Load(server)
+	if err == nil && t != nil {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if c, err := auth.New(rctx, server, a.out()); err == nil {
+			c.Revoke(rctx, t) // best effort: the cache goes either way
+		}
+	}
+	return a.Cache.Delete(server)
+}
+
+func (a AuthTokens) out() io.Writer {
+	if a.Out == nil {
+		return io.Discard
+	}
+	return a.Out
+}
