@@ -264,8 +264,12 @@ func (c *Client) DeviceLogin(ctx context.Context) (*Tokens, error) {
 	}
 	tok, err := c.oauth.DeviceAccessToken(ctx, da)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "expired_token") {
+		expired := strings.Contains(err.Error(), "expired_token") || !da.Expiry.IsZero() && !time.Now().Before(da.Expiry)
+		if expired {
 			return nil, errors.New("the login code expired before it was approved: run `vpn login` again")
+		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, errors.New("gave up waiting for the login to be approved (login timeout): run `vpn login` again")
 		}
 		return nil, fmt.Errorf("device login: %w", err)
 	}

@@ -337,6 +337,23 @@ func TestDeviceLoginGivesUpAtExpiry(t *testing.T) {
 	}
 }
 
+// --login-timeout bounds the device flow too, with its own message.
+func TestDeviceLoginHonoursTheLoginTimeout(t *testing.T) {
+	p := startProvider(t, "10m")
+	vpn := buildVPN(t)
+	cmd := exec.Command(vpn, "login", "--server", p.server, "--device", "--login-timeout", "2s")
+	cmd.Env = append(os.Environ(), "VPN_CONFIG_DIR="+filepath.Join(t.TempDir(), "config"))
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	if err == nil || !strings.Contains(string(out), "gave up waiting for the login to be approved") {
+		t.Fatalf("vpn login --device --login-timeout 2s: %v\n%s", err, out)
+	}
+	if took > 10*time.Second {
+		t.Errorf("gave up after %v with a 2s login timeout", took)
+	}
+}
+
 func TestCanOpenBrowser(t *testing.T) {
 	env := func(kv ...string) func(string) string {
 		m := map[string]string{}

@@ -44,7 +44,13 @@ func Obtain(ctx context.Context, cache *Cache, server string, out io.Writer, o L
 	}
 	var t *Tokens
 	if o.Device || (!o.NoBrowser && !CanOpenBrowserHere(runtime.GOOS)) {
-		t, err = c.DeviceLogin(ctx)
+		dctx := ctx
+		if o.Timeout > 0 {
+			var cancel context.CancelFunc
+			dctx, cancel = context.WithTimeout(ctx, o.Timeout)
+			defer cancel()
+		}
+		t, err = c.DeviceLogin(dctx)
 	} else {
 		t, err = c.BrowserLogin(ctx, BrowserOptions{Port: o.Port, NoBrowser: o.NoBrowser, Timeout: o.Timeout})
 	}

@@ -74,4 +74,3 @@ func SplitHostPort(s string) (string, int, error) {
 	}
 	return strings.Trim(s, "[]"), 0, nil
 }
-
