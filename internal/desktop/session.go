@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package desktop runs a throwaway desktop session for tests: an Xvfb
 // display, a private session D-Bus, a StatusNotifier host with its watcher
 // (gtk-sni-tray-standalone --watcher, the tray bar along the bottom) and a

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package traysession runs the tray app in a real desktop session against
 // the real product: Xvfb, a session D-Bus, a StatusNotifier host, the
 // vpn-tray binary and its agent in the lab's laptop namespace, Dex and the
