@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,10 @@ lifecycle:
 	must(t, err)
 	up(t, alice, tokFile)
 	aliceKey := e.clientKey(t, alice)
+	// A client that cannot renew (its token is gone, as on a laptop left
+	// asleep): its key must expire on time. The agent renews at 2/3 of
+	// key_ttl from this file.
+	must(t, os.Remove(tokFile))
 	// A key registered and never used (bob's: one key per user and
 	// network, so it must not be alice's).
 	bobTok, err := e.TokenFile(ctxT(t, 10*time.Second), "bob")
