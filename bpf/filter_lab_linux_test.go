@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
+
+	"github.com/clearpath-vpn/clearpath/bpf/internal/tunnellab"
 )
 
 // eventLog collects the filter's events in the background.
@@ -94,38 +92,53 @@ func flowTo(src, dst string, proto uint8) func(Flow) bool {
 
 const aliceID = 7
 
+func TestMain(m *testing.M) {
+	tunnellab.RunHelperIfAsked()
+	os.Exit(m.Run())
+}
+
+// attachT loads a filter and attaches it to the gateway's group interface.
+func attachT(t testing.TB, tl *tunnellab.Lab) *Filter {
+	t.Helper()
+	f := loadT(t, Options{})
+	if err := tl.GW.Do(func() error { return f.Attach(tl.GWIface) }); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // TestTunnelFilter runs the filter on the gateway's wireguard-go interface
 // and sends real traffic through the tunnel: the user's allowed flows pass
 // and are accounted (Flows, events, JSON flow log), a destination outside
 // the user's policy and a source no peer registered are dropped.
 func TestTunnelFilter(t *testing.T) {
-	tl := newTunnelLab(t)
+	tl := tunnellab.New(t)
 
 	// Without the filter everything the routing allows gets through,
 	// including the denied destination and the spoofed source: what fails
 	// below fails because of the filter.
-	for _, c := range []struct{ src, dst string }{{"", deniedDst4}, {spoofAddr4, allowedDst4}, {"", deniedDst6}} {
-		if out, ok := tl.ping(t, c.src, c.dst, 1, 56); !ok {
+	for _, c := range []struct{ src, dst string }{{"", tunnellab.DeniedDst4}, {tunnellab.SpoofAddr4, tunnellab.AllowedDst4}, {"", tunnellab.DeniedDst6}} {
+		if out, ok := tl.Ping(t, c.src, c.dst, 1, 56); !ok {
 			t.Fatalf("before the filter, ping %s from %q failed:\n%s", c.dst, c.src, out)
 		}
 	}
 
-	f := tl.attach(t)
+	f := attachT(t, tl)
 	events := collectEvents(t, f)
 	if err := f.SetPolicy(1, []netip.Prefix{netip.MustParsePrefix("10.10.1.0/24"), netip.MustParsePrefix("fd10::10/124")}); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{clientAddr4, clientAddr6} {
+	for _, a := range []string{tunnellab.ClientAddr4, tunnellab.ClientAddr6} {
 		if err := f.SetPeer(netip.MustParseAddr(a), aliceID, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	t.Run("allowed ping is accounted", func(t *testing.T) {
-		if out, ok := tl.ping(t, "", allowedDst4, 3, 100); !ok {
-			t.Fatalf("ping %s (allowed) failed with the filter:\n%s", allowedDst4, out)
+		if out, ok := tl.Ping(t, "", tunnellab.AllowedDst4, 3, 100); !ok {
+			t.Fatalf("ping %s (allowed) failed with the filter:\n%s", tunnellab.AllowedDst4, out)
 		}
-		fl, ok := findFlow(t, f, flowTo(clientAddr4, allowedDst4, ProtoICMP))
+		fl, ok := findFlow(t, f, flowTo(tunnellab.ClientAddr4, tunnellab.AllowedDst4, ProtoICMP))
 		if !ok {
 			t.Fatal("no ICMP flow to the allowed destination in Flows()")
 		}
@@ -144,35 +157,35 @@ func TestTunnelFilter(t *testing.T) {
 	})
 
 	t.Run("destination outside the policy is dropped", func(t *testing.T) {
-		if out, ok := tl.ping(t, "", deniedDst4, 2, 56); ok {
-			t.Fatalf("ping %s (outside the policy) got through:\n%s", deniedDst4, out)
+		if out, ok := tl.Ping(t, "", tunnellab.DeniedDst4, 2, 56); ok {
+			t.Fatalf("ping %s (outside the policy) got through:\n%s", tunnellab.DeniedDst4, out)
 		}
 		e := events.wait(t, "denied", func(e Event) bool {
-			return e.Kind == EventDenied && e.Dst == netip.MustParseAddr(deniedDst4)
+			return e.Kind == EventDenied && e.Dst == netip.MustParseAddr(tunnellab.DeniedDst4)
 		})
-		if e.UserID != aliceID || e.Verdict != VerdictDeny || e.Src != netip.MustParseAddr(clientAddr4) || e.Proto != ProtoICMP {
+		if e.UserID != aliceID || e.Verdict != VerdictDeny || e.Src != netip.MustParseAddr(tunnellab.ClientAddr4) || e.Proto != ProtoICMP {
 			t.Errorf("denied event = %+v", e)
 		}
-		fl, ok := findFlow(t, f, flowTo(clientAddr4, deniedDst4, ProtoICMP))
+		fl, ok := findFlow(t, f, flowTo(tunnellab.ClientAddr4, tunnellab.DeniedDst4, ProtoICMP))
 		if !ok || fl.Verdict != VerdictDeny || fl.Packets != 2 || fl.ReplyPackets != 0 || fl.UserID != aliceID {
 			t.Errorf("denied flow = %+v (found %v); want 2 packets, no reply, deny", fl, ok)
 		}
 	})
 
 	t.Run("IPv6 policy", func(t *testing.T) {
-		if out, ok := tl.ping(t, "", allowedDst6, 2, 56); !ok {
-			t.Fatalf("ping %s (allowed) failed:\n%s", allowedDst6, out)
+		if out, ok := tl.Ping(t, "", tunnellab.AllowedDst6, 2, 56); !ok {
+			t.Fatalf("ping %s (allowed) failed:\n%s", tunnellab.AllowedDst6, out)
 		}
-		if out, ok := tl.ping(t, "", deniedDst6, 2, 56); ok {
-			t.Fatalf("ping %s (outside the policy) got through:\n%s", deniedDst6, out)
+		if out, ok := tl.Ping(t, "", tunnellab.DeniedDst6, 2, 56); ok {
+			t.Fatalf("ping %s (outside the policy) got through:\n%s", tunnellab.DeniedDst6, out)
 		}
-		fl, ok := findFlow(t, f, flowTo(clientAddr6, allowedDst6, ProtoICMPv6))
+		fl, ok := findFlow(t, f, flowTo(tunnellab.ClientAddr6, tunnellab.AllowedDst6, ProtoICMPv6))
 		// 40 (IPv6) + 8 (ICMPv6) + 56.
 		if !ok || fl.Packets != 2 || fl.Bytes != 2*104 || fl.ReplyPackets != 2 || fl.Verdict != VerdictAllow {
 			t.Errorf("IPv6 allowed flow = %+v (found %v)", fl, ok)
 		}
 		events.wait(t, "IPv6 denied", func(e Event) bool {
-			return e.Kind == EventDenied && e.Dst == netip.MustParseAddr(deniedDst6) && e.UserID == aliceID
+			return e.Kind == EventDenied && e.Dst == netip.MustParseAddr(tunnellab.DeniedDst6) && e.UserID == aliceID
 		})
 	})
 
@@ -181,8 +194,8 @@ func TestTunnelFilter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out, ok := tl.ping(t, spoofAddr4, allowedDst4, 2, 56); ok {
-			t.Fatalf("ping from unregistered %s got through:\n%s", spoofAddr4, out)
+		if out, ok := tl.Ping(t, tunnellab.SpoofAddr4, tunnellab.AllowedDst4, 2, 56); ok {
+			t.Fatalf("ping from unregistered %s got through:\n%s", tunnellab.SpoofAddr4, out)
 		}
 		after, err := f.Counters()
 		if err != nil {
@@ -195,10 +208,10 @@ func TestTunnelFilter(t *testing.T) {
 			t.Errorf("unknown-source bytes rose by %d, want %d", got, 2*84)
 		}
 		e := events.wait(t, "unknown source", func(e Event) bool { return e.Kind == EventUnknownSource })
-		if e.Src != netip.MustParseAddr(spoofAddr4) || e.Dst != netip.MustParseAddr(allowedDst4) || e.UserID != 0 || e.Verdict != VerdictUnknownSource {
+		if e.Src != netip.MustParseAddr(tunnellab.SpoofAddr4) || e.Dst != netip.MustParseAddr(tunnellab.AllowedDst4) || e.UserID != 0 || e.Verdict != VerdictUnknownSource {
 			t.Errorf("unknown source event = %+v", e)
 		}
-		if fl, ok := findFlow(t, f, func(fl Flow) bool { return fl.Src == netip.MustParseAddr(spoofAddr4) }); ok {
+		if fl, ok := findFlow(t, f, func(fl Flow) bool { return fl.Src == netip.MustParseAddr(tunnellab.SpoofAddr4) }); ok {
 			t.Errorf("unregistered source got a flow entry: %+v", fl)
 		}
 	})
@@ -206,7 +219,8 @@ func TestTunnelFilter(t *testing.T) {
 	var tcpKey FlowKey
 	const tcpPayload = 1 << 20
 	t.Run("TCP and UDP accounting", func(t *testing.T) {
-		tcpKey = tl.sendTCP(t, allowedDst4+":5001", tcpPayload)
+		src, dst := tl.SendTCP(t, tunnellab.AllowedDst4+":5001", tcpPayload)
+		tcpKey = FlowKey{Src: src.Addr(), Dst: dst.Addr(), Proto: ProtoTCP, SrcPort: src.Port(), DstPort: dst.Port()}
 		fl, ok := findFlow(t, f, func(fl Flow) bool { return fl.FlowKey == tcpKey })
 		if !ok {
 			t.Fatalf("no flow %s", tcpKey)
@@ -223,7 +237,8 @@ func TestTunnelFilter(t *testing.T) {
 		}
 		t.Logf("TCP flow: %d packets, %d bytes; replies %d packets, %d bytes", fl.Packets, fl.Bytes, fl.ReplyPackets, fl.ReplyBytes)
 
-		udpKey := tl.echoUDP(t, allowedDst4+":5002", 5, 200)
+		src, dst = tl.EchoUDP(t, tunnellab.AllowedDst4+":5002", 5, 200)
+		udpKey := FlowKey{Src: src.Addr(), Dst: dst.Addr(), Proto: ProtoUDP, SrcPort: src.Port(), DstPort: dst.Port()}
 		fl, ok = findFlow(t, f, func(fl Flow) bool { return fl.FlowKey == udpKey })
 		if !ok || fl.Packets != 5 || fl.Bytes != 5*228 || fl.ReplyPackets != 5 || fl.ReplyBytes != 5*228 {
 			t.Errorf("UDP flow = %+v (found %v); want 5 packets of 228 bytes each way", fl, ok)
@@ -248,7 +263,7 @@ func TestTunnelFilter(t *testing.T) {
 		})
 		time.Sleep(600 * time.Millisecond)
 		// A fresh flow that must stay: not idle yet.
-		if out, ok := tl.ping(t, "", "10.10.1.1", 1, 20); !ok {
+		if out, ok := tl.Ping(t, "", "10.10.1.1", 1, 20); !ok {
 			t.Fatalf("ping: %s", out)
 		}
 		n, err := fl.Flush(false)
@@ -278,13 +293,13 @@ func TestTunnelFilter(t *testing.T) {
 			}
 			return FlowRecord{}, false
 		}
-		r, ok := find(func(r FlowRecord) bool { return r.Dst == allowedDst4 && r.Proto == "icmp" && r.Packets == 3 })
-		if !ok || r.User != "alice@example.com" || r.UserID != aliceID || r.Src != clientAddr4 || r.Bytes != 384 ||
+		r, ok := find(func(r FlowRecord) bool { return r.Dst == tunnellab.AllowedDst4 && r.Proto == "icmp" && r.Packets == 3 })
+		if !ok || r.User != "alice@example.com" || r.UserID != aliceID || r.Src != tunnellab.ClientAddr4 || r.Bytes != 384 ||
 			r.ReplyPackets != 3 || r.Verdict != "allow" || r.End != EndIdle || r.ICMPType == nil || *r.ICMPType != 8 ||
 			r.Interface != tl.GWIface || r.FirstSeen.IsZero() || r.LastSeen.Before(r.FirstSeen) {
 			t.Errorf("allowed ping record = %+v (found %v)", r, ok)
 		}
-		if r, ok := find(func(r FlowRecord) bool { return r.Dst == deniedDst4 }); !ok || r.Verdict != "deny" || r.Packets != 2 || r.User != "alice@example.com" {
+		if r, ok := find(func(r FlowRecord) bool { return r.Dst == tunnellab.DeniedDst4 }); !ok || r.Verdict != "deny" || r.Packets != 2 || r.User != "alice@example.com" {
 			t.Errorf("denied record = %+v (found %v)", r, ok)
 		}
 		if r, ok := find(func(r FlowRecord) bool { return r.Proto == "tcp" }); !ok || r.DstPort == nil || *r.DstPort != 5001 ||
@@ -295,7 +310,7 @@ func TestTunnelFilter(t *testing.T) {
 			t.Error("a flow active 0.6 s after the idle ones was logged as idle")
 		}
 		// Logged flows left the kernel's table; the active one stayed.
-		if fl, ok := findFlow(t, f, flowTo(clientAddr4, deniedDst4, ProtoICMP)); ok {
+		if fl, ok := findFlow(t, f, flowTo(tunnellab.ClientAddr4, tunnellab.DeniedDst4, ProtoICMP)); ok {
 			t.Errorf("logged flow still in the table: %+v", fl)
 		}
 		if _, ok := findFlow(t, f, func(fl Flow) bool { return fl.Dst == netip.MustParseAddr("10.10.1.1") && fl.Packets == 1 }); !ok {
@@ -311,135 +326,23 @@ func TestTunnelFilter(t *testing.T) {
 	})
 }
 
-// sendTCP connects from the client to addr in the VPC, sends n bytes and
-// waits for the server's acknowledgement; it returns the flow's key.
-func (tl *tunnelLab) sendTCP(t testing.TB, addr string, n int) FlowKey {
-	t.Helper()
-	ln, err := tl.vpc.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan int64, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- -1
-			return
-		}
-		defer c.Close()
-		k, _ := io.Copy(io.Discard, c)
-		c.Write([]byte("ok"))
-		got <- k
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := tl.client.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := c.Write(make([]byte, n)); err != nil {
-		t.Fatal(err)
-	}
-	c.(*net.TCPConn).CloseWrite()
-	reply, _ := io.ReadAll(c)
-	if k := <-got; k != int64(n) || string(reply) != "ok" {
-		t.Fatalf("TCP: server got %d of %d bytes, reply %q", k, n, reply)
-	}
-	la := c.LocalAddr().(*net.TCPAddr).AddrPort()
-	ra := netip.MustParseAddrPort(addr)
-	return FlowKey{Src: la.Addr().Unmap(), Dst: ra.Addr(), Proto: ProtoTCP, SrcPort: la.Port(), DstPort: ra.Port()}
-}
-
-// echoUDP sends count datagrams of size bytes from the client to an echo
-// server at addr in the VPC and waits for each echo.
-func (tl *tunnelLab) echoUDP(t testing.TB, addr string, count, size int) FlowKey {
-	t.Helper()
-	pc, err := tl.vpc.ListenPacket("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := tl.client.DialContext(ctx, "udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	buf := make([]byte, 2048)
-	for i := range count {
-		c.SetDeadline(time.Now().Add(3 * time.Second))
-		if _, err := c.Write(bytes.Repeat([]byte{byte(i)}, size)); err != nil {
-			t.Fatal(err)
-		}
-		if n, err := c.Read(buf); err != nil || n != size {
-			t.Fatalf("UDP echo %d: %d bytes, %v", i, n, err)
-		}
-	}
-	la := c.LocalAddr().(*net.UDPAddr).AddrPort()
-	ra := netip.MustParseAddrPort(addr)
-	return FlowKey{Src: la.Addr().Unmap(), Dst: ra.Addr(), Proto: ProtoUDP, SrcPort: la.Port(), DstPort: ra.Port()}
-}
-
-// tcxPrograms returns the ids of the programs on tcx ingress and egress of
-// iface in node.
-func (tl *tunnelLab) tcxPrograms(t testing.TB, iface string) (ingress, egress []ebpf.ProgramID) {
-	t.Helper()
-	err := tl.gw.Do(func() error {
-		ifi, err := net.InterfaceByName(iface)
-		if err != nil {
-			return err
-		}
-		for _, q := range []struct {
-			at  ebpf.AttachType
-			dst *[]ebpf.ProgramID
-		}{{ebpf.AttachTCXIngress, &ingress}, {ebpf.AttachTCXEgress, &egress}} {
-			res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: q.at})
-			if err != nil {
-				return err
-			}
-			for _, p := range res.Programs {
-				*q.dst = append(*q.dst, p.ID)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ingress, egress
-}
-
 // TestDetachOnClose: the program is on the interface while the filter is
 // attached, and Close leaves no program behind (tcx query and bpftool
 // agree), after which the denied destination is reachable again.
 func TestDetachOnClose(t *testing.T) {
-	tl := newTunnelLab(t)
+	tl := tunnellab.New(t)
 	f, err := Load(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := tl.gw.Do(func() error { return f.Attach(tl.GWIface) }); err != nil {
+	if err := tl.GW.Do(func() error { return f.Attach(tl.GWIface) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.SetPolicy(1, []netip.Prefix{netip.MustParsePrefix("10.10.1.0/24")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.SetPeer(netip.MustParseAddr(clientAddr4), aliceID, 1); err != nil {
+	if err := f.SetPeer(netip.MustParseAddr(tunnellab.ClientAddr4), aliceID, 1); err != nil {
 		t.Fatal(err)
 	}
 	info, err := f.objs.FlowsIngress.Info()
@@ -447,45 +350,45 @@ func TestDetachOnClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantID, _ := info.ID()
-	in, eg := tl.tcxPrograms(t, tl.GWIface)
+	in, eg := tl.TCXPrograms(t, tl.GWIface)
 	if len(in) != 1 || in[0] != wantID || len(eg) != 1 {
 		t.Fatalf("attached: tcx ingress programs %v (want [%d]), egress %v", in, wantID, eg)
 	}
 	// bpftool 7.1 (Debian 12) predates tcx in `net show`; its link list
 	// shows tcx links as "type 11" with their program.
 	progRef := fmt.Sprintf("prog %d ", wantID)
-	if bt, err := tl.gw.Exec(context.Background(), "bpftool", "link", "show"); err != nil || !strings.Contains(bt, progRef) {
+	if bt, err := tl.GW.Exec(context.Background(), "bpftool", "link", "show"); err != nil || !strings.Contains(bt, progRef) {
 		t.Errorf("bpftool link show while attached has no link to %q: %v\n%s", progRef, err, bt)
 	}
-	if out, ok := tl.ping(t, "", deniedDst4, 1, 56); ok {
+	if out, ok := tl.Ping(t, "", tunnellab.DeniedDst4, 1, 56); ok {
 		t.Fatalf("denied destination reachable while attached:\n%s", out)
 	}
 
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	in, eg = tl.tcxPrograms(t, tl.GWIface)
+	in, eg = tl.TCXPrograms(t, tl.GWIface)
 	if len(in) != 0 || len(eg) != 0 {
 		t.Errorf("after Close: tcx ingress %v, egress %v; want none", in, eg)
 	}
-	if bt, err := tl.gw.Exec(context.Background(), "bpftool", "link", "show"); err != nil || strings.Contains(bt, progRef) {
+	if bt, err := tl.GW.Exec(context.Background(), "bpftool", "link", "show"); err != nil || strings.Contains(bt, progRef) {
 		t.Errorf("bpftool link show after Close still has %q: %v\n%s", progRef, err, bt)
 	}
 	// Nothing pinned, nothing else holds it: the program left the kernel.
-	if bt, err := tl.gw.Exec(context.Background(), "bpftool", "prog", "show", "id", fmt.Sprint(wantID)); err == nil {
+	if bt, err := tl.GW.Exec(context.Background(), "bpftool", "prog", "show", "id", fmt.Sprint(wantID)); err == nil {
 		t.Errorf("program %d still loaded after Close:\n%s", wantID, bt)
 	}
-	if out, ok := tl.ping(t, "", deniedDst4, 1, 56); !ok {
+	if out, ok := tl.Ping(t, "", tunnellab.DeniedDst4, 1, 56); !ok {
 		t.Errorf("after Close the denied destination is still unreachable:\n%s", out)
 	}
-	if err := tl.gw.Do(func() error { return f.Attach(tl.GWIface) }); err == nil {
+	if err := tl.GW.Do(func() error { return f.Attach(tl.GWIface) }); err == nil {
 		t.Error("Attach after Close succeeded")
 	}
 }
 
 // TestAttachErrors: each refusal names what is wrong.
 func TestAttachErrors(t *testing.T) {
-	tl := newTunnelLab(t)
+	tl := tunnellab.New(t)
 	f := loadT(t, Options{})
 	for _, c := range []struct {
 		iface, want string
@@ -493,15 +396,15 @@ func TestAttachErrors(t *testing.T) {
 		{"nosuchif0", "no such interface"},
 		{tl.Prefix + "client", "link-layer header"}, // the gateway's veth to the client
 	} {
-		err := tl.gw.Do(func() error { return f.Attach(c.iface) })
+		err := tl.GW.Do(func() error { return f.Attach(c.iface) })
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.iface) {
 			t.Errorf("Attach(%s) = %v; want an error naming it and saying %q", c.iface, err, c.want)
 		}
 	}
-	if err := tl.gw.Do(func() error { return f.Attach(tl.GWIface) }); err != nil {
+	if err := tl.GW.Do(func() error { return f.Attach(tl.GWIface) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := tl.gw.Do(func() error { return f.Attach(tl.GWIface) }); err == nil || !strings.Contains(err.Error(), "already attached") {
+	if err := tl.GW.Do(func() error { return f.Attach(tl.GWIface) }); err == nil || !strings.Contains(err.Error(), "already attached") {
 		t.Errorf("second Attach = %v; want already attached", err)
 	}
 	if got := f.Attached(); len(got) != 1 || got[0] != tl.GWIface {
@@ -510,7 +413,7 @@ func TestAttachErrors(t *testing.T) {
 	if err := f.Detach(tl.GWIface); err != nil {
 		t.Fatal(err)
 	}
-	if in, eg := tl.tcxPrograms(t, tl.GWIface); len(in)+len(eg) != 0 {
+	if in, eg := tl.TCXPrograms(t, tl.GWIface); len(in)+len(eg) != 0 {
 		t.Errorf("after Detach: ingress %v egress %v", in, eg)
 	}
 	if err := f.Detach(tl.GWIface); err == nil {

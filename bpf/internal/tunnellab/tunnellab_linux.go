@@ -1,4 +1,8 @@
-package bpf
+// Package tunnellab builds the network the eBPF filter tests run in: a
+// client and a gateway joined by real wireguard-go devices, and a VPC
+// behind the gateway, in namespaces of internal/lab. Test binaries that use
+// it must call RunHelperIfAsked first thing in TestMain.
+package tunnellab
 
 import (
 	"context"
@@ -27,34 +31,38 @@ import (
 //	client (cl: 10.100.0.2, fd00:100::2) ==WireGuard over 198.51.100.0/24==
 //	gw (wg: 10.100.0.1, fd00:100::1; forwarding) -- vpc (10.10.1.1 allowed,
 //	10.10.2.1 denied; fd10::11 allowed, fd10::22 denied)
+//
+// Addresses of the lab.
 const (
-	clientAddr4  = "10.100.0.2"
-	clientAddr6  = "fd00:100::2"
-	spoofAddr4   = "10.100.0.3" // inside the WireGuard peer's allowed IPs, never registered
-	allowedDst4  = "10.10.1.1"
-	deniedDst4   = "10.10.2.1"
-	allowedDst6  = "fd10::11"
-	deniedDst6   = "fd10::22"
-	gwListenPort = 51820
+	ClientAddr4  = "10.100.0.2"
+	ClientAddr6  = "fd00:100::2"
+	SpoofAddr4   = "10.100.0.3" // inside the WireGuard peer's allowed IPs, never registered
+	AllowedDst4  = "10.10.1.1"
+	DeniedDst4   = "10.10.2.1"
+	AllowedDst6  = "fd10::11"
+	DeniedDst6   = "fd10::22"
+	GWListenPort = 51820
 )
 
-type tunnelLab struct {
+// Lab is the running tunnel lab.
+type Lab struct {
 	*lab.Lab
-	client, gw, vpc *lab.Node
+	Client, GW, VPC *lab.Node
 	// GWIface is the gateway's WireGuard (TUN) interface, ClientIface the
 	// client's.
 	GWIface, ClientIface string
 }
 
-func newTunnelLab(t testing.TB) *tunnelLab {
+// New builds the lab for a test; it is torn down when the test ends.
+func New(t testing.TB) *Lab {
 	t.Helper()
 	l := lab.NewT(t, lab.Options{})
-	tl := &tunnelLab{Lab: l, GWIface: l.Prefix + "wg", ClientIface: l.Prefix + "cl"}
+	tl := &Lab{Lab: l, GWIface: l.Prefix + "wg", ClientIface: l.Prefix + "cl"}
 	var err error
 	for _, n := range []struct {
 		name string
 		dst  **lab.Node
-	}{{"client", &tl.client}, {"gw", &tl.gw}, {"vpc", &tl.vpc}} {
+	}{{"client", &tl.Client}, {"gw", &tl.GW}, {"vpc", &tl.VPC}} {
 		if *n.dst, err = l.AddNode(n.name); err != nil {
 			t.Fatal(err)
 		}
@@ -65,34 +73,34 @@ func newTunnelLab(t testing.TB) *tunnelLab {
 			t.Fatal(err)
 		}
 	}
-	_, err = l.Connect(lab.End{Node: tl.client, Addrs: []string{"198.51.100.2/24"}}, lab.End{Node: tl.gw, Addrs: []string{"198.51.100.1/24"}})
+	_, err = l.Connect(lab.End{Node: tl.Client, Addrs: []string{"198.51.100.2/24"}}, lab.End{Node: tl.GW, Addrs: []string{"198.51.100.1/24"}})
 	must(err)
-	_, err = l.Connect(lab.End{Node: tl.gw, Addrs: []string{"10.10.0.1/16", "fd10::1/64"}},
-		lab.End{Node: tl.vpc, Addrs: []string{"10.10.1.1/16", "10.10.2.1/16", "fd10::11/64", "fd10::22/64"}})
+	_, err = l.Connect(lab.End{Node: tl.GW, Addrs: []string{"10.10.0.1/16", "fd10::1/64"}},
+		lab.End{Node: tl.VPC, Addrs: []string{"10.10.1.1/16", "10.10.2.1/16", "fd10::11/64", "fd10::22/64"}})
 	must(err)
-	must(tl.gw.Forwarding(true))
-	must(tl.vpc.Route("10.100.0.0/24", "10.10.0.1"))
-	must(tl.vpc.Route("fd00:100::/64", "fd10::1"))
+	must(tl.GW.Forwarding(true))
+	must(tl.VPC.Route("10.100.0.0/24", "10.10.0.1"))
+	must(tl.VPC.Route("fd00:100::/64", "fd10::1"))
 
 	gwKey, err := wgtypes.GeneratePrivateKey()
 	must(err)
 	clKey, err := wgtypes.GeneratePrivateKey()
 	must(err)
-	port := gwListenPort
+	port := GWListenPort
 	// The gateway accepts a /28 and a /124 from the client, wider than the
 	// addresses the filter knows, so a spoofed source gets through
 	// WireGuard's cryptokey routing and only the filter can stop it.
-	startWG(t, tl.gw, tl.GWIface, wgtypes.Config{PrivateKey: &gwKey, ListenPort: &port, Peers: []wgtypes.PeerConfig{{
+	startWG(t, tl.GW, tl.GWIface, wgtypes.Config{PrivateKey: &gwKey, ListenPort: &port, Peers: []wgtypes.PeerConfig{{
 		PublicKey: clKey.PublicKey(), AllowedIPs: ipNets("10.100.0.0/28", "fd00:100::/124"),
 	}}}, []string{"10.100.0.1/24", "fd00:100::1/64"}, nil)
-	startWG(t, tl.client, tl.ClientIface, wgtypes.Config{PrivateKey: &clKey, Peers: []wgtypes.PeerConfig{{
-		PublicKey: gwKey.PublicKey(), Endpoint: &net.UDPAddr{IP: net.ParseIP("198.51.100.1"), Port: gwListenPort},
+	startWG(t, tl.Client, tl.ClientIface, wgtypes.Config{PrivateKey: &clKey, Peers: []wgtypes.PeerConfig{{
+		PublicKey: gwKey.PublicKey(), Endpoint: &net.UDPAddr{IP: net.ParseIP("198.51.100.1"), Port: GWListenPort},
 		AllowedIPs: ipNets("10.10.0.0/16", "fd10::/64", "10.100.0.1/32"),
-	}}}, []string{clientAddr4 + "/32", spoofAddr4 + "/32", clientAddr6 + "/128"}, []string{"10.10.0.0/16", "fd10::/64", "10.100.0.1/32"})
+	}}}, []string{ClientAddr4 + "/32", SpoofAddr4 + "/32", ClientAddr6 + "/128"}, []string{"10.10.0.0/16", "fd10::/64", "10.100.0.1/32"})
 	// First packet through: completes the handshake before any test counts.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := tl.client.Ping(ctx, allowedDst4); err != nil {
+	if _, err := tl.Client.Ping(ctx, AllowedDst4); err != nil {
 		t.Fatalf("tunnel does not carry traffic before any filter: %v", err)
 	}
 	return tl
@@ -114,12 +122,13 @@ func ipNets(cidrs ...string) []net.IPNet {
 // TestMain) instead of tests.
 const wgHelperEnv = "CLEARPATH_BPF_TEST_WG"
 
-func TestMain(m *testing.M) {
+// RunHelperIfAsked turns the test binary into a wireguard-go helper when
+// the lab started it as one (and then never returns). Call it first in
+// TestMain.
+func RunHelperIfAsked() {
 	if name := os.Getenv(wgHelperEnv); name != "" {
 		runWireGuard(name)
-		return
 	}
-	os.Exit(m.Run())
 }
 
 // runWireGuard is the helper process: a wireguard-go device called name,
@@ -197,20 +206,10 @@ func startWG(t testing.TB, node *lab.Node, name string, cfg wgtypes.Config, addr
 	}
 }
 
-// attach loads a filter and attaches it to the gateway's group interface.
-func (tl *tunnelLab) attach(t testing.TB) *Filter {
-	t.Helper()
-	f := loadT(t, Options{})
-	if err := tl.gw.Do(func() error { return f.Attach(tl.GWIface) }); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-// ping runs the ping binary in the client: count echo requests with size
+// Ping runs the ping binary in the client: count echo requests with size
 // bytes of payload, from src ("" for the default). It returns ping's
 // output and whether every request was answered.
-func (tl *tunnelLab) ping(t testing.TB, src, dst string, count, size int) (string, bool) {
+func (tl *Lab) Ping(t testing.TB, src, dst string, count, size int) (string, bool) {
 	t.Helper()
 	args := []string{"ping", "-n", "-q", "-c", fmt.Sprint(count), "-s", fmt.Sprint(size), "-i", "0.2", "-W", "1"}
 	if src != "" {
@@ -218,6 +217,6 @@ func (tl *tunnelLab) ping(t testing.TB, src, dst string, count, size int) (strin
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	out, err := tl.client.Exec(ctx, append(args, dst)...)
+	out, err := tl.Client.Exec(ctx, append(args, dst)...)
 	return out, err == nil && strings.Contains(out, fmt.Sprintf("%d received", count))
 }
