@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/clearpath-vpn/clearpath/bpf/internal/tunnellab"
 )
 
