@@ -60,7 +60,8 @@ enum counter_index {
 	COUNTER_EVENTS_LOST = 4,  // ring buffer full
 	COUNTER_FLOWS_FAILED = 5, // flow table update failed
 	COUNTER_REPLIES = 6,      // egress packets matched to a flow
-	COUNTER_MAX = 7,
+	COUNTER_MALFORMED = 7,    // IPv6 with IPv4-mapped addresses: dropped
+	COUNTER_MAX = 8,
 };
 
 // Addresses are 16 bytes in network order; IPv4 in v4-mapped form
@@ -250,8 +251,22 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off, __u32 ip_e
 	return 0;
 }
 
-// parse reads the IP and L4 headers into p. Returns -1 for anything that is
-// not an IPv4/IPv6 packet with readable headers.
+static __always_inline int is_v4_mapped(const __u8 a[16])
+{
+	__u64 hi;
+	__u32 mid;
+	__builtin_memcpy(&hi, a, 8);
+	__builtin_memcpy(&mid, a + 8, 4);
+	return hi == 0 && mid == bpf_htonl(0x0000ffff);
+}
+
+#define PARSE_NOT_IP -1
+#define PARSE_MALFORMED -2
+
+// parse reads the IP and L4 headers into p. Returns PARSE_NOT_IP for
+// anything that is not an IPv4/IPv6 packet with readable headers, and
+// PARSE_MALFORMED for IPv6 packets with IPv4-mapped addresses, which would
+// otherwise alias IPv4 peers and policy entries.
 static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 {
 	__u32 off = l3_offset;
@@ -301,6 +316,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 			return -1;
 		__builtin_memcpy(p->key.src, ip6 + 8, 16);
 		__builtin_memcpy(p->key.dst, ip6 + 24, 16);
+		if (is_v4_mapped(p->key.src) || is_v4_mapped(p->key.dst))
+			return PARSE_MALFORMED;
 		__u8 next = ip6[6];
 		__u32 l4 = off + 40;
 		// Walk a bounded number of extension headers.
@@ -380,8 +397,13 @@ int flows_ingress(struct __sk_buff *skb)
 {
 	struct packet p = {};
 
-	if (parse(skb, &p) < 0) {
-		count(COUNTER_NOT_IP, 1, skb->len);
+	int perr = parse(skb, &p);
+	if (perr == PARSE_MALFORMED) {
+		count(COUNTER_MALFORMED, 1, skb->len - l3_offset);
+		return TCX_DROP;
+	}
+	if (perr < 0) {
+		count(COUNTER_NOT_IP, 1, skb->len - l3_offset);
 		return TCX_NEXT;
 	}
 	__u32 segs = segments(skb, &p);

@@ -29,7 +29,8 @@ const (
 	flowsCounterIndexCOUNTER_EVENTS_LOST    flowsCounterIndex = 4
 	flowsCounterIndexCOUNTER_FLOWS_FAILED   flowsCounterIndex = 5
 	flowsCounterIndexCOUNTER_REPLIES        flowsCounterIndex = 6
-	flowsCounterIndexCOUNTER_MAX            flowsCounterIndex = 7
+	flowsCounterIndexCOUNTER_MALFORMED      flowsCounterIndex = 7
+	flowsCounterIndexCOUNTER_MAX            flowsCounterIndex = 8
 )
 
 type flowsEvent struct {

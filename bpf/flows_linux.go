@@ -1,10 +1,12 @@
 package bpf
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -27,9 +29,14 @@ type Filter struct {
 	attached map[string]*attachment
 	ifnames  map[uint32]string // ifindex -> name, kept after detach for flows still in the table
 	peers    map[netip.Addr]flowsPeerValue
-	policies map[uint32][]netip.Prefix
+	policies map[uint32]policyState
 	reading  bool // an EventReader is open
 	closed   bool
+}
+
+type policyState struct {
+	prefixes []netip.Prefix
+	entries  map[flowsPolicyKey]uint32 // LPM key -> action, as in the kernel
 }
 
 type attachment struct {
@@ -57,7 +64,7 @@ func Load(opts Options) (*Filter, error) {
 		attached: map[string]*attachment{},
 		ifnames:  map[uint32]string{},
 		peers:    map[netip.Addr]flowsPeerValue{},
-		policies: map[uint32][]netip.Prefix{},
+		policies: map[uint32]policyState{},
 	}
 	if err := spec.LoadAndAssign(&f.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
@@ -206,63 +213,93 @@ func (f *Filter) DeletePeer(addr netip.Addr) error {
 
 // SetPolicy makes policyID allow exactly the destinations in allowed (IPv4
 // and IPv6 prefixes) and deny everything else; an empty list denies
-// everything. Replacing a policy adds the new prefixes before removing the
+// everything. Replacing a policy adds the new entries before removing the
 // old ones, so for a moment both are allowed, never neither. policyID 0 is
 // reserved for "no policy".
 func (f *Filter) SetPolicy(policyID uint32, allowed []netip.Prefix) error {
 	if policyID == 0 {
 		return errors.New("bpf: set policy: id 0 is reserved for peers without a policy")
 	}
-	var want []netip.Prefix
+	var prefixes []netip.Prefix
 	for _, p := range allowed {
 		if !p.IsValid() {
 			return fmt.Errorf("bpf: set policy %d: invalid prefix %q", policyID, p)
 		}
 		p = canonicalPrefix(p)
-		if !slices.Contains(want, p) {
-			want = append(want, p)
+		if !slices.Contains(prefixes, p) {
+			prefixes = append(prefixes, p)
 		}
 	}
+	want := policyEntries(policyID, prefixes)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return errors.New("bpf: filter closed")
 	}
-	old, existed := f.policies[policyID]
-	// The catch-all deny (only the 32 bits of the id) goes in first:
-	// with no entry at all the program allows everything.
-	if err := f.objs.Policy.Put(policyKey(policyID, netip.Prefix{}), flowsPolicyValue{Action: uint32(VerdictDeny)}); err != nil {
-		return fmt.Errorf("bpf: set policy %d: %w", policyID, err)
-	}
-	added := 0
-	for _, p := range want {
-		if err := f.objs.Policy.Put(policyKey(policyID, p), flowsPolicyValue{Action: uint32(VerdictAllow)}); err != nil {
-			// Undo what this call added so nothing is half-applied.
-			for _, q := range want[:added] {
-				if !slices.Contains(old, q) {
-					f.objs.Policy.Delete(policyKey(policyID, q))
+	old := f.policies[policyID]
+	// The catch-all goes in first: with no entry at all the program
+	// allows everything.
+	catchAll := policyKey(policyID, netip.Prefix{})
+	keys := slices.SortedFunc(maps.Keys(want), func(a, b flowsPolicyKey) int {
+		return cmp.Compare(a.Prefixlen, b.Prefixlen)
+	})
+	for i, k := range keys {
+		if err := f.objs.Policy.Put(k, flowsPolicyValue{Action: want[k]}); err != nil {
+			// Put back what this call changed, so nothing is half-applied.
+			for _, u := range keys[:i] {
+				if action, ok := old.entries[u]; ok {
+					f.objs.Policy.Put(u, flowsPolicyValue{Action: action})
+				} else {
+					f.objs.Policy.Delete(u)
 				}
 			}
-			if !existed {
-				f.objs.Policy.Delete(policyKey(policyID, netip.Prefix{}))
-			}
-			return fmt.Errorf("bpf: set policy %d: allow %s: %w", policyID, p, err)
+			return fmt.Errorf("bpf: set policy %d: %w", policyID, err)
 		}
-		added++
 	}
 	var errs []error
-	for _, p := range old {
-		if !slices.Contains(want, p) {
-			if err := f.objs.Policy.Delete(policyKey(policyID, p)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				errs = append(errs, fmt.Errorf("remove %s: %w", p, err))
+	for k := range old.entries {
+		if _, ok := want[k]; !ok && k != catchAll {
+			if err := f.objs.Policy.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, err)
 			}
 		}
 	}
-	f.policies[policyID] = want
+	f.policies[policyID] = policyState{prefixes: prefixes, entries: want}
 	if len(errs) > 0 {
-		return fmt.Errorf("bpf: set policy %d: %w", policyID, errors.Join(errs...))
+		return fmt.Errorf("bpf: set policy %d: remove old entries: %w", policyID, errors.Join(errs...))
 	}
 	return nil
+}
+
+// Policy returns the allowed prefixes of policyID and whether it is set.
+func (f *Filter) Policy(policyID uint32) ([]netip.Prefix, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.policies[policyID]
+	return slices.Clone(p.prefixes), ok
+}
+
+// policyEntries are the LPM entries of an allow list: a catch-all deny
+// (only the policy id) under one allow entry per prefix. IPv4 lives in
+// IPv6's v4-mapped range, so an IPv6 prefix covering ::ffff:0:0/96 (::/0)
+// gets a deny for that range unless IPv4 0.0.0.0/0 (the same key) is
+// allowed: allowing all IPv6 must not allow IPv4.
+func policyEntries(id uint32, prefixes []netip.Prefix) map[flowsPolicyKey]uint32 {
+	e := map[flowsPolicyKey]uint32{policyKey(id, netip.Prefix{}): uint32(VerdictDeny)}
+	mapped := netip.MustParseAddr("::ffff:0.0.0.0")
+	coversV4 := false
+	for _, p := range prefixes {
+		e[policyKey(id, p)] = uint32(VerdictAllow)
+		if p.Addr().Is6() && p.Bits() <= 96 && p.Contains(mapped) {
+			coversV4 = true
+		}
+	}
+	if v4all := policyKey(id, netip.MustParsePrefix("0.0.0.0/0")); coversV4 {
+		if _, ok := e[v4all]; !ok {
+			e[v4all] = uint32(VerdictDeny)
+		}
+	}
+	return e
 }
 
 // DeletePolicy removes policyID. It refuses while a peer still uses it.
@@ -283,9 +320,12 @@ func (f *Filter) DeletePolicy(policyID uint32) error {
 		return fmt.Errorf("bpf: delete policy %d: still used by %d peer address(es)", policyID, users)
 	}
 	var errs []error
-	// Allow entries first, the catch-all deny last.
-	for _, p := range append(slices.Clone(old), netip.Prefix{}) {
-		if err := f.objs.Policy.Delete(policyKey(policyID, p)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	// Longest prefixes first, the catch-all last.
+	keys := slices.SortedFunc(maps.Keys(old.entries), func(a, b flowsPolicyKey) int {
+		return cmp.Compare(b.Prefixlen, a.Prefixlen)
+	})
+	for _, k := range keys {
+		if err := f.objs.Policy.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -343,6 +383,7 @@ func (f *Filter) Counters() (Counters, error) {
 		uint32(flowsCounterIndexCOUNTER_EVENTS_LOST):    &c.EventsLost,
 		uint32(flowsCounterIndexCOUNTER_FLOWS_FAILED):   &c.FlowsFailed,
 		uint32(flowsCounterIndexCOUNTER_REPLIES):        &c.Replies,
+		uint32(flowsCounterIndexCOUNTER_MALFORMED):      &c.Malformed,
 	} {
 		var perCPU []flowsCounter
 		if err := f.objs.Counters.Lookup(idx, &perCPU); err != nil {

@@ -33,6 +33,9 @@ func (*Filter) DeletePeer(netip.Addr) error { return ErrNotSupported }
 // SetPolicy returns ErrNotSupported.
 func (*Filter) SetPolicy(uint32, []netip.Prefix) error { return ErrNotSupported }
 
+// Policy returns nothing.
+func (*Filter) Policy(uint32) ([]netip.Prefix, bool) { return nil, false }
+
 // DeletePolicy returns ErrNotSupported.
 func (*Filter) DeletePolicy(uint32) error { return ErrNotSupported }
 

@@ -192,6 +192,9 @@ type Counters struct {
 	FlowsFailed Counter
 	// Replies: egress packets matched to a flow.
 	Replies Counter
+	// Malformed: IPv6 packets with IPv4-mapped addresses, dropped (they
+	// would alias IPv4 peers and policy entries).
+	Malformed Counter
 }
 
 // FlowTable is what FlowLog reads; *Filter implements it.
