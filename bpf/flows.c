@@ -56,7 +56,7 @@ enum counter_index {
 	COUNTER_ALLOWED = 0,
 	COUNTER_DENIED = 1,
 	COUNTER_UNKNOWN_SOURCE = 2,
-	COUNTER_NOT_IP = 3,       // not IPv4/IPv6 or truncated: passed untouched
+	COUNTER_NOT_IP = 3,       // not IPv4/IPv6, or IP header cut off: dropped
 	COUNTER_EVENTS_LOST = 4,  // ring buffer full
 	COUNTER_FLOWS_FAILED = 5, // flow table update failed
 	COUNTER_REPLIES = 6,      // egress packets matched to a flow
@@ -208,47 +208,48 @@ static __always_inline void map_v4(__u8 dst[16], __be32 addr)
 }
 
 // parse_l4 fills ports (or ICMP identity) and the L4 header length at off.
-static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off, __u32 ip_end, struct packet *p)
+// A missing or cut-off L4 header (a tiny first fragment, say) leaves the
+// ports 0: the packet is still judged by its addresses, never waved
+// through.
+static __always_inline void parse_l4(struct __sk_buff *skb, __u32 off, __u32 ip_end, struct packet *p)
 {
 	__u8 proto = p->key.proto;
 	__u32 l4len = 0;
 
 	if (proto == IPPROTO_TCP) {
 		__u8 tcp[14];
-		if (bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)) < 0)
-			return -1;
-		p->key.sport = ((__u16)tcp[0] << 8) | tcp[1];
-		p->key.dport = ((__u16)tcp[2] << 8) | tcp[3];
-		l4len = (tcp[12] >> 4) * 4;
-		if (l4len < 20)
-			return -1;
+		if (bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)) == 0) {
+			__u32 doff = (tcp[12] >> 4) * 4;
+			p->key.sport = ((__u16)tcp[0] << 8) | tcp[1];
+			p->key.dport = ((__u16)tcp[2] << 8) | tcp[3];
+			l4len = doff >= 20 ? doff : 20;
+		}
 	} else if (proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE || proto == IPPROTO_SCTP) {
 		__u8 ports[4];
-		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) < 0)
-			return -1;
-		p->key.sport = ((__u16)ports[0] << 8) | ports[1];
-		p->key.dport = ((__u16)ports[2] << 8) | ports[3];
-		l4len = proto == IPPROTO_SCTP ? 12 : 8;
+		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) == 0) {
+			p->key.sport = ((__u16)ports[0] << 8) | ports[1];
+			p->key.dport = ((__u16)ports[2] << 8) | ports[3];
+			l4len = proto == IPPROTO_SCTP ? 12 : 8;
+		}
 	} else if (proto == IPPROTO_ICMP || proto == 58 /* ICMPv6 */) {
 		__u8 icmp[8];
-		if (bpf_skb_load_bytes(skb, off, icmp, sizeof(icmp)) < 0)
-			return -1;
-		__u8 type = icmp[0];
-		// Echo request/reply keep their identifier, so one ping run is
-		// one flow; replies fold onto the request type.
-		if (proto == IPPROTO_ICMP && (type == 8 || type == 0)) {
-			p->key.sport = ((__u16)icmp[4] << 8) | icmp[5];
-			type = 8;
-		} else if (proto == 58 && (type == 128 || type == 129)) {
-			p->key.sport = ((__u16)icmp[4] << 8) | icmp[5];
-			type = 128;
+		if (bpf_skb_load_bytes(skb, off, icmp, sizeof(icmp)) == 0) {
+			__u8 type = icmp[0];
+			// Echo request/reply keep their identifier, so one ping run
+			// is one flow; replies fold onto the request type.
+			if (proto == IPPROTO_ICMP && (type == 8 || type == 0)) {
+				p->key.sport = ((__u16)icmp[4] << 8) | icmp[5];
+				type = 8;
+			} else if (proto == 58 && (type == 128 || type == 129)) {
+				p->key.sport = ((__u16)icmp[4] << 8) | icmp[5];
+				type = 128;
+			}
+			p->key.dport = ((__u16)type << 8) | icmp[1];
+			l4len = 8;
 		}
-		p->key.dport = ((__u16)type << 8) | icmp[1];
-		l4len = 8;
 	}
 	p->hdr_len = off - l3_offset + l4len;
 	p->l4_payload = ip_end > off + l4len ? ip_end - off - l4len : 0;
-	return 0;
 }
 
 static __always_inline int is_v4_mapped(const __u8 a[16])
@@ -264,7 +265,7 @@ static __always_inline int is_v4_mapped(const __u8 a[16])
 #define PARSE_MALFORMED -2
 
 // parse reads the IP and L4 headers into p. Returns PARSE_NOT_IP for
-// anything that is not an IPv4/IPv6 packet with readable headers, and
+// anything that is not an IPv4/IPv6 packet with a readable IP header, and
 // PARSE_MALFORMED for IPv6 packets with IPv4-mapped addresses, which would
 // otherwise alias IPv4 peers and policy entries.
 static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
@@ -308,7 +309,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 			p->l4_payload = 0;
 			return 0;
 		}
-		return parse_l4(skb, off + ihl, ip_end, p);
+		parse_l4(skb, off + ihl, ip_end, p);
+		return 0;
 	}
 	if (version == 6) {
 		__u8 ip6[40];
@@ -352,7 +354,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 			}
 		}
 		p->key.proto = next;
-		return parse_l4(skb, l4, skb->len, p);
+		parse_l4(skb, l4, skb->len, p);
+		return 0;
 	}
 	return -1;
 }
@@ -403,8 +406,10 @@ int flows_ingress(struct __sk_buff *skb)
 		return TCX_DROP;
 	}
 	if (perr < 0) {
+		// A TUN device carries nothing else; what cannot be judged is
+		// not let through.
 		count(COUNTER_NOT_IP, 1, skb->len - l3_offset);
-		return TCX_NEXT;
+		return TCX_DROP;
 	}
 	__u32 segs = segments(skb, &p);
 	__u64 bytes = (__u64)skb->len - l3_offset + (__u64)(segs - 1) * p.hdr_len;

@@ -183,8 +183,8 @@ type Counter struct {
 // Counters are the program's totals since Load, summed over CPUs.
 type Counters struct {
 	Allowed, Denied, UnknownSource Counter
-	// NotIP: packets that were not IPv4/IPv6 or whose headers were
-	// truncated; passed untouched.
+	// NotIP: packets that were not IPv4/IPv6 or whose IP header was cut
+	// off; dropped (a TUN device carries nothing else).
 	NotIP Counter
 	// EventsLost: events dropped because the ring buffer was full.
 	EventsLost Counter
