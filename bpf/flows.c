@@ -322,19 +322,21 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 			return PARSE_MALFORMED;
 		__u8 next = ip6[6];
 		__u32 l4 = off + 40;
-		// Walk a bounded number of extension headers.
+		// Walk a bounded number of extension headers. One cut off ends
+		// the walk: the packet is judged by its addresses with that
+		// header's type as protocol.
 #pragma unroll
 		for (int i = 0; i < 6; i++) {
 			if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS) {
 				__u8 ext[2];
 				if (bpf_skb_load_bytes(skb, l4, ext, 2) < 0)
-					return -1;
+					break;
 				next = ext[0];
 				l4 += ((__u32)ext[1] + 1) * 8;
 			} else if (next == IPPROTO_FRAGMENT) {
 				__u8 fh[4];
 				if (bpf_skb_load_bytes(skb, l4, fh, 4) < 0)
-					return -1;
+					break;
 				next = fh[0];
 				l4 += 8;
 				if (((((__u16)fh[2] << 8) | fh[3]) & 0xfff8) != 0) {
@@ -346,7 +348,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 			} else if (next == IPPROTO_AH) {
 				__u8 ah[2];
 				if (bpf_skb_load_bytes(skb, l4, ah, 2) < 0)
-					return -1;
+					break;
 				next = ah[0];
 				l4 += ((__u32)ah[1] + 2) * 4;
 			} else {
