@@ -51,6 +51,9 @@ type Lab struct {
 	// GWIface is the gateway's WireGuard (TUN) interface, ClientIface the
 	// client's.
 	GWIface, ClientIface string
+	// GWWireGuard is the gateway's wireguard-go process: the kernel's
+	// receive path, the filter included, runs on its threads.
+	GWWireGuard *lab.Proc
 }
 
 // New builds the lab for a test; it is torn down when the test ends.
@@ -90,7 +93,7 @@ func New(t testing.TB) *Lab {
 	// The gateway accepts a /28 and a /124 from the client, wider than the
 	// addresses the filter knows, so a spoofed source gets through
 	// WireGuard's cryptokey routing and only the filter can stop it.
-	startWG(t, tl.GW, tl.GWIface, wgtypes.Config{PrivateKey: &gwKey, ListenPort: &port, Peers: []wgtypes.PeerConfig{{
+	tl.GWWireGuard = startWG(t, tl.GW, tl.GWIface, wgtypes.Config{PrivateKey: &gwKey, ListenPort: &port, Peers: []wgtypes.PeerConfig{{
 		PublicKey: clKey.PublicKey(), AllowedIPs: ipNets("10.100.0.0/28", "fd00:100::/124"),
 	}}}, []string{"10.100.0.1/24", "fd00:100::1/64"}, nil)
 	startWG(t, tl.Client, tl.ClientIface, wgtypes.Config{PrivateKey: &clKey, Peers: []wgtypes.PeerConfig{{
@@ -158,7 +161,7 @@ func runWireGuard(name string) {
 // startWG runs a wireguard-go device called name in node (a helper
 // process), configures it through wgctrl over its UAPI socket like the
 // gateway does, then sets its addresses, link and routes.
-func startWG(t testing.TB, node *lab.Node, name string, cfg wgtypes.Config, addrs, routes []string) {
+func startWG(t testing.TB, node *lab.Node, name string, cfg wgtypes.Config, addrs, routes []string) *lab.Proc {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -204,6 +207,7 @@ func startWG(t testing.TB, node *lab.Node, name string, cfg wgtypes.Config, addr
 			t.Fatal(err)
 		}
 	}
+	return p
 }
 
 // Ping runs the ping binary in the client: count echo requests with size
@@ -219,4 +223,28 @@ func (tl *Lab) Ping(t testing.TB, src, dst string, count, size int) (string, boo
 	defer cancel()
 	out, err := tl.Client.Exec(ctx, append(args, dst)...)
 	return out, err == nil && strings.Contains(out, fmt.Sprintf("%d received", count))
+}
+
+// CPUTime returns the CPU time (user and system) p has used so far, at the
+// kernel's clock tick resolution (10 ms).
+func CPUTime(p *lab.Proc) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields count from ")".
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", p.Pid(), len(f))
+	}
+	var utime, stime int64
+	if _, err := fmt.Sscan(f[11], &utime); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Sscan(f[12], &stime); err != nil {
+		return 0, err
+	}
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return time.Duration(utime+stime) * tick, nil
 }
