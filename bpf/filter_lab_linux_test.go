@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,8 +95,24 @@ func flowTo(src, dst string, proto uint8) func(Flow) bool {
 
 const aliceID = 7
 
+// attachHelperEnv makes the test binary load the filter, attach it to the
+// named interface and wait to be killed (TestKilledProcessLeavesNoProgram).
+const attachHelperEnv = "CLEARPATH_BPF_TEST_ATTACH"
+
 func TestMain(m *testing.M) {
 	tunnellab.RunHelperIfAsked()
+	if iface := os.Getenv(attachHelperEnv); iface != "" {
+		f, err := Load(Options{})
+		if err == nil {
+			err = f.Attach(iface)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "attached to", iface)
+		select {}
+	}
 	os.Exit(m.Run())
 }
 
@@ -440,5 +457,44 @@ func TestAttachErrors(t *testing.T) {
 	}
 	if err := f.Detach(tl.GWIface); err == nil {
 		t.Error("Detach of a detached interface succeeded")
+	}
+}
+
+// TestKilledProcessLeavesNoProgram: a gateway killed with SIGKILL leaves
+// no program on its interfaces, because nothing is pinned and the links
+// die with the process's file descriptors.
+func TestKilledProcessLeavesNoProgram(t *testing.T) {
+	tl := tunnellab.New(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tl.GW.StartEnv("attacher", []string{attachHelperEnv + "=" + tl.GWIface}, exe, "-test.run=^$")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := func(what string, ok func(in, eg []ebpf.ProgramID) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			in, eg := tl.TCXPrograms(t, tl.GWIface)
+			if ok(in, eg) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: tcx ingress %v egress %v\n%s", what, in, eg, p.Log())
+			}
+		}
+	}
+	wait("helper attaches", func(in, eg []ebpf.ProgramID) bool { return len(in) == 1 && len(eg) == 1 })
+	if out, ok := tl.Ping(t, tunnellab.SpoofAddr4, tunnellab.AllowedDst4, 1, 56); ok {
+		t.Fatalf("the helper's filter (no peers registered) let traffic through:\n%s", out)
+	}
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	wait("after SIGKILL", func(in, eg []ebpf.ProgramID) bool { return len(in)+len(eg) == 0 })
+	if out, ok := tl.Ping(t, tunnellab.SpoofAddr4, tunnellab.AllowedDst4, 1, 56); !ok {
+		t.Errorf("traffic still blocked after the process died:\n%s", out)
 	}
 }
