@@ -48,7 +48,7 @@ type attachment struct {
 // CAP_NET_ADMIN). Call Close to free them.
 func Load(opts Options) (*Filter, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("bpf: raise memlock limit: %w", err)
+		return nil, fmt.Errorf("bpf: raise memlock limit: %w%s", err, privilegeHint(err))
 	}
 	spec, err := loadFlows()
 	if err != nil {
@@ -68,13 +68,10 @@ func Load(opts Options) (*Filter, error) {
 	}
 	if err := spec.LoadAndAssign(&f.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
-		switch {
-		case errors.Is(err, unix.EPERM) && os.Geteuid() != 0:
-			return nil, fmt.Errorf("bpf: load eBPF program: %w (needs root, or CAP_BPF and CAP_NET_ADMIN)", err)
-		case errors.As(err, &ve):
+		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("bpf: the kernel's verifier rejected the program: %+v", ve)
 		}
-		return nil, fmt.Errorf("bpf: load eBPF program: %w", err)
+		return nil, fmt.Errorf("bpf: load eBPF program: %w%s", err, privilegeHint(err))
 	}
 	return f, nil
 }
@@ -121,6 +118,13 @@ func (f *Filter) Attach(name string) error {
 	f.attached[name] = a
 	f.ifnames[uint32(a.index)] = name
 	return nil
+}
+
+func privilegeHint(err error) string {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return " (needs root, or CAP_BPF and CAP_NET_ADMIN)"
+	}
+	return ""
 }
 
 func attachError(name, dir string, err error) error {
