@@ -15,6 +15,8 @@
 //      still isolates groups), otherwise the longest matching entry decides;
 //   3. the 5-tuple is accounted in the LRU hash flows, and the first packet
 //      of a flow emits a "new flow" or "denied" event on the ring buffer.
+// What is not an IP packet, and IPv6 carrying IPv4-mapped addresses (which
+// would alias IPv4 peers and policies), is dropped and counted.
 //
 // flows_egress runs on tcx egress (packets going back to clients) and only
 // adds reply packets and bytes to flows the client started; it never drops.
