@@ -17,7 +17,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: help build tray dex deps test demo lint fmt-check vet cross darwin-check clean distclean
+.PHONY: help build tray dex deps test demo lint fmt-check vet cross darwin-check bpf clean distclean
 
 help:
 	@echo "make build   build vpn and vpn-gateway into bin/ (CGO_ENABLED=0)"
@@ -29,6 +29,7 @@ help:
 	@echo "make lint    gofmt, go vet and staticcheck"
 	@echo "make cross   cross-compile the client for macOS (arm64, amd64)"
 	@echo "make darwin-check  go vet and test binaries for macOS, darwin route tests run on Linux (part of make test)"
+	@echo "make bpf     regenerate bpf/flows_bpfel.{go,o} from bpf/flows.c (needs clang, libbpf-dev; not part of make test)"
 	@echo "make clean   remove built binaries and artifacts (keeps bin/dex; distclean removes it)"
 
 build:
@@ -92,6 +93,14 @@ darwin-check:
 		CGO_ENABLED=0 GOOS=darwin GOARCH=$$arch $(GO) test -c -o "$$out/" ./routes/... ./client/... ; \
 	done
 	scripts/darwin-shadow-test.sh
+
+# The eBPF object and its Go bindings are committed, so building and
+# testing need no clang; this regenerates them after editing bpf/flows.c
+# (reproducible: the same clang gives the same bytes).
+bpf:
+	@command -v clang >/dev/null || { echo "make bpf: needs clang and libbpf-dev (apt-get install -y clang libbpf-dev bpftool)"; exit 1; }
+	@test -f /usr/include/bpf/bpf_helpers.h || { echo "make bpf: needs libbpf-dev (apt-get install -y libbpf-dev)"; exit 1; }
+	cd bpf && $(GO) generate ./
 
 clean:
 	rm -rf bin/vpn bin/vpn-gateway bin/vpn-tray bin/darwin-* bin/linux-* artifacts

@@ -33,7 +33,27 @@ type Config struct {
 	Lifecycle     Lifecycle `yaml:"lifecycle"`
 	AdminSocket   string    `yaml:"admin_socket"`
 	MetricsListen string    `yaml:"metrics_listen"`
+	// Flows: the eBPF per-user filter and flow log on each group interface.
+	Flows Flows `yaml:"flows"`
 }
+
+// Flows configures the eBPF filter: it drops packets whose source is no
+// registered peer's address and logs every flow with its user.
+type Flows struct {
+	// Filter is "auto" (default: on where the kernel can run it, a warning
+	// otherwise), "on" (refuse to start without it) or "off".
+	Filter string `yaml:"filter"`
+	// Log is the flow log (JSON lines); default <state_dir>/flows.jsonl,
+	// "-" for none.
+	Log string `yaml:"log"`
+}
+
+// Flow filter modes.
+const (
+	FlowFilterAuto = "auto"
+	FlowFilterOn   = "on"
+	FlowFilterOff  = "off"
+)
 
 // OIDC names the identity provider whose tokens the gateway accepts.
 type OIDC struct {
@@ -156,6 +176,15 @@ func (c *Config) applyDefaults() {
 	if c.Store == "" {
 		c.Store = c.StateDir + "/gateway.db"
 	}
+	if c.Flows.Filter == "" {
+		c.Flows.Filter = FlowFilterAuto
+	}
+	switch c.Flows.Log {
+	case "":
+		c.Flows.Log = c.StateDir + "/flows.jsonl"
+	case "-":
+		c.Flows.Log = ""
+	}
 	c.applyOpsDefaults()
 	for i := range c.Networks {
 		n := &c.Networks[i]
@@ -203,6 +232,9 @@ func (c *Config) Validate() error {
 	}
 	if c.KeyTTL < MinKeyTTL {
 		bad("key_ttl", "%s is shorter than %s", c.KeyTTL, MinKeyTTL)
+	}
+	if f := c.Flows.Filter; f != FlowFilterAuto && f != FlowFilterOn && f != FlowFilterOff {
+		bad("flows.filter", "%q is not auto, on or off", f)
 	}
 	if strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://") {
 		if _, err := url.Parse(c.Store); err != nil {
@@ -341,6 +373,11 @@ key_ttl: 720h            # a registered key expires after this long
 #     max_attempts: 6
 # admin_socket: /var/lib/clearpath-gateway/admin.sock   # for reload, revoke (default in state_dir)
 # metrics_listen: "127.0.0.1:9100"   # /metrics and /healthz here instead of on listen
+# Per-user eBPF filter on each group interface: drops packets from addresses
+# no peer holds and logs every flow with its user (defaults shown):
+# flows:
+#   filter: auto             # auto: on where the kernel can (Linux >= 6.6), on: required, off
+#   log: /var/lib/clearpath-gateway/flows.jsonl   # JSON lines; "-" for none
 networks:
   # One network per group: its own WireGuard interface, key, port, address
   # pools and routing table. Members reach only the allowed CIDRs.

@@ -42,6 +42,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"issuer: https://id.example.com/realms/company", "issuer: ftp://x", "oidc.issuer:"},
 		{"client_id: clearpath ", "client_id: \"\" ", "oidc.client_id: required"},
 		{"key_ttl: 720h", "key_ttl: 5s", "key_ttl:"},
+		{"key_ttl: 720h", "key_ttl: 720h\nflows: {filter: maybe}", `flows.filter: "maybe" is not auto, on or off`},
 		{"interface: wg-eng", "interface: this-name-is-far-too-long", "networks[0].interface:"},
 		{"interface: wg-ops", "interface: wg-eng", "networks[1].interface: \"wg-eng\" is also used by networks[0]"},
 		{"listen_port: 51821", "listen_port: 51820", "networks[1].listen_port: 51820 is also used"},

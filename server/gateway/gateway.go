@@ -61,6 +61,7 @@ type Gateway struct {
 	metrics *metrics.Metrics
 	logins  *tokenSeen
 	host    string
+	flows   *flows // the eBPF filter; nil when off
 }
 
 type network struct {
@@ -147,6 +148,11 @@ func Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("open wgctrl: %w", err)
 	}
 	defer g.wg.Close()
+	if g.flows, err = g.startFlows(cfg.Flows); err != nil {
+		restoreForwarding()
+		stopLife()
+		return err
+	}
 	var started []*network
 	for i, n := range cfg.Networks {
 		nw, peers, err := g.bringUp(ctx, n)
@@ -154,6 +160,7 @@ func Serve(ctx context.Context, o Options) error {
 			for _, s := range started {
 				g.tearDown(s)
 			}
+			g.flows.close()
 			restoreForwarding()
 			stopLife()
 			g.metrics.Errors.WithLabelValues("device").Inc()
@@ -166,6 +173,7 @@ func Serve(ctx context.Context, o Options) error {
 		g.life.AddNetwork(ctx, n.Name, peers)
 	}
 	defer g.closeNetworks()
+	defer g.flows.close() // before the devices go: it writes the last flows
 
 	admin, err := g.listenAdmin(cfg.AdminSocket)
 	if err != nil {
@@ -317,6 +325,14 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 	if err = setupPolicy(n); err != nil {
 		return nil, nil, err
 	}
+	for _, p := range peers {
+		if err = g.flows.add(p); err != nil {
+			return nil, nil, fmt.Errorf("flow filter: %w", err)
+		}
+	}
+	if err = g.flows.attach(n.Interface); err != nil {
+		return nil, nil, fmt.Errorf("flow filter on %s: %w", n.Interface, err)
+	}
 	g.log.Info("network up", "network", n.Name, "group", n.Group, "interface", n.Interface,
 		"port", n.ListenPort, "table", n.Table, "public_key", created.pubKey.String(), "peers", len(pcs))
 	return created, peers, nil
@@ -324,6 +340,7 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 
 // tearDown removes network nw's rules, table and device.
 func (g *Gateway) tearDown(nw *network) {
+	g.flows.detach(nw.cfg.Interface)
 	teardownPolicy(nw.cfg)
 	nw.dev.Close()
 	g.log.Info("network down", "network", nw.cfg.Name, "interface", nw.cfg.Interface)
@@ -386,6 +403,9 @@ func (g *Gateway) AddPeer(p store.Peer) error {
 	if err != nil {
 		return err
 	}
+	if err := g.flows.add(p); err != nil {
+		return fmt.Errorf("flow filter: %w", err)
+	}
 	g.wgMu.Lock()
 	defer g.wgMu.Unlock()
 	if err := g.wg.ConfigureDevice(nw.cfg.Interface, wgtypes.Config{Peers: []wgtypes.PeerConfig{pc}}); err != nil {
@@ -410,6 +430,9 @@ func (g *Gateway) RemovePeer(network, publicKey string) error {
 	if err := g.wg.ConfigureDevice(nw.cfg.Interface, wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: k, Remove: true}}}); err != nil {
 		g.metrics.Errors.WithLabelValues("device").Inc()
 		return fmt.Errorf("remove peer from %s: %w", nw.cfg.Interface, err)
+	}
+	if err := g.flows.remove(network, publicKey); err != nil {
+		g.log.Warn("flow filter: remove peer", "network", network, "err", err)
 	}
 	return nil
 }

@@ -1,0 +1,218 @@
+// Package bpf filters and accounts the traffic of a gateway's WireGuard
+// interfaces per user with eBPF (tcx programs, Linux >= 6.6).
+//
+// The program (flows.c, compiled into the committed flows_bpfel.o) runs on
+// tcx ingress of each group interface, i.e. on every packet a client sends
+// through the tunnel. It drops packets whose source address is no
+// registered peer, applies the peer's policy (an allow list narrower than
+// the group's, or none), and accounts each 5-tuple in an LRU flow table; a
+// companion program on egress adds the replies. New flows, denied flows and
+// unknown sources are reported on a ring buffer (Filter.Events).
+//
+// Load the objects once with Load, Attach them to each interface, keep
+// peers and policies in sync with SetPeer/DeletePeer and SetPolicy, and read
+// flows with Flows or write them as JSON lines with FlowLog. Everything is
+// removed from the kernel on Close (and, because nothing is pinned, when
+// the process dies).
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"iter"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// ErrNotSupported is returned on platforms without eBPF tcx (everything but
+// Linux).
+var ErrNotSupported = errors.New("bpf: eBPF flow filtering needs Linux >= 6.6 (tcx)")
+
+// ErrClosed is returned by EventReader.Read after Close.
+var ErrClosed = errors.New("bpf: event reader closed")
+
+// ErrTimeout is returned by EventReader.Read when the deadline passed.
+var ErrTimeout = errors.New("bpf: event read timed out")
+
+// Verdict is what the program decided for a packet or flow.
+type Verdict uint8
+
+// Keep in sync with enum verdict in flows.c (checked by a test).
+const (
+	VerdictAllow         Verdict = 1
+	VerdictDeny          Verdict = 2 // destination outside the user's policy
+	VerdictUnknownSource Verdict = 3 // source is no registered peer
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case VerdictAllow:
+		return "allow"
+	case VerdictDeny:
+		return "deny"
+	case VerdictUnknownSource:
+		return "unknown_source"
+	}
+	return "verdict(" + strconv.Itoa(int(v)) + ")"
+}
+
+// EventKind says why the program reported an Event.
+type EventKind uint8
+
+// Keep in sync with enum event_kind in flows.c (checked by a test).
+const (
+	EventNewFlow       EventKind = 1 // first packet of an allowed flow
+	EventDenied        EventKind = 2 // first packet of a denied flow
+	EventUnknownSource EventKind = 3 // a packet from an unregistered source (at most 10/s per CPU)
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventNewFlow:
+		return "new_flow"
+	case EventDenied:
+		return "denied"
+	case EventUnknownSource:
+		return "unknown_source"
+	}
+	return "event(" + strconv.Itoa(int(k)) + ")"
+}
+
+// IP protocol numbers the flow key interprets.
+const (
+	ProtoICMP    = 1
+	ProtoTCP     = 6
+	ProtoUDP     = 17
+	ProtoICMPv6  = 58
+	ProtoSCTP    = 132
+	ProtoUDPLite = 136
+)
+
+// FlowKey is the 5-tuple of a flow in the client's direction (client
+// address first). For ICMP and ICMPv6, SrcPort is the echo identifier (0 for
+// other messages) and DstPort is type<<8|code, with echo replies folded onto
+// their request's type.
+type FlowKey struct {
+	Src, Dst         netip.Addr
+	Proto            uint8
+	SrcPort, DstPort uint16
+}
+
+// IsICMP reports whether the key is an ICMP or ICMPv6 flow.
+func (k FlowKey) IsICMP() bool { return k.Proto == ProtoICMP || k.Proto == ProtoICMPv6 }
+
+// HasPorts reports whether SrcPort and DstPort are transport ports.
+func (k FlowKey) HasPorts() bool {
+	switch k.Proto {
+	case ProtoTCP, ProtoUDP, ProtoSCTP, ProtoUDPLite:
+		return true
+	}
+	return false
+}
+
+// ICMPType and ICMPCode decode DstPort of an ICMP key.
+func (k FlowKey) ICMPType() uint8 { return uint8(k.DstPort >> 8) }
+
+// ICMPCode: see ICMPType.
+func (k FlowKey) ICMPCode() uint8 { return uint8(k.DstPort) }
+
+func (k FlowKey) String() string {
+	switch {
+	case k.HasPorts():
+		return fmt.Sprintf("%s %s -> %s", ProtoName(k.Proto), netip.AddrPortFrom(k.Src, k.SrcPort), netip.AddrPortFrom(k.Dst, k.DstPort))
+	case k.IsICMP():
+		return fmt.Sprintf("%s %s -> %s type %d code %d id %d", ProtoName(k.Proto), k.Src, k.Dst, k.ICMPType(), k.ICMPCode(), k.SrcPort)
+	}
+	return fmt.Sprintf("%s %s -> %s", ProtoName(k.Proto), k.Src, k.Dst)
+}
+
+// ProtoName names an IP protocol the way flow logs write it ("tcp", "udp",
+// "icmp", "icmpv6", "sctp", "udplite", otherwise the number).
+func ProtoName(p uint8) string {
+	switch p {
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	case ProtoICMP:
+		return "icmp"
+	case ProtoICMPv6:
+		return "icmpv6"
+	case ProtoSCTP:
+		return "sctp"
+	case ProtoUDPLite:
+		return "udplite"
+	}
+	return strconv.Itoa(int(p))
+}
+
+// Flow is one entry of the kernel's flow table. Packets and Bytes are what
+// the client sent (IP bytes, headers included; coalesced GSO packets count
+// as the segments they stand for), ReplyPackets and ReplyBytes what came
+// back to it.
+type Flow struct {
+	FlowKey
+	UserID uint32
+	// Interface the flow entered on ("" if it is no longer attached).
+	Interface                string
+	Packets, Bytes           uint64
+	ReplyPackets, ReplyBytes uint64
+	FirstSeen, LastSeen      time.Time
+	Verdict                  Verdict
+}
+
+// Event is one report from the program's ring buffer.
+type Event struct {
+	Kind    EventKind
+	Verdict Verdict
+	// UserID is 0 for EventUnknownSource.
+	UserID    uint32
+	Interface string
+	FlowKey
+	// Bytes of the packet that caused the event.
+	Bytes uint32
+	Time  time.Time
+}
+
+// Counter is a packet and byte count.
+type Counter struct {
+	Packets, Bytes uint64
+}
+
+// Counters are the program's totals since Load, summed over CPUs.
+type Counters struct {
+	Allowed, Denied, UnknownSource Counter
+	// NotIP: packets that were not IPv4/IPv6 or whose IP header was cut
+	// off; dropped (a TUN device carries nothing else).
+	NotIP Counter
+	// EventsLost: events dropped because the ring buffer was full.
+	EventsLost Counter
+	// FlowsFailed: packets that could not be entered in the flow table.
+	FlowsFailed Counter
+	// Replies: egress packets matched to a flow.
+	Replies Counter
+	// Malformed: IPv6 packets with IPv4-mapped addresses, dropped (they
+	// would alias IPv4 peers and policy entries).
+	Malformed Counter
+}
+
+// FlowTable is what FlowLog reads; *Filter implements it.
+type FlowTable interface {
+	// Flows returns a snapshot of the flow table.
+	Flows() iter.Seq2[Flow, error]
+	// TakeFlow removes the flow with key k and returns its final counts;
+	// ok is false if it was already gone.
+	TakeFlow(k FlowKey) (f Flow, ok bool, err error)
+}
+
+// Options tune Load.
+type Options struct {
+	// FlowTableSize is the number of flows tracked at once (default
+	// 131072); the least recently used flow is evicted when it is full.
+	FlowTableSize uint32
+
+	// l3Offset is where the IP header starts: 0 on TUN devices; 14 runs
+	// the program on Ethernet frames (BPF_PROG_TEST_RUN in tests).
+	l3Offset uint32
+}
