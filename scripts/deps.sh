@@ -9,7 +9,9 @@ set -euo pipefail
 # downloads over HTTPS.
 # postgresql: the gateway store tests run against a real PostgreSQL 15;
 # chromium: the login tests drive a real headless browser.
-PKGS=(iproute2 wireguard-tools procps curl socat iputils-ping tcpdump iperf3 git ca-certificates postgresql chromium)
+# openvpn, openssl, util-linux (taskset): `make bench` compares against
+# OpenVPN 2.6 with a test PKI made at bench time, each end pinned to a core.
+PKGS=(iproute2 wireguard-tools procps curl socat iputils-ping tcpdump iperf3 git ca-certificates postgresql chromium openvpn openssl util-linux)
 
 missing=()
 for p in "${PKGS[@]}"; do

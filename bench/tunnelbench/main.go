@@ -31,7 +31,15 @@ type options struct {
 	bin      binaries
 	only     string
 	ablation bool
+	variants variantFlag
 }
+
+// variantFlag collects -variant "label:KEY=V,KEY2=V" (ClearPath run with
+// extra environment, for exploring tuning).
+type variantFlag []string
+
+func (v *variantFlag) String() string     { return strings.Join(*v, ";") }
+func (v *variantFlag) Set(s string) error { *v = append(*v, s); return nil }
 
 func main() {
 	var o options
@@ -44,6 +52,7 @@ func main() {
 	flag.StringVar(&o.bin.OpenVPN, "openvpn", "openvpn", "openvpn binary")
 	flag.StringVar(&o.only, "only", "", "comma-separated subset of: bare,ours,wg,openvpn,stock,nomemlimit (default all)")
 	flag.BoolVar(&o.ablation, "ablation", true, "also run ClearPath with its tuning switched off (stock, no memory limit)")
+	flag.Var(&o.variants, "variant", `extra ClearPath row "label:KEY=V,KEY2=V" with that environment for agent and gateway (repeatable)`)
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -85,11 +94,6 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	iperf, err := e.srv.Start("iperf3-server", pinned(serverCPU, "iperf3", "-s", "--forceflush")...)
-	if err != nil {
-		return err
-	}
-	defer iperf.Stop(time.Second)
 	d, err := dex.Start(ctx, e.idp, "dex", o.bin.Dex, dex.Config{})
 	if err != nil {
 		return err
@@ -214,6 +218,14 @@ func makeTunnels(ctx context.Context, e *env, d *dex.Server, o options) ([]tunne
 			ts = append(ts, t)
 		}
 	}
+	for i, v := range o.variants {
+		label, envs, _ := strings.Cut(v, ":")
+		t, err := newOurs(ctx, e, d, oursLabel+", "+label, fmt.Sprint(3+i), strings.Split(envs, ","))
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t)
+	}
 	return ts, nil
 }
 
@@ -289,6 +301,16 @@ func measure(ctx context.Context, e *env, t tunnel, o options) (m measurement, e
 	}
 	bytes0, err := linkBytes(ctx, e.cli, t.Device())
 	if err != nil {
+		return m, err
+	}
+	// A fresh iperf3 server each time: one that died in an earlier round
+	// must not fail the next.
+	iperf, err := e.srv.Start("iperf3-server", pinned(serverCPU, "iperf3", "-s", "--forceflush")...)
+	if err != nil {
+		return m, err
+	}
+	defer iperf.Stop(time.Second)
+	if err := waitLog(ctx, iperf, "Server listening", 5*time.Second); err != nil {
 		return m, err
 	}
 	for _, test := range iperfTests {

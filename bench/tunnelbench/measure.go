@@ -39,9 +39,10 @@ func runIperf(ctx context.Context, node *lab.Node, cpu int, dst string, streams 
 	ctx, cancel := context.WithTimeout(ctx, dur+30*time.Second)
 	defer cancel()
 	out, err := node.Exec(ctx, pinned(cpu, args...)...)
-	// The server takes a moment to reset after the previous test.
-	for try := 0; err != nil && strings.Contains(out, "server is busy") && try < 20; try++ {
-		time.Sleep(250 * time.Millisecond)
+	// The server takes a moment to reset after the previous test, and now
+	// and then drops a control connection: try again a few times.
+	for try := 0; err != nil && ctx.Err() == nil && try < 8; try++ {
+		time.Sleep(300 * time.Millisecond)
 		out, err = node.Exec(ctx, pinned(cpu, args...)...)
 	}
 	var doc struct {
