@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clearpath-vpn/clearpath/internal/netnstest"
 )
@@ -22,7 +23,7 @@ func routeNS(b *testing.B, n int) (System, *netnstest.NS) {
 	var batch strings.Builder
 	for i := range n {
 		if i%10 == 9 {
-			fmt.Fprintf(&batch, "-6 route add 2001:db8:%x:%x::/64 via fd01:2::1 dev lan0 table 100\n", i>>16, i&0xffff)
+			fmt.Fprintf(&batch, "route add 2001:db8:%x:%x::/64 via fd01:2::1 dev lan0 table 100\n", i>>16, i&0xffff)
 		} else {
 			fmt.Fprintf(&batch, "route add 10.%d.%d.%d/32 via 10.1.2.1 dev lan0\n", 100+i>>16, i>>8&0xff, i&0xff)
 		}
@@ -34,7 +35,20 @@ func routeNS(b *testing.B, n int) (System, *netnstest.NS) {
 	if out, err := exec.Command("ip", "-n", ns.Name, "-batch", path).CombinedOutput(); err != nil {
 		b.Fatalf("ip -batch: %v\n%s", err, out)
 	}
-	return NewSystemAt(ns.Handle), ns
+	sys := NewSystemAt(ns.Handle)
+	// The kernel adds link-local routes a moment after a link comes up:
+	// wait until two snapshots agree, so the benchmarks see a still table.
+	prev := snapshotOf(b, sys, n)
+	for range 100 {
+		time.Sleep(50 * time.Millisecond)
+		cur := snapshotOf(b, sys, n)
+		if Compare(prev, cur).Empty() {
+			return sys, ns
+		}
+		prev = cur
+	}
+	b.Fatal("the routing table kept changing for 5 s")
+	return nil, nil
 }
 
 func snapshotOf(b *testing.B, sys System, atLeast int) *Snapshot {

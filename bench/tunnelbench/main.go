@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,7 +51,7 @@ func main() {
 	flag.StringVar(&o.bin.Gateway, "gateway", "bin/vpn-gateway", "vpn-gateway binary")
 	flag.StringVar(&o.bin.WireGuardGo, "wireguard-go", "bin/wireguard-go", "reference wireguard-go binary")
 	flag.StringVar(&o.bin.OpenVPN, "openvpn", "openvpn", "openvpn binary")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset of: bare,ours,wg,openvpn,stock,nomemlimit (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated subset of: bare,ours,wg,openvpn,stock,nomemlimit,gwlimit (default all)")
 	flag.BoolVar(&o.ablation, "ablation", true, "also run ClearPath with its tuning switched off (stock, no memory limit)")
 	flag.Var(&o.variants, "variant", `extra ClearPath row "label:KEY=V,KEY2=V" with that environment for agent and gateway (repeatable)`)
 	flag.Parse()
@@ -94,6 +95,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Our own files live outside the lab directory: /tmp/cplab-* is swept
+	// by other runs' cleanups on a shared machine.
+	if e.dir, err = os.MkdirTemp("", "tunnelbench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(e.dir)
 	d, err := dex.Start(ctx, e.idp, "dex", o.bin.Dex, dex.Config{})
 	if err != nil {
 		return err
@@ -111,9 +118,25 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 				return err
 			}
 			log.Info("measuring", "round", round, "tunnel", t.Name(), "load", loadAverage())
+			// Process logs go to the lab directory; put it back if
+			// something removed it.
+			if err := os.MkdirAll(l.Dir, 0o700); err != nil {
+				return err
+			}
 			m, err := measure(ctx, e, t, o)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("measurement failed; once more", "round", round, "tunnel", t.Name(), "err", err)
+				fmt.Fprintf(os.Stderr, "%s\n", l.Dump())
+				m, err = measure(ctx, e, t, o)
+			}
 			if err != nil {
-				return fmt.Errorf("round %d, %s: %w\n%s", round, t.Name(), err, l.Dump())
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				first, _, _ := strings.Cut(err.Error(), "\n")
+				log.Error("measurement failed twice; going on without it", "round", round, "tunnel", t.Name(), "err", err)
+				rs.Failures = append(rs.Failures, fmt.Sprintf("round %d, %s: %s", round, t.Name(), first))
+				continue
 			}
 			m.Round, m.Tunnel = round, t.Name()
 			rs.Rows = append(rs.Rows, m)
@@ -173,7 +196,7 @@ func buildEnv(l *lab.Lab, bin binaries) (*env, error) {
 func makeTunnels(ctx context.Context, e *env, d *dex.Server, o options) ([]tunnel, error) {
 	want := func(name string) bool {
 		if o.only == "" {
-			return name != "stock" && name != "nomemlimit" || o.ablation
+			return o.ablation || !slices.ContainsFunc(ablations, func(a ablation) bool { return a.key == name })
 		}
 		for _, s := range strings.Split(o.only, ",") {
 			if strings.TrimSpace(s) == name {
@@ -220,7 +243,7 @@ func makeTunnels(ctx context.Context, e *env, d *dex.Server, o options) ([]tunne
 	}
 	for i, v := range o.variants {
 		label, envs, _ := strings.Cut(v, ":")
-		t, err := newOurs(ctx, e, d, oursLabel+", "+label, fmt.Sprint(3+i), strings.Split(envs, ","))
+		t, err := newOurs(ctx, e, d, oursLabel+", "+label, fmt.Sprint(len(ablations)+1+i), strings.Split(envs, ","))
 		if err != nil {
 			return nil, err
 		}
@@ -231,12 +254,15 @@ func makeTunnels(ctx context.Context, e *env, d *dex.Server, o options) ([]tunne
 
 // ablations switch ClearPath's tuning off step by step (internal/wgdev and
 // the agent's runtime settings read these variables).
-var ablations = []struct {
+type ablation struct {
 	key, label, slot string
 	env              []string
-}{
+}
+
+var ablations = []ablation{
 	{"stock", "ClearPath, untuned", "1", []string{"VPN_WG_INFLIGHT=0", "VPN_MEMORY_LIMIT=off"}},
 	{"nomemlimit", "ClearPath, no memory limit", "2", []string{"VPN_MEMORY_LIMIT=off"}},
+	{"gwlimit", "ClearPath, GOMEMLIMIT=64MiB on both ends", "3", []string{"GOMEMLIMIT=64MiB"}},
 }
 
 // measurement is one tunnel in one round.
@@ -316,6 +342,11 @@ func measure(ctx context.Context, e *env, t tunnel, o options) (m measurement, e
 	for _, test := range iperfTests {
 		r, err := runIperf(ctx, e.cli, clientCPU, t.Target(), test.streams, test.reverse, o.duration)
 		if err != nil {
+			err = fmt.Errorf("%s: %w\n%s", test.key, err, diagnose(ctx, e, t))
+			if os.Getenv("TUNNELBENCH_PAUSE") != "" {
+				fmt.Fprintf(os.Stderr, "paused for inspection (TUNNELBENCH_PAUSE), lab %s: %v\n", e.lab.Prefix, err)
+				time.Sleep(3 * time.Minute)
+			}
 			return m, err
 		}
 		m.Values[test.key] = r.Mbps
@@ -367,4 +398,26 @@ func cpuOf(pids ...int) (float64, error) {
 		sum += s
 	}
 	return sum, nil
+}
+
+// diagnose collects what explains a failed test: the route to the target,
+// the listening sockets on srv, the tunnel interfaces.
+func diagnose(ctx context.Context, e *env, t tunnel) string {
+	var b strings.Builder
+	for _, c := range []struct {
+		n    *lab.Node
+		argv []string
+	}{
+		{e.cli, []string{"ip", "route", "get", t.Target()}},
+		{e.cli, []string{"ip", "-s", "link", "show", "dev", t.Device()}},
+		{e.cli, []string{"ss", "-tan"}},
+		{e.srv, []string{"ss", "-tlnp"}},
+		{e.srv, []string{"ip", "-br", "addr"}},
+		{e.cli, []string{"ip", "rule"}},
+		{e.srv, []string{"ip", "rule"}},
+	} {
+		out, err := c.n.Exec(ctx, c.argv...)
+		fmt.Fprintf(&b, "--- %s: %s (%v)\n%s", c.n.Name, strings.Join(c.argv, " "), err, out)
+	}
+	return b.String()
 }

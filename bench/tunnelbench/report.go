@@ -42,8 +42,9 @@ type runInfo struct {
 }
 
 type results struct {
-	Info runInfo
-	Rows []measurement
+	Info     runInfo
+	Rows     []measurement
+	Failures []string
 }
 
 func machineInfo() runInfo {
@@ -199,6 +200,12 @@ func (rs *results) markdown() string {
 				row = append(row, c)
 			}
 			line(&b, row)
+		}
+	}
+	if len(rs.Failures) > 0 {
+		b.WriteString("\nMeasurements that failed twice and are missing from the figures:\n\n")
+		for _, f := range rs.Failures {
+			fmt.Fprintf(&b, "- %s\n", f)
 		}
 	}
 	fmt.Fprintf(&b, "\nMachine: %s, %s, Linux %s, %s. Load average (1/5/15 min) %s at the start, %s at the end; the run took %s.",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -26,8 +27,13 @@ const routeSettle = 200 * time.Millisecond
 func (d *Device) watchRoutes(log *slog.Logger) (stop func(), err error) {
 	updates := make(chan netlink.RouteUpdate, 64)
 	done := make(chan struct{})
+	var stopping atomic.Bool
 	if err := netlink.RouteSubscribeWithOptions(updates, done, netlink.RouteSubscribeOptions{
-		ErrorCallback: func(err error) { log.Warn("route listener", "interface", d.Name, "err", err) },
+		ErrorCallback: func(err error) {
+			if !stopping.Load() { // closing the socket fails the pending read
+				log.Warn("route listener", "interface", d.Name, "err", err)
+			}
+		},
 	}); err != nil {
 		return nil, fmt.Errorf("listen for route changes: %w", err)
 	}
@@ -52,7 +58,7 @@ func (d *Device) watchRoutes(log *slog.Logger) (stop func(), err error) {
 			}
 		}
 	}()
-	return func() { close(done); <-finished }, nil
+	return func() { stopping.Store(true); close(done); <-finished }, nil
 }
 
 // resetEndpoints sets each peer's endpoint to what it is now.
