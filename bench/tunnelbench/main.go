@@ -339,6 +339,14 @@ func measure(ctx context.Context, e *env, t tunnel, o options) (m measurement, e
 	if err := waitLog(ctx, iperf, "Server listening", 5*time.Second); err != nil {
 		return m, err
 	}
+	if os.Getenv("TUNNELBENCH_PAUSE") != "" {
+		onFirstFailure = func(out string) {
+			capture := fmt.Sprintf("timeout 2 tcpdump -ni any -c 30 'tcp port 5201 or icmp' & sleep 0.3; ip -s link show dev %s; ip route get %s; timeout 1 bash -c 'echo > /dev/tcp/%s/5201'; echo connect rc=$?; ip -s link show dev %s; wait",
+				t.Device(), t.Target(), t.Target(), t.Device())
+			cli, _ := e.cli.Exec(ctx, "bash", "-c", capture)
+			fmt.Fprintf(os.Stderr, "FIRST FAILURE %s\n%s\n--- cli capture:\n%s\n%s\n", time.Now().Format(time.StampMicro), lastLines(out, 5), cli, diagnose(ctx, e, t))
+		}
+	}
 	for _, test := range iperfTests {
 		r, err := runIperf(ctx, e.cli, clientCPU, t.Target(), test.streams, test.reverse, o.duration)
 		if err != nil {

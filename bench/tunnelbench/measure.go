@@ -23,6 +23,10 @@ func pinned(cpu int, argv ...string) []string {
 	return append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
 }
 
+// onFirstFailure, when set, runs at once when an iperf3 run fails, before
+// the retries (TUNNELBENCH_PAUSE debugging).
+var onFirstFailure func(out string)
+
 // iperfResult is one iperf3 run.
 type iperfResult struct {
 	Mbps float64 // at the receiver, omitted warm-up excluded
@@ -39,6 +43,9 @@ func runIperf(ctx context.Context, node *lab.Node, cpu int, dst string, streams 
 	ctx, cancel := context.WithTimeout(ctx, dur+30*time.Second)
 	defer cancel()
 	out, err := node.Exec(ctx, pinned(cpu, args...)...)
+	if err != nil && onFirstFailure != nil {
+		onFirstFailure(out)
+	}
 	// The server takes a moment to reset after the previous test, and now
 	// and then drops a control connection: try again a few times.
 	for try := 0; err != nil && ctx.Err() == nil && try < 8; try++ {
