@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -34,24 +35,36 @@ type iperfResult struct {
 
 // runIperf runs an iperf3 TCP test from node (pinned to cpu) to the iperf3
 // server at dst: streams parallel streams, reverse for server-to-client.
+// iperf3's server closes its listener for a moment between tests (and says
+// "busy" while it resets), so a refused or busy start is tried again.
 func runIperf(ctx context.Context, node *lab.Node, cpu int, dst string, streams int, reverse bool, dur time.Duration) (iperfResult, error) {
 	secs := int(dur.Round(time.Second) / time.Second)
 	args := []string{"iperf3", "-c", dst, "-t", strconv.Itoa(secs), "-O", "1", "-P", strconv.Itoa(streams), "-J", "--connect-timeout", "3000"}
 	if reverse {
 		args = append(args, "-R")
 	}
-	ctx, cancel := context.WithTimeout(ctx, dur+30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, dur+60*time.Second)
 	defer cancel()
-	out, err := node.Exec(ctx, pinned(cpu, args...)...)
-	if err != nil && onFirstFailure != nil {
-		onFirstFailure(out)
-	}
-	// The server takes a moment to reset after the previous test, and now
-	// and then drops a control connection: try again a few times.
-	for try := 0; err != nil && ctx.Err() == nil && try < 8; try++ {
+	var err error
+	for try := 0; ; try++ {
+		var r iperfResult
+		var out string
+		r, out, err = iperfOnce(ctx, node, pinned(cpu, args...))
+		if err == nil {
+			return r, nil
+		}
+		if try == 0 && onFirstFailure != nil {
+			onFirstFailure(out)
+		}
+		if try >= 8 || ctx.Err() != nil {
+			return iperfResult{}, fmt.Errorf("iperf3 to %s (%d tries): %w", dst, try+1, err)
+		}
 		time.Sleep(300 * time.Millisecond)
-		out, err = node.Exec(ctx, pinned(cpu, args...)...)
 	}
+}
+
+func iperfOnce(ctx context.Context, node *lab.Node, argv []string) (iperfResult, string, error) {
+	out, err := node.Exec(ctx, argv...)
 	var doc struct {
 		Error string `json:"error"`
 		End   struct {
@@ -64,15 +77,18 @@ func runIperf(ctx context.Context, node *lab.Node, cpu int, dst string, streams 
 		if err == nil {
 			err = jerr
 		}
-		return iperfResult{}, fmt.Errorf("iperf3 to %s: %w\n%s", dst, err, lastLines(out, 10))
+		return iperfResult{}, out, fmt.Errorf("%w\n%s", err, lastLines(out, 10))
 	}
 	if doc.Error != "" {
-		return iperfResult{}, fmt.Errorf("iperf3 to %s: %s", dst, doc.Error)
+		return iperfResult{}, out, errors.New(doc.Error)
 	}
 	if err != nil {
-		return iperfResult{}, fmt.Errorf("iperf3 to %s: %w", dst, err)
+		return iperfResult{}, out, err
 	}
-	return iperfResult{Mbps: doc.End.SumReceived.BitsPerSecond / 1e6}, nil
+	if doc.End.SumReceived.BitsPerSecond <= 0 {
+		return iperfResult{}, out, errors.New("no throughput in the report")
+	}
+	return iperfResult{Mbps: doc.End.SumReceived.BitsPerSecond / 1e6}, out, nil
 }
 
 // pingStats runs count pings from node to dst at interval and returns the
