@@ -75,7 +75,8 @@ func (d *Device) resetEndpoints() error {
 }
 
 // endpointResets turns a UAPI get answer into the set request that gives
-// every peer with an endpoint that same endpoint again.
+// every peer with an endpoint that same endpoint again. update_only keeps a
+// peer removed in the meantime (revoked, expired) from being created anew.
 func endpointResets(uapi string) string {
 	var b strings.Builder
 	var peer string
@@ -87,7 +88,7 @@ func endpointResets(uapi string) string {
 			peer = v
 		case "endpoint":
 			if peer != "" && v != "" {
-				fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\n", peer, v)
+				fmt.Fprintf(&b, "public_key=%s\nupdate_only=true\nendpoint=%s\n", peer, v)
 			}
 		}
 	}
