@@ -306,6 +306,9 @@ func measure(ctx context.Context, e *env, t tunnel, o options) (m measurement, e
 	if cpid != 0 {
 		m.Values["setup_ms"] = float64(setup.Microseconds()) / 1000
 	}
+	if o, ok := t.(*ours); ok && o.agentSetup > 0 {
+		m.Values["agent_setup_ms"] = o.agentSetup
+	}
 	avg, max, err := pingStats(ctx, e.cli, clientCPU, t.Target(), 20, 50*time.Millisecond)
 	if err != nil {
 		return m, err

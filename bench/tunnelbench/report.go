@@ -26,6 +26,7 @@ var metricOrder = []metric{
 	{"ping_avg_ms", "ping RTT avg (ms)", false, "%.3f"},
 	{"ping_max_ms", "ping RTT max (ms)", false, "%.3f"},
 	{"setup_ms", "set-up to first reply (ms)", false, "%.0f"},
+	{"agent_setup_ms", "  of which the agent's work (ms)", false, "%.0f"},
 	{"idle_rss_client_mib", "idle RSS, client end (MiB)", false, "%.1f"},
 	{"idle_rss_server_mib", "idle RSS, server end (MiB)", false, "%.1f"},
 	{"peak_rss_client_mib", "peak RSS under load, client end (MiB)", false, "%.1f"},

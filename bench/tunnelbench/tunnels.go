@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -300,6 +301,8 @@ type ours struct {
 	configDir string
 	iface     string
 	agentPid  int
+	// agentSetup is the agent's share of the last Up (ms).
+	agentSetup float64
 }
 
 const (
@@ -413,6 +416,17 @@ func (o *ours) Up(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("agent pid: %w", err)
 	}
 	o.agentPid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	// The agent's own share: from the up request to the first reply
+	// (registration, tunnel, routes, probes); the rest is the CLI starting
+	// the agent.
+	if out, err := o.vpn(ctx, "status", "--json"); err == nil {
+		var st struct {
+			SetupMillis float64 `json:"setup_ms"`
+		}
+		if json.Unmarshal([]byte(out), &st) == nil {
+			o.agentSetup = st.SetupMillis
+		}
+	}
 	return took, nil
 }
 
