@@ -17,7 +17,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: help build tray dex deps test demo lint fmt-check vet cross darwin-check bpf clean distclean
+.PHONY: help build tray dex deps test demo bench lint fmt-check vet cross darwin-check bpf clean distclean
 
 help:
 	@echo "make build   build vpn and vpn-gateway into bin/ (CGO_ENABLED=0)"
@@ -26,6 +26,7 @@ help:
 	@echo "make deps    install the Debian packages tests and demo need (only missing ones)"
 	@echo "make test    deps + dex + build + gofmt + vet + staticcheck + every test, end-to-end included (root)"
 	@echo "make demo    run gateway, Dex and client in network namespaces, narrated (root)"
+	@echo "make bench   ClearPath vs wireguard-go vs OpenVPN side by side, Go benchmarks (root, ~12 min)"
 	@echo "make lint    gofmt, go vet and staticcheck"
 	@echo "make cross   cross-compile the client for macOS (arm64, amd64)"
 	@echo "make darwin-check  go vet and test binaries for macOS, darwin route tests run on Linux (part of make test)"
@@ -67,6 +68,16 @@ test: deps dex build lint darwin-check
 # DEMO_FLAGS="-pause 2s -user erin" to present it slowly or as someone else.
 demo: deps dex build
 	$(GO) run ./internal/lab/cmd/demo $(DEMO_FLAGS)
+
+# The tunnel comparison and the Go benchmarks (bench/run.sh); not part of
+# `make test`. BENCH_FLAGS="-rounds 5 -t 10s" passes flags to tunnelbench.
+bench: deps dex build bin/wireguard-go
+	bench/run.sh
+
+# The reference wireguard-go: the module's own main package at exactly the
+# version go.mod pins, built the same way as ours.
+bin/wireguard-go: go.mod go.sum
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ golang.zx2c4.com/wireguard
 
 lint: fmt-check vet
 	$(GO) run $(STATICCHECK) ./...

@@ -13,9 +13,12 @@ set -euo pipefail
 # `go vet ./...` / `go test ./...` compile it. xvfb, dbus-x11,
 # haskell-gtk-sni-tray-utils (a StatusNotifier tray host), imagemagick
 # (screenshots) and xdotool (clicks): the tray's desktop session test.
+# openvpn, openssl, util-linux (taskset): `make bench` compares against
+# OpenVPN 2.6 with a test PKI made at bench time, each end pinned to a core.
 PKGS=(iproute2 wireguard-tools procps curl socat iputils-ping tcpdump iperf3 git ca-certificates postgresql chromium
 	gcc libc6-dev libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
-	xvfb dbus-x11 haskell-gtk-sni-tray-utils imagemagick xdotool)
+	xvfb dbus-x11 haskell-gtk-sni-tray-utils imagemagick xdotool
+	openvpn openssl util-linux)
 
 missing=()
 for p in "${PKGS[@]}"; do

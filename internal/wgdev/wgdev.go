@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
@@ -28,6 +29,10 @@ type Device struct {
 	tun  tun.Device
 	uapi net.Listener
 	done chan struct{}
+	// limits bound the packets in flight (nil: unbounded, as stock
+	// wireguard-go on Linux).
+	limits    *limits
+	stopWatch func()
 }
 
 // SocketPath returns the UAPI socket path of interface name.
@@ -72,14 +77,31 @@ func Create(name string, mtu int, log *slog.Logger) (*Device, error) {
 			log.Warn(fmt.Sprintf(format, args...), "interface", name)
 		},
 	}
-	dev := device.NewDevice(t, conn.NewDefaultBind(), wgLog)
+	var (
+		devTUN  tun.Device = t
+		bind    conn.Bind  = conn.NewDefaultBind()
+		inLimit            = inflightLimit(log)
+	)
+	var lim *limits
+	if inLimit > 0 {
+		lim = newLimits(inLimit)
+		devTUN, bind = &limitedTUN{Device: t, l: lim}, &limitedBind{Bind: bind, l: lim}
+	}
+	dev := device.NewDevice(devTUN, bind, wgLog)
 	uapi, err := ipc.UAPIListen(name, uapiFile)
 	if err != nil {
 		dev.Close()
 		uapiFile.Close()
 		return nil, fmt.Errorf("listen on UAPI socket for %s: %w", name, err)
 	}
-	d := &Device{Name: name, Dev: dev, tun: t, uapi: uapi, done: make(chan struct{})}
+	d := &Device{Name: name, Dev: dev, tun: t, uapi: uapi, done: make(chan struct{}), limits: lim, stopWatch: func() {}}
+	if lim != nil {
+		if d.stopWatch, err = d.watchRoutes(log); err != nil {
+			uapi.Close()
+			dev.Close()
+			return nil, fmt.Errorf("interface %s: %w", name, err)
+		}
+	}
 	go func() {
 		defer close(d.done)
 		for {
@@ -93,11 +115,46 @@ func Create(name string, mtu int, log *slog.Logger) (*Device, error) {
 	return d, nil
 }
 
+// Inflight is what the in-flight bound of one direction saw.
+type Inflight struct {
+	Limit int // 0: no bound
+	Held  int // packets held now
+	Waits int // times reading waited for the bound
+}
+
+// Inflight reports the bound of the outgoing (TUN to UDP) and incoming
+// (UDP to TUN) direction.
+func (d *Device) Inflight() (out, in Inflight) {
+	if d.limits == nil {
+		return Inflight{}, Inflight{}
+	}
+	return d.limits.out.stats(), d.limits.in.stats()
+}
+
+// InflightEnv overrides DefaultInflight: packets each direction may hold
+// ("0" for no bound, as stock wireguard-go). The benchmark's ablation rows
+// use it.
+const InflightEnv = "VPN_WG_INFLIGHT"
+
+func inflightLimit(log *slog.Logger) int {
+	v := os.Getenv(InflightEnv)
+	if v == "" {
+		return DefaultInflight
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		log.Warn("ignoring bad "+InflightEnv+" (want a packet count, 0 for no bound)", "value", v)
+		return DefaultInflight
+	}
+	return n
+}
+
 // Up brings the WireGuard device up (the TUN link is set up separately).
 func (d *Device) Up() error { return d.Dev.Up() }
 
 // Close stops the device; the kernel removes the TUN link and every route on it.
 func (d *Device) Close() {
+	d.stopWatch()
 	d.uapi.Close()
 	<-d.done
 	d.Dev.Close()

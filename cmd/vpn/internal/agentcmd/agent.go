@@ -12,6 +12,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/internal/memlimit"
 )
 
 // NewCmd returns `vpn agent`.
@@ -22,6 +23,9 @@ func NewCmd(f *factory.Factory) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewTextHandler(f.ErrOut, nil))
+			if limit := memlimit.Apply(log); limit > 0 {
+				log.Info("memory limit", "mib", limit>>20, "override", memlimit.Env+" or GOMEMLIMIT")
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return agent.Run(ctx, f.StateDir, log)
