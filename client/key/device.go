@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/clearpath-vpn/clearpath/server/api"
 )
 
 // DeviceIDFile is the device id's file name in the state directory.
@@ -23,7 +25,7 @@ func DeviceID(dir string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err == nil {
 		id := strings.TrimSpace(string(data))
-		if !validID(id) {
+		if !api.ValidDeviceID(id) {
 			return "", fmt.Errorf("device id %s is damaged (%q): remove it to make a new one (the device then gets new addresses)", path, id)
 		}
 		return id, nil
@@ -40,18 +42,6 @@ func DeviceID(dir string) (string, error) {
 		return "", fmt.Errorf("write device id: %w", err)
 	}
 	return id, nil
-}
-
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // Store replaces the device key with k (a rotation), atomically: a crash

@@ -199,7 +199,7 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusUnauthorized, api.ErrInvalidProof, err.Error())
 		return
 	}
-	if !validDeviceID(claims.DeviceID) {
+	if !api.ValidDeviceID(claims.DeviceID) {
 		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, fmt.Sprintf("device_id: %q must be 1-64 letters, digits, '-' or '_'", claims.DeviceID))
 		return
 	}
@@ -293,17 +293,6 @@ func (g *Gateway) checkProof(ctx context.Context, req api.RegisterRequest, devic
 	return &claims, nil
 }
 
-func validDeviceID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
 
 // lockDevice serialises the store and device changes of one (user, network,
 // device), so that a registration and the expiry timer, or two
