@@ -51,7 +51,7 @@ func main() {
 	flag.StringVar(&o.bin.Gateway, "gateway", "bin/vpn-gateway", "vpn-gateway binary")
 	flag.StringVar(&o.bin.WireGuardGo, "wireguard-go", "bin/wireguard-go", "reference wireguard-go binary")
 	flag.StringVar(&o.bin.OpenVPN, "openvpn", "openvpn", "openvpn binary")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset of: bare,ours,wg,openvpn,stock,nomemlimit,gwlimit (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated subset of: bare,ours,wg,openvpn,stock,nomemlimit,gwlimit,service (default all)")
 	flag.BoolVar(&o.ablation, "ablation", true, "also run ClearPath with its tuning switched off (stock, no memory limit)")
 	flag.Var(&o.variants, "variant", `extra ClearPath row "label:KEY=V,KEY2=V" with that environment for agent and gateway (repeatable)`)
 	flag.Parse()
@@ -238,6 +238,7 @@ func makeTunnels(ctx context.Context, e *env, d *dex.Server, o options) ([]tunne
 			if err != nil {
 				return nil, err
 			}
+			t.serviceAgent = v.key == "service"
 			ts = append(ts, t)
 		}
 	}
@@ -263,6 +264,9 @@ var ablations = []ablation{
 	{"stock", "ClearPath, untuned", "1", []string{"VPN_WG_INFLIGHT=0", "VPN_MEMORY_LIMIT=off"}},
 	{"nomemlimit", "ClearPath, no memory limit", "2", []string{"VPN_MEMORY_LIMIT=off"}},
 	{"gwlimit", "ClearPath, GOMEMLIMIT=64MiB on both ends", "3", []string{"GOMEMLIMIT=64MiB"}},
+	// Not tuning but deployment: the agent already running (a system
+	// service), so `vpn up` does not start it.
+	{"service", "ClearPath, agent already running", "4", nil},
 }
 
 // measurement is one tunnel in one round.
