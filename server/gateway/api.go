@@ -293,7 +293,6 @@ func (g *Gateway) checkProof(ctx context.Context, req api.RegisterRequest, devic
 	return &claims, nil
 }
 
-
 // lockDevice serialises the store and device changes of one (user, network,
 // device), so that a registration and the expiry timer, or two
 // registrations of one device, never leave the WireGuard device out of step
