@@ -45,7 +45,46 @@ func newPair(t *testing.T) *pair {
 	p := &pair{a: a, b: b}
 	p.da = startDevice(t, a, l.Prefix+"wa", ka, kb.PublicKey(), "192.0.2.2:51900", 51901, "10.99.0.1/24")
 	p.db = startDevice(t, b, l.Prefix+"wb", kb, ka.PublicKey(), "192.0.2.1:51901", 51900, "10.99.0.2/24")
+	p.waitTunnel(t)
 	return p
+}
+
+// waitTunnel waits until a ping crosses the tunnel. wireguard-go handles
+// the TUN's link events on a goroutine of its own; when one arrives late
+// (a loaded machine) it reopens the UDP sockets from a thread outside the
+// node's namespace (here the test's private one, see TestMain), and the
+// tunnel is dead. Reopening them from inside the node, once the events are
+// through, mends that; the production agent runs in its namespace as a
+// whole process and never meets this.
+func (p *pair) waitTunnel(t *testing.T) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := p.a.Ping(ctx, "10.99.0.2")
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				t.Logf("the tunnel carried a ping after reopening its sockets (attempt %d)", attempt)
+			}
+			return
+		}
+		if attempt == 20 {
+			t.Fatalf("no ping through the tunnel after %d attempts: %v", attempt, err)
+		}
+		// A first handshake lost to a peer not yet listening is retried
+		// after 5 s (REKEY_TIMEOUT): reopen the sockets only past that.
+		if attempt%6 != 0 {
+			continue
+		}
+		for _, nd := range []struct {
+			n *lab.Node
+			d *wgdev.Device
+		}{{p.a, p.da}, {p.b, p.db}} {
+			if err := nd.n.Do(nd.d.Dev.BindUpdate); err != nil {
+				t.Fatalf("reopen the sockets of %s: %v", nd.d.Name, err)
+			}
+		}
+	}
 }
 
 // startDevice creates, configures and brings up a device inside node. The
