@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
+	"github.com/clearpath-vpn/clearpath/internal/testbrowser"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/gateway"
 )
@@ -117,36 +118,11 @@ staticPasswords:
 	return &provider{issuer: issuer, server: "http://" + ln.Addr().String()}
 }
 
-// browser is a real headless Chromium.
+// newBrowser is a real headless Chromium.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
-	path := "/usr/bin/chromium"
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is needed in CI (apt-get install chromium)")
-		}
-		t.Skip("chromium not installed")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel2 := chromedp.NewContext(actx)
-	t.Cleanup(cancel2)
-	ctx, cancel3 := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(cancel3)
-	return ctx
-}
-
-// fillDexLogin logs in on Dex's password form.
-func fillDexLogin(user, password string) chromedp.Action[chromedp.Void] {
-	return chromedp.Steps(
-		chromedp.WaitVisible(chromedp.ID("login")),
-		chromedp.SendKeys(chromedp.ID("login"), user),
-		chromedp.SendKeys(chromedp.ID("password"), password),
-		chromedp.Click(chromedp.ID("submit-login")),
-	)
+	testbrowser.Require(t)
+	return testbrowser.New(t, testbrowser.Path, t.TempDir())
 }
 
 var vpnBin string
@@ -208,7 +184,7 @@ func TestBrowserLoginThroughTheBinary(t *testing.T) {
 		!strings.HasPrefix(q.Get("redirect_uri"), "http://127.0.0.1:") {
 		t.Fatalf("the login URL lacks PKCE S256, state, nonce or a loopback redirect: %s", loginURL)
 	}
-	if err := chromedp.Do(bctx, chromedp.Navigate(loginURL), fillDexLogin("alice@example.com", "alice-password"),
+	if err := chromedp.Do(bctx, chromedp.Navigate(loginURL), testbrowser.DexLogin("alice@example.com", "alice-password"),
 		chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
 		t.Fatalf("browser: %v", err)
 	}
@@ -283,7 +259,7 @@ func TestDeviceLoginThroughTheBinary(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`input[name=user_code]`)),
 		chromedp.SendKeys(chromedp.CSS(`input[name=user_code]`), code),
 		chromedp.Submit(chromedp.CSS(`input[name=user_code]`)),
-		fillDexLogin("bob@example.com", "bob-password"),
+		testbrowser.DexLogin("bob@example.com", "bob-password"),
 		chromedp.WaitVisible(chromedp.CSS(`body`))); err != nil {
 		cmd.Process.Kill()
 		t.Fatalf("browser: %v", err)

@@ -7,14 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/chromedp/chromedp"
 
 	"github.com/clearpath-vpn/clearpath/internal/lab"
+	"github.com/clearpath-vpn/clearpath/internal/testbrowser"
 )
-
-const chromiumPath = "/usr/bin/chromium"
 
 // startBrowser runs a real headless Chromium inside node: the user's
 // browser on the laptop, which must reach the identity provider and the
@@ -22,12 +18,7 @@ const chromiumPath = "/usr/bin/chromium"
 // (--remote-debugging-pipe), which `ip netns exec` passes through.
 func startBrowser(t *testing.T, node *lab.Node) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is needed in CI (make deps)")
-		}
-		t.Skip("chromium not installed (make deps)")
-	}
+	testbrowser.Require(t)
 	dir := filepath.Join(node.Lab().Dir, "chromium")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -39,28 +30,9 @@ func startBrowser(t *testing.T, node *lab.Node) context.Context {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	script := "#!/bin/sh\nexport TMPDIR=" + tmp + "\nexec ip netns exec " + node.NS + " " + chromiumPath + " \"$@\"\n"
+	script := "#!/bin/sh\nexport TMPDIR=" + tmp + "\nexec ip netns exec " + node.NS + " " + testbrowser.Path + " \"$@\"\n"
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(wrapper), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
-		chromedp.UserDataDir(filepath.Join(dir, "profile")))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel2 := chromedp.NewContext(actx)
-	t.Cleanup(cancel2)
-	ctx, cancel3 := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(cancel3)
-	return ctx
-}
-
-// dexLogin logs in on Dex's password form, as a person would.
-func dexLogin(user, password string) chromedp.Action[chromedp.Void] {
-	return chromedp.Steps(
-		chromedp.WaitVisible(chromedp.ID("login")),
-		chromedp.SendKeys(chromedp.ID("login"), user),
-		chromedp.SendKeys(chromedp.ID("password"), password),
-		chromedp.Click(chromedp.ID("submit-login")),
-	)
+	return testbrowser.New(t, wrapper, filepath.Join(dir, "profile"))
 }

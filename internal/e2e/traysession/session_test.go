@@ -24,6 +24,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/internal/lab"
 	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
 	"github.com/clearpath-vpn/clearpath/internal/lab/stack"
+	"github.com/clearpath-vpn/clearpath/internal/testbrowser"
 	"github.com/clearpath-vpn/clearpath/tray"
 	"github.com/clearpath-vpn/clearpath/tray/ui"
 )
@@ -312,7 +313,7 @@ func (s *session) browserLogin(user string) {
 	bctx := startBrowser(t, s.st.Laptop)
 	start := time.Now()
 	var page string
-	if err := chromedp.Do(bctx, chromedp.Navigate(loginURL), dexLogin(who.Email, who.Password),
+	if err := chromedp.Do(bctx, chromedp.Navigate(loginURL), testbrowser.DexLogin(who.Email, who.Password),
 		chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
 		t.Fatalf("browser: %v\n%s", err, s.proc.Log())
 	}
