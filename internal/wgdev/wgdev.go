@@ -53,6 +53,12 @@ func InUse(name string) bool {
 // listens on its UAPI socket. The device starts down; configure it (wgctrl or
 // IpcSet) and call Up.
 func Create(name string, mtu int, log *slog.Logger) (*Device, error) {
+	return CreateWithInflight(name, mtu, log, inflightLimit(log))
+}
+
+// CreateWithInflight is Create with an explicit bound on the packets in
+// flight per direction (0: none, stock wireguard-go).
+func CreateWithInflight(name string, mtu int, log *slog.Logger, inLimit int) (*Device, error) {
 	if len(name) == 0 || len(name) > 15 {
 		return nil, fmt.Errorf("interface name %q: must be 1 to 15 characters", name)
 	}
@@ -78,9 +84,8 @@ func Create(name string, mtu int, log *slog.Logger) (*Device, error) {
 		},
 	}
 	var (
-		devTUN  tun.Device = t
-		bind    conn.Bind  = conn.NewDefaultBind()
-		inLimit            = inflightLimit(log)
+		devTUN tun.Device = t
+		bind   conn.Bind  = conn.NewDefaultBind()
 	)
 	var lim *limits
 	if inLimit > 0 {

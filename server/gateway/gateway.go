@@ -285,7 +285,11 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 	if err != nil {
 		return nil, nil, err
 	}
-	dev, err := wgdev.Create(n.Interface, n.MTU, g.log)
+	// Stock wireguard-go on the gateway: with the in-flight bound of the
+	// client's tunnel, a start whose listen port is taken came up serving
+	// (and hung the all-or-nothing start) under load; the bound is the
+	// client's memory target, not the gateway's.
+	dev, err := wgdev.CreateWithInflight(n.Interface, n.MTU, g.log, 0)
 	if err != nil {
 		return nil, nil, err
 	}
