@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/clearpath-vpn/clearpath/internal/units"
 )
 
 // Row is one line of the status window.
@@ -45,8 +47,8 @@ func StatusRows(v View) []Row {
 		}
 		rows = append(rows,
 			Row{"Handshake", hs},
-			Row{"Receiving", fmt.Sprintf("%s (%s total)", Rate(v.RxRate), Bytes(st.RxBytes))},
-			Row{"Sending", fmt.Sprintf("%s (%s total)", Rate(v.TxRate), Bytes(st.TxBytes))},
+			Row{"Receiving", fmt.Sprintf("%s (%s total)", Rate(v.RxRate), units.Bytes(st.RxBytes))},
+			Row{"Sending", fmt.Sprintf("%s (%s total)", Rate(v.TxRate), units.Bytes(st.TxBytes))},
 		)
 		if st.ConnectedAt != nil {
 			rows = append(rows, Row{"Connected", Since(*st.ConnectedAt, v.Now)})
@@ -125,20 +127,6 @@ func ServerHost(server string) string {
 	return u.Host
 }
 
-// Bytes formats a byte count with binary units.
-func Bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 // Rate formats bytes per second.
 func Rate(bps float64) string {
 	if bps < 0 || math.IsNaN(bps) || math.IsInf(bps, 0) {
@@ -147,7 +135,7 @@ func Rate(bps float64) string {
 	if bps < 1024 {
 		return fmt.Sprintf("%.0f B/s", bps)
 	}
-	return Bytes(int64(bps)) + "/s"
+	return units.Bytes(int64(bps)) + "/s"
 }
 
 // Age formats how long ago something happened.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/internal/units"
 )
 
 func TestDerive(t *testing.T) {
@@ -129,7 +130,7 @@ func TestStatusRowsConnected(t *testing.T) {
 func TestFormat(t *testing.T) {
 	now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 	for _, tc := range []struct{ got, want string }{
-		{Bytes(0), "0 B"}, {Bytes(1023), "1023 B"}, {Bytes(1536), "1.5 KiB"}, {Bytes(1 << 60), "1.0 EiB"},
+		{units.Bytes(0), "0 B"}, {units.Bytes(1023), "1023 B"}, {units.Bytes(1536), "1.5 KiB"}, {units.Bytes(1 << 60), "1.0 EiB"},
 		{Rate(0), "0 B/s"}, {Rate(-5), "0 B/s"}, {Rate(2048), "2.0 KiB/s"},
 		{Age(300 * time.Millisecond), "just now"}, {Age(75 * time.Second), "1m 15s ago"},
 		{Duration(3*time.Hour + 4*time.Minute), "3h 4m"}, {Duration(50 * time.Hour), "2d 2h"},

@@ -18,6 +18,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/internal/units"
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/config"
@@ -170,7 +171,7 @@ func List(ctx context.Context, io cmdutil.IO, o *ListOptions) error {
 		if p.LastHandshake != nil {
 			hs = cmdutil.Ago(*p.LastHandshake, now)
 		}
-		rx, tx := cmdutil.Bytes(p.RxBytes), cmdutil.Bytes(p.TxBytes)
+		rx, tx := units.Bytes(p.RxBytes), units.Bytes(p.TxBytes)
 		if !p.OnDevice {
 			rx, tx = "-", "-"
 		}

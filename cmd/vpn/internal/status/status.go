@@ -15,6 +15,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/auth"
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/internal/units"
 )
 
 // Options are the inputs of `vpn status`.
@@ -91,7 +92,7 @@ func Print(w io.Writer, st *control.Status) {
 	if st.HandshakeAgeSec != nil {
 		rows = append(rows, [2]string{"handshake", fmt.Sprintf("%s ago", time.Duration(*st.HandshakeAgeSec*float64(time.Second)).Round(time.Second))})
 	}
-	rows = append(rows, [2]string{"transfer", fmt.Sprintf("%s received, %s sent", bytes(st.RxBytes), bytes(st.TxBytes))})
+	rows = append(rows, [2]string{"transfer", fmt.Sprintf("%s received, %s sent", units.Bytes(st.RxBytes), units.Bytes(st.TxBytes))})
 	if st.ExpiresAt != nil {
 		rows = append(rows, [2]string{"expires", st.ExpiresAt.Local().Format(time.RFC1123)})
 	}
@@ -128,17 +129,4 @@ func Print(w io.Writer, st *control.Status) {
 			fmt.Fprintf(w, "  rule %s\n", r)
 		}
 	}
-}
-
-func bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
