@@ -142,3 +142,13 @@ func Human(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// ExitError ends a command with Code and no message: the command has
+// already printed its answer ("findings", "not reachable") and scripts read
+// the status. main exits with ExitCode().
+type ExitError struct{ Code int }
+
+func (e ExitError) Error() string { return "" }
+
+// ExitCode is the process exit status.
+func (e ExitError) ExitCode() int { return e.Code }

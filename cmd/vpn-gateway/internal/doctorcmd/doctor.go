@@ -23,11 +23,6 @@ type Options struct {
 	JSON       bool
 }
 
-type exitError struct{ code int }
-
-func (e exitError) Error() string { return "" }
-func (e exitError) ExitCode() int { return e.code }
-
 // NewCmd returns `vpn-gateway doctor`.
 func NewCmd(io cmdutil.IO) *cobra.Command {
 	o := &Options{}
@@ -71,7 +66,7 @@ func Run(ctx context.Context, io cmdutil.IO, o *Options) error {
 		fmt.Fprint(io.Out, rep.Text())
 	}
 	if !rep.Summary.Healthy {
-		return exitError{1}
+		return cmdutil.ExitError{Code: 1}
 	}
 	return nil
 }

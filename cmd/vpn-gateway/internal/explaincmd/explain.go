@@ -23,12 +23,6 @@ type Options struct {
 	JSON       bool
 }
 
-// exitError makes "not reachable" exit 1 for scripts.
-type exitError struct{ code int }
-
-func (e exitError) Error() string { return "" }
-func (e exitError) ExitCode() int { return e.code }
-
 // NewCmd returns `vpn-gateway explain`.
 func NewCmd(io cmdutil.IO) *cobra.Command {
 	o := &Options{}
@@ -79,7 +73,7 @@ func Run(ctx context.Context, io cmdutil.IO, o *Options, user, target string) er
 		print(io, a)
 	}
 	if !a.Reachable {
-		return exitError{1}
+		return cmdutil.ExitError{Code: 1}
 	}
 	return nil
 }
