@@ -35,6 +35,9 @@ type Config struct {
 	MetricsListen string    `yaml:"metrics_listen"`
 	// Flows: the eBPF per-user filter and flow log on each group interface.
 	Flows Flows `yaml:"flows"`
+	// TLS makes the API serve HTTPS (tls.go); without it the API is plain
+	// HTTP, which clients refuse unless told --allow-http.
+	TLS *TLS `yaml:"tls"`
 }
 
 // Flows configures the eBPF filter: it drops packets whose source is no
@@ -64,6 +67,9 @@ type OIDC struct {
 	// GroupsClaim is a claim name or a dotted path into nested claims
 	// ("realm_access.roles" as Keycloak emits). Defaults to "groups".
 	GroupsClaim string `yaml:"groups_claim"`
+	// AllowHTTP accepts an http:// issuer (a lab): the provider's signing
+	// keys and discovery document then travel unauthenticated.
+	AllowHTTP bool `yaml:"allow_http"`
 }
 
 // Network is one isolated network: a group, its WireGuard interface and key,
@@ -186,6 +192,7 @@ func (c *Config) applyDefaults() {
 		c.Flows.Log = ""
 	}
 	c.applyOpsDefaults()
+	c.applyTLSDefaults()
 	for i := range c.Networks {
 		n := &c.Networks[i]
 		if n.MTU == 0 {
@@ -223,6 +230,8 @@ func (c *Config) Validate() error {
 		bad("oidc.issuer", "required")
 	} else if u, err := url.Parse(c.OIDC.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		bad("oidc.issuer", "%q is not an http(s) URL", c.OIDC.Issuer)
+	} else if u.Scheme == "http" && !c.OIDC.AllowHTTP {
+		bad("oidc.issuer", "%q is plain http: the provider's signing keys would travel unauthenticated, so anyone on the path could forge tokens; use https, or set oidc.allow_http: true (labs only)", c.OIDC.Issuer)
 	}
 	if c.OIDC.ClientID == "" {
 		bad("oidc.client_id", "required")
@@ -329,6 +338,7 @@ func (c *Config) Validate() error {
 		validateProbe(n, f, bad)
 	}
 	c.validateOps(bad)
+	c.validateTLS(bad)
 	return errors.Join(errs...)
 }
 
@@ -348,6 +358,21 @@ func validName(s string) bool {
 const Example = `# ClearPath gateway configuration.
 # API address the clients and the admin page use.
 listen: ":8080"
+# HTTPS for the API (clients refuse plain http to anything but loopback).
+# Either certificate files, re-read on reload (SIGHUP, vpn-gateway reload):
+# tls:
+#   cert: /etc/clearpath/tls/gateway.crt   # PEM, the chain after the certificate
+#   key: /etc/clearpath/tls/gateway.key
+# or certificates from Let's Encrypt (or another ACME CA), renewed on their
+# own; TLS-ALPN-01 needs listen on port 443, http_listen adds HTTP-01:
+# tls:
+#   acme:
+#     domains: [vpn.example.com]
+#     email: ops@example.com
+#     cache_dir: /var/lib/clearpath-gateway/acme   # account key and certificates
+#     accept_tos: true       # you accept the CA's terms of service
+#     # http_listen: ":80"   # HTTP-01 challenges (and a redirect to https)
+#     # directory_url: https://acme-staging-v02.api.letsencrypt.org/directory
 # Public host name or IP address clients dial; each network's listen_port is
 # appended. An IPv6 literal may be written bare or in brackets.
 endpoint: vpn.example.com
@@ -356,6 +381,7 @@ oidc:
   client_id: clearpath                            # the public client the CLI logs in with
   audience: clearpath                             # tokens must name this audience (default: client_id)
   groups_claim: groups                            # or a dotted path, e.g. realm_access.roles
+  # allow_http: true     # accept an http:// issuer (labs only: signing keys travel in clear)
 # SQLite file (default <state_dir>/gateway.db), or a postgres:// DSN to share
 # users and addresses between several gateways.
 store: /var/lib/clearpath-gateway/gateway.db
