@@ -8,6 +8,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/auth"
+	"github.com/clearpath-vpn/clearpath/server/certs"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/lifecycle"
 	"github.com/clearpath-vpn/clearpath/server/metrics"
@@ -61,7 +63,8 @@ type Gateway struct {
 	metrics *metrics.Metrics
 	logins  *tokenSeen
 	host    string
-	flows   *flows // the eBPF filter; nil when off
+	certs   *certs.Source // the API's certificates; nil for plain HTTP
+	flows   *flows        // the eBPF filter; nil when off
 }
 
 type network struct {
@@ -127,6 +130,30 @@ func Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	defer ln.Close()
+	apiURL := "http://" + ln.Addr().String()
+	if cfg.TLS.Enabled() {
+		if g.certs, err = certs.New(cfg.TLS, log, certs.Options{}); err != nil {
+			stopLife()
+			return err
+		}
+		ln = tls.NewListener(ln, g.certs.TLSConfig())
+		apiURL = "https://" + ln.Addr().String()
+		if g.certs.Mode() == "acme" {
+			log.Info("TLS certificates from ACME", "domains", cfg.TLS.ACME.Domains, "directory", cfg.TLS.ACME.DirectoryURL, "cache_dir", cfg.TLS.ACME.CacheDir)
+		} else {
+			log.Info("TLS certificate loaded", "cert", cfg.TLS.Cert, "certificate", certs.Describe(g.certs.Leaf()))
+		}
+	} else {
+		log.Warn("the API serves plain HTTP: clients refuse it (tokens would travel in clear) unless given --allow-http; add a tls block to the configuration or put an HTTPS proxy in front")
+	}
+	var acmeLn net.Listener
+	if g.certs != nil && cfg.TLS.ACME != nil && cfg.TLS.ACME.HTTPListen != "" {
+		if acmeLn, err = net.Listen("tcp", cfg.TLS.ACME.HTTPListen); err != nil {
+			stopLife()
+			return fmt.Errorf("tls.acme.http_listen %s: %w", cfg.TLS.ACME.HTTPListen, err)
+		}
+		defer acmeLn.Close()
+	}
 	var metricsLn net.Listener
 	if cfg.MetricsListen != "" {
 		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
@@ -190,13 +217,22 @@ func Serve(ctx context.Context, o Options) error {
 		msrv = &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- msrv.Serve(metricsLn) }()
 	}
+	if acmeLn != nil {
+		acmeCtx, stopACME := context.WithCancel(ctx)
+		defer stopACME()
+		go func() {
+			if err := g.certs.ServeHTTPChallenges(acmeCtx, acmeLn); err != nil {
+				log.Error("ACME HTTP-01 listener stopped", "err", err)
+			}
+		}()
+	}
 	asrv := g.adminServer()
 	go asrv.Serve(admin)
 	lifeDone := make(chan struct{})
 	go func() { g.life.Run(lifeCtx); close(lifeDone) }()
 
 	g.audit.Record(ctx, store.AuditRecord{Actor: "gateway", Action: audit.Start, Remote: g.host, Detail: "networks " + strings.Join(networkNames(cfg), ", ")})
-	log.Info("gateway serving", "listen", ln.Addr().String(), "networks", len(cfg.Networks), "admin_socket", cfg.AdminSocket)
+	log.Info("gateway serving", "listen", ln.Addr().String(), "url", apiURL, "networks", len(cfg.Networks), "admin_socket", cfg.AdminSocket)
 	var serveErr error
 loop:
 	for {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/audit"
+	"github.com/clearpath-vpn/clearpath/server/certs"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -44,6 +46,12 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 	restart("oidc.client_id", cur.OIDC.ClientID, next.OIDC.ClientID)
 	restart("oidc.audience", cur.OIDC.Audience, next.OIDC.Audience)
 	restart("oidc.groups_claim", cur.OIDC.GroupsClaim, next.OIDC.GroupsClaim)
+	restart("oidc.allow_http", cur.OIDC.AllowHTTP, next.OIDC.AllowHTTP)
+	if cur.TLS.Mode() != next.TLS.Mode() {
+		errs = append(errs, fmt.Errorf("tls: switching from %s to %s needs a restart of the gateway", certs.ModeName(cur.TLS.Mode()), certs.ModeName(next.TLS.Mode())))
+	} else if cur.TLS.Mode() == "acme" {
+		restart("tls.acme", *cur.TLS.ACME, *next.TLS.ACME)
+	}
 	if cur.Endpoint != next.Endpoint {
 		settings = append(settings, "endpoint")
 	}
@@ -194,10 +202,22 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err := g.preflight(changes); err != nil {
 		return res, fmt.Errorf("config %s: %w", g.configPath, err)
 	}
+	// The certificate is read before anything changes, so a bad file
+	// fails the reload with the running certificate still served.
+	var pair *tls.Certificate
+	if g.certs != nil {
+		if pair, err = g.certs.Prepare(next.TLS); err != nil {
+			return res, fmt.Errorf("config %s: %w", g.configPath, err)
+		}
+	}
 	if err := g.apply(ctx, changes); err != nil {
 		return res, err
 	}
 	webhookChanged := !reflect.DeepEqual(g.cfg.Lifecycle.Webhook, next.Lifecycle.Webhook)
+	if g.certs != nil && g.certs.Swap(next.TLS, pair) {
+		settings = append(settings, "tls certificate")
+		g.log.Info("TLS certificate reloaded", "cert", next.TLS.Cert, "certificate", certs.Describe(g.certs.Leaf()))
+	}
 	g.cfg = next
 	g.life.SetSettings(settingsOf(next))
 	if webhookChanged {
