@@ -20,6 +20,7 @@ endpoint: %s
 oidc:
   issuer: http://192.0.2.10:5556/dex
   client_id: clearpath
+  allow_http: true
 store: %s
 state_dir: %s
 networks:

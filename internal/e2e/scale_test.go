@@ -74,6 +74,7 @@ endpoint: {{.Endpoint}}
 oidc:
   issuer: ` + issuerURL + `
   client_id: ` + scaleClient + `
+  allow_http: true
 store: "{{.Store}}"
 state_dir: {{.StateDir}}
 key_ttl: {{.KeyTTL}}

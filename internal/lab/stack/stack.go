@@ -19,6 +19,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/internal/lab"
 	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
+	"github.com/clearpath-vpn/clearpath/internal/testca"
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
 
@@ -55,10 +56,11 @@ func Prebuilt(root string) (Binaries, error) {
 	return b, err
 }
 
-// The gateway's API in the lab.
+// The gateway's API in the lab: HTTPS with a certificate of the lab's CA
+// (lab.CA) for the gateway's public address.
 const (
 	GatewayListen = lab.GWPublicIP4 + ":8080"
-	ServerURL     = "http://" + GatewayListen
+	ServerURL     = "https://" + GatewayListen
 )
 
 // Stack is the running product in a reference lab.
@@ -71,16 +73,24 @@ type Stack struct {
 	Gateway       *lab.Proc
 	// EngIface and OpsIface are the gateway's WireGuard interfaces.
 	EngIface, OpsIface string
+	// CA is the lab's root; CAFile its PEM file, what clients get as
+	// --ca-file. TLSCert and TLSKey are the gateway's certificate files.
+	CA                      *testca.CA
+	CAFile, TLSCert, TLSKey string
 }
 
 var gatewayTmpl = template.Must(template.New("gw").Parse(`# vpn-gateway configuration of the ClearPath lab (generated).
 listen: "{{.Listen}}"
 endpoint: {{.Endpoint}}
+tls:
+  cert: {{.TLSCert}}
+  key: {{.TLSKey}}
 oidc:
   issuer: {{.Issuer}}
   client_id: {{.ClientID}}
   audience: {{.ClientID}}
   groups_claim: groups
+  allow_http: true   # the lab's Dex is plain http inside the lab
 store: {{.Store}}
 state_dir: {{.StateDir}}
 networks:
@@ -124,6 +134,9 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option
 	}
 	s := &Stack{Reference: ref, Bin: bin, EngIface: ref.Prefix + "eng", OpsIface: ref.Prefix + "ops"}
 	var err error
+	if err = s.makeCertificate(); err != nil {
+		return nil, err
+	}
 	s.Dex, err = dex.Start(ctx, ref.IDP, "dex", bin.Dex, dex.Config{DBFile: filepath.Join(ref.Dir, "dex.db")})
 	if err != nil {
 		return nil, err
@@ -138,7 +151,7 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option
 		return nil, err
 	}
 	err = gatewayTmpl.Execute(f, map[string]any{
-		"Listen": GatewayListen, "Endpoint": lab.GWPublicIP4,
+		"Listen": GatewayListen, "Endpoint": lab.GWPublicIP4, "TLSCert": s.TLSCert, "TLSKey": s.TLSKey,
 		"Issuer": dex.Issuer, "ClientID": dex.ClientID,
 		"Store": storeDSN, "StateDir": filepath.Join(ref.Dir, "gateway-state"),
 		"Eng": s.EngIface, "EngPort": lab.EngPort, "EngPool4": lab.EngPool4, "EngPool6": lab.EngPool6,
@@ -159,6 +172,42 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option
 		return nil, err
 	}
 	return s, nil
+}
+
+// makeCertificate issues the gateway's certificate (IP SAN of its public
+// address) from the lab's CA. Every program the process starts from now on
+// trusts that CA through SSL_CERT_FILE (the gateway for its webhooks, the
+// clients of tests that do not pass --ca-file); Client.Up passes --ca-file
+// as a user would.
+func (s *Stack) makeCertificate() error {
+	ca, caFile, err := lab.CA()
+	if err != nil {
+		return fmt.Errorf("lab CA: %w", err)
+	}
+	leaf, err := ca.Issue(lab.GWPublicIP4, lab.GWIDPIP4)
+	if err != nil {
+		return err
+	}
+	if s.TLSCert, s.TLSKey, err = leaf.Write(s.Dir, "gateway-tls"); err != nil {
+		return fmt.Errorf("write the gateway's certificate: %w", err)
+	}
+	s.CA, s.CAFile = ca, caFile
+	os.Setenv("SSL_CERT_FILE", caFile)
+	return nil
+}
+
+// RenewCertificate writes a new certificate (new serial, same names) over
+// the gateway's certificate files, as an operator's renewal would; the
+// gateway serves it after a reload.
+func (s *Stack) RenewCertificate() (*testca.Leaf, error) {
+	leaf, err := s.CA.Issue(lab.GWPublicIP4, lab.GWIDPIP4)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := leaf.Write(s.Dir, "gateway-tls"); err != nil {
+		return nil, err
+	}
+	return leaf, nil
 }
 
 // StartGateway starts vpn-gateway in gw and waits for its API.
@@ -235,6 +284,8 @@ type Client struct {
 	Name     string
 	StateDir string
 	Iface    string
+	// ConfigDir is the user's config dir (VPN_CONFIG_DIR) for Run.
+	ConfigDir string
 }
 
 // Client returns the client called name (short: it becomes part of the
@@ -247,20 +298,22 @@ func (s *Stack) Client(name string) *Client {
 	dir := filepath.Join(s.Dir, "client-"+name)
 	os.MkdirAll(dir, 0o700)
 	s.AddLogFile("agent of "+name, filepath.Join(dir, "agent.log"))
-	return &Client{Stack: s, Name: name, StateDir: dir, Iface: iface}
+	return &Client{Stack: s, Name: name, StateDir: dir, Iface: iface, ConfigDir: filepath.Join(dir, "config")}
 }
 
-// Run runs `vpn --state-dir <dir> args...` in laptop and returns its
+// Run runs `vpn --state-dir <dir> args...` in laptop, with the client's
+// own VPN_CONFIG_DIR (tokens, remembered server settings), and returns its
 // combined output.
 func (c *Client) Run(ctx context.Context, args ...string) (string, error) {
-	argv := append([]string{c.Stack.Bin.VPN, "--state-dir", c.StateDir}, args...)
+	argv := append([]string{"env", "VPN_CONFIG_DIR=" + c.ConfigDir, c.Stack.Bin.VPN, "--state-dir", c.StateDir}, args...)
 	return c.Stack.Laptop.Exec(ctx, argv...)
 }
 
-// Up runs `vpn up` with a token file and returns its output and wall time.
+// Up runs `vpn up` with a token file and the lab's CA as --ca-file, and
+// returns its output and wall time.
 func (c *Client) Up(ctx context.Context, tokenFile string) (string, time.Duration, error) {
 	start := time.Now()
-	out, err := c.Run(ctx, "up", "--server", ServerURL, "--token-file", tokenFile, "--interface", c.Iface)
+	out, err := c.Run(ctx, "up", "--server", ServerURL, "--ca-file", c.Stack.CAFile, "--token-file", tokenFile, "--interface", c.Iface)
 	return out, time.Since(start), err
 }
 
