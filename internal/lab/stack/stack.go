@@ -77,15 +77,17 @@ type Stack struct {
 	// --ca-file. TLSCert and TLSKey are the gateway's certificate files.
 	CA                      *testca.CA
 	CAFile, TLSCert, TLSKey string
+	// URL is the gateway's API: ServerURL, or http:// with WithPlainHTTP.
+	URL string
 }
 
 var gatewayTmpl = template.Must(template.New("gw").Parse(`# vpn-gateway configuration of the ClearPath lab (generated).
 listen: "{{.Listen}}"
 endpoint: {{.Endpoint}}
-tls:
+{{if .TLSCert}}tls:
   cert: {{.TLSCert}}
   key: {{.TLSKey}}
-oidc:
+{{end}}oidc:
   issuer: {{.Issuer}}
   client_id: {{.ClientID}}
   audience: {{.ClientID}}
@@ -111,7 +113,16 @@ networks:
 // Option changes how Start sets the stack up.
 type Option func(*startOptions)
 
-type startOptions struct{ extraConfig, store string }
+type startOptions struct {
+	extraConfig, store string
+	plainHTTP          bool
+}
+
+// WithPlainHTTP serves the gateway's API without TLS (URL then is
+// http://GatewayListen): for tests of the client's refusal of plain http.
+func WithPlainHTTP() Option {
+	return func(o *startOptions) { o.plainHTTP = true }
+}
 
 // WithStore makes the gateway use dsn (a PostgreSQL URL) instead of a
 // SQLite file in the lab directory.
@@ -132,10 +143,14 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option
 	for _, o := range opts {
 		o(&so)
 	}
-	s := &Stack{Reference: ref, Bin: bin, EngIface: ref.Prefix + "eng", OpsIface: ref.Prefix + "ops"}
+	s := &Stack{Reference: ref, Bin: bin, EngIface: ref.Prefix + "eng", OpsIface: ref.Prefix + "ops", URL: ServerURL}
 	var err error
 	if err = s.makeCertificate(); err != nil {
 		return nil, err
+	}
+	tlsCert, tlsKey := s.TLSCert, s.TLSKey
+	if so.plainHTTP {
+		tlsCert, tlsKey, s.URL = "", "", "http://"+GatewayListen
 	}
 	s.Dex, err = dex.Start(ctx, ref.IDP, "dex", bin.Dex, dex.Config{DBFile: filepath.Join(ref.Dir, "dex.db")})
 	if err != nil {
@@ -151,7 +166,7 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option
 		return nil, err
 	}
 	err = gatewayTmpl.Execute(f, map[string]any{
-		"Listen": GatewayListen, "Endpoint": lab.GWPublicIP4, "TLSCert": s.TLSCert, "TLSKey": s.TLSKey,
+		"Listen": GatewayListen, "Endpoint": lab.GWPublicIP4, "TLSCert": tlsCert, "TLSKey": tlsKey,
 		"Issuer": dex.Issuer, "ClientID": dex.ClientID,
 		"Store": storeDSN, "StateDir": filepath.Join(ref.Dir, "gateway-state"),
 		"Eng": s.EngIface, "EngPort": lab.EngPort, "EngPool4": lab.EngPool4, "EngPool6": lab.EngPool6,
@@ -224,7 +239,7 @@ func (s *Stack) StartGateway(ctx context.Context) error {
 		if done, err := p.Exited(); done {
 			return fmt.Errorf("vpn-gateway exited while starting (%v):\n%s", err, p.Log())
 		}
-		resp, err := hc.Get(ServerURL + api.PathDiscovery)
+		resp, err := hc.Get(s.URL + api.PathDiscovery)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -235,7 +250,7 @@ func (s *Stack) StartGateway(ctx context.Context) error {
 		last = err
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("vpn-gateway not serving %s after 20s (%v):\n%s", ServerURL, last, p.Log())
+	return fmt.Errorf("vpn-gateway not serving %s after 20s (%v):\n%s", s.URL, last, p.Log())
 }
 
 // StopGateway stops the gateway gracefully (SIGTERM), as an operator would.
@@ -313,7 +328,7 @@ func (c *Client) Run(ctx context.Context, args ...string) (string, error) {
 // returns its output and wall time.
 func (c *Client) Up(ctx context.Context, tokenFile string) (string, time.Duration, error) {
 	start := time.Now()
-	out, err := c.Run(ctx, "up", "--server", ServerURL, "--ca-file", c.Stack.CAFile, "--token-file", tokenFile, "--interface", c.Iface)
+	out, err := c.Run(ctx, "up", "--server", c.Stack.URL, "--ca-file", c.Stack.CAFile, "--token-file", tokenFile, "--interface", c.Iface)
 	return out, time.Since(start), err
 }
 

@@ -50,6 +50,14 @@ func ResolveTrust(cache *auth.Cache, server string, t TrustFlags, errOut io.Writ
 	saved := s
 	if t.allowHTTPSet {
 		s.AllowHTTP = t.AllowHTTP
+		if !t.AllowHTTP && saved.AllowHTTP {
+			// Forgetting takes effect even though this command is
+			// then refused.
+			saved.AllowHTTP = false
+			if err := cache.SaveSettings(saved); err != nil {
+				return nil, err
+			}
+		}
 	}
 	fromFlag := t.CAFile != ""
 	if fromFlag {
