@@ -29,6 +29,8 @@ type Source struct {
 	log  *slog.Logger
 	cert atomic.Pointer[tls.Certificate] // cert mode
 	mgr  *autocert.Manager               // acme mode
+	// challenges answers HTTP-01 (acme with http_listen).
+	challenges http.Handler
 }
 
 // Options tune New.
@@ -65,7 +67,23 @@ func New(c *config.TLS, log *slog.Logger, o Options) (*Source, error) {
 		Email:      a.Email,
 		Client:     client,
 	}
+	if a.HTTPListen != "" {
+		s.challenges = s.httpChallenges() // before any order: offers HTTP-01
+	}
 	return s, nil
+}
+
+// httpChallenges is autocert's HTTP-01 handler with the port removed from
+// the Host header: the host policy matches bare names, and a CA that
+// validates on another port than 80 (a test CA, a port forward) sends it.
+func (s *Source) httpChallenges() http.Handler {
+	h := s.mgr.HTTPHandler(nil)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if host, _, err := net.SplitHostPort(r.Host); err == nil {
+			r.Host = host
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // TLSConfig is the API listener's configuration (TLS 1.2 and up).
@@ -155,7 +173,10 @@ func (s *Source) ServeHTTPChallenges(ctx context.Context, ln net.Listener) error
 	if s.mgr == nil {
 		return errors.New("tls: HTTP-01 challenges need acme")
 	}
-	srv := &http.Server{Handler: s.mgr.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	if s.challenges == nil {
+		s.challenges = s.httpChallenges()
+	}
+	srv := &http.Server{Handler: s.challenges, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
