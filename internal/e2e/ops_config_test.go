@@ -19,8 +19,8 @@ func threeNetworks(l *lab.Reference, dir string, opsPort int) string {
 endpoint: %s
 oidc:
   issuer: http://192.0.2.10:5556/dex
-  client_id: clearpath
   allow_http: true
+  client_id: clearpath
 store: %s
 state_dir: %s
 networks:
