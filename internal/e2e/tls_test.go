@@ -91,6 +91,12 @@ func TestGatewayTLSAndCAFile(t *testing.T) {
 	if out, err := vpnNoSystemCA(ctxT(t, time.Minute), e, alice, upArgs...); err != nil {
 		t.Fatalf("vpn up with the remembered CA file: %v\n%s", err, out)
 	}
+	// vpn login reaches the gateway (discovery) with the remembered CA too:
+	// it gets as far as the provider's device code, then times out unapproved.
+	out, _ = vpnNoSystemCA(ctxT(t, time.Minute), e, alice, "login", "--server", stack.ServerURL, "--device", "--login-timeout", "2s")
+	if !strings.Contains(out, "enter the code") || strings.Contains(out, "certificate") {
+		t.Errorf("vpn login with the remembered CA file did not reach the provider:\n%s", out)
+	}
 	key := e.clientKey(t, alice)
 
 	// 4. Certificate renewal on SIGHUP, tunnel untouched.
