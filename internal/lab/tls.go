@@ -43,3 +43,11 @@ func tlsClientConfig() *tls.Config {
 	}
 	return &tls.Config{RootCAs: ca.Pool()}
 }
+
+// RemoveCAFile deletes the CA's PEM file if CA made one; for the end of a
+// test binary's TestMain or of the demo.
+func RemoveCAFile() {
+	if labCA.file != "" {
+		os.Remove(labCA.file)
+	}
+}

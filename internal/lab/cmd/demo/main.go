@@ -117,6 +117,7 @@ func run(user string, pause time.Duration) error {
 		return err
 	}
 	// lab also tears down on Ctrl-C; this covers every other way out.
+	defer lab.RemoveCAFile()
 	defer func() {
 		fmt.Printf("\n==> %d. Cleaning up\n", d.step+1)
 		if err := ref.Close(); err != nil {
