@@ -4,25 +4,21 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/net/dns/dnsmessage"
-
-	"github.com/clearpath-vpn/clearpath/internal/lab"
+	"github.com/clearpath-vpn/clearpath/internal/testacme"
 	"github.com/clearpath-vpn/clearpath/internal/testca"
 	"github.com/clearpath-vpn/clearpath/server/config"
 )
@@ -37,40 +33,6 @@ import (
 
 const acmeDomain = "gw.clearpath.test"
 
-var (
-	pebbleOnce sync.Once
-	pebbleBin  string
-	pebbleErr  error
-)
-
-// buildPebble builds tools/pebble once per test binary.
-func buildPebble(t *testing.T) string {
-	t.Helper()
-	pebbleOnce.Do(func() {
-		root, err := lab.RepoRoot()
-		if err != nil {
-			pebbleErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "clearpath-pebble-")
-		if err != nil {
-			pebbleErr = err
-			return
-		}
-		pebbleBin = filepath.Join(dir, "pebble")
-		cmd := exec.Command("go", "build", "-o", pebbleBin, "github.com/letsencrypt/pebble/v2/cmd/pebble")
-		cmd.Dir = filepath.Join(root, "tools", "pebble")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			pebbleErr = fmt.Errorf("build pebble (tools/pebble): %v\n%s", err, out)
-		}
-	})
-	if pebbleErr != nil {
-		t.Fatal(pebbleErr)
-	}
-	return pebbleBin
-}
-
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -81,8 +43,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// serveDNS answers A queries for every name with 127.0.0.1 (others:
-// no records), over TCP as Pebble asks its -dnsserver.
+// serveDNS resolves every name to 127.0.0.1 for Pebble.
 func serveDNS(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -90,54 +51,8 @@ func serveDNS(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				for {
-					var l [2]byte
-					if _, err := io.ReadFull(conn, l[:]); err != nil {
-						return
-					}
-					buf := make([]byte, binary.BigEndian.Uint16(l[:]))
-					if _, err := io.ReadFull(conn, buf); err != nil {
-						return
-					}
-					msg, err := answerDNS(buf)
-					if err != nil {
-						return
-					}
-					conn.Write(binary.BigEndian.AppendUint16(nil, uint16(len(msg))))
-					conn.Write(msg)
-				}
-			}()
-		}
-	}()
+	go testacme.ServeDNS(ln, netip.MustParseAddr("127.0.0.1"))
 	return ln.Addr().String()
-}
-
-func answerDNS(query []byte) ([]byte, error) {
-	var p dnsmessage.Parser
-	h, err := p.Start(query)
-	if err != nil {
-		return nil, err
-	}
-	q, err := p.Question()
-	if err != nil {
-		return nil, err
-	}
-	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired})
-	b.StartQuestions()
-	b.Question(q)
-	b.StartAnswers()
-	if q.Type == dnsmessage.TypeA {
-		b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: [4]byte{127, 0, 0, 1}})
-	}
-	return b.Finish()
 }
 
 type pebble struct {
@@ -150,7 +65,10 @@ type pebble struct {
 // and tlsPort of 127.0.0.1, resolving names through dnsAddr.
 func startPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string) *pebble {
 	t.Helper()
-	bin := buildPebble(t)
+	bin, err := testacme.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	ca, err := testca.New("pebble listener CA")
 	if err != nil {
@@ -163,18 +81,13 @@ func startPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string) *pebble {
 	}
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	mgmt := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress": listen, "managementListenAddress": mgmt,
-		"certificate": certFile, "privateKey": keyFile,
-		"httpPort": httpPort, "tlsPort": tlsPort,
-		"ocspResponderURL": "", "externalAccountBindingRequired": false,
-	}}
-	b, _ := json.Marshal(cfg)
 	cfgFile := filepath.Join(dir, "pebble.json")
-	os.WriteFile(cfgFile, b, 0o600)
+	if err := (testacme.Config{Listen: listen, Management: mgmt, CertFile: certFile, KeyFile: keyFile, HTTPPort: httpPort, TLSPort: tlsPort}).Write(cfgFile); err != nil {
+		t.Fatal(err)
+	}
 	logFile, _ := os.Create(filepath.Join(dir, "pebble.log"))
-	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", dnsAddr)
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+	cmd := exec.Command(bin, testacme.Args(cfgFile, dnsAddr)...)
+	cmd.Env = append(os.Environ(), testacme.Env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
