@@ -61,7 +61,8 @@ type Gateway struct {
 	metrics *metrics.Metrics
 	logins  *tokenSeen
 	host    string
-	flows   *flows // the eBPF filter; nil when off
+	flows   *flows  // the eBPF filter; nil when off
+	guard   *guards // API abuse limits (guard.go)
 }
 
 type network struct {
@@ -121,17 +122,18 @@ func Serve(ctx context.Context, o Options) error {
 		}
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	g.guard = newGuards(cfg.API, cfg.TrustedProxies, log)
+	ln, err := g.listenAPI(cfg)
 	if err != nil {
 		stopLife()
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		return err
 	}
 	defer ln.Close()
 	var metricsLn net.Listener
-	if cfg.MetricsListen != "" {
-		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+	if addr := cfg.MetricsAddr(); addr != "" {
+		if metricsLn, err = net.Listen("tcp", addr); err != nil {
 			stopLife()
-			return fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+			return fmt.Errorf("metrics_listen %s: %w (set metrics_listen to a free address, or off)", addr, err)
 		}
 		defer metricsLn.Close()
 	}
@@ -182,13 +184,14 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	defer admin.Close()
 
-	srv := &http.Server{Handler: g.opsHandler(g.Handler(), cfg.MetricsListen == ""), ReadHeaderTimeout: 10 * time.Second}
+	srv := apiServer(g.opsHandler(g.Handler(), cfg.MetricsToken), cfg.API, log)
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
 	var msrv *http.Server
 	if metricsLn != nil {
-		msrv = &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
+		msrv = apiServer(g.metricsMux(), cfg.API, log)
 		go func() { errc <- msrv.Serve(metricsLn) }()
+		log.Info("metrics serving", "metrics_listen", metricsLn.Addr().String())
 	}
 	asrv := g.adminServer()
 	go asrv.Serve(admin)
