@@ -369,6 +369,7 @@ func registerAs(t *testing.T, e *env, node *lab.Node, token, xff string) (int, s
 func TestTrustedProxiesAndRegistrationLimits(t *testing.T) {
 	t.Parallel()
 	e := newOpsEnv(t, `trusted_proxies: [`+lab.LaptopIP4+`/32]
+metrics_token: `+metricsToken+`
 api:
   register_per_source: 2/1m
   register_per_user: 3/1m`)
@@ -437,4 +438,25 @@ api:
 	if !strings.Contains(b, "alice@example.com") {
 		t.Errorf("per-user 429 does not name the user: %s", b)
 	}
+
+	// metrics_token opens /metrics on the API address, to that token only.
+	for _, c := range []struct {
+		auth string
+		want int
+	}{{"", http.StatusUnauthorized}, {"Bearer wrong-token-0123456789", http.StatusUnauthorized}, {"Bearer " + metricsToken, http.StatusOK}} {
+		req, _ := http.NewRequest(http.MethodGet, stack.ServerURL+"/metrics", nil)
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		resp, err := e.Laptop.HTTPClient(5 * time.Second).Do(req)
+		must(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		listed := strings.Contains(string(body), "@example.com")
+		if resp.StatusCode != c.want || listed != (c.want == http.StatusOK) {
+			t.Errorf("GET /metrics with %q: %s, e-mails listed %v", c.auth, resp.Status, listed)
+		}
+	}
 }
+
+const metricsToken = "lab-metrics-token-0123456789"

@@ -48,6 +48,18 @@ func TestClientAddr(t *testing.T) {
 	}
 }
 
+func TestSourceKey(t *testing.T) {
+	for in, want := range map[string]string{"198.51.100.7": "198.51.100.7", "::ffff:198.51.100.7": "198.51.100.7",
+		"2001:db8:1:2:aaaa::1": "2001:db8:1:2::", "2001:db8:1:2:bbbb::9": "2001:db8:1:2::"} {
+		if got := sourceKey(netip.MustParseAddr(in)).String(); got != want {
+			t.Errorf("sourceKey(%s) = %s, want %s", in, got, want)
+		}
+	}
+	if remoteAddr("[2001:db8::1]:443").String() != "2001:db8::1" || remoteAddr("10.0.0.1").String() != "10.0.0.1" {
+		t.Error("remoteAddr")
+	}
+}
+
 func TestBuckets(t *testing.T) {
 	b := newBuckets(config.Rate{Burst: 3, Per: 30 * time.Second}) // one every 10s
 	now := time.Unix(1000, 0)
@@ -322,4 +334,3 @@ func waitFor(d time.Duration, cond func() bool) (time.Duration, bool) {
 	}
 	return time.Since(start), cond()
 }
-
