@@ -168,8 +168,12 @@ func (g *Gateway) networksOf(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 	// Per source before the token is even looked at, per user after.
+	lim := g.guard
+	if lim == nil { // a Gateway not started by Serve (tests): no limits
+		lim = &guards{}
+	}
 	src := remoteAddr(r.RemoteAddr)
-	if ok, retry := g.guard.source.take(sourceKey(src).String(), g.now()); !ok {
+	if ok, retry := lim.source.take(sourceKey(src).String(), g.now()); !ok {
 		g.metrics.Refused.WithLabelValues("rate_source").Inc()
 		g.log.Info("registration rate-limited", "remote", r.RemoteAddr, "retry_after", retry)
 		tooMany(w, "from "+sourceKey(src).String(), retry)
@@ -179,7 +183,7 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 	if id == nil {
 		return
 	}
-	if ok, retry := g.guard.user.take(id.Subject, g.now()); !ok {
+	if ok, retry := lim.user.take(id.Subject, g.now()); !ok {
 		g.metrics.Refused.WithLabelValues("rate_user").Inc()
 		g.log.Info("registration rate-limited", "user", display(id), "remote", r.RemoteAddr, "retry_after", retry)
 		tooMany(w, "for "+display(id), retry)
