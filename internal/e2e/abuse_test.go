@@ -396,7 +396,7 @@ api:
 
 	// From host, untrusted: the header is ignored; host's own address
 	// spends its 2 whatever it claims.
-	c, r, b = registerAs(t, e, e.Host, toks["carol"], "203.0.113.60")
+	c, _, b = registerAs(t, e, e.Host, toks["carol"], "203.0.113.60")
 	if c != http.StatusForbidden && c != http.StatusOK { // carol is ops: eng is not hers
 		t.Errorf("host #1: %d %s", c, b)
 	}
