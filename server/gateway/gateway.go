@@ -27,6 +27,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/auth"
 	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/hostguard"
 	"github.com/clearpath-vpn/clearpath/server/lifecycle"
 	"github.com/clearpath-vpn/clearpath/server/metrics"
 	"github.com/clearpath-vpn/clearpath/server/notify"
@@ -61,7 +62,8 @@ type Gateway struct {
 	metrics *metrics.Metrics
 	logins  *tokenSeen
 	host    string
-	flows   *flows // the eBPF filter; nil when off
+	flows   *flows         // the eBPF filter; nil when off
+	guard   hostguard.Spec // what the host guard's table holds (reload.go)
 }
 
 type network struct {
@@ -142,6 +144,13 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	log.Info("forwarding enabled (IPv4 and IPv6, no NAT)")
+	if err := g.guardHost(hostguard.FromConfig(cfg)); err != nil {
+		restoreForwarding()
+		stopLife()
+		return err
+	}
+	defer openHost(log) // after the devices are gone (deferred later, runs earlier)
+	log.Info("gateway host closed to the tunnels", "nftables", "inet "+hostguard.TableName)
 	if g.wg, err = wgctrl.New(); err != nil {
 		restoreForwarding()
 		stopLife()

@@ -14,6 +14,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/hostguard"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
@@ -102,6 +103,9 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 		diff("table", o.Table, n.Table)
 		diff("group", o.Group, n.Group)
 		diff("probe", o.Probe, n.Probe)
+		if !slices.Equal(o.LocalPorts, n.LocalPorts) {
+			d = append(d, fmt.Sprintf("local_ports %v -> %v", o.LocalPorts, n.LocalPorts))
+		}
 		if len(d) > 0 {
 			changes = append(changes, netChange{op: "update", old: o, new: n, idx: i, details: d})
 		}
@@ -194,9 +198,16 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err := g.preflight(changes); err != nil {
 		return res, fmt.Errorf("config %s: %w", g.configPath, err)
 	}
+	// While devices come and go the host guard holds the rules of both
+	// configurations, keeping only what both open (hostguard.Merge).
+	if err := g.guardHost(hostguard.Merge(hostguard.FromConfig(g.cfg), hostguard.FromConfig(next))); err != nil {
+		return res, fmt.Errorf("%w; nothing changed", err)
+	}
 	if err := g.apply(ctx, changes); err != nil {
+		g.guardHost(hostguard.FromConfig(g.cfg))
 		return res, err
 	}
+	g.guardHost(hostguard.FromConfig(next))
 	webhookChanged := !reflect.DeepEqual(g.cfg.Lifecycle.Webhook, next.Lifecycle.Webhook)
 	g.cfg = next
 	g.life.SetSettings(settingsOf(next))
@@ -300,5 +311,21 @@ func (g *Gateway) apply(ctx context.Context, changes []netChange) (err error) {
 		}
 		undo = append(undo, func() { down(n.Name) })
 	}
+	return nil
+}
+
+// guardHost installs the host guard's rules for spec unless they are
+// already what runs (a reload that does not touch them keeps the drop
+// counters). A failure after the devices changed is logged: the rules
+// left are the merged ones, stricter than either configuration.
+func (g *Gateway) guardHost(spec hostguard.Spec) error {
+	if reflect.DeepEqual(spec, g.guard) {
+		return nil
+	}
+	if err := closeHost(spec); err != nil {
+		g.log.Error("host guard: rules not updated", "err", err)
+		return err
+	}
+	g.guard = spec
 	return nil
 }
