@@ -159,6 +159,14 @@ func TestGatewayHostClosedToTunnels(t *testing.T) {
 		t.Errorf("eng's drop rule counted no packets:\n%s", listing)
 	}
 
+	// explain tells what the packets do: the gateway's own address inside
+	// eng's allow list is refused by the host guard.
+	out, code := e.admin(t, "explain", "alice", hostPort(lab.GWVPCAIP4, 9000))
+	t.Logf("explain alice %s:\n%s", hostPort(lab.GWVPCAIP4, 9000), out)
+	if code != 1 || !strings.HasPrefix(out, "NO") || !strings.Contains(out, "closed to the tunnel") {
+		t.Errorf("explain alice %s (exit %d), want NO by the host guard:\n%s", hostPort(lab.GWVPCAIP4, 9000), code, out)
+	}
+
 	// local_ports: tcp/9053 opens by reload, at every gateway address; 9000 stays shut.
 	dnsTargets := []string{hostPort("100.64.0.1", 9053), hostPort("fd00:64::1", 9053), hostPort(lab.GWPublicIP4, 9053)}
 	for _, hp := range dnsTargets {
@@ -171,6 +179,9 @@ func TestGatewayHostClosedToTunnels(t *testing.T) {
 		}
 	}
 	e.unreachable(t, hostPort("100.64.0.1", 9000), "a port local_ports does not name")
+	if out, code := e.admin(t, "explain", "alice", hostPort(lab.GWVPCAIP4, 9053)); code != 0 || !strings.HasPrefix(out, "YES") || !strings.Contains(out, "the host lets it in") || !strings.Contains(out, "dport 9053 accept") {
+		t.Errorf("explain alice %s with local_ports tcp/9053 (exit %d), want YES:\n%s", hostPort(lab.GWVPCAIP4, 9053), code, out)
+	}
 	setEngLocalPorts(t, e, "[]")
 	e.unreachable(t, hostPort("100.64.0.1", 9053), "local_ports emptied by reload")
 

@@ -201,3 +201,31 @@ func (r Rule) String() string {
 	}
 	return b.String()
 }
+
+// Local answers what the rules of s do with a packet that arrives on
+// iface for the host's own address dst: port 0 stands for ping, another
+// for a TCP or UDP port. It walks Plan(s) in order as the kernel does and
+// returns whether the packet passes and the rule that decides.
+func (s Spec) Local(iface string, dst netip.Addr, port int) (bool, string) {
+	for _, r := range Plan(s) {
+		if r.Iface != iface || r.Daddr.IsValid() && r.Daddr != dst.Unmap() {
+			continue
+		}
+		switch r.Proto {
+		case "icmp", "icmpv6":
+			if port != 0 || (r.Proto == "icmp") != dst.Unmap().Is4() {
+				continue
+			}
+		case "tcp", "udp":
+			if port == 0 || int(r.DPort) != port {
+				continue
+			}
+		}
+		if r.Drop {
+			return false, fmt.Sprintf("the gateway host is closed to the tunnel (nftables table inet %s: %s)", TableName, r)
+		}
+		return true, fmt.Sprintf("the host lets it in (nftables table inet %s: %s)", TableName, r)
+	}
+	// No rule for iface: the interface is not one of the gateway's.
+	return true, "no host-guard rule for " + iface
+}

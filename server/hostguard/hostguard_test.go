@@ -161,3 +161,31 @@ func TestMergeKeepsTheTransitionClosed(t *testing.T) {
 		t.Errorf("an API that differs must be closed during the transition: %v", m.API)
 	}
 }
+
+// Local walks the same rules the kernel runs: explain and the table agree.
+func TestLocalVerdicts(t *testing.T) {
+	s := FromConfig(parse(t, testConfig))
+	cases := []struct {
+		iface, dst string
+		port       int
+		ok         bool
+		rule       string
+	}{
+		{"wg-eng", "100.64.0.1", 0, true, "icmp type echo-request"},
+		{"wg-eng", "fd00:64::1", 0, true, "icmpv6 type echo-request"},
+		{"wg-eng", "100.65.0.1", 0, false, "counter drop"}, // ops's tunnel address
+		{"wg-eng", "10.10.0.1", 0, false, "counter drop"},
+		{"wg-eng", "10.10.0.1", 22, false, "counter drop"},
+		{"wg-eng", "198.51.100.1", 8080, true, "tcp dport 8080"},
+		{"wg-eng", "10.10.0.1", 8080, false, "counter drop"}, // the API listens on 198.51.100.1 only
+		{"wg-eng", "10.10.0.1", 53, true, "udp dport 53"},
+		{"wg-ops", "100.65.0.1", 53, false, "counter drop"},
+		{"wg-ops", "100.65.0.1", 0, true, "icmp type echo-request"},
+	}
+	for _, c := range cases {
+		ok, why := s.Local(c.iface, netip.MustParseAddr(c.dst), c.port)
+		if ok != c.ok || !strings.Contains(why, c.rule) {
+			t.Errorf("%s -> %s port %d: %v %q, want %v by %q", c.iface, c.dst, c.port, ok, why, c.ok, c.rule)
+		}
+	}
+}
