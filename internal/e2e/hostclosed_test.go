@@ -167,6 +167,24 @@ func TestGatewayHostClosedToTunnels(t *testing.T) {
 		t.Errorf("explain alice %s (exit %d), want NO by the host guard:\n%s", hostPort(lab.GWVPCAIP4, 9000), code, out)
 	}
 
+	// doctor sees the table and its drops; deleted behind the gateway's
+	// back it is an error, and a reload puts it back.
+	out, code = e.admin(t, "doctor", "--json")
+	if !strings.Contains(out, `"id": "host-guard"`) || !strings.Contains(out, "eng: the gateway host is closed to the tunnel: ") {
+		t.Errorf("doctor (exit %d) does not report the host guard:\n%s", code, out)
+	}
+	if out, err := e.GW.Exec(ctxT(t, 5*time.Second), "nft", "delete", "table", "inet", "clearpath_gw"); err != nil {
+		t.Fatalf("nft delete table: %v\n%s", err, out)
+	}
+	if out, code = e.admin(t, "doctor", "--json"); code == 0 || !strings.Contains(out, `"id": "host-guard-missing"`) {
+		t.Errorf("doctor with the table deleted (exit %d), want host-guard-missing:\n%s", code, out)
+	}
+	e.adminOK(t, "reload")
+	if tables := nftTables(t, e); strings.Count(tables, "clearpath_gw") != 1 {
+		t.Errorf("reload did not put the table back:\n%s", tables)
+	}
+	e.unreachable(t, hostPort(lab.GWPublicIP4, 9000), "after the table came back")
+
 	// local_ports: tcp/9053 opens by reload, at every gateway address; 9000 stays shut.
 	dnsTargets := []string{hostPort("100.64.0.1", 9053), hostPort("fd00:64::1", 9053), hostPort(lab.GWPublicIP4, 9053)}
 	for _, hp := range dnsTargets {

@@ -315,12 +315,14 @@ func (g *Gateway) apply(ctx context.Context, changes []netChange) (err error) {
 }
 
 // guardHost installs the host guard's rules for spec unless they are
-// already what runs (a reload that does not touch them keeps the drop
-// counters). A failure after the devices changed is logged: the rules
+// already what runs and the table is there (a reload that does not touch
+// them keeps the drop counters; one deleted by hand comes back). A failure after the devices changed is logged: the rules
 // left are the merged ones, stricter than either configuration.
 func (g *Gateway) guardHost(spec hostguard.Spec) error {
 	if reflect.DeepEqual(spec, g.guard) {
-		return nil
+		if ok, err := hostguard.Exists(); err == nil && ok {
+			return nil
+		} // else put it back (deleted behind the gateway's back)
 	}
 	if err := closeHost(spec); err != nil {
 		g.log.Error("host guard: rules not updated", "err", err)

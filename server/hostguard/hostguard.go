@@ -229,3 +229,30 @@ func (s Spec) Local(iface string, dst netip.Addr, port int) (bool, string) {
 	// No rule for iface: the interface is not one of the gateway's.
 	return true, "no host-guard rule for " + iface
 }
+
+// LiveRule is what doctor reads back of one installed rule.
+type LiveRule struct {
+	Comment string
+	Drop    bool
+	Packets uint64 // the drop rule's counter
+}
+
+// Compare lists how the live chain differs from the rules of s (rules are
+// told apart by their comments, which name network and purpose); nothing
+// when they agree.
+func Compare(s Spec, live []LiveRule) []string {
+	want := Plan(s)
+	var out []string
+	n := max(len(want), len(live))
+	for i := 0; i < n; i++ {
+		switch {
+		case i >= len(live):
+			out = append(out, fmt.Sprintf("missing rule %d: %s", i+1, want[i]))
+		case i >= len(want):
+			out = append(out, fmt.Sprintf("extra rule %d: %q", i+1, live[i].Comment))
+		case live[i].Comment != want[i].Comment || live[i].Drop != want[i].Drop:
+			out = append(out, fmt.Sprintf("rule %d is %q, want: %s", i+1, live[i].Comment, want[i]))
+		}
+	}
+	return out
+}

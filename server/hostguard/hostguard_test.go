@@ -189,3 +189,21 @@ func TestLocalVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// Compare tells doctor how the live chain differs from the configuration.
+func TestCompare(t *testing.T) {
+	s := FromConfig(parse(t, testConfig))
+	var live []LiveRule
+	for _, r := range Plan(s) {
+		live = append(live, LiveRule{Comment: r.Comment, Drop: r.Drop})
+	}
+	if d := Compare(s, live); len(d) != 0 {
+		t.Errorf("the planned rules differ from themselves: %v", d)
+	}
+	// The file gained a port without a reload; someone removed ops's drop.
+	c := parse(t, strings.Replace(testConfig, "[udp/53, tcp/53]", "[udp/53, tcp/53, tcp/853]", 1))
+	d := Compare(FromConfig(c), live[:len(live)-1])
+	if len(d) == 0 || !strings.Contains(strings.Join(d, "\n"), "local_ports tcp/853") || !strings.Contains(strings.Join(d, "\n"), "missing rule") {
+		t.Errorf("differences: %v", d)
+	}
+}

@@ -144,3 +144,33 @@ func ifname(s string) []byte {
 	copy(b, s)
 	return b
 }
+
+// Live reads the chain of table inet clearpath_gw as the kernel holds it
+// (exists false when there is no such table).
+func Live(opts ...Option) (exists bool, rules []LiveRule, err error) {
+	if exists, err = Exists(opts...); err != nil || !exists {
+		return exists, nil, err
+	}
+	c, err := conn(opts)
+	if err != nil {
+		return true, nil, err
+	}
+	rs, err := c.GetRules(table(), &nftables.Chain{Name: ChainName, Table: table()})
+	if err != nil {
+		return true, nil, fmt.Errorf("nftables: list chain inet %s %s: %w", TableName, ChainName, err)
+	}
+	for _, r := range rs {
+		lr := LiveRule{}
+		lr.Comment, _ = userdata.GetString(r.UserData, userdata.TypeComment)
+		for _, e := range r.Exprs {
+			switch e := e.(type) {
+			case *expr.Counter:
+				lr.Packets = e.Packets
+			case *expr.Verdict:
+				lr.Drop = e.Kind == expr.VerdictDrop
+			}
+		}
+		rules = append(rules, lr)
+	}
+	return true, rules, nil
+}

@@ -20,3 +20,6 @@ func Remove(...Option) error { return errNotLinux }
 
 // Exists needs Linux.
 func Exists(...Option) (bool, error) { return false, errNotLinux }
+
+// Live needs Linux.
+func Live(...Option) (bool, []LiveRule, error) { return false, nil, errNotLinux }
