@@ -104,6 +104,9 @@ func TestBadConfigAndNoHalfStart(t *testing.T) {
 	if strings.Contains(links, ref.Prefix+"eng") || strings.Contains(links, ref.Prefix+"ops") {
 		t.Errorf("a failed start left interfaces behind:\n%s", links)
 	}
+	if tables, err := ref.GW.Exec(ctxT(t, 5*time.Second), "nft", "list", "tables"); err != nil || strings.Contains(tables, "clearpath_gw") {
+		t.Errorf("a failed start left the host guard's nftables table behind (%v):\n%s", err, tables)
+	}
 	for _, p := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
 		if v, _ := ref.GW.Exec(ctxT(t, 5*time.Second), "cat", p); strings.TrimSpace(v) != "0" {
 			t.Errorf("%s = %s after a failed start, want the 0 it was", p, v)

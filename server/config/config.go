@@ -93,6 +93,10 @@ type Network struct {
 	// doctor` pings them from the pool's gateway address to prove the VPC
 	// routes the pool back.
 	Probe []netip.Addr `yaml:"probe"`
+	// LocalPorts are the ports of the gateway host itself this network's
+	// clients may reach ("udp/53", "tcp/53"); everything else addressed to
+	// the host from the network's interface is dropped (localports.go).
+	LocalPorts []string `yaml:"local_ports"`
 }
 
 // Pool4 returns the IPv4 pool (zero if none).
@@ -343,6 +347,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		validateProbe(n, f, bad)
+		validateLocalPorts(n, f, bad)
 	}
 	c.validateOps(bad)
 	c.validateTLS(bad)
@@ -445,6 +450,10 @@ networks:
     # table: 1000        # policy routing table (default 1000 + position)
     # mtu: 1420
     # probe: [10.10.0.10] # hosts that answer ping, for vpn-gateway doctor's return-route check
+    # The gateway host itself is closed to the network's clients (they may
+    # ping its tunnel address and use the API port); open ports of a service
+    # on the host, e.g. a DNS forwarder:
+    # local_ports: [udp/53, tcp/53]
   - name: ops
     group: ops
     interface: wg-ops

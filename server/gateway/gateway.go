@@ -29,6 +29,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/server/auth"
 	"github.com/clearpath-vpn/clearpath/server/certs"
 	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/hostguard"
 	"github.com/clearpath-vpn/clearpath/server/lifecycle"
 	"github.com/clearpath-vpn/clearpath/server/metrics"
 	"github.com/clearpath-vpn/clearpath/server/notify"
@@ -56,16 +57,17 @@ type Gateway struct {
 	// deviceLocks serialise the changes of one device's peer (lockDevice).
 	deviceLocks [64]sync.Mutex
 
-	life    *lifecycle.Manager
-	audit   *audit.Log
-	hookMu  sync.Mutex
-	hook    *notify.Webhook
-	metrics *metrics.Metrics
-	logins  *tokenSeen
-	host    string
-	certs   *certs.Source // the API's certificates; nil for plain HTTP
-	flows   *flows        // the eBPF filter; nil when off
-	guard   *guards       // API abuse limits (guard.go)
+	life      *lifecycle.Manager
+	audit     *audit.Log
+	hookMu    sync.Mutex
+	hook      *notify.Webhook
+	metrics   *metrics.Metrics
+	logins    *tokenSeen
+	host      string
+	certs     *certs.Source  // the API's certificates; nil for plain HTTP
+	flows     *flows         // the eBPF filter; nil when off
+	guard     *guards        // API abuse limits (guard.go)
+	hostGuard hostguard.Spec // what the host guard's table holds (reload.go)
 }
 
 type network struct {
@@ -174,6 +176,13 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	log.Info("forwarding enabled (IPv4 and IPv6, no NAT)")
+	if err := g.guardHost(hostguard.FromConfig(cfg)); err != nil {
+		restoreForwarding()
+		stopLife()
+		return err
+	}
+	defer openHost(log) // after the devices are gone (deferred later, runs earlier)
+	log.Info("gateway host closed to the tunnels", "nftables", "inet "+hostguard.TableName)
 	if g.wg, err = wgctrl.New(); err != nil {
 		restoreForwarding()
 		stopLife()

@@ -16,6 +16,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/certs"
 	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/hostguard"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
@@ -115,6 +116,9 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 		diff("table", o.Table, n.Table)
 		diff("group", o.Group, n.Group)
 		diff("probe", o.Probe, n.Probe)
+		if !slices.Equal(o.LocalPorts, n.LocalPorts) {
+			d = append(d, fmt.Sprintf("local_ports %v -> %v", o.LocalPorts, n.LocalPorts))
+		}
 		if len(d) > 0 {
 			changes = append(changes, netChange{op: "update", old: o, new: n, idx: i, details: d})
 		}
@@ -215,9 +219,16 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 			return res, fmt.Errorf("config %s: %w", g.configPath, err)
 		}
 	}
+	// While devices come and go the host guard holds the rules of both
+	// configurations, keeping only what both open (hostguard.Merge).
+	if err := g.guardHost(hostguard.Merge(hostguard.FromConfig(g.cfg), hostguard.FromConfig(next))); err != nil {
+		return res, fmt.Errorf("%w; nothing changed", err)
+	}
 	if err := g.apply(ctx, changes); err != nil {
+		g.guardHost(hostguard.FromConfig(g.cfg))
 		return res, err
 	}
+	g.guardHost(hostguard.FromConfig(next))
 	webhookChanged := !reflect.DeepEqual(g.cfg.Lifecycle.Webhook, next.Lifecycle.Webhook)
 	if g.certs != nil && g.certs.Swap(next.TLS, pair) {
 		settings = append(settings, "tls certificate")
@@ -325,5 +336,23 @@ func (g *Gateway) apply(ctx context.Context, changes []netChange) (err error) {
 		}
 		undo = append(undo, func() { down(n.Name) })
 	}
+	return nil
+}
+
+// guardHost installs the host guard's rules for spec unless they are
+// already what runs and the table is there (a reload that does not touch
+// them keeps the drop counters; one deleted by hand comes back). A failure after the devices changed is logged: the rules
+// left are the merged ones, stricter than either configuration.
+func (g *Gateway) guardHost(spec hostguard.Spec) error {
+	if reflect.DeepEqual(spec, g.hostGuard) {
+		if ok, err := hostguard.Exists(); err == nil && ok {
+			return nil
+		} // else put it back (deleted behind the gateway's back)
+	}
+	if err := closeHost(spec); err != nil {
+		g.log.Error("host guard: rules not updated", "err", err)
+		return err
+	}
+	g.hostGuard = spec
 	return nil
 }

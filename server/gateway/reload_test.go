@@ -30,6 +30,8 @@ func TestPlanReload(t *testing.T) {
 		{"remove ops, add qa (qa takes table 1001)", strings.Replace(config.Example, ops, qa, 1), []string{"remove ops", "add qa"}, nil, ""},
 		{"allow list", strings.Replace(config.Example, `allow: [10.10.0.0/16, "fd10:10::/64"]`, `allow: [10.10.0.0/16, 10.11.0.0/16]`, 1),
 			[]string{"update eng allow +10.11.0.0/16 allow -fd10:10::/64"}, nil, ""},
+		{"local_ports change in place", strings.Replace(config.Example, `allow: [10.20.0.0/16, "fd10:20::/64"]`, `allow: [10.20.0.0/16, "fd10:20::/64"]`+"\n    local_ports: [udp/53]", 1),
+			[]string{"update ops local_ports [] -> [udp/53]"}, nil, ""},
 		{"port means a new device", strings.Replace(config.Example, "listen_port: 51821", "listen_port: 51829", 1), []string{"recreate ops listen_port 51821 -> 51829"}, nil, ""},
 		{"settings", strings.Replace(config.Example, "key_ttl: 720h", "key_ttl: 24h", 1), nil, []string{"key_ttl", "lifecycle"}, ""},
 		{"pool", strings.Replace(config.Example, "pool: [100.65.0.0/24", "pool: [100.99.0.0/24", 1), nil, nil, "networks[1].pool: the pool of running network ops cannot change"},
