@@ -38,6 +38,12 @@ type Config struct {
 	// TLS makes the API serve HTTPS (tls.go); without it the API is plain
 	// HTTP, which clients refuse unless told --allow-http.
 	TLS *TLS `yaml:"tls"`
+	// Public API hardening (api.go): timeouts and caps of the API server,
+	// the proxies whose X-Forwarded-For is believed, and the bearer token
+	// that opens /metrics on the API address.
+	API            API            `yaml:"api"`
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	MetricsToken   string         `yaml:"metrics_token"`
 }
 
 // Flows configures the eBPF filter: it drops packets whose source is no
@@ -193,6 +199,7 @@ func (c *Config) applyDefaults() {
 	}
 	c.applyOpsDefaults()
 	c.applyTLSDefaults()
+	c.applyAPIDefaults()
 	for i := range c.Networks {
 		n := &c.Networks[i]
 		if n.MTU == 0 {
@@ -339,6 +346,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateOps(bad)
 	c.validateTLS(bad)
+	c.validateAPI(bad)
 	return errors.Join(errs...)
 }
 
@@ -398,7 +406,28 @@ key_ttl: 720h            # a registered key expires after this long
 #     secret: change-me      # signs each body: X-ClearPath-Signature: sha256=HMAC
 #     max_attempts: 6
 # admin_socket: /var/lib/clearpath-gateway/admin.sock   # for reload, revoke (default in state_dir)
-# metrics_listen: "127.0.0.1:9100"   # /metrics and /healthz here instead of on listen
+# /metrics names every user: it is served on metrics_listen (default
+# 127.0.0.1:9587, loopback; "off" for none) and never on listen, unless
+# metrics_token is set (then only with "Authorization: Bearer <token>").
+# metrics_listen: "127.0.0.1:9587"
+# metrics_token: <openssl rand -hex 32>
+# Behind a reverse proxy or load balancer: X-Forwarded-For (its rightmost
+# address that is no proxy of yours) is the client's address for audit and
+# rate limits only when the connection comes from one of these.
+# trusted_proxies: [10.0.0.0/24]
+# Limits of the API (defaults shown): timeouts, header size, open
+# connections per client address (an IPv6 /64) and in all, and token
+# buckets on registrations per user and per client address ("off" to drop).
+# api:
+#   read_header_timeout: 5s
+#   read_timeout: 15s
+#   write_timeout: 30s
+#   idle_timeout: 60s
+#   max_header_bytes: 16384
+#   max_conns_per_source: 64
+#   max_conns: 8192
+#   register_per_user: 10/1m      # N/DURATION: N at once, N per DURATION
+#   register_per_source: 60/1m
 # Per-user eBPF filter on each group interface: drops packets from addresses
 # no peer holds and logs every flow with its user (defaults shown):
 # flows:

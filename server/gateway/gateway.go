@@ -65,6 +65,7 @@ type Gateway struct {
 	host    string
 	certs   *certs.Source // the API's certificates; nil for plain HTTP
 	flows   *flows        // the eBPF filter; nil when off
+	guard   *guards       // API abuse limits (guard.go)
 }
 
 type network struct {
@@ -124,12 +125,16 @@ func Serve(ctx context.Context, o Options) error {
 		}
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	g.guard = newGuards(cfg.API, cfg.TrustedProxies, log)
+	capped, err := g.listenAPI(cfg)
 	if err != nil {
 		stopLife()
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		return err
 	}
-	defer ln.Close()
+	defer capped.Close()
+	// TLS wraps the capped listener, so a refused connection never costs a
+	// handshake.
+	var ln net.Listener = capped
 	apiURL := "http://" + ln.Addr().String()
 	if cfg.TLS.Enabled() {
 		if g.certs, err = certs.New(cfg.TLS, log, certs.Options{}); err != nil {
@@ -155,10 +160,10 @@ func Serve(ctx context.Context, o Options) error {
 		defer acmeLn.Close()
 	}
 	var metricsLn net.Listener
-	if cfg.MetricsListen != "" {
-		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+	if addr := cfg.MetricsAddr(); addr != "" {
+		if metricsLn, err = net.Listen("tcp", addr); err != nil {
 			stopLife()
-			return fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+			return fmt.Errorf("metrics_listen %s: %w (set metrics_listen to a free address, or off)", addr, err)
 		}
 		defer metricsLn.Close()
 	}
@@ -209,13 +214,14 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	defer admin.Close()
 
-	srv := &http.Server{Handler: g.opsHandler(g.Handler(), cfg.MetricsListen == ""), ReadHeaderTimeout: 10 * time.Second}
+	srv := apiServer(g.opsHandler(g.Handler(), cfg.MetricsToken), cfg.API, log)
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
 	var msrv *http.Server
 	if metricsLn != nil {
-		msrv = &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
+		msrv = apiServer(g.metricsMux(), cfg.API, log)
 		go func() { errc <- msrv.Serve(metricsLn) }()
+		log.Info("metrics serving", "metrics_listen", metricsLn.Addr().String())
 	}
 	if acmeLn != nil {
 		acmeCtx, stopACME := context.WithCancel(ctx)

@@ -42,6 +42,11 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 	restart("state_dir", cur.StateDir, next.StateDir)
 	restart("admin_socket", cur.AdminSocket, next.AdminSocket)
 	restart("metrics_listen", cur.MetricsListen, next.MetricsListen)
+	restart("api", cur.API, next.API)
+	restart("trusted_proxies", cur.TrustedProxies, next.TrustedProxies)
+	if cur.MetricsToken != next.MetricsToken { // a secret: no values
+		errs = append(errs, errors.New("metrics_token: changing it needs a restart of the gateway"))
+	}
 	restart("oidc.issuer", cur.OIDC.Issuer, next.OIDC.Issuer)
 	restart("oidc.client_id", cur.OIDC.ClientID, next.OIDC.ClientID)
 	restart("oidc.audience", cur.OIDC.Audience, next.OIDC.Audience)

@@ -61,6 +61,9 @@ func Prebuilt(root string) (Binaries, error) {
 const (
 	GatewayListen = lab.GWPublicIP4 + ":8080"
 	ServerURL     = "https://" + GatewayListen
+	// MetricsURL is where /metrics is served by default: loopback inside
+	// gw (metrics_listen), never the API address.
+	MetricsURL = "http://127.0.0.1:9587"
 )
 
 // Stack is the running product in a reference lab.
