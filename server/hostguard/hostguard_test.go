@@ -10,7 +10,7 @@ import (
 
 const testConfig = `listen: "198.51.100.1:8080"
 endpoint: 198.51.100.1
-oidc: {issuer: "http://192.0.2.10:5556/dex", client_id: clearpath}
+oidc: {issuer: "http://192.0.2.10:5556/dex", client_id: clearpath, allow_http: true}
 networks:
   - name: eng
     group: engineering
