@@ -139,6 +139,9 @@ func (s *Store) DeletePeerByID(ctx context.Context, id string) (bool, error) {
 		return false, fmt.Errorf("delete peer %s: %w", id, err)
 	}
 	defer tx.Rollback()
+	if err := s.releaseAllocation(ctx, tx, id, ""); err != nil {
+		return false, err
+	}
 	res, err := tx.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), id)
 	if err != nil {
 		return false, fmt.Errorf("delete peer %s: %w", id, err)

@@ -32,12 +32,16 @@ type Store struct {
 	db       *sql.DB
 	postgres bool
 	nonces   atomic.Uint64 // nonces recorded, to purge old ones now and then
+	// clock and grace drive the allocation lifecycle (devices.go).
+	clock func() time.Time
+	grace atomic.Int64
 }
 
 // Open opens (creating if needed) the store named by dsn and migrates it.
 // dsn is a SQLite file path or a postgres:// (postgresql://) URL.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	s := &Store{}
+	s.grace.Store(int64(DefaultAllocationGrace))
 	var err error
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		s.postgres = true
