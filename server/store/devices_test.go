@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -275,4 +278,29 @@ func TestMigrationReleasesLeakedAllocations(t *testing.T) {
 			t.Errorf("bob's leaked allocation: %+v", devs[1])
 		}
 	})
+}
+
+// The store and its -wal and -shm files are created 0600 whatever the
+// umask (on main: 0644 under the usual umask 022, readable by every local
+// user: every network's private key and preshared key).
+func TestStoreFilesArePrivate(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	path := filepath.Join(t.TempDir(), "sub", "gw.db")
+	s := mustOpen(t, path)
+	if _, err := s.NetworkKey(context.Background(), "eng", func() (string, error) { return "secret-key", nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if mode := fi.Mode().Perm(); mode != 0o600 {
+			t.Errorf("%s has mode %04o, want 0600", f, mode)
+		}
+	}
+	if fi, _ := os.Stat(filepath.Dir(path)); fi.Mode().Perm() != 0o700 {
+		t.Errorf("store directory mode %04o, want 0700", fi.Mode().Perm())
+	}
 }
