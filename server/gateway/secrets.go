@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/clearpath-vpn/clearpath/server/auth"
@@ -35,9 +34,8 @@ func checkSecretFiles(cfg *config.Config) error {
 	}
 	check("state_dir", cfg.StateDir, "chmod 700")
 	if !store.IsPostgres(cfg.Store) {
-		if dir := filepath.Dir(cfg.Store); filepath.Clean(dir) != filepath.Clean(cfg.StateDir) {
-			check("store directory", dir, "chmod 700")
-		}
+		// The store's own directory may be shared (0755 is fine): the
+		// files themselves are what must be private.
 		for _, suffix := range []string{"", "-wal", "-shm"} {
 			check("store", cfg.Store+suffix, "chmod 600")
 		}
