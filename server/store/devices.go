@@ -87,8 +87,10 @@ type execer interface {
 // claimAllocation marks the allocation of p's device as in use again by a
 // peer (its grace, if any, ends) and keeps its owner's e-mail and host.
 func (s *Store) claimAllocation(ctx context.Context, tx execer, p Peer) error {
-	_, err := tx.ExecContext(ctx, s.q(`UPDATE allocations SET released_at = 0, released_why = '', email = ?, hostname = ? WHERE subject = ? AND network = ? AND device = ?`),
-		p.Email, p.Hostname, p.Subject, p.Network, p.Device)
+	// A renewal changes nothing here: no row is written then.
+	_, err := tx.ExecContext(ctx, s.q(`UPDATE allocations SET released_at = 0, released_why = '', email = ?, hostname = ? WHERE subject = ? AND network = ? AND device = ?
+  AND (released_at <> 0 OR email <> ? OR hostname <> ?)`),
+		p.Email, p.Hostname, p.Subject, p.Network, p.Device, p.Email, p.Hostname)
 	if err != nil {
 		return fmt.Errorf("claim allocation: %w", err)
 	}
