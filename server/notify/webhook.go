@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -83,7 +84,28 @@ type Webhook struct {
 // New returns a webhook sender for cfg.
 func New(cfg config.Webhook, log *slog.Logger) *Webhook {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Webhook{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, log: log, ctx: ctx, cancel: cancel, sem: make(chan struct{}, 16)}
+	return &Webhook{cfg: cfg, client: httpClient(cfg.Timeout), log: log, ctx: ctx, cancel: cancel, sem: make(chan struct{}, 16)}
+}
+
+// httpClient bounds every phase of an attempt: a receiver that accepts and
+// never answers costs one timeout, and its headers cannot grow without end.
+func httpClient(timeout time.Duration) *http.Client {
+	step := min(timeout, 5*time.Second)
+	if step <= 0 {
+		step = 5 * time.Second
+	}
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			Proxy:                  http.ProxyFromEnvironment,
+			DialContext:            (&net.Dialer{Timeout: step, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:    step,
+			ResponseHeaderTimeout:  timeout,
+			MaxResponseHeaderBytes: 64 << 10,
+			IdleConnTimeout:        90 * time.Second,
+			MaxIdleConnsPerHost:    4,
+		},
+	}
 }
 
 // Enabled reports whether a URL is configured.
