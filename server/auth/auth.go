@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -44,6 +45,10 @@ type Verifier struct {
 	mu       sync.RWMutex
 	verifier *oidc.IDTokenVerifier
 	lastErr  error // of the last discovery attempt
+
+	// allowUnverified accepts e-mails without email_verified: true
+	// (oidc.require_email_verified: false).
+	allowUnverified atomic.Bool
 }
 
 // Bounds of every request to the identity provider (discovery, keys): a
@@ -73,6 +78,14 @@ func HTTPClient() *http.Client {
 		},
 	}
 }
+
+// SetRequireEmailVerified sets oidc.require_email_verified: when true (the
+// default), a token carrying an e-mail is refused unless its
+// email_verified claim is true. An absent claim counts as unverified: an
+// e-mail nobody vouched for must not stand for a user (users are disabled
+// and named by e-mail), so providers that never send the claim need the
+// setting turned off.
+func (v *Verifier) SetRequireEmailVerified(require bool) { v.allowUnverified.Store(!require) }
 
 // New returns a Verifier and starts discovering the provider in the
 // background, retrying with backoff: the gateway may start before its
@@ -162,6 +175,18 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 		return nil, &InvalidTokenError{Reason: err.Error()}
 	}
 	email, _ := claims["email"].(string)
+	if email != "" && !v.allowUnverified.Load() {
+		switch verified := claims["email_verified"]; verified {
+		case true, "true":
+		case nil:
+			return nil, &InvalidTokenError{Reason: fmt.Sprintf("the e-mail %s is not verified: the token has no email_verified claim (set oidc.require_email_verified: false on the gateway if the identity provider never sends it)", email)}
+		default:
+			return nil, &InvalidTokenError{Reason: fmt.Sprintf("the e-mail %s is not verified (email_verified: %v): verify it with the identity provider", email, verified)}
+		}
+	}
+	// E-mails compare case-blind everywhere (users disable Alice@X
+	// matches alice@x): keep one spelling.
+	email = strings.ToLower(email)
 	return &Identity{Subject: tok.Subject, Email: email, Groups: groups, Expiry: tok.Expiry}, nil
 }
 

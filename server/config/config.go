@@ -35,6 +35,10 @@ type Config struct {
 	MetricsListen string    `yaml:"metrics_listen"`
 	// Flows: the eBPF per-user filter and flow log on each group interface.
 	Flows Flows `yaml:"flows"`
+	// Addresses and retention (secrets.go): how long a device's address
+	// outlives its key, and how long the audit log keeps entries.
+	AllocationGrace time.Duration `yaml:"allocation_grace"`
+	Audit           Audit         `yaml:"audit"`
 	// TLS makes the API serve HTTPS (tls.go); without it the API is plain
 	// HTTP, which clients refuse unless told --allow-http.
 	TLS *TLS `yaml:"tls"`
@@ -73,6 +77,9 @@ type OIDC struct {
 	// GroupsClaim is a claim name or a dotted path into nested claims
 	// ("realm_access.roles" as Keycloak emits). Defaults to "groups".
 	GroupsClaim string `yaml:"groups_claim"`
+	// RequireEmailVerified refuses tokens whose e-mail is not verified
+	// (email_verified false or absent); default true (secrets.go).
+	RequireEmailVerified *bool `yaml:"require_email_verified"`
 	// AllowHTTP accepts an http:// issuer (a lab): the provider's signing
 	// keys and discovery document then travel unauthenticated.
 	AllowHTTP bool `yaml:"allow_http"`
@@ -202,6 +209,7 @@ func (c *Config) applyDefaults() {
 		c.Flows.Log = ""
 	}
 	c.applyOpsDefaults()
+	c.applySecretsDefaults()
 	c.applyTLSDefaults()
 	c.applyAPIDefaults()
 	for i := range c.Networks {
@@ -258,7 +266,7 @@ func (c *Config) Validate() error {
 	}
 	if strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://") {
 		if _, err := url.Parse(c.Store); err != nil {
-			bad("store", "bad PostgreSQL DSN: %v", err)
+			bad("store", "bad PostgreSQL DSN %s (the URL does not parse)", RedactDSN(c.Store))
 		}
 	}
 	if len(c.Networks) == 0 {
@@ -350,6 +358,7 @@ func (c *Config) Validate() error {
 		validateLocalPorts(n, f, bad)
 	}
 	c.validateOps(bad)
+	c.validateSecrets(bad)
 	c.validateTLS(bad)
 	c.validateAPI(bad)
 	return errors.Join(errs...)
@@ -394,6 +403,8 @@ oidc:
   client_id: clearpath                            # the public client the CLI logs in with
   audience: clearpath                             # tokens must name this audience (default: client_id)
   groups_claim: groups                            # or a dotted path, e.g. realm_access.roles
+  # require_email_verified: true   # refuse tokens whose email_verified is false or absent;
+  #                                # false for providers that never send the claim
   # allow_http: true     # accept an http:// issuer (labs only: signing keys travel in clear)
 # SQLite file (default <state_dir>/gateway.db), or a postgres:// DSN to share
 # users and addresses between several gateways.
@@ -438,6 +449,11 @@ key_ttl: 720h            # a registered key expires after this long
 # flows:
 #   filter: auto             # auto: on where the kernel can (Linux >= 6.6), on: required, off
 #   log: /var/lib/clearpath-gateway/flows.jsonl   # JSON lines; "-" for none
+# A device whose key was revoked, deleted or expired keeps its addresses this
+# long (it gets them back if it returns); then they are free for others.
+# allocation_grace: 168h
+# audit:
+#   retain: 9600h            # 400 days; older entries are pruned (0s: keep for ever)
 networks:
   # One network per group: its own WireGuard interface, key, port, address
   # pools and routing table. Members reach only the allowed CIDRs.

@@ -139,7 +139,7 @@ func (c *Config) validateOps(bad func(field, format string, args ...any)) {
 	w := l.Webhook
 	if w.URL != "" {
 		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			bad("lifecycle.webhook.url", "%q is not an http(s) URL", w.URL)
+			bad("lifecycle.webhook.url", "%q is not an http(s) URL", RedactURL(w.URL))
 		}
 	}
 	if w.Timeout < 0 || w.Timeout > 5*time.Minute {

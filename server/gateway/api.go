@@ -230,8 +230,12 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, fmt.Sprintf("device_id: %q must be 1-64 letters, digits, '-' or '_'", claims.DeviceID))
 		return
 	}
-	if len(claims.Hostname) > 255 || len(claims.OS) > 64 {
-		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, "hostname or os: too long")
+	if err := api.CheckHostname(claims.Hostname); err != nil {
+		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, err.Error())
+		return
+	}
+	if err := api.CheckOS(claims.OS); err != nil {
+		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, err.Error())
 		return
 	}
 	alloc, err := g.store.AllocateDevice(ctx, store.AllocRequest{Subject: id.Subject, Network: nw.cfg.Name, Device: claims.DeviceID,
@@ -241,7 +245,7 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, api.ErrPoolExhausted, err.Error())
 		return
 	case errors.Is(err, store.ErrDeviceLimit):
-		writeErr(w, http.StatusConflict, api.ErrDeviceLimit, err.Error()+"; an administrator can free one")
+		writeErr(w, http.StatusConflict, api.ErrDeviceLimit, deviceLimitMessage(id, nw.cfg.Name))
 		return
 	case err != nil:
 		g.internal(w, "allocate", err)

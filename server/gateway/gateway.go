@@ -99,11 +99,15 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 // and the error names the network.
 func Serve(ctx context.Context, o Options) error {
 	cfg, log := o.Config, o.Log
-	st, err := store.Open(ctx, cfg.Store)
+	if err := checkSecretFiles(cfg); err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	st.SetAllocationGrace(cfg.AllocationGrace)
 	host, _ := os.Hostname()
 	if o.ConfigPath != "" {
 		if abs, err := filepath.Abs(o.ConfigPath); err == nil {
@@ -112,6 +116,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	g := &Gateway{cfg: cfg, store: st, log: log, now: time.Now, networks: map[string]*network{}, configPath: o.ConfigPath, host: host, logins: newTokenSeen()}
 	g.verifier = auth.New(ctx, cfg.OIDC.Issuer, cfg.OIDC.Audience, cfg.OIDC.GroupsClaim, log)
+	g.verifier.SetRequireEmailVerified(cfg.OIDC.EmailVerifiedRequired())
 	g.metrics = metrics.New(g)
 	g.audit = audit.New(st, log)
 	g.audit.OnRecord = func(r store.AuditRecord) { g.metrics.Audit.WithLabelValues(r.Action).Inc() }
@@ -290,7 +295,8 @@ func networkNames(cfg *config.Config) []string {
 }
 
 func settingsOf(cfg *config.Config) lifecycle.Settings {
-	return lifecycle.Settings{WarnBefore: cfg.Lifecycle.WarnBefore, UnusedAfter: cfg.Lifecycle.Unused(), IdleAfter: cfg.Lifecycle.Idle(), StorePoll: cfg.Lifecycle.StorePoll}
+	return lifecycle.Settings{WarnBefore: cfg.Lifecycle.WarnBefore, UnusedAfter: cfg.Lifecycle.Unused(), IdleAfter: cfg.Lifecycle.Idle(), StorePoll: cfg.Lifecycle.StorePoll,
+		AuditRetain: cfg.AuditRetain()}
 }
 
 func (g *Gateway) setWebhook(c config.Webhook) {

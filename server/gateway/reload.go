@@ -39,7 +39,11 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 		}
 	}
 	restart("listen", cur.Listen, next.Listen)
-	restart("store", cur.Store, next.Store)
+	if cur.Store != next.Store {
+		// Never the DSN itself: it may hold the PostgreSQL password, and
+		// this error goes to the log, the audit log and the admin.
+		errs = append(errs, fmt.Errorf("store: changing it needs a restart of the gateway (running: %s, file: %s)", config.RedactDSN(cur.Store), config.RedactDSN(next.Store)))
+	}
 	restart("state_dir", cur.StateDir, next.StateDir)
 	restart("admin_socket", cur.AdminSocket, next.AdminSocket)
 	restart("metrics_listen", cur.MetricsListen, next.MetricsListen)
@@ -66,6 +70,15 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 	}
 	if !reflect.DeepEqual(cur.Lifecycle, next.Lifecycle) {
 		settings = append(settings, "lifecycle")
+	}
+	if cur.AllocationGrace != next.AllocationGrace {
+		settings = append(settings, "allocation_grace")
+	}
+	if cur.AuditRetain() != next.AuditRetain() {
+		settings = append(settings, "audit.retain")
+	}
+	if cur.OIDC.EmailVerifiedRequired() != next.OIDC.EmailVerifiedRequired() {
+		settings = append(settings, "oidc.require_email_verified")
 	}
 
 	curBy := map[string]config.Network{}
@@ -236,6 +249,8 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 	}
 	g.cfg = next
 	g.life.SetSettings(settingsOf(next))
+	g.store.SetAllocationGrace(next.AllocationGrace)
+	g.verifier.SetRequireEmailVerified(next.OIDC.EmailVerifiedRequired())
 	if webhookChanged {
 		g.setWebhook(next.Lifecycle.Webhook)
 	}

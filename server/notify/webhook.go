@@ -18,6 +18,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -199,7 +200,7 @@ func (w *Webhook) deliver(e Event) (int, error) {
 func (w *Webhook) post(e Event, body []byte, attempt int) (retryAfter time.Duration, permanent bool, err error) {
 	req, err := http.NewRequestWithContext(w.ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, true, err
+		return 0, true, fmt.Errorf("webhook %s: the URL does not parse", config.RedactURL(w.cfg.URL))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "clearpath-gateway")
@@ -211,6 +212,10 @@ func (w *Webhook) post(e Event, body []byte, attempt int) (retryAfter time.Durat
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
+		// The URL (often a token in its path) must not reach the log.
+		if ue, ok := err.(*url.Error); ok {
+			ue.URL = config.RedactURL(ue.URL)
+		}
 		return 0, false, err
 	}
 	defer resp.Body.Close()
@@ -221,7 +226,7 @@ func (w *Webhook) post(e Event, body []byte, attempt int) (retryAfter time.Durat
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 		retryAfter = time.Duration(s) * time.Second
 	}
-	err = fmt.Errorf("%s answered %s", w.cfg.URL, resp.Status)
+	err = fmt.Errorf("%s answered %s", config.RedactURL(w.cfg.URL), resp.Status)
 	permanent = resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests
 	return retryAfter, permanent, err
 }

@@ -121,6 +121,30 @@ func TestUnreachableReceiverIsRetried(t *testing.T) {
 	}
 }
 
+// A webhook URL's path (Slack-style hooks carry their token there) never
+// reaches the error that the gateway logs. On main both the refused and the
+// unreachable delivery print the whole URL.
+func TestFailuresDoNotPrintTheURL(t *testing.T) {
+	srv, _ := receiver(t, 100, http.StatusForbidden)
+	results := make(chan Result, 1)
+	w := newHook(srv.URL+"/services/T0/B0/tok-s3cret", 1, results)
+	w.Send(Event{Event: PeerIdle, PeerID: "p5"})
+	r := <-results
+	w.Close(time.Second)
+	if r.Err == nil || strings.Contains(r.Err.Error(), "tok-s3cret") || !strings.Contains(r.Err.Error(), "/… answered 403") {
+		t.Errorf("refused delivery: %v", r.Err)
+	}
+	dead, _ := receiver(t, 0, 0)
+	url := dead.URL + "/services/T0/B0/tok-s3cret"
+	dead.Close()
+	w2 := newHook(url, 1, results)
+	defer w2.Close(time.Second)
+	w2.Send(Event{Event: PeerIdle, PeerID: "p6"})
+	if r := <-results; r.Err == nil || strings.Contains(r.Err.Error(), "tok-s3cret") {
+		t.Errorf("unreachable receiver: %v", r.Err)
+	}
+}
+
 // A receiver that accepts the connection and never answers costs each
 // attempt its timeout, not a delivery slot for ever.
 func TestSilentReceiverIsBounded(t *testing.T) {
