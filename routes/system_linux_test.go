@@ -42,11 +42,13 @@ func testNS(t *testing.T) (System, string) {
 	ipx("-n", name, "addr", "add", "fd01:2::10/64", "dev", "lan0", "nodad")
 	ipx("-n", name, "route", "add", "default", "via", "10.1.2.1", "dev", "lan0")
 	ipx("-n", name, "-6", "route", "add", "default", "via", "fd01:2::1", "dev", "lan0")
-	// The kernel adds the IPv6 address's local route a moment later; a
-	// snapshot taken before it lands would see it as a change.
-	for i := 0; i < 200; i++ {
+	// The kernel adds the IPv6 addresses' local routes a moment later (the
+	// link-local ones of lan0 and peer0 up to a second after the links come
+	// up on a loaded machine); a snapshot taken before they land would see
+	// them as a change.
+	for i := 0; i < 500; i++ {
 		out, _ := exec.Command("ip", "-n", name, "-6", "route", "show", "table", "local").CombinedOutput()
-		if strings.Contains(string(out), "fd01:2::10") {
+		if strings.Contains(string(out), "fd01:2::10") && strings.Count(string(out), "local fe80::") >= 2 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
