@@ -232,6 +232,11 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 		return st, err
 	}
 	cfg.PresharedKey = reg.PresharedKey
+	if snap, err := a.sys.Snapshot(); err != nil {
+		return st, fmt.Errorf("read the routing state: %w", err)
+	} else if err := routes.CheckTunnelAddresses(snap, cfg.Addresses, ""); err != nil {
+		return st, fmt.Errorf("gateway sent a bad peer config: %w", err)
+	}
 	cfg.Interface = req.Interface
 	if cfg.Interface == "" {
 		cfg.Interface = os.Getenv("VPN_INTERFACE")
@@ -346,15 +351,11 @@ func tunnelConfig(ctx context.Context, pc *api.PeerConfig, priv wgtypes.Key) (tu
 	if err != nil {
 		return cfg, fmt.Errorf("gateway endpoint: %w", err)
 	}
-	if cfg.Endpoint, err = tunnel.ResolveEndpoint(ctx, ep.Host, ep.Port); err != nil {
+	if cfg.Endpoint, err = tunnel.ResolveEndpoint(ctx, ep.Host, ep.Port, gwapi.CheckEndpointAddr); err != nil {
 		return cfg, err
 	}
-	for _, s := range pc.Addresses {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return cfg, fmt.Errorf("address %q: %w", s, err)
-		}
-		cfg.Addresses = append(cfg.Addresses, p)
+	if cfg.Addresses, err = gwapi.TunnelAddresses(pc.Addresses); err != nil {
+		return cfg, err
 	}
 	for _, s := range pc.Gateway.AllowedIPs {
 		p, err := netip.ParsePrefix(s)
