@@ -55,6 +55,11 @@ func StatusRows(v View) []Row {
 		}
 		if st.FullTunnel {
 			rows = append(rows, Row{"Mode", "all traffic through the tunnel"})
+		} else {
+			rows = append(rows, Row{"Mode", "split tunnel"})
+		}
+		for _, n := range st.Notices {
+			rows = append(rows, Row{"Notice", n})
 		}
 	}
 	if st.ExpiresAt != nil && v.State == Connected {
