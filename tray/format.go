@@ -182,3 +182,10 @@ func Until(t, now time.Time) string {
 func Since(t, now time.Time) string {
 	return fmt.Sprintf("%s (for %s)", t.Local().Format("15:04:05"), Duration(now.Sub(t)))
 }
+
+// EscapeMarkup escapes text for a desktop notification body: notification
+// servers that support body markup would render <a href=...>, <img> and
+// entities from text that came from the gateway (errors, network names).
+func EscapeMarkup(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}

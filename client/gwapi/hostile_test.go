@@ -79,3 +79,58 @@ func TestHostileGatewayAddressesAndEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileGatewayTextIsCleaned: names, user names and error messages
+// from the gateway reach the terminal without escape sequences, control
+// characters or unbounded length.
+func TestHostileGatewayTextIsCleaned(t *testing.T) {
+	evil := "\x1b]8;;https://evil.example\x07click\x1b]8;;\x07\x1b[2J\r\nfake prompt$ \u202eexe.txt"
+	eng, _ := wgtypes.GeneratePrivateKey()
+	gw := &testGateway{t: t, networks: map[string]wgtypes.Key{"eng": eng}}
+	gw.answer = func(pc *api.PeerConfig, _ api.Key, _ wgtypes.Key) {
+		pc.Network, pc.User, pc.Email, pc.PeerID = "eng"+evil, evil, evil+strings.Repeat("x", 100_000), evil
+	}
+	srv := httptest.NewServer(gw)
+	defer srv.Close()
+	c, _ := New(srv.URL)
+	devKey, _ := wgtypes.GeneratePrivateKey()
+	reg, err := c.Register(context.Background(), "tok", "", Device{Key: devKey, ID: "dev-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := reg.Config
+	for name, s := range map[string]string{"network": pc.Network, "user": pc.User, "email": pc.Email, "peer": pc.PeerID} {
+		if strings.ContainsAny(s, "\x1b\x07\r\n\u202e") {
+			t.Errorf("%s reaches the terminal with control characters: %q", name, s)
+		}
+		if n := len([]rune(s)); n > MaxText+1 {
+			t.Errorf("%s is %d runes long, want at most %d", name, n, MaxText+1)
+		}
+	}
+	if !strings.Contains(pc.User, "click") || !strings.Contains(pc.User, "fake prompt") {
+		t.Errorf("the printable text must stay: %q", pc.User)
+	}
+	gw.status, gw.errBody = 403, api.Error{Error: "forbidden\x1b[31m", Message: evil, Networks: []string{"a\x1b[2Jb"}}
+	_, err = c.Register(context.Background(), "tok", "", Device{Key: devKey, ID: "dev-1"})
+	if err == nil || strings.ContainsAny(err.Error(), "\x1b\x07\r\n\u202e") {
+		t.Errorf("an error message from the gateway reaches the terminal raw: %q", err)
+	}
+}
+
+func TestClean(t *testing.T) {
+	for in, want := range map[string]string{
+		"eng":               "eng",
+		"a\x1b[2Jb":         "a[2Jb",
+		"tab\there":         "tabhere",
+		"bad\xffutf8":       "bad\uFFFDutf8",
+		"rtl\u202eoverride": "rtloverride",
+		"ünïcode ok":        "ünïcode ok",
+	} {
+		if got := Clean(in); got != want {
+			t.Errorf("Clean(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := Clean(strings.Repeat("é", 1000)); len([]rune(got)) != MaxText+1 || !strings.HasSuffix(got, "…") {
+		t.Errorf("long text must be cut to %d runes and marked: %d", MaxText, len([]rune(got)))
+	}
+}
