@@ -43,7 +43,7 @@ func (a AuthTokens) Token(ctx context.Context, server string) (string, error) {
 	if t == nil || t.RefreshToken == "" {
 		return "", fmt.Errorf("not logged in to %s: %w", server, ErrLoginRequired)
 	}
-	c, err := auth.New(ctx, server, a.out())
+	c, err := auth.NewPinned(ctx, a.Cache, server, a.out())
 	if err != nil {
 		return "", err
 	}
@@ -70,7 +70,7 @@ func (a AuthTokens) Logout(ctx context.Context, server string) error {
 	if err == nil && t != nil {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if c, err := auth.New(rctx, server, a.out()); err == nil {
+		if c, err := auth.NewPinned(rctx, a.Cache, server, a.out()); err == nil {
 			c.Revoke(rctx, t) // best effort: the cache goes either way
 		}
 	}

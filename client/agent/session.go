@@ -280,7 +280,7 @@ func (c *cacheSource) Token(ctx context.Context) (string, error) {
 	if t.RefreshToken == "" {
 		return "", errors.New("the cached token expired and there is no refresh token: run `vpn login`")
 	}
-	client, err := auth.New(ctx, c.server, io.Discard)
+	client, err := auth.NewPinned(ctx, cache, c.server, io.Discard)
 	if err != nil {
 		return "", err
 	}

@@ -73,6 +73,12 @@ type Client struct {
 
 // New discovers the gateway's login settings, then its provider's.
 func New(ctx context.Context, server string, out io.Writer) (*Client, error) {
+	return NewPinned(ctx, nil, server, out)
+}
+
+// NewPinned is New refusing a gateway whose identity provider (issuer,
+// client id) is not the one pinned for server in cache (nil: no check).
+func NewPinned(ctx context.Context, cache *Cache, server string, out io.Writer) (*Client, error) {
 	gw, err := gwapi.New(server)
 	if err != nil {
 		return nil, err
@@ -80,6 +86,11 @@ func New(ctx context.Context, server string, out io.Writer) (*Client, error) {
 	d, err := gw.Discover(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("discover %s: %w", server, err)
+	}
+	if cache != nil {
+		if err := cache.CheckPin(server, d.Issuer, d.ClientID); err != nil {
+			return nil, err
+		}
 	}
 	p, err := oidc.NewProvider(ctx, d.Issuer)
 	if err != nil {

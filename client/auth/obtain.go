@@ -28,7 +28,7 @@ func Obtain(ctx context.Context, cache *Cache, server string, out io.Writer, o L
 	if !o.Force && cached.Valid(time.Now(), time.Minute) {
 		return cached, nil
 	}
-	c, err := New(ctx, server, out)
+	c, err := NewPinned(ctx, cache, server, out)
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +56,9 @@ func Obtain(ctx context.Context, cache *Cache, server string, out io.Writer, o L
 	}
 	if err != nil {
 		return nil, err // nothing is cached from a failed login
+	}
+	if err := cache.SavePin(server, c.Discovery.Issuer, c.Discovery.ClientID); err != nil {
+		return nil, err
 	}
 	if err := cache.Save(t); err != nil {
 		return nil, err

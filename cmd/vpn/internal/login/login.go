@@ -17,6 +17,9 @@ import (
 // Options are the inputs of `vpn login`.
 type Options struct {
 	Server string
+	// ResetServer forgets the server's pinned identity provider (and
+	// cached tokens) before logging in: accepts a changed provider.
+	ResetServer bool
 	auth.LoginOptions
 }
 
@@ -51,6 +54,12 @@ a code and a QR code to approve from another device.`,
 			if err != nil {
 				return err
 			}
+			if o.ResetServer {
+				if err := cache.ResetPin(server); err != nil {
+					return err
+				}
+				fmt.Fprintf(f.Out, "Forgot the identity provider pinned for %s; this login pins the one it names now.\n", server)
+			}
 			start := time.Now()
 			o.Force = true
 			t, err := auth.Obtain(cmd.Context(), cache, server, f.Out, o.LoginOptions)
@@ -63,6 +72,7 @@ a code and a QR code to approve from another device.`,
 		},
 	}
 	AddFlags(cmd, o)
+	cmd.Flags().BoolVar(&o.ResetServer, "reset-server", false, "accept a changed identity provider for this server (forget its pinned issuer and client id)")
 	return cmd
 }
 
@@ -119,7 +129,7 @@ func NewLogoutCmd(f *factory.Factory) *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
 			revoked := false
-			if c, err := auth.New(ctx, server, f.ErrOut); err == nil {
+			if c, err := auth.NewPinned(ctx, cache, server, f.ErrOut); err == nil {
 				if revoked, err = c.Revoke(ctx, t); err != nil {
 					fmt.Fprintf(f.ErrOut, "warning: %v\n", err)
 				}
