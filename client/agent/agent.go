@@ -342,6 +342,11 @@ func (a *Agent) replan() error {
 		return err
 	}
 	spec.Resolvers = routes.ReadResolvers("/etc/resolv.conf")
+	a.mu.Lock()
+	if a.tun != nil {
+		a.spec.Resolvers = spec.Resolvers // status names the resolver decisions too
+	}
+	a.mu.Unlock()
 	added, removed, err := a.engine.Reconcile(routes.PlanTunnel(snap, spec))
 	if len(added)+len(removed) > 0 {
 		a.log.Info("routes reconciled", "added", len(added), "removed", len(removed))
