@@ -111,6 +111,23 @@ func (e *Engine) Apply(changes ...Change) error {
 	if e.j == nil {
 		return errors.New("apply: no route session (Begin first)")
 	}
+	if len(changes) > 1 && e.afterIntent == nil && e.afterApply == nil {
+		// Many changes (a large push): one fsync for the intents and
+		// one for the done records, not two per change.
+		first, err := e.j.Intents(changes)
+		if err != nil {
+			return err
+		}
+		for i, c := range changes {
+			if err := e.sys.Apply(c); err != nil {
+				if i > 0 {
+					e.j.Dones(first, i)
+				}
+				return err
+			}
+		}
+		return e.j.Dones(first, len(changes))
+	}
 	for _, c := range changes {
 		seq, err := e.j.Intent(c)
 		if err != nil {
