@@ -19,6 +19,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/gwapi"
 	"github.com/clearpath-vpn/clearpath/client/key"
+	"github.com/clearpath-vpn/clearpath/client/trust"
 )
 
 // session is the agent's registration with the gateway: what it needs to
@@ -47,10 +48,19 @@ func (a *Agent) newSession(req control.UpRequest) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	pol := trust.Policy{AllowHTTP: req.AllowHTTP, CAPEM: req.CAPEM, CAFile: "the CA certificate sent by vpn"}
+	if _, err := trust.Check(req.Server, pol); err != nil {
+		return nil, err
+	}
 	gw, err := gwapi.New(req.Server)
 	if err != nil {
 		return nil, err
 	}
+	hc, err := trust.HTTPClient(pol, 20*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	gw = gw.WithHTTPClient(hc)
 	host := req.Hostname
 	if host == "" {
 		host, _ = os.Hostname()
@@ -235,7 +245,7 @@ func sourceOf(req control.UpRequest) tokenSource {
 	case req.TokenFile != "":
 		return fileSource(req.TokenFile)
 	case req.TokenCacheDir != "":
-		return &cacheSource{dir: req.TokenCacheDir, server: req.Server}
+		return &cacheSource{dir: req.TokenCacheDir, server: req.Server, caPEM: req.CAPEM}
 	}
 	return nil
 }
@@ -261,7 +271,10 @@ func (f fileSource) Token(context.Context) (string, error) {
 // refreshed silently with the refresh token (never an interactive login).
 // Refreshed tokens are written back, owned by the cache's owner, so the
 // user's own `vpn` keeps working with the rotated refresh token.
-type cacheSource struct{ dir, server string }
+type cacheSource struct {
+	dir, server string
+	caPEM       []byte // extra roots for the provider, from the request
+}
 
 func (c *cacheSource) String() string { return "token cache " + c.dir }
 
@@ -280,7 +293,11 @@ func (c *cacheSource) Token(ctx context.Context) (string, error) {
 	if t.RefreshToken == "" {
 		return "", errors.New("the cached token expired and there is no refresh token: run `vpn login`")
 	}
-	client, err := auth.NewPinned(ctx, cache, c.server, io.Discard)
+	hc, err := trust.HTTPClient(trust.Policy{CAPEM: c.caPEM}, 20*time.Second)
+	if err != nil {
+		return "", err
+	}
+	client, err := auth.NewPinned(ctx, cache, c.server, io.Discard, hc)
 	if err != nil {
 		return "", err
 	}

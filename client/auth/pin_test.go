@@ -36,7 +36,7 @@ func TestIdentityProviderIsPinned(t *testing.T) {
 		"another client id": {Issuer: "https://idp.example.com", ClientID: "payroll-app", APIVersion: "1"},
 	} {
 		disc = d
-		_, err := NewPinned(context.Background(), cache, gw.URL, io.Discard)
+		_, err := NewPinned(context.Background(), cache, gw.URL, io.Discard, nil)
 		var pe *PinError
 		if !errors.As(err, &pe) || !strings.Contains(err.Error(), "--reset-server") || !strings.Contains(err.Error(), d.Issuer) ||
 			!strings.Contains(err.Error(), "https://idp.example.com") || !strings.Contains(err.Error(), d.ClientID) {

@@ -40,6 +40,8 @@ type Options struct {
 	// tokenCacheDir is where the login came from, so the agent can refresh
 	// it silently before the registration expires.
 	tokenCacheDir string
+	// trust is how the server is reached (--allow-http, --ca-file).
+	trust *login.Trust
 }
 
 // Agent is the part of the agent connection `up` needs.
@@ -58,6 +60,7 @@ and a reply came back through the tunnel; otherwise everything is rolled back an
 reason is printed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Login.Trust.Seen(cmd)
 			if run != nil {
 				return run(cmd.Context(), o)
 			}
@@ -102,9 +105,16 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 	}
 	var tok string
 	var err error
+	cache, err := auth.DefaultCache()
+	if err != nil {
+		return err
+	}
 	if o.TokenFile != "" {
 		if o.Server == "" {
 			return errors.New("--server is required with --token-file (the gateway URL)")
+		}
+		if o.trust, err = login.ResolveTrust(cache, o.Server, o.Login.Trust, f.ErrOut); err != nil {
+			return err
 		}
 		if tok, err = ReadToken(o.TokenFile); err != nil {
 			return err
@@ -116,13 +126,13 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 	} else {
 		// Log in here, as the user who typed the command; only the
 		// token goes to the (root) agent.
-		cache, err := auth.DefaultCache()
-		if err != nil {
-			return err
-		}
 		if o.Server, err = login.ResolveServer(cache, o.Server); err != nil {
 			return err
 		}
+		if o.trust, err = login.ResolveTrust(cache, o.Server, o.Login.Trust, f.ErrOut); err != nil {
+			return err
+		}
+		o.Login.HTTP = o.trust.HTTP
 		t, err := auth.Obtain(ctx, cache, o.Server, f.ErrOut, o.Login.LoginOptions)
 		if err != nil {
 			return err
@@ -139,8 +149,12 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 }
 
 func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok string, start time.Time) error {
-	st, err := c.Up(ctx, control.UpRequest{Server: o.Server, Token: tok, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout,
-		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, RouteLAN: o.RouteLAN, MaxPrefixes: o.MaxPrefixes, TokenFile: o.TokenFile, TokenCacheDir: o.tokenCacheDir, RotateKey: o.RotateKey})
+	req := control.UpRequest{Server: o.Server, Token: tok, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout,
+		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, RouteLAN: o.RouteLAN, MaxPrefixes: o.MaxPrefixes, TokenFile: o.TokenFile, TokenCacheDir: o.tokenCacheDir, RotateKey: o.RotateKey}
+	if o.trust != nil {
+		req.AllowHTTP, req.CAPEM = o.trust.Policy.AllowHTTP, o.trust.Policy.CAPEM
+	}
+	st, err := c.Up(ctx, req)
 	if err != nil {
 		return fmt.Errorf("up failed: %w", err)
 	}
