@@ -111,6 +111,23 @@ func (e *Engine) Apply(changes ...Change) error {
 	if e.j == nil {
 		return errors.New("apply: no route session (Begin first)")
 	}
+	if len(changes) > 1 && e.afterIntent == nil && e.afterApply == nil {
+		// Many changes (a large push): one fsync for the intents and
+		// one for the done records, not two per change.
+		first, err := e.j.Intents(changes)
+		if err != nil {
+			return err
+		}
+		for i, c := range changes {
+			if err := e.sys.Apply(c); err != nil {
+				if i > 0 {
+					e.j.Dones(first, i)
+				}
+				return err
+			}
+		}
+		return e.j.Dones(first, len(changes))
+	}
 	for _, c := range changes {
 		seq, err := e.j.Intent(c)
 		if err != nil {
@@ -151,31 +168,20 @@ func (e *Engine) Reconcile(desired []Change) (added, removed []Change, err error
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, c := range desired {
-		switch {
-		case c.Route != nil && !slices.ContainsFunc(routes, func(r Route) bool { return sameRoute(*c.Route, r) }):
-			added = append(added, c)
-		case c.Rule != nil && !slices.ContainsFunc(rules, func(r Rule) bool { return SameRule(*c.Rule, r) }):
-			added = append(added, c)
-		}
-	}
-	for _, r := range routes {
-		if !slices.ContainsFunc(desired, func(c Change) bool { return c.Route != nil && sameRoute(*c.Route, r) }) {
-			removed = append(removed, Change{Op: OpDelRoute, Route: &r})
-		}
-	}
-	for _, r := range rules {
-		if !slices.ContainsFunc(desired, func(c Change) bool { return c.Rule != nil && SameRule(*c.Rule, r) }) {
-			removed = append(removed, Change{Op: OpDelRule, Rule: &r})
-		}
-	}
+	added, removed = diffOwned(desired, routes, rules)
 	// A route that takes the place of one of ours (same table, destination
 	// and metric, say a pin moving to a new gateway) can only be added
 	// after that one is gone: the kernel keeps one route per key. Only
 	// that removal goes first.
+	slots := map[slotKey]bool{}
+	for _, c := range added {
+		if c.Route != nil {
+			slots[slotOf(*c.Route)] = true
+		}
+	}
 	var first, later []Change
 	for _, r := range removed {
-		if slices.ContainsFunc(added, func(c Change) bool { return c.Route != nil && r.Route != nil && sameKey(*c.Route, *r.Route) }) {
+		if r.Route != nil && slots[slotOf(*r.Route)] {
 			first = append(first, r)
 		} else {
 			later = append(later, r)
@@ -190,16 +196,82 @@ func (e *Engine) Reconcile(desired []Change) (added, removed []Change, err error
 	return added, removed, e.Apply(later...)
 }
 
-// sameKey reports whether a and b would occupy the same kernel slot.
-func sameKey(a, b Route) bool {
-	return a.Table == b.Table && a.Dst.Masked() == b.Dst.Masked() && a.Metric == b.Metric && Scoped(a) == Scoped(b)
+type slotKey struct {
+	table  int
+	dst    netip.Prefix
+	metric int
+	scoped bool
 }
 
-// sameRoute reports whether the kernel route got is the route want asks for
-// (the kernel fills in a metric when none was given).
-func sameRoute(want, got Route) bool {
-	return want.Table == got.Table && want.Dst.Masked() == got.Dst && want.Type == got.Type && want.Protocol == got.Protocol &&
-		want.Gateway == got.Gateway && want.Device == got.Device && (want.Metric == 0 || want.Metric == got.Metric)
+func slotOf(r Route) slotKey { return slotKey{r.Table, r.Dst.Masked(), r.Metric, Scoped(r)} }
+
+// matchKey is what sameRoute compares, but the metric (a wanted metric of
+// 0 accepts any the kernel filled in).
+type matchKey struct {
+	table   int
+	dst     netip.Prefix
+	typ     RouteType
+	proto   int
+	gateway netip.Addr
+	device  string
+}
+
+func matchOf(r Route) matchKey {
+	return matchKey{r.Table, r.Dst.Masked(), r.Type, r.Protocol, r.Gateway, r.Device}
+}
+
+func normRule(r Rule) Rule {
+	if r.Action == "" {
+		r.Action = "lookup"
+	}
+	if r.FwMark != 0 && r.FwMask == 0 {
+		r.FwMask = 0xffffffff
+	}
+	return r
+}
+
+// diffOwned compares the desired changes with the routes and rules we own:
+// what to add and what to remove, through maps (linear in their number,
+// where pairwise comparison made 10,000 pushed prefixes cost seconds).
+func diffOwned(desired []Change, routes []Route, rules []Rule) (added, removed []Change) {
+	have := map[matchKey][]int{} // metrics
+	for _, r := range routes {
+		k := matchOf(r)
+		have[k] = append(have[k], r.Metric)
+	}
+	haveRule := map[Rule]bool{}
+	for _, r := range rules {
+		haveRule[normRule(r)] = true
+	}
+	want := map[matchKey][]int{}
+	wantRule := map[Rule]bool{}
+	for _, c := range desired {
+		switch {
+		case c.Route != nil:
+			k := matchOf(*c.Route)
+			want[k] = append(want[k], c.Route.Metric)
+			if !slices.ContainsFunc(have[k], func(m int) bool { return c.Route.Metric == 0 || c.Route.Metric == m }) {
+				added = append(added, c)
+			}
+		case c.Rule != nil:
+			n := normRule(*c.Rule)
+			wantRule[n] = true
+			if !haveRule[n] {
+				added = append(added, c)
+			}
+		}
+	}
+	for _, r := range routes {
+		if !slices.ContainsFunc(want[matchOf(r)], func(m int) bool { return m == 0 || m == r.Metric }) {
+			removed = append(removed, Change{Op: OpDelRoute, Route: &r})
+		}
+	}
+	for _, r := range rules {
+		if !wantRule[normRule(r)] {
+			removed = append(removed, Change{Op: OpDelRule, Rule: &r})
+		}
+	}
+	return added, removed
 }
 
 // Owned returns the routes and rules carrying our protocol right now.

@@ -67,20 +67,48 @@ func syncDir(dir string) error {
 	return nil
 }
 
-func (j *Journal) append(r Record) error {
-	r.V = JournalVersion
-	r.Time = time.Now().UTC()
-	b, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("journal: %w", err)
+func (j *Journal) append(rs ...Record) error {
+	var buf []byte
+	now := time.Now().UTC()
+	for _, r := range rs {
+		r.V = JournalVersion
+		r.Time = now
+		b, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+		buf = append(append(buf, b...), '\n')
 	}
-	if _, err := j.f.Write(append(b, '\n')); err != nil {
+	if _, err := j.f.Write(buf); err != nil {
 		return fmt.Errorf("journal write: %w", err)
 	}
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("journal sync: %w", err)
 	}
 	return nil
+}
+
+// Intents records that every change of cs is about to be made, with one
+// fsync, and returns the first sequence number (the others follow).
+// Recovery undoes every intent, done or not, so a batch is as safe as
+// single records and costs one fsync instead of one per change.
+func (j *Journal) Intents(cs []Change) (int, error) {
+	first := j.seq + 1
+	rs := make([]Record, len(cs))
+	for i := range cs {
+		j.seq++
+		rs[i] = Record{Seq: j.seq, Phase: "intent", Change: &cs[i]}
+	}
+	return first, j.append(rs...)
+}
+
+// Dones records that the n changes from sequence first on were made.
+func (j *Journal) Dones(first, n int) error {
+	rs := make([]Record, n)
+	for i := range rs {
+		rs[i] = Record{Seq: first + i, Phase: "done"}
+	}
+	return j.append(rs...)
 }
 
 // Intent records that c is about to be made and returns its sequence number.

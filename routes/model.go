@@ -142,16 +142,7 @@ type System interface {
 
 // SameRule reports whether a and b select the same traffic the same way.
 func SameRule(a, b Rule) bool {
-	norm := func(r Rule) Rule {
-		if r.Action == "" {
-			r.Action = "lookup"
-		}
-		if r.FwMark != 0 && r.FwMask == 0 {
-			r.FwMask = 0xffffffff
-		}
-		return r
-	}
-	a, b = norm(a), norm(b)
+	a, b = normRule(a), normRule(b)
 	return a.Family == b.Family && a.Priority == b.Priority && a.From == b.From && a.To == b.To &&
 		a.FwMark == b.FwMark && a.FwMask == b.FwMask && a.Invert == b.Invert && a.IIF == b.IIF && a.OIF == b.OIF &&
 		a.Table == b.Table && a.SuppressPrefixLen == b.SuppressPrefixLen && a.Protocol == b.Protocol && a.Action == b.Action

@@ -16,6 +16,14 @@ type TunnelSpec struct {
 	Addresses []netip.Prefix
 	// BlockLAN drops the LAN exceptions of a full tunnel.
 	BlockLAN bool
+	// RouteLAN lets pushed prefixes take the LAN into the tunnel (the
+	// user's --route-lan); without it the networks this machine is
+	// attached to, its default router and Resolvers stay outside for
+	// pushes that equal or contain them, and pushes inside a connected
+	// network are not routed.
+	RouteLAN bool
+	// Resolvers are the DNS servers in use (resolv.conf).
+	Resolvers []netip.Addr
 	// Endpoint is the WireGuard peer's address. macOS pins it with a host
 	// route outside the tunnel; Linux needs no route for it (the socket's
 	// fwmark skips our table).
@@ -73,14 +81,21 @@ func PlanTunnel(snap *Snapshot, spec TunnelSpec) []Change {
 		}
 		routes = append(routes, r)
 	}
-	prefixes := slices.Clone(spec.Prefixes)
+	lan := lanDecisions(snap, spec)
+	var prefixes []netip.Prefix
+	for _, p := range spec.Prefixes {
+		if _, inside := lan.inside[p.Masked()]; !inside {
+			prefixes = append(prefixes, p.Masked())
+		}
+	}
 	refuse6 := false // IPv6 to the internet is refused, not routed
-	if spec.full(false) && !spec.hasV6() && !spec.full(true) {
+	specFull := spec
+	specFull.Prefixes = prefixes
+	if specFull.full(false) && !spec.hasV6() && !specFull.full(true) {
 		add(Route{Type: TypeUnreachable, Dst: default6})
 		refuse6 = true
 	}
 	for _, p := range prefixes {
-		p = p.Masked()
 		if p.Addr().Is6() && p.Bits() == 0 && !spec.hasV6() {
 			add(Route{Type: TypeUnreachable, Dst: p})
 			refuse6 = true
@@ -92,27 +107,8 @@ func PlanTunnel(snap *Snapshot, spec TunnelSpec) []Change {
 		}
 		add(r)
 	}
-	if snap != nil {
-		seen := map[netip.Prefix]bool{}
-		for _, m := range snap.Routes {
-			if m.Table != 254 || m.Device == spec.Device || m.Type != TypeUnicast || m.Protocol == Protocol || seen[m.Dst] {
-				continue
-			}
-			if m.Dst.Addr().IsLinkLocalUnicast() || m.Dst.Addr().IsMulticast() {
-				continue
-			}
-			for _, p := range prefixes {
-				if p.Addr().Is4() != m.Dst.Addr().Is4() || m.Dst.Bits() <= p.Bits() || !p.Contains(m.Dst.Addr()) {
-					continue
-				}
-				if spec.BlockLAN && p.Bits() == 0 {
-					continue
-				}
-				seen[m.Dst] = true
-				add(Route{Type: TypeThrow, Dst: m.Dst})
-				break
-			}
-		}
+	for _, d := range lan.throws {
+		add(Route{Type: TypeThrow, Dst: d})
 	}
 	slices.SortStableFunc(routes, func(a, b Route) int {
 		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Type, b.Type), a.Dst.Addr().Compare(b.Dst.Addr()), cmp.Compare(a.Dst.Bits(), b.Dst.Bits()))
@@ -184,41 +180,72 @@ func TunnelChanges(dev string, prefixes []netip.Prefix) []Change {
 type Overlap struct {
 	Pushed netip.Prefix `json:"pushed"`
 	Local  Route        `json:"local"`
-	// Winner is "lan" when the local route is more specific (its traffic
-	// stays out of the tunnel) and "tunnel" otherwise.
+	// Winner is "lan" when the local destination stays out of the tunnel
+	// and "tunnel" otherwise.
 	Winner string `json:"winner"`
+	// Reason says why the LAN won: ReasonConnected, ReasonRouter,
+	// ReasonResolver or ReasonMoreSpecific.
+	Reason string `json:"reason,omitempty"`
 }
 
-// Overlaps lists every pushed prefix that overlaps a route of main.
+// Overlaps lists every pushed prefix that overlaps a route of main, and the
+// decisions about the default router and the resolvers, with who wins and
+// why. Pairs are found through prefix maps (no pairwise comparison).
 func Overlaps(snap *Snapshot, spec TunnelSpec) []Overlap {
-	var out []Overlap
 	if snap == nil {
 		return nil
 	}
+	linux := snap.OS != "darwin"
 	mainTable := 254
-	if snap.OS == "darwin" {
+	if !linux {
 		mainTable = 0 // the only table
 	}
-	for _, p := range spec.Prefixes {
-		for _, m := range snap.Routes {
-			if m.Table != mainTable || Scoped(m) || m.Device == spec.Device || m.Type != TypeUnicast || m.Protocol == Protocol || !m.Dst.Overlaps(p) {
-				continue
-			}
-			if m.Dst.Addr().IsLinkLocalUnicast() {
-				continue
-			}
-			w := "tunnel"
-			if m.Dst.Bits() > p.Bits() && !(spec.BlockLAN && p.Bits() == 0) {
-				w = "lan"
-			}
-			if snap.OS == "darwin" && m.Dst == p.Masked() {
-				w = "lan" // one route per prefix: the machine's own keeps it (planMac)
-			}
-			if m.Dst.Bits() == 0 {
-				continue // the default route overlaps everything; not news
-			}
-			out = append(out, Overlap{Pushed: p, Local: m, Winner: w})
+	connected := connectedFn(snap, spec.Device)
+	decide := func(p netip.Prefix, m Route) Overlap {
+		o := Overlap{Pushed: p, Local: m, Winner: "tunnel"}
+		switch {
+		case spec.BlockLAN && p.Bits() == 0:
+		case linux && !spec.RouteLAN && connected(m):
+			o.Winner, o.Reason = "lan", ReasonConnected
+		case m.Dst.Bits() > p.Bits():
+			o.Winner, o.Reason = "lan", ReasonMoreSpecific
 		}
+		if !linux && m.Dst == p.Masked() {
+			o.Winner = "lan" // one route per prefix: the machine's own keeps it (planMac)
+		}
+		return o
 	}
+	pushes := newPrefixSet[netip.Prefix]()
+	for _, p := range spec.Prefixes {
+		pushes.add(p, p)
+	}
+	locals := newPrefixSet[Route]()
+	var out []Overlap
+	for _, m := range snap.Routes {
+		if m.Table != mainTable || Scoped(m) || m.Device == spec.Device || m.Type != TypeUnicast || m.Protocol == Protocol {
+			continue
+		}
+		if m.Dst.Addr().IsLinkLocalUnicast() || m.Dst.Bits() == 0 {
+			continue // the default route overlaps everything; not news
+		}
+		locals.add(m.Dst, m)
+		pushes.containing(m.Dst, true, func(_ netip.Prefix, p netip.Prefix) bool {
+			out = append(out, decide(p, m))
+			return true
+		})
+	}
+	for _, p := range spec.Prefixes {
+		locals.containing(p.Masked(), false, func(_ netip.Prefix, m Route) bool {
+			out = append(out, decide(p, m))
+			return true
+		})
+	}
+	if linux {
+		out = append(out, lanDecisions(snap, spec).hosts...)
+	}
+	slices.SortStableFunc(out, func(a, b Overlap) int {
+		return cmp.Or(a.Pushed.Addr().Compare(b.Pushed.Addr()), cmp.Compare(a.Pushed.Bits(), b.Pushed.Bits()),
+			a.Local.Dst.Addr().Compare(b.Local.Dst.Addr()), cmp.Compare(a.Local.Dst.Bits(), b.Local.Dst.Bits()))
+	})
 	return out
 }

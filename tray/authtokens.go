@@ -46,7 +46,7 @@ func (a AuthTokens) Token(ctx context.Context, server string) (string, error) {
 	if t == nil || t.RefreshToken == "" {
 		return "", fmt.Errorf("not logged in to %s: %w", server, ErrLoginRequired)
 	}
-	c, err := auth.NewWithHTTP(ctx, server, a.out(), a.httpClient(server))
+	c, err := auth.NewPinned(ctx, a.Cache, server, a.out(), a.httpClient(server))
 	if err != nil {
 		return "", err
 	}
@@ -73,7 +73,7 @@ func (a AuthTokens) Logout(ctx context.Context, server string) error {
 	if err == nil && t != nil {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if c, err := auth.NewWithHTTP(rctx, server, a.out(), a.httpClient(server)); err == nil {
+		if c, err := auth.NewPinned(rctx, a.Cache, server, a.out(), a.httpClient(server)); err == nil {
 			c.Revoke(rctx, t) // best effort: the cache goes either way
 		}
 	}

@@ -55,6 +55,11 @@ func StatusRows(v View) []Row {
 		}
 		if st.FullTunnel {
 			rows = append(rows, Row{"Mode", "all traffic through the tunnel"})
+		} else {
+			rows = append(rows, Row{"Mode", "split tunnel"})
+		}
+		for _, n := range st.Notices {
+			rows = append(rows, Row{"Notice", n})
 		}
 	}
 	if st.ExpiresAt != nil && v.State == Connected {
@@ -176,4 +181,11 @@ func Until(t, now time.Time) string {
 // Since formats a start time relative to now.
 func Since(t, now time.Time) string {
 	return fmt.Sprintf("%s (for %s)", t.Local().Format("15:04:05"), Duration(now.Sub(t)))
+}
+
+// EscapeMarkup escapes text for a desktop notification body: notification
+// servers that support body markup would render <a href=...>, <img> and
+// entities from text that came from the gateway (errors, network names).
+func EscapeMarkup(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }

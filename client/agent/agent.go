@@ -30,6 +30,10 @@ import (
 // DefaultTimeout bounds `up` when the request names none.
 const DefaultTimeout = 15 * time.Second
 
+// DefaultMaxPrefixes bounds the prefixes a gateway may push when the
+// request names no limit (`vpn up --max-prefixes`).
+const DefaultMaxPrefixes = 1000
+
 // Agent holds at most one tunnel.
 type Agent struct {
 	dir    string
@@ -139,12 +143,17 @@ func (a *Agent) Status() control.Status {
 				s.LatestHandshake, s.HandshakeAgeSec = &hs, &age
 			}
 		}
+		s.FullTunnel = false
+		// One snapshot for the overlaps and the installed list (reading
+		// 10,000 routes twice per status doubled the agent's work).
 		if snap, err := a.sys.Snapshot(); err == nil {
 			for _, o := range routes.Overlaps(snap, a.spec) {
-				s.Overlaps = append(s.Overlaps, control.Overlap{Pushed: o.Pushed.String(), Local: o.Local.String(), Winner: o.Winner})
+				s.Overlaps = append(s.Overlaps, control.Overlap{Pushed: o.Pushed.String(), Local: o.Local.String(), Winner: o.Winner, Reason: o.Reason})
 			}
-		}
-		if rs, rules, err := a.engine.Owned(); err == nil {
+			rs, rules := routes.OwnedItems(snap)
+			// "Full tunnel" is what the kernel has, never the flag alone.
+			v4, v6 := routes.InstalledFullTunnel(rs, a.tun.Name)
+			s.FullTunnel = v4 || v6
 			for _, r := range rs {
 				s.Routes = append(s.Routes, r.String())
 			}
@@ -232,6 +241,26 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 		return st, err
 	}
 	cfg.PresharedKey = reg.PresharedKey
+	limit := req.MaxPrefixes
+	if limit <= 0 {
+		limit = DefaultMaxPrefixes
+	}
+	if n := len(cfg.AllowedIPs); n > limit {
+		return st, fmt.Errorf("the gateway pushed %d prefixes, more than the %d this client accepts: nothing installed (raise the limit with --max-prefixes if you expect that many)", n, limit)
+	}
+	// Capturing all traffic needs the user's consent (--all-traffic).
+	var notices []string
+	kept, dropped := routes.Consent(cfg.AllowedIPs, req.AllTraffic)
+	if len(dropped) > 0 {
+		cfg.AllowedIPs = kept
+		notices = append(notices, routes.ConsentNotice(dropped))
+		a.log.Warn("dropped pushed prefixes that would capture all traffic", "dropped", dropped)
+	}
+	if snap, err := a.sys.Snapshot(); err != nil {
+		return st, fmt.Errorf("read the routing state: %w", err)
+	} else if err := routes.CheckTunnelAddresses(snap, cfg.Addresses, ""); err != nil {
+		return st, fmt.Errorf("gateway sent a bad peer config: %w", err)
+	}
 	cfg.Interface = req.Interface
 	if cfg.Interface == "" {
 		cfg.Interface = os.Getenv("VPN_INTERFACE")
@@ -256,7 +285,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	a.mu.Lock()
 	a.tun = t
 	a.mu.Unlock()
-	spec := routes.TunnelSpec{Device: t.Name, Prefixes: cfg.AllowedIPs, Addresses: cfg.Addresses, BlockLAN: req.BlockLAN, Endpoint: cfg.Endpoint.Addr()}
+	spec := routes.TunnelSpec{Device: t.Name, Prefixes: cfg.AllowedIPs, Addresses: cfg.Addresses, BlockLAN: req.BlockLAN, RouteLAN: req.RouteLAN, Endpoint: cfg.Endpoint.Addr()}
 	if req.AllTraffic {
 		spec.Prefixes = append(spec.Prefixes, netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"))
 	}
@@ -288,9 +317,13 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	a.mu.Unlock()
 	go a.renewLoop(watchCtx, sess)
 	exp := pc.ExpiresAt
-	st = control.Status{FullTunnel: req.AllTraffic, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
+	var allowed []string
+	for _, p := range cfg.AllowedIPs {
+		allowed = append(allowed, p.String())
+	}
+	st = control.Status{Notices: notices, RouteLAN: req.RouteLAN, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
 		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
-		AllowedIPs: pc.Gateway.AllowedIPs, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
+		AllowedIPs: allowed, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
 		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src)}
 	return st, nil
 }
@@ -309,6 +342,12 @@ func (a *Agent) replan() error {
 	if err != nil {
 		return err
 	}
+	spec.Resolvers = routes.ReadResolvers("/etc/resolv.conf")
+	a.mu.Lock()
+	if a.tun != nil {
+		a.spec.Resolvers = spec.Resolvers // status names the resolver decisions too
+	}
+	a.mu.Unlock()
 	added, removed, err := a.engine.Reconcile(routes.PlanTunnel(snap, spec))
 	if len(added)+len(removed) > 0 {
 		a.log.Info("routes reconciled", "added", len(added), "removed", len(removed))
@@ -346,15 +385,11 @@ func tunnelConfig(ctx context.Context, pc *api.PeerConfig, priv wgtypes.Key) (tu
 	if err != nil {
 		return cfg, fmt.Errorf("gateway endpoint: %w", err)
 	}
-	if cfg.Endpoint, err = tunnel.ResolveEndpoint(ctx, ep.Host, ep.Port); err != nil {
+	if cfg.Endpoint, err = tunnel.ResolveEndpoint(ctx, ep.Host, ep.Port, gwapi.CheckEndpointAddr); err != nil {
 		return cfg, err
 	}
-	for _, s := range pc.Addresses {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return cfg, fmt.Errorf("address %q: %w", s, err)
-		}
-		cfg.Addresses = append(cfg.Addresses, p)
+	if cfg.Addresses, err = gwapi.TunnelAddresses(pc.Addresses); err != nil {
+		return cfg, err
 	}
 	for _, s := range pc.Gateway.AllowedIPs {
 		p, err := netip.ParsePrefix(s)

@@ -297,7 +297,7 @@ func (c *cacheSource) Token(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	client, err := auth.NewWithHTTP(ctx, c.server, io.Discard, hc)
+	client, err := auth.NewPinned(ctx, cache, c.server, io.Discard, hc)
 	if err != nil {
 		return "", err
 	}

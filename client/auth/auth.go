@@ -83,6 +83,13 @@ func New(ctx context.Context, server string, out io.Writer) (*Client, error) {
 // NewWithHTTP is New with hc for every request to the gateway and the
 // provider (a client trusting a private CA); nil means the default.
 func NewWithHTTP(ctx context.Context, server string, out io.Writer, hc *http.Client) (*Client, error) {
+	return NewPinned(ctx, nil, server, out, hc)
+}
+
+// NewPinned is NewWithHTTP refusing a gateway whose identity provider
+// (issuer, client id) is not the one pinned for server in cache (nil: no
+// check).
+func NewPinned(ctx context.Context, cache *Cache, server string, out io.Writer, hc *http.Client) (*Client, error) {
 	gw, err := gwapi.New(server)
 	if err != nil {
 		return nil, err
@@ -93,6 +100,11 @@ func NewWithHTTP(ctx context.Context, server string, out io.Writer, hc *http.Cli
 	d, err := gw.Discover(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("discover %s: %w", server, err)
+	}
+	if cache != nil {
+		if err := cache.CheckPin(server, d.Issuer, d.ClientID); err != nil {
+			return nil, err
+		}
 	}
 	c := &Client{hc: hc}
 	p, err := oidc.NewProvider(c.ctx(ctx), d.Issuer)

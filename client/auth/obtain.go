@@ -32,7 +32,7 @@ func Obtain(ctx context.Context, cache *Cache, server string, out io.Writer, o L
 	if !o.Force && cached.Valid(time.Now(), time.Minute) {
 		return cached, nil
 	}
-	c, err := NewWithHTTP(ctx, server, out, o.HTTP)
+	c, err := NewPinned(ctx, cache, server, out, o.HTTP)
 	if err != nil {
 		return nil, err
 	}
@@ -60,6 +60,9 @@ func Obtain(ctx context.Context, cache *Cache, server string, out io.Writer, o L
 	}
 	if err != nil {
 		return nil, err // nothing is cached from a failed login
+	}
+	if err := cache.SavePin(server, c.Discovery.Issuer, c.Discovery.ClientID); err != nil {
+		return nil, err
 	}
 	if err := cache.Save(t); err != nil {
 		return nil, err

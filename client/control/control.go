@@ -43,6 +43,12 @@ type UpRequest struct {
 	AllTraffic bool `json:"all_traffic,omitempty"`
 	// BlockLAN drops the LAN exceptions of a full tunnel.
 	BlockLAN bool `json:"block_lan,omitempty"`
+	// RouteLAN lets pushed prefixes take the LAN, its router and the
+	// resolvers in use into the tunnel (default: they stay outside).
+	RouteLAN bool `json:"route_lan,omitempty"`
+	// MaxPrefixes bounds the prefixes a gateway may push (0: the default,
+	// 1,000); more are refused.
+	MaxPrefixes int `json:"max_prefixes,omitempty"`
 	// Where the agent gets a fresh token to renew the registration before
 	// it expires: TokenFile is re-read (automation keeps it fresh), or the
 	// user's token cache in TokenCacheDir is refreshed silently. With
@@ -65,7 +71,8 @@ type UpRequest struct {
 type Overlap struct {
 	Pushed string `json:"pushed"`
 	Local  string `json:"local"`
-	Winner string `json:"winner"` // "lan" or "tunnel"
+	Winner string `json:"winner"`           // "lan" or "tunnel"
+	Reason string `json:"reason,omitempty"` // why the LAN won: "connected network", "default router", ...
 }
 
 // Status is the agent's state.
@@ -89,8 +96,15 @@ type Status struct {
 	Routes           []string   `json:"routes,omitempty"`
 	Rules            []string   `json:"rules,omitempty"`
 	Overlaps         []Overlap  `json:"overlaps,omitempty"`
-	FullTunnel       bool       `json:"full_tunnel,omitempty"`
-	ExpiresAt        *time.Time `json:"expires_at,omitempty"`
+	// FullTunnel: the routes installed into the tunnel capture every
+	// address of a family (derived from the kernel, not from a flag).
+	FullTunnel bool `json:"full_tunnel,omitempty"`
+	// Notices are one-line messages about what the agent did not take from
+	// the gateway (e.g. a default route without --all-traffic).
+	Notices []string `json:"notices,omitempty"`
+	// RouteLAN: the user let pushes take the LAN into the tunnel.
+	RouteLAN  bool       `json:"route_lan,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	// DeviceID and PublicKey identify this device's peer at the gateway.
 	DeviceID  string `json:"device_id,omitempty"`
 	PublicKey string `json:"public_key,omitempty"`

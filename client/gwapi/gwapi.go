@@ -88,6 +88,7 @@ func (c *Client) do(ctx context.Context, method, path, token string, in, out any
 		if json.Unmarshal(data, &e.Body) != nil || e.Body.Error == "" {
 			e.Body = api.Error{Error: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(data))}
 		}
+		cleanError(&e.Body) // it reaches the user's terminal
 		return e
 	}
 	if out != nil {
@@ -105,7 +106,7 @@ func (c *Client) Discover(ctx context.Context) (*api.Discovery, error) {
 		return nil, err
 	}
 	if major, _, _ := strings.Cut(d.APIVersion, "."); major != api.APIVersion {
-		return nil, fmt.Errorf("gateway speaks API version %q; this client knows %q: upgrade the client", d.APIVersion, api.APIVersion)
+		return nil, fmt.Errorf("gateway speaks API version %q; this client knows %q: upgrade the client", Clean(d.APIVersion), api.APIVersion)
 	}
 	return &d, nil
 }
@@ -116,6 +117,11 @@ func (c *Client) Networks(ctx context.Context, token string) (*api.NetworkList, 
 	var nl api.NetworkList
 	if err := c.do(ctx, http.MethodGet, api.PathNetworks, token, nil, &nl); err != nil {
 		return nil, err
+	}
+	// Names are shown (--network choices) and sent back; the subject is
+	// sealed into the claims as the gateway sent it.
+	for i := range nl.Networks {
+		nl.Networks[i].Name = Clean(nl.Networks[i].Name)
 	}
 	return &nl, nil
 }
@@ -174,11 +180,12 @@ func (c *Client) Post(ctx context.Context, token string, req api.RegisterRequest
 	if err := c.do(ctx, http.MethodPost, api.PathPeers, token, req, &pc); err != nil {
 		return nil, err
 	}
+	cleanConfig(&pc)
 	if err := Validate(&pc); err != nil {
 		return nil, fmt.Errorf("gateway sent a bad peer config: %w", err)
 	}
 	if pc.Gateway.PublicKey != base64.StdEncoding.EncodeToString(netPub[:]) {
-		return nil, fmt.Errorf("gateway answered with key %s, not the network's %s", pc.Gateway.PublicKey, base64.StdEncoding.EncodeToString(netPub[:]))
+		return nil, fmt.Errorf("gateway answered with key %q, not the network's %s", pc.Gateway.PublicKey, base64.StdEncoding.EncodeToString(netPub[:]))
 	}
 	if pc.Session == nil {
 		return nil, errors.New("gateway sent no session key")
@@ -213,7 +220,9 @@ func choose(networks []api.NetworkInfo, want string) (api.NetworkInfo, error) {
 // device ("" = the only one).
 func (c *Client) Self(ctx context.Context, token, network, device string) (*api.PeerConfig, error) {
 	var pc api.PeerConfig
-	return &pc, c.do(ctx, http.MethodGet, api.PathPeerSelf+query(network, device), token, nil, &pc)
+	err := c.do(ctx, http.MethodGet, api.PathPeerSelf+query(network, device), token, nil, &pc)
+	cleanConfig(&pc)
+	return &pc, err
 }
 
 // DeleteSelf removes the caller's peer of device in network.

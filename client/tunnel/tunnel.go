@@ -151,14 +151,33 @@ func (t *Tunnel) Close() {
 	}
 }
 
-// ResolveEndpoint turns host:port into an address, resolving a name.
-func ResolveEndpoint(ctx context.Context, host string, port uint16) (netip.AddrPort, error) {
+// ResolveEndpoint turns host:port into an address, resolving a name. check,
+// when set, vets every candidate: the first address it accepts is used, and
+// when it accepts none the error names what the name resolved to.
+func ResolveEndpoint(ctx context.Context, host string, port uint16, check func(netip.Addr) error) (netip.AddrPort, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
-		return netip.AddrPortFrom(a.Unmap(), port), nil
+		a = a.Unmap()
+		if check != nil {
+			if err := check(a); err != nil {
+				return netip.AddrPort{}, fmt.Errorf("endpoint %s: %w", host, err)
+			}
+		}
+		return netip.AddrPortFrom(a, port), nil
 	}
 	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil || len(addrs) == 0 {
 		return netip.AddrPort{}, fmt.Errorf("resolve endpoint %s: %v", host, err)
 	}
-	return netip.AddrPortFrom(addrs[0].Unmap(), port), nil
+	var refused []string
+	for _, a := range addrs {
+		a = a.Unmap()
+		if check != nil {
+			if err := check(a); err != nil {
+				refused = append(refused, err.Error())
+				continue
+			}
+		}
+		return netip.AddrPortFrom(a, port), nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("endpoint %s resolves to no usable address: %s", host, strings.Join(refused, "; "))
 }

@@ -27,7 +27,10 @@ func PickName() (string, error) {
 	return "", fmt.Errorf("no free interface name cp0-cp99")
 }
 
-// configureLink puts the tunnel addresses on the link and sets it up.
+// configureLink puts the tunnel addresses on the link and sets it up. The
+// addresses are hosts (/32, /128, checked by gwapi) and carry
+// IFA_F_NOPREFIXROUTE: the kernel adds no route of its own for them, so
+// every route of the tunnel is one the routes engine journaled.
 func configureLink(name string, addrs []netip.Prefix) error {
 	link, err := netlink.LinkByName(name)
 	if err != nil {
@@ -35,8 +38,9 @@ func configureLink(name string, addrs []netip.Prefix) error {
 	}
 	for _, a := range addrs {
 		addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(a.Bits(), a.Addr().BitLen())}}
+		addr.Flags = unix.IFA_F_NOPREFIXROUTE
 		if a.Addr().Is6() {
-			addr.Flags = unix.IFA_F_NODAD // usable at once; nothing else on a point-to-point tunnel can hold it
+			addr.Flags |= unix.IFA_F_NODAD // usable at once; nothing else on a point-to-point tunnel can hold it
 		}
 		if err := netlink.AddrReplace(link, addr); err != nil {
 			return fmt.Errorf("add address %s to %s: %w", a, name, err)

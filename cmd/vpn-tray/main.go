@@ -163,7 +163,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 	notify := func(n tray.Notification) {
 		log.Info("notification", "kind", n.Kind, "title", n.Title, "body", n.Body)
-		a.SendNotification(fyne.NewNotification(n.Title, n.Body))
+		a.SendNotification(fyne.NewNotification(tray.EscapeMarkup(n.Title), tray.EscapeMarkup(n.Body)))
 	}
 	set, deps, err := wiring(o, log, notify)
 	if err != nil {

@@ -33,6 +33,7 @@ type AgentState struct {
 	Endpoint      netip.AddrPort `json:"endpoint"`
 	Prefixes      []netip.Prefix `json:"prefixes"`
 	FullTunnel    bool           `json:"full_tunnel"`
+	RouteLAN      bool           `json:"route_lan,omitempty"`
 	LastHandshake time.Time      `json:"last_handshake"`
 	MTU           int            `json:"mtu"`
 	PathMTU       int            `json:"path_mtu,omitempty"` // 0 = unknown
@@ -639,14 +640,18 @@ func (c *checker) overlaps() {
 	if a == nil {
 		return
 	}
-	for _, o := range routes.Overlaps(c.snap, routes.TunnelSpec{Device: a.Interface, Prefixes: a.Prefixes}) {
+	for _, o := range routes.Overlaps(c.snap, routes.TunnelSpec{Device: a.Interface, Prefixes: a.Prefixes, RouteLAN: a.RouteLAN, Resolvers: c.in.DNS}) {
+		why := ""
+		if o.Reason != "" {
+			why = " (" + o.Reason + ")"
+		}
 		host := o.Local.Dst.Addr().Next()
 		if o.Winner == "tunnel" {
 			host = o.Pushed.Addr().Next()
 		}
 		d := Select(c.snap, Flow{Dst: host})
 		c.add(Finding{ID: "subnet-overlap", Severity: Info, Owner: "clearpath",
-			Title: fmt.Sprintf("pushed %s overlaps %s on %s: %s wins for %s", o.Pushed, o.Local.Dst, o.Local.Device, o.Winner, o.Local.Dst),
+			Title: fmt.Sprintf("pushed %s overlaps %s on %s: %s wins for %s%s", o.Pushed, o.Local.Dst, o.Local.Device, o.Winner, o.Local.Dst, why),
 			Explanation: fmt.Sprintf("Longest prefix wins across the tunnel and this machine's own routes: traffic to %s stays on %s, the rest of %s goes through the tunnel. Replies to inbound sessions keep the path they came in on.",
 				moreSpecific(o), lessDevice(o, a.Interface), o.Pushed),
 			Evidence: []Evidence{routeEv(o.Local), {Kind: "lookup", Text: fmt.Sprintf("route get %s -> %s", host, display(d.Route))}}})

@@ -115,7 +115,7 @@ func (t *Tray) background(what string, act func(context.Context) error) {
 			return
 		}
 		t.log.Warn("tray action failed", "action", what, "err", err)
-		t.app.SendNotification(fyne.NewNotification("ClearPath: "+what+" failed", err.Error()))
+		t.app.SendNotification(fyne.NewNotification("ClearPath: "+what+" failed", tray.EscapeMarkup(err.Error())))
 	}()
 }
 

@@ -209,7 +209,7 @@ func gather(ctx context.Context, env *Env, o *Options) (analysis.Input, routes.S
 }
 
 func agentState(st *control.Status, snap *routes.Snapshot) *analysis.AgentState {
-	a := &analysis.AgentState{Interface: st.Interface, FullTunnel: st.FullTunnel}
+	a := &analysis.AgentState{Interface: st.Interface, FullTunnel: st.FullTunnel, RouteLAN: st.RouteLAN}
 	for _, s := range st.Addresses {
 		if p, err := netip.ParsePrefix(s); err == nil {
 			a.Addresses = append(a.Addresses, p)

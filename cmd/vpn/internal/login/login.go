@@ -21,6 +21,9 @@ import (
 type Options struct {
 	Server string
 	Trust  TrustFlags
+	// ResetServer forgets the server's pinned identity provider (and
+	// cached tokens) before logging in: accepts a changed provider.
+	ResetServer bool
 	auth.LoginOptions
 }
 
@@ -56,6 +59,12 @@ a code and a QR code to approve from another device.`,
 			if err != nil {
 				return err
 			}
+			if o.ResetServer {
+				if err := cache.ResetPin(server); err != nil {
+					return err
+				}
+				fmt.Fprintf(f.Out, "Forgot the identity provider pinned for %s; this login pins the one it names now.\n", server)
+			}
 			tr, err := ResolveTrust(cache, server, o.Trust, f.ErrOut)
 			if err != nil {
 				return err
@@ -73,6 +82,7 @@ a code and a QR code to approve from another device.`,
 		},
 	}
 	AddFlags(cmd, o)
+	cmd.Flags().BoolVar(&o.ResetServer, "reset-server", false, "accept a changed identity provider for this server (forget its pinned issuer and client id)")
 	return cmd
 }
 
@@ -137,7 +147,7 @@ func NewLogoutCmd(f *factory.Factory) *cobra.Command {
 					hc, _ = trust.HTTPClient(trust.Policy{CAPEM: pem}, 10*time.Second)
 				}
 			}
-			if c, err := auth.NewWithHTTP(ctx, server, f.ErrOut, hc); err == nil {
+			if c, err := auth.NewPinned(ctx, cache, server, f.ErrOut, hc); err == nil {
 				if revoked, err = c.Revoke(ctx, t); err != nil {
 					fmt.Fprintf(f.ErrOut, "warning: %v\n", err)
 				}

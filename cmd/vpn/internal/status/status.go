@@ -111,13 +111,25 @@ func Print(w io.Writer, st *control.Status) {
 	if st.DeviceID != "" {
 		rows = append(rows, [2]string{"device", st.DeviceID + " key " + st.PublicKey})
 	}
+	mode := "split tunnel (only the routes below)"
+	if st.FullTunnel {
+		mode = "full tunnel (all traffic of a family, as installed)"
+	}
+	rows = append(rows, [2]string{"mode", mode})
+	for _, n := range st.Notices {
+		rows = append(rows, [2]string{"notice", n})
+	}
 	for _, r := range rows {
 		fmt.Fprintf(w, "%-11s %s\n", r[0], r[1])
 	}
 	if len(st.Overlaps) > 0 {
 		fmt.Fprintln(w, "overlaps (pushed prefix vs. this machine's route: who wins):")
 		for _, o := range st.Overlaps {
-			fmt.Fprintf(w, "  %-18s %-40s %s wins\n", o.Pushed, o.Local, o.Winner)
+			why := ""
+			if o.Reason != "" {
+				why = " (" + o.Reason + ")"
+			}
+			fmt.Fprintf(w, "  %-18s %-40s %s wins%s\n", o.Pushed, o.Local, o.Winner, why)
 		}
 	}
 	if len(st.Routes)+len(st.Rules) > 0 {

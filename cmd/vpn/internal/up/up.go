@@ -30,6 +30,10 @@ type Options struct {
 	// the LAN exceptions.
 	AllTraffic bool
 	BlockLAN   bool
+	// RouteLAN lets pushes take the LAN into the tunnel; MaxPrefixes
+	// bounds how many prefixes the gateway may push.
+	RouteLAN    bool
+	MaxPrefixes int
 	// RotateKey makes a new device key (the device keeps its addresses).
 	RotateKey bool
 	Login     login.Options
@@ -72,6 +76,8 @@ reason is printed.`,
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the resulting status as JSON")
 	cmd.Flags().BoolVar(&o.AllTraffic, "all-traffic", false, "send all IPv4 and IPv6 traffic through the tunnel (the LAN stays reachable)")
 	cmd.Flags().BoolVar(&o.BlockLAN, "block-lan", false, "with --all-traffic: do not keep the LAN outside the tunnel")
+	cmd.Flags().BoolVar(&o.RouteLAN, "route-lan", false, "let prefixes the gateway pushes take this machine's LAN, router and resolvers into the tunnel")
+	cmd.Flags().IntVar(&o.MaxPrefixes, "max-prefixes", 0, "most prefixes the gateway may push (default 1000); more are refused")
 	cmd.Flags().BoolVar(&o.RotateKey, "rotate-key", false, "make a new device key for this registration (the addresses stay)")
 	return cmd
 }
@@ -144,13 +150,16 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 
 func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok string, start time.Time) error {
 	req := control.UpRequest{Server: o.Server, Token: tok, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout,
-		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, TokenFile: o.TokenFile, TokenCacheDir: o.tokenCacheDir, RotateKey: o.RotateKey}
+		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, RouteLAN: o.RouteLAN, MaxPrefixes: o.MaxPrefixes, TokenFile: o.TokenFile, TokenCacheDir: o.tokenCacheDir, RotateKey: o.RotateKey}
 	if o.trust != nil {
 		req.AllowHTTP, req.CAPEM = o.trust.Policy.AllowHTTP, o.trust.Policy.CAPEM
 	}
 	st, err := c.Up(ctx, req)
 	if err != nil {
 		return fmt.Errorf("up failed: %w", err)
+	}
+	for _, n := range st.Notices {
+		fmt.Fprintf(f.ErrOut, "notice: %s\n", n)
 	}
 	if o.JSON {
 		return writeJSON(f, st)
