@@ -290,8 +290,12 @@ func (c *Controller) connect(ctx context.Context) error {
 	// creating the device come on top.
 	uctx, cancel := context.WithTimeout(ctx, c.set.Timeout+30*time.Second)
 	defer cancel()
-	_, err = c.d.Agent.Up(uctx, control.UpRequest{Server: c.set.Server, Token: tok, Network: network, Interface: c.set.Interface,
-		Timeout: c.set.Timeout, AllTraffic: c.set.AllTraffic, BlockLAN: c.set.BlockLAN})
+	req := control.UpRequest{Server: c.set.Server, Token: tok, Network: network, Interface: c.set.Interface,
+		Timeout: c.set.Timeout, AllTraffic: c.set.AllTraffic, BlockLAN: c.set.BlockLAN}
+	if r, ok := c.d.Tokens.(Refresher); ok {
+		req.RefreshToken = r.RefreshToken(c.set.Server)
+	}
+	_, err = c.d.Agent.Up(uctx, req)
 	if err != nil {
 		if nets := NetworksFromError(err); len(nets) > 0 {
 			c.mu.Lock()

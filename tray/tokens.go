@@ -25,6 +25,12 @@ type Tokens interface {
 	Logout(ctx context.Context, server string) error
 }
 
+// Refresher is a Tokens that can also hand the agent a refresh token, so
+// the agent renews the registration before it expires (AuthTokens).
+type Refresher interface {
+	RefreshToken(server string) string
+}
+
 // FileTokens reads the token from a file written by something else (the
 // automation path, as `vpn up --token-file`). It is read on every use, so
 // whoever writes it can rotate it.

@@ -33,9 +33,15 @@ type Options struct {
 	// RotateKey makes a new device key (the device keeps its addresses).
 	RotateKey bool
 	Login     login.Options
-	// tokenCacheDir is where the login came from, so the agent can refresh
-	// it silently before the registration expires.
-	tokenCacheDir string
+	// FailClosed keeps a full tunnel's block when the registration
+	// expires unrenewed.
+	FailClosed bool
+	// refreshToken is the user's refresh token from their own cache, sent
+	// as bytes so the agent can renew the registration (it keeps it in
+	// memory and never touches the cache).
+	refreshToken string
+	// sendTokenFile: the agent may re-read the token file (root only).
+	sendTokenFile bool
 }
 
 // Agent is the part of the agent connection `up` needs.
@@ -70,6 +76,7 @@ reason is printed.`,
 	cmd.Flags().BoolVar(&o.AllTraffic, "all-traffic", false, "send all IPv4 and IPv6 traffic through the tunnel (the LAN stays reachable)")
 	cmd.Flags().BoolVar(&o.BlockLAN, "block-lan", false, "with --all-traffic: do not keep the LAN outside the tunnel")
 	cmd.Flags().BoolVar(&o.RotateKey, "rotate-key", false, "make a new device key for this registration (the addresses stay)")
+	cmd.Flags().BoolVar(&o.FailClosed, "fail-closed", false, "with --all-traffic: if the registration expires unrenewed, keep blocking traffic instead of restoring routing")
 	return cmd
 }
 
@@ -103,9 +110,14 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 		if tok, err = ReadToken(o.TokenFile); err != nil {
 			return err
 		}
-		// The agent re-reads the file to renew the registration.
-		if o.TokenFile, err = filepath.Abs(o.TokenFile); err != nil {
-			return err
+		// Root's agent re-reads root's file to renew the registration;
+		// for anyone else only the token's bytes travel (the agent never
+		// opens a user's path), and the session ends at its expiry.
+		if os.Geteuid() == 0 {
+			if o.TokenFile, err = filepath.Abs(o.TokenFile); err != nil {
+				return err
+			}
+			o.sendTokenFile = true
 		}
 	} else {
 		// Log in here, as the user who typed the command; only the
@@ -121,8 +133,7 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 		if err != nil {
 			return err
 		}
-		tok = t.IDToken
-		o.tokenCacheDir = cache.Dir
+		tok, o.refreshToken = t.IDToken, t.RefreshToken
 	}
 	start := time.Now()
 	c, err := f.EnsureAgent(ctx)
@@ -133,8 +144,12 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 }
 
 func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok string, start time.Time) error {
-	st, err := c.Up(ctx, control.UpRequest{Server: o.Server, Token: tok, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout,
-		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, TokenFile: o.TokenFile, TokenCacheDir: o.tokenCacheDir, RotateKey: o.RotateKey})
+	req := control.UpRequest{Server: o.Server, Token: tok, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout,
+		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, RefreshToken: o.refreshToken, RotateKey: o.RotateKey, FailClosed: o.FailClosed}
+	if o.sendTokenFile {
+		req.TokenFile = o.TokenFile
+	}
+	st, err := c.Up(ctx, req)
 	if err != nil {
 		return fmt.Errorf("up failed: %w", err)
 	}
