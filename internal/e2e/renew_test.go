@@ -262,3 +262,40 @@ func TestRenewalRefreshesTheLogin(t *testing.T) {
 	}
 	down(t, bob)
 }
+
+// A registration that cannot be renewed (the token file is gone) ends at
+// its expiry with a defined end: the tunnel goes down, ClearPath's routes
+// and rules are gone, and `vpn status` (the agent stays to tell) says why.
+// Before, the agent stayed "up" on a dead tunnel.
+func TestExpiryEndsTheSession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	setKeyTTL(t, e, "1m")
+	c := e.Client("expiry")
+	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up(t, c, tok)
+	st := fullStatus(t, c)
+	os.Remove(tok)
+	for deadline := st.ExpiresAt.Add(30 * time.Second); st.State == control.StateUp; st = fullStatus(t, c) {
+		if time.Now().After(deadline) {
+			t.Fatalf("still up 30 s after the expiry: %+v", st)
+		}
+		time.Sleep(time.Second)
+	}
+	if st.State != control.StateDown || !strings.Contains(st.Error, "expired") || !strings.Contains(st.Error, "routing is restored") {
+		t.Fatalf("after the expiry: state %q error %q", st.State, st.Error)
+	}
+	out, _ := e.Laptop.Exec(ctxT(t, 5*time.Second), "ip", "route", "show", "table", "all", "proto", "197")
+	rules, _ := e.Laptop.Exec(ctxT(t, 5*time.Second), "ip", "rule", "show")
+	if strings.TrimSpace(out) != "" || strings.Contains(rules, "7411") {
+		t.Fatalf("ClearPath routes or rules left after the expiry:\n%s\n%s", out, rules)
+	}
+	human, _ := c.Run(ctxT(t, 5*time.Second), "status")
+	if !strings.Contains(human, "expired") {
+		t.Errorf("vpn status does not say why:\n%s", human)
+	}
+	down(t, c)
+}
