@@ -15,10 +15,11 @@ set -euo pipefail
 # (screenshots) and xdotool (clicks): the tray's desktop session test.
 # openvpn, openssl, util-linux (taskset): `make bench` compares against
 # OpenVPN 2.6 with a test PKI made at bench time, each end pinned to a core.
+# nftables: the nft command the host-guard tests read the gateway's table with.
 PKGS=(iproute2 wireguard-tools procps curl socat iputils-ping tcpdump iperf3 git ca-certificates postgresql chromium
 	gcc libc6-dev libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
 	xvfb dbus-x11 haskell-gtk-sni-tray-utils imagemagick xdotool
-	openvpn openssl util-linux)
+	openvpn openssl util-linux nftables)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/auth"
+	"github.com/clearpath-vpn/clearpath/client/trust"
 )
 
 // AuthTokens is the token source of a logged-in desktop user: the same
@@ -43,7 +46,7 @@ func (a AuthTokens) Token(ctx context.Context, server string) (string, error) {
 	if t == nil || t.RefreshToken == "" {
 		return "", fmt.Errorf("not logged in to %s: %w", server, ErrLoginRequired)
 	}
-	c, err := auth.New(ctx, server, a.out())
+	c, err := auth.NewWithHTTP(ctx, server, a.out(), a.httpClient(server))
 	if err != nil {
 		return "", err
 	}
@@ -71,7 +74,7 @@ func (a AuthTokens) RefreshToken(server string) string {
 // Login implements Tokens with the browser flow (device flow where no
 // browser can open), as `vpn login` does.
 func (a AuthTokens) Login(ctx context.Context, server string) error {
-	_, err := auth.Obtain(ctx, a.Cache, server, a.out(), auth.LoginOptions{Force: true, Timeout: 5 * time.Minute})
+	_, err := auth.Obtain(ctx, a.Cache, server, a.out(), auth.LoginOptions{Force: true, Timeout: 5 * time.Minute, HTTP: a.httpClient(server)})
 	return err
 }
 
@@ -81,11 +84,38 @@ func (a AuthTokens) Logout(ctx context.Context, server string) error {
 	if err == nil && t != nil {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if c, err := auth.New(rctx, server, a.out()); err == nil {
+		if c, err := auth.NewWithHTTP(rctx, server, a.out(), a.httpClient(server)); err == nil {
 			c.Revoke(rctx, t) // best effort: the cache goes either way
 		}
 	}
 	return a.Cache.Delete(server)
+}
+
+// Trust implements the controller's trustTokens: what the user chose for
+// server with `vpn login`/`vpn up` (--allow-http, --ca-file), read from the
+// same per-server settings; the CA file is read here, as the user.
+func (a AuthTokens) Trust(server string) (allowHTTP bool, caPEM []byte) {
+	s, err := a.Cache.LoadSettings(server)
+	if err != nil {
+		return false, nil
+	}
+	if s.CAFile != "" {
+		caPEM, _ = os.ReadFile(s.CAFile)
+	}
+	return s.AllowHTTP, caPEM
+}
+
+// httpClient trusts the remembered CA file of server (nil: the default).
+func (a AuthTokens) httpClient(server string) *http.Client {
+	_, pem := a.Trust(server)
+	if len(pem) == 0 {
+		return nil
+	}
+	hc, err := trust.HTTPClient(trust.Policy{CAPEM: pem}, 20*time.Second)
+	if err != nil {
+		return nil
+	}
+	return hc
 }
 
 func (a AuthTokens) out() io.Writer {

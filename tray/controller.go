@@ -295,6 +295,9 @@ func (c *Controller) connect(ctx context.Context) error {
 	if r, ok := c.d.Tokens.(Refresher); ok {
 		req.RefreshToken = r.RefreshToken(c.set.Server)
 	}
+	if tt, ok := c.d.Tokens.(trustTokens); ok {
+		req.AllowHTTP, req.CAPEM = tt.Trust(c.set.Server)
+	}
 	_, err = c.d.Agent.Up(uctx, req)
 	if err != nil {
 		if nets := NetworksFromError(err); len(nets) > 0 {

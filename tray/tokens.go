@@ -31,6 +31,13 @@ type Refresher interface {
 	RefreshToken(server string) string
 }
 
+// trustTokens is implemented by token sources that know how the user
+// reaches a server (AuthTokens: the --allow-http and --ca-file remembered
+// by the CLI); the agent gets them with the token.
+type trustTokens interface {
+	Trust(server string) (allowHTTP bool, caPEM []byte)
+}
+
 // FileTokens reads the token from a file written by something else (the
 // automation path, as `vpn up --token-file`). It is read on every use, so
 // whoever writes it can rotate it.

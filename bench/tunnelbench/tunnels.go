@@ -332,6 +332,7 @@ oidc:
   client_id: %s
   audience: %s
   groups_claim: groups
+  allow_http: true
 store: %s
 state_dir: %s
 networks:
@@ -414,7 +415,7 @@ func (o *ours) Up(ctx context.Context) (time.Duration, error) {
 		}
 	}
 	start := time.Now()
-	out, err := o.vpn(ctx, "up", "--server", oursURL, "--interface", o.iface)
+	out, err := o.vpn(ctx, "up", "--server", oursURL, "--allow-http", "--interface", o.iface)
 	took := time.Since(start)
 	if err != nil {
 		return 0, fmt.Errorf("vpn up: %w\n%s\n%s", err, out, readTail(filepath.Join(o.stateDir, "agent.log")))

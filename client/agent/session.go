@@ -18,6 +18,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/gwapi"
 	"github.com/clearpath-vpn/clearpath/client/key"
+	"github.com/clearpath-vpn/clearpath/client/trust"
 )
 
 // session is the agent's registration with the gateway: what it needs to
@@ -46,10 +47,19 @@ func (a *Agent) newSession(req control.UpRequest) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	pol := trust.Policy{AllowHTTP: req.AllowHTTP, CAPEM: req.CAPEM, CAFile: "the CA certificate sent by vpn"}
+	if _, err := trust.Check(req.Server, pol); err != nil {
+		return nil, err
+	}
 	gw, err := gwapi.New(req.Server)
 	if err != nil {
 		return nil, err
 	}
+	hc, err := trust.HTTPClient(pol, 20*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	gw = gw.WithHTTPClient(hc)
 	host := req.Hostname
 	if host == "" {
 		host, _ = os.Hostname()
@@ -275,7 +285,7 @@ func sourceOf(req control.UpRequest) tokenSource {
 	case req.TokenFile != "":
 		return fileSource(req.TokenFile)
 	case req.RefreshToken != "":
-		return &refreshSource{server: req.Server, refresh: req.RefreshToken}
+		return &refreshSource{server: req.Server, refresh: req.RefreshToken, caPEM: req.CAPEM}
 	}
 	return nil
 }
@@ -307,6 +317,7 @@ func (f fileSource) Token(context.Context) (string, error) {
 // token the cache holds).
 type refreshSource struct {
 	server string
+	caPEM  []byte // extra roots for the provider, from the request
 
 	mu      sync.Mutex
 	refresh string
@@ -317,7 +328,11 @@ func (r *refreshSource) String() string { return "refresh token (in memory)" }
 func (r *refreshSource) Token(ctx context.Context) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	client, err := auth.New(ctx, r.server, io.Discard)
+	hc, err := trust.HTTPClient(trust.Policy{CAPEM: r.caPEM}, 20*time.Second)
+	if err != nil {
+		return "", err
+	}
+	client, err := auth.NewWithHTTP(ctx, r.server, io.Discard, hc)
 	if err != nil {
 		return "", err
 	}

@@ -45,3 +45,26 @@ func TestTokenSources(t *testing.T) {
 		t.Fatal("refresh against nothing succeeded")
 	}
 }
+
+// The agent applies the client's rule itself: a request for a plain-http
+// server off loopback without allow_http is refused before the gateway is
+// contacted; with it, or over https, a session is made; a CA that is not
+// PEM is refused naming it.
+func TestSessionRefusesPlainHTTP(t *testing.T) {
+	a := &Agent{dir: t.TempDir()}
+	if _, err := a.newSession(control.UpRequest{Server: "http://198.51.100.1:8080"}); err == nil || !strings.Contains(err.Error(), "--allow-http") {
+		t.Errorf("plain http without allow_http: %v", err)
+	}
+	for _, req := range []control.UpRequest{
+		{Server: "http://198.51.100.1:8080", AllowHTTP: true},
+		{Server: "http://127.0.0.1:8080"},
+		{Server: "https://vpn.example.com"},
+	} {
+		if _, err := a.newSession(req); err != nil {
+			t.Errorf("%+v: %v", req, err)
+		}
+	}
+	if _, err := a.newSession(control.UpRequest{Server: "https://vpn.example.com", CAPEM: []byte("junk")}); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Errorf("junk CA: %v", err)
+	}
+}

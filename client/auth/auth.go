@@ -27,6 +27,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/clearpath-vpn/clearpath/client/gwapi"
+	"github.com/clearpath-vpn/clearpath/client/trust"
 	"github.com/clearpath-vpn/clearpath/internal/jwtpeek"
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
@@ -69,28 +70,49 @@ type Client struct {
 	Out io.Writer
 	// OpenBrowser opens a URL; pkg/browser by default (xdg-open & co.).
 	OpenBrowser func(url string) error
+	// hc reaches the gateway and the provider (nil: http.DefaultClient).
+	hc *http.Client
 }
 
-// New discovers the gateway's login settings, then its provider's.
+// New discovers the gateway's login settings, then its provider's, with
+// the system's trusted roots.
 func New(ctx context.Context, server string, out io.Writer) (*Client, error) {
+	return NewWithHTTP(ctx, server, out, nil)
+}
+
+// NewWithHTTP is New with hc for every request to the gateway and the
+// provider (a client trusting a private CA); nil means the default.
+func NewWithHTTP(ctx context.Context, server string, out io.Writer, hc *http.Client) (*Client, error) {
 	gw, err := gwapi.New(server)
 	if err != nil {
 		return nil, err
+	}
+	if hc != nil {
+		gw = gw.WithHTTPClient(hc)
 	}
 	d, err := gw.Discover(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("discover %s: %w", server, err)
 	}
-	p, err := oidc.NewProvider(ctx, d.Issuer)
+	c := &Client{hc: hc}
+	p, err := oidc.NewProvider(c.ctx(ctx), d.Issuer)
 	if err != nil {
-		return nil, fmt.Errorf("identity provider %s: %w", d.Issuer, err)
+		return nil, fmt.Errorf("identity provider %s: %w", d.Issuer, trust.Explain(err))
 	}
 	browser.Stdout, browser.Stderr = io.Discard, io.Discard
-	return &Client{
+	return &Client{hc: hc,
 		Server: server, Discovery: d, provider: p, Out: out, OpenBrowser: browser.OpenURL,
 		oauth:    oauth2.Config{ClientID: d.ClientID, Endpoint: p.Endpoint(), Scopes: d.Scopes},
 		verifier: p.Verifier(&oidc.Config{ClientID: d.ClientID}),
 	}, nil
+}
+
+// ctx carries c's HTTP client to go-oidc and x/oauth2.
+func (c *Client) ctx(ctx context.Context) context.Context {
+	if c.hc == nil {
+		return ctx
+	}
+	return oidc.ClientContext(ctx, c.hc)
 }
 
 // LoginError says which check a login response failed.
@@ -144,7 +166,7 @@ func (c *Client) BrowserLogin(ctx context.Context, o BrowserOptions) (*Tokens, e
 		case q.Get("code") == "":
 			res.err = &LoginError{"code", "the redirect carries no authorization code"}
 		default:
-			tok, err := cfg.Exchange(r.Context(), q.Get("code"), oauth2.VerifierOption(verifier))
+			tok, err := cfg.Exchange(c.ctx(r.Context()), q.Get("code"), oauth2.VerifierOption(verifier))
 			if err != nil {
 				res.err = &LoginError{"token exchange", err.Error()}
 			} else {
@@ -249,6 +271,7 @@ func (c *Client) DeviceLogin(ctx context.Context) (*Tokens, error) {
 	if c.oauth.Endpoint.DeviceAuthURL == "" {
 		return nil, fmt.Errorf("the identity provider %s offers no device login; use the browser login", c.Discovery.Issuer)
 	}
+	ctx = c.ctx(ctx)
 	da, err := c.oauth.DeviceAuth(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("start device login: %w", err)
@@ -281,6 +304,7 @@ func (c *Client) Refresh(ctx context.Context, t *Tokens) (*Tokens, error) {
 	if t.RefreshToken == "" {
 		return nil, errors.New("no refresh token cached")
 	}
+	ctx = c.ctx(ctx)
 	tok, err := c.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: t.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
 	if err != nil {
 		return nil, fmt.Errorf("refresh: %w", err)
@@ -310,7 +334,11 @@ func (c *Client) Revoke(ctx context.Context, t *Tokens) (bool, error) {
 		return false, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
+	hc := c.hc
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return false, fmt.Errorf("revoke: %w", err)
 	}

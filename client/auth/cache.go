@@ -91,3 +91,58 @@ func (c *Cache) DefaultServer() string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// ServerSettings are what the user chose for one server, remembered next
+// to its tokens so that later commands (and the agent's renewals) reach it
+// the same way.
+type ServerSettings struct {
+	Server string `json:"server"`
+	// AllowHTTP: the user allowed plain http to this (non-loopback) server.
+	AllowHTTP bool `json:"allow_http,omitempty"`
+	// CAFile is an extra trusted root (PEM), read by the CLI at each use.
+	CAFile string `json:"ca_file,omitempty"`
+}
+
+func (c *Cache) settingsPath(server string) string {
+	h := sha256.Sum256([]byte(strings.TrimRight(server, "/")))
+	return filepath.Join(c.Dir, "servers", hex.EncodeToString(h[:8])+".json")
+}
+
+// LoadSettings returns what is remembered for server (zero when nothing).
+func (c *Cache) LoadSettings(server string) (ServerSettings, error) {
+	s := ServerSettings{Server: server}
+	b, err := os.ReadFile(c.settingsPath(server))
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("read server settings: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("server settings %s are damaged (%v): delete the file and pass --allow-http/--ca-file again", c.settingsPath(server), err)
+	}
+	s.Server = server
+	return s, nil
+}
+
+// SaveSettings remembers s for s.Server (0600 in a 0700 directory).
+func (c *Cache) SaveSettings(s ServerSettings) error {
+	p := c.settingsPath(s.Server)
+	for _, d := range []string{c.Dir, filepath.Dir(p)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("server settings: %w", err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return fmt.Errorf("server settings: %w", err)
+		}
+	}
+	b, _ := json.MarshalIndent(s, "", "  ")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("server settings: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("server settings: %w", err)
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"runtime"
 	"time"
 )
@@ -15,6 +16,9 @@ type LoginOptions struct {
 	Port      int  // loopback redirect port (0: any free one)
 	Force     bool // log in even with valid cached tokens
 	Timeout   time.Duration
+	// HTTP reaches the gateway and the provider (a client trusting the
+	// user's --ca-file); nil means the default client.
+	HTTP *http.Client
 }
 
 // Obtain returns valid tokens for server: cached ones, silently refreshed
@@ -28,7 +32,7 @@ func Obtain(ctx context.Context, cache *Cache, server string, out io.Writer, o L
 	if !o.Force && cached.Valid(time.Now(), time.Minute) {
 		return cached, nil
 	}
-	c, err := New(ctx, server, out)
+	c, err := NewWithHTTP(ctx, server, out, o.HTTP)
 	if err != nil {
 		return nil, err
 	}

@@ -64,6 +64,13 @@ type UpRequest struct {
 	// registration expires unrenewed (state "blocked") instead of taking
 	// the tunnel down and restoring routing.
 	FailClosed bool `json:"fail_closed,omitempty"`
+	// AllowHTTP: the user allowed a plain-http server that is not on
+	// loopback (--allow-http); the agent refuses one otherwise.
+	AllowHTTP bool `json:"allow_http,omitempty"`
+	// CAPEM are extra trusted roots for the gateway and the identity
+	// provider (the user's --ca-file, read by the CLI): the agent never
+	// opens a CA path on the user's behalf.
+	CAPEM []byte `json:"ca_pem,omitempty"`
 }
 
 // Overlap is a pushed prefix overlapping a route of the machine's own.

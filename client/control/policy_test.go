@@ -3,6 +3,7 @@ package control
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +75,7 @@ func FuzzDecodeUpRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := DecodeUpRequest(bytes.NewReader(body))
 		if err != nil {
-			if r != (UpRequest{}) {
+			if !reflect.ValueOf(r).IsZero() {
 				t.Fatalf("refused request with fields set: %+v", r)
 			}
 			return

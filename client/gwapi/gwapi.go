@@ -16,6 +16,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/clearpath-vpn/clearpath/client/trust"
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
 
@@ -75,7 +76,7 @@ func (c *Client) do(ctx context.Context, method, path, token string, in, out any
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return fmt.Errorf("%s %s: %w", method, path, trust.Explain(err))
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/auditcmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/devicescmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/doctorcmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/explaincmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/peerscmd"
@@ -52,7 +53,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	root.SetOut(out)
 	io := cmdutil.IO{Out: out, ErrOut: os.Stderr}
 	root.AddCommand(newServe(), newInit(out), newCheck(out),
-		reloadcmd.NewCmd(io), peerscmd.NewCmd(io), userscmd.NewCmd(io), auditcmd.NewCmd(io), explaincmd.NewCmd(io), doctorcmd.NewCmd(io),
+		reloadcmd.NewCmd(io), peerscmd.NewCmd(io), devicescmd.NewCmd(io), userscmd.NewCmd(io), auditcmd.NewCmd(io), explaincmd.NewCmd(io), doctorcmd.NewCmd(io),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

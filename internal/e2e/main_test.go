@@ -51,5 +51,6 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	fmt.Printf("e2e: built vpn and vpn-gateway in %v; dex is %s\n", time.Since(start).Round(time.Millisecond), bins.Dex)
+	defer lab.RemoveCAFile()
 	return m.Run()
 }

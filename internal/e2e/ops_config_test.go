@@ -19,6 +19,7 @@ func threeNetworks(l *lab.Reference, dir string, opsPort int) string {
 endpoint: %s
 oidc:
   issuer: http://192.0.2.10:5556/dex
+  allow_http: true
   client_id: clearpath
 store: %s
 state_dir: %s
@@ -102,6 +103,9 @@ func TestBadConfigAndNoHalfStart(t *testing.T) {
 	links, _ := ref.GW.Exec(ctxT(t, 5*time.Second), "ip", "-o", "link", "show")
 	if strings.Contains(links, ref.Prefix+"eng") || strings.Contains(links, ref.Prefix+"ops") {
 		t.Errorf("a failed start left interfaces behind:\n%s", links)
+	}
+	if tables, err := ref.GW.Exec(ctxT(t, 5*time.Second), "nft", "list", "tables"); err != nil || strings.Contains(tables, "clearpath_gw") {
+		t.Errorf("a failed start left the host guard's nftables table behind (%v):\n%s", err, tables)
 	}
 	for _, p := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
 		if v, _ := ref.GW.Exec(ctxT(t, 5*time.Second), "cat", p); strings.TrimSpace(v) != "0" {

@@ -387,10 +387,15 @@ func metricValue(text, name string, labels ...string) (float64, bool) {
 	return 0, false
 }
 
-// scrape GETs path from the gateway's API address, from inside gw.
+// scrape GETs path from inside gw: /metrics from metrics_listen (loopback,
+// where it is private by default), anything else from the API address.
 func (e *env) scrape(t *testing.T, path string) (int, string) {
 	t.Helper()
-	resp, err := e.GW.HTTPClient(5 * time.Second).Get(stack.ServerURL + path)
+	base := stack.ServerURL
+	if path == "/metrics" {
+		base = stack.MetricsURL
+	}
+	resp, err := e.GW.HTTPClient(5 * time.Second).Get(base + path)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}

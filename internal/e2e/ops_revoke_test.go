@@ -139,6 +139,10 @@ func TestDisabledUserIsRevokedAndRefused(t *testing.T) {
 	if err == nil || !strings.Contains(out2, "disabled") || !strings.Contains(out2, "offboarded") {
 		t.Errorf("vpn up of a disabled user: err %v, output:\n%s", err, out2)
 	}
+	// The refusal names no administrator (on main: "disabled by root").
+	if strings.Contains(out2, "by root") || strings.Contains(out2, "by "+os.Getenv("SUDO_USER")+" ") {
+		t.Errorf("the refusal names the administrator:\n%s", out2)
+	}
 	list := e.adminOK(t, "users", "list")
 	if !strings.Contains(list, "carol@example.com") || !strings.Contains(list, "offboarded") {
 		t.Errorf("users list:\n%s", list)

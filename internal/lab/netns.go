@@ -77,7 +77,8 @@ func (n *Node) ListenPacket(network, addr string) (net.PacketConn, error) {
 	return pc, err
 }
 
-// HTTPClient returns a client whose connections start inside the node.
+// HTTPClient returns a client whose connections start inside the node;
+// for https it trusts the lab's CA (CA).
 func (n *Node) HTTPClient(timeout time.Duration) *http.Client {
 	return &http.Client{
 		Timeout: timeout,
@@ -85,6 +86,7 @@ func (n *Node) HTTPClient(timeout time.Duration) *http.Client {
 			DialContext:       n.DialContext,
 			DisableKeepAlives: true,
 			Proxy:             nil,
+			TLSClientConfig:   tlsClientConfig(),
 		},
 	}
 }

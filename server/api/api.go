@@ -145,4 +145,5 @@ const (
 	ErrInvalidProof    = "invalid_proof"    // 401: the sealed body does not prove the key, or is replayed or stale
 	ErrDeviceLimit     = "device_limit"     // 409: the user has the most devices allowed
 	ErrInternal        = "internal"         // 500
+	ErrRateLimited     = "rate_limited"     // 429: too many registrations; Retry-After says when to try again
 )

@@ -27,6 +27,7 @@ const (
 	Enable   = "enable"   // an administrator enabled a user again
 	Refuse   = "refuse"   // a registration was refused by policy (disabled user)
 	Reload   = "reload"   // the configuration was reloaded (or a reload failed)
+	Free     = "free"     // a device's addresses were freed (grace period over, or by an administrator)
 	Start    = "start"    // the gateway started
 	Stop     = "stop"     // the gateway stopped
 )

@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -37,31 +40,86 @@ func (e *InvalidTokenError) Error() string { return "invalid token: " + e.Reason
 type Verifier struct {
 	issuer, audience, groupsClaim string
 	log                           *slog.Logger
+	client                        *http.Client
 
 	mu       sync.RWMutex
 	verifier *oidc.IDTokenVerifier
+	lastErr  error // of the last discovery attempt
+
+	// allowUnverified accepts e-mails without email_verified: true
+	// (oidc.require_email_verified: false).
+	allowUnverified atomic.Bool
 }
+
+// Bounds of every request to the identity provider (discovery, keys): a
+// provider that accepts connections and never answers costs one attempt
+// this long, not a hung start or a hung key refresh.
+const (
+	FetchTimeout = 10 * time.Second
+	dialTimeout  = 5 * time.Second
+	// verifyTimeout bounds one Verify, a key refresh included.
+	verifyTimeout = 15 * time.Second
+)
+
+// HTTPClient is the client the Verifier fetches the provider's discovery
+// document and keys with: bounded dial, TLS handshake, response headers and
+// whole exchange.
+func HTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: FetchTimeout,
+		Transport: &http.Transport{
+			Proxy:                  http.ProxyFromEnvironment,
+			DialContext:            (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:    dialTimeout,
+			ResponseHeaderTimeout:  FetchTimeout,
+			MaxResponseHeaderBytes: 64 << 10,
+			IdleConnTimeout:        90 * time.Second,
+			ForceAttemptHTTP2:      true,
+		},
+	}
+}
+
+// SetRequireEmailVerified sets oidc.require_email_verified: when true (the
+// default), a token carrying an e-mail is refused unless its
+// email_verified claim is true. An absent claim counts as unverified: an
+// e-mail nobody vouched for must not stand for a user (users are disabled
+// and named by e-mail), so providers that never send the claim need the
+// setting turned off.
+func (v *Verifier) SetRequireEmailVerified(require bool) { v.allowUnverified.Store(!require) }
 
 // New returns a Verifier and starts discovering the provider in the
 // background, retrying with backoff: the gateway may start before its
-// identity provider does. Verify answers ErrNotReady until discovery succeeds.
+// identity provider does. Verify answers ErrNotReady until discovery
+// succeeds; each attempt ends within FetchTimeout.
 func New(ctx context.Context, issuer, audience, groupsClaim string, log *slog.Logger) *Verifier {
-	v := &Verifier{issuer: issuer, audience: audience, groupsClaim: groupsClaim, log: log}
+	v := &Verifier{issuer: issuer, audience: audience, groupsClaim: groupsClaim, log: log, client: HTTPClient()}
 	go v.discover(ctx)
 	return v
+}
+
+// LastError says why the last discovery attempt failed (nil once ready).
+func (v *Verifier) LastError() error {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.lastErr
 }
 
 func (v *Verifier) discover(ctx context.Context) {
 	delay := 200 * time.Millisecond
 	for {
-		p, err := oidc.NewProvider(ctx, v.issuer)
+		p, err := oidc.NewProvider(oidc.ClientContext(ctx, v.client), v.issuer)
 		if err == nil {
 			v.mu.Lock()
 			v.verifier = p.Verifier(&oidc.Config{ClientID: v.audience})
+			v.lastErr = nil
 			v.mu.Unlock()
 			v.log.Info("identity provider ready", "issuer", v.issuer)
 			return
 		}
+		err = explainFetch(err, v.issuer)
+		v.mu.Lock()
+		v.lastErr = err
+		v.mu.Unlock()
 		v.log.Warn("identity provider discovery failed, retrying", "issuer", v.issuer, "err", err, "retry_in", delay)
 		select {
 		case <-ctx.Done():
@@ -87,8 +145,16 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 	if ver == nil {
 		return nil, ErrNotReady
 	}
+	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+	defer cancel()
 	tok, err := ver.Verify(ctx, raw)
 	if err != nil {
+		// go-oidc flattens its errors (%v): a key fetch that timed out or
+		// failed is recognised by the deadline and by its words. Either is
+		// the provider's fault, not the token's: 503, retry later.
+		if ctx.Err() != nil || strings.Contains(err.Error(), "get keys failed") {
+			return nil, fmt.Errorf("%w: fetching the signing keys of %s failed: %v", ErrNotReady, v.issuer, err)
+		}
 		// Name a foreign issuer plainly; go-oidc checks the signature
 		// first, which would only say "bad signature". The token is refused
 		// either way: the unverified claim only words the message.
@@ -109,7 +175,33 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 		return nil, &InvalidTokenError{Reason: err.Error()}
 	}
 	email, _ := claims["email"].(string)
+	if email != "" && !v.allowUnverified.Load() {
+		switch verified := claims["email_verified"]; verified {
+		case true, "true":
+		case nil:
+			return nil, &InvalidTokenError{Reason: fmt.Sprintf("the e-mail %s is not verified: the token has no email_verified claim (set oidc.require_email_verified: false on the gateway if the identity provider never sends it)", email)}
+		default:
+			return nil, &InvalidTokenError{Reason: fmt.Sprintf("the e-mail %s is not verified (email_verified: %v): verify it with the identity provider", email, verified)}
+		}
+	}
+	// E-mails compare case-blind everywhere (users disable Alice@X
+	// matches alice@x): keep one spelling.
+	email = strings.ToLower(email)
 	return &Identity{Subject: tok.Subject, Email: email, Groups: groups, Expiry: tok.Expiry}, nil
+}
+
+// explainFetch words a failed request to the provider; a timeout says the
+// provider accepted the connection (or not) and did not answer in time.
+func explainFetch(err error, issuer string) error {
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		return fmt.Errorf("identity provider %s did not answer within %s (is it overloaded, or is something else listening there?): %w", issuer, FetchTimeout, err)
+	}
+	return err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func classify(err error, issuer, audience string) string {

@@ -60,7 +60,7 @@ func (is *issuer) sign(t *testing.T, key *rsa.PrivateKey, claims map[string]any)
 }
 
 func (is *issuer) claims(mod func(map[string]any)) map[string]any {
-	c := map[string]any{"iss": is.srv.URL, "aud": "clearpath", "sub": "alice-id", "email": "alice@example.com",
+	c := map[string]any{"iss": is.srv.URL, "aud": "clearpath", "sub": "alice-id", "email": "alice@example.com", "email_verified": true,
 		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(), "groups": []string{"engineering"},
 		"realm_access": map[string]any{"roles": []string{"vpn-ops"}}}
 	if mod != nil {
@@ -146,3 +146,35 @@ func TestGroups(t *testing.T) {
 }
 
 func jsonish(g []string) string { return "[" + strings.Join(g, " ") + "]" }
+
+// A token whose e-mail is not verified is refused unless the gateway is
+// told its provider never vouches for e-mails; e-mails come out in one
+// case. On main any e-mail is taken at its word, in the case it came in.
+func TestEmailVerifiedAndCase(t *testing.T) {
+	is := newIssuer(t)
+	v := New(context.Background(), is.srv.URL, "clearpath", "groups", quiet())
+	ready(t, v)
+	ctx := context.Background()
+	unverified := is.sign(t, is.key, is.claims(func(c map[string]any) { c["email_verified"] = false }))
+	absent := is.sign(t, is.key, is.claims(func(c map[string]any) { delete(c, "email_verified") }))
+	noEmail := is.sign(t, is.key, is.claims(func(c map[string]any) { delete(c, "email"); delete(c, "email_verified") }))
+	mixed := is.sign(t, is.key, is.claims(func(c map[string]any) { c["email"] = "Alice@Example.COM" }))
+	if _, err := v.Verify(ctx, unverified); err == nil || !strings.Contains(err.Error(), "not verified (email_verified: false)") {
+		t.Errorf("email_verified false: %v", err)
+	}
+	if _, err := v.Verify(ctx, absent); err == nil || !strings.Contains(err.Error(), "oidc.require_email_verified: false") {
+		t.Errorf("email_verified absent: %v", err)
+	}
+	if id, err := v.Verify(ctx, noEmail); err != nil || id.Email != "" {
+		t.Errorf("a token without an e-mail has nothing to verify: %+v %v", id, err)
+	}
+	if id, err := v.Verify(ctx, mixed); err != nil || id.Email != "alice@example.com" {
+		t.Errorf("mixed-case e-mail: %+v %v", id, err)
+	}
+	v.SetRequireEmailVerified(false)
+	for name, tok := range map[string]string{"false": unverified, "absent": absent} {
+		if id, err := v.Verify(ctx, tok); err != nil || id.Email != "alice@example.com" {
+			t.Errorf("require_email_verified off, claim %s: %+v %v", name, id, err)
+		}
+	}
+}

@@ -35,6 +35,19 @@ type Config struct {
 	MetricsListen string    `yaml:"metrics_listen"`
 	// Flows: the eBPF per-user filter and flow log on each group interface.
 	Flows Flows `yaml:"flows"`
+	// Addresses and retention (secrets.go): how long a device's address
+	// outlives its key, and how long the audit log keeps entries.
+	AllocationGrace time.Duration `yaml:"allocation_grace"`
+	Audit           Audit         `yaml:"audit"`
+	// TLS makes the API serve HTTPS (tls.go); without it the API is plain
+	// HTTP, which clients refuse unless told --allow-http.
+	TLS *TLS `yaml:"tls"`
+	// Public API hardening (api.go): timeouts and caps of the API server,
+	// the proxies whose X-Forwarded-For is believed, and the bearer token
+	// that opens /metrics on the API address.
+	API            API            `yaml:"api"`
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	MetricsToken   string         `yaml:"metrics_token"`
 }
 
 // Flows configures the eBPF filter: it drops packets whose source is no
@@ -64,6 +77,12 @@ type OIDC struct {
 	// GroupsClaim is a claim name or a dotted path into nested claims
 	// ("realm_access.roles" as Keycloak emits). Defaults to "groups".
 	GroupsClaim string `yaml:"groups_claim"`
+	// RequireEmailVerified refuses tokens whose e-mail is not verified
+	// (email_verified false or absent); default true (secrets.go).
+	RequireEmailVerified *bool `yaml:"require_email_verified"`
+	// AllowHTTP accepts an http:// issuer (a lab): the provider's signing
+	// keys and discovery document then travel unauthenticated.
+	AllowHTTP bool `yaml:"allow_http"`
 }
 
 // Network is one isolated network: a group, its WireGuard interface and key,
@@ -81,6 +100,10 @@ type Network struct {
 	// doctor` pings them from the pool's gateway address to prove the VPC
 	// routes the pool back.
 	Probe []netip.Addr `yaml:"probe"`
+	// LocalPorts are the ports of the gateway host itself this network's
+	// clients may reach ("udp/53", "tcp/53"); everything else addressed to
+	// the host from the network's interface is dropped (localports.go).
+	LocalPorts []string `yaml:"local_ports"`
 }
 
 // Pool4 returns the IPv4 pool (zero if none).
@@ -186,6 +209,9 @@ func (c *Config) applyDefaults() {
 		c.Flows.Log = ""
 	}
 	c.applyOpsDefaults()
+	c.applySecretsDefaults()
+	c.applyTLSDefaults()
+	c.applyAPIDefaults()
 	for i := range c.Networks {
 		n := &c.Networks[i]
 		if n.MTU == 0 {
@@ -223,6 +249,8 @@ func (c *Config) Validate() error {
 		bad("oidc.issuer", "required")
 	} else if u, err := url.Parse(c.OIDC.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		bad("oidc.issuer", "%q is not an http(s) URL", c.OIDC.Issuer)
+	} else if u.Scheme == "http" && !c.OIDC.AllowHTTP {
+		bad("oidc.issuer", "%q is plain http: the provider's signing keys would travel unauthenticated, so anyone on the path could forge tokens; use https, or set oidc.allow_http: true (labs only)", c.OIDC.Issuer)
 	}
 	if c.OIDC.ClientID == "" {
 		bad("oidc.client_id", "required")
@@ -238,7 +266,7 @@ func (c *Config) Validate() error {
 	}
 	if strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://") {
 		if _, err := url.Parse(c.Store); err != nil {
-			bad("store", "bad PostgreSQL DSN: %v", err)
+			bad("store", "bad PostgreSQL DSN %s (the URL does not parse)", RedactDSN(c.Store))
 		}
 	}
 	if len(c.Networks) == 0 {
@@ -327,8 +355,12 @@ func (c *Config) Validate() error {
 			}
 		}
 		validateProbe(n, f, bad)
+		validateLocalPorts(n, f, bad)
 	}
 	c.validateOps(bad)
+	c.validateSecrets(bad)
+	c.validateTLS(bad)
+	c.validateAPI(bad)
 	return errors.Join(errs...)
 }
 
@@ -348,6 +380,21 @@ func validName(s string) bool {
 const Example = `# ClearPath gateway configuration.
 # API address the clients and the admin page use.
 listen: ":8080"
+# HTTPS for the API (clients refuse plain http to anything but loopback).
+# Either certificate files, re-read on reload (SIGHUP, vpn-gateway reload):
+# tls:
+#   cert: /etc/clearpath/tls/gateway.crt   # PEM, the chain after the certificate
+#   key: /etc/clearpath/tls/gateway.key
+# or certificates from Let's Encrypt (or another ACME CA), renewed on their
+# own; TLS-ALPN-01 needs listen on port 443, http_listen adds HTTP-01:
+# tls:
+#   acme:
+#     domains: [vpn.example.com]
+#     email: ops@example.com
+#     cache_dir: /var/lib/clearpath-gateway/acme   # account key and certificates
+#     accept_tos: true       # you accept the CA's terms of service
+#     # http_listen: ":80"   # HTTP-01 challenges (and a redirect to https)
+#     # directory_url: https://acme-staging-v02.api.letsencrypt.org/directory
 # Public host name or IP address clients dial; each network's listen_port is
 # appended. An IPv6 literal may be written bare or in brackets.
 endpoint: vpn.example.com
@@ -356,6 +403,9 @@ oidc:
   client_id: clearpath                            # the public client the CLI logs in with
   audience: clearpath                             # tokens must name this audience (default: client_id)
   groups_claim: groups                            # or a dotted path, e.g. realm_access.roles
+  # require_email_verified: true   # refuse tokens whose email_verified is false or absent;
+  #                                # false for providers that never send the claim
+  # allow_http: true     # accept an http:// issuer (labs only: signing keys travel in clear)
 # SQLite file (default <state_dir>/gateway.db), or a postgres:// DSN to share
 # users and addresses between several gateways.
 store: /var/lib/clearpath-gateway/gateway.db
@@ -372,12 +422,38 @@ key_ttl: 720h            # a registered key expires after this long
 #     secret: change-me      # signs each body: X-ClearPath-Signature: sha256=HMAC
 #     max_attempts: 6
 # admin_socket: /var/lib/clearpath-gateway/admin.sock   # for reload, revoke (default in state_dir)
-# metrics_listen: "127.0.0.1:9100"   # /metrics and /healthz here instead of on listen
+# /metrics names every user: it is served on metrics_listen (default
+# 127.0.0.1:9587, loopback; "off" for none) and never on listen, unless
+# metrics_token is set (then only with "Authorization: Bearer <token>").
+# metrics_listen: "127.0.0.1:9587"
+# metrics_token: <openssl rand -hex 32>
+# Behind a reverse proxy or load balancer: X-Forwarded-For (its rightmost
+# address that is no proxy of yours) is the client's address for audit and
+# rate limits only when the connection comes from one of these.
+# trusted_proxies: [10.0.0.0/24]
+# Limits of the API (defaults shown): timeouts, header size, open
+# connections per client address (an IPv6 /64) and in all, and token
+# buckets on registrations per user and per client address ("off" to drop).
+# api:
+#   read_header_timeout: 5s
+#   read_timeout: 15s
+#   write_timeout: 30s
+#   idle_timeout: 60s
+#   max_header_bytes: 16384
+#   max_conns_per_source: 64
+#   max_conns: 8192
+#   register_per_user: 10/1m      # N/DURATION: N at once, N per DURATION
+#   register_per_source: 60/1m
 # Per-user eBPF filter on each group interface: drops packets from addresses
 # no peer holds and logs every flow with its user (defaults shown):
 # flows:
 #   filter: auto             # auto: on where the kernel can (Linux >= 6.6), on: required, off
 #   log: /var/lib/clearpath-gateway/flows.jsonl   # JSON lines; "-" for none
+# A device whose key was revoked, deleted or expired keeps its addresses this
+# long (it gets them back if it returns); then they are free for others.
+# allocation_grace: 168h
+# audit:
+#   retain: 9600h            # 400 days; older entries are pruned (0s: keep for ever)
 networks:
   # One network per group: its own WireGuard interface, key, port, address
   # pools and routing table. Members reach only the allowed CIDRs.
@@ -390,6 +466,10 @@ networks:
     # table: 1000        # policy routing table (default 1000 + position)
     # mtu: 1420
     # probe: [10.10.0.10] # hosts that answer ping, for vpn-gateway doctor's return-route check
+    # The gateway host itself is closed to the network's clients (they may
+    # ping its tunnel address and use the API port); open ports of a service
+    # on the host, e.g. a DNS forwarder:
+    # local_ports: [udp/53, tcp/53]
   - name: ops
     group: ops
     interface: wg-ops

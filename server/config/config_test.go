@@ -97,3 +97,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// DSN passwords and webhook URLs never reach printed text: validation
+// errors (vpn-gateway check), reload errors, logs.
+func TestRedaction(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://cp:s3cret@db:5432/cp?sslmode=require":       "postgres://cp:xxxxx@db:5432/cp?sslmode=require",
+		"postgresql://cp@db/cp?password=s3cret&sslmode=disable": "postgresql://cp@db/cp?password=xxxxx&sslmode=disable",
+		"/var/lib/clearpath-gateway/gateway.db":                 "/var/lib/clearpath-gateway/gateway.db",
+		"postgres://cp:s3cret@db:5432/%zz":                      "postgres://(unparsable DSN hidden)",
+	} {
+		if got := RedactDSN(in); got != want {
+			t.Errorf("RedactDSN(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := RedactURL("https://hooks.example.org/services/T0/B0/s3cret?token=s3cret"); got != "https://hooks.example.org/…" {
+		t.Errorf("RedactURL = %q", got)
+	}
+	bad := strings.Replace(Example, "store: /var/lib/clearpath-gateway/gateway.db", "store: postgres://cp:s3cret@db:5432/%zz", 1)
+	bad = strings.Replace(bad, "# lifecycle:\n", "lifecycle:\n  webhook:\n    url: ftp://hooks.example.org/s3cret\n", 1)
+	_, err := Parse([]byte(bad))
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "store: bad PostgreSQL DSN") || !strings.Contains(err.Error(), "lifecycle.webhook.url") {
+		t.Fatalf("validation errors must name the fields without the secrets: %v", err)
+	}
+}

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"net/url"
 	"path/filepath"
@@ -140,7 +139,7 @@ func (c *Config) validateOps(bad func(field, format string, args ...any)) {
 	w := l.Webhook
 	if w.URL != "" {
 		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			bad("lifecycle.webhook.url", "%q is not an http(s) URL", w.URL)
+			bad("lifecycle.webhook.url", "%q is not an http(s) URL", RedactURL(w.URL))
 		}
 	}
 	if w.Timeout < 0 || w.Timeout > 5*time.Minute {
@@ -152,13 +151,7 @@ func (c *Config) validateOps(bad func(field, format string, args ...any)) {
 	if w.Backoff < 10*time.Millisecond || w.Backoff > 10*time.Minute {
 		bad("lifecycle.webhook.backoff", "%s is outside 10ms-10m", w.Backoff)
 	}
-	if c.MetricsListen != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
-			bad("metrics_listen", "%q is not host:port (%v)", c.MetricsListen, err)
-		} else if c.MetricsListen == c.Listen {
-			bad("metrics_listen", "%q is the API's listen address; leave metrics_listen empty to serve /metrics there", c.MetricsListen)
-		}
-	}
+	// metrics_listen is checked with the API settings (api.go).
 	// sun_path holds 108 bytes with the terminating NUL.
 	if !filepath.IsAbs(c.AdminSocket) || len(c.AdminSocket) > 107 || strings.ContainsRune(c.AdminSocket, 0) {
 		bad("admin_socket", "%q must be an absolute path of at most 107 bytes", c.AdminSocket)

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/clearpath-vpn/clearpath/server/hostguard"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
@@ -44,6 +45,8 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
+	guard := hostguard.FromConfig(req.Config) // what the gateway's nftables table lets in
+	local := false                            // some destination is the gateway's own address
 	for _, n := range req.Config.Networks {
 		if req.Network != "" && n.Name != req.Network {
 			continue
@@ -111,21 +114,31 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 			}
 			kernelOK, kernel := kernelLookup(src, dst, n.Interface)
 			v.Kernel = kernel
-			v.Allowed = kernelOK && d.Forwarded && peer != nil && peer.ExpiresAt.After(req.Now) && a.Disabled == "" && v.ClientRoutes
+			hostOK, hostWhy := true, ""
+			if d.Local {
+				hostOK, hostWhy = guard.Local(n.Interface, dst, req.Port)
+				v.Path = append(v.Path, "host guard -> "+hostWhy)
+			}
+			v.Allowed = kernelOK && d.Forwarded && hostOK && peer != nil && peer.ExpiresAt.After(req.Now) && a.Disabled == "" && v.ClientRoutes
 			switch {
 			case kernelOK != d.Forwarded:
 				v.Why = fmt.Sprintf("the tables say %q but the kernel answers %q; trust the kernel", d.Why, kernel)
 			case !d.Forwarded:
 				v.Why = "refused: " + d.Why
+			case !hostOK:
+				v.Why = fmt.Sprintf("refused: %s, and %s", d.Why, hostWhy)
 			case !v.ClientRoutes:
 				v.Why = fmt.Sprintf("%s; but %s is outside the network's allowed CIDRs, so the user's client does not send it into the tunnel", d.Why, dst)
 			case a.Disabled != "":
 				v.Why = fmt.Sprintf("allowed by the tables (%s), but the user is %s", d.Why, a.Disabled)
 			case peer == nil || !peer.ExpiresAt.After(req.Now):
 				v.Why = fmt.Sprintf("allowed by the tables (%s) once the user registers a key (%s)", d.Why, key)
+			case d.Local:
+				v.Why = fmt.Sprintf("allowed: %s, and %s", d.Why, hostWhy)
 			default:
 				v.Why = "allowed: " + d.Why
 			}
+			local = local || d.Local
 			a.Reachable = a.Reachable || v.Allowed
 			a.Networks = append(a.Networks, v)
 		}
@@ -140,7 +153,10 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 	default:
 		a.Summary = fmt.Sprintf("%s can NOT reach %s", a.User, req.Host)
 	}
-	if req.Port != 0 {
+	switch {
+	case req.Port != 0 && local:
+		a.PortComment = fmt.Sprintf("port %d of the gateway host itself is open to a network only by its local_ports (tcp or udp) or as the API's port", req.Port)
+	case req.Port != 0:
 		a.PortComment = fmt.Sprintf("the gateway routes by address only: port %d is neither allowed nor refused by it (a firewall in the VPC may still decide)", req.Port)
 	}
 	return a, nil

@@ -37,7 +37,9 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, id *auth.Identit
 		return false
 	}
 	if d != nil {
-		msg := fmt.Sprintf("user %s was disabled by %s on %s", display(id), d.Actor, d.Created.UTC().Format(time.RFC3339))
+		// Who disabled the user stays in the audit log: the refused user
+		// learns what and when, not which administrator.
+		msg := fmt.Sprintf("user %s was disabled by an administrator on %s", display(id), d.Created.UTC().Format(time.RFC3339))
 		if d.Reason != "" {
 			msg += ": " + d.Reason
 		}

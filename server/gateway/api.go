@@ -78,6 +78,15 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) *auth.Ide
 		writeErr(w, http.StatusUnauthorized, api.ErrInvalidToken, "missing bearer token (Authorization: Bearer <token>)")
 		return nil
 	}
+	if n := len(strings.TrimSpace(raw)); n > MaxTokenBytes {
+		// Refused unread: verifying (parsing, a key fetch for an unknown
+		// kid) costs the gateway more than sending costs the client.
+		g.metrics.Refused.WithLabelValues("token_too_large").Inc()
+		g.log.Info("token refused", "remote", r.RemoteAddr, "err", "too large", "bytes", n)
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeErr(w, http.StatusUnauthorized, api.ErrInvalidToken, fmt.Sprintf("bearer token is %d bytes; the gateway accepts at most %d", n, MaxTokenBytes))
+		return nil
+	}
 	id, err := g.verifier.Verify(r.Context(), strings.TrimSpace(raw))
 	if errors.Is(err, auth.ErrNotReady) {
 		writeErr(w, http.StatusServiceUnavailable, "not_ready", "the gateway cannot reach its identity provider yet; retry shortly")
@@ -158,8 +167,26 @@ func (g *Gateway) networksOf(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
+	// Per source before the token is even looked at, per user after.
+	lim := g.guard
+	if lim == nil { // a Gateway not started by Serve (tests): no limits
+		lim = &guards{}
+	}
+	src := remoteAddr(r.RemoteAddr)
+	if ok, retry := lim.source.take(sourceKey(src).String(), g.now()); !ok {
+		g.metrics.Refused.WithLabelValues("rate_source").Inc()
+		g.log.Info("registration rate-limited", "remote", r.RemoteAddr, "retry_after", retry)
+		tooMany(w, "from "+sourceKey(src).String(), retry)
+		return
+	}
 	id := g.authenticate(w, r)
 	if id == nil {
+		return
+	}
+	if ok, retry := lim.user.take(id.Subject, g.now()); !ok {
+		g.metrics.Refused.WithLabelValues("rate_user").Inc()
+		g.log.Info("registration rate-limited", "user", display(id), "remote", r.RemoteAddr, "retry_after", retry)
+		tooMany(w, "for "+display(id), retry)
 		return
 	}
 	var req api.RegisterRequest
@@ -203,8 +230,12 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, fmt.Sprintf("device_id: %q must be 1-64 letters, digits, '-' or '_'", claims.DeviceID))
 		return
 	}
-	if len(claims.Hostname) > 255 || len(claims.OS) > 64 {
-		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, "hostname or os: too long")
+	if err := api.CheckHostname(claims.Hostname); err != nil {
+		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, err.Error())
+		return
+	}
+	if err := api.CheckOS(claims.OS); err != nil {
+		writeErr(w, http.StatusBadRequest, api.ErrBadRequest, err.Error())
 		return
 	}
 	alloc, err := g.store.AllocateDevice(ctx, store.AllocRequest{Subject: id.Subject, Network: nw.cfg.Name, Device: claims.DeviceID,
@@ -214,7 +245,7 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, api.ErrPoolExhausted, err.Error())
 		return
 	case errors.Is(err, store.ErrDeviceLimit):
-		writeErr(w, http.StatusConflict, api.ErrDeviceLimit, err.Error()+"; an administrator can free one")
+		writeErr(w, http.StatusConflict, api.ErrDeviceLimit, deviceLimitMessage(id, nw.cfg.Name))
 		return
 	case err != nil:
 		g.internal(w, "allocate", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/server/audit"
@@ -72,6 +73,12 @@ func (g *Gateway) onLifecycleEvent(e lifecycle.Event) {
 		rec.Detail = fmt.Sprintf("key of %s revoked: %s", host, e.Reason)
 		ev.Event = notify.PeerRevoked
 		ev.Message = fmt.Sprintf("The VPN key of %s on %s (network %s) was revoked: %s.", who, host, p.Network, e.Reason)
+	case lifecycle.EventFreed:
+		// No webhook: the user lost nothing they still had.
+		rec.Action = audit.Free
+		rec.Detail = fmt.Sprintf("addresses %s of device %s (%s) freed: %s, grace period over", strings.Join(ev.Addresses, " "), p.Device, host, e.Reason)
+		g.audit.Record(ctx, rec)
+		return
 	default:
 		g.log.Warn("unknown lifecycle event", "kind", e.Kind)
 		return

@@ -8,6 +8,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -26,7 +27,9 @@ import (
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/auth"
+	"github.com/clearpath-vpn/clearpath/server/certs"
 	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/hostguard"
 	"github.com/clearpath-vpn/clearpath/server/lifecycle"
 	"github.com/clearpath-vpn/clearpath/server/metrics"
 	"github.com/clearpath-vpn/clearpath/server/notify"
@@ -54,14 +57,17 @@ type Gateway struct {
 	// deviceLocks serialise the changes of one device's peer (lockDevice).
 	deviceLocks [64]sync.Mutex
 
-	life    *lifecycle.Manager
-	audit   *audit.Log
-	hookMu  sync.Mutex
-	hook    *notify.Webhook
-	metrics *metrics.Metrics
-	logins  *tokenSeen
-	host    string
-	flows   *flows // the eBPF filter; nil when off
+	life      *lifecycle.Manager
+	audit     *audit.Log
+	hookMu    sync.Mutex
+	hook      *notify.Webhook
+	metrics   *metrics.Metrics
+	logins    *tokenSeen
+	host      string
+	certs     *certs.Source  // the API's certificates; nil for plain HTTP
+	flows     *flows         // the eBPF filter; nil when off
+	guard     *guards        // API abuse limits (guard.go)
+	hostGuard hostguard.Spec // what the host guard's table holds (reload.go)
 }
 
 type network struct {
@@ -93,11 +99,15 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 // and the error names the network.
 func Serve(ctx context.Context, o Options) error {
 	cfg, log := o.Config, o.Log
-	st, err := store.Open(ctx, cfg.Store)
+	if err := checkSecretFiles(cfg); err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	st.SetAllocationGrace(cfg.AllocationGrace)
 	host, _ := os.Hostname()
 	if o.ConfigPath != "" {
 		if abs, err := filepath.Abs(o.ConfigPath); err == nil {
@@ -106,6 +116,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	g := &Gateway{cfg: cfg, store: st, log: log, now: time.Now, networks: map[string]*network{}, configPath: o.ConfigPath, host: host, logins: newTokenSeen()}
 	g.verifier = auth.New(ctx, cfg.OIDC.Issuer, cfg.OIDC.Audience, cfg.OIDC.GroupsClaim, log)
+	g.verifier.SetRequireEmailVerified(cfg.OIDC.EmailVerifiedRequired())
 	g.metrics = metrics.New(g)
 	g.audit = audit.New(st, log)
 	g.audit.OnRecord = func(r store.AuditRecord) { g.metrics.Audit.WithLabelValues(r.Action).Inc() }
@@ -121,17 +132,45 @@ func Serve(ctx context.Context, o Options) error {
 		}
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	g.guard = newGuards(cfg.API, cfg.TrustedProxies, log)
+	capped, err := g.listenAPI(cfg)
 	if err != nil {
 		stopLife()
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		return err
 	}
-	defer ln.Close()
-	var metricsLn net.Listener
-	if cfg.MetricsListen != "" {
-		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+	defer capped.Close()
+	// TLS wraps the capped listener, so a refused connection never costs a
+	// handshake.
+	var ln net.Listener = capped
+	apiURL := "http://" + ln.Addr().String()
+	if cfg.TLS.Enabled() {
+		if g.certs, err = certs.New(cfg.TLS, log, certs.Options{}); err != nil {
 			stopLife()
-			return fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+			return err
+		}
+		ln = tls.NewListener(ln, g.certs.TLSConfig())
+		apiURL = "https://" + ln.Addr().String()
+		if g.certs.Mode() == "acme" {
+			log.Info("TLS certificates from ACME", "domains", cfg.TLS.ACME.Domains, "directory", cfg.TLS.ACME.DirectoryURL, "cache_dir", cfg.TLS.ACME.CacheDir)
+		} else {
+			log.Info("TLS certificate loaded", "cert", cfg.TLS.Cert, "certificate", certs.Describe(g.certs.Leaf()))
+		}
+	} else {
+		log.Warn("the API serves plain HTTP: clients refuse it (tokens would travel in clear) unless given --allow-http; add a tls block to the configuration or put an HTTPS proxy in front")
+	}
+	var acmeLn net.Listener
+	if g.certs != nil && cfg.TLS.ACME != nil && cfg.TLS.ACME.HTTPListen != "" {
+		if acmeLn, err = net.Listen("tcp", cfg.TLS.ACME.HTTPListen); err != nil {
+			stopLife()
+			return fmt.Errorf("tls.acme.http_listen %s: %w", cfg.TLS.ACME.HTTPListen, err)
+		}
+		defer acmeLn.Close()
+	}
+	var metricsLn net.Listener
+	if addr := cfg.MetricsAddr(); addr != "" {
+		if metricsLn, err = net.Listen("tcp", addr); err != nil {
+			stopLife()
+			return fmt.Errorf("metrics_listen %s: %w (set metrics_listen to a free address, or off)", addr, err)
 		}
 		defer metricsLn.Close()
 	}
@@ -142,6 +181,13 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	log.Info("forwarding enabled (IPv4 and IPv6, no NAT)")
+	if err := g.guardHost(hostguard.FromConfig(cfg)); err != nil {
+		restoreForwarding()
+		stopLife()
+		return err
+	}
+	defer openHost(log) // after the devices are gone (deferred later, runs earlier)
+	log.Info("gateway host closed to the tunnels", "nftables", "inet "+hostguard.TableName)
 	if g.wg, err = wgctrl.New(); err != nil {
 		restoreForwarding()
 		stopLife()
@@ -182,13 +228,23 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	defer admin.Close()
 
-	srv := &http.Server{Handler: g.opsHandler(g.Handler(), cfg.MetricsListen == ""), ReadHeaderTimeout: 10 * time.Second}
+	srv := apiServer(g.opsHandler(g.Handler(), cfg.MetricsToken), cfg.API, log)
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
 	var msrv *http.Server
 	if metricsLn != nil {
-		msrv = &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
+		msrv = apiServer(g.metricsMux(), cfg.API, log)
 		go func() { errc <- msrv.Serve(metricsLn) }()
+		log.Info("metrics serving", "metrics_listen", metricsLn.Addr().String())
+	}
+	if acmeLn != nil {
+		acmeCtx, stopACME := context.WithCancel(ctx)
+		defer stopACME()
+		go func() {
+			if err := g.certs.ServeHTTPChallenges(acmeCtx, acmeLn); err != nil {
+				log.Error("ACME HTTP-01 listener stopped", "err", err)
+			}
+		}()
 	}
 	asrv := g.adminServer()
 	go asrv.Serve(admin)
@@ -196,7 +252,7 @@ func Serve(ctx context.Context, o Options) error {
 	go func() { g.life.Run(lifeCtx); close(lifeDone) }()
 
 	g.audit.Record(ctx, store.AuditRecord{Actor: "gateway", Action: audit.Start, Remote: g.host, Detail: "networks " + strings.Join(networkNames(cfg), ", ")})
-	log.Info("gateway serving", "listen", ln.Addr().String(), "networks", len(cfg.Networks), "admin_socket", cfg.AdminSocket)
+	log.Info("gateway serving", "listen", ln.Addr().String(), "url", apiURL, "networks", len(cfg.Networks), "admin_socket", cfg.AdminSocket)
 	var serveErr error
 loop:
 	for {
@@ -239,7 +295,8 @@ func networkNames(cfg *config.Config) []string {
 }
 
 func settingsOf(cfg *config.Config) lifecycle.Settings {
-	return lifecycle.Settings{WarnBefore: cfg.Lifecycle.WarnBefore, UnusedAfter: cfg.Lifecycle.Unused(), IdleAfter: cfg.Lifecycle.Idle(), StorePoll: cfg.Lifecycle.StorePoll}
+	return lifecycle.Settings{WarnBefore: cfg.Lifecycle.WarnBefore, UnusedAfter: cfg.Lifecycle.Unused(), IdleAfter: cfg.Lifecycle.Idle(), StorePoll: cfg.Lifecycle.StorePoll,
+		AuditRetain: cfg.AuditRetain()}
 }
 
 func (g *Gateway) setWebhook(c config.Webhook) {

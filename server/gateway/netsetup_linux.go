@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/hostguard"
 )
 
 // RulePriority of every network's `iif <wg> lookup <table>` rule: ahead of
@@ -45,6 +47,19 @@ func enableForwarding() (restore func(), err error) {
 		undo = append(undo, func() { os.WriteFile(p, old, 0o644) })
 	}
 	return restore, nil
+}
+
+// closeHost closes the gateway host to the group interfaces of spec
+// (server/hostguard: table inet clearpath_gw), replacing the table a
+// crashed run left. Rules match interfaces by name, so they are in place
+// before a device exists.
+func closeHost(spec hostguard.Spec) error { return hostguard.Apply(spec) }
+
+// openHost removes the gateway's nftables table, and nothing else.
+func openHost(log *slog.Logger) {
+	if err := hostguard.Remove(); err != nil {
+		log.Warn("remove the host guard", "err", err)
+	}
 }
 
 // setupLink gives the WireGuard TUN its gateway addresses and brings it up.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -13,17 +14,31 @@ import (
 // PathMetrics serves the Prometheus metrics.
 const PathMetrics = "/metrics"
 
-// opsHandler wraps the API: each request sees one configuration (reloads
-// wait for requests in flight), is counted in the metrics, and /healthz and
-// (unless metrics_listen is set) /metrics are answered here.
-func (g *Gateway) opsHandler(apiHandler http.Handler, serveMetrics bool) http.Handler {
+// opsHandler wraps the API: each request's RemoteAddr becomes the client's
+// address (X-Forwarded-For from trusted proxies), each request sees one
+// configuration (reloads wait for requests in flight), is counted in the
+// metrics, and /healthz and (with metricsToken only) /metrics are answered
+// here.
+func (g *Gateway) opsHandler(apiHandler http.Handler, metricsToken string) http.Handler {
 	mh := g.metrics.Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if peer := remoteAddr(r.RemoteAddr); g.guard != nil && peer.IsValid() {
+			if client := g.guard.proxies.clientAddr(peer, r.Header.Values("X-Forwarded-For")); client != peer {
+				r.RemoteAddr = client.String()
+			}
+		}
 		switch {
 		case r.URL.Path == api.PathHealth && r.Method == http.MethodGet:
 			g.healthz(w, r)
 			return
-		case r.URL.Path == PathMetrics && serveMetrics && r.Method == http.MethodGet:
+		case r.URL.Path == PathMetrics && metricsToken != "":
+			// Only with the token: /metrics names every user.
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(metricsToken)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+				writeErr(w, http.StatusUnauthorized, api.ErrInvalidToken, "/metrics on the API address needs Authorization: Bearer <metrics_token>")
+				return
+			}
 			mh.ServeHTTP(w, r)
 			return
 		}
@@ -100,7 +115,11 @@ func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
 	if g.verifier.Ready() {
 		h.Checks["identity_provider"] = "ok"
 	} else {
-		fail("identity_provider", "not reachable yet")
+		msg := "not reachable yet"
+		if err := g.verifier.LastError(); err != nil {
+			msg += ": " + err.Error()
+		}
+		fail("identity_provider", msg)
 	}
 	if last, err := g.life.StoreStatus(); err != nil {
 		fail("store", "unreachable since about "+time.Since(last).Round(time.Second).String()+": "+err.Error())

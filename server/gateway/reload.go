@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,7 +14,9 @@ import (
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/audit"
+	"github.com/clearpath-vpn/clearpath/server/certs"
 	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/hostguard"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
@@ -36,14 +39,29 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 		}
 	}
 	restart("listen", cur.Listen, next.Listen)
-	restart("store", cur.Store, next.Store)
+	if cur.Store != next.Store {
+		// Never the DSN itself: it may hold the PostgreSQL password, and
+		// this error goes to the log, the audit log and the admin.
+		errs = append(errs, fmt.Errorf("store: changing it needs a restart of the gateway (running: %s, file: %s)", config.RedactDSN(cur.Store), config.RedactDSN(next.Store)))
+	}
 	restart("state_dir", cur.StateDir, next.StateDir)
 	restart("admin_socket", cur.AdminSocket, next.AdminSocket)
 	restart("metrics_listen", cur.MetricsListen, next.MetricsListen)
+	restart("api", cur.API, next.API)
+	restart("trusted_proxies", cur.TrustedProxies, next.TrustedProxies)
+	if cur.MetricsToken != next.MetricsToken { // a secret: no values
+		errs = append(errs, errors.New("metrics_token: changing it needs a restart of the gateway"))
+	}
 	restart("oidc.issuer", cur.OIDC.Issuer, next.OIDC.Issuer)
 	restart("oidc.client_id", cur.OIDC.ClientID, next.OIDC.ClientID)
 	restart("oidc.audience", cur.OIDC.Audience, next.OIDC.Audience)
 	restart("oidc.groups_claim", cur.OIDC.GroupsClaim, next.OIDC.GroupsClaim)
+	restart("oidc.allow_http", cur.OIDC.AllowHTTP, next.OIDC.AllowHTTP)
+	if cur.TLS.Mode() != next.TLS.Mode() {
+		errs = append(errs, fmt.Errorf("tls: switching from %s to %s needs a restart of the gateway", certs.ModeName(cur.TLS.Mode()), certs.ModeName(next.TLS.Mode())))
+	} else if cur.TLS.Mode() == "acme" {
+		restart("tls.acme", *cur.TLS.ACME, *next.TLS.ACME)
+	}
 	if cur.Endpoint != next.Endpoint {
 		settings = append(settings, "endpoint")
 	}
@@ -52,6 +70,15 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 	}
 	if !reflect.DeepEqual(cur.Lifecycle, next.Lifecycle) {
 		settings = append(settings, "lifecycle")
+	}
+	if cur.AllocationGrace != next.AllocationGrace {
+		settings = append(settings, "allocation_grace")
+	}
+	if cur.AuditRetain() != next.AuditRetain() {
+		settings = append(settings, "audit.retain")
+	}
+	if cur.OIDC.EmailVerifiedRequired() != next.OIDC.EmailVerifiedRequired() {
+		settings = append(settings, "oidc.require_email_verified")
 	}
 
 	curBy := map[string]config.Network{}
@@ -102,6 +129,9 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 		diff("table", o.Table, n.Table)
 		diff("group", o.Group, n.Group)
 		diff("probe", o.Probe, n.Probe)
+		if !slices.Equal(o.LocalPorts, n.LocalPorts) {
+			d = append(d, fmt.Sprintf("local_ports %v -> %v", o.LocalPorts, n.LocalPorts))
+		}
 		if len(d) > 0 {
 			changes = append(changes, netChange{op: "update", old: o, new: n, idx: i, details: d})
 		}
@@ -194,12 +224,33 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err := g.preflight(changes); err != nil {
 		return res, fmt.Errorf("config %s: %w", g.configPath, err)
 	}
+	// The certificate is read before anything changes, so a bad file
+	// fails the reload with the running certificate still served.
+	var pair *tls.Certificate
+	if g.certs != nil {
+		if pair, err = g.certs.Prepare(next.TLS); err != nil {
+			return res, fmt.Errorf("config %s: %w", g.configPath, err)
+		}
+	}
+	// While devices come and go the host guard holds the rules of both
+	// configurations, keeping only what both open (hostguard.Merge).
+	if err := g.guardHost(hostguard.Merge(hostguard.FromConfig(g.cfg), hostguard.FromConfig(next))); err != nil {
+		return res, fmt.Errorf("%w; nothing changed", err)
+	}
 	if err := g.apply(ctx, changes); err != nil {
+		g.guardHost(hostguard.FromConfig(g.cfg))
 		return res, err
 	}
+	g.guardHost(hostguard.FromConfig(next))
 	webhookChanged := !reflect.DeepEqual(g.cfg.Lifecycle.Webhook, next.Lifecycle.Webhook)
+	if g.certs != nil && g.certs.Swap(next.TLS, pair) {
+		settings = append(settings, "tls certificate")
+		g.log.Info("TLS certificate reloaded", "cert", next.TLS.Cert, "certificate", certs.Describe(g.certs.Leaf()))
+	}
 	g.cfg = next
 	g.life.SetSettings(settingsOf(next))
+	g.store.SetAllocationGrace(next.AllocationGrace)
+	g.verifier.SetRequireEmailVerified(next.OIDC.EmailVerifiedRequired())
 	if webhookChanged {
 		g.setWebhook(next.Lifecycle.Webhook)
 	}
@@ -300,5 +351,23 @@ func (g *Gateway) apply(ctx context.Context, changes []netChange) (err error) {
 		}
 		undo = append(undo, func() { down(n.Name) })
 	}
+	return nil
+}
+
+// guardHost installs the host guard's rules for spec unless they are
+// already what runs and the table is there (a reload that does not touch
+// them keeps the drop counters; one deleted by hand comes back). A failure after the devices changed is logged: the rules
+// left are the merged ones, stricter than either configuration.
+func (g *Gateway) guardHost(spec hostguard.Spec) error {
+	if reflect.DeepEqual(spec, g.hostGuard) {
+		if ok, err := hostguard.Exists(); err == nil && ok {
+			return nil
+		} // else put it back (deleted behind the gateway's back)
+	}
+	if err := closeHost(spec); err != nil {
+		g.log.Error("host guard: rules not updated", "err", err)
+		return err
+	}
+	g.hostGuard = spec
 	return nil
 }

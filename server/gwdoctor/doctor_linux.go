@@ -21,6 +21,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/explain"
+	"github.com/clearpath-vpn/clearpath/server/hostguard"
 )
 
 // rulePriority is the gateway's rule priority (server/gateway.RulePriority).
@@ -33,11 +34,13 @@ func Check(ctx context.Context, o Options) (*Report, error) {
 	}
 	r := &Report{Schema: Schema, Findings: []Finding{}}
 	checkForwarding(r)
-	if _, err := (admin.Client{Path: o.Config.AdminSocket}).Status(ctx); err != nil {
+	_, err := (admin.Client{Path: o.Config.AdminSocket}).Status(ctx)
+	if err != nil {
 		r.add(Finding{ID: "gateway-not-running", Severity: Warning, Title: "the gateway does not answer on its admin socket", Evidence: []string{err.Error()}, Fix: []string{"vpn-gateway serve --config FILE"}})
 	} else {
 		r.add(Finding{ID: "gateway-running", Severity: OK, Title: "the gateway answers on " + o.Config.AdminSocket})
 	}
+	checkHostGuard(r, o.Config, err == nil)
 	wc, err := wgctrl.New()
 	if err != nil {
 		return nil, fmt.Errorf("open wgctrl: %w", err)
@@ -426,4 +429,37 @@ func ping(ctx context.Context, src, dst netip.Addr, timeout time.Duration) (time
 		}
 	}
 	return 0, errors.New("no reply")
+}
+
+// checkHostGuard compares the gateway's nftables table (server/hostguard)
+// with the configuration: missing while the gateway runs is an error (the
+// host is open to the tunnels), different is a warning (the file changed
+// without a reload, or someone edited the table).
+func checkHostGuard(r *Report, cfg *config.Config, running bool) {
+	name := "table inet " + hostguard.TableName
+	exists, live, err := hostguard.Live()
+	switch {
+	case err != nil:
+		r.add(Finding{ID: "host-guard-unknown", Severity: Warning, Title: "cannot read " + name, Evidence: []string{err.Error()}})
+	case !exists && running:
+		r.add(Finding{ID: "host-guard-missing", Severity: Error, Title: name + " is missing: the gateway host is open to every tunnel user",
+			Fix: []string{"vpn-gateway reload   # or restart the gateway: it installs the table at start"}})
+	case !exists:
+		r.add(Finding{ID: "host-guard-off", Severity: OK, Title: name + " absent (the gateway is not running)"})
+	case !running:
+		r.add(Finding{ID: "host-guard-stale", Severity: Info, Title: name + " left by a gateway that is not running: it drops only traffic of group interfaces, the next start replaces it"})
+	default:
+		if diff := hostguard.Compare(hostguard.FromConfig(cfg), live); len(diff) > 0 {
+			r.add(Finding{ID: "host-guard-differs", Severity: Warning, Title: name + " differs from the configuration", Evidence: diff,
+				Fix: []string{"vpn-gateway reload"}})
+			return
+		}
+		var ev []string
+		for _, l := range live {
+			if l.Drop {
+				ev = append(ev, fmt.Sprintf("%s: %d packets dropped", l.Comment, l.Packets))
+			}
+		}
+		r.add(Finding{ID: "host-guard", Severity: OK, Title: name + " closes the gateway host to the tunnels", Evidence: ev})
+	}
 }

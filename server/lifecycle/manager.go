@@ -44,7 +44,14 @@ type PeerStat struct {
 const (
 	EventExpired = "expired"
 	EventRevoked = "revoked"
+	// EventFreed: a device's address was freed, its grace period over
+	// (Peer holds the device's last owner, host and addresses).
+	EventFreed = "freed"
 )
+
+// DefaultHousekeepEvery is how often the store loop frees addresses whose
+// grace period ended and prunes the audit log.
+const DefaultHousekeepEvery = time.Hour
 
 // Event is something that happened to a key, for the audit log, the webhook
 // and the metrics.
@@ -80,16 +87,22 @@ type Options struct {
 	Now func() time.Time
 	// StoreTimeout bounds each store operation of the loops (default 3s).
 	StoreTimeout time.Duration
+	// HousekeepEvery is how often addresses are freed and the audit log
+	// pruned (default DefaultHousekeepEvery; the first sweep runs at the
+	// first store read).
+	HousekeepEvery time.Duration
 }
 
 // Manager tracks the keys on the devices.
 type Manager struct {
-	st     *store.Store
-	dev    Devices
-	log    *slog.Logger
-	notify func(Event)
-	now    func() time.Time
-	stTO   time.Duration
+	st      *store.Store
+	dev     Devices
+	log     *slog.Logger
+	notify  func(Event)
+	now     func() time.Time
+	stTO    time.Duration
+	hkEvery time.Duration
+	nextHK  time.Time // store loop only
 
 	events  chan Event
 	wakeNow chan struct{} // clock loop: re-plan (a deadline changed)
@@ -132,11 +145,14 @@ func New(o Options) *Manager {
 	if o.StoreTimeout == 0 {
 		o.StoreTimeout = 3 * time.Second
 	}
+	if o.HousekeepEvery == 0 {
+		o.HousekeepEvery = DefaultHousekeepEvery
+	}
 	if o.Settings.StorePoll == 0 {
 		o.Settings.StorePoll = time.Second
 	}
 	return &Manager{
-		st: o.Store, dev: o.Devices, log: o.Log, notify: o.Notify, now: o.Now, stTO: o.StoreTimeout,
+		st: o.Store, dev: o.Devices, log: o.Log, notify: o.Notify, now: o.Now, stTO: o.StoreTimeout, hkEvery: o.HousekeepEvery,
 		events: make(chan Event, 4096), wakeNow: make(chan struct{}, 1), syncReq: make(chan chan syncReply, 16),
 		set: o.Settings, entries: map[string]*entry{}, networks: map[string]bool{}, tombs: map[string]time.Time{},
 		hsDirty: map[string]time.Time{},
@@ -566,6 +582,10 @@ func (m *Manager) storeLoop(ctx context.Context) {
 		if err == nil && m.AfterSync != nil {
 			m.AfterSync(ctx)
 		}
+		if now := m.now(); err == nil && !now.Before(m.nextHK) {
+			m.nextHK = now.Add(m.hkEvery)
+			m.housekeep(ctx, now)
+		}
 		for _, r := range replies {
 			r <- syncReply{removed, err}
 		}
@@ -725,4 +745,35 @@ func (m *Manager) sync(ctx context.Context) (removed []string, err error) {
 	}
 	m.wake()
 	return removed, nil
+}
+
+// housekeep frees the addresses whose grace period ended (reported as
+// EventFreed) and prunes audit entries older than AuditRetain. A failure is
+// logged and tried again at the next sweep.
+func (m *Manager) housekeep(ctx context.Context, now time.Time) {
+	sctx, cancel := context.WithTimeout(ctx, m.stTO)
+	defer cancel()
+	freed, err := m.st.FreeReleased(sctx, now)
+	if err != nil {
+		m.log.Warn("free addresses whose grace period ended", "err", err)
+	}
+	for _, d := range freed {
+		m.log.Info("address freed", "user", d.Subject, "network", d.Network, "device", d.Device, "v4", d.Addr.V4, "was", d.State)
+		m.emit(Event{Kind: EventFreed, At: now, Reason: d.State + " since " + d.ReleasedAt.UTC().Format(time.RFC3339),
+			Peer: store.Peer{Subject: d.Subject, Email: d.Email, Network: d.Network, Device: d.Device, Hostname: d.Hostname, Addr: d.Addr}})
+	}
+	m.mu.Lock()
+	retain := m.set.AuditRetain
+	m.mu.Unlock()
+	if retain <= 0 {
+		return
+	}
+	n, err := m.st.PruneAudit(sctx, now.Add(-retain))
+	if err != nil {
+		m.log.Warn("prune the audit log", "err", err)
+		return
+	}
+	if n > 0 {
+		m.log.Info("audit log pruned", "entries", n, "older_than", now.Add(-retain).UTC().Format(time.RFC3339))
+	}
 }

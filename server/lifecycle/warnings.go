@@ -17,6 +17,9 @@ type Settings struct {
 	IdleAfter time.Duration
 	// StorePoll is how often the store is re-read.
 	StorePoll time.Duration
+	// AuditRetain is how long audit entries are kept (0: for ever); older
+	// ones are pruned by the housekeeping sweep.
+	AuditRetain time.Duration
 }
 
 // Warning kinds.

@@ -30,14 +30,16 @@ type Source interface {
 
 // Metrics holds the gateway's collectors.
 type Metrics struct {
-	Registry       *prometheus.Registry
-	Registrations  *prometheus.CounterVec // result
-	Requests       *prometheus.CounterVec // handler, code
-	Events         *prometheus.CounterVec // kind
-	Audit          *prometheus.CounterVec // action
-	Webhook        *prometheus.CounterVec // result
-	Reloads        *prometheus.CounterVec // result
-	Errors         *prometheus.CounterVec // kind
+	Registry      *prometheus.Registry
+	Registrations *prometheus.CounterVec // result
+	Requests      *prometheus.CounterVec // handler, code
+	Events        *prometheus.CounterVec // kind
+	Audit         *prometheus.CounterVec // action
+	Webhook       *prometheus.CounterVec // result
+	Reloads       *prometheus.CounterVec // result
+	Errors        *prometheus.CounterVec // kind
+	// Refused counts what the API's abuse limits turned away.
+	Refused        *prometheus.CounterVec // reason
 	ExpiryLateness prometheus.Histogram
 }
 
@@ -52,7 +54,7 @@ func New(src Source) *Metrics {
 	m := &Metrics{
 		Registry: r,
 		Registrations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clearpath_registrations_total",
-			Help: "Registration requests (POST /api/v1/peers) by result: ok, bad_request, unauthorized, forbidden, conflict, pool_exhausted, unavailable, error."}, []string{"result"}),
+			Help: "Registration requests (POST /api/v1/peers) by result: ok, bad_request, unauthorized, forbidden, conflict, pool_exhausted, rate_limited, unavailable, error."}, []string{"result"}),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clearpath_api_requests_total",
 			Help: "API requests by handler and HTTP status code."}, []string{"handler", "code"}),
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clearpath_lifecycle_events_total",
@@ -65,18 +67,23 @@ func New(src Source) *Metrics {
 			Help: "Configuration reloads by result (ok, failed)."}, []string{"result"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clearpath_errors_total",
 			Help: "Errors by kind: store, device, api (5xx answers), webhook, reload."}, []string{"kind"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clearpath_api_refused_total",
+			Help: "Connections and requests the API's limits refused, by reason: conns_per_source, conns_total, rate_user, rate_source, token_too_large."}, []string{"reason"}),
 		ExpiryLateness: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "clearpath_expiry_lateness_seconds",
 			Help: "How long after its deadline an expired key left the device.", Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30}}),
 	}
-	r.MustRegister(m.Registrations, m.Requests, m.Events, m.Audit, m.Webhook, m.Reloads, m.Errors, m.ExpiryLateness,
+	r.MustRegister(m.Registrations, m.Requests, m.Events, m.Audit, m.Webhook, m.Reloads, m.Errors, m.Refused, m.ExpiryLateness,
 		&peerCollector{src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Counters that exist before their first increment read 0, not absent.
-	for _, res := range []string{"ok", "bad_request", "unauthorized", "forbidden", "conflict", "pool_exhausted", "unavailable", "error"} {
+	for _, res := range []string{"ok", "bad_request", "unauthorized", "forbidden", "conflict", "pool_exhausted", "rate_limited", "unavailable", "error"} {
 		m.Registrations.WithLabelValues(res)
 	}
 	for _, k := range []string{"store", "device", "api", "webhook", "reload"} {
 		m.Errors.WithLabelValues(k)
+	}
+	for _, k := range []string{"conns_per_source", "conns_total", "rate_user", "rate_source", "token_too_large"} {
+		m.Refused.WithLabelValues(k)
 	}
 	for _, k := range []string{"expiring", "unused", "idle", "expired", "revoked"} {
 		m.Events.WithLabelValues(k)
@@ -102,6 +109,8 @@ func RegistrationResult(code int) string {
 		return "forbidden"
 	case code == http.StatusConflict:
 		return "conflict"
+	case code == http.StatusTooManyRequests:
+		return "rate_limited"
 	case code == http.StatusServiceUnavailable:
 		return "unavailable"
 	}

@@ -16,7 +16,9 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -82,7 +84,28 @@ type Webhook struct {
 // New returns a webhook sender for cfg.
 func New(cfg config.Webhook, log *slog.Logger) *Webhook {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Webhook{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, log: log, ctx: ctx, cancel: cancel, sem: make(chan struct{}, 16)}
+	return &Webhook{cfg: cfg, client: httpClient(cfg.Timeout), log: log, ctx: ctx, cancel: cancel, sem: make(chan struct{}, 16)}
+}
+
+// httpClient bounds every phase of an attempt: a receiver that accepts and
+// never answers costs one timeout, and its headers cannot grow without end.
+func httpClient(timeout time.Duration) *http.Client {
+	step := min(timeout, 5*time.Second)
+	if step <= 0 {
+		step = 5 * time.Second
+	}
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			Proxy:                  http.ProxyFromEnvironment,
+			DialContext:            (&net.Dialer{Timeout: step, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:    step,
+			ResponseHeaderTimeout:  timeout,
+			MaxResponseHeaderBytes: 64 << 10,
+			IdleConnTimeout:        90 * time.Second,
+			MaxIdleConnsPerHost:    4,
+		},
+	}
 }
 
 // Enabled reports whether a URL is configured.
@@ -177,7 +200,7 @@ func (w *Webhook) deliver(e Event) (int, error) {
 func (w *Webhook) post(e Event, body []byte, attempt int) (retryAfter time.Duration, permanent bool, err error) {
 	req, err := http.NewRequestWithContext(w.ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, true, err
+		return 0, true, fmt.Errorf("webhook %s: the URL does not parse", config.RedactURL(w.cfg.URL))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "clearpath-gateway")
@@ -189,6 +212,10 @@ func (w *Webhook) post(e Event, body []byte, attempt int) (retryAfter time.Durat
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
+		// The URL (often a token in its path) must not reach the log.
+		if ue, ok := err.(*url.Error); ok {
+			ue.URL = config.RedactURL(ue.URL)
+		}
 		return 0, false, err
 	}
 	defer resp.Body.Close()
@@ -199,7 +226,7 @@ func (w *Webhook) post(e Event, body []byte, attempt int) (retryAfter time.Durat
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 		retryAfter = time.Duration(s) * time.Second
 	}
-	err = fmt.Errorf("%s answered %s", w.cfg.URL, resp.Status)
+	err = fmt.Errorf("%s answered %s", config.RedactURL(w.cfg.URL), resp.Status)
 	permanent = resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests
 	return retryAfter, permanent, err
 }

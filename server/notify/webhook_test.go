@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -116,5 +118,87 @@ func TestUnreachableReceiverIsRetried(t *testing.T) {
 	}
 	if len(got()) != 0 {
 		t.Error("closed server received something")
+	}
+}
+
+// A webhook URL's path (Slack-style hooks carry their token there) never
+// reaches the error that the gateway logs. On main both the refused and the
+// unreachable delivery print the whole URL.
+func TestFailuresDoNotPrintTheURL(t *testing.T) {
+	srv, _ := receiver(t, 100, http.StatusForbidden)
+	results := make(chan Result, 1)
+	w := newHook(srv.URL+"/services/T0/B0/tok-s3cret", 1, results)
+	w.Send(Event{Event: PeerIdle, PeerID: "p5"})
+	r := <-results
+	w.Close(time.Second)
+	if r.Err == nil || strings.Contains(r.Err.Error(), "tok-s3cret") || !strings.Contains(r.Err.Error(), "/… answered 403") {
+		t.Errorf("refused delivery: %v", r.Err)
+	}
+	dead, _ := receiver(t, 0, 0)
+	url := dead.URL + "/services/T0/B0/tok-s3cret"
+	dead.Close()
+	w2 := newHook(url, 1, results)
+	defer w2.Close(time.Second)
+	w2.Send(Event{Event: PeerIdle, PeerID: "p6"})
+	if r := <-results; r.Err == nil || strings.Contains(r.Err.Error(), "tok-s3cret") {
+		t.Errorf("unreachable receiver: %v", r.Err)
+	}
+}
+
+// A receiver that accepts the connection and never answers costs each
+// attempt its timeout, not a delivery slot for ever.
+func TestSilentReceiverIsBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	results := make(chan Result, 1)
+	w := New(config.Webhook{URL: "http://" + ln.Addr().String() + "/hook", Timeout: 300 * time.Millisecond, MaxAttempts: 2, Backoff: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	w.OnResult = func(r Result) { results <- r }
+	defer w.Close(time.Second)
+	start := time.Now()
+	w.Send(Event{Event: PeerExpired, PeerID: "p5"})
+	select {
+	case r := <-results:
+		if r.Err == nil || r.Attempts != 2 {
+			t.Errorf("result = %+v", r)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("two 300ms attempts took %s", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("delivery to a silent receiver hangs")
+	}
+}
+
+// Response headers beyond 64 KB end the attempt.
+func TestHugeResponseHeadersRefused(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Junk", strings.Repeat("j", 200<<10))
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	results := make(chan Result, 1)
+	w := newHook(srv.URL, 1, results)
+	defer w.Close(time.Second)
+	w.Send(Event{Event: PeerExpired, PeerID: "p6"})
+	if r := <-results; r.Err == nil || !strings.Contains(r.Err.Error(), "header") {
+		t.Errorf("200 KB of response headers accepted: %+v", r)
 	}
 }

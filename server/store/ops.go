@@ -90,7 +90,7 @@ func (s *Store) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditRecord, er
 		args = append(args, q.Since.Unix())
 	}
 	if q.User != "" {
-		where = append(where, "(actor = ? OR subject = ? OR email = ?)")
+		where = append(where, "(actor = ? OR subject = ? OR LOWER(email) = LOWER(?))")
 		args = append(args, q.User, q.User, q.User)
 	}
 	if q.Action != "" {
@@ -139,6 +139,9 @@ func (s *Store) DeletePeerByID(ctx context.Context, id string) (bool, error) {
 		return false, fmt.Errorf("delete peer %s: %w", id, err)
 	}
 	defer tx.Rollback()
+	if err := s.releaseAllocation(ctx, tx, id, ""); err != nil {
+		return false, err
+	}
 	res, err := tx.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), id)
 	if err != nil {
 		return false, fmt.Errorf("delete peer %s: %w", id, err)
@@ -229,8 +232,13 @@ func (s *Store) DisableUser(ctx context.Context, ident, reason, actor string) er
 }
 
 // EnableUser lifts a DisableUser; it reports whether ident was disabled.
+// An e-mail matches whatever its case.
 func (s *Store) EnableUser(ctx context.Context, ident string) (bool, error) {
-	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM disabled_users WHERE ident = ?`), ident)
+	query := `DELETE FROM disabled_users WHERE ident = ?`
+	if strings.Contains(ident, "@") {
+		query = `DELETE FROM disabled_users WHERE LOWER(ident) = LOWER(?)`
+	}
+	res, err := s.db.ExecContext(ctx, s.q(query), ident)
 	if err != nil {
 		return false, fmt.Errorf("enable %s: %w", ident, err)
 	}
@@ -238,11 +246,13 @@ func (s *Store) EnableUser(ctx context.Context, ident string) (bool, error) {
 	return n > 0, nil
 }
 
-// UserDisabled returns the record disabling subject or email, or nil.
+// UserDisabled returns the record disabling subject or email, or nil. The
+// subject matches exactly, the e-mail whatever its case (`users disable
+// Alice@Example.com` disables alice@example.com).
 func (s *Store) UserDisabled(ctx context.Context, subject, email string) (*DisabledUser, error) {
 	var d DisabledUser
 	var created int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT ident, reason, actor, created_at FROM disabled_users WHERE ident = ? OR (ident = ? AND ? <> '')`), subject, email, email).
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT ident, reason, actor, created_at FROM disabled_users WHERE ident = ? OR (LOWER(ident) = LOWER(?) AND ? <> '') ORDER BY created_at LIMIT 1`), subject, email, email).
 		Scan(&d.Ident, &d.Reason, &d.Actor, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil

@@ -144,3 +144,32 @@ func TestDisabledUsers(t *testing.T) {
 		}
 	})
 }
+
+// E-mails compare case-blind: an administrator typing Alice@Example.COM
+// disables the user whose token says alice@example.com. On main the
+// mismatched case let the disabled user register.
+func TestDisableMatchesEmailCaseBlind(t *testing.T) {
+	backends(t, func(t *testing.T, open func() *Store) {
+		ctx := context.Background()
+		s := open()
+		if err := s.DisableUser(ctx, "Alice@Example.COM", "", "root"); err != nil {
+			t.Fatal(err)
+		}
+		if d, err := s.UserDisabled(ctx, "sub-a", "alice@example.com"); d == nil || err != nil {
+			t.Fatalf("disabled as Alice@Example.COM, alice@example.com got through: %v", err)
+		}
+		if d, _ := s.UserDisabled(ctx, "alice@example.com", ""); d != nil {
+			t.Errorf("a subject must match exactly: %+v", d)
+		}
+		s.Record(ctx, AuditRecord{Actor: "sub-a", Action: "login", Subject: "sub-a", Email: "alice@example.com"})
+		if recs, _ := s.QueryAudit(ctx, AuditQuery{User: "ALICE@example.com"}); len(recs) != 1 {
+			t.Errorf("audit by e-mail in another case: %+v", recs)
+		}
+		if ok, _ := s.EnableUser(ctx, "alice@EXAMPLE.com"); !ok {
+			t.Error("enable in another case did nothing")
+		}
+		if d, _ := s.UserDisabled(ctx, "sub-a", "alice@example.com"); d != nil {
+			t.Error("still disabled")
+		}
+	})
+}

@@ -63,8 +63,10 @@ func (s *Store) AllocateDevice(ctx context.Context, r AllocRequest) (Allocation,
 	if !r.Pool4.Addr().Is4() {
 		return Allocation{}, fmt.Errorf("network %s: no IPv4 pool", r.Network)
 	}
-	// Re-registration, the common case, needs no lock.
-	if a, err := s.lookupAllocation(ctx, s.db, r); err == nil || !errors.Is(err, ErrNotFound) {
+	// Re-registration, the common case, needs no lock. A device coming
+	// back within its grace period goes through the lock: it counts
+	// against the device limit again.
+	if a, released, err := s.lookupAllocation(ctx, s.db, r); (err == nil && !released) || (err != nil && !errors.Is(err, ErrNotFound)) {
 		return a, err
 	}
 	for attempt := 0; ; attempt++ {
@@ -82,16 +84,34 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func (s *Store) lookupAllocation(ctx context.Context, q querier, r AllocRequest) (Allocation, error) {
+// lookupAllocation returns the device's allocation and whether it is in
+// its grace period (its peer revoked, deleted or expired).
+func (s *Store) lookupAllocation(ctx context.Context, q querier, r AllocRequest) (Allocation, bool, error) {
 	var v4s, v6s string
-	err := q.QueryRowContext(ctx, s.q(`SELECT ipv4, ipv6 FROM allocations WHERE subject = ? AND network = ? AND device = ?`), r.Subject, r.Network, r.Device).Scan(&v4s, &v6s)
+	var released int64
+	err := q.QueryRowContext(ctx, s.q(`SELECT ipv4, ipv6, released_at FROM allocations WHERE subject = ? AND network = ? AND device = ?`), r.Subject, r.Network, r.Device).Scan(&v4s, &v6s, &released)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Allocation{}, ErrNotFound
+		return Allocation{}, false, ErrNotFound
 	}
 	if err != nil {
-		return Allocation{}, fmt.Errorf("allocate: read: %w", err)
+		return Allocation{}, false, fmt.Errorf("allocate: read: %w", err)
 	}
-	return parseAllocation(v4s, v6s)
+	a, err := parseAllocation(v4s, v6s)
+	return a, released > 0, err
+}
+
+// liveDevices counts the devices of (subject, network) that hold an
+// address and a valid key (or are registering): revoked, deleted and
+// expired ones do not count, whether or not their grace period ended.
+func (s *Store) liveDevices(ctx context.Context, tx *sql.Tx, r AllocRequest) (int, error) {
+	var n int
+	err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM allocations a WHERE a.subject = ? AND a.network = ? AND a.device <> ? AND a.released_at = 0
+  AND NOT EXISTS (SELECT 1 FROM peers p WHERE p.subject = a.subject AND p.network = a.network AND p.device = a.device AND p.expires_at <= ?)`),
+		r.Subject, r.Network, r.Device, s.now().Unix()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("allocate: count devices: %w", err)
+	}
+	return n, nil
 }
 
 // lockKey is the advisory lock serialising allocations in network.
@@ -112,8 +132,31 @@ func (s *Store) allocateOnce(ctx context.Context, r AllocRequest) (Allocation, e
 			return Allocation{}, fmt.Errorf("allocate: lock: %w", err)
 		}
 	}
-	if a, err := s.lookupAllocation(ctx, tx, r); err == nil || !errors.Is(err, ErrNotFound) {
+	a, released, err := s.lookupAllocation(ctx, tx, r)
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return a, err
+	}
+	if err == nil && !released {
+		return a, nil
+	}
+	if r.MaxDevices > 0 {
+		n, err := s.liveDevices(ctx, tx, r)
+		if err != nil {
+			return Allocation{}, err
+		}
+		if n >= r.MaxDevices {
+			return Allocation{}, fmt.Errorf("user %s holds %d live devices in network %s, the most allowed: %w", r.Subject, n, r.Network, ErrDeviceLimit)
+		}
+	}
+	if released {
+		// Back within its grace period: the same addresses, live again.
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE allocations SET released_at = 0, released_why = '' WHERE subject = ? AND network = ? AND device = ?`), r.Subject, r.Network, r.Device); err != nil {
+			return Allocation{}, fmt.Errorf("allocate: reclaim: %w", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return Allocation{}, fmt.Errorf("allocate: commit: %w", err)
+		}
+		return a, nil
 	}
 	if r.PublicKey != "" && r.Device != "" {
 		if a, ok, err := s.adoptLegacy(ctx, tx, r); err != nil || ok {
@@ -123,16 +166,17 @@ func (s *Store) allocateOnce(ctx context.Context, r AllocRequest) (Allocation, e
 			return a, err
 		}
 	}
-	if r.MaxDevices > 0 {
-		var n int
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM allocations WHERE subject = ? AND network = ?`), r.Subject, r.Network).Scan(&n); err != nil {
-			return Allocation{}, fmt.Errorf("allocate: count devices: %w", err)
-		}
-		if n >= r.MaxDevices {
-			return Allocation{}, fmt.Errorf("user %s holds %d addresses in network %s, the most allowed: %w", r.Subject, n, r.Network, ErrDeviceLimit)
+	num, err := s.freeV4(ctx, tx, r.Network, r.Pool4)
+	if errors.Is(err, ErrPoolExhausted) {
+		// Addresses whose grace period ended may not have been swept yet.
+		exhausted := err
+		var freed []DeviceInfo
+		if freed, err = s.freeDue(ctx, tx, r.Network, s.now()); err == nil && len(freed) > 0 {
+			num, err = s.freeV4(ctx, tx, r.Network, r.Pool4)
+		} else if err == nil {
+			err = fmt.Errorf("%w%s", exhausted, s.heldInGrace(ctx, tx, r.Network))
 		}
 	}
-	num, err := s.freeV4(ctx, tx, r.Network, r.Pool4)
 	if err != nil {
 		return Allocation{}, err
 	}
@@ -145,7 +189,7 @@ func (s *Store) allocateOnce(ctx context.Context, r AllocRequest) (Allocation, e
 		v6 = alloc.V6.String()
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO allocations (subject, network, device, v4num, ipv4, ipv6, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		r.Subject, r.Network, r.Device, num, alloc.V4.String(), v6, time.Now().Unix()); err != nil {
+		r.Subject, r.Network, r.Device, num, alloc.V4.String(), v6, s.now().Unix()); err != nil {
 		return Allocation{}, fmt.Errorf("allocate: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -207,7 +251,7 @@ func (s *Store) adoptLegacy(ctx context.Context, tx *sql.Tx, r AllocRequest) (Al
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE peers SET device = ? WHERE subject = ? AND network = ? AND device = ''`), r.Device, r.Subject, r.Network); err != nil {
 		return Allocation{}, false, fmt.Errorf("allocate: adopt: %w", err)
 	}
-	a, err := s.lookupAllocation(ctx, tx, r)
+	a, _, err := s.lookupAllocation(ctx, tx, r)
 	return a, err == nil, err
 }
 
@@ -309,6 +353,9 @@ func (s *Store) putPeerOnce(ctx context.Context, p Peer) (*Peer, error) {
 	if err != nil {
 		return nil, err // the caller tells a conflict from a race
 	}
+	if err := s.claimAllocation(ctx, tx, p); err != nil {
+		return nil, err
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("store peer: commit: %w", err)
 	}
@@ -390,13 +437,25 @@ func (s *Store) listPeers(ctx context.Context, where string, args ...any) ([]Pee
 }
 
 // DeletePeerID removes the peer with id and returns it. The address
-// allocation stays: the device gets the same address next time.
+// allocation stays for the grace period: the device gets the same address
+// if it comes back by then.
 func (s *Store) DeletePeerID(ctx context.Context, id string) (*Peer, error) {
 	p, err := s.PeerByID(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), id); err != nil {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("delete peer: %w", err)
+	}
+	defer tx.Rollback()
+	if err := s.releaseAllocation(ctx, tx, id, StateDeleted); err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), id); err != nil {
+		return nil, fmt.Errorf("delete peer: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("delete peer: %w", err)
 	}
 	return p, nil
@@ -406,12 +465,29 @@ func (s *Store) DeletePeerID(ctx context.Context, id string) (*Peer, error) {
 // reports whether it did. A peer renewed in the meantime has a new id and
 // stays.
 func (s *Store) DeleteExpiredPeer(ctx context.Context, id string, now time.Time) (bool, error) {
-	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ? AND expires_at <= ?`), id, now.Unix())
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("delete expired peer: %w", err)
 	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	defer tx.Rollback()
+	var expires int64
+	err = tx.QueryRowContext(ctx, s.q(`SELECT expires_at FROM peers WHERE id = ?`), id).Scan(&expires)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && expires > now.Unix()) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("delete expired peer: %w", err)
+	}
+	if err := s.releaseAllocation(ctx, tx, id, StateExpired); err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), id); err != nil {
+		return false, fmt.Errorf("delete expired peer: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("delete expired peer: %w", err)
+	}
+	return true, nil
 }
 
 // UseNonce records a registration nonce until expires. A nonce seen before

@@ -32,14 +32,18 @@ type Store struct {
 	db       *sql.DB
 	postgres bool
 	nonces   atomic.Uint64 // nonces recorded, to purge old ones now and then
+	// clock and grace drive the allocation lifecycle (devices.go).
+	clock func() time.Time
+	grace atomic.Int64
 }
 
 // Open opens (creating if needed) the store named by dsn and migrates it.
 // dsn is a SQLite file path or a postgres:// (postgresql://) URL.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	s := &Store{}
+	s.grace.Store(int64(DefaultAllocationGrace))
 	var err error
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+	if IsPostgres(dsn) {
 		s.postgres = true
 		s.db, err = sql.Open("pgx", dsn)
 		if err == nil {
@@ -54,6 +58,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return nil, fmt.Errorf("create store directory: %w", err)
 			}
+		}
+		if err := createPrivate(dsn); err != nil {
+			return nil, err
 		}
 		// WAL and a busy timeout let readers proceed while the single writer
 		// connection holds the write lock.
@@ -72,6 +79,15 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		s.db.Close()
 		return nil, err
+	}
+	if !s.postgres {
+		// SQLite gives -wal and -shm the main file's mode; make sure.
+		for _, suffix := range []string{"-wal", "-shm"} {
+			if err := os.Chmod(dsn+suffix, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.db.Close()
+				return nil, fmt.Errorf("store %s%s: %w", dsn, suffix, err)
+			}
+		}
 	}
 	return s, nil
 }
@@ -329,4 +345,24 @@ func (s *Store) NetworkKey(ctx context.Context, network string, gen func() (stri
 		return "", fmt.Errorf("read key of network %s: %w", network, err)
 	}
 	return key, nil
+}
+
+// IsPostgres reports whether dsn names a PostgreSQL store (else a SQLite file).
+func IsPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// createPrivate creates the SQLite file path 0600 if it does not exist, so
+// that the store (every network's private key) is never readable by others,
+// whatever the umask; SQLite then creates its -wal and -shm files with the
+// same mode.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create store %s: %w", path, err)
+	}
+	return f.Close()
 }

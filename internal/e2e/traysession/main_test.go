@@ -61,5 +61,6 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	fmt.Printf("traysession: built vpn, vpn-gateway and vpn-tray in %v\n", time.Since(start).Round(time.Millisecond))
+	defer lab.RemoveCAFile()
 	return m.Run()
 }

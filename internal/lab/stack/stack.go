@@ -19,6 +19,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/internal/lab"
 	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
+	"github.com/clearpath-vpn/clearpath/internal/testca"
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
 
@@ -55,10 +56,14 @@ func Prebuilt(root string) (Binaries, error) {
 	return b, err
 }
 
-// The gateway's API in the lab.
+// The gateway's API in the lab: HTTPS with a certificate of the lab's CA
+// (lab.CA) for the gateway's public address.
 const (
 	GatewayListen = lab.GWPublicIP4 + ":8080"
-	ServerURL     = "http://" + GatewayListen
+	ServerURL     = "https://" + GatewayListen
+	// MetricsURL is where /metrics is served by default: loopback inside
+	// gw (metrics_listen), never the API address.
+	MetricsURL = "http://127.0.0.1:9587"
 )
 
 // Stack is the running product in a reference lab.
@@ -71,16 +76,26 @@ type Stack struct {
 	Gateway       *lab.Proc
 	// EngIface and OpsIface are the gateway's WireGuard interfaces.
 	EngIface, OpsIface string
+	// CA is the lab's root; CAFile its PEM file, what clients get as
+	// --ca-file. TLSCert and TLSKey are the gateway's certificate files.
+	CA                      *testca.CA
+	CAFile, TLSCert, TLSKey string
+	// URL is the gateway's API: ServerURL, or http:// with WithPlainHTTP.
+	URL string
 }
 
 var gatewayTmpl = template.Must(template.New("gw").Parse(`# vpn-gateway configuration of the ClearPath lab (generated).
 listen: "{{.Listen}}"
 endpoint: {{.Endpoint}}
-oidc:
+{{if .TLSCert}}tls:
+  cert: {{.TLSCert}}
+  key: {{.TLSKey}}
+{{end}}oidc:
   issuer: {{.Issuer}}
   client_id: {{.ClientID}}
   audience: {{.ClientID}}
   groups_claim: groups
+  allow_http: true   # the lab's Dex is plain http inside the lab
 store: {{.Store}}
 state_dir: {{.StateDir}}
 networks:
@@ -101,7 +116,16 @@ networks:
 // Option changes how Start sets the stack up.
 type Option func(*startOptions)
 
-type startOptions struct{ extraConfig, store string }
+type startOptions struct {
+	extraConfig, store string
+	plainHTTP          bool
+}
+
+// WithPlainHTTP serves the gateway's API without TLS (URL then is
+// http://GatewayListen): for tests of the client's refusal of plain http.
+func WithPlainHTTP() Option {
+	return func(o *startOptions) { o.plainHTTP = true }
+}
 
 // WithStore makes the gateway use dsn (a PostgreSQL URL) instead of a
 // SQLite file in the lab directory.
@@ -122,8 +146,15 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option
 	for _, o := range opts {
 		o(&so)
 	}
-	s := &Stack{Reference: ref, Bin: bin, EngIface: ref.Prefix + "eng", OpsIface: ref.Prefix + "ops"}
+	s := &Stack{Reference: ref, Bin: bin, EngIface: ref.Prefix + "eng", OpsIface: ref.Prefix + "ops", URL: ServerURL}
 	var err error
+	if err = s.makeCertificate(); err != nil {
+		return nil, err
+	}
+	tlsCert, tlsKey := s.TLSCert, s.TLSKey
+	if so.plainHTTP {
+		tlsCert, tlsKey, s.URL = "", "", "http://"+GatewayListen
+	}
 	s.Dex, err = dex.Start(ctx, ref.IDP, "dex", bin.Dex, dex.Config{DBFile: filepath.Join(ref.Dir, "dex.db")})
 	if err != nil {
 		return nil, err
@@ -138,7 +169,7 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option
 		return nil, err
 	}
 	err = gatewayTmpl.Execute(f, map[string]any{
-		"Listen": GatewayListen, "Endpoint": lab.GWPublicIP4,
+		"Listen": GatewayListen, "Endpoint": lab.GWPublicIP4, "TLSCert": tlsCert, "TLSKey": tlsKey,
 		"Issuer": dex.Issuer, "ClientID": dex.ClientID,
 		"Store": storeDSN, "StateDir": filepath.Join(ref.Dir, "gateway-state"),
 		"Eng": s.EngIface, "EngPort": lab.EngPort, "EngPool4": lab.EngPool4, "EngPool6": lab.EngPool6,
@@ -161,6 +192,42 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option
 	return s, nil
 }
 
+// makeCertificate issues the gateway's certificate (IP SAN of its public
+// address) from the lab's CA. Every program the process starts from now on
+// trusts that CA through SSL_CERT_FILE (the gateway for its webhooks, the
+// clients of tests that do not pass --ca-file); Client.Up passes --ca-file
+// as a user would.
+func (s *Stack) makeCertificate() error {
+	ca, caFile, err := lab.CA()
+	if err != nil {
+		return fmt.Errorf("lab CA: %w", err)
+	}
+	leaf, err := ca.Issue(lab.GWPublicIP4, lab.GWIDPIP4)
+	if err != nil {
+		return err
+	}
+	if s.TLSCert, s.TLSKey, err = leaf.Write(s.Dir, "gateway-tls"); err != nil {
+		return fmt.Errorf("write the gateway's certificate: %w", err)
+	}
+	s.CA, s.CAFile = ca, caFile
+	os.Setenv("SSL_CERT_FILE", caFile)
+	return nil
+}
+
+// RenewCertificate writes a new certificate (new serial, same names) over
+// the gateway's certificate files, as an operator's renewal would; the
+// gateway serves it after a reload.
+func (s *Stack) RenewCertificate() (*testca.Leaf, error) {
+	leaf, err := s.CA.Issue(lab.GWPublicIP4, lab.GWIDPIP4)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := leaf.Write(s.Dir, "gateway-tls"); err != nil {
+		return nil, err
+	}
+	return leaf, nil
+}
+
 // StartGateway starts vpn-gateway in gw and waits for its API.
 func (s *Stack) StartGateway(ctx context.Context) error {
 	p, err := s.GW.Start("gateway", s.Bin.Gateway, "serve", "--config", s.GatewayConfig, "--log-level", "debug")
@@ -175,7 +242,7 @@ func (s *Stack) StartGateway(ctx context.Context) error {
 		if done, err := p.Exited(); done {
 			return fmt.Errorf("vpn-gateway exited while starting (%v):\n%s", err, p.Log())
 		}
-		resp, err := hc.Get(ServerURL + api.PathDiscovery)
+		resp, err := hc.Get(s.URL + api.PathDiscovery)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -186,7 +253,7 @@ func (s *Stack) StartGateway(ctx context.Context) error {
 		last = err
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("vpn-gateway not serving %s after 20s (%v):\n%s", ServerURL, last, p.Log())
+	return fmt.Errorf("vpn-gateway not serving %s after 20s (%v):\n%s", s.URL, last, p.Log())
 }
 
 // StopGateway stops the gateway gracefully (SIGTERM), as an operator would.
@@ -235,6 +302,8 @@ type Client struct {
 	Name     string
 	StateDir string
 	Iface    string
+	// ConfigDir is the user's config dir (VPN_CONFIG_DIR) for Run.
+	ConfigDir string
 }
 
 // Client returns the client called name (short: it becomes part of the
@@ -247,20 +316,22 @@ func (s *Stack) Client(name string) *Client {
 	dir := filepath.Join(s.Dir, "client-"+name)
 	os.MkdirAll(dir, 0o700)
 	s.AddLogFile("agent of "+name, filepath.Join(dir, "agent.log"))
-	return &Client{Stack: s, Name: name, StateDir: dir, Iface: iface}
+	return &Client{Stack: s, Name: name, StateDir: dir, Iface: iface, ConfigDir: filepath.Join(dir, "config")}
 }
 
-// Run runs `vpn --state-dir <dir> args...` in laptop and returns its
+// Run runs `vpn --state-dir <dir> args...` in laptop, with the client's
+// own VPN_CONFIG_DIR (tokens, remembered server settings), and returns its
 // combined output.
 func (c *Client) Run(ctx context.Context, args ...string) (string, error) {
-	argv := append([]string{c.Stack.Bin.VPN, "--state-dir", c.StateDir}, args...)
+	argv := append([]string{"env", "VPN_CONFIG_DIR=" + c.ConfigDir, c.Stack.Bin.VPN, "--state-dir", c.StateDir}, args...)
 	return c.Stack.Laptop.Exec(ctx, argv...)
 }
 
-// Up runs `vpn up` with a token file and returns its output and wall time.
+// Up runs `vpn up` with a token file and the lab's CA as --ca-file, and
+// returns its output and wall time.
 func (c *Client) Up(ctx context.Context, tokenFile string) (string, time.Duration, error) {
 	start := time.Now()
-	out, err := c.Run(ctx, "up", "--server", ServerURL, "--token-file", tokenFile, "--interface", c.Iface)
+	out, err := c.Run(ctx, "up", "--server", c.Stack.URL, "--ca-file", c.Stack.CAFile, "--token-file", tokenFile, "--interface", c.Iface)
 	return out, time.Since(start), err
 }
 

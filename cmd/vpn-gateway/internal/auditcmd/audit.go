@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
@@ -100,7 +101,9 @@ func Run(ctx context.Context, io cmdutil.IO, o *Options) error {
 		if user == "" {
 			user = r.Subject
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format(time.DateTime), r.Action, r.Actor, dash(user), dash(r.Network), dash(r.Remote), r.Detail)
+		// Details quote what clients sent (host names); escape anything
+		// stored before registrations were checked.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format(time.DateTime), r.Action, api.Printable(r.Actor), dash(api.Printable(user)), dash(r.Network), dash(r.Remote), api.Printable(r.Detail))
 	}
 	return tw.Flush()
 }

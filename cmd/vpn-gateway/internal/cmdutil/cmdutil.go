@@ -39,7 +39,7 @@ func Open(ctx context.Context, path string) (*config.Config, *store.Store, error
 	}
 	st, err := store.Open(ctx, cfg.Store)
 	if err != nil {
-		return nil, nil, fmt.Errorf("store %s: %w", cfg.Store, err)
+		return nil, nil, fmt.Errorf("store %s: %w", config.RedactDSN(cfg.Store), err)
 	}
 	return cfg, st, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/units"
 	"github.com/clearpath-vpn/clearpath/server/admin"
+	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
@@ -175,7 +176,10 @@ func List(ctx context.Context, io cmdutil.IO, o *ListOptions) error {
 		if !p.OnDevice {
 			rx, tx = "-", "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.User, p.Network, strings.Join(p.Addresses, ","), dash(p.Hostname), hs, rx, tx, cmdutil.In(p.ExpiresAt, now), p.PeerID)
+		// Host names and e-mails come from clients and tokens: escape
+		// what could drive the terminal (stored before registrations were
+		// checked, or from an IdP).
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", api.Printable(p.User), p.Network, strings.Join(p.Addresses, ","), dash(api.Printable(p.Hostname)), hs, rx, tx, cmdutil.In(p.ExpiresAt, now), p.PeerID)
 	}
 	tw.Flush()
 	if len(peers) == 0 {
@@ -311,7 +315,7 @@ func RevokePeers(ctx context.Context, io cmdutil.IO, cfg *config.Config, st *sto
 			Remote: cmdutil.Remote(), Detail: fmt.Sprintf("key of %s revoked: %s", dash(p.Hostname), reason)}); err != nil {
 			return len(done), err
 		}
-		fmt.Fprintf(io.Out, "Revoked peer %s of %s in network %s (host %s).\n", p.ID, who, p.Network, dash(p.Hostname))
+		fmt.Fprintf(io.Out, "Revoked peer %s of %s in network %s (host %s).\n", p.ID, api.Printable(who), p.Network, dash(api.Printable(p.Hostname)))
 		done = append(done, p)
 	}
 	if len(done) == 0 || noNotify {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/peerscmd"
+	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -164,7 +165,7 @@ func List(ctx context.Context, io cmdutil.IO, configPath string, asJSON bool) er
 	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tDISABLED\tBY\tREASON")
 	for _, u := range users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Ident, u.Created.Local().Format(time.DateTime), u.Actor, u.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", api.Printable(u.Ident), u.Created.Local().Format(time.DateTime), u.Actor, api.Printable(u.Reason))
 	}
 	return tw.Flush()
 }

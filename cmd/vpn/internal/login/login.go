@@ -5,18 +5,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/client/auth"
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/trust"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 )
 
 // Options are the inputs of `vpn login`.
 type Options struct {
 	Server string
+	Trust  TrustFlags
 	auth.LoginOptions
 }
 
@@ -43,6 +47,7 @@ browser can be opened (no display, over SSH) or with --device, prints a URL,
 a code and a QR code to approve from another device.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Trust.Seen(cmd)
 			cache, err := auth.DefaultCache()
 			if err != nil {
 				return err
@@ -51,15 +56,20 @@ a code and a QR code to approve from another device.`,
 			if err != nil {
 				return err
 			}
+			tr, err := ResolveTrust(cache, server, o.Trust, f.ErrOut)
+			if err != nil {
+				return err
+			}
 			start := time.Now()
 			o.Force = true
+			o.HTTP = tr.HTTP
 			t, err := auth.Obtain(cmd.Context(), cache, server, f.Out, o.LoginOptions)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(f.Out, "Logged in to %s as %s (groups: %v) in %v; token valid until %s.\n",
 				server, t.Who(), t.Groups, time.Since(start).Round(time.Millisecond), t.Expiry.Local().Format(time.RFC1123))
-			return handOver(cmd.Context(), f, server, t.IDToken, t.RefreshToken)
+			return handOver(cmd.Context(), f, server, t.IDToken, t.RefreshToken, tr)
 		},
 	}
 	AddFlags(cmd, o)
@@ -71,13 +81,14 @@ a code and a QR code to approve from another device.`,
 // kept). The tokens travel as bytes; the agent keeps the refresh token in
 // memory for later renewals and never touches the cache. Without a
 // connected agent there is nothing to do.
-func handOver(ctx context.Context, f *factory.Factory, server, token, refresh string) error {
+func handOver(ctx context.Context, f *factory.Factory, server, token, refresh string, tr *Trust) error {
 	c := f.Control()
 	st, err := c.Status(ctx)
 	if err != nil || st.State != control.StateUp || st.Server != server {
 		return nil
 	}
-	st, err = c.Up(ctx, control.UpRequest{Server: server, Network: st.Network, Token: token, RefreshToken: refresh, RotateKey: true})
+	st, err = c.Up(ctx, control.UpRequest{Server: server, Network: st.Network, Token: token, RefreshToken: refresh, RotateKey: true,
+		AllowHTTP: tr.Policy.AllowHTTP, CAPEM: tr.Policy.CAPEM})
 	if err != nil {
 		return fmt.Errorf("logged in, but the connected agent could not re-register: %w", err)
 	}
@@ -94,6 +105,7 @@ func AddFlags(cmd *cobra.Command, o *Options) {
 	cmd.Flags().BoolVar(&o.NoBrowser, "no-browser", false, "print the login URL instead of opening the browser")
 	cmd.Flags().IntVar(&o.Port, "port", 0, "loopback port for the login redirect (default: any free port)")
 	cmd.Flags().DurationVar(&o.Timeout, "login-timeout", 5*time.Minute, "how long to wait for the login")
+	addTrustFlags(cmd, &o.Trust)
 }
 
 // NewLogoutCmd returns `vpn logout`.
@@ -121,7 +133,13 @@ func NewLogoutCmd(f *factory.Factory) *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
 			revoked := false
-			if c, err := auth.New(ctx, server, f.ErrOut); err == nil {
+			var hc *http.Client
+			if s, err := cache.LoadSettings(server); err == nil && s.CAFile != "" {
+				if pem, err := os.ReadFile(s.CAFile); err == nil {
+					hc, _ = trust.HTTPClient(trust.Policy{CAPEM: pem}, 10*time.Second)
+				}
+			}
+			if c, err := auth.NewWithHTTP(ctx, server, f.ErrOut, hc); err == nil {
 				if revoked, err = c.Revoke(ctx, t); err != nil {
 					fmt.Fprintf(f.ErrOut, "warning: %v\n", err)
 				}

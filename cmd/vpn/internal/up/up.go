@@ -42,6 +42,8 @@ type Options struct {
 	refreshToken string
 	// sendTokenFile: the agent may re-read the token file (root only).
 	sendTokenFile bool
+	// trust is how the server is reached (--allow-http, --ca-file).
+	trust *login.Trust
 }
 
 // Agent is the part of the agent connection `up` needs.
@@ -60,6 +62,7 @@ and a reply came back through the tunnel; otherwise everything is rolled back an
 reason is printed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Login.Trust.Seen(cmd)
 			if run != nil {
 				return run(cmd.Context(), o)
 			}
@@ -103,9 +106,16 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 	}
 	var tok string
 	var err error
+	cache, err := auth.DefaultCache()
+	if err != nil {
+		return err
+	}
 	if o.TokenFile != "" {
 		if o.Server == "" {
 			return errors.New("--server is required with --token-file (the gateway URL)")
+		}
+		if o.trust, err = login.ResolveTrust(cache, o.Server, o.Login.Trust, f.ErrOut); err != nil {
+			return err
 		}
 		if tok, err = ReadToken(o.TokenFile); err != nil {
 			return err
@@ -122,13 +132,13 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 	} else {
 		// Log in here, as the user who typed the command; only the
 		// token goes to the (root) agent.
-		cache, err := auth.DefaultCache()
-		if err != nil {
-			return err
-		}
 		if o.Server, err = login.ResolveServer(cache, o.Server); err != nil {
 			return err
 		}
+		if o.trust, err = login.ResolveTrust(cache, o.Server, o.Login.Trust, f.ErrOut); err != nil {
+			return err
+		}
+		o.Login.HTTP = o.trust.HTTP
 		t, err := auth.Obtain(ctx, cache, o.Server, f.ErrOut, o.Login.LoginOptions)
 		if err != nil {
 			return err
@@ -148,6 +158,9 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, RefreshToken: o.refreshToken, RotateKey: o.RotateKey, FailClosed: o.FailClosed}
 	if o.sendTokenFile {
 		req.TokenFile = o.TokenFile
+	}
+	if o.trust != nil {
+		req.AllowHTTP, req.CAPEM = o.trust.Policy.AllowHTTP, o.trust.Policy.CAPEM
 	}
 	st, err := c.Up(ctx, req)
 	if err != nil {

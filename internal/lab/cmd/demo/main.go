@@ -117,6 +117,7 @@ func run(user string, pause time.Duration) error {
 		return err
 	}
 	// lab also tears down on Ctrl-C; this covers every other way out.
+	defer lab.RemoveCAFile()
 	defer func() {
 		fmt.Printf("\n==> %d. Cleaning up\n", d.step+1)
 		if err := ref.Close(); err != nil {
@@ -140,13 +141,16 @@ func run(user string, pause time.Duration) error {
 		"Dex (the company's OIDC provider) runs on idp; vpn-gateway on gw with two networks:",
 		"  eng: group engineering, pool 100.64.0.0/24 + fd00:64::/64, may reach vpc-a",
 		"  ops: group ops,         pool 100.65.0.0/24 + fd00:65::/64, may reach vpc-b",
-		"Each network is its own WireGuard interface with its own routing table; no NAT.")
+		"Each network is its own WireGuard interface with its own routing table; no NAT.",
+		"The gateway's API is HTTPS, with a certificate from a CA made for this run.")
 	s, err := stack.Start(ctx, ref, bins)
 	if err != nil {
 		return err
 	}
 	d.s = s
 	d.c = s.Client(user)
+	// The user's config dir (tokens, remembered --ca-file) stays in the lab.
+	os.Setenv("VPN_CONFIG_DIR", d.c.ConfigDir)
 	if _, err := d.sh(s.GW, "wg", "show", s.EngIface); err != nil {
 		return err
 	}
@@ -200,11 +204,20 @@ func run(user string, pause time.Duration) error {
 		return checkRestored(d, before)
 	}
 
+	d.say("Plain http is refused",
+		"The client sends its token only over HTTPS (or to this machine itself): asked to",
+		"use http:// to the gateway, it refuses before connecting and says why:")
+	plain := strings.Replace(stack.ServerURL, "https://", "http://", 1)
+	if _, err := d.vpn("up", "--server", plain, "--token-file", tokenFile, "--interface", d.c.Iface); err == nil {
+		return errors.New("vpn up accepted plain http without --allow-http")
+	}
+
 	d.say("Connecting: vpn up",
 		"The client creates a device key (the private key never leaves the laptop),",
 		"registers its public key with the gateway using the token, brings up a",
-		"WireGuard tunnel and returns only once a reply came back through it.")
-	if _, err := d.vpn(append([]string{"up", "--server", stack.ServerURL, "--token-file", tokenFile, "--interface", d.c.Iface}, upArgs...)...); err != nil {
+		"WireGuard tunnel and returns only once a reply came back through it.",
+		"--ca-file names the lab's CA (remembered for this server), as a company CA would be.")
+	if _, err := d.vpn(append([]string{"up", "--server", stack.ServerURL, "--ca-file", s.CAFile, "--token-file", tokenFile, "--interface", d.c.Iface}, upArgs...)...); err != nil {
 		return err
 	}
 

@@ -1,0 +1,116 @@
+// Package trust decides whether the client may talk to a server and with
+// which certificate authorities: plain http only to loopback unless the
+// user allowed it for that server, HTTPS verified against the system's
+// roots (SSL_CERT_FILE and SSL_CERT_DIR honoured) plus an optional CA file.
+// The CLI reads the CA file as the user and hands the agent its bytes.
+package trust
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Policy is how the client reaches one server.
+type Policy struct {
+	// AllowHTTP permits a plain http:// server that is not on loopback.
+	AllowHTTP bool
+	// CAPEM are extra trusted roots (PEM), added to the system's.
+	CAPEM []byte
+	// CAFile names where CAPEM came from, for messages.
+	CAFile string
+}
+
+// HTTPRefusedError is a plain-http server the user did not allow.
+type HTTPRefusedError struct{ Server string }
+
+func (e *HTTPRefusedError) Error() string {
+	return fmt.Sprintf("refusing %s: it is plain http to a host that is not this machine, so your login token "+
+		"would cross the network unencrypted and anyone on the path could read and reuse it. "+
+		"Use the gateway's https:// URL (with --ca-file FILE if it uses a private CA); "+
+		"for a lab you trust, add --allow-http (remembered for this server)", e.Server)
+}
+
+// Check says whether server may be used under p: https always, http to
+// loopback always, other http only with AllowHTTP, and then with a warning
+// to print.
+func Check(server string, p Policy) (warning string, err error) {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("server %q: want an https URL such as https://vpn.example.com", server)
+	}
+	if u.Scheme == "https" || IsLoopback(u.Hostname()) {
+		return "", nil
+	}
+	if !p.AllowHTTP {
+		return "", &HTTPRefusedError{Server: server}
+	}
+	return fmt.Sprintf("warning: %s is plain http (allowed with --allow-http): your token travels unencrypted; "+
+		"run with --allow-http=false to stop allowing it", server), nil
+}
+
+// IsLoopback reports whether host (a name or IP literal) is this machine.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// Pool is the system's roots plus the PEM certificates given.
+func Pool(caPEM []byte, name string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if len(caPEM) > 0 && !pool.AppendCertsFromPEM(caPEM) {
+		if name == "" {
+			name = "the CA certificate given"
+		}
+		return nil, fmt.Errorf("%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", name)
+	}
+	return pool, nil
+}
+
+// HTTPClient is a client trusting the system's roots plus p's CA.
+func HTTPClient(p Policy, timeout time.Duration) (*http.Client, error) {
+	pool, err := Pool(p.CAPEM, p.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: timeout}, nil
+}
+
+// Explain turns a certificate verification failure into what to do about
+// it; other errors are returned as they are.
+func Explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &ua):
+		return fmt.Errorf("%w: the server's certificate is signed by an authority this machine does not trust; "+
+			"if your organisation runs its own CA, pass its certificate with --ca-file FILE (PEM), or install it in the system's store", err)
+	case errors.As(err, &he):
+		return fmt.Errorf("%w: the certificate was made for another name; use the URL the certificate names", err)
+	case errors.As(err, &ci):
+		return fmt.Errorf("%w: the server's certificate is not valid (expired or not yet valid, or not for TLS servers); tell the gateway's operator", err)
+	}
+	var re tls.RecordHeaderError
+	if errors.As(err, &re) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return fmt.Errorf("%w: the server does not speak TLS on that port (the gateway has no tls block?)", err)
+	}
+	return err
+}
