@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 )
 
 // Engine makes every route and rule change through the journal, and puts the
@@ -301,6 +302,19 @@ func OwnedItems(snap *Snapshot) ([]Route, []Rule) {
 	return rs, rules
 }
 
+// OursChange reports whether c acts on a route or rule of ClearPath's: one
+// carrying protocol 197 or living in (a rule: pointing at) table 7411.
+// Replay and sweeps act on nothing else.
+func OursChange(c Change) bool {
+	switch {
+	case c.Route != nil:
+		return c.Route.Protocol == Protocol || c.Route.Table == Table
+	case c.Rule != nil:
+		return c.Rule.Protocol == Protocol || c.Rule.Table == Table
+	}
+	return false
+}
+
 // Inverse returns the change that undoes c.
 func Inverse(c Change) Change {
 	inv := map[Op]Op{OpAddRoute: OpDelRoute, OpDelRoute: OpAddRoute, OpAddRule: OpDelRule, OpDelRule: OpAddRule}
@@ -314,7 +328,7 @@ func (e *Engine) restore() (*Report, error) {
 		return rep, fmt.Errorf("read journal: %w", err)
 	}
 	var saved *SavedState
-	if b, err := os.ReadFile(e.snapshotPath()); err == nil {
+	if b, err := readNoFollow(e.snapshotPath()); err == nil {
 		var s SavedState
 		if err := json.Unmarshal(b, &s); err != nil {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("snapshot unreadable (%v): cannot verify", err))
@@ -337,6 +351,13 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		undo := Inverse(*r.Change)
+		if !OursChange(undo) {
+			// The journal is root's, but replay must not become a way to
+			// delete or add what other programs own (README: foreign
+			// routes are never touched).
+			rep.Problems = append(rep.Problems, fmt.Sprintf("skipped journal record %d: %s is not ClearPath's (protocol %d, table %d)", r.Seq, r.Change, Protocol, Table))
+			continue
+		}
 		if undo.Op == OpAddRoute && undo.Route.Device != "" && !links[undo.Route.Device] {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("not restoring %s: device %s is gone", undo.Route, undo.Route.Device))
 			continue
@@ -438,7 +459,7 @@ func writeFileSync(path string, v any) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

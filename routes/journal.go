@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -34,15 +35,29 @@ type Journal struct {
 }
 
 // OpenJournal opens the journal at path for appending, creating it (and
-// fsyncing its directory, so the file survives power loss) if needed.
+// fsyncing its directory, so the file survives power loss) if needed. A
+// torn last line (a crash mid-write) is cut off first: appended to, it
+// would become a damaged line in the middle that fails every later read.
 func OpenJournal(path string) (*Journal, error) {
-	recs, err := ReadJournal(path)
+	data, err := readNoFollow(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	recs, err := DecodeJournal(data, path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	if n := len(data); n > 0 && data[n-1] != '\n' {
+		keep := int64(bytes.LastIndexByte(data, '\n') + 1)
+		if err := f.Truncate(keep); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("cut the torn last line of %s: %w", path, err)
+		}
+		slog.Warn("journal: cut a torn last record before appending", "file", path, "bytes", int64(n)-keep)
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		f.Close()
@@ -127,7 +142,7 @@ func (j *Journal) Close() error { return j.f.Close() }
 // power mid-write) is dropped with a warning; any other damage is an error
 // naming the line, so recovery never acts on a guess.
 func ReadJournal(path string) ([]Record, error) {
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path)
 	if err != nil {
 		return nil, err
 	}
@@ -203,4 +218,15 @@ func (r Record) validate() error {
 		return fmt.Errorf("bad sequence number %d", r.Seq)
 	}
 	return nil
+}
+
+// readNoFollow reads path without following a symlink at its last element:
+// the journal and snapshot are root's, in a directory only root writes.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

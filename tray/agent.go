@@ -32,7 +32,7 @@ type socketAgent struct {
 
 // NewAgent returns the control client of the agent of stateDir.
 func NewAgent(stateDir string) Agent {
-	p := control.SocketPath(stateDir)
+	p := control.SocketFor(stateDir)
 	return socketAgent{Client: control.NewClient(p), path: p}
 }
 

@@ -88,7 +88,7 @@ func TestStatusRidesOutAnAgentGoingAway(t *testing.T) {
 					ln.Close() // the socket file goes with it
 					return
 				}
-				http.Serve(ln, control.NewServer(statusOnly{}, nil))
+				http.Serve(ln, control.NewServer(statusOnly{}, nil, control.Policy{Open: true}))
 			}()
 			st, err := NewAgent(dir).Status(ctx)
 			switch {

@@ -60,6 +60,17 @@ func (a AuthTokens) Token(ctx context.Context, server string) (string, error) {
 	return nt.IDToken, nil
 }
 
+// RefreshToken implements Refresher: the cached refresh token, read here in
+// the user's process and handed to the agent as bytes so it renews the
+// registration like a CLI session (it keeps it in memory only).
+func (a AuthTokens) RefreshToken(server string) string {
+	t, err := a.Cache.Load(server)
+	if err != nil || t == nil {
+		return ""
+	}
+	return t.RefreshToken
+}
+
 // Login implements Tokens with the browser flow (device flow where no
 // browser can open), as `vpn login` does.
 func (a AuthTokens) Login(ctx context.Context, server string) error {

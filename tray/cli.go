@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/statedir"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
 )
 
@@ -132,11 +133,11 @@ func (c CLI) StartAgent(ctx context.Context) error {
 
 func (c CLI) startAgent(ctx context.Context) (exitedAtStart bool, err error) {
 	dir := c.StateDir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return false, fmt.Errorf("state dir: %w", err)
+	if err := statedir.Ensure(dir); err != nil {
+		return false, err
 	}
 	logPath := filepath.Join(dir, "agent.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := statedir.OpenFile(dir, "agent.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("agent log: %w", err)
 	}
@@ -150,7 +151,7 @@ func (c CLI) startAgent(ctx context.Context) (exitedAtStart bool, err error) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	cl := control.NewClient(control.SocketPath(dir))
+	cl := control.NewClient(control.SocketFor(dir))
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		select {

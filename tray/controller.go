@@ -292,6 +292,9 @@ func (c *Controller) connect(ctx context.Context) error {
 	defer cancel()
 	req := control.UpRequest{Server: c.set.Server, Token: tok, Network: network, Interface: c.set.Interface,
 		Timeout: c.set.Timeout, AllTraffic: c.set.AllTraffic, BlockLAN: c.set.BlockLAN}
+	if r, ok := c.d.Tokens.(Refresher); ok {
+		req.RefreshToken = r.RefreshToken(c.set.Server)
+	}
 	if tt, ok := c.d.Tokens.(trustTokens); ok {
 		req.AllowHTTP, req.CAPEM = tt.Trust(c.set.Server)
 	}

@@ -25,6 +25,12 @@ type Tokens interface {
 	Logout(ctx context.Context, server string) error
 }
 
+// Refresher is a Tokens that can also hand the agent a refresh token, so
+// the agent renews the registration before it expires (AuthTokens).
+type Refresher interface {
+	RefreshToken(server string) string
+}
+
 // trustTokens is implemented by token sources that know how the user
 // reaches a server (AuthTokens: the --allow-http and --ca-file remembered
 // by the CLI); the agent gets them with the token.

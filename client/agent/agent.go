@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -22,6 +20,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/gwapi"
 	"github.com/clearpath-vpn/clearpath/client/key"
+	"github.com/clearpath-vpn/clearpath/client/statedir"
 	"github.com/clearpath-vpn/clearpath/client/tunnel"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/server/api"
@@ -41,6 +40,9 @@ type Agent struct {
 	engine *routes.Engine
 	sys    routes.System
 
+	cfg   Config
+	onEnd func() // ends Run (the session ended on its own: expiry)
+
 	mu     sync.Mutex
 	status control.Status
 	tun    *tunnel.Tunnel
@@ -56,13 +58,30 @@ func New(dir string, sys routes.System, log *slog.Logger) *Agent {
 	return &Agent{dir: dir, log: log, sys: sys, engine: routes.NewEngine(sys, dir), status: control.Status{State: control.StateDown}}
 }
 
+// Config is how the agent is run (`vpn agent` flags).
+type Config struct {
+	Dir string
+	// Socket is the control socket (default control.SocketFor(Dir)).
+	Socket string
+	// Group names the operators' group (a name or a gid; default
+	// "clearpath"; "-" for none): its members may drive the agent.
+	Group string
+	// Server is the gateway members may connect to; when empty, the one in
+	// the state dir's `server` file, which the first root `up` writes.
+	Server string
+	// FailClosed keeps a full tunnel's routes (the block) in place when
+	// the registration expires unrenewed, instead of restoring routing.
+	FailClosed bool
+}
+
+// ServerFile holds, in the state dir, the server group members may use.
+const ServerFile = "server"
+
 // Run takes the state dir's lock, recovers what a crashed session left,
 // serves the control socket and returns when ctx ends or after `down`,
 // having torn the tunnel down.
-func Run(ctx context.Context, dir string, log *slog.Logger) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("state dir: %w", err)
-	}
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	dir := cfg.Dir
 	unlock, err := Lock(dir, 0)
 	if err != nil {
 		return err
@@ -73,25 +92,34 @@ func Run(ctx context.Context, dir string, log *slog.Logger) error {
 		return err
 	}
 	a := New(dir, sys, log)
+	a.cfg = cfg
 	if rep, err := a.engine.Recover(); err != nil {
 		log.Error("recover routes of a previous session", "err", err)
 	} else if !rep.Empty() {
 		log.Warn("restored routes left by a crashed session", "undone", len(rep.Undone), "swept", len(rep.Swept), "problems", rep.Problems)
 	}
-	sock := control.SocketPath(dir)
-	os.Remove(sock) // a socket file left by a killed agent; the lock proves none runs
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", sock, err)
+	sock := cfg.Socket
+	if sock == "" {
+		sock = control.SocketFor(dir)
 	}
-	os.Chmod(sock, 0o600)
-	os.WriteFile(filepath.Join(dir, "agent.pid"), fmt.Appendf(nil, "%d\n", os.Getpid()), 0o600)
+	pol, err := a.policy()
+	if err != nil {
+		return err
+	}
+	ln, err := listen(sock, pol)
+	if err != nil {
+		return err
+	}
+	if pf, err := statedir.OpenFile(dir, "agent.pid", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err == nil {
+		fmt.Fprintf(pf, "%d\n", os.Getpid())
+		pf.Close()
+	}
 	defer os.Remove(filepath.Join(dir, "agent.pid"))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srv := &http.Server{Handler: control.NewServer(a, cancel), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	log.Info("agent ready", "socket", sock, "pid", os.Getpid())
+	a.onEnd = cancel
+	srv := control.Serve(ln, a, cancel, pol)
+	log.Info("agent ready", "socket", sock, "pid", os.Getpid(), "group", pol.GroupName, "group_access", pol.HasGroup)
 	<-ctx.Done()
 	// Let the answer to `down` reach the CLI before the socket closes.
 	shut, c := context.WithTimeout(context.Background(), 2*time.Second)
@@ -106,12 +134,14 @@ func Run(ctx context.Context, dir string, log *slog.Logger) error {
 // Lock takes the state dir's lock, which the agent holds while it runs, so
 // that nothing else (`vpn down` recovering after a crash, `vpn routes
 // restore`) touches the journal at the same time. It waits up to wait for
-// a dying agent to let go.
+// a dying agent to let go. As root, it first refuses a state dir another
+// user could write (statedir.Check), so root never replays, reads or
+// writes what someone else planted there.
 func Lock(dir string, wait time.Duration) (unlock func(), err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
+	if err := statedir.Ensure(dir); err != nil {
+		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "agent.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := statedir.OpenFile(dir, "agent.lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("agent lock: %w", err)
 	}
@@ -169,6 +199,14 @@ func (a *Agent) Status() control.Status {
 // back through the tunnel; on failure roll everything back.
 func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, error) {
 	a.mu.Lock()
+	if a.status.State == control.StateBlocked {
+		// Fail-closed after an expiry: keep blocking until the new
+		// session's routes replace the old ones.
+		a.mu.Unlock()
+		a.teardown()
+		a.mu.Lock()
+		a.status = control.Status{State: control.StateDown}
+	}
 	if a.status.State == control.StateUp || a.status.State == control.StateConnecting {
 		s := a.status
 		a.mu.Unlock()
@@ -206,6 +244,9 @@ func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, 
 	st.State, st.ConnectedAt, st.SetupMillis = control.StateUp, &now, time.Since(start).Milliseconds()
 	a.status = st
 	a.mu.Unlock()
+	if p, err := control.PeerFrom(ctx); err == nil && p.UID == 0 {
+		a.rememberServer(req.Server)
+	}
 	a.log.Info("tunnel up", "interface", st.Interface, "addresses", st.Addresses, "endpoint", st.Endpoint, "setup_ms", st.SetupMillis)
 	return a.Status(), nil
 }
@@ -321,7 +362,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	for _, p := range cfg.AllowedIPs {
 		allowed = append(allowed, p.String())
 	}
-	st = control.Status{Notices: notices, RouteLAN: req.RouteLAN, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
+	st = control.Status{Notices: notices, RouteLAN: req.RouteLAN, FailClosed: req.FailClosed || a.cfg.FailClosed, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
 		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
 		AllowedIPs: allowed, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
 		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src)}
@@ -437,4 +478,26 @@ func (a *Agent) teardown() *routes.Report {
 		a.log.Warn("restore routes", "problems", rep.Problems)
 	}
 	return rep
+}
+
+// Running reports whether an agent holds dir's lock (it runs, even if its
+// socket does not answer) and its pid when the pid file says. known is
+// false when the lock cannot be checked (no permission).
+func Running(dir string) (pid int, running, known bool) {
+	f, err := statedir.OpenFile(dir, "agent.lock", os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, true
+	}
+	if err != nil {
+		return 0, false, false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return 0, false, true
+	}
+	if b, err := statedir.ReadFile(filepath.Join(dir, "agent.pid")); err == nil {
+		fmt.Sscan(string(b), &pid)
+	}
+	return pid, true, true
 }

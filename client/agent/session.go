@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
+	"sync"
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -20,6 +19,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/gwapi"
 	"github.com/clearpath-vpn/clearpath/client/key"
 	"github.com/clearpath-vpn/clearpath/client/trust"
+	"github.com/clearpath-vpn/clearpath/internal/jwtpeek"
 )
 
 // session is the agent's registration with the gateway: what it needs to
@@ -221,10 +221,51 @@ func (a *Agent) renewLoop(ctx context.Context, sess *session) {
 		a.renewMu.Lock()
 		expires := sess.expires
 		a.renewMu.Unlock()
+		if !time.Now().Before(expires) {
+			a.expire(sess, err)
+			return
+		}
 		a.log.Warn("renewal failed, retrying", "err", err, "retry_in", retry, "expires", expires)
 		next = time.Now().Add(retry)
+		if next.After(expires) {
+			next = expires // the last attempt, then the defined end
+		}
 		retry = min(retry*2, time.Minute)
 	}
+}
+
+// expire ends a session whose registration expired unrenewed: the gateway
+// no longer carries its traffic. By default the tunnel goes down and
+// routing is restored (the machine is online again, outside the tunnel);
+// with fail-closed, a full tunnel keeps its routes, so nothing leaks
+// outside it, and the status says so. The agent keeps running either way,
+// so `vpn status` and the tray can tell the user why.
+func (a *Agent) expire(sess *session, cause error) {
+	a.mu.Lock()
+	if a.sess != sess {
+		a.mu.Unlock()
+		return
+	}
+	st := a.status
+	a.mu.Unlock()
+	why := fmt.Sprintf("the registration expired at %s and could not be renewed (%v)", sess.expires.UTC().Format(time.RFC3339), cause)
+	if st.FailClosed && st.FullTunnel {
+		a.mu.Lock()
+		a.status.State = control.StateBlocked
+		a.status.Error = why + "; fail-closed: all traffic stays blocked in the dead tunnel. Run `vpn up` to reconnect or `vpn down` to restore routing"
+		a.mu.Unlock()
+		a.log.Error("registration expired: fail-closed, keeping the full tunnel's block", "expired", sess.expires, "err", cause)
+		return
+	}
+	rep := a.teardown()
+	a.mu.Lock()
+	a.status = control.Status{State: control.StateDown, Server: st.Server, Network: st.Network, ExpiresAt: st.ExpiresAt,
+		Error: why + "; the tunnel is down and routing is restored. Run `vpn up` to reconnect"}
+	if rep != nil && len(rep.Problems) > 0 {
+		a.status.Error += fmt.Sprint(" (restore: ", rep.Problems, ")")
+	}
+	a.mu.Unlock()
+	a.log.Error("registration expired: tunnel down, routing restored", "expired", sess.expires, "err", cause)
 }
 
 // tokenSource gives the renewal loop a valid token.
@@ -244,13 +285,14 @@ func sourceOf(req control.UpRequest) tokenSource {
 	switch {
 	case req.TokenFile != "":
 		return fileSource(req.TokenFile)
-	case req.TokenCacheDir != "":
-		return &cacheSource{dir: req.TokenCacheDir, server: req.Server, caPEM: req.CAPEM}
+	case req.RefreshToken != "":
+		return &refreshSource{server: req.Server, refresh: req.RefreshToken, caPEM: req.CAPEM, issuer: jwtpeek.Issuer(req.Token)}
 	}
 	return nil
 }
 
-// fileSource re-reads a token file that automation keeps fresh.
+// fileSource re-reads a token file that automation keeps fresh. Only a root
+// caller may name one (control.Policy): the agent reads it as root.
 type fileSource string
 
 func (f fileSource) String() string { return "file " + string(f) }
@@ -267,69 +309,46 @@ func (f fileSource) Token(context.Context) (string, error) {
 	return tok, nil
 }
 
-// cacheSource is the user's token cache: a still valid ID token, or one
-// refreshed silently with the refresh token (never an interactive login).
-// Refreshed tokens are written back, owned by the cache's owner, so the
-// user's own `vpn` keeps working with the rotated refresh token.
-type cacheSource struct {
-	dir, server string
-	caPEM       []byte // extra roots for the provider, from the request
+// refreshSource holds the refresh token the user's process handed over
+// (bytes over the socket, never a path): the agent trades it at the
+// identity provider for a fresh ID token when a renewal is due and keeps
+// the rotated refresh token in memory only. It never reads or writes the
+// user's token cache; the user's own `vpn` refreshes that cache in the
+// user's process (and logs in again if the provider rotated the refresh
+// token the cache holds).
+type refreshSource struct {
+	server string
+	caPEM  []byte // extra roots for the provider, from the request
+	issuer string // iss of the token the session began with: the pin
+
+	mu      sync.Mutex
+	refresh string
 }
 
-func (c *cacheSource) String() string { return "token cache " + c.dir }
+func (r *refreshSource) String() string { return "refresh token (in memory)" }
 
-func (c *cacheSource) Token(ctx context.Context) (string, error) {
-	cache := &auth.Cache{Dir: c.dir}
-	t, err := cache.Load(c.server)
+func (r *refreshSource) Token(ctx context.Context) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	hc, err := trust.HTTPClient(trust.Policy{CAPEM: r.caPEM}, 20*time.Second)
 	if err != nil {
 		return "", err
 	}
-	if t == nil {
-		return "", fmt.Errorf("not logged in to %s (cache %s): run `vpn login`", c.server, c.dir)
-	}
-	if t.Valid(time.Now(), 2*time.Minute) {
-		return t.IDToken, nil
-	}
-	if t.RefreshToken == "" {
-		return "", errors.New("the cached token expired and there is no refresh token: run `vpn login`")
-	}
-	hc, err := trust.HTTPClient(trust.Policy{CAPEM: c.caPEM}, 20*time.Second)
+	client, err := auth.NewWithHTTP(ctx, r.server, io.Discard, hc)
 	if err != nil {
 		return "", err
 	}
-	client, err := auth.NewPinned(ctx, cache, c.server, io.Discard, hc)
-	if err != nil {
-		return "", err
+	// The refresh token goes only to the identity provider the session's
+	// token came from: a gateway that names another one now is refused.
+	if r.issuer != "" && strings.TrimRight(client.Discovery.Issuer, "/") != strings.TrimRight(r.issuer, "/") {
+		return "", fmt.Errorf("the gateway now names identity provider %s, not %s that issued this session's token; refusing to send the refresh token there (run `vpn login`, with --reset-server if the change is expected)", client.Discovery.Issuer, r.issuer)
 	}
-	nt, err := client.Refresh(ctx, t)
+	nt, err := client.Refresh(ctx, &auth.Tokens{RefreshToken: r.refresh})
 	if err != nil {
 		return "", fmt.Errorf("refresh the session: %w (run `vpn login`)", err)
 	}
-	if err := cache.Save(nt); err != nil {
-		return "", err
+	if nt.RefreshToken != "" {
+		r.refresh = nt.RefreshToken
 	}
-	chownLike(c.dir, filepath.Join(c.dir, "tokens"), filepath.Join(c.dir, "server"))
-	filepath.WalkDir(filepath.Join(c.dir, "tokens"), func(p string, _ os.DirEntry, err error) error {
-		if err == nil {
-			chownLike(c.dir, p)
-		}
-		return nil
-	})
 	return nt.IDToken, nil
-}
-
-// chownLike gives paths the owner of ref (the agent runs as root; the
-// cache belongs to the user).
-func chownLike(ref string, paths ...string) {
-	fi, err := os.Stat(ref)
-	if err != nil {
-		return
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return
-	}
-	for _, p := range paths {
-		os.Lchown(p, int(st.Uid), int(st.Gid))
-	}
 }

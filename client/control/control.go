@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -28,6 +29,10 @@ const (
 	StateConnecting = "connecting"
 	StateUp         = "up"
 	StateError      = "error"
+	// StateBlocked: the registration expired unrenewed and the session is
+	// fail-closed: a full tunnel's routes stay, so nothing leaves outside
+	// the (dead) tunnel until `vpn up` or `vpn down`.
+	StateBlocked = "blocked"
 )
 
 // UpRequest asks the agent to connect. The token was obtained by the CLI
@@ -50,14 +55,21 @@ type UpRequest struct {
 	// 1,000); more are refused.
 	MaxPrefixes int `json:"max_prefixes,omitempty"`
 	// Where the agent gets a fresh token to renew the registration before
-	// it expires: TokenFile is re-read (automation keeps it fresh), or the
-	// user's token cache in TokenCacheDir is refreshed silently. With
-	// neither, the session ends when the registration expires.
-	TokenFile     string `json:"token_file,omitempty"`
-	TokenCacheDir string `json:"token_cache_dir,omitempty"`
+	// it expires. RefreshToken is the user's OIDC refresh token, sent as
+	// bytes by the user's own process: the agent keeps it in memory only
+	// and refreshes with it at the identity provider, never reading or
+	// writing the user's files. TokenFile (root callers only) is a file the
+	// agent re-reads (automation keeps it fresh). With neither, the
+	// session ends when the registration expires.
+	RefreshToken string `json:"refresh_token,omitempty"`
+	TokenFile    string `json:"token_file,omitempty"`
 	// RotateKey makes a new device key for this registration (a fresh
 	// login); the device keeps its addresses.
 	RotateKey bool `json:"rotate_key,omitempty"`
+	// FailClosed keeps a full tunnel's routes in place when the
+	// registration expires unrenewed (state "blocked") instead of taking
+	// the tunnel down and restoring routing.
+	FailClosed bool `json:"fail_closed,omitempty"`
 	// AllowHTTP: the user allowed a plain-http server that is not on
 	// loopback (--allow-http); the agent refuses one otherwise.
 	AllowHTTP bool `json:"allow_http,omitempty"`
@@ -99,6 +111,9 @@ type Status struct {
 	// FullTunnel: the routes installed into the tunnel capture every
 	// address of a family (derived from the kernel, not from a flag).
 	FullTunnel bool `json:"full_tunnel,omitempty"`
+	// FailClosed: a full tunnel's block stays in place when the
+	// registration expires unrenewed (state "blocked").
+	FailClosed bool `json:"fail_closed,omitempty"`
 	// Notices are one-line messages about what the agent did not take from
 	// the gateway (e.g. a default route without --all-traffic).
 	Notices []string `json:"notices,omitempty"`
@@ -174,6 +189,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		var ne *net.OpError
 		if errors.As(err, &ne) && ne.Op == "dial" {
+			if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+				return fmt.Errorf("cannot open the agent's socket %s: %w", c.socket, ErrNoAccess)
+			}
 			return fmt.Errorf("%w (%s)", ErrNoAgent, c.socket)
 		}
 		return fmt.Errorf("agent %s %s: %w", method, path, err)
@@ -182,6 +200,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if resp.StatusCode >= 300 {
 		var e Error
 		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusForbidden {
+				return &AccessError{e.Error}
+			}
 			return errors.New(e.Error)
 		}
 		return fmt.Errorf("agent %s %s: %s", method, path, resp.Status)
@@ -219,19 +240,65 @@ type Handler interface {
 	Down(ctx context.Context) (Status, error)
 }
 
+// AccessError is the agent's refusal (403) as the client sees it.
+type AccessError struct{ Reason string }
+
+func (e *AccessError) Error() string { return e.Reason }
+
+// Unwrap makes errors.Is(err, ErrNoAccess) hold for every refusal.
+func (e *AccessError) Unwrap() error { return ErrNoAccess }
+
+// MaxRequest bounds a request body.
+const MaxRequest = 256 << 10
+
+// DecodeUpRequest parses and checks an up request's body: one JSON object
+// of known fields, nothing after it, values in range.
+func DecodeUpRequest(r io.Reader) (UpRequest, error) {
+	var req UpRequest
+	dec := json.NewDecoder(io.LimitReader(r, MaxRequest+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return UpRequest{}, fmt.Errorf("bad up request: %w", err)
+	}
+	if dec.More() {
+		return UpRequest{}, errors.New("bad up request: data after the JSON object")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return UpRequest{}, errors.New("bad up request: data after the JSON object")
+	}
+	if err := req.validate(); err != nil {
+		return UpRequest{}, fmt.Errorf("bad up request: %w", err)
+	}
+	return req, nil
+}
+
+// Serve serves the control API on ln with the callers' credentials read
+// per connection (ConnContext), so pol can decide per request.
+func Serve(ln net.Listener, h Handler, afterDown func(), pol Policy) *http.Server {
+	srv := &http.Server{Handler: NewServer(h, afterDown, pol), ReadHeaderTimeout: 5 * time.Second, ConnContext: ConnContext}
+	go srv.Serve(ln)
+	return srv
+}
+
 // NewServer returns the HTTP handler of the control API for h. after, when
-// set, runs once a response to /v1/down has been written.
-func NewServer(h Handler, afterDown func()) http.Handler {
+// set, runs once a response to /v1/down has been written. pol decides who
+// may do what; the server must set ConnContext (see Serve) unless pol is
+// Open.
+func NewServer(h Handler, afterDown func(), pol Policy) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		if !allowed(w, r, pol, "status", nil) {
+			return
+		}
 		writeJSON(w, http.StatusOK, h.Status())
 	})
 	mux.HandleFunc("POST /v1/up", func(w http.ResponseWriter, r *http.Request) {
-		var req UpRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeJSON(w, http.StatusBadRequest, Error{Error: "bad up request: " + err.Error()})
+		req, err := DecodeUpRequest(http.MaxBytesReader(w, r.Body, MaxRequest))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, Error{Error: err.Error()})
+			return
+		}
+		if !allowed(w, r, pol, "up", &req) {
 			return
 		}
 		s, err := h.Up(r.Context(), req)
@@ -242,6 +309,9 @@ func NewServer(h Handler, afterDown func()) http.Handler {
 		writeJSON(w, http.StatusOK, s)
 	})
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
+		if !allowed(w, r, pol, "down", nil) {
+			return
+		}
 		s, err := h.Down(r.Context())
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, Error{Error: err.Error()})

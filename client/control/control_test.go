@@ -34,7 +34,7 @@ func TestRoundTripOverUnixSocket(t *testing.T) {
 	}
 	h := &fake{}
 	downs := make(chan struct{}, 1)
-	go http.Serve(ln, NewServer(h, func() { downs <- struct{}{} }))
+	go http.Serve(ln, NewServer(h, func() { downs <- struct{}{} }, Policy{Open: true}))
 	defer ln.Close()
 	st, err := c.Up(context.Background(), UpRequest{Server: "https://gw", Token: "t", AllTraffic: true})
 	if err != nil || st.State != StateUp || h.up.Server != "https://gw" || !h.up.AllTraffic {

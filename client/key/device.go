@@ -22,7 +22,7 @@ const DeviceIDFile = "device.id"
 // key, is what keeps the address when the key is rotated.
 func DeviceID(dir string) (string, error) {
 	path := filepath.Join(dir, DeviceIDFile)
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path)
 	if err == nil {
 		id := strings.TrimSpace(string(data))
 		if !api.ValidDeviceID(id) {

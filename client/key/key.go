@@ -5,9 +5,11 @@ package key
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
@@ -20,7 +22,7 @@ const FileName = "device.key"
 // gateway knows this device by its public key.
 func LoadOrCreate(dir string) (wgtypes.Key, error) {
 	path := filepath.Join(dir, FileName)
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path)
 	if err == nil {
 		k, err := wgtypes.ParseKey(strings.TrimSpace(string(data)))
 		if err != nil {
@@ -41,12 +43,19 @@ func LoadOrCreate(dir string) (wgtypes.Key, error) {
 	if err != nil {
 		return wgtypes.Key{}, fmt.Errorf("generate device key: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(k.String()+"\n"), 0o600); err != nil {
-		return wgtypes.Key{}, fmt.Errorf("write device key: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeAtomic(dir, FileName, k.String()); err != nil {
 		return wgtypes.Key{}, fmt.Errorf("write device key: %w", err)
 	}
 	return k, nil
+}
+
+// readNoFollow reads path without following a symlink at its last element
+// (the agent reads these files as root).
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

@@ -187,11 +187,14 @@ func setKeyTTL(t *testing.T, e *env, ttl string) {
 	}
 }
 
-// A user connected with `vpn up` from their login cache: when the
-// registration is due for renewal and the cached ID token has expired, the
-// agent refreshes the login silently at the provider (Dex), renews with the
-// fresh token and writes the new tokens back to the cache, owned by the
-// cache's owner, not by root.
+// A user connected with `vpn up` from their login cache: the CLI reads the
+// cache in the user's process and hands the agent the ID token and the
+// refresh token as bytes. When the renewal is due, the agent refreshes the
+// login at the provider (Dex) with the refresh token it holds in memory and
+// renews; it never opens the user's cache. The attack of issue 14: the
+// cache's owner (nobody) swaps the cache's files for symlinks to a
+// root-only file; before, the root agent's refresh wrote through them;
+// now the file is untouched and the renewal still succeeds.
 func TestRenewalRefreshesTheLogin(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -214,14 +217,17 @@ func TestRenewalRefreshesTheLogin(t *testing.T) {
 		t.Fatalf("vpn up from the login cache: %v\n%s", err, out)
 	}
 	st := fullStatus(t, bob)
-	if st.TokenSource != "token cache "+cfgDir {
-		t.Fatalf("token source %q, want the login cache", st.TokenSource)
+	if st.TokenSource != "refresh token (in memory)" {
+		t.Fatalf("token source %q, want the refresh token handed over in memory", st.TokenSource)
 	}
-	// The cache belongs to the user (nobody here); its ID token expires
-	// before the renewal is due.
-	tokens.Expiry = time.Now().Add(-time.Minute)
-	if err := cache.Save(tokens); err != nil {
-		t.Fatal(err)
+	// The attacker owns the cache and points its files at a root-only file.
+	secret := filepath.Join(e.Dir, "root-only")
+	os.WriteFile(secret, []byte("root secret\n"), 0o600)
+	for _, p := range []string{filepath.Join(cfgDir, "server"), filepath.Join(cfgDir, "tokens")} {
+		os.RemoveAll(p)
+		if err := os.Symlink(secret, p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	const nobody = 65534
 	filepath.WalkDir(cfgDir, func(p string, _ os.DirEntry, err error) error {
@@ -239,23 +245,57 @@ func TestRenewalRefreshesTheLogin(t *testing.T) {
 	if st.RenewError != "" {
 		t.Errorf("renewal error: %s", st.RenewError)
 	}
-	fresh, err := cache.Load(stack.ServerURL)
-	if err != nil || fresh.IDToken == tok.IDToken || !fresh.Valid(time.Now(), time.Minute) {
-		t.Fatalf("the cache does not hold the refreshed tokens: %+v %v", fresh, err)
+	if b, _ := os.ReadFile(secret); string(b) != "root secret\n" {
+		t.Errorf("the root-only file behind the user's symlink changed: %q", b)
 	}
-	filepath.WalkDir(cfgDir, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return nil
+	if fi, _ := os.Lstat(secret); fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("the root-only file changed owner")
+	}
+	for _, p := range []string{filepath.Join(cfgDir, "server"), filepath.Join(cfgDir, "tokens")} {
+		if fi, err := os.Lstat(p); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("the agent touched the user's cache: %s", p)
 		}
-		fi, _ := os.Lstat(p)
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != nobody {
-			t.Errorf("%s is owned by uid %d after the agent's refresh, want the cache owner's %d", p, st.Uid, nobody)
-		}
-		return nil
-	})
+	}
 	v4, _ := tunnelAddrs(t, bob)
 	if got := e.reach(t, vpcA4); got != v4.String() {
 		t.Errorf("vpc-a saw %s after the renewal, want %s", got, v4)
 	}
 	down(t, bob)
+}
+
+// A registration that cannot be renewed (the token file is gone) ends at
+// its expiry with a defined end: the tunnel goes down, ClearPath's routes
+// and rules are gone, and `vpn status` (the agent stays to tell) says why.
+// Before, the agent stayed "up" on a dead tunnel.
+func TestExpiryEndsTheSession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	setKeyTTL(t, e, "1m")
+	c := e.Client("expiry")
+	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up(t, c, tok)
+	st := fullStatus(t, c)
+	os.Remove(tok)
+	for deadline := st.ExpiresAt.Add(30 * time.Second); st.State == control.StateUp; st = fullStatus(t, c) {
+		if time.Now().After(deadline) {
+			t.Fatalf("still up 30 s after the expiry: %+v", st)
+		}
+		time.Sleep(time.Second)
+	}
+	if st.State != control.StateDown || !strings.Contains(st.Error, "expired") || !strings.Contains(st.Error, "routing is restored") {
+		t.Fatalf("after the expiry: state %q error %q", st.State, st.Error)
+	}
+	out, _ := e.Laptop.Exec(ctxT(t, 5*time.Second), "ip", "route", "show", "table", "all", "proto", "197")
+	rules, _ := e.Laptop.Exec(ctxT(t, 5*time.Second), "ip", "rule", "show")
+	if strings.TrimSpace(out) != "" || strings.Contains(rules, "7411") {
+		t.Fatalf("ClearPath routes or rules left after the expiry:\n%s\n%s", out, rules)
+	}
+	human, _ := c.Run(ctxT(t, 5*time.Second), "status")
+	if !strings.Contains(human, "expired") {
+		t.Errorf("vpn status does not say why:\n%s", human)
+	}
+	down(t, c)
 }

@@ -61,7 +61,7 @@ func (a *Agent) Start() error {
 	}
 	a.status = control.Status{State: control.StateDown}
 	a.ln, a.stopped = ln, make(chan struct{})
-	a.srv = &http.Server{Handler: control.NewServer(a, func() { a.Stop() })}
+	a.srv = &http.Server{Handler: control.NewServer(a, func() { a.Stop() }, control.Policy{Open: true})}
 	go a.srv.Serve(ln)
 	return nil
 }

@@ -17,10 +17,17 @@ import (
 
 // NewCmd returns `vpn agent`.
 func NewCmd(f *factory.Factory) *cobra.Command {
-	return &cobra.Command{
+	cfg := agent.Config{}
+	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the background agent that holds the tunnel (started by `vpn up` when needed)",
-		Args:  cobra.NoArgs,
+		Long: `Run the background agent (as root) that holds the tunnel.
+
+Its socket (/run/clearpath/agent.sock for the default state dir) is
+root:clearpath 0660: members of the group may connect (to the configured
+server, choosing among the networks the gateway offers them), disconnect and
+read the status; only root may name token files, interfaces or another server.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewTextHandler(f.ErrOut, nil))
 			if limit := memlimit.Apply(log); limit > 0 {
@@ -28,7 +35,16 @@ func NewCmd(f *factory.Factory) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return agent.Run(ctx, f.StateDir, log)
+			cfg.Dir = f.StateDir
+			if cfg.Socket == "" {
+				cfg.Socket = f.Socket()
+			}
+			return agent.Run(ctx, cfg, log)
 		},
 	}
+	cmd.Flags().StringVar(&cfg.Socket, "socket", "", "control socket (default /run/clearpath/agent.sock, or agent.sock in a non-default --state-dir; env VPN_SOCKET)")
+	cmd.Flags().StringVar(&cfg.Group, "group", "", `group (name or gid) whose members may use the agent (default "clearpath" when it exists; "-" for root only)`)
+	cmd.Flags().StringVar(&cfg.Server, "server", "", "the gateway URL group members may connect to (default: the state dir's server file, written by the first root `vpn up`)")
+	cmd.Flags().BoolVar(&cfg.FailClosed, "fail-closed", false, "when a full tunnel's registration expires unrenewed, keep its routes (block all traffic) instead of restoring routing")
+	return cmd
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/routes"
@@ -29,6 +30,7 @@ type Options struct {
 	DryRun   bool
 	Snapshot string // analyze a recorded snapshot instead of this machine
 	NoDNS    bool
+	blocked  string // the agent's account of a fail-closed block
 }
 
 // ExitError carries doctor's exit code: 1 findings, 2 doctor failed.
@@ -55,6 +57,9 @@ type Env struct {
 	DNS     func() []netip.Addr
 	Now     func() time.Time
 	StateOK func() bool // a route session is journaled (agent or crash)
+	// Running reports whether an agent holds the state dir's lock (alive,
+	// though its socket may not answer); nil: not checked.
+	Running func() (pid int, running, known bool)
 }
 
 // NewCmd returns `vpn doctor`.
@@ -101,8 +106,9 @@ Exit status: 0 healthy, 1 a warning or error was found, 2 doctor itself failed.
 // LiveEnv reads this machine.
 func LiveEnv(f *factory.Factory) *Env {
 	return &Env{
-		System: routes.NewSystem,
-		Agent:  f.Control().Status,
+		System:  routes.NewSystem,
+		Agent:   f.Control().Status,
+		Running: func() (int, bool, bool) { return agent.Running(f.StateDir) },
 		Sysctl: func(key string) string {
 			b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
 			if err != nil {
@@ -140,7 +146,7 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 	if err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("doctor: %w", err)}
 	}
-	rep := analysis.Analyze(in)
+	rep := blockedFinding(analysis.Analyze(in), o)
 	if o.Fix != "" {
 		if sys == nil {
 			return &ExitError{Code: 2, Err: errors.New("doctor: --fix works on this machine, not on a --snapshot file")}
@@ -153,7 +159,7 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 			if in, _, err = gather(ctx, env, o); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			rep = analysis.Analyze(in)
+			rep = blockedFinding(analysis.Analyze(in), o)
 		}
 	}
 	if o.JSON {
@@ -192,8 +198,22 @@ func gather(ctx context.Context, env *Env, o *Options) (analysis.Input, routes.S
 	if in.Snapshot, err = sys.Snapshot(); err != nil {
 		return in, nil, err
 	}
-	if st, err := env.Agent(ctx); err == nil && st.State == control.StateUp {
+	st, err := env.Agent(ctx)
+	switch {
+	case errors.Is(err, control.ErrNoAccess):
+		// Without the agent's view every route of ours would look like a
+		// leftover, and the fix would cut a live tunnel.
+		return in, nil, fmt.Errorf("cannot ask the agent: %w", err)
+	case errors.Is(err, control.ErrNoAgent) && env.Running != nil:
+		if pid, running, _ := env.Running(); running {
+			return in, nil, fmt.Errorf("an agent (pid %d) holds the state dir but does not answer on its socket: its routes are not leftovers; check it (or stop it) before running doctor", pid)
+		}
+	case err == nil && (st.State == control.StateUp || st.State == control.StateBlocked):
 		in.Agent = agentState(st, in.Snapshot)
+		o.blocked = ""
+		if st.State == control.StateBlocked {
+			o.blocked = st.Error
+		}
 	}
 	keys := []string{"net.ipv4.conf.all.rp_filter", "net.ipv4.conf.all.src_valid_mark"}
 	if in.Agent != nil {
@@ -312,4 +332,19 @@ func Print(w io.Writer, rep analysis.Report) {
 	}
 	s := rep.Summary
 	fmt.Fprintf(w, "%d errors, %d warnings, %d notes\n", s.Errors, s.Warnings, s.Infos)
+}
+
+// blockedFinding reports a fail-closed agent: its full tunnel's routes are
+// kept on purpose after the registration expired, so traffic is blocked.
+func blockedFinding(rep analysis.Report, o *Options) analysis.Report {
+	if o.blocked == "" {
+		return rep
+	}
+	f := analysis.Finding{ID: "fail-closed-block", Severity: "warning", Owner: "clearpath",
+		Title:       "all traffic is blocked: the registration expired and the session is fail-closed",
+		Explanation: o.blocked}
+	rep.Findings = append([]analysis.Finding{f}, rep.Findings...)
+	rep.Summary.Warnings++
+	rep.Summary.Healthy = false
+	return rep
 }

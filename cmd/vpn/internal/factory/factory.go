@@ -15,10 +15,11 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/statedir"
 )
 
 // DefaultStateDir is used when neither --state-dir nor VPN_STATE_DIR is set.
-const DefaultStateDir = "/var/lib/clearpath"
+const DefaultStateDir = control.DefaultStateDir
 
 // Factory is shared by the commands.
 type Factory struct {
@@ -36,9 +37,12 @@ func New() *Factory {
 	return &Factory{StateDir: dir, Out: os.Stdout, ErrOut: os.Stderr}
 }
 
+// Socket is the control socket of the agent of this state dir.
+func (f *Factory) Socket() string { return control.SocketFor(f.StateDir) }
+
 // Control returns a client of the agent of this state dir.
 func (f *Factory) Control() *control.Client {
-	return control.NewClient(control.SocketPath(f.StateDir))
+	return control.NewClient(f.Socket())
 }
 
 // EnsureAgent returns a client of a running agent, starting one (detached,
@@ -58,19 +62,19 @@ func (f *Factory) EnsureAgent(ctx context.Context) (*control.Client, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if !errors.Is(err, control.ErrNoAgent) {
-		return nil, err
+		return nil, err // includes control.ErrNoAccess: the agent runs, not for us
 	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("no agent is running and starting one needs root: run `sudo vpn up ...` or start the clearpath service")
 	}
-	if err := os.MkdirAll(f.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
+	if err := statedir.Ensure(f.StateDir); err != nil {
+		return nil, err
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.OpenFile(filepath.Join(f.StateDir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := statedir.OpenFile(f.StateDir, "agent.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("agent log: %w", err)
 	}

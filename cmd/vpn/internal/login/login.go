@@ -78,7 +78,7 @@ a code and a QR code to approve from another device.`,
 			}
 			fmt.Fprintf(f.Out, "Logged in to %s as %s (groups: %v) in %v; token valid until %s.\n",
 				server, t.Who(), t.Groups, time.Since(start).Round(time.Millisecond), t.Expiry.Local().Format(time.RFC1123))
-			return handOver(cmd.Context(), f, server, t.IDToken, cache.Dir, tr)
+			return handOver(cmd.Context(), f, server, t.IDToken, t.RefreshToken, tr)
 		},
 	}
 	AddFlags(cmd, o)
@@ -88,14 +88,16 @@ a code and a QR code to approve from another device.`,
 
 // handOver gives a fresh login to an agent connected to server: it
 // re-registers in place with a new device key (same addresses, tunnel
-// kept). Without a connected agent there is nothing to do.
-func handOver(ctx context.Context, f *factory.Factory, server, token, cacheDir string, tr *Trust) error {
+// kept). The tokens travel as bytes; the agent keeps the refresh token in
+// memory for later renewals and never touches the cache. Without a
+// connected agent there is nothing to do.
+func handOver(ctx context.Context, f *factory.Factory, server, token, refresh string, tr *Trust) error {
 	c := f.Control()
 	st, err := c.Status(ctx)
 	if err != nil || st.State != control.StateUp || st.Server != server {
 		return nil
 	}
-	st, err = c.Up(ctx, control.UpRequest{Server: server, Network: st.Network, Token: token, TokenCacheDir: cacheDir, RotateKey: true,
+	st, err = c.Up(ctx, control.UpRequest{Server: server, Network: st.Network, Token: token, RefreshToken: refresh, RotateKey: true,
 		AllowHTTP: tr.Policy.AllowHTTP, CAPEM: tr.Policy.CAPEM})
 	if err != nil {
 		return fmt.Errorf("logged in, but the connected agent could not re-register: %w", err)

@@ -33,6 +33,10 @@ func NewCmd(f *factory.Factory, get func(context.Context) (*control.Status, erro
 				get = f.Control().Status
 			}
 			st, err := get(cmd.Context())
+			if errors.Is(err, control.ErrNoAccess) {
+				// Never "down" when we just cannot see: a tunnel may be up.
+				return fmt.Errorf("cannot tell the tunnel's state: %w", err)
+			}
 			if errors.Is(err, control.ErrNoAgent) {
 				st, err = &control.Status{State: control.StateDown}, nil
 			}

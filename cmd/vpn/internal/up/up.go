@@ -37,9 +37,15 @@ type Options struct {
 	// RotateKey makes a new device key (the device keeps its addresses).
 	RotateKey bool
 	Login     login.Options
-	// tokenCacheDir is where the login came from, so the agent can refresh
-	// it silently before the registration expires.
-	tokenCacheDir string
+	// FailClosed keeps a full tunnel's block when the registration
+	// expires unrenewed.
+	FailClosed bool
+	// refreshToken is the user's refresh token from their own cache, sent
+	// as bytes so the agent can renew the registration (it keeps it in
+	// memory and never touches the cache).
+	refreshToken string
+	// sendTokenFile: the agent may re-read the token file (root only).
+	sendTokenFile bool
 	// trust is how the server is reached (--allow-http, --ca-file).
 	trust *login.Trust
 }
@@ -79,6 +85,7 @@ reason is printed.`,
 	cmd.Flags().BoolVar(&o.RouteLAN, "route-lan", false, "let prefixes the gateway pushes take this machine's LAN, router and resolvers into the tunnel")
 	cmd.Flags().IntVar(&o.MaxPrefixes, "max-prefixes", 0, "most prefixes the gateway may push (default 1000); more are refused")
 	cmd.Flags().BoolVar(&o.RotateKey, "rotate-key", false, "make a new device key for this registration (the addresses stay)")
+	cmd.Flags().BoolVar(&o.FailClosed, "fail-closed", false, "with --all-traffic: if the registration expires unrenewed, keep blocking traffic instead of restoring routing")
 	return cmd
 }
 
@@ -119,9 +126,14 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 		if tok, err = ReadToken(o.TokenFile); err != nil {
 			return err
 		}
-		// The agent re-reads the file to renew the registration.
-		if o.TokenFile, err = filepath.Abs(o.TokenFile); err != nil {
-			return err
+		// Root's agent re-reads root's file to renew the registration;
+		// for anyone else only the token's bytes travel (the agent never
+		// opens a user's path), and the session ends at its expiry.
+		if os.Geteuid() == 0 {
+			if o.TokenFile, err = filepath.Abs(o.TokenFile); err != nil {
+				return err
+			}
+			o.sendTokenFile = true
 		}
 	} else {
 		// Log in here, as the user who typed the command; only the
@@ -137,8 +149,7 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 		if err != nil {
 			return err
 		}
-		tok = t.IDToken
-		o.tokenCacheDir = cache.Dir
+		tok, o.refreshToken = t.IDToken, t.RefreshToken
 	}
 	start := time.Now()
 	c, err := f.EnsureAgent(ctx)
@@ -150,7 +161,10 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 
 func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok string, start time.Time) error {
 	req := control.UpRequest{Server: o.Server, Token: tok, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout,
-		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, RouteLAN: o.RouteLAN, MaxPrefixes: o.MaxPrefixes, TokenFile: o.TokenFile, TokenCacheDir: o.tokenCacheDir, RotateKey: o.RotateKey}
+		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, RouteLAN: o.RouteLAN, MaxPrefixes: o.MaxPrefixes, RefreshToken: o.refreshToken, RotateKey: o.RotateKey, FailClosed: o.FailClosed}
+	if o.sendTokenFile {
+		req.TokenFile = o.TokenFile
+	}
 	if o.trust != nil {
 		req.AllowHTTP, req.CAPEM = o.trust.Policy.AllowHTTP, o.trust.Policy.CAPEM
 	}
