@@ -15,7 +15,9 @@ CMDS := ./cmd/vpn ./cmd/vpn-gateway
 TEST_TIMEOUT ?= 20m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# The version every binary prints (`--version`, `version`), the gateway
+# serves in /.well-known/vpn and `vpn status` shows (internal/version).
+LDFLAGS := -s -w -X github.com/clearpath-vpn/clearpath/internal/version.Version=$(VERSION)
 
 .PHONY: help build tray dex deps test demo bench lint fmt-check vet cross darwin-check bpf clean distclean
 
