@@ -19,7 +19,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # serves in /.well-known/vpn and `vpn status` shows (internal/version).
 LDFLAGS := -s -w -X github.com/clearpath-vpn/clearpath/internal/version.Version=$(VERSION)
 
-.PHONY: help build tray dex deps test demo bench lint fmt-check vet cross darwin-check bpf clean distclean
+.PHONY: help build tray dex deps test demo bench lint fmt-check vet cross darwin-check bpf dist package-test clean distclean
 
 help:
 	@echo "make build   build vpn and vpn-gateway into bin/ (CGO_ENABLED=0)"
@@ -33,6 +33,8 @@ help:
 	@echo "make cross   cross-compile the client for macOS (arm64, amd64)"
 	@echo "make darwin-check  go vet and test binaries for macOS, darwin route tests run on Linux (part of make test)"
 	@echo "make bpf     regenerate bpf/flows_bpfel.{go,o} from bpf/flows.c (needs clang, libbpf-dev; not part of make test)"
+	@echo "make dist    release tarballs (linux, darwin; amd64, arm64), .deb and .rpm, SHA256SUMS into dist/ (no tray: cgo)"
+	@echo "make package-test  install the .deb on a clean Debian root (debootstrap, cached in /var/cache/clearpath-test; root)"
 	@echo "make clean   remove built binaries and artifacts (keeps bin/dex; distclean removes it)"
 
 build:
@@ -115,8 +117,20 @@ bpf:
 	@test -f /usr/include/bpf/bpf_helpers.h || { echo "make bpf: needs libbpf-dev (apt-get install -y libbpf-dev)"; exit 1; }
 	cd bpf && $(GO) generate ./
 
+# Release artifacts (scripts/dist.sh): tarballs with binaries, LICENSE,
+# README, units, completions and man pages; .deb and .rpm built with nfpm
+# (pinned in packaging/dist/go.mod); SHA256SUMS. DIST_TARGETS and
+# DIST_FORMATS narrow it (see the script).
+dist:
+	VERSION='$(VERSION)' GO='$(GO)' scripts/dist.sh
+
+# Not part of make test: cold, debootstrap and the deb build take minutes
+# (the root is cached in /var/cache/clearpath-test, then about a minute).
+package-test:
+	CLEARPATH_PACKAGE_TEST=1 $(GO) test -count=1 -v -timeout 30m -run TestDebInstallsOnCleanDebian ./packaging/
+
 clean:
-	rm -rf bin/vpn bin/vpn-gateway bin/vpn-tray bin/darwin-* bin/linux-* artifacts
+	rm -rf dist bin/vpn bin/vpn-gateway bin/vpn-tray bin/darwin-* bin/linux-* artifacts
 
 distclean: clean
 	rm -rf bin

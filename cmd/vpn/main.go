@@ -17,6 +17,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/routescmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/status"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/up"
+	"github.com/clearpath-vpn/clearpath/internal/clidocs"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 )
 
@@ -30,6 +31,7 @@ func main() {
 	}
 	root.PersistentFlags().StringVar(&f.StateDir, "state-dir", f.StateDir, "client state directory (env VPN_STATE_DIR)")
 	version.AddTo(root)
+	clidocs.AddTo(root)
 	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f), routescmd.NewCmd(f, nil), doctor.NewCmd(f, nil), login.NewCmd(f), login.NewLogoutCmd(f))
 	if err := root.Execute(); err != nil {
 		if msg := err.Error(); msg != "" {
