@@ -22,6 +22,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/peerscmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/reloadcmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/userscmd"
+	"github.com/clearpath-vpn/clearpath/internal/clidocs"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/gateway"
@@ -52,6 +53,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	root.AddCommand(newServe(), newInit(out), newCheck(out),
 		reloadcmd.NewCmd(io), peerscmd.NewCmd(io), userscmd.NewCmd(io), auditcmd.NewCmd(io), explaincmd.NewCmd(io), doctorcmd.NewCmd(io))
 	version.AddTo(root)
+	clidocs.AddTo(root)
 	return root
 }
 
