@@ -50,7 +50,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	}
 	root.SetOut(out)
 	io := cmdutil.IO{Out: out, ErrOut: os.Stderr}
-	root.AddCommand(newServe(), newInit(out), newCheck(out),
+	root.AddCommand(newServe(), newInit(out), newCheck(out), newHealth(out),
 		reloadcmd.NewCmd(io), peerscmd.NewCmd(io), userscmd.NewCmd(io), auditcmd.NewCmd(io), explaincmd.NewCmd(io), doctorcmd.NewCmd(io))
 	version.AddTo(root)
 	clidocs.AddTo(root)
