@@ -140,7 +140,7 @@ image:
 	bin/image/vpn-gateway init > bin/image/gateway.yaml.example
 	cp /etc/ssl/certs/ca-certificates.crt deploy/docker/Dockerfile bin/image/
 	@test -n "$(CONTAINER)" || { echo "make image: needs docker or podman (apt-get install -y podman)"; exit 1; }
-	$(CONTAINER) build -t clearpath/gateway:$(VERSION) -t clearpath/gateway:dev bin/image
+	$(CONTAINER) build $(if $(findstring podman,$(CONTAINER)),--format docker) -t clearpath/gateway:$(VERSION) -t clearpath/gateway:dev bin/image
 
 clean:
 	rm -rf dist bin/vpn bin/vpn-gateway bin/vpn-tray bin/darwin-* bin/linux-* artifacts
