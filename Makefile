@@ -15,9 +15,11 @@ CMDS := ./cmd/vpn ./cmd/vpn-gateway
 TEST_TIMEOUT ?= 20m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# The version every binary prints (`--version`, `version`), the gateway
+# serves in /.well-known/vpn and `vpn status` shows (internal/version).
+LDFLAGS := -s -w -X github.com/clearpath-vpn/clearpath/internal/version.Version=$(VERSION)
 
-.PHONY: help build tray dex deps test demo bench lint fmt-check vet cross darwin-check bpf clean distclean
+.PHONY: help build tray dex deps test demo bench lint fmt-check vet cross darwin-check bpf dist package-test image clean distclean
 
 help:
 	@echo "make build   build vpn and vpn-gateway into bin/ (CGO_ENABLED=0)"
@@ -31,6 +33,9 @@ help:
 	@echo "make cross   cross-compile the client for macOS (arm64, amd64)"
 	@echo "make darwin-check  go vet and test binaries for macOS, darwin route tests run on Linux (part of make test)"
 	@echo "make bpf     regenerate bpf/flows_bpfel.{go,o} from bpf/flows.c (needs clang, libbpf-dev; not part of make test)"
+	@echo "make dist    release tarballs (linux, darwin; amd64, arm64), .deb and .rpm, SHA256SUMS into dist/ (no tray: cgo)"
+	@echo "make package-test  install the .deb on a clean Debian root (debootstrap, cached in /var/cache/clearpath-test; root)"
+	@echo "make image   the gateway container image clearpath/gateway (FROM scratch; docker or podman)"
 	@echo "make clean   remove built binaries and artifacts (keeps bin/dex; distclean removes it)"
 
 build:
@@ -113,8 +118,32 @@ bpf:
 	@test -f /usr/include/bpf/bpf_helpers.h || { echo "make bpf: needs libbpf-dev (apt-get install -y libbpf-dev)"; exit 1; }
 	cd bpf && $(GO) generate ./
 
+# Release artifacts (scripts/dist.sh): tarballs with binaries, LICENSE,
+# README, units, completions and man pages; .deb and .rpm built with nfpm
+# (pinned in packaging/dist/go.mod); SHA256SUMS. DIST_TARGETS and
+# DIST_FORMATS narrow it (see the script).
+dist:
+	VERSION='$(VERSION)' GO='$(GO)' scripts/dist.sh
+
+# Not part of make test: cold, debootstrap and the deb build take minutes
+# (the root is cached in /var/cache/clearpath-test, then about a minute).
+package-test:
+	CLEARPATH_PACKAGE_TEST=1 $(GO) test -count=1 -v -timeout 30m -run TestDebInstallsOnCleanDebian ./packaging/
+
+# The gateway's container image (deploy/docker/Dockerfile): the static
+# binary, the CA bundle and the example config, no base image to pull.
+# deploy/compose/ runs it with PostgreSQL, Dex and an example service.
+CONTAINER ?= $(shell command -v docker || command -v podman)
+image:
+	rm -rf bin/image && mkdir -p bin/image
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/image/ ./cmd/vpn-gateway
+	bin/image/vpn-gateway init > bin/image/gateway.yaml.example
+	cp /etc/ssl/certs/ca-certificates.crt deploy/docker/Dockerfile bin/image/
+	@test -n "$(CONTAINER)" || { echo "make image: needs docker or podman (apt-get install -y podman)"; exit 1; }
+	$(CONTAINER) build $(if $(findstring podman,$(CONTAINER)),--format docker) -t clearpath/gateway:$(VERSION) -t clearpath/gateway:dev bin/image
+
 clean:
-	rm -rf bin/vpn bin/vpn-gateway bin/vpn-tray bin/darwin-* bin/linux-* artifacts
+	rm -rf dist bin/vpn bin/vpn-gateway bin/vpn-tray bin/darwin-* bin/linux-* artifacts
 
 distclean: clean
 	rm -rf bin

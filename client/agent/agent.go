@@ -22,6 +22,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/key"
 	"github.com/clearpath-vpn/clearpath/client/statedir"
 	"github.com/clearpath-vpn/clearpath/client/tunnel"
+	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
@@ -164,6 +165,7 @@ func (a *Agent) Status() control.Status {
 	defer a.mu.Unlock()
 	s := a.status
 	s.AgentPID = os.Getpid()
+	s.AgentVersion = version.String()
 	if a.tun != nil {
 		if st, err := a.tun.Stats(); err == nil {
 			s.RxBytes, s.TxBytes = st.RxBytes, st.TxBytes
@@ -365,7 +367,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	st = control.Status{Notices: notices, RouteLAN: req.RouteLAN, FailClosed: req.FailClosed || a.cfg.FailClosed, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
 		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
 		AllowedIPs: allowed, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
-		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src)}
+		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src), GatewayVersion: pc.Gateway.Version}
 	return st, nil
 }
 

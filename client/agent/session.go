@@ -171,6 +171,7 @@ func (a *Agent) renew(ctx context.Context, sess *session, token string, rotate b
 	sess.registered(reg)
 	a.mu.Lock()
 	a.status.PeerID = pc.PeerID
+	a.status.GatewayVersion = pc.Gateway.Version // the gateway may have been upgraded since
 	a.mu.Unlock()
 	a.log.Info("registration renewed", "peer", pc.PeerID, "rotated", rotate, "addresses", pc.Addresses, "expires", pc.ExpiresAt, "next", sess.renewAt)
 	return nil

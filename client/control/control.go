@@ -139,6 +139,12 @@ type Status struct {
 	// cache; the agent never sees it).
 	Login    *Login `json:"login,omitempty"`
 	AgentPID int    `json:"agent_pid,omitempty"`
+	// ClientVersion is the vpn binary that asked (filled by the CLI),
+	// AgentVersion the agent's, GatewayVersion the gateway's as its last
+	// registration answer said (internal/version).
+	ClientVersion  string `json:"client_version,omitempty"`
+	AgentVersion   string `json:"agent_version,omitempty"`
+	GatewayVersion string `json:"gateway_version,omitempty"`
 }
 
 // Login describes the user's cached session.

@@ -23,12 +23,11 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/peerscmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/reloadcmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/userscmd"
+	"github.com/clearpath-vpn/clearpath/internal/clidocs"
+	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/gateway"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	if err := newRoot(os.Stdout).Execute(); err != nil {
@@ -52,13 +51,10 @@ func newRoot(out io.Writer) *cobra.Command {
 	}
 	root.SetOut(out)
 	io := cmdutil.IO{Out: out, ErrOut: os.Stderr}
-	root.AddCommand(newServe(), newInit(out), newCheck(out),
-		reloadcmd.NewCmd(io), peerscmd.NewCmd(io), devicescmd.NewCmd(io), userscmd.NewCmd(io), auditcmd.NewCmd(io), explaincmd.NewCmd(io), doctorcmd.NewCmd(io),
-		&cobra.Command{
-			Use:   "version",
-			Short: "Print the version",
-			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(out, version) },
-		})
+	root.AddCommand(newServe(), newInit(out), newCheck(out), newHealth(out),
+		reloadcmd.NewCmd(io), peerscmd.NewCmd(io), devicescmd.NewCmd(io), userscmd.NewCmd(io), auditcmd.NewCmd(io), explaincmd.NewCmd(io), doctorcmd.NewCmd(io))
+	version.AddTo(root)
+	clidocs.AddTo(root)
 	return root
 }
 

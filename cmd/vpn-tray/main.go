@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/client/auth"
+	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/tray"
 	"github.com/clearpath-vpn/clearpath/tray/ui"
 )
@@ -32,9 +33,6 @@ const DefaultStateDir = "/var/lib/clearpath"
 
 // AppID names the app for fyne (preferences) and the desktop.
 const AppID = "dev.clearpath.tray"
-
-// version is set at build time (make tray: -X main.version=...).
-var version = "dev"
 
 // Options are the tray's flags.
 type Options struct {
@@ -80,7 +78,6 @@ It talks to the same agent as the 'vpn' CLI (control socket in --state-dir);
 when none runs and vpn-tray runs as root it starts 'vpn agent' itself, else
 the agent must run as a service. The token comes from the login cache of
 'vpn login' (refreshed silently), or from --token-file for automation.`,
-		Version:       version,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -104,6 +101,7 @@ the agent must run as a service. The token comes from the login cache of
 	f.BoolVar(&o.NoWatch, "no-watch", false, "do not run doctor after network changes")
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	cmd.AddCommand(newAutostartCmd(cmd))
+	version.AddTo(cmd)
 	return cmd
 }
 

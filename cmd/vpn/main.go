@@ -17,6 +17,8 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/routescmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/status"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/up"
+	"github.com/clearpath-vpn/clearpath/internal/clidocs"
+	"github.com/clearpath-vpn/clearpath/internal/version"
 )
 
 func main() {
@@ -28,6 +30,8 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&f.StateDir, "state-dir", f.StateDir, "client state directory (env VPN_STATE_DIR)")
+	version.AddTo(root)
+	clidocs.AddTo(root)
 	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f), routescmd.NewCmd(f, nil), doctor.NewCmd(f, nil), login.NewCmd(f), login.NewLogoutCmd(f))
 	if err := root.Execute(); err != nil {
 		if msg := err.Error(); msg != "" {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/netip"
 	"strings"
@@ -156,8 +157,17 @@ func TestTunnelReachesOnlyAllowedNetworks(t *testing.T) {
 		if st.RxBytes == 0 || st.TxBytes == 0 {
 			t.Errorf("status counts rx=%d tx=%d bytes after traffic", st.RxBytes, st.TxBytes)
 		}
+		// Both ends' versions: the lab builds client and gateway from one tree.
+		var v struct {
+			Client  string `json:"client_version"`
+			Agent   string `json:"agent_version"`
+			Gateway string `json:"gateway_version"`
+		}
+		if err := json.Unmarshal([]byte(raw), &v); err != nil || v.Client == "" || v.Agent != v.Client || v.Gateway != v.Client {
+			t.Errorf("status --json versions: client %q, agent %q, gateway %q (%v); want one non-empty version for all three", v.Client, v.Agent, v.Gateway, err)
+		}
 	}
-	if out, err := alice.Run(ctxT(t, 10*time.Second), "status"); err != nil || !strings.Contains(out, v4.String()) {
+	if out, err := alice.Run(ctxT(t, 10*time.Second), "status"); err != nil || !strings.Contains(out, v4.String()) || !strings.Contains(out, "versions    client ") {
 		t.Errorf("vpn status: %v\n%s", err, out)
 	}
 

@@ -26,6 +26,9 @@ type Discovery struct {
 	ClientID   string   `json:"client_id"`
 	Scopes     []string `json:"scopes"`
 	APIVersion string   `json:"api_version"`
+	// Version is the gateway software's version (internal/version), for
+	// people and `vpn status`; compatibility is decided by APIVersion.
+	Version string `json:"version,omitempty"`
 }
 
 // NetworkList is GET /api/v1/networks: the networks the caller's token lets
@@ -120,6 +123,9 @@ type GatewayPeer struct {
 	// Addresses are the gateway's own tunnel addresses; the client pings one
 	// of them to prove that packets cross the tunnel before `vpn up` returns.
 	Addresses []string `json:"addresses,omitempty"`
+	// Version is the gateway software's version, as in the discovery
+	// document: `vpn status` shows it next to the client's.
+	Version string `json:"version,omitempty"`
 }
 
 // Error is the JSON body of every non-2xx answer.

@@ -16,6 +16,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/auth"
 	"github.com/clearpath-vpn/clearpath/server/config"
@@ -55,6 +56,7 @@ func DiscoveryHandler(o config.OIDC) http.Handler {
 			ClientID:   o.ClientID,
 			Scopes:     []string{"openid", "profile", "email", "groups", "offline_access"},
 			APIVersion: api.APIVersion,
+			Version:    version.String(),
 		})
 	})
 }
@@ -350,6 +352,7 @@ func (g *Gateway) peerConfig(nw *network, p store.Peer, id *auth.Identity) api.P
 		Gateway: api.GatewayPeer{
 			PublicKey: nw.pubKey.String(),
 			Endpoint:  g.cfg.EndpointFor(nw.cfg),
+			Version:   version.String(),
 		},
 	}
 	for _, a := range []netip.Addr{p.Addr.V4, p.Addr.V6} {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -39,6 +40,10 @@ func enableForwarding() (restore func(), err error) {
 		old, err := os.ReadFile(p)
 		if err != nil {
 			return restore, fmt.Errorf("read %s: %w", p, err)
+		}
+		if strings.TrimSpace(string(old)) == "1" {
+			// Already on (a container sets it: /proc/sys is read-only there).
+			continue
 		}
 		if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
 			restore()

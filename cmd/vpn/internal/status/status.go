@@ -16,6 +16,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/internal/units"
+	"github.com/clearpath-vpn/clearpath/internal/version"
 )
 
 // Options are the inputs of `vpn status`.
@@ -43,6 +44,7 @@ func NewCmd(f *factory.Factory, get func(context.Context) (*control.Status, erro
 			if err != nil {
 				return err
 			}
+			st.ClientVersion = version.String()
 			if cache, err := auth.DefaultCache(); err == nil {
 				server := st.Server
 				if server == "" {
@@ -83,6 +85,7 @@ func Print(w io.Writer, st *control.Status) {
 		fmt.Fprintf(w, "last error  %s\n", st.Error)
 	}
 	if st.State != control.StateUp {
+		fmt.Fprintf(w, "%-11s %s\n", "versions", Versions(st))
 		return
 	}
 	who := st.Email
@@ -123,6 +126,7 @@ func Print(w io.Writer, st *control.Status) {
 	for _, n := range st.Notices {
 		rows = append(rows, [2]string{"notice", n})
 	}
+	rows = append(rows, [2]string{"versions", Versions(st)})
 	for _, r := range rows {
 		fmt.Fprintf(w, "%-11s %s\n", r[0], r[1])
 	}
@@ -145,4 +149,20 @@ func Print(w io.Writer, st *control.Status) {
 			fmt.Fprintf(w, "  rule %s\n", r)
 		}
 	}
+}
+
+// Versions names both ends' software: "client v1.2.0, agent v1.2.0, gateway
+// v1.1.0"; a part nobody reported (no agent, no registration yet) is left
+// out, and an agent older or newer than the CLI stands out.
+func Versions(st *control.Status) string {
+	var parts []string
+	for _, p := range [][2]string{{"client", st.ClientVersion}, {"agent", st.AgentVersion}, {"gateway", st.GatewayVersion}} {
+		if p[1] != "" {
+			parts = append(parts, p[0]+" "+p[1])
+		}
+	}
+	if len(parts) == 0 {
+		return "unknown"
+	}
+	return strings.Join(parts, ", ")
 }
