@@ -16,10 +16,15 @@ set -euo pipefail
 # openvpn, openssl, util-linux (taskset): `make bench` compares against
 # OpenVPN 2.6 with a test PKI made at bench time, each end pinned to a core.
 # nftables: the nft command the host-guard tests read the gateway's table with.
+# systemd (systemd-analyze verify of the units), podman and runc (the
+# gateway image built and run as the lab gateway), docker-compose (its
+# config check of deploy/compose), debootstrap (the .deb installed on a
+# clean Debian root by `make package-test`).
 PKGS=(iproute2 wireguard-tools procps curl socat iputils-ping tcpdump iperf3 git ca-certificates postgresql chromium
 	gcc libc6-dev libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
 	xvfb dbus-x11 haskell-gtk-sni-tray-utils imagemagick xdotool
-	openvpn openssl util-linux nftables)
+	openvpn openssl util-linux nftables
+	systemd podman runc docker-compose debootstrap)
 
 missing=()
 for p in "${PKGS[@]}"; do
