@@ -19,8 +19,9 @@ type Settings struct {
 	Networks  []string // known networks to offer before the gateway names them
 	Interface string
 	Timeout   time.Duration
-	// AllTraffic and BlockLAN are passed to the agent as `vpn up` does.
-	AllTraffic, BlockLAN bool
+	// AllTraffic, BlockLAN and RouteLAN are passed to the agent as `vpn up`
+	// passes --all-traffic, --block-lan and --route-lan.
+	AllTraffic, BlockLAN, RouteLAN bool
 	// Poll is how often the agent's status is read (live status window).
 	Poll time.Duration
 	// ExpiryWarning is how long before the peer expires to notify.
@@ -291,7 +292,7 @@ func (c *Controller) connect(ctx context.Context) error {
 	uctx, cancel := context.WithTimeout(ctx, c.set.Timeout+30*time.Second)
 	defer cancel()
 	req := control.UpRequest{Server: c.set.Server, Token: tok, Network: network, Interface: c.set.Interface,
-		Timeout: c.set.Timeout, AllTraffic: c.set.AllTraffic, BlockLAN: c.set.BlockLAN}
+		Timeout: c.set.Timeout, AllTraffic: c.set.AllTraffic, BlockLAN: c.set.BlockLAN, RouteLAN: c.set.RouteLAN}
 	if r, ok := c.d.Tokens.(Refresher); ok {
 		req.RefreshToken = r.RefreshToken(c.set.Server)
 	}
