@@ -549,3 +549,45 @@ func TestRouteLANIsSentAndNoticesReachTheUser(t *testing.T) {
 		t.Fatalf("notice notifications after an accepted capture: %d, want still 1", n)
 	}
 }
+
+// The menu's connection options are the flags' runtime equivalent: they
+// start from Settings, toggle while disconnected, reach the UpRequest, and
+// are fixed (disabled, refused) while the tunnel is up.
+func TestConnectionOptionsFromTheMenu(t *testing.T) {
+	r := newRig(t, Settings{AllTraffic: true})
+	r.agent.StartT(t)
+	ctx := context.Background()
+	v := r.ctl.Refresh(ctx)
+	all, _ := Find(Menu(v), ItemAllTraffic)
+	lan, _ := Find(Menu(v), ItemRouteLAN)
+	if !all.Checked || lan.Checked || all.Disabled || lan.Disabled {
+		t.Fatalf("disconnected, --all-traffic: all %+v, lan %+v", all, lan)
+	}
+	if err := r.ctl.ToggleOption(ctx, ItemRouteLAN); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ctl.ToggleOption(ctx, ItemAllTraffic); err != nil {
+		t.Fatal(err)
+	}
+	if lan, _ := Find(Menu(r.ctl.View()), ItemRouteLAN); !lan.Checked {
+		t.Fatalf("route LAN not checked after the click: %+v", lan)
+	}
+	if err := r.ctl.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if req := r.agent.UpCalls()[0]; !req.RouteLAN || req.AllTraffic {
+		t.Fatalf("up request: route_lan %v all_traffic %v, want true false", req.RouteLAN, req.AllTraffic)
+	}
+	if lan, _ := Find(Menu(r.ctl.View()), ItemRouteLAN); !lan.Disabled || !lan.Checked {
+		t.Fatalf("connected: the option must show what was asked, fixed: %+v", lan)
+	}
+	if err := r.ctl.ToggleOption(ctx, ItemRouteLAN); err == nil || !strings.Contains(err.Error(), "disconnect first") {
+		t.Fatalf("toggle while connected: %v", err)
+	}
+	if !r.ctl.View().RouteLAN {
+		t.Fatal("a refused toggle changed the option")
+	}
+	if err := r.ctl.ToggleOption(ctx, "bogus"); err == nil {
+		t.Fatal("unknown option accepted")
+	}
+}
