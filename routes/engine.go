@@ -302,6 +302,55 @@ func OwnedItems(snap *Snapshot) ([]Route, []Rule) {
 	return rs, rules
 }
 
+// LinkAddresses are the addresses on the named devices, in snapshot order.
+func LinkAddresses(snap *Snapshot, devices ...string) []Address {
+	var out []Address
+	for _, a := range snap.Addresses {
+		if slices.Contains(devices, a.Device) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// OwnedDevices are the devices ClearPath's routes (protocol 197) point at,
+// plus extra (the running agent's tunnel, which may carry none yet).
+func OwnedDevices(snap *Snapshot, extra ...string) []string {
+	var out []string
+	add := func(d string) {
+		if d != "" && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	for _, d := range extra {
+		add(d)
+	}
+	for _, r := range snap.Routes {
+		if r.Protocol == Protocol {
+			add(r.Device)
+		}
+	}
+	return out
+}
+
+// TunnelAddresses returns the addresses on the tunnel device that are not
+// what the gateway assigned: another address, or one that is not a single
+// host. The link-local fe80::/64 the kernel may give a link is not counted.
+func TunnelAddresses(snap *Snapshot, device string, assigned []netip.Prefix) []Address {
+	var out []Address
+	for _, a := range LinkAddresses(snap, device) {
+		p := a.Prefix
+		if p.Addr().Is6() && p.Addr().IsLinkLocalUnicast() && p.Bits() == 64 {
+			continue
+		}
+		if p.IsSingleIP() && slices.Contains(assigned, p) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 // OursChange reports whether c acts on a route or rule of ClearPath's: one
 // carrying protocol 197 or living in (a rule: pointing at) table 7411.
 // Replay and sweeps act on nothing else.

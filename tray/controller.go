@@ -19,8 +19,9 @@ type Settings struct {
 	Networks  []string // known networks to offer before the gateway names them
 	Interface string
 	Timeout   time.Duration
-	// AllTraffic and BlockLAN are passed to the agent as `vpn up` does.
-	AllTraffic, BlockLAN bool
+	// AllTraffic, BlockLAN and RouteLAN are passed to the agent as `vpn up`
+	// passes --all-traffic, --block-lan and --route-lan.
+	AllTraffic, BlockLAN, RouteLAN bool
 	// Poll is how often the agent's status is read (live status window).
 	Poll time.Duration
 	// ExpiryWarning is how long before the peer expires to notify.
@@ -180,7 +181,8 @@ func (c *Controller) Refresh(ctx context.Context) View {
 		}
 	}
 	v := Derive(Inputs{Status: status, AgentErr: agentErr, Busy: c.busy, LastErr: c.lastErr, Login: login,
-		Server: c.set.Server, Network: c.network, Networks: slices.Clone(c.networks), Now: now})
+		Server: c.set.Server, Network: c.network, Networks: slices.Clone(c.networks), Now: now,
+		AllTraffic: c.set.AllTraffic, RouteLAN: c.set.RouteLAN})
 	v.RxRate, v.TxRate = c.rates(v, now)
 	prev := c.view
 	c.view = v
@@ -283,7 +285,7 @@ func (c *Controller) connect(ctx context.Context) error {
 		return err
 	}
 	c.mu.Lock()
-	network := c.network
+	network, allTraffic, routeLAN := c.network, c.set.AllTraffic, c.set.RouteLAN
 	c.note.expected = false
 	c.mu.Unlock()
 	// The agent bounds the wait for traffic by Timeout; registering and
@@ -291,7 +293,7 @@ func (c *Controller) connect(ctx context.Context) error {
 	uctx, cancel := context.WithTimeout(ctx, c.set.Timeout+30*time.Second)
 	defer cancel()
 	req := control.UpRequest{Server: c.set.Server, Token: tok, Network: network, Interface: c.set.Interface,
-		Timeout: c.set.Timeout, AllTraffic: c.set.AllTraffic, BlockLAN: c.set.BlockLAN}
+		Timeout: c.set.Timeout, AllTraffic: allTraffic, BlockLAN: c.set.BlockLAN, RouteLAN: routeLAN}
 	if r, ok := c.d.Tokens.(Refresher); ok {
 		req.RefreshToken = r.RefreshToken(c.set.Server)
 	}
@@ -385,6 +387,30 @@ func (c *Controller) SelectNetwork(ctx context.Context, name string) error {
 		return err
 	}
 	return c.Connect(ctx)
+}
+
+// ToggleOption flips a consent option (ItemAllTraffic, ItemRouteLAN) for
+// the next Connect. It is refused while a tunnel is up or coming up: the
+// option would not apply to it, and the menu must not say otherwise.
+func (c *Controller) ToggleOption(ctx context.Context, id string) error {
+	c.mu.Lock()
+	v := c.view
+	if v.Busy != Idle || v.State == Connected || v.State == Connecting {
+		c.mu.Unlock()
+		return errors.New("disconnect first: connection options apply when connecting")
+	}
+	switch id {
+	case ItemAllTraffic:
+		c.set.AllTraffic = !c.set.AllTraffic
+	case ItemRouteLAN:
+		c.set.RouteLAN = !c.set.RouteLAN
+	default:
+		c.mu.Unlock()
+		return fmt.Errorf("unknown option %q", id)
+	}
+	c.mu.Unlock()
+	c.Refresh(ctx)
+	return nil
 }
 
 // Doctor runs the checks.

@@ -3,6 +3,7 @@ package tray
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -485,4 +486,108 @@ func rowValue(rows []Row, label string) string {
 		}
 	}
 	return ""
+}
+
+func TestRouteLANIsSentAndNoticesReachTheUser(t *testing.T) {
+	r := newRig(t, Settings{RouteLAN: true})
+	r.agent.StartT(t)
+	// A gateway pushing a default route, and the <b> a hostile network
+	// name could bring: the notice must be shown, once per connection.
+	r.agent.Pushed = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("10.10.0.0/16")}
+	ctx := context.Background()
+	if err := r.ctl.Connect(ctx); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	req := r.agent.UpCalls()[0]
+	if !req.RouteLAN || req.AllTraffic {
+		t.Fatalf("up request: route_lan %v all_traffic %v, want the tray's --route-lan only", req.RouteLAN, req.AllTraffic)
+	}
+	// Polls after connecting must not repeat the notification.
+	r.ctl.Refresh(ctx)
+	r.ctl.Refresh(ctx)
+	var got []Notification
+	for _, n := range r.notifications() {
+		if n.Kind == NoteNotice {
+			got = append(got, n)
+		}
+	}
+	if len(got) != 1 || !strings.Contains(got[0].Body, "0.0.0.0/0") || !strings.Contains(got[0].Body, "--all-traffic") {
+		t.Fatalf("notice notifications: %+v, want one naming 0.0.0.0/0 and --all-traffic", got)
+	}
+	var row string
+	for _, rw := range StatusRows(r.ctl.View()) {
+		if rw.Label == "Notice" {
+			row = rw.Value
+		}
+	}
+	if row != got[0].Body {
+		t.Fatalf("status window notice %q, want %q", row, got[0].Body)
+	}
+	if r.ctl.View().Status.FullTunnel {
+		t.Fatal("a dropped default route must not show as full tunnel")
+	}
+
+	// A new connection tells again; with all traffic accepted there is no notice.
+	if err := r.ctl.Disconnect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return !r.agent.Running() })
+	r.ctl.set.AllTraffic = true
+	if err := r.ctl.Connect(ctx); err != nil {
+		t.Fatalf("reconnect: %v", err)
+	}
+	if v := r.ctl.View(); len(v.Status.Notices) != 0 || !v.Status.FullTunnel {
+		t.Fatalf("with all traffic accepted: notices %v full %v", v.Status.Notices, v.Status.FullTunnel)
+	}
+	n := 0
+	for _, x := range r.notifications() {
+		if x.Kind == NoteNotice {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("notice notifications after an accepted capture: %d, want still 1", n)
+	}
+}
+
+// The menu's connection options are the flags' runtime equivalent: they
+// start from Settings, toggle while disconnected, reach the UpRequest, and
+// are fixed (disabled, refused) while the tunnel is up.
+func TestConnectionOptionsFromTheMenu(t *testing.T) {
+	r := newRig(t, Settings{AllTraffic: true})
+	r.agent.StartT(t)
+	ctx := context.Background()
+	v := r.ctl.Refresh(ctx)
+	all, _ := Find(Menu(v), ItemAllTraffic)
+	lan, _ := Find(Menu(v), ItemRouteLAN)
+	if !all.Checked || lan.Checked || all.Disabled || lan.Disabled {
+		t.Fatalf("disconnected, --all-traffic: all %+v, lan %+v", all, lan)
+	}
+	if err := r.ctl.ToggleOption(ctx, ItemRouteLAN); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ctl.ToggleOption(ctx, ItemAllTraffic); err != nil {
+		t.Fatal(err)
+	}
+	if lan, _ := Find(Menu(r.ctl.View()), ItemRouteLAN); !lan.Checked {
+		t.Fatalf("route LAN not checked after the click: %+v", lan)
+	}
+	if err := r.ctl.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if req := r.agent.UpCalls()[0]; !req.RouteLAN || req.AllTraffic {
+		t.Fatalf("up request: route_lan %v all_traffic %v, want true false", req.RouteLAN, req.AllTraffic)
+	}
+	if lan, _ := Find(Menu(r.ctl.View()), ItemRouteLAN); !lan.Disabled || !lan.Checked {
+		t.Fatalf("connected: the option must show what was asked, fixed: %+v", lan)
+	}
+	if err := r.ctl.ToggleOption(ctx, ItemRouteLAN); err == nil || !strings.Contains(err.Error(), "disconnect first") {
+		t.Fatalf("toggle while connected: %v", err)
+	}
+	if !r.ctl.View().RouteLAN {
+		t.Fatal("a refused toggle changed the option")
+	}
+	if err := r.ctl.ToggleOption(ctx, "bogus"); err == nil {
+		t.Fatal("unknown option accepted")
+	}
 }

@@ -18,6 +18,9 @@ const (
 	ItemDoctor     = "doctor"
 	ItemStatus     = "status"
 	ItemQuit       = "quit"
+	ItemOptions    = "options"
+	ItemAllTraffic = "all-traffic"
+	ItemRouteLAN   = "route-lan"
 
 	// NetworkPrefix starts the ID of each network's item; the rest is its name.
 	NetworkPrefix = "network:"
@@ -88,6 +91,14 @@ func Menu(v View) []Item {
 		}
 		items = append(items, sub)
 	}
+
+	// The consent options of the next Connect (vpn up --all-traffic,
+	// --route-lan); fixed while a tunnel is up.
+	fixed := v.Busy != Idle || v.State == Connected || v.State == Connecting
+	items = append(items, Item{ID: ItemOptions, Label: "Connection options", Children: []Item{
+		{ID: ItemAllTraffic, Label: "Send all traffic through the tunnel", Checked: v.AllTraffic, Disabled: fixed},
+		{ID: ItemRouteLAN, Label: "Route LAN through the tunnel", Checked: v.RouteLAN, Disabled: fixed},
+	}})
 
 	items = append(items,
 		Item{Separator: true},

@@ -21,6 +21,9 @@ const (
 	NoteDisconnect = "disconnect"
 	NoteExpiry     = "expiry"
 	NoteDoctor     = "doctor"
+	// NoteNotice carries the agent's notices about what it did not take
+	// from the gateway (e.g. a default route without --all-traffic).
+	NoteNotice = "notice"
 )
 
 // notifier decides which notifications to send; it remembers what it
@@ -33,6 +36,9 @@ type notifier struct {
 	expected     bool
 	warnedExpiry time.Time
 	doctorKey    string
+	// noticeKey is the connection and notices last shown; it is cleared
+	// when the tunnel is not up, so each new connection tells again.
+	noticeKey string
 }
 
 // onView compares the previous and the current view.
@@ -51,8 +57,21 @@ func (n *notifier) onView(prev, cur View) []Notification {
 		}
 		n.expected = false
 	}
+	if cur.State != Connected {
+		n.noticeKey = ""
+	}
 	if cur.State == Connected {
 		n.expected = false
+		if ns := cur.Status.Notices; len(ns) > 0 {
+			key := strings.Join(ns, "\n")
+			if at := cur.Status.ConnectedAt; at != nil {
+				key = at.UTC().Format(time.RFC3339Nano) + "\n" + key
+			}
+			if key != n.noticeKey {
+				n.noticeKey = key
+				out = append(out, Notification{Kind: NoteNotice, Title: "ClearPath connected with changes", Body: strings.Join(ns, "\n")})
+			}
+		}
 		if exp := cur.Status.ExpiresAt; exp != nil && !exp.Equal(n.warnedExpiry) && exp.Sub(cur.Now) <= n.warnBefore {
 			n.warnedExpiry = *exp
 			body := fmt.Sprintf("The gateway ends this connection %s. Reconnect to renew it.", Until(*exp, cur.Now))

@@ -71,6 +71,9 @@ type Inputs struct {
 	Network  string // the chosen network, "" = the gateway's choice
 	Networks []string
 	Now      time.Time
+	// AllTraffic and RouteLAN are the consent options the next Connect
+	// sends (--all-traffic, --route-lan).
+	AllTraffic, RouteLAN bool
 }
 
 // View is the tray's state with what the menu and windows show.
@@ -88,6 +91,9 @@ type View struct {
 	// RxRate and TxRate are bytes per second since the previous view.
 	RxRate, TxRate float64
 	Now            time.Time
+	// AllTraffic and RouteLAN: what the next Connect asks for. What is in
+	// force is Status.FullTunnel and Status.RouteLAN.
+	AllTraffic, RouteLAN bool
 }
 
 // ErrLoginRequired means no valid token is at hand: the user must log in.
@@ -95,7 +101,8 @@ var ErrLoginRequired = errors.New("login required")
 
 // Derive computes the view of in. It is pure: same inputs, same view.
 func Derive(in Inputs) View {
-	v := View{Busy: in.Busy, Login: in.Login, Server: in.Server, Network: in.Network, Networks: in.Networks, Now: in.Now}
+	v := View{Busy: in.Busy, Login: in.Login, Server: in.Server, Network: in.Network, Networks: in.Networks, Now: in.Now,
+		AllTraffic: in.AllTraffic, RouteLAN: in.RouteLAN}
 	if in.Status != nil {
 		v.Status, v.Agent = *in.Status, true
 		if v.Status.Server != "" && v.Status.State != control.StateDown {

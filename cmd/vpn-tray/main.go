@@ -44,6 +44,7 @@ type Options struct {
 	Timeout       time.Duration
 	AllTraffic    bool
 	BlockLAN      bool
+	RouteLAN      bool
 	VPN           string
 	Elevate       string
 	Poll          time.Duration
@@ -94,6 +95,7 @@ the agent must run as a service. The token comes from the login cache of
 	f.DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long Connect waits for traffic through the tunnel")
 	f.BoolVar(&o.AllTraffic, "all-traffic", false, "send all IPv4 and IPv6 traffic through the tunnel (the LAN stays reachable)")
 	f.BoolVar(&o.BlockLAN, "block-lan", false, "with --all-traffic: do not keep the LAN outside the tunnel")
+	f.BoolVar(&o.RouteLAN, "route-lan", false, "let networks the gateway pushes take the LAN, its router and resolvers into the tunnel")
 	f.StringVar(&o.VPN, "vpn", "", "path of the vpn binary, for doctor and for starting the agent (default: next to vpn-tray, else on PATH)")
 	f.StringVar(&o.Elevate, "elevate", "pkexec", "command run before 'vpn doctor --fix' when vpn-tray is not root (empty: none)")
 	f.DurationVar(&o.Poll, "poll", time.Second, "how often the agent's status is read")
@@ -108,7 +110,7 @@ the agent must run as a service. The token comes from the login cache of
 // wiring builds the controller's settings and effects from the flags.
 func wiring(o *Options, log *slog.Logger, notify func(tray.Notification)) (tray.Settings, tray.Deps, error) {
 	set := tray.Settings{Server: o.Server, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout,
-		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, Poll: o.Poll, ExpiryWarning: o.ExpiryWarning}
+		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, RouteLAN: o.RouteLAN, Poll: o.Poll, ExpiryWarning: o.ExpiryWarning}
 	var tokens tray.Tokens
 	if o.TokenFile != "" {
 		tokens = tray.FileTokens{Path: o.TokenFile}

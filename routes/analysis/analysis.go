@@ -52,7 +52,7 @@ type Input struct {
 
 // Evidence is one item a finding is based on.
 type Evidence struct {
-	Kind  string        `json:"kind"` // route, rule, lookup, sysctl, link
+	Kind  string        `json:"kind"` // route, rule, lookup, sysctl, link, address
 	Text  string        `json:"text"`
 	Route *routes.Route `json:"route,omitempty"`
 	Rule  *routes.Rule  `json:"rule,omitempty"`
@@ -121,6 +121,7 @@ func Analyze(in Input) Report {
 	c.rulePriorities()
 	c.rpFilter()
 	c.mtu()
+	c.tunnelAddresses()
 	c.handshake()
 	c.dns()
 	rep := Report{Schema: Schema, OS: in.Snapshot.OS, Findings: c.out}
@@ -765,6 +766,57 @@ func (c *checker) mtu() {
 			Evidence:    []Evidence{{Kind: "link", Text: fmt.Sprintf("%s mtu %d, path mtu %d", a.Interface, a.MTU, a.PathMTU)}},
 			Commands:    []string{fmt.Sprintf("sudo ip link set %s mtu %d", a.Interface, a.PathMTU-overhead)}})
 	}
+}
+
+// tunnelAddresses flags an address on our tunnel link that the gateway did
+// not assign or that is not a single host (/32, /128): the agent adds
+// exactly the assigned hosts, without a prefix route, so anything else was
+// added by someone else and may carry a kernel route past the engine.
+func (c *checker) tunnelAddresses() {
+	a := c.in.Agent
+	if a == nil || a.Interface == "" {
+		return
+	}
+	for _, ad := range routes.TunnelAddresses(c.snap, a.Interface, a.Addresses) {
+		p := ad.Prefix
+		ev := []Evidence{{Kind: "address", Text: fmt.Sprintf("%s dev %s", p, ad.Device)}}
+		for _, r := range c.snap.Routes {
+			if r.Device == ad.Device && r.Protocol != routes.Protocol && r.Dst.Contains(p.Addr()) && r.Dst.Bits() == p.Bits() {
+				ev = append(ev, routeEv(r)) // the kernel's prefix route of that address
+			}
+		}
+		sev, title := Warning, fmt.Sprintf("%s on %s was not assigned by the gateway", p, ad.Device)
+		why := "ClearPath puts exactly the addresses the gateway assigned on its tunnel (" + joinPrefixes(a.Addresses) +
+			"). Another address there was added by someone else: traffic from it leaves through the tunnel with a source the gateway does not accept."
+		if !p.IsSingleIP() {
+			sev = Error
+			title = fmt.Sprintf("%s on %s is a network, not a host address", p, ad.Device)
+			why = "Tunnel addresses are single hosts (/32, /128) added without a kernel prefix route. An address with a shorter prefix " +
+				"makes the kernel route its whole network into the tunnel, outside ClearPath's journal and overlap checks, " +
+				"and can beat the LAN's own routes."
+		}
+		cmd := fmt.Sprintf("sudo ip address del %s dev %s", p, ad.Device)
+		if c.darwin() {
+			fam := "inet"
+			if p.Addr().Is6() {
+				fam = "inet6"
+			}
+			cmd = fmt.Sprintf("sudo ifconfig %s %s %s delete", ad.Device, fam, p.Addr())
+		}
+		c.add(Finding{ID: "tunnel-address", Severity: sev, Owner: "unknown", Title: title, Explanation: why,
+			Evidence: ev, Commands: []string{cmd}})
+	}
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	if len(ps) == 0 {
+		return "none"
+	}
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 func (c *checker) handshake() {

@@ -386,3 +386,49 @@ func TestTunnelsAreKnownByLinkType(t *testing.T) {
 		t.Errorf("the default route through a tun device: findings %v, want default-hijack:info", got)
 	}
 }
+
+// An address on our tunnel that the gateway did not assign, or a network
+// instead of a host (128.0.0.2/1 would put a kernel route beating the LAN's
+// default into main): doctor names it with the address and its route.
+func TestTunnelAddressNotAssigned(t *testing.T) {
+	healthy := withTunnel(linuxLaptop(), "10.20.0.0/16")
+	if got := ids(Analyze(Input{Snapshot: healthy, Agent: agent("10.20.0.0/16"), Now: now})); slices.Contains(got, "tunnel-address:error") || slices.Contains(got, "tunnel-address:warning") {
+		t.Fatalf("the assigned /32 alone: %v", got)
+	}
+	for _, tc := range []struct {
+		addr, sev, cmd string
+		route          bool
+	}{
+		{"128.0.0.2/1", Error, "sudo ip address del 128.0.0.2/1 dev cp0", true},
+		{"fd00:64::2/0", Error, "sudo ip address del fd00:64::2/0 dev cp0", true},
+		{"100.64.0.9/32", Warning, "sudo ip address del 100.64.0.9/32 dev cp0", false},
+		{"1.1.1.1/32", Warning, "sudo ip address del 1.1.1.1/32 dev cp0", false},
+	} {
+		s := withTunnel(linuxLaptop(), "10.20.0.0/16")
+		a := p(tc.addr)
+		s.Addresses = append(s.Addresses, routes.Address{Device: "cp0", Prefix: a})
+		if !a.IsSingleIP() { // what the kernel adds for an address without noprefixroute
+			s.Routes = append(s.Routes, r4(254, a.Masked().String(), "", "cp0", 2))
+		}
+		rep := Analyze(Input{Snapshot: s, Agent: agent("10.20.0.0/16"), Now: now})
+		var f *Finding
+		for i := range rep.Findings {
+			if rep.Findings[i].ID == "tunnel-address" {
+				f = &rep.Findings[i]
+			}
+		}
+		if f == nil {
+			t.Errorf("%s on cp0: findings %v, want tunnel-address", tc.addr, ids(rep))
+			continue
+		}
+		if f.Severity != tc.sev || f.Evidence[0].Text != tc.addr+" dev cp0" || len(f.Commands) != 1 || f.Commands[0] != tc.cmd {
+			t.Errorf("%s: %+v", tc.addr, *f)
+		}
+		if got := len(f.Evidence) == 2 && f.Evidence[1].Route != nil; got != tc.route {
+			t.Errorf("%s: kernel route in evidence %v, want %v: %+v", tc.addr, got, tc.route, f.Evidence)
+		}
+		if rep.Summary.Healthy {
+			t.Errorf("%s: report healthy", tc.addr)
+		}
+	}
+}

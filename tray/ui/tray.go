@@ -94,6 +94,8 @@ func (t *Tray) Click(id string) {
 	case strings.HasPrefix(id, tray.NetworkPrefix):
 		name := strings.TrimPrefix(id, tray.NetworkPrefix)
 		t.background("Switch network", func(ctx context.Context) error { return t.ctl.SelectNetwork(ctx, name) })
+	case id == tray.ItemAllTraffic || id == tray.ItemRouteLAN:
+		t.background("Change option", func(ctx context.Context) error { return t.ctl.ToggleOption(ctx, id) })
 	case id == tray.ItemStatus:
 		t.OpenStatus()
 	case id == tray.ItemDoctor:

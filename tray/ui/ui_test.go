@@ -83,7 +83,7 @@ func TestBuildMenuFromTheModel(t *testing.T) {
 		Login:  tray.LoginState{Supported: true, LoggedIn: true, Who: "erin@example.com"}}
 	var clicked []string
 	m := BuildMenu(tray.Menu(v), func(id string) { clicked = append(clicked, id) })
-	want := "(ClearPath: Connected) | (Address: 100.65.0.7) | (Server: vpn.example.com (ops)) | -- | Disconnect | Log out erin@example.com | Network | -- | Open status window | Run doctor | -- | Quit"
+	want := "(ClearPath: Connected) | (Address: 100.65.0.7) | (Server: vpn.example.com (ops)) | -- | Disconnect | Log out erin@example.com | Network | Connection options | -- | Open status window | Run doctor | -- | Quit"
 	if got := labels(m); got != want {
 		t.Fatalf("menu\n got: %s\nwant: %s", got, want)
 	}
@@ -150,7 +150,7 @@ func TestTrayConnectDisconnectAndLiveStatus(t *testing.T) {
 	tr := NewTray(ctx, a, h, r.ctl, func() { quit++ }, nil)
 	tr.Start()
 	m, icon, menus, icons := h.last()
-	if labels(m) != "(ClearPath: Disconnected) | (Server: 198.51.100.1:8080) | -- | Connect | -- | Open status window | Run doctor | -- | Quit" {
+	if labels(m) != "(ClearPath: Disconnected) | (Server: 198.51.100.1:8080) | -- | Connect | Connection options | -- | Open status window | Run doctor | -- | Quit" {
 		t.Fatalf("disconnected menu: %s", labels(m))
 	}
 	if icon != Icon(tray.Disconnected) {
@@ -159,6 +159,18 @@ func TestTrayConnectDisconnectAndLiveStatus(t *testing.T) {
 	r.ctl.Refresh(ctx)
 	if _, _, n, i := h.last(); n != menus || i != icons {
 		t.Fatalf("an unchanged view set the menu or icon again (%d menus, %d icons)", n, i)
+	}
+
+	// The connection options submenu: a click checks "Route LAN".
+	opts := item(t, m, "Connection options").ChildMenu
+	if opts == nil || labels(opts) != "Send all traffic through the tunnel | Route LAN through the tunnel" {
+		t.Fatalf("options submenu: %v", opts)
+	}
+	tr.Click(tray.ItemRouteLAN)
+	tr.Wait()
+	m, _, _, _ = h.last()
+	if got := labels(item(t, m, "Connection options").ChildMenu); got != "Send all traffic through the tunnel | [x] Route LAN through the tunnel" {
+		t.Fatalf("after clicking Route LAN: %s", got)
 	}
 
 	tr.Click(tray.ItemStatus)

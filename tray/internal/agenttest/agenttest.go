@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/routes"
 )
 
 // Agent is a scripted agent serving control.SocketPath(Dir).
@@ -33,7 +35,11 @@ type Agent struct {
 	// state down, the reason in Error).
 	UpErr error
 	// Gate, when set, holds Up in "connecting" until it is closed.
-	Gate    chan struct{}
+	Gate chan struct{}
+	// Pushed, when set, is what the gateway pushes in place of the
+	// default networks; the real agent's consent rule (routes.Consent)
+	// drops a capture of all traffic without all_traffic, with its notice.
+	Pushed  []netip.Prefix
 	Ups     []control.UpRequest
 	Downs   int
 	srv     *http.Server
@@ -153,9 +159,23 @@ func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, 
 	}
 	hs := now
 	age := 0.5
-	a.status = control.Status{State: control.StateUp, Server: req.Server, Network: network, User: "alice-sub", Email: "alice@example.com",
+	allowed := []string{"10.10.0.0/16", "fd10:10::/64"}
+	var notices []string
+	full := false
+	if a.Pushed != nil {
+		kept, dropped := routes.Consent(a.Pushed, req.AllTraffic)
+		allowed = allowed[:0]
+		for _, p := range kept {
+			allowed = append(allowed, p.String())
+			full = full || p.Bits() == 0 // as installed, not as asked
+		}
+		if n := routes.ConsentNotice(dropped); n != "" {
+			notices = append(notices, n)
+		}
+	}
+	a.status = control.Status{State: control.StateUp, Notices: notices, RouteLAN: req.RouteLAN, FullTunnel: full, Server: req.Server, Network: network, User: "alice-sub", Email: "alice@example.com",
 		Interface: iface, Addresses: []string{"100.64.0.2/32", "fd00:64::2/128"}, Endpoint: "198.51.100.1:51820",
-		GatewayPublicKey: "gwkey", AllowedIPs: []string{"10.10.0.0/16", "fd10:10::/64"},
+		GatewayPublicKey: "gwkey", AllowedIPs: allowed,
 		LatestHandshake: &hs, HandshakeAgeSec: &age, RxBytes: 1000, TxBytes: 2000,
 		Routes:      []string{"10.10.0.0/16 dev " + iface + " table 7411 proto 197"},
 		Rules:       []string{"4200: not from all fwmark 0x7411 lookup 7411 proto 197"},

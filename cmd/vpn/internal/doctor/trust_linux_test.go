@@ -53,3 +53,45 @@ func TestDoctorShowsFailClosedBlock(t *testing.T) {
 		t.Fatalf("exit %d, findings %s", code, ids(rep))
 	}
 }
+
+// What a hostile gateway's address would leave on the tunnel on today's
+// main (128.0.0.2/1: a kernel route to 128.0.0.0/1 in main, not journaled)
+// next to the assigned /32: doctor names the address, shows the kernel's
+// route and says how to remove it; the assigned /32 is not a finding.
+func TestDoctorFlagsUnassignedTunnelAddress(t *testing.T) {
+	ns := netnstest.New(t)
+	ns.IPIn("tuntap", "add", "dev", "cp7", "mode", "tun")
+	ns.IPIn("link", "set", "cp7", "up")
+	ns.IPIn("addr", "add", "100.64.0.2/32", "dev", "cp7", "noprefixroute")
+	e := env(ns)
+	e.Agent = func(context.Context) (*control.Status, error) {
+		return &control.Status{State: control.StateUp, Interface: "cp7", Addresses: []string{"100.64.0.2/32"}}, nil
+	}
+	rep, _ := run(t, e, &Options{})
+	if strings.Contains(ids(rep), "tunnel-address") {
+		t.Fatalf("only the assigned /32 on cp7: findings %s", ids(rep))
+	}
+	ns.IPIn("addr", "add", "128.0.0.2/1", "dev", "cp7")
+	rep, code := run(t, e, &Options{})
+	var found bool
+	for _, f := range rep.Findings {
+		if f.ID != "tunnel-address" {
+			continue
+		}
+		found = true
+		var ev []string
+		for _, x := range f.Evidence {
+			ev = append(ev, x.Kind+": "+x.Text)
+		}
+		if f.Severity != "error" || !strings.Contains(f.Title, "128.0.0.2/1") || len(f.Commands) != 1 ||
+			f.Commands[0] != "sudo ip address del 128.0.0.2/1 dev cp7" || !strings.Contains(strings.Join(ev, "\n"), "128.0.0.0/1 dev cp7") {
+			t.Fatalf("finding: %+v\nevidence:\n%s", f, strings.Join(ev, "\n"))
+		}
+		if f.Fixable || len(f.Fix) != 0 {
+			t.Fatalf("doctor --fix must not remove an address it did not add: %+v", f)
+		}
+	}
+	if !found || code != 1 {
+		t.Fatalf("exit %d, findings %s: want tunnel-address", code, ids(rep))
+	}
+}

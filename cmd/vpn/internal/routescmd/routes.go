@@ -2,16 +2,19 @@
 package routescmd
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
+	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/routes"
 )
@@ -25,9 +28,9 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 	var all, asJSON bool
 	show := &cobra.Command{
 		Use:   "show",
-		Short: "Show the routes and rules ClearPath installed (--all: everything, ours marked)",
+		Short: "Show the routes, rules and tunnel addresses ClearPath installed (--all: everything, ours marked)",
 		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := sys()
 			if err != nil {
 				return err
@@ -36,13 +39,22 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 			if err != nil {
 				return err
 			}
+			ours := routes.OwnedDevices(snap, agentInterface(cmd.Context(), f))
 			if !all {
 				snap.Routes, snap.Rules = routes.OwnedItems(snap)
+				snap.Addresses = routes.LinkAddresses(snap, ours...)
+				links := snap.Links[:0:0]
+				for _, l := range snap.Links {
+					if slices.Contains(ours, l.Name) {
+						links = append(links, l)
+					}
+				}
+				snap.Links = links
 			}
 			if asJSON {
 				return writeJSON(f.Out, snap)
 			}
-			printSnapshot(f.Out, snap)
+			printSnapshot(f.Out, snap, ours)
 			return nil
 		},
 	}
@@ -178,7 +190,22 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printSnapshot(w io.Writer, snap *routes.Snapshot) {
+// agentInterface is the running agent's tunnel device ("" when none
+// answers): it is ours even before a route points at it.
+func agentInterface(ctx context.Context, f *factory.Factory) string {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := f.Control().Status(ctx)
+	if err != nil || st.State == control.StateDown {
+		return ""
+	}
+	return st.Interface
+}
+
+func printSnapshot(w io.Writer, snap *routes.Snapshot, ours []string) {
 	rs := append([]routes.Route(nil), snap.Routes...)
 	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Table < rs[j].Table })
 	fmt.Fprintf(w, "routes (%d):\n", len(rs))
@@ -188,5 +215,13 @@ func printSnapshot(w io.Writer, snap *routes.Snapshot) {
 	fmt.Fprintf(w, "rules (%d):\n", len(snap.Rules))
 	for _, r := range snap.Rules {
 		fmt.Fprintf(w, "  %s%s\n", r, owner(r.Protocol))
+	}
+	fmt.Fprintf(w, "addresses (%d):\n", len(snap.Addresses))
+	for _, a := range snap.Addresses {
+		mark := ""
+		if slices.Contains(ours, a.Device) {
+			mark = "   [clearpath]"
+		}
+		fmt.Fprintf(w, "  %s dev %s%s\n", a.Prefix, a.Device, mark)
 	}
 }
