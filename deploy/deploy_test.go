@@ -111,8 +111,13 @@ func TestComposeStackFitsTogether(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(df), `"health", "--url", "http://127.0.0.1:`+port+`/healthz"`) || !strings.Contains(string(df), "FROM scratch") {
-		t.Errorf("Dockerfile: want FROM scratch and a HEALTHCHECK running vpn-gateway health on port %s", port)
+	// The health check asks the loopback metrics listener (plain http
+	// whether or not the API serves TLS): the config must keep it on.
+	if !strings.Contains(string(df), `CMD ["/usr/bin/vpn-gateway", "health"]`) || !strings.Contains(string(df), "FROM scratch") {
+		t.Errorf("Dockerfile: want FROM scratch and a HEALTHCHECK running vpn-gateway health")
+	}
+	if cfg.MetricsAddr() != config.DefaultMetricsListen {
+		t.Errorf("compose gateway.yaml: metrics_listen %q; the image's health check asks %s", cfg.MetricsAddr(), config.DefaultMetricsListen)
 	}
 }
 

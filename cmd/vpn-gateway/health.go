@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/clearpath-vpn/clearpath/server/config"
 	"io"
 	"net/http"
 	"strings"
@@ -44,7 +45,9 @@ func newHealth(out io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080/healthz", "the gateway's /healthz (on listen, or on metrics_listen when set)")
+	// The default is the loopback metrics listener, plain http whether or
+	// not the API itself serves TLS.
+	cmd.Flags().StringVar(&url, "url", "http://"+config.DefaultMetricsListen+"/healthz", "the gateway's /healthz (on metrics_listen, or https://HOST:PORT/healthz on listen)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "give up after this long")
 	return cmd
 }

@@ -74,18 +74,18 @@ func TestGatewayContainerServes(t *testing.T) {
 	// this build machine: podman runs in this test's mount namespace (`ip
 	// netns exec` mounts a /sys without cgroups), with runc (crun refuses
 	// its hybrid cgroups), ulimits under the sandbox's hard limits, and no
-	// health timer (no systemd; the check is run by hand below) and the
-	// health check asks the lab's listen address (the image's asks
-	// 127.0.0.1:8080, the example config's).
+	// health timer (no systemd; the check is run by hand below). The
+	// image's own health check asks the loopback metrics listener
+	// (127.0.0.1:9587, plain http while the API serves TLS).
 	wrapper := filepath.Join(t.TempDir(), "vpn-gateway")
 	script := fmt.Sprintf(`#!/bin/sh
 exec nsenter --mount=/proc/%[1]d/ns/mnt --net=/proc/%[1]d/ns/net -- %s --runtime runc --cgroup-manager=cgroupfs run \
 	--ulimit nofile=4096:4096 --ulimit nproc=4096:4096 --health-interval=disable \
-	--health-cmd '["/usr/bin/vpn-gateway", "health", "--url", "http://%s/healthz"]' --rm --name %s --network ns:/var/run/netns/%s \
+	--rm --name %s --network ns:/var/run/netns/%s \
 	--cap-drop ALL --cap-add NET_ADMIN --cap-add BPF --cap-add PERFMON --cap-add NET_BIND_SERVICE \
 	--security-opt no-new-privileges --read-only --tmpfs /tmp --tmpfs /var/run \
 	--device /dev/net/tun -v %s:%s %s "$@"
-`, os.Getpid(), podman, stack.GatewayListen, name, ref.GW.NS, ref.Dir, ref.Dir, image)
+`, os.Getpid(), podman, name, ref.GW.NS, ref.Dir, ref.Dir, image)
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -28,13 +28,13 @@ type env struct {
 
 // newEnv builds the reference lab, starts Dex and the gateway, and a
 // "who am I" service in each VPC.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...stack.Option) *env {
 	t.Helper()
 	lab.SkipUnlessRoot(t)
 	ref := lab.ReferenceT(t, lab.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := stack.Start(ctx, ref, bins)
+	s, err := stack.Start(ctx, ref, bins, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
