@@ -248,6 +248,9 @@ func (a *Agent) expire(sess *session, cause error) {
 	}
 	st := a.status
 	a.mu.Unlock()
+	// Whether the tunnel is full is what the kernel has (Status reads it);
+	// a.status never holds it, so the flag alone never blocked before.
+	st.FullTunnel = a.Status().FullTunnel
 	why := fmt.Sprintf("the registration expired at %s and could not be renewed (%v)", sess.expires.UTC().Format(time.RFC3339), cause)
 	if st.FailClosed && st.FullTunnel {
 		a.mu.Lock()
