@@ -119,7 +119,9 @@ func (p *prober) wait() (tries, passed int) {
 // router, counts every packet from the laptop's LAN address to anything but
 // the gateway and the LAN: none, while a prober keeps trying the internet).
 // A new `vpn up` from blocked switches to the new tunnel without a packet
-// leaving by the LAN in between (a prober every 20 ms through the switch).
+// leaving by the LAN in between (a prober every 20 ms and a ping every 2 ms
+// through the switch); one that fails (the gateway refuses the token)
+// stays blocked.
 // `vpn down` from blocked restores the routing exactly (`vpn routes diff`
 // against the snapshot taken before `vpn up` is empty) and traffic flows by
 // the LAN again.
@@ -210,6 +212,26 @@ func TestFailClosedKeepsTheBlock(t *testing.T) {
 		t.Errorf("vpn doctor while blocked: exit %d, want the fail-closed-block finding first:\n%s", code, out)
 	}
 
+	// A `vpn up` from blocked that fails (the gateway refuses the token)
+	// leaves the block as it was: still blocked, nothing by the LAN.
+	bad := t.TempDir() + "/bad.token"
+	os.WriteFile(bad, []byte("not-a-token\n"), 0o600)
+	base = leak.packets(t)
+	p = startProber(e.Laptop, internet)
+	out, err = alice.Run(ctx, "up", "--server", stack.ServerURL, "--token-file", bad, "--interface", alice.Iface, "--all-traffic", "--fail-closed")
+	time.Sleep(500 * time.Millisecond)
+	tries, passed := p.wait()
+	if err == nil {
+		t.Errorf("vpn up from blocked with a bad token succeeded:\n%s", out)
+	}
+	if st := fullStatus(t, alice); st.State != control.StateBlocked || !strings.Contains(st.Error, "still blocked") {
+		t.Errorf("after a failed vpn up from blocked: state %q error %q", st.State, st.Error)
+	}
+	if n := leak.packets(t) - base; n != 0 || passed != 0 {
+		t.Errorf("after a failed vpn up from blocked: %d packets by the LAN, %d of %d connections through", n, passed, tries)
+	}
+	t.Logf("failed vpn up from blocked: %s", strings.TrimSpace(out))
+
 	// A new `vpn up` from blocked: the block holds until the new tunnel
 	// carries the traffic.
 	tok2, err := e.TokenFile(ctx, "alice")
@@ -228,7 +250,7 @@ func TestFailClosedKeepsTheBlock(t *testing.T) {
 	upFull(tok2)
 	took := time.Since(start)
 	time.Sleep(300 * time.Millisecond)
-	tries, passed := p.wait()
+	tries, passed = p.wait()
 	flood.Process.Kill()
 	flood.Wait()
 	leaked := leak.packets(t) - base
