@@ -28,7 +28,18 @@ type TunnelSpec struct {
 	// route outside the tunnel; Linux needs no route for it (the socket's
 	// fwmark skips our table).
 	Endpoint netip.Addr
+	// Hold keeps a full tunnel's block while its device changes (a new
+	// `vpn up` from the fail-closed "blocked" state): every full family
+	// also gets `unreachable default metric HoldMetric` in our table, so
+	// when the old device (and its routes) goes, traffic is refused
+	// instead of falling through to main, until the new device's routes
+	// (metric 0, preferred) are in. Linux only.
+	Hold bool
 }
+
+// HoldMetric is the metric of the unreachable defaults of TunnelSpec.Hold:
+// above the kernel's IPv6 default (1024), so a device route always wins.
+const HoldMetric = 0x7411
 
 var default6 = netip.MustParsePrefix("::/0")
 
@@ -106,6 +117,18 @@ func PlanTunnel(snap *Snapshot, spec TunnelSpec) []Change {
 			r.Scope = 0 // the kernel keeps IPv6 routes at universe scope
 		}
 		add(r)
+	}
+	if spec.Hold {
+		for _, v6 := range []bool{false, true} {
+			if !specFull.full(v6) || (v6 && refuse6) {
+				continue // not captured, or refused already
+			}
+			dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+			if v6 {
+				dst = default6
+			}
+			add(Route{Type: TypeUnreachable, Dst: dst, Metric: HoldMetric})
+		}
 	}
 	for _, d := range lan.throws {
 		add(Route{Type: TypeThrow, Dst: d})

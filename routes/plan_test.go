@@ -96,3 +96,39 @@ func TestOverlapsNameTheWinner(t *testing.T) {
 		t.Fatalf("overlaps = %v", got)
 	}
 }
+
+// Hold adds an unreachable default per captured family, at HoldMetric (a
+// device route wins over it), so the block outlives the tunnel's device;
+// an IPv4-only full tunnel's IPv6 is refused already and gets no second
+// one. Without Hold, no such route.
+func TestPlanHold(t *testing.T) {
+	full := []netip.Prefix{pfx("0.0.0.0/0"), pfx("::/0")}
+	holds := func(cs []Change) []string {
+		var out []string
+		for _, c := range cs {
+			if c.Route != nil && c.Route.Metric == HoldMetric {
+				if c.Route.Type != TypeUnreachable || c.Route.Table != Table || c.Route.Dst.Bits() != 0 {
+					t.Errorf("hold route %s", c)
+				}
+				out = append(out, c.Route.Dst.String())
+			}
+		}
+		return out
+	}
+	v4only := TunnelSpec{Device: "cp0", Prefixes: full, Addresses: []netip.Prefix{pfx("100.64.0.2/32")}}
+	if got := holds(PlanTunnel(laptop(), v4only)); len(got) != 0 {
+		t.Errorf("holds without Hold: %v", got)
+	}
+	v4only.Hold = true
+	if got := holds(PlanTunnel(laptop(), v4only)); !slices.Equal(got, []string{"0.0.0.0/0"}) {
+		t.Errorf("IPv4-only full tunnel holds %v, want 0.0.0.0/0", got)
+	}
+	both := TunnelSpec{Device: "cp0", Prefixes: full, Addresses: []netip.Prefix{pfx("100.64.0.2/32"), pfx("fd00:64::2/128")}, Hold: true}
+	if got := holds(PlanTunnel(laptop(), both)); !slices.Equal(got, []string{"0.0.0.0/0", "::/0"}) {
+		t.Errorf("dual-stack full tunnel holds %v, want both defaults", got)
+	}
+	split := TunnelSpec{Device: "cp0", Prefixes: []netip.Prefix{pfx("10.10.0.0/16")}, Addresses: v4only.Addresses, Hold: true}
+	if got := holds(PlanTunnel(laptop(), split)); len(got) != 0 {
+		t.Errorf("a split tunnel has nothing to hold: %v", got)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,9 @@ type Agent struct {
 	spec   routes.TunnelSpec
 	stop   context.CancelFunc // ends the session's route watcher and renewal
 	sess   *session           // the current registration
+	// hold is the blocked tunnel's endpoint while a `vpn up` from the
+	// fail-closed block replaces it (the block held meanwhile).
+	hold atomic.Pointer[netip.Addr]
 
 	renewMu sync.Mutex // one renewal at a time
 }
@@ -201,15 +205,11 @@ func (a *Agent) Status() control.Status {
 // back through the tunnel; on failure roll everything back.
 func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, error) {
 	a.mu.Lock()
-	if a.status.State == control.StateBlocked {
-		// Fail-closed after an expiry: keep blocking until the new
-		// session's routes replace the old ones.
-		a.mu.Unlock()
-		a.teardown()
-		a.mu.Lock()
-		a.status = control.Status{State: control.StateDown}
-	}
-	if a.status.State == control.StateUp || a.status.State == control.StateConnecting {
+	// Fail-closed after an expiry: the block holds until the new session's
+	// routes replace the old ones (connect with held).
+	blocked := a.status
+	held := blocked.State == control.StateBlocked
+	if !held && (a.status.State == control.StateUp || a.status.State == control.StateConnecting) {
 		s := a.status
 		a.mu.Unlock()
 		if s.State == control.StateUp && s.Server == req.Server && (req.Network == "" || req.Network == s.Network) {
@@ -234,8 +234,16 @@ func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	st, err := a.connect(ctx, req)
+	st, err := a.connect(ctx, req, held)
 	a.mu.Lock()
+	if err != nil && held {
+		// Still fail-closed: the block stays (vpn down lifts it).
+		blocked.Error = fmt.Sprintf("vpn up failed (%v); still blocked: %s", err, blocked.Error)
+		a.status = blocked
+		a.mu.Unlock()
+		a.log.Error("up from blocked failed; the block stays", "err", err)
+		return a.Status(), err
+	}
 	if err != nil {
 		a.status = control.Status{State: control.StateDown, Error: err.Error(), Server: req.Server}
 		a.mu.Unlock()
@@ -253,9 +261,15 @@ func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, 
 	return a.Status(), nil
 }
 
-func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.Status, err error) {
+func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (st control.Status, err error) {
 	if req.Token == "" {
 		return st, errors.New("no token: log in first (vpn login) or pass --token-file")
+	}
+	if held {
+		if err := a.beginHold(); err != nil {
+			return st, err
+		}
+		defer a.hold.Store(nil)
 	}
 	sess, err := a.newSession(req)
 	if err != nil {
@@ -301,7 +315,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	}
 	if snap, err := a.sys.Snapshot(); err != nil {
 		return st, fmt.Errorf("read the routing state: %w", err)
-	} else if err := routes.CheckTunnelAddresses(snap, cfg.Addresses, ""); err != nil {
+	} else if err := routes.CheckTunnelAddresses(snap, cfg.Addresses, a.heldDevice(held)); err != nil {
 		return st, fmt.Errorf("gateway sent a bad peer config: %w", err)
 	}
 	cfg.Interface = req.Interface
@@ -313,14 +327,32 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 			return st, err
 		}
 	}
-	if err := a.engine.Begin(); err != nil {
-		return st, fmt.Errorf("prepare routes: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			a.teardown()
+	if held {
+		// The unreachable defaults hold the block while the old device
+		// goes (its name may be the one asked for); the route session
+		// (journal) goes on.
+		a.mu.Lock()
+		old := a.tun
+		a.tun = nil
+		a.mu.Unlock()
+		if old != nil {
+			old.Close()
 		}
-	}()
+		defer func() {
+			if err != nil {
+				a.dropNewTunnel()
+			}
+		}()
+	} else {
+		if err := a.engine.Begin(); err != nil {
+			return st, fmt.Errorf("prepare routes: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				a.teardown()
+			}
+		}()
+	}
 	t, err := tunnel.Up(cfg, a.log)
 	if err != nil {
 		return st, fmt.Errorf("create tunnel: %w", err)
@@ -332,6 +364,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	if req.AllTraffic {
 		spec.Prefixes = append(spec.Prefixes, netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"))
 	}
+	spec.Hold = held
 	a.mu.Lock()
 	a.spec = spec
 	a.mu.Unlock()
@@ -343,6 +376,18 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 	}
 	if s, err := t.Stats(); err != nil || s.LastHandshake.IsZero() {
 		return st, fmt.Errorf("no WireGuard handshake with %s", cfg.Endpoint)
+	}
+	if held {
+		// The new tunnel carries traffic: lift the hold.
+		a.mu.Lock()
+		a.spec.Hold = false
+		a.mu.Unlock()
+		if err := a.replan(); err != nil {
+			return st, fmt.Errorf("lift the block: %w", err)
+		}
+		a.hold.Store(nil)
+		sess.hc.CloseIdleConnections() // no marked connection outlives the hold
+		a.log.Info("left the fail-closed block: the new tunnel carries traffic", "interface", t.Name)
 	}
 	watchCtx, stop := context.WithCancel(context.Background())
 	a.mu.Lock()
@@ -369,6 +414,73 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest) (st control.
 		AllowedIPs: allowed, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
 		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src), GatewayVersion: pc.Gateway.Version}
 	return st, nil
+}
+
+// heldDevice is the blocked tunnel's device during a switch from the block:
+// its addresses are about to go with it.
+func (a *Agent) heldDevice(held bool) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !held || a.tun == nil {
+		return ""
+	}
+	return a.tun.Name
+}
+
+// heldEndpoint is the blocked tunnel's endpoint while a hold is on.
+func (a *Agent) heldEndpoint() (netip.Addr, bool) {
+	if p := a.hold.Load(); p != nil {
+		return *p, true
+	}
+	return netip.Addr{}, false
+}
+
+// beginHold starts the switch from the fail-closed block to a new session:
+// the old session's watcher stops, the unreachable defaults of
+// TunnelSpec.Hold join its routes (so the block outlives its device), and
+// the agent's own connections to the blocked tunnel's endpoint skip the
+// block (markControl) to register.
+func (a *Agent) beginHold() error {
+	a.mu.Lock()
+	stop := a.stop
+	a.stop, a.sess = nil, nil
+	a.spec.Hold = true
+	ep := a.spec.Endpoint
+	active := a.tun != nil
+	a.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	if !a.engine.Active() {
+		return errors.New("blocked, but no route session is active: run `vpn down`, then `vpn up`")
+	}
+	if ep.IsValid() {
+		a.hold.Store(&ep)
+	}
+	if !active {
+		return nil // an earlier switch failed: its holds are in place
+	}
+	if err := a.replan(); err != nil {
+		return fmt.Errorf("hold the block: %w", err)
+	}
+	return nil
+}
+
+// dropNewTunnel undoes a failed switch from the block: the new device goes
+// (and its routes with it), the holds stay; the state stays blocked.
+func (a *Agent) dropNewTunnel() {
+	a.mu.Lock()
+	t := a.tun
+	a.tun = nil
+	if a.stop != nil {
+		a.stop()
+		a.stop = nil
+	}
+	a.sess = nil
+	a.mu.Unlock()
+	if t != nil {
+		t.Close()
+	}
 }
 
 // replan computes the tunnel's routes and rules from the machine's current

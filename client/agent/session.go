@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -25,6 +27,7 @@ import (
 // session is the agent's registration with the gateway: what it needs to
 // renew it before it expires without touching the tunnel.
 type session struct {
+	hc       *http.Client // gw's client (to drop connections made during a hold)
 	gw       *gwapi.Client
 	server   string
 	network  string // as registered
@@ -40,6 +43,7 @@ type session struct {
 }
 
 func (a *Agent) newSession(req control.UpRequest) (*session, error) {
+	var sessHC *http.Client
 	priv, err := key.LoadOrCreate(a.dir)
 	if err != nil {
 		return nil, err
@@ -60,12 +64,17 @@ func (a *Agent) newSession(req control.UpRequest) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	if tr, ok := hc.Transport.(*http.Transport); ok {
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: markControl(a.heldEndpoint)}
+		tr.DialContext = d.DialContext
+	}
+	sessHC = hc
 	gw = gw.WithHTTPClient(hc)
 	host := req.Hostname
 	if host == "" {
 		host, _ = os.Hostname()
 	}
-	return &session{gw: gw, server: req.Server, network: req.Network, id: id, hostname: host, key: priv, src: sourceOf(req)}, nil
+	return &session{hc: sessHC, gw: gw, server: req.Server, network: req.Network, id: id, hostname: host, key: priv, src: sourceOf(req)}, nil
 }
 
 func (s *session) device(priv wgtypes.Key) gwapi.Device {
@@ -249,6 +258,9 @@ func (a *Agent) expire(sess *session, cause error) {
 	}
 	st := a.status
 	a.mu.Unlock()
+	// Whether the tunnel is full is what the kernel has (Status reads it);
+	// a.status never holds it, so the flag alone never blocked before.
+	st.FullTunnel = a.Status().FullTunnel
 	why := fmt.Sprintf("the registration expired at %s and could not be renewed (%v)", sess.expires.UTC().Format(time.RFC3339), cause)
 	if st.FailClosed && st.FullTunnel {
 		a.mu.Lock()
