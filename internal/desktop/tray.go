@@ -10,6 +10,8 @@ import (
 	"image/color"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -170,13 +172,30 @@ func Labels(items []MenuItem) string {
 }
 
 // Find returns the first visible item (at any level) whose label starts
-// with prefix.
+// with prefix, not inside a word: "Log out" finds "Log out
+// alice@example.com" and "ClearPath: " finds "ClearPath: Connected", but
+// "Connect" does not find "Connection options".
 func Find(items []MenuItem, prefix string) (MenuItem, bool) {
+	return find(items, func(l string) bool {
+		rest, ok := strings.CutPrefix(l, prefix)
+		if !ok {
+			return false
+		}
+		// A prefix ending inside a word must end the label's word too.
+		last, _ := utf8.DecodeLastRuneInString(prefix)
+		next, _ := utf8.DecodeRuneInString(rest)
+		return rest == "" || !word(last) || !word(next)
+	})
+}
+
+func word(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
+
+func find(items []MenuItem, match func(string) bool) (MenuItem, bool) {
 	for _, m := range items {
-		if m.Visible && !m.Separator && strings.HasPrefix(m.Label, prefix) {
+		if m.Visible && !m.Separator && match(m.Label) {
 			return m, true
 		}
-		if c, ok := Find(m.Children, prefix); ok {
+		if c, ok := find(m.Children, match); ok {
 			return c, true
 		}
 	}
