@@ -80,6 +80,20 @@ func TestCAFile(t *testing.T) {
 	if err = Explain(err); err == nil || !strings.Contains(err.Error(), "another name") {
 		t.Errorf("wrong name: %v", err)
 	}
+	// A --ca-file of another CA does not make the server trusted: the
+	// extra roots are tried, then the system's, and both refuse.
+	other, err := testca.New("another-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongCA, err := HTTPClient(Policy{CAPEM: other.PEM}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = wrongCA.Get(srv.URL)
+	if err = Explain(err); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Errorf("server of one CA, --ca-file of another: %v, want unknown authority", err)
+	}
 	if _, err := HTTPClient(Policy{CAPEM: []byte("junk"), CAFile: "/x/ca.pem"}, time.Second); err == nil || !strings.Contains(err.Error(), "/x/ca.pem holds no PEM certificate") {
 		t.Errorf("junk CA file: %v", err)
 	}
