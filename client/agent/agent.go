@@ -271,10 +271,12 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		}
 		defer a.hold.Store(nil)
 	}
+	ph := newPhases()
 	sess, err := a.newSession(req)
 	if err != nil {
 		return st, err
 	}
+	ph.mark("session")
 	priv := sess.key
 	if req.RotateKey {
 		if priv, err = wgtypes.GeneratePrivateKey(); err != nil {
@@ -285,6 +287,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	if err != nil {
 		return st, fmt.Errorf("register with %s: %w", req.Server, err)
 	}
+	ph.mark("register")
 	if priv != sess.key {
 		if err := key.Store(a.dir, priv); err != nil {
 			return st, err
@@ -353,10 +356,12 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 			}
 		}()
 	}
+	ph.mark("checks")
 	t, err := tunnel.Up(cfg, a.log)
 	if err != nil {
 		return st, fmt.Errorf("create tunnel: %w", err)
 	}
+	ph.mark("device")
 	a.mu.Lock()
 	a.tun = t
 	a.mu.Unlock()
@@ -371,9 +376,12 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	if err := a.replan(); err != nil {
 		return st, fmt.Errorf("install routes: %w", err)
 	}
+	ph.mark("routes")
 	if err := probeAll(ctx, cfg.Addresses, pc.Gateway.Addresses); err != nil {
 		return st, fmt.Errorf("tunnel to %s did not carry traffic (handshake or reply missing; is UDP %s reachable?): %w", cfg.Endpoint, cfg.Endpoint, err)
 	}
+	ph.mark("probe")
+	defer ph.log(a.log)
 	if s, err := t.Stats(); err != nil || s.LastHandshake.IsZero() {
 		return st, fmt.Errorf("no WireGuard handshake with %s", cfg.Endpoint)
 	}
