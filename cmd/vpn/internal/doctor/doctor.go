@@ -3,7 +3,6 @@
 package doctor
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -116,28 +115,9 @@ func LiveEnv(f *factory.Factory) *Env {
 			}
 			return strings.TrimSpace(string(b))
 		},
-		DNS: func() []netip.Addr { return resolvers("/etc/resolv.conf") },
+		DNS: func() []netip.Addr { return routes.ReadResolvers("/etc/resolv.conf") },
 		Now: time.Now,
 	}
-}
-
-func resolvers(path string) []netip.Addr {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer fh.Close()
-	var out []netip.Addr
-	sc := bufio.NewScanner(fh)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[0] == "nameserver" {
-			if a, err := netip.ParseAddr(fields[1]); err == nil {
-				out = append(out, a.WithZone(""))
-			}
-		}
-	}
-	return out
 }
 
 // Run gathers, analyzes, prints and fixes.
