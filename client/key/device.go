@@ -11,6 +11,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/clearpath-vpn/clearpath/client/statedir"
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
 
@@ -22,7 +23,7 @@ const DeviceIDFile = "device.id"
 // key, is what keeps the address when the key is rotated.
 func DeviceID(dir string) (string, error) {
 	path := filepath.Join(dir, DeviceIDFile)
-	data, err := readNoFollow(path)
+	data, err := statedir.ReadFile(path)
 	if err == nil {
 		id := strings.TrimSpace(string(data))
 		if !api.ValidDeviceID(id) {

@@ -5,13 +5,13 @@ package key
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/clearpath-vpn/clearpath/client/statedir"
 )
 
 // FileName is the key file's name in the state directory.
@@ -22,7 +22,7 @@ const FileName = "device.key"
 // gateway knows this device by its public key.
 func LoadOrCreate(dir string) (wgtypes.Key, error) {
 	path := filepath.Join(dir, FileName)
-	data, err := readNoFollow(path)
+	data, err := statedir.ReadFile(path)
 	if err == nil {
 		k, err := wgtypes.ParseKey(strings.TrimSpace(string(data)))
 		if err != nil {
@@ -47,15 +47,4 @@ func LoadOrCreate(dir string) (wgtypes.Key, error) {
 		return wgtypes.Key{}, fmt.Errorf("write device key: %w", err)
 	}
 	return k, nil
-}
-
-// readNoFollow reads path without following a symlink at its last element
-// (the agent reads these files as root).
-func readNoFollow(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(f)
 }
