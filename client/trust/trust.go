@@ -64,21 +64,6 @@ func IsLoopback(host string) bool {
 	return err == nil && a.Unmap().IsLoopback()
 }
 
-// Pool is the system's roots plus the PEM certificates given.
-func Pool(caPEM []byte, name string) (*x509.CertPool, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if len(caPEM) > 0 && !pool.AppendCertsFromPEM(caPEM) {
-		if name == "" {
-			name = "the CA certificate given"
-		}
-		return nil, fmt.Errorf("%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", name)
-	}
-	return pool, nil
-}
-
 // HTTPClient is a client trusting the system's roots plus p's CA.
 //
 // The given CA is tried first and the system's roots only when it does
