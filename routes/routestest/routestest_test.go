@@ -1,0 +1,72 @@
+package routestest
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/clearpath-vpn/clearpath/routes"
+)
+
+// TestEngineRoundTrip runs a route session through the real engine against
+// the in-memory system: what End leaves equals what Begin saw.
+func TestEngineRoundTrip(t *testing.T) {
+	sys := New(nil)
+	sys.AddLink(routes.Link{Name: "eth0", Up: true})
+	sys.AddLink(routes.Link{Name: "cp0", Up: true})
+	foreign := routes.Change{Op: routes.OpAddRoute, Route: &routes.Route{Table: 254, Type: routes.TypeUnicast,
+		Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("10.0.0.1"), Device: "eth0", Protocol: 4}}
+	if err := sys.Apply(foreign); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := sys.Snapshot()
+	eng := routes.NewEngine(sys, t.TempDir())
+	if err := eng.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	plan := routes.TunnelChanges("cp0", []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")})
+	if err := eng.Apply(plan...); err != nil {
+		t.Fatal(err)
+	}
+	r, err := sys.Lookup(routes.Query{Dst: netip.MustParseAddr("10.9.1.1")})
+	if err != nil || r.Device != "cp0" {
+		t.Fatalf("lookup 10.9.1.1 = %v, %v; want via cp0", r, err)
+	}
+	if _, err := eng.End(); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := sys.Snapshot()
+	if d := routes.Compare(before, after); !d.Empty() {
+		t.Fatalf("state after End differs from before Begin: %+v", d)
+	}
+}
+
+func TestFailAndIdempotence(t *testing.T) {
+	sys := New(nil)
+	sys.AddLink(routes.Link{Name: "cp0", Up: true})
+	add := routes.Change{Op: routes.OpAddRoute, Route: &routes.Route{Table: 7411, Type: routes.TypeUnicast, Dst: netip.MustParsePrefix("10.0.0.0/8"), Device: "cp0", Protocol: 197}}
+	for range 2 {
+		if err := sys.Apply(add); err != nil {
+			t.Fatalf("adding an identical route twice: %v", err)
+		}
+	}
+	other := *add.Route
+	other.Device, other.Gateway = "", netip.MustParseAddr("10.1.1.1")
+	if err := sys.Apply(routes.Change{Op: routes.OpAddRoute, Route: &other}); err == nil {
+		t.Fatal("a different route in the same slot was accepted")
+	}
+	sys.Fail = func(routes.Change) error { return errFake }
+	if err := sys.Apply(routes.Inverse(add)); err == nil {
+		t.Fatal("Fail was not consulted")
+	}
+	sys.Fail = nil
+	sys.RemoveLink("cp0")
+	if s, _ := sys.Snapshot(); len(s.Routes) != 0 {
+		t.Fatalf("routes through a removed link remain: %v", s.Routes)
+	}
+}
+
+var errFake = errorString("refused by the test")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
