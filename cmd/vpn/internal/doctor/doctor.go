@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -132,6 +133,10 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 			return &ExitError{Code: 2, Err: errors.New("doctor: --fix works on this machine, not on a --snapshot file")}
 		}
 		applied, err := fix(w, sys, rep, o)
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			return ee
+		}
 		if err != nil {
 			return &ExitError{Code: 2, Err: err}
 		}
@@ -243,12 +248,29 @@ func fix(w io.Writer, sys routes.System, rep analysis.Report, o *Options) (int, 
 		for _, id := range strings.Split(o.Fix, ",") {
 			named[strings.TrimSpace(id)] = true
 		}
-		known := map[string]bool{}
+		present := map[string]bool{}
+		var now []string
 		for _, f := range rep.Findings {
-			known[f.ID] = true
+			if !present[f.ID] {
+				now = append(now, f.ID)
+			}
+			present[f.ID] = true
+		}
+		var unknown []string
+		for _, id := range strings.Split(o.Fix, ",") {
+			id = strings.TrimSpace(id)
+			if !present[id] && !analysis.KnownID(id) && !slices.Contains(unknown, id) {
+				unknown = append(unknown, id)
+			}
+		}
+		if len(unknown) > 0 {
+			// A typo must not pass for "nothing to fix": nothing is
+			// applied and the exit status is 2 (doctor failed).
+			return 0, &ExitError{Code: 2, Err: fmt.Errorf("--fix %s: no finding has this id; findings now: %s (every id: %s)",
+				strings.Join(unknown, ","), orNone(now), strings.Join(analysis.IDs, ", "))}
 		}
 		for id := range named {
-			if !known[id] {
+			if !present[id] {
 				fmt.Fprintf(w, "--fix %s: no such finding now; nothing to do for it\n", id)
 			}
 		}
@@ -327,4 +349,11 @@ func blockedFinding(rep analysis.Report, o *Options) analysis.Report {
 	rep.Summary.Warnings++
 	rep.Summary.Healthy = false
 	return rep
+}
+
+func orNone(ids []string) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
 }
