@@ -108,6 +108,8 @@ func (c Change) String() string {
 		}
 		prio, rest, _ := strings.Cut(s, ":")
 		return fmt.Sprintf("ip %srule %s priority %s%s", fam, verb, prio, rest)
+	case c.Link != nil && c.Op == OpDelLink:
+		return "ip link del " + c.Link.Name
 	}
 	return string(c.Op)
 }

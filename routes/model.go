@@ -84,6 +84,26 @@ type Link struct {
 	Type  string `json:"type,omitempty"` // "veth", "tun", "loopback", ...
 	Up    bool   `json:"up"`
 	MTU   int    `json:"mtu,omitempty"`
+	// NoCarrier: administratively up but without carrier (no
+	// IFF_LOWER_UP): a tun no process holds, a veth whose peer is down.
+	// Its routes are "linkdown", and the kernel still uses the IPv4 ones.
+	NoCarrier bool `json:"no_carrier,omitempty"`
+	// Tun is the kernel's account of a tun/tap device (Linux only).
+	Tun *TunInfo `json:"tun,omitempty"`
+}
+
+// TunInfo is what the kernel says about a tun/tap device in its link
+// message (IFLA_TUN_*; kernel >= 4.15).
+type TunInfo struct {
+	// Persistent devices (IFF_PERSIST: `ip tuntap add`, OpenVPN's
+	// persist-tun) outlive the process that made them.
+	Persistent bool `json:"persistent"`
+	// Attached counts the descriptors attached to the device: for a
+	// multi-queue one the kernel's queue counts, else 1 while the tun
+	// driver keeps the carrier on (it does while a descriptor is
+	// attached). 0 means no process holds it: packets routed to it are
+	// dropped.
+	Attached int `json:"attached"`
 }
 
 // Address is an address assigned to a link.
@@ -109,13 +129,19 @@ const (
 	OpDelRoute Op = "del-route"
 	OpAddRule  Op = "add-rule"
 	OpDelRule  Op = "del-rule"
+	// OpDelLink deletes a persistent tun/tap device no process holds
+	// (doctor's fix of a dead tun, which takes its routes with it). The
+	// engine never plans one and the journal refuses it.
+	OpDelLink Op = "del-link"
 )
 
-// Change is one change to the routing state; exactly one of Route or Rule is set.
+// Change is one change to the routing state; exactly one of Route, Rule
+// or Link is set.
 type Change struct {
 	Op    Op     `json:"op"`
 	Route *Route `json:"route,omitempty"`
 	Rule  *Rule  `json:"rule,omitempty"`
+	Link  *Link  `json:"link,omitempty"`
 }
 
 // Query asks which route the kernel would really pick (`ip route get`).

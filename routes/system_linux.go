@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -52,7 +56,10 @@ func (s *linuxSystem) Snapshot() (*Snapshot, error) {
 	for _, l := range links {
 		a := l.Attrs()
 		names[a.Index] = a.Name
-		snap.Links = append(snap.Links, Link{Index: a.Index, Name: a.Name, Type: l.Type(), Up: a.Flags&net.FlagUp != 0, MTU: a.MTU})
+		lk := Link{Index: a.Index, Name: a.Name, Type: l.Type(), Up: a.Flags&net.FlagUp != 0, MTU: a.MTU}
+		lk.NoCarrier = lk.Up && a.RawFlags&unix.IFF_LOWER_UP == 0
+		lk.Tun = tunInfo(l)
+		snap.Links = append(snap.Links, lk)
 	}
 	addrs, err := s.h.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
@@ -186,6 +193,11 @@ func (s *linuxSystem) Apply(c Change) error {
 			return s.addRule(*c.Rule)
 		}
 		return s.delRule(*c.Rule)
+	case OpDelLink:
+		if c.Link == nil {
+			return fmt.Errorf("%s: no link given", c.Op)
+		}
+		return s.delDeadTun(c.Link.Name)
 	}
 	return fmt.Errorf("unknown change %q", c.Op)
 }
@@ -375,4 +387,86 @@ func (s *linuxSystem) Lookup(q Query) (Route, error) {
 	out := fromNetlinkRoute(rs[0], fam, names)
 	out.Dst = netip.PrefixFrom(q.Dst, q.Dst.BitLen())
 	return out, nil
+}
+
+// tunInfo reads whether a tun/tap device is persistent and whether a
+// process holds it. How attachment is detected: the tun driver turns the
+// carrier on when a descriptor attaches (TUNSETIFF) and off when the last
+// one detaches, so for a device that is up, no IFF_LOWER_UP means no
+// process. Multi-queue devices also report their attached queues
+// (IFLA_TUN_NUM_QUEUES and _NUM_DISABLED_QUEUES; the kernel sends them for
+// multi-queue devices only), used when present. Both are read in the
+// device's own namespace from its link message. A process can still turn
+// the carrier off itself (TUNSETCARRIER), so deleting the device checks
+// once more against the `iff:` lines of /proc/*/fdinfo (tunHolders).
+func tunInfo(l netlink.Link) *TunInfo {
+	t, ok := l.(*netlink.Tuntap)
+	if !ok {
+		return nil
+	}
+	a := l.Attrs()
+	ti := &TunInfo{Persistent: !t.NonPersist}
+	switch {
+	case t.Flags&netlink.TUNTAP_MULTI_QUEUE != 0:
+		ti.Attached = t.Queues + t.DisabledQueues
+	case a.RawFlags&unix.IFF_LOWER_UP != 0:
+		ti.Attached = 1
+	}
+	return ti
+}
+
+// tunHolders lists the processes with a descriptor open on a tun/tap
+// device called name: /proc/PID/fdinfo/FD of a /dev/net/tun descriptor
+// has an "iff:\t<name>" line. Names are per namespace, so a holder of
+// another namespace's device of the same name counts too: for a refusal
+// that errs on the safe side.
+func tunHolders(name string) []string {
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	var out []string
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err != nil || target != "/dev/net/tun" {
+			continue
+		}
+		pid := strings.Split(fd, "/")[2]
+		b, err := os.ReadFile(strings.Replace(fd, "/fd/", "/fdinfo/", 1))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && k == "iff" && strings.TrimSpace(v) == name && !slices.Contains(out, pid) {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
+}
+
+// delDeadTun deletes a persistent tun/tap device that no process holds,
+// checking again at the moment of deletion: a device a process attached
+// to since the snapshot, or any other kind of link, is refused.
+func (s *linuxSystem) delDeadTun(name string) error {
+	l, err := s.h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil // already gone
+		}
+		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	ti := tunInfo(l)
+	switch {
+	case ti == nil:
+		return fmt.Errorf("delete link %s: it is a %s device, not a tun/tap; refusing", name, l.Type())
+	case !ti.Persistent:
+		return fmt.Errorf("delete link %s: not persistent (it goes with its process); refusing", name)
+	case ti.Attached > 0:
+		return fmt.Errorf("delete link %s: a process is attached now (carrier on); refusing", name)
+	}
+	if pids := tunHolders(name); len(pids) > 0 {
+		return fmt.Errorf("delete link %s: process %s has a tun descriptor named %s open (/proc/PID/fdinfo); refusing", name, strings.Join(pids, ","), name)
+	}
+	if err := s.h.LinkDel(l); err != nil {
+		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	return nil
 }

@@ -112,6 +112,7 @@ func Analyze(in Input) Report {
 	}
 	c.leftoverOwned()
 	c.deadDeviceRoutes()
+	c.deadTunnels()
 	c.orphanRules()
 	c.staleEndpointRoutes()
 	c.defaults()

@@ -7,6 +7,7 @@ import "slices"
 // there now. TestIDsCatalogue keeps it in step with the checks' sources.
 var IDs = []string{
 	"dead-device-route",
+	"dead-tun",
 	"default-duplicate",
 	"default-hijack",
 	"default-missing",
