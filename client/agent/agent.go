@@ -262,6 +262,7 @@ func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, 
 }
 
 func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (st control.Status, err error) {
+	start := time.Now()
 	if req.Token == "" {
 		return st, errors.New("no token: log in first (vpn login) or pass --token-file")
 	}
@@ -285,7 +286,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	}
 	reg, err := sess.gw.Register(ctx, req.Token, req.Network, sess.device(priv))
 	if err != nil {
-		return st, fmt.Errorf("register with %s: %w", req.Server, err)
+		return st, registerError(req.Server, err)
 	}
 	ph.mark("register")
 	if priv != sess.key {
@@ -377,8 +378,8 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		return st, fmt.Errorf("install routes: %w", err)
 	}
 	ph.mark("routes")
-	if err := probeAll(ctx, cfg.Addresses, pc.Gateway.Addresses); err != nil {
-		return st, fmt.Errorf("tunnel to %s did not carry traffic (handshake or reply missing; is UDP %s reachable?): %w", cfg.Endpoint, cfg.Endpoint, err)
+	if err := awaitTraffic(ctx, t, cfg.Endpoint, cfg.Addresses, pc.Gateway.Addresses, start); err != nil {
+		return st, err
 	}
 	ph.mark("probe")
 	defer ph.log(a.log)
