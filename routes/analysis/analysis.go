@@ -115,6 +115,7 @@ func Analyze(in Input) Report {
 	c.deadTunnels()
 	c.orphanRules()
 	c.staleEndpointRoutes()
+	c.endpointPins()
 	c.defaults()
 	c.ipv6Leak()
 	c.overlaps()

@@ -13,6 +13,7 @@ var IDs = []string{
 	"default-missing",
 	"dns-unroutable",
 	"endpoint-loop",
+	"endpoint-pin-stale",
 	"fail-closed-block", // added by cmd/vpn's doctor from the agent's state
 	"handshake-stale",
 	"ipv6-leak",
