@@ -326,6 +326,13 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	if cfg.Interface == "" {
 		cfg.Interface = os.Getenv("VPN_INTERFACE")
 	}
+	if req.MTU > 0 {
+		cfg.MTU = req.MTU
+		if req.MTU < minIPv6MTU && hasIPv6(cfg.Addresses) {
+			cfg.Addresses, cfg.AllowedIPs = withoutIPv6(cfg.Addresses, cfg.AllowedIPs)
+			notices = append(notices, fmt.Sprintf("tunnel MTU %d is below IPv6's minimum of %d: the tunnel carries IPv4 only", req.MTU, minIPv6MTU))
+		}
+	}
 	if cfg.Interface == "" {
 		if cfg.Interface, err = tunnel.PickName(); err != nil {
 			return st, err
@@ -383,6 +390,16 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	}
 	ph.mark("probe")
 	defer ph.log(a.log)
+	pathMTU := 0
+	if req.AutoMTU {
+		pm, notice, err := a.autoMTU(ctx, t, cfg.Addresses, pc.Gateway.Addresses)
+		if err != nil {
+			return st, err
+		}
+		pathMTU = pm
+		notices = append(notices, notice)
+		ph.mark("pmtu")
+	}
 	if s, err := t.Stats(); err != nil || s.LastHandshake.IsZero() {
 		return st, fmt.Errorf("no WireGuard handshake with %s", cfg.Endpoint)
 	}
@@ -421,7 +438,8 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	st = control.Status{Notices: notices, RouteLAN: req.RouteLAN, FailClosed: req.FailClosed || a.cfg.FailClosed, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
 		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
 		AllowedIPs: allowed, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
-		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src), GatewayVersion: pc.Gateway.Version}
+		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src), GatewayVersion: pc.Gateway.Version,
+		GatewayAddresses: pc.Gateway.Addresses, MTU: t.MTU, PathMTU: pathMTU}
 	return st, nil
 }
 

@@ -41,7 +41,9 @@ type Config struct {
 // Tunnel is a running client tunnel.
 type Tunnel struct {
 	Name string
-	dev  *wgdev.Device
+	// MTU is the link's MTU (Config.MTU, or 1420 by default; SetMTU).
+	MTU int
+	dev *wgdev.Device
 }
 
 // Up creates and configures the tunnel. On error nothing is left behind.
@@ -53,7 +55,7 @@ func Up(cfg Config, log *slog.Logger) (t *Tunnel, err error) {
 	if err != nil {
 		return nil, err
 	}
-	t = &Tunnel{Name: dev.Name, dev: dev}
+	t = &Tunnel{Name: dev.Name, MTU: cfg.MTU, dev: dev}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -85,6 +87,16 @@ func uapiConfig(cfg Config) string {
 		fmt.Fprintf(&b, "allowed_ip=%s\n", p)
 	}
 	return b.String()
+}
+
+// SetMTU changes the tunnel link's MTU (`vpn up --mtu auto` lowering it
+// to the measured path MTU).
+func (t *Tunnel) SetMTU(mtu int) error {
+	if err := setMTU(t.Name, mtu); err != nil {
+		return err
+	}
+	t.MTU = mtu
+	return nil
 }
 
 // UpdateSession changes the tunnel's credentials in place: the private key

@@ -48,6 +48,8 @@ type Input struct {
 	// DNS are the resolvers the system uses (resolv.conf).
 	DNS []netip.Addr
 	Now time.Time
+	// PathProbes are path MTU measurements through the tunnel (pathmtu.go).
+	PathProbes []PathProbe
 }
 
 // Evidence is one item a finding is based on.
@@ -88,6 +90,8 @@ type Report struct {
 	OS       string    `json:"os"`
 	Findings []Finding `json:"findings"`
 	Summary  Summary   `json:"summary"`
+	// PathMTU are the path MTU probes through the tunnel, when made.
+	PathMTU []PathProbe `json:"path_mtu,omitempty"`
 }
 
 // ExitCode is 0 when healthy (info at most), 1 with a warning or worse.
@@ -123,10 +127,11 @@ func Analyze(in Input) Report {
 	c.rulePriorities()
 	c.rpFilter()
 	c.mtu()
+	c.pathMTU()
 	c.tunnelAddresses()
 	c.handshake()
 	c.dns()
-	rep := Report{Schema: Schema, OS: in.Snapshot.OS, Findings: c.out}
+	rep := Report{Schema: Schema, OS: in.Snapshot.OS, Findings: c.out, PathMTU: in.PathProbes}
 	if rep.Findings == nil {
 		rep.Findings = []Finding{}
 	}

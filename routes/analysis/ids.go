@@ -20,6 +20,7 @@ var IDs = []string{
 	"leftover-owned",
 	"mtu-too-large",
 	"orphan-rule",
+	"path-mtu",
 	"rp-filter-drop",
 	"rule-priority-conflict",
 	"stale-endpoint-route",

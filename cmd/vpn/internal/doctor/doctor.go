@@ -18,6 +18,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/tunnel"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
@@ -60,6 +61,9 @@ type Env struct {
 	// Running reports whether an agent holds the state dir's lock (alive,
 	// though its socket may not answer); nil: not checked.
 	Running func() (pid int, running, known bool)
+	// PathMTU measures the path MTU from src to dst through the tunnel
+	// (tunnel.PathMTU); nil: not measured (not root: raw ICMP).
+	PathMTU func(ctx context.Context, src, dst netip.Addr, hi int) (int, error)
 }
 
 // NewCmd returns `vpn doctor`.
@@ -105,7 +109,7 @@ Exit status: 0 healthy, 1 a warning or error was found, 2 doctor itself failed.
 
 // LiveEnv reads this machine.
 func LiveEnv(f *factory.Factory) *Env {
-	return &Env{
+	e := &Env{
 		System:  routes.NewSystem,
 		Agent:   f.Control().Status,
 		Running: func() (int, bool, bool) { return agent.Running(f.StateDir) },
@@ -119,6 +123,10 @@ func LiveEnv(f *factory.Factory) *Env {
 		DNS: func() []netip.Addr { return routes.ReadResolvers("/etc/resolv.conf") },
 		Now: time.Now,
 	}
+	if os.Geteuid() == 0 {
+		e.PathMTU = tunnel.PathMTU
+	}
+	return e
 }
 
 // Run gathers, analyzes, prints and fixes.
@@ -195,6 +203,9 @@ func gather(ctx context.Context, env *Env, o *Options) (analysis.Input, routes.S
 		}
 	case err == nil && (st.State == control.StateUp || st.State == control.StateBlocked):
 		in.Agent = agentState(st, in.Snapshot)
+		if env.PathMTU != nil && st.State == control.StateUp {
+			in.PathProbes = probePaths(ctx, env, in.Agent, st.GatewayAddresses)
+		}
 		o.blocked = ""
 		if st.State == control.StateBlocked {
 			o.blocked = st.Error
@@ -300,6 +311,7 @@ func fix(w io.Writer, sys routes.System, rep analysis.Report, o *Options) (int, 
 
 // Print renders a report for people.
 func Print(w io.Writer, rep analysis.Report) {
+	defer printPathMTU(w, rep.PathMTU)
 	if len(rep.Findings) == 0 {
 		fmt.Fprintln(w, "✓ routing looks healthy: no problems found")
 		return
@@ -356,4 +368,40 @@ func orNone(ids []string) string {
 		return "none"
 	}
 	return strings.Join(ids, ", ")
+}
+
+// probePaths measures the path MTU through the tunnel to each of the
+// gateway's tunnel addresses we have a source address for.
+func probePaths(ctx context.Context, env *Env, a *analysis.AgentState, gateway []string) []analysis.PathProbe {
+	var out []analysis.PathProbe
+	for _, g := range gateway {
+		dst, err := netip.ParseAddr(g)
+		if err != nil || a.MTU < tunnel.MinPathMTU {
+			continue
+		}
+		for _, src := range a.Addresses {
+			if src.Addr().Is4() != dst.Is4() {
+				continue
+			}
+			p := analysis.PathProbe{Source: src.Addr(), Target: dst}
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if p.Largest, err = env.PathMTU(pctx, src.Addr(), dst, a.MTU); err != nil {
+				p.Error = err.Error()
+			}
+			cancel()
+			out = append(out, p)
+			break
+		}
+	}
+	return out
+}
+
+func printPathMTU(w io.Writer, ps []analysis.PathProbe) {
+	for _, p := range ps {
+		if p.Largest > 0 {
+			fmt.Fprintf(w, "path MTU through the tunnel to %s: %d bytes\n", p.Target, p.Largest)
+		} else {
+			fmt.Fprintf(w, "path MTU through the tunnel to %s: not measured (%s)\n", p.Target, p.Error)
+		}
+	}
 }
