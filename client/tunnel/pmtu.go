@@ -50,16 +50,7 @@ func PathMTU(ctx context.Context, src, dst netip.Addr, hi int) (int, error) {
 	}
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
-		err := rc.Control(func(fd uintptr) {
-			if dst.Is6() {
-				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_MTU_DISCOVER, 3 /* IPV6_PMTUDISC_PROBE */)
-				if serr == nil {
-					serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, 62 /* IPV6_DONTFRAG */, 1)
-				}
-			} else {
-				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_MTU_DISCOVER, 3 /* IP_PMTUDISC_PROBE */)
-			}
-		})
+		err := rc.Control(func(fd uintptr) { serr = setDontFragment(int(fd), dst.Is6()) })
 		if err != nil {
 			return err
 		}
