@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -31,7 +32,9 @@ type Options struct {
 	DryRun   bool
 	Snapshot string // analyze a recorded snapshot instead of this machine
 	NoDNS    bool
+	Bundle   string // write a redacted support bundle to this new file
 	blocked  string // the agent's account of a fail-closed block
+	status   *control.Status
 }
 
 // ExitError carries doctor's exit code: 1 findings, 2 doctor failed.
@@ -64,6 +67,8 @@ type Env struct {
 	// PathMTU measures the path MTU from src to dst through the tunnel
 	// (tunnel.PathMTU); nil: not measured (not root: raw ICMP).
 	PathMTU func(ctx context.Context, src, dst netip.Addr, hi int) (int, error)
+	// AgentLog returns the end of the agent's log (for --bundle).
+	AgentLog func() ([]byte, error)
 }
 
 // NewCmd returns `vpn doctor`.
@@ -104,6 +109,7 @@ Exit status: 0 healthy, 1 a warning or error was found, 2 doctor itself failed.
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "with --fix: print the changes without making them")
 	cmd.Flags().StringVar(&o.Snapshot, "snapshot", "", "analyze a snapshot file (vpn routes snapshot -o) instead of this machine")
 	cmd.Flags().BoolVar(&o.NoDNS, "no-dns", false, "skip the DNS reachability check")
+	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "also write a support bundle to this new file (tar.gz: report, snapshot, agent status and log, versions; user names, tokens, keys and public addresses redacted)")
 	return cmd
 }
 
@@ -126,6 +132,7 @@ func LiveEnv(f *factory.Factory) *Env {
 	if os.Geteuid() == 0 {
 		e.PathMTU = tunnel.PathMTU
 	}
+	e.AgentLog = func() ([]byte, error) { return tailFile(filepath.Join(f.StateDir, "agent.log"), agentLogTail) }
 	return e
 }
 
@@ -154,6 +161,13 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 			}
 			rep = blockedFinding(analysis.Analyze(in), o)
 		}
+	}
+	if o.Bundle != "" {
+		note, err := writeBundle(o.Bundle, env, rep, in, o.status, env.Now())
+		if err != nil {
+			return &ExitError{Code: 2, Err: err}
+		}
+		fmt.Fprintf(w, "support bundle written to %s (%s)\n", o.Bundle, note)
 	}
 	if o.JSON {
 		enc := json.NewEncoder(w)
@@ -192,6 +206,9 @@ func gather(ctx context.Context, env *Env, o *Options) (analysis.Input, routes.S
 		return in, nil, err
 	}
 	st, err := env.Agent(ctx)
+	if err == nil {
+		o.status = st
+	}
 	switch {
 	case errors.Is(err, control.ErrNoAccess):
 		// Without the agent's view every route of ours would look like a
