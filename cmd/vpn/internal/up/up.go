@@ -208,8 +208,8 @@ func parseMTU(v string, req *control.UpRequest) error {
 		return nil
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 576 || n > 9000 {
-		return fmt.Errorf("--mtu %q: want auto or a number of bytes from 576 to 9000", v)
+	if err != nil || n < control.MinMTU || n > control.MaxMTU {
+		return fmt.Errorf("--mtu %q: want auto or a number of bytes from %d to %d", v, control.MinMTU, control.MaxMTU)
 	}
 	req.MTU = n
 	return nil
