@@ -58,7 +58,11 @@ func (s *linuxSystem) Snapshot() (*Snapshot, error) {
 		names[a.Index] = a.Name
 		lk := Link{Index: a.Index, Name: a.Name, Type: l.Type(), Up: a.Flags&net.FlagUp != 0, MTU: a.MTU}
 		lk.NoCarrier = lk.Up && a.RawFlags&unix.IFF_LOWER_UP == 0
-		lk.Tun = tunInfo(l)
+		if lk.Tun = tunInfo(l); lk.Tun != nil && lk.Up && lk.Tun.Attached == 0 {
+			// Carrier off: no process, unless one turned the carrier
+			// off itself (TUNSETCARRIER). Only then is /proc scanned.
+			lk.Tun.Attached = len(tunHolders(a.Name))
+		}
 		snap.Links = append(snap.Links, lk)
 	}
 	addrs, err := s.h.AddrList(nil, netlink.FAMILY_ALL)
@@ -397,8 +401,9 @@ func (s *linuxSystem) Lookup(q Query) (Route, error) {
 // (IFLA_TUN_NUM_QUEUES and _NUM_DISABLED_QUEUES; the kernel sends them for
 // multi-queue devices only), used when present. Both are read in the
 // device's own namespace from its link message. A process can still turn
-// the carrier off itself (TUNSETCARRIER), so deleting the device checks
-// once more against the `iff:` lines of /proc/*/fdinfo (tunHolders).
+// the carrier off itself (TUNSETCARRIER), so a snapshot counts the holders
+// in /proc/*/fdinfo (tunHolders) for an up device without carrier, and
+// deleting the device checks both once more.
 func tunInfo(l netlink.Link) *TunInfo {
 	t, ok := l.(*netlink.Tuntap)
 	if !ok {

@@ -20,8 +20,11 @@ func (c *checker) deadTunnels() {
 		if !l.Up {
 			continue // down: dead-device-route reports its routes
 		}
-		dead := l.Tun != nil && l.Tun.Attached == 0
-		if !dead && !(l.NoCarrier && (l.Tun != nil || c.tunnelLike(l.Name))) {
+		// A tun/tap is dead when no process holds it (a live process
+		// that turned its carrier off manages its routes itself); any
+		// other tunnel-like device when it has no carrier.
+		dead := l.Tun != nil && l.Tun.Attached == 0 || l.Tun == nil && l.NoCarrier && c.tunnelLike(l.Name)
+		if !dead {
 			continue
 		}
 		var rs []routes.Route

@@ -125,6 +125,9 @@ func TestDoctorDeadPersistentTun(t *testing.T) {
 	if !strings.Contains(ns.IPIn("link", "show", "tun7"), "NO-CARRIER") {
 		t.Fatal("carrier still on after TUNSETCARRIER 0")
 	}
+	if found, _, ev := findingOf(t, e, "dead-tun"); found {
+		t.Errorf("a tun its process holds with the carrier turned off was reported dead:\n%s", ev)
+	}
 	if err := sys.Apply(routes.Change{Op: routes.OpDelLink, Link: &routes.Link{Name: "tun7"}}); err == nil || !strings.Contains(err.Error(), "fdinfo") {
 		t.Fatalf("deleting a tun a process holds without carrier: want a refusal naming the process, got %v", err)
 	}
