@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,8 +84,16 @@ func TestPathMTUAuto(t *testing.T) {
 		t.Fatal("full-size (1216-byte) packets do not cross after --mtu auto")
 	}
 	e.reach(t, vpcA4)
-	if rep, _, out := doctor(t, c); finding(rep, "path-mtu") != nil {
-		t.Errorf("after --mtu auto doctor still reports the path MTU:\n%s", out)
+	rep, _, out = doctor(t, c)
+	if finding(rep, "path-mtu") != nil || !rep.Summary.Healthy {
+		t.Errorf("after --mtu auto doctor still reports problems:\n%s", out)
+	}
+	// Taking IPv6 off the link (the kernel does below 1280) must not leave
+	// the agent failing to re-plan routes it no longer wants.
+	if b, err := os.ReadFile(filepath.Join(c.StateDir, "agent.log")); err != nil {
+		t.Error(err)
+	} else if i := strings.Index(string(b), "path MTU"); i >= 0 && strings.Contains(string(b[i:]), "level=ERROR") {
+		t.Errorf("the agent logged errors after lowering the MTU:\n%s", b[i:])
 	}
 	down(t, c)
 }
