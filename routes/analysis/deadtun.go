@@ -49,6 +49,15 @@ func (c *checker) deadTunnels() {
 				sev = Error // a default or half-default into nothing
 			}
 		}
+		// A resolver the dead VPN pushed, still in resolv.conf and routed
+		// into the device: every name lookup times out.
+		var dnsEv []Evidence
+		for _, s := range c.in.DNS {
+			if d := Select(c.snap, Flow{Dst: s}); !d.Refused && d.Route.Device == l.Name {
+				dnsEv = append(dnsEv, Evidence{Kind: "lookup", Text: fmt.Sprintf("DNS server %s: route get %s -> %s", s, s, display(d.Route))})
+				sev = Error
+			}
+		}
 		kind := "tunnel device"
 		if l.Tun != nil {
 			kind = "tun/tap device"
@@ -74,6 +83,10 @@ func (c *checker) deadTunnels() {
 		}
 		for _, r := range rs {
 			f.Evidence = append(f.Evidence, routeEv(r))
+		}
+		f.Evidence = append(f.Evidence, dnsEv...)
+		if len(dnsEv) > 0 {
+			f.Title += "; DNS goes there too"
 		}
 		switch {
 		case c.in.Agent != nil && l.Name == c.in.Agent.Interface:

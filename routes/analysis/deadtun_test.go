@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -56,5 +57,15 @@ func TestDeadTunFixes(t *testing.T) {
 		if f.ID == "dead-tun" && (f.Fixable || f.Owner != "clearpath") {
 			t.Errorf("our own dead tunnel must not be fixable by doctor: %+v", f)
 		}
+	}
+}
+
+// OpenVPN pushed 10.8.0.1 as resolver; after its crash resolv.conf still
+// names it and its route leads into the dead tun: every lookup times out.
+func TestDeadTunCarriesDNS(t *testing.T) {
+	rep := Analyze(Input{Snapshot: withDeadTun(linuxLaptop(), 0), DNS: []netip.Addr{a("10.8.0.1")}, Now: now})
+	f := rep.Findings[0]
+	if f.ID != "dead-tun" || f.Severity != Error || !strings.Contains(f.Title, "DNS") || !strings.Contains(f.Evidence[len(f.Evidence)-1].Text, "DNS server 10.8.0.1") {
+		t.Fatalf("want an error naming the resolver, got %s", dump(rep))
 	}
 }

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -158,8 +159,11 @@ func TestDoctorTuntapAddNoProcess(t *testing.T) {
 	ns.IPIn("link", "set", "tap3", "up")
 	ns.IPIn("route", "add", "172.16.0.0/12", "dev", "tap3")
 	ns.IPIn("-6", "route", "add", "fd16::/48", "dev", "tap3")
+	// resolv.conf still names the dead VPN's resolver.
+	e.DNS = func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("172.16.0.53")} }
 	found, cmds, ev := findingOf(t, e, "dead-tun")
-	if !found || len(cmds) != 1 || cmds[0] != "ip link del tap3" || !strings.Contains(ev, "172.16.0.0/12") || !strings.Contains(ev, "fd16::/48") {
+	if !found || len(cmds) != 1 || cmds[0] != "ip link del tap3" || !strings.Contains(ev, "172.16.0.0/12") || !strings.Contains(ev, "fd16::/48") ||
+		!strings.Contains(ev, "DNS server 172.16.0.53") {
 		t.Fatalf("want dead-tun for tap3 with both routes and `ip link del tap3`, got %v %v\n%s", found, cmds, ev)
 	}
 	if rep, code := run(t, e, &Options{Fix: "dead-tun"}); code != 0 || len(rep.Findings) != 0 {
