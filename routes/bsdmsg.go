@@ -121,6 +121,27 @@ type bsdAddr struct {
 	Index  int    // link: interface index, 0 if unknown
 	Name   string // link: interface name, often empty
 	LLAddr []byte // link: hardware address
+	// Full (link, requests only) writes a whole struct sockaddr_dl
+	// (sdl_len at least bsdSockaddrDLSize), as the kernel's own link
+	// addresses are (if_attach) and as route(8) copies them for
+	// -interface. ARP refuses a shorter one as the gateway of a host
+	// route (in_arp.c arp_rtrequest: "bad gateway address").
+	Full bool
+}
+
+// bsdSockaddrDLSize is sizeof(struct sockaddr_dl) on darwin.
+const bsdSockaddrDLSize = 20
+
+// bsdLinkSALen is the sdl_len a request gives link address a on the wire:
+// golang.org/x/net/route writes 8 bytes of header, the name and the
+// hardware address; bsdFullLinkAddrs widens a Full one to a whole
+// sockaddr_dl.
+func bsdLinkSALen(a bsdAddr) int {
+	n := 8 + len(a.Name) + len(a.LLAddr)
+	if a.Full {
+		n = max(n, bsdSockaddrDLSize)
+	}
+	return n
 }
 
 func (a bsdAddr) present() bool { return a.Family != 0 }
@@ -484,10 +505,13 @@ func bsdChangeMsg(c Change, seq int, ifindex func(string) (int, error)) (bsdRout
 			return m, err
 		}
 		dev = i
-		// rt_setif binds the route to this interface after the add.
-		m.IFP = bsdAddr{Family: bsdAFLink, Index: dev}
 	}
 	if r.Gateway.IsValid() {
+		// rt_setif binds the route to this interface after the add;
+		// the interface address comes from the gateway's family.
+		if dev != 0 {
+			m.IFP = bsdAddr{Family: bsdAFLink, Index: dev}
+		}
 		zone := dev
 		if z := r.Gateway.Zone(); z != "" {
 			i, err := ifindex(z)
@@ -509,7 +533,14 @@ func bsdChangeMsg(c Change, seq int, ifindex func(string) (int, error)) (bsdRout
 		if dev == 0 {
 			return m, fmt.Errorf("route %s needs a gateway or a device", r)
 		}
-		m.Gateway = bsdAddr{Family: bsdAFLink, Index: dev}
+		// On-link, as route(8) -interface, wg-quick and Tailscale add
+		// it: the interface's whole link address as gateway and no
+		// RTA_IFP. With RTA_IFP, rt_setif would take the interface
+		// address from this AF_LINK gateway (ifaof_ifpforaddr), and
+		// IPv4 source selection (in_pcbladdr reads rt_ifa) would give
+		// unbound sockets a bogus source. Without it rtrequest picks an
+		// address of the destination's family on the interface.
+		m.Gateway = bsdAddr{Family: bsdAFLink, Index: dev, Name: r.Device, Full: true}
 	}
 	if Scoped(r) {
 		if dev == 0 {
@@ -711,4 +742,53 @@ func bsdChangeMatters(typ, flags, pid, self int) bool {
 		return pid != self && flags&(rtfProto1|rtfWasCloned|rtfLLInfo) == 0
 	}
 	return false
+}
+
+// bsdRtMsghdrSize is sizeof(struct rt_msghdr) on darwin, where a route
+// message's socket addresses start.
+const bsdRtMsghdrSize = 92
+
+// bsdFullLinkAddrs rewrites a marshalled route request so that each
+// link-layer address m marks Full is a whole struct sockaddr_dl
+// (bsdLinkSALen), zero-padded: golang.org/x/net/route writes only the
+// bytes it has (8 for an index alone), which arp_rtrequest refuses as a
+// host route's gateway. Addresses are 4-byte aligned as on darwin, in
+// RTAX order; the bytes after the last address (x/net/route pads darwin
+// requests) are kept, and rtm_msglen is updated.
+func bsdFullLinkAddrs(b []byte, m bsdRouteMsg) ([]byte, error) {
+	if len(b) < bsdRtMsghdrSize {
+		return nil, fmt.Errorf("route message of %d bytes is shorter than its header", len(b))
+	}
+	roles := [8]bsdAddr{m.Dst, m.Gateway, m.Netmask, {}, m.IFP, m.IFA}
+	attrs := uint32(b[12]) | uint32(b[13])<<8 | uint32(b[14])<<16 | uint32(b[15])<<24
+	out := append(make([]byte, 0, len(b)+64), b[:bsdRtMsghdrSize]...)
+	off := bsdRtMsghdrSize
+	for i := range roles {
+		if attrs&(1<<i) == 0 {
+			continue
+		}
+		if off+1 >= len(b) {
+			return nil, fmt.Errorf("route message: address %d past its end", i)
+		}
+		l := int(b[off])
+		space := max(4, (l+3)&^3)
+		if off+space > len(b) {
+			return nil, fmt.Errorf("route message: address %d of %d bytes past its end", i, l)
+		}
+		sa := b[off : off+space]
+		if b[off+1] == bsdAFLink && roles[i].Full && l < bsdLinkSALen(roles[i]) {
+			w := make([]byte, (bsdLinkSALen(roles[i])+3)&^3)
+			copy(w, sa[:l])
+			w[0] = byte(bsdLinkSALen(roles[i]))
+			sa = w
+		}
+		out = append(out, sa...)
+		off += space
+	}
+	out = append(out, b[off:]...)
+	if len(out) > 0xffff {
+		return nil, fmt.Errorf("route message of %d bytes", len(out))
+	}
+	out[0], out[1] = byte(len(out)), byte(len(out)>>8)
+	return out, nil
 }

@@ -224,8 +224,9 @@ func TestBSDChangeMsgSelectors(t *testing.T) {
 		{"our half default into the tunnel", Change{Op: OpAddRoute, Route: ptr(ours(mkRoute("0.0.0.0/1", "", "utun5")))}, func(t *testing.T, m bsdRouteMsg) {
 			want(t, m.Type == rtmAdd, "type %d", m.Type)
 			want(t, m.Flags == rtfUp|rtfStatic|rtfProto1, "flags %s", bsdFlagNames(m.Flags))
-			want(t, m.Gateway.Family == bsdAFLink && m.Gateway.Index == 21, "on-link gateway %+v", m.Gateway)
-			want(t, m.IFP.Index == 21, "interface %+v", m.IFP)
+			want(t, m.Gateway.Family == bsdAFLink && m.Gateway.Index == 21 && m.Gateway.Name == "utun5" && bsdLinkSALen(m.Gateway) >= bsdSockaddrDLSize,
+				"on-link gateway %+v: want the utun's whole sockaddr_dl", m.Gateway)
+			want(t, !m.IFP.present(), "RTA_IFP %+v on an on-link route: rt_setif would make the link address rt_ifa", m.IFP)
 			want(t, slices.Equal(m.Netmask.IP, []byte{0x80, 0, 0, 0}), "mask %x", m.Netmask.IP)
 			want(t, m.Index == 0, "unscoped request with index %d", m.Index)
 		}},

@@ -67,6 +67,9 @@ var (
 	_ [0]struct{} = [iftCell - unix.IFT_CELLULAR]struct{}{}
 	_ [0]struct{} = [iffUp - unix.IFF_UP]struct{}{}
 	_ [0]struct{} = [iffLoopback - unix.IFF_LOOPBACK]struct{}{}
+
+	_ [0]struct{} = [bsdSockaddrDLSize - unix.SizeofSockaddrDatalink]struct{}{}
+	_ [0]struct{} = [bsdRtMsghdrSize - unix.SizeofRtMsghdr]struct{}{}
 )
 
 // NewSystem returns the System of this Mac: its routing table through the
@@ -113,6 +116,9 @@ func (darwinKernel) Routes() ([]bsdRouteMsg, error) {
 
 func (darwinKernel) Request(m bsdRouteMsg) (bsdRouteMsg, error) {
 	wire, err := toRouteMessage(m, os.Getpid()).Marshal()
+	if err == nil {
+		wire, err = bsdFullLinkAddrs(wire, m)
+	}
 	if err != nil {
 		return bsdRouteMsg{}, fmt.Errorf("route socket: build request: %w", err)
 	}

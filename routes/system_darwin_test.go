@@ -454,3 +454,37 @@ func TestDarwinWatcherFilter(t *testing.T) {
 		}
 	}
 }
+
+// Issue 23 point 2: an on-link route's gateway leaves as a whole struct
+// sockaddr_dl (sdl_len 20, as the kernel's own and route(8)'s), which
+// x/net/route alone does not write, and still parses back the same.
+func TestDarwinOnLinkGatewayIsAWholeSockaddrDL(t *testing.T) {
+	for _, r := range []Route{ours(mkRoute("0.0.0.0/1", "", "utun5")), ours(mkRoute("192.168.1.1/32", "", "en0"))} {
+		m, err := bsdChangeMsg(Change{Op: OpAddRoute, Route: &r}, 7, macDevs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := toRouteMessage(m, 4242).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := bsdFullLinkAddrs(raw, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int(binary.LittleEndian.Uint16(b)); got != len(b) || len(b) < len(raw) {
+			t.Fatalf("%s: rtm_msglen %d, message %d bytes (was %d)", r, got, len(b), len(raw))
+		}
+		gw := bsdRtMsghdrSize + 16 // after the IPv4 destination
+		if b[gw+1] != unix.AF_LINK || b[gw] < unix.SizeofSockaddrDatalink {
+			t.Errorf("%s: gateway sockaddr family %d sdl_len %d, want AF_LINK of at least %d", r, b[gw+1], b[gw], unix.SizeofSockaddrDatalink)
+		}
+		back := parseRoutes(t, b)
+		if len(back) != 1 || back[0].Gateway.Name != r.Device || back[0].Gateway.Index != m.Gateway.Index || back[0].IFP.present() {
+			t.Fatalf("%s: parsed back as %+v", r, back)
+		}
+		if m.Netmask.present() && !slices.Equal(back[0].Netmask.IP[:1], []byte{0x80}) {
+			t.Errorf("%s: netmask after the widened gateway %x", r, back[0].Netmask.IP)
+		}
+	}
+}

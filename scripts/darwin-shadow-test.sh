@@ -48,6 +48,7 @@ grep "^golang.org/x/sys $sysver" "$root/go.sum" >"$tmp/go.sum"
 	echo "type Timeval = unix.Timeval"
 	echo "const ("
 	grep -E '^\s+[A-Z][A-Z0-9_]* += (0x[0-9a-f]+|syscall\.Errno\(0x[0-9a-f]+\))$' "$zerrors"
+	grep -E '^\s+Sizeof[A-Za-z0-9_]* += 0x[0-9a-f]+$' "${zerrors/zerrors/ztypes}"
 	echo ")"
 	cat <<'EOF'
 var errShadow = errors.New("shadow build: no darwin kernel here")
