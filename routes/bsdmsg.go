@@ -731,15 +731,26 @@ func bsdSnapshot(ifs []bsdIfMsg, addrs []bsdIfAddrMsg, msgs []bsdRouteMsg) (*Sna
 
 // bsdChangeMatters reports whether a message broadcast on the route socket
 // (type, route flags, sending pid) is a change the tunnel plan depends on:
-// routes added, deleted or changed by someone else, addresses and
-// interfaces coming and going. Our own changes (RTF_PROTO1, or sent by
-// this process), lookups, ARP/NDP clones and misses are not.
+// routes added, deleted or changed by another process or by the kernel,
+// addresses and interfaces coming and going. Changes this process sent,
+// lookups, ARP/NDP entries and misses are not.
+//
+// RTF_PROTO1 says nothing about the sender: another program's
+// `route delete 0.0.0.0/1` or `route -n flush` is broadcast with the
+// deleted route's flags (rtsock.c copies rt_flags into the report), our
+// RTF_PROTO1 among them, and NetBird marks its own routes RTF_PROTO1 too.
+// Only the pid tells our own changes apart.
 func bsdChangeMatters(typ, flags, pid, self int) bool {
 	switch typ {
 	case rtmNewAddr, rtmDelAddr, rtmIfInfo:
 		return true
 	case rtmAdd, rtmDelete, rtmChange:
-		return pid != self && flags&(rtfProto1|rtfWasCloned|rtfLLInfo) == 0
+		if pid == self || flags&rtfWasCloned != 0 {
+			return false
+		}
+		// Neighbour entries (arp -s, NDP) carry RTF_LLINFO; our own
+		// host route to the router does too once ARP takes it.
+		return flags&rtfLLInfo == 0 || flags&rtfProto1 != 0
 	}
 	return false
 }

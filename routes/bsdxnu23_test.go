@@ -6,6 +6,7 @@ package routes
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -55,6 +56,82 @@ func TestBSDBlockLANRouterRouteResolves(t *testing.T) {
 	for _, r := range snap.Routes {
 		if r.Dst == pfx("192.168.1.1/32") && r.Protocol == Protocol && !strings.Contains(strings.Join(r.Flags, ""), "L") {
 			t.Errorf("the router's host route has no link-layer info: %s %v", r, r.Flags)
+		}
+	}
+}
+
+// wakes reports whether the watcher would re-plan for a broadcast the
+// model sent since index from, and whether one of our own did.
+func wakes(k *xnu, from int) (others, ours bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, c := range k.casts[from:] {
+		if bsdChangeMatters(c.Type, c.Flags, c.Pid, xnuSelf) {
+			if c.Pid == xnuSelf {
+				ours = true
+			} else {
+				others = true
+			}
+		}
+	}
+	return others, ours
+}
+
+// Point 4: another VPN's `route delete 0.0.0.0/1` or a `route -n flush`
+// removes our routes; the deletion broadcast carries the deleted route's
+// flags (RTF_PROTO1 included) and the deleting process's pid. The watcher
+// must wake for it and the re-plan put our routes back; our own changes
+// must not wake it (no re-plan loop).
+func TestBSDWatcherSeesOthersDeletingOurRoutes(t *testing.T) {
+	k, sys, e := macSession(t)
+	from := len(k.casts)
+	reconcile(t, sys, e, fullTunnel(false))
+	if _, ours := wakes(k, from); ours {
+		t.Fatalf("our own adds wake the watcher")
+	}
+	half := bsdRouteMsg{Type: rtmDelete, Flags: rtfUp | rtfStatic | rtfProto1, Dst: in4("0.0.0.0"), Netmask: bsdMask(1, false)}
+	flush := func(pid int) { // route -n flush: every route via a gateway
+		k.mu.Lock()
+		var gws []bsdRouteMsg
+		for _, m := range k.table {
+			if m.Flags&rtfGateway != 0 && m.Flags&rtfWasCloned == 0 {
+				gws = append(gws, bsdRouteMsg{Type: rtmDelete, Flags: m.Flags, Index: m.Index, Dst: m.Dst, Netmask: m.Netmask})
+			}
+		}
+		k.mu.Unlock()
+		for _, m := range gws {
+			if _, err := k.requestAs(pid, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, c := range []struct {
+		name   string
+		attack func()
+	}{
+		{"another VPN deletes 0.0.0.0/1", func() {
+			if _, err := k.requestAs(777, half); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"route -n flush", func() { flush(778) }},
+	} {
+		name, attack := c.name, c.attack
+		from := len(k.casts)
+		attack()
+		if others, _ := wakes(k, from); !others {
+			t.Errorf("%s: the watcher ignores it", name)
+			continue
+		}
+		// The agent re-plans, as the watcher makes it do.
+		if !slices.ContainsFunc(k.table, func(m bsdRouteMsg) bool { return mustKey(m) == xnuKey{dst: pfx("0.0.0.0/0")} }) {
+			k.table = append(k.table, dump(macEn0, "UGScg", in4("0.0.0.0"), in4("192.168.1.1"), kmask(0, false))) // configd's default back
+		}
+		reconcile(t, sys, e, fullTunnel(false))
+		for dst, want := range map[string]string{"10.10.1.1": "utun5", "198.51.100.1": "en0"} {
+			if dev, err := k.forward(netip.MustParseAddr(dst)); dev != want {
+				t.Errorf("%s, re-planned: %s leaves via %q (%v), want %s", name, dst, dev, err, want)
+			}
 		}
 	}
 }

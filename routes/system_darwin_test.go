@@ -438,7 +438,8 @@ func BenchmarkDarwinParseDump(b *testing.B) {
 func TestDarwinWatcherFilter(t *testing.T) {
 	self := 4242
 	theirs := rtMsg(unix.RTM_ADD, bsdFlagBits("UGSc"), macEn0, 77, 1, saIn4("0.0.0.0"), saIn4("192.168.1.254"), saMask(0, false))
-	ours := rtMsg(unix.RTM_ADD, bsdFlagBits("UGS1"), macEn0, 77, 1, saIn4("198.51.100.1"), saIn4("192.168.1.1"), nil)
+	ours := rtMsg(unix.RTM_ADD, bsdFlagBits("UGS1"), macEn0, self, 1, saIn4("198.51.100.1"), saIn4("192.168.1.1"), nil)
+	oursDeleted := rtMsg(unix.RTM_DELETE, bsdFlagBits("US1"), utun5, 77, 1, saIn4("0.0.0.0"), saDL(utun5, "", nil), saMask(1, false))
 	arp := rtMsg(unix.RTM_ADD, bsdFlagBits("UHLWIi"), macEn0, 0, 0, saIn4("192.168.1.9"), saDL(macEn0, "", macEn0MAC), nil)
 	addr := ifaMsg(macEn0, saMask(24, false), saIn4("192.168.1.23"))
 	addr[3] = unix.RTM_NEWADDR
@@ -447,7 +448,8 @@ func TestDarwinWatcherFilter(t *testing.T) {
 		want bool
 	}{
 		"another's route": {theirs, true}, "ours": {ours, false}, "ARP": {arp, false}, "address": {addr, true},
-		"ours then another's": {slices.Concat(ours, theirs), true},
+		"ours then another's":     {slices.Concat(ours, theirs), true},
+		"ours deleted by another": {oursDeleted, true},
 	} {
 		if got := socketChangeMatters(c.b, self); got != c.want {
 			t.Errorf("%s: %v, want %v", name, got, c.want)
