@@ -135,3 +135,50 @@ func TestBSDWatcherSeesOthersDeletingOurRoutes(t *testing.T) {
 		}
 	}
 }
+
+// Point 5: NetBird marks its routes RTF_PROTO1 too. Ours are the marked
+// routes our journal names (or on a utun carrying one it names); the
+// reconcile and the sweep leave NetBird's alone.
+func TestBSDOwnershipIsProto1AndJournaled(t *testing.T) {
+	k, sys, e := macSession(t)
+	k.attach(30, "utun100", pfx("100.100.0.1/32"))
+	netbird := []bsdRouteMsg{
+		{Type: rtmAdd, Flags: rtfUp | rtfStatic | rtfProto1 | rtfHost | rtfGateway, Dst: in4("203.0.113.77"), Gateway: in4("192.168.1.1")},
+		{Type: rtmAdd, Flags: rtfUp | rtfStatic | rtfProto1, Dst: in4("100.100.0.0"), Netmask: bsdMask(16, false), Gateway: bsdAddr{Family: bsdAFLink, Index: 30, Name: "utun100", Full: true}},
+	}
+	for _, m := range netbird {
+		if _, err := k.requestAs(900, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	theirs := func(stage string) {
+		t.Helper()
+		for _, dst := range []string{"203.0.113.77", "100.100.7.7"} {
+			if dev, err := k.forward(netip.MustParseAddr(dst)); err != nil || dev != map[string]string{"203.0.113.77": "en0", "100.100.7.7": "utun100"}[dst] {
+				t.Errorf("%s: NetBird's route for %s is gone: leaves via %q (%v)", stage, dst, dev, err)
+			}
+		}
+	}
+	reconcile(t, sys, e, fullTunnel(false))
+	theirs("after our reconcile")
+	snap, _ := sys.Snapshot()
+	owned, _ := OwnedItems(snap)
+	if len(owned) != 5 {
+		t.Errorf("we own %d routes, want our 5: %v", len(owned), owned)
+	}
+	// The pushed routes change: a split tunnel now.
+	split := TunnelSpec{Device: "utun5", Prefixes: []netip.Prefix{pfx("10.10.0.0/16")}, Addresses: []netip.Prefix{pfx("100.64.0.2/32")}, Endpoint: endpoint}
+	reconcile(t, sys, e, split)
+	theirs("after a re-plan")
+	rep, err := e.End()
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("end: %v %v", err, rep.Problems)
+	}
+	theirs("after our restore")
+	snap, _ = sys.Snapshot()
+	for _, r := range snap.Routes {
+		if r.Device == "utun5" && r.Dst.Bits() < 32 {
+			t.Errorf("ours left after End: %s", r)
+		}
+	}
+}
