@@ -182,3 +182,66 @@ func TestBSDOwnershipIsProto1AndJournaled(t *testing.T) {
 		}
 	}
 }
+
+// Point 3: when nothing routes the endpoint for a moment (configd
+// deleting and re-adding the default, Wi-Fi off), the re-plan must not
+// delete the pin and let wireguard-go's own UDP loop into the tunnel: the
+// pin stays while it is in the table, a blackhole takes its place when it
+// is gone (wg-quick's darwin.bash does the same), and the real pin comes
+// back with the network.
+func TestBSDEndpointNeverLoopsIntoTheTunnel(t *testing.T) {
+	ep := endpoint
+	k, sys, e := macSession(t)
+	notTunnel := func(stage string) {
+		t.Helper()
+		if dev, err := k.forward(ep); dev == "utun5" {
+			t.Errorf("%s: the endpoint %s goes into the tunnel (%v): wireguard-go's UDP loops", stage, ep, err)
+		}
+	}
+	deleteDefault := func(k *xnu, pid int) {
+		t.Helper()
+		if _, err := k.requestAs(pid, bsdRouteMsg{Type: rtmDelete, Flags: rtfUp | rtfGateway | rtfStatic, Dst: in4("0.0.0.0"), Netmask: bsdMask(0, false)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addDefault := func(k *xnu, gw string) {
+		t.Helper()
+		if _, err := k.requestAs(50, bsdRouteMsg{Type: rtmAdd, Flags: rtfUp | rtfGateway | rtfStatic, Dst: in4("0.0.0.0"), Netmask: bsdMask(0, false), Gateway: in4(gw)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	reconcile(t, sys, e, fullTunnel(false))
+	deleteDefault(k, 50) // configd, inside the debounce
+	reconcile(t, sys, e, fullTunnel(false))
+	notTunnel("default deleted")
+	addDefault(k, "192.168.1.1")
+	reconcile(t, sys, e, fullTunnel(false))
+	if dev, err := k.forward(ep); dev != "en0" {
+		t.Errorf("default back: endpoint via %q (%v), want en0", dev, err)
+	}
+
+	// Wi-Fi off: the LAN's routes go, our pin with them (its interface
+	// address is gone), then the re-plan runs.
+	k.mu.Lock()
+	k.table = slices.DeleteFunc(k.table, func(m bsdRouteMsg) bool {
+		return m.Index == macEn0 && (m.Dst.Family == bsdAFInet)
+	})
+	k.addrs = slices.DeleteFunc(k.addrs, func(a bsdIfAddrMsg) bool { return a.Index == macEn0 && a.Addr.Family == bsdAFInet })
+	k.mu.Unlock()
+	reconcile(t, sys, e, fullTunnel(false))
+	notTunnel("Wi-Fi off")
+	// Another network: a new address and router; the pin follows.
+	k.mu.Lock()
+	k.addrs = append(k.addrs, bsdIfAddrMsg{Index: macEn0, Addr: in4("10.0.5.23"), Mask: kmask(24, false)})
+	k.table = append(k.table, dump(macEn0, "UCS", in4("10.0.5.0"), lnk(macEn0), kmask(24, false)))
+	k.mu.Unlock()
+	addDefault(k, "10.0.5.1")
+	reconcile(t, sys, e, fullTunnel(false))
+	if dev, err := k.forward(ep); dev != "en0" {
+		t.Errorf("new network: endpoint via %q (%v), want en0", dev, err)
+	}
+	if r := lookup(t, sys, ep.String()); r.Gateway != netip.MustParseAddr("10.0.5.1") {
+		t.Errorf("new network: pin %s, want via 10.0.5.1", r)
+	}
+}
