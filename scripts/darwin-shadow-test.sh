@@ -57,6 +57,7 @@ func Close(int) error                               { return nil }
 func Read(int, []byte) (int, error)                 { return 0, errShadow }
 func Write(int, []byte) (int, error)                { return 0, errShadow }
 func SetsockoptTimeval(int, int, int, *Timeval) error { return errShadow }
+func SetsockoptInt(int, int, int, int) error        { return errShadow }
 func NsecToTimeval(n int64) Timeval                 { return unix.NsecToTimeval(n) }
 func Sysctl(string) (string, error)                 { return "", errShadow }
 func SysctlUint32(string) (uint32, error)           { return 0, errShadow }
