@@ -245,3 +245,43 @@ func TestBSDEndpointNeverLoopsIntoTheTunnel(t *testing.T) {
 		t.Errorf("new network: pin %s, want via 10.0.5.1", r)
 	}
 }
+
+// Point 8: kill -9 of the agent. The utun goes with the process and
+// if_rtdel takes the routes on it; the pin, the router's host route (on
+// en0) and the IPv6 refusals (on lo0) stay until a restore runs. launchd
+// starts the agent again at once (KeepAlive, RunAtLoad: packaging
+// tests), and the agent's start restores from the journal: then nothing
+// of ours remains and IPv6 works again.
+func TestBSDAgentStartRestoresWhatACrashLeft(t *testing.T) {
+	k := macWithTunnel()
+	sys := newBSDSystem(k)
+	before, _ := sys.Snapshot()
+	dir := t.TempDir()
+	e := NewEngine(sys, dir)
+	if err := e.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	reconcile(t, sys, e, fullTunnel(true))
+	k.detach(utun5) // kill -9
+	snap, _ := sys.Snapshot()
+	left, _ := OwnedItems(snap)
+	if len(left) != 4 {
+		t.Fatalf("after the crash %d of ours remain, want pin, router route, ::/1, 8000::/1: %v", len(left), left)
+	}
+	if r, err := sys.Lookup(Query{Dst: netip.MustParseAddr("2001:db8:ffff::200")}); err != nil || r.Type != TypeUnreachable {
+		t.Fatalf("model: IPv6 not refused after the crash: %s %v", r, err)
+	}
+	// The agent starts again (agent.Run: Recover before anything else).
+	rep, err := NewEngine(newBSDSystem(k), dir).Recover()
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("recover: %v %v", err, rep.Problems)
+	}
+	after, _ := sys.Snapshot()
+	before.Routes = slices.DeleteFunc(before.Routes, func(r Route) bool { return r.Device == "utun5" })
+	if d := Compare(before, after); !d.Empty() {
+		t.Errorf("not restored: added %v removed %v", d.AddedRoutes, d.RemovedRoutes)
+	}
+	if dev, err := k.forward(netip.MustParseAddr("2001:db8:ffff::200")); err != nil || dev != "en0" {
+		t.Errorf("IPv6 after the restart: %q %v", dev, err)
+	}
+}
