@@ -803,3 +803,98 @@ func bsdFullLinkAddrs(b []byte, m bsdRouteMsg) ([]byte, error) {
 	out[0], out[1] = byte(len(out)), byte(len(out)>>8)
 	return out, nil
 }
+
+// bsdRawMsg is what the watcher needs of one route socket message, read
+// from its header.
+type bsdRawMsg struct {
+	Type, Flags, Index, Pid int
+	Dst                     netip.Addr // route messages: the destination, if any
+}
+
+// bsdRawMessages splits what one read of a route socket returned into
+// messages (by rtm_msglen) and reads their headers: interface and
+// address messages (if_msghdr, ifa_msghdr: flags at 8, index at 12) and
+// route messages (rt_msghdr: index at 4, flags at 8, pid at 16, the
+// destination after the header). golang.org/x/net/route returns nothing
+// for an RTM_IFINFO without addresses, which is exactly what the kernel
+// broadcasts when a link goes up or down (rt_ifmsg). ok is false when
+// the bytes do not split into messages.
+func bsdRawMessages(b []byte) (msgs []bsdRawMsg, ok bool) {
+	u16 := func(p []byte) int { return int(p[0]) | int(p[1])<<8 }
+	u32 := func(p []byte) int {
+		return int(int32(uint32(p[0]) | uint32(p[1])<<8 | uint32(p[2])<<16 | uint32(p[3])<<24))
+	}
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return msgs, false
+		}
+		n := u16(b)
+		if n < 4 || n > len(b) {
+			return msgs, false
+		}
+		m, rest := b[:n], b[n:]
+		b = rest
+		typ := int(m[3])
+		switch typ {
+		case rtmIfInfo, rtmNewAddr, rtmDelAddr:
+			if len(m) < 14 {
+				return msgs, false
+			}
+			msgs = append(msgs, bsdRawMsg{Type: typ, Flags: u32(m[8:]), Index: u16(m[12:])})
+		case rtmAdd, rtmDelete, rtmChange:
+			if len(m) < bsdRtMsghdrSize {
+				return msgs, false
+			}
+			r := bsdRawMsg{Type: typ, Index: u16(m[4:]), Flags: u32(m[8:]), Pid: u32(m[16:])}
+			sa := m[bsdRtMsghdrSize:]
+			if u32(m[12:])&1 != 0 && len(sa) >= 2 { // RTA_DST
+				switch {
+				case sa[1] == bsdAFInet && len(sa) >= 8:
+					r.Dst = netip.AddrFrom4([4]byte(sa[4:8]))
+				case sa[1] == bsdAFInet6 && len(sa) >= 24:
+					r.Dst = netip.AddrFrom16([16]byte(sa[8:24]))
+				}
+			}
+			msgs = append(msgs, r)
+		}
+	}
+	return msgs, true
+}
+
+// bsdNoisyLink reports whether changes of the named interface never
+// matter to the tunnel plan: AWDL (AirDrop), low-latency WLAN and IPsec
+// interfaces flap all day (Tailscale's netmon ignores them too), and
+// other programs' utuns coming and going change no route by themselves
+// (their routes are broadcast on their own).
+func bsdNoisyLink(name string) bool {
+	switch strings.TrimRight(name, "0123456789") {
+	case "awdl", "llw", "ipsec", "utun":
+		return true
+	}
+	return false
+}
+
+// bsdWatchMatters reports whether any of msgs is a change the tunnel
+// plan depends on (bsdChangeMatters), leaving out the noisy interfaces'
+// link and address changes and IPv6 link-local routes (neighbours on
+// AWDL and the like). name resolves an interface index ("" when gone:
+// that matters).
+func bsdWatchMatters(msgs []bsdRawMsg, self int, name func(int) string) bool {
+	for _, m := range msgs {
+		switch m.Type {
+		case rtmIfInfo, rtmNewAddr, rtmDelAddr:
+			if bsdNoisyLink(name(m.Index)) {
+				continue
+			}
+			return true
+		case rtmAdd, rtmDelete, rtmChange:
+			if m.Dst.Is6() && m.Dst.IsLinkLocalUnicast() {
+				continue
+			}
+			if bsdChangeMatters(m.Type, m.Flags, m.Pid, self) {
+				return true
+			}
+		}
+	}
+	return false
+}

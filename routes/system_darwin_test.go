@@ -308,6 +308,9 @@ func FuzzDarwinRouteMessages(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{8, 0, 5, 4, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if msgs, _ := bsdRawMessages(b); bsdWatchMatters(msgs, 1, func(int) string { return "" }) && len(b) == 0 {
+			t.Fatal("nothing read, yet a change")
+		}
 		for _, typ := range []route.RIBType{route.RIBTypeRoute, route.RIBTypeInterface} {
 			msgs, err := parseRIB(typ, b)
 			if err != nil {
@@ -451,7 +454,7 @@ func TestDarwinWatcherFilter(t *testing.T) {
 		"ours then another's":     {slices.Concat(ours, theirs), true},
 		"ours deleted by another": {oursDeleted, true},
 	} {
-		if got := socketChangeMatters(c.b, self); got != c.want {
+		if got := socketChangeMatters(c.b, self, func(int) string { return "" }); got != c.want {
 			t.Errorf("%s: %v, want %v", name, got, c.want)
 		}
 	}
@@ -487,6 +490,48 @@ func TestDarwinOnLinkGatewayIsAWholeSockaddrDL(t *testing.T) {
 		}
 		if m.Netmask.present() && !slices.Equal(back[0].Netmask.IP[:1], []byte{0x80}) {
 			t.Errorf("%s: netmask after the widened gateway %x", r, back[0].Netmask.IP)
+		}
+	}
+}
+
+// Issue 23 point 7: a link going up or down is broadcast as an
+// RTM_IFINFO without addresses (rt_ifmsg), which x/net/route parses to
+// nothing; and AWDL, low-latency WLAN and IPsec interfaces flap all day
+// (Tailscale's netmon filters them), as do other programs' utuns.
+func TestDarwinWatcherSeesLinksAndSkipsTheNoisyOnes(t *testing.T) {
+	self := 4242
+	names := map[int]string{macEn0: "en0", 9: "awdl0", 10: "llw0", 11: "utun7", 12: "ipsec0"}
+	name := func(i int) string { return names[i] }
+	bare := func(index, flags int) []byte { // rt_ifmsg: no addresses
+		b := ifMsg(index, flags, unix.IFT_ETHER, 1500, "")
+		b = b[:112]
+		le.PutUint32(b[4:], 0)
+		le.PutUint16(b[0:], 112)
+		return b
+	}
+	newaddr := func(index int, addr []byte) []byte {
+		b := ifaMsg(index, saMask(64, true), addr)
+		b[3] = unix.RTM_NEWADDR
+		return b
+	}
+	llRoute := rtMsg(unix.RTM_ADD, bsdFlagBits("UHLW"), 9, 0, 0, saIn6("fe80::1234", 9), saDL(9, "", macEn0MAC), nil)
+	for what, c := range map[string]struct {
+		b    []byte
+		want bool
+	}{
+		"en0 down":                       {bare(macEn0, 0), true},
+		"en0 up":                         {bare(macEn0, unix.IFF_UP), true},
+		"awdl0 flaps":                    {bare(9, unix.IFF_UP), false},
+		"llw0 flaps":                     {bare(10, 0), false},
+		"another program's utun flaps":   {bare(11, unix.IFF_UP), false},
+		"ipsec0 flaps":                   {bare(12, 0), false},
+		"an address on awdl0":            {newaddr(9, saIn6("fe80::aa", 9)), false},
+		"an address on en0":              {newaddr(macEn0, saIn6("2001:db8:77::99", 0)), true},
+		"a link-local neighbour on awdl": {llRoute, false},
+		"awdl0 flaps, then en0 goes":     {slices.Concat(bare(9, 0), bare(macEn0, 0)), true},
+	} {
+		if got := socketChangeMatters(c.b, self, name); got != c.want {
+			t.Errorf("%s: %v, want %v", what, got, c.want)
 		}
 	}
 }
