@@ -621,13 +621,23 @@ func bsdCheck(r Route) error {
 // selects by key alone (rn_delete on destination and mask, the scope in
 // the key); the caller has already matched gateway, device and owner
 // against the dump, so a different route under the same key is never hit.
+//
+// Only the flags that select carry over (bsdDeleteFlags): route_output
+// refuses RTF_PROXY with EINVAL ("can only be set internally"), and the
+// others a dump shows (RTF_ROUTER, RTF_IFREF, RTF_LLINFO, ...) are the
+// kernel's state, not a request's.
 func bsdDeleteMsg(k bsdRouteMsg, seq int) bsdRouteMsg {
-	m := bsdRouteMsg{Type: rtmDelete, Seq: seq, Flags: k.Flags &^ rtfDone, Dst: k.Dst, Gateway: k.Gateway, Netmask: k.Netmask}
+	m := bsdRouteMsg{Type: rtmDelete, Seq: seq, Flags: k.Flags & bsdDeleteFlags, Dst: k.Dst, Gateway: k.Gateway, Netmask: k.Netmask}
 	if k.Flags&rtfIfScope != 0 {
 		m.Index = bsdScope(k)
 	}
 	return m
 }
+
+// bsdDeleteFlags are the flags a delete takes from the route it names:
+// RTF_HOST (no netmask), RTF_IFSCOPE (the scoped tree), RTF_GATEWAY,
+// and the UP, STATIC and PROTO1 route(8) would send.
+const bsdDeleteFlags = rtfUp | rtfGateway | rtfHost | rtfStatic | rtfIfScope | rtfProto1
 
 // bsdScope is the interface a scoped route is bound to. A link-local
 // destination carries it as its zone (the lo0 route of a utun's own

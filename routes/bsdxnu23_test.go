@@ -285,3 +285,38 @@ func TestBSDAgentStartRestoresWhatACrashLeft(t *testing.T) {
 		t.Errorf("IPv6 after the restart: %q %v", dev, err)
 	}
 }
+
+// Point 9: a delete copied every flag of the dump entry; route_output
+// refuses RTF_PROXY (set only by the kernel) with EINVAL, and flags like
+// RTF_ROUTER or RTF_IFREF mean nothing in a request. Deletes carry only
+// what selects the route.
+func TestBSDDeleteCarriesOnlySelectingFlags(t *testing.T) {
+	k := macWithTunnel()
+	k.table = append(k.table, dump(macEn0, "UGSYr", in4("10.200.0.0"), in4("192.168.1.9"), kmask(16, false)))
+	sys := newBSDSystem(k)
+	snap, _ := sys.Snapshot()
+	var proxy *Route
+	for i := range snap.Routes {
+		if snap.Routes[i].Dst == pfx("10.200.0.0/16") {
+			proxy = &snap.Routes[i]
+		}
+	}
+	if proxy == nil {
+		t.Fatal("no proxy route in the snapshot")
+	}
+	if err := sys.Apply(Change{Op: OpDelRoute, Route: proxy}); err != nil {
+		t.Fatalf("delete %s %v: %v", proxy, proxy.Flags, err)
+	}
+	allowed := rtfUp | rtfGateway | rtfHost | rtfStatic | rtfIfScope | rtfProto1
+	for _, m := range k.sent(rtmDelete) {
+		if m.Flags&^allowed != 0 {
+			t.Errorf("RTM_DELETE with flags %v", bsdFlagNames(m.Flags&^allowed))
+		}
+	}
+	if dev, err := k.forward(netip.MustParseAddr("10.200.1.1")); err != nil || dev != "utun5" && dev != "en0" {
+		t.Errorf("10.200.1.1 after the delete: %q %v", dev, err)
+	}
+	if i := k.match(netip.MustParseAddr("10.200.1.1")); i >= 0 && mustKey(k.table[i]).dst == pfx("10.200.0.0/16") {
+		t.Errorf("the route is still there")
+	}
+}
