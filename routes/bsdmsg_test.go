@@ -437,6 +437,11 @@ func TestBSDSnapshotOfTheMac(t *testing.T) {
 
 // The macOS fixtures of routes/analysis are what this parser makes of the
 // recorded messages, so doctor is tested on what a Mac really shows.
+// darwin-tunnelblick-force-quit keeps utun3's routes with utun3 gone
+// (link#15), which XNU would have removed with it (issue 23 point 10,
+// TestBSDTunnelblickForceQuitIsWhatXNULeaves): doctor's parse of such
+// entries stays tested, but the realistic leftovers are tunnelblickKilled.
+// Moving that fixture is the doctor's (routes/analysis) to do.
 // UPDATE_FIXTURES=1 rewrites them.
 func TestBSDSnapshotMatchesAnalysisFixtures(t *testing.T) {
 	for name, leftovers := range map[string][]bsdRouteMsg{

@@ -320,3 +320,25 @@ func TestBSDDeleteCarriesOnlySelectingFlags(t *testing.T) {
 		t.Errorf("the route is still there")
 	}
 }
+
+// Point 10: when Tunnelblick is force-quit and its utun goes, XNU takes
+// the utun's routes (if_rtproto_del: if_rtdel on every route whose
+// interface it was) and the local routes of its addresses
+// (in6_purgeaddrs): what remains is OpenVPN's host route to its server
+// via en0 (its --down script never ran), and the DNS it set. The
+// recorded Mac "after the force-quit, utun gone" must be exactly that.
+func TestBSDTunnelblickForceQuitIsWhatXNULeaves(t *testing.T) {
+	ifs, addrs := macInterfaces(true) // Tunnelblick running: utun3 and its routes
+	k := newXNU(ifs, addrs, append(macHealthyDump(), tunnelblickLeftovers()...))
+	k.detach(macUtun)
+	got, _ := newBSDSystem(k).Snapshot()
+	fixture, _ := newBSDSystem(recordedMac(true, false)).Snapshot()
+	if d := Compare(fixture, got); !d.Empty() {
+		t.Errorf("the fixture shows routes XNU removed with the utun: %v; lacks %v", d.RemovedRoutes, d.AddedRoutes)
+	}
+	for _, r := range fixture.Routes {
+		if strings.HasPrefix(r.Device, "link#") || slices.ContainsFunc(r.Flags, func(f string) bool { return strings.HasSuffix(f, "link#15") }) {
+			t.Errorf("a route on the vanished utun: %s %v", r, r.Flags)
+		}
+	}
+}

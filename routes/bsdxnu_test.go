@@ -360,15 +360,19 @@ func (k *xnu) ifpForGateway(g bsdAddr) int {
 }
 
 // detach removes an interface the way a utun goes when its process dies:
-// the interface and the routes whose interface it was (if_rtproto_del);
-// routes elsewhere that name it only as gateway stay.
+// the interface, the routes whose interface it was (if_rtproto_del:
+// if_rtdel) and the local routes of its addresses (in_purgeaddrs,
+// in6_purgeaddrs: on lo0, their zone or link gateway naming it), each
+// deletion broadcast by the kernel (pid 0).
 func (k *xnu) detach(index int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.ifs = slices.DeleteFunc(k.ifs, func(i bsdIfMsg) bool { return i.Index == index })
 	k.addrs = slices.DeleteFunc(k.addrs, func(a bsdIfAddrMsg) bool { return a.Index == index })
 	k.table = slices.DeleteFunc(k.table, func(e bsdRouteMsg) bool {
-		if e.Index == index {
+		_, zone, _ := e.Dst.inet()
+		local := e.Index == macLo0 && (zone == index || e.Gateway.Family == bsdAFLink && e.Gateway.Index == index)
+		if e.Index == index || local {
 			k.cast(rtmDelete, e, 0) // if_rtdel: the kernel's own deletion
 			return true
 		}
