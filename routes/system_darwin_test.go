@@ -8,6 +8,7 @@ package routes
 import (
 	"encoding/binary"
 	"encoding/json"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -534,4 +535,50 @@ func TestDarwinWatcherSeesLinksAndSkipsTheNoisyOnes(t *testing.T) {
 			t.Errorf("%s: %v, want %v", what, got, c.want)
 		}
 	}
+}
+
+// Against the real kernel with a ClearPath tunnel up (vpn up): an unbound
+// socket towards CLEARPATH_DARWIN_TUNNEL_DST (an IPv4 address behind the
+// gateway) gets the utun's IPv4 address as source, and RTM_GET names the
+// utun with an IPv4 interface address (issue 23 point 1, which the model
+// only imitates). scripts/mac-check.sh runs it.
+func TestDarwinLiveTunnelSource(t *testing.T) {
+	dst := os.Getenv("CLEARPATH_DARWIN_TUNNEL_DST")
+	if dst == "" {
+		t.Skip("needs a tunnel up: set CLEARPATH_DARWIN_TUNNEL_DST to an IPv4 address behind the gateway")
+	}
+	ip, err := netip.ParseAddr(dst)
+	if err != nil || !ip.Is4() {
+		t.Fatalf("CLEARPATH_DARWIN_TUNNEL_DST=%q: want an IPv4 address", dst)
+	}
+	sys, err := NewSystem()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := sys.Lookup(Query{Dst: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(r.Device, "utun") || !r.Src.Is4() {
+		t.Fatalf("route get %s: %s: want a utun and an IPv4 interface address (rt_ifa), got interface %q address %v", ip, r, r.Device, r.Src)
+	}
+	c, err := net.Dial("udp4", netip.AddrPortFrom(ip, 9).String()) // connect only: nothing is sent
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	local := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	ifi, err := net.InterfaceByName(r.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := ifi.Addrs()
+	onUtun := slices.ContainsFunc(addrs, func(a net.Addr) bool {
+		p, err := netip.ParsePrefix(a.String())
+		return err == nil && p.Addr() == local
+	})
+	if local != r.Src || !onUtun {
+		t.Fatalf("an unbound socket to %s gets source %s; the route's interface address is %s, %s has %v", ip, local, r.Src, r.Device, addrs)
+	}
+	t.Logf("%s: via %s, source %s", ip, r.Device, local)
 }
