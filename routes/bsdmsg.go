@@ -10,9 +10,10 @@ package routes
 // route we add carries RTF_PROTO1 (netstat shows it as flag "1"). The
 // model reads RTF_PROTO1 back as Protocol 197 (routes.Protocol) and a
 // change with Protocol 197 is written with RTF_PROTO1, so the engine,
-// journal and doctor stay platform-neutral. Another program could set
-// RTF_PROTO1 too (nothing in macOS does by default); the sweep only ever
-// removes routes that carry it.
+// journal and doctor stay platform-neutral. Other programs set RTF_PROTO1
+// too (NetBird does): under an engine, a marked route reads as ours only
+// when the journal names it (bsdowner.go), so the sweep and the reconcile
+// never remove theirs.
 
 import (
 	"errors"
