@@ -1,0 +1,162 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/routes"
+)
+
+func (r *rig) state() string { return r.a.Status().State }
+
+// Before the registration expires the agent renews it with a token from
+// the session's source (a token file automation keeps fresh): the same
+// device and routes carry on, the gateway sees the new token, the status
+// counts the renewal and shows the new expiry.
+func TestRenewalKeepsTheTunnel(t *testing.T) {
+	r := newRig(t)
+	tok := filepath.Join(r.dir, "token")
+	os.WriteFile(tok, []byte("tok-2\n"), 0o600)
+	req := r.request()
+	req.TokenFile = tok
+	st, err := r.up(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstExpiry := *st.ExpiresAt
+	routesBefore := r.snapshot()
+	r.advanceUntil(time.Minute, func() bool { return r.a.Status().Renewals == 1 })
+	st = r.a.Status()
+	if st.State != control.StateUp || st.RenewError != "" || st.TokenSource != "file "+tok {
+		t.Fatalf("after the renewal: state %s, renew error %q, source %q", st.State, st.RenewError, st.TokenSource)
+	}
+	if !st.ExpiresAt.After(firstExpiry) {
+		t.Errorf("expiry %v not moved past %v", st.ExpiresAt, firstExpiry)
+	}
+	g := r.gw
+	g.mu.Lock()
+	tokens := slices.Clone(g.tokens)
+	g.mu.Unlock()
+	if !slices.Equal(tokens, []string{"tok-1", "tok-2"}) {
+		t.Errorf("gateway saw tokens %v, want the up's then the file's", tokens)
+	}
+	r.mu.Lock()
+	made := r.devices
+	r.mu.Unlock()
+	if made != 1 {
+		t.Errorf("%d devices made: the renewal must not rebuild the tunnel", made)
+	}
+	if d := routes.Compare(routesBefore, r.snapshot()); !d.Empty() {
+		t.Errorf("the renewal changed routes: %+v", d)
+	}
+}
+
+// A registration that cannot be renewed ends at its expiry: the tunnel
+// goes down, routing is restored exactly and the status says why and what
+// to do. The agent retried until then.
+func TestExpiryEndsTheSessionAndRestoresRouting(t *testing.T) {
+	r := newRig(t)
+	before := r.snapshot()
+	st, err := r.up(r.request()) // a bare token: no source to renew from
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires := *st.ExpiresAt
+	r.advanceUntil(time.Minute, func() bool { return r.a.Status().RenewError != "" })
+	if st := r.a.Status(); st.State != control.StateUp || !strings.Contains(st.RenewError, "no token source") {
+		t.Fatalf("a failed renewal before the expiry: state %s, renew error %q", st.State, st.RenewError)
+	}
+	if r.clock.Now().After(expires) {
+		t.Fatal("renewal first tried after the expiry")
+	}
+	r.advanceUntil(time.Minute, func() bool { return r.state() == control.StateDown })
+	if r.clock.Now().Before(expires) {
+		t.Errorf("session ended at %v, before its expiry %v", r.clock.Now(), expires)
+	}
+	st = r.a.Status()
+	if !strings.Contains(st.Error, "registration expired") || !strings.Contains(st.Error, "routing is restored") || !strings.Contains(st.Error, "vpn up") {
+		t.Errorf("status error after the expiry: %q", st.Error)
+	}
+	r.sameAsBefore(before, "after the expiry")
+	if n := r.running(); n != 0 {
+		t.Errorf("%d devices run after the expiry", n)
+	}
+}
+
+// Fail-closed: an expired full tunnel keeps its routes (blocked), so
+// nothing leaks outside it; a `vpn up` that fails keeps the block; one
+// that works replaces the dead tunnel without a gap; `vpn down` restores.
+func TestFailClosedBlocksUntilUpOrDown(t *testing.T) {
+	r := newRig(t)
+	before := r.snapshot()
+	req := r.request()
+	req.AllTraffic, req.FailClosed = true, true
+	if _, err := r.up(req); err != nil {
+		t.Fatal(err)
+	}
+	r.advanceUntil(time.Minute, func() bool { return r.state() == control.StateBlocked })
+	st := r.a.Status()
+	if !strings.Contains(st.Error, "fail-closed") || !strings.Contains(st.Error, "vpn down") {
+		t.Errorf("blocked status error: %q", st.Error)
+	}
+	if rt := r.lookup(internet); rt.Device == "eth0" {
+		t.Fatalf("blocked, yet %s leaks via %v", internet, rt)
+	}
+
+	// A `vpn up` the gateway refuses: still blocked, still no leak.
+	r.gw.set(func(g *fakeGateway) { g.status = 403 })
+	if _, err := r.up(req); err == nil {
+		t.Fatal("up from blocked against a refusing gateway succeeded")
+	}
+	if st := r.a.Status(); st.State != control.StateBlocked || !strings.Contains(st.Error, "still blocked") {
+		t.Errorf("after a failed up from blocked: state %s, error %q", st.State, st.Error)
+	}
+	if rt := r.lookup(internet); rt.Device == "eth0" {
+		t.Fatalf("a failed up from blocked let %s leak via %v", internet, rt)
+	}
+
+	// A working `vpn up`: a new device takes over and the holds go.
+	r.gw.set(func(g *fakeGateway) { g.status = 0 })
+	st, err := r.up(req)
+	if err != nil || st.State != control.StateUp {
+		t.Fatalf("up from blocked: %+v %v", st, err)
+	}
+	if rt := r.lookup(internet); rt.Device != st.Interface {
+		t.Errorf("after up from blocked %s goes %v, want %s", internet, rt, st.Interface)
+	}
+	rs, _ := r.owned()
+	for _, rt := range rs {
+		if rt.Type == routes.TypeUnreachable && rt.Metric == routes.HoldMetric {
+			t.Errorf("hold left after the new tunnel came up: %v", rt)
+		}
+	}
+	if n := r.running(); n != 1 {
+		t.Errorf("%d devices run, want the new one only", n)
+	}
+	if _, err := r.a.Down(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r.sameAsBefore(before, "after down")
+}
+
+// Fail-closed is for full tunnels: an expired split tunnel goes down and
+// restores routing even with the flag.
+func TestFailClosedSplitTunnelGoesDown(t *testing.T) {
+	r := newRig(t)
+	before := r.snapshot()
+	req := r.request()
+	req.FailClosed = true
+	if _, err := r.up(req); err != nil {
+		t.Fatal(err)
+	}
+	r.advanceUntil(time.Minute, func() bool { return r.state() != control.StateUp })
+	if s := r.state(); s != control.StateDown {
+		t.Fatalf("expired split tunnel with fail-closed: state %s, want down", s)
+	}
+	r.sameAsBefore(before, "after the expiry")
+}
