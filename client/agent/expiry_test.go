@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"slices"
@@ -159,4 +160,50 @@ func TestFailClosedSplitTunnelGoesDown(t *testing.T) {
 		t.Fatalf("expired split tunnel with fail-closed: state %s, want down", s)
 	}
 	r.sameAsBefore(before, "after the expiry")
+}
+
+// jwtFrom is an (unsigned) ID token naming issuer, as the agent peeks at it.
+func jwtFrom(issuer string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(`{"iss":"`+issuer+`","sub":"alice-id"}`)) + ".c2ln"
+}
+
+// The renewal loop trades the session's refresh token only at the
+// provider that issued the session's token: when the gateway names
+// another one at renewal time, the refresh token is not sent there, the
+// status says why, and the tunnel stays up until the expiry.
+func TestRenewalPinsTheRefreshTokensIssuer(t *testing.T) {
+	good, goodHits := fakeProvider(t)
+	evil, evilHits := fakeProvider(t)
+	r := newRig(t)
+	r.gw.set(func(g *fakeGateway) { g.issuer = evil.URL })
+	req := r.request()
+	req.Token, req.RefreshToken = jwtFrom(good.URL), "refresh-1"
+	st, err := r.up(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.TokenSource, "refresh token") {
+		t.Fatalf("token source %q", st.TokenSource)
+	}
+	r.advanceUntil(time.Minute, func() bool { return r.a.Status().RenewError != "" })
+	st = r.a.Status()
+	if !strings.Contains(st.RenewError, "refusing to send the refresh token") || !strings.Contains(st.RenewError, evil.URL) {
+		t.Errorf("renew error: %q", st.RenewError)
+	}
+	if n := evilHits.Load(); n != 0 {
+		t.Fatalf("the provider the gateway switched to got %d refresh requests", n)
+	}
+	if st.State != control.StateUp {
+		t.Errorf("state %s before the expiry, want up", st.State)
+	}
+
+	// The gateway names the session's provider again: the refresh is
+	// tried there (this fake provider refuses it, naming `vpn login`).
+	r.gw.set(func(g *fakeGateway) { g.issuer = good.URL })
+	r.advanceUntil(time.Second, func() bool { return goodHits.Load() > 0 })
+	r.advanceUntil(time.Second, func() bool { return strings.Contains(r.a.Status().RenewError, "vpn login") })
+	if n := evilHits.Load(); n != 0 {
+		t.Fatalf("the other provider got %d refresh requests", n)
+	}
 }

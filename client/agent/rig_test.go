@@ -141,6 +141,7 @@ type fakeGateway struct {
 	addrs    []string              // the device's tunnel addresses
 	spoil    func(*api.PeerConfig) // changes the answer
 	mute     bool                  // drop pings (the tunnel carries nothing)
+	issuer   string                // the identity provider its discovery names
 	regs     []string              // public keys registered, in order
 	tokens   []string              // bearer tokens seen on registration
 }
@@ -230,7 +231,11 @@ func icmpChecksum(b []byte) uint16 {
 func (g *fakeGateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer tok") {
+	if r.URL.Path == api.PathDiscovery {
+		json.NewEncoder(w).Encode(api.Discovery{Issuer: g.issuer, ClientID: "clearpath", APIVersion: api.APIVersion})
+		return
+	}
+	if tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "); tok == "" || tok == "expired" {
 		w.WriteHeader(http.StatusUnauthorized)
 		json.NewEncoder(w).Encode(api.Error{Error: "invalid_token", Message: "the token is not valid"})
 		return
