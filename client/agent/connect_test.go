@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
@@ -109,4 +110,45 @@ func TestFullTunnelKeepsLANAndReportsFull(t *testing.T) {
 	}
 	r.a.Down(t.Context())
 	r.sameAsBefore(before, "after down")
+}
+
+// A network that appears while connected (a docker bridge inside a pushed
+// prefix) is re-planned around when the watcher fires: its hosts stay
+// reachable on their link; down removes only our items and leaves the
+// new network's route alone.
+func TestNetworkChangeIsReplanned(t *testing.T) {
+	r := newRig(t)
+	withBridge := r.snapshot() // what down must leave: the host plus the bridge
+	if _, err := r.up(r.request()); err != nil {
+		t.Fatal(err)
+	}
+	bridgeHost := mustAddr("10.20.5.9")
+	if rt := r.lookup(bridgeHost); rt.Device != "cp0" {
+		t.Fatalf("before the bridge, %s goes %v", bridgeHost, rt)
+	}
+	r.sys.AddLink(routes.Link{Name: "docker0", Type: "bridge", Up: true})
+	snap := r.snapshot()
+	snap.Addresses = append(snap.Addresses, routes.Address{Device: "docker0", Prefix: netip.MustParsePrefix("10.20.5.1/24")})
+	bridge := routes.Route{Family: 4, Table: 254, Type: routes.TypeUnicast, Dst: netip.MustParsePrefix("10.20.5.0/24"), Device: "docker0", Src: mustAddr("10.20.5.1"), Protocol: 2, Scope: 253}
+	snap.Routes = append(snap.Routes, bridge)
+	r.sys.Set(snap)
+	withBridge.Links = append(withBridge.Links, snap.Links[len(snap.Links)-1])
+	withBridge.Addresses = append(withBridge.Addresses, snap.Addresses[len(snap.Addresses)-1])
+	withBridge.Routes = append(withBridge.Routes, bridge)
+
+	r.mu.Lock()
+	changed := r.onChange
+	r.mu.Unlock()
+	if changed == nil {
+		t.Fatal("the agent registered no network watcher")
+	}
+	changed()
+	if rt := r.lookup(bridgeHost); rt.Device != "docker0" {
+		t.Errorf("after the re-plan %s goes %v, want docker0", bridgeHost, rt)
+	}
+	if rt := r.lookup(inside); rt.Device != "cp0" {
+		t.Errorf("after the re-plan %s goes %v, want cp0", inside, rt)
+	}
+	r.a.Down(t.Context())
+	r.sameAsBefore(withBridge, "after down")
 }

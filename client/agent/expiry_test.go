@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/key"
 	"github.com/clearpath-vpn/clearpath/routes"
 )
 
@@ -121,8 +126,26 @@ func TestFailClosedBlocksUntilUpOrDown(t *testing.T) {
 		t.Fatalf("a failed up from blocked let %s leak via %v", internet, rt)
 	}
 
+	// A `vpn up` whose new tunnel carries nothing: the old device is gone
+	// by then, the new one is dropped, the holds keep the block.
+	r.gw.set(func(g *fakeGateway) { g.status, g.mute = 0, true })
+	quick := req
+	quick.Timeout = 700 * time.Millisecond
+	if _, err := r.up(quick); err == nil || !strings.Contains(err.Error(), "did not carry traffic") {
+		t.Fatalf("up from blocked through a dead tunnel: %v", err)
+	}
+	if st := r.a.Status(); st.State != control.StateBlocked {
+		t.Errorf("after a dead new tunnel: state %s, want blocked", st.State)
+	}
+	if rt := r.lookup(internet); rt.Device == "eth0" {
+		t.Fatalf("a failed switch from the block let %s leak via %v", internet, rt)
+	}
+	if n := r.running(); n != 0 {
+		t.Errorf("%d devices run after the failed switch, want none", n)
+	}
+
 	// A working `vpn up`: a new device takes over and the holds go.
-	r.gw.set(func(g *fakeGateway) { g.status = 0 })
+	r.gw.set(func(g *fakeGateway) { g.status, g.mute = 0, false })
 	st, err := r.up(req)
 	if err != nil || st.State != control.StateUp {
 		t.Fatalf("up from blocked: %+v %v", st, err)
@@ -206,4 +229,67 @@ func TestRenewalPinsTheRefreshTokensIssuer(t *testing.T) {
 	if n := evilHits.Load(); n != 0 {
 		t.Fatalf("the other provider got %d refresh requests", n)
 	}
+}
+
+// `vpn up` while connected renews in place with the new token; with
+// --rotate-key the device gets a new key, stored once the gateway has it,
+// and traffic crosses the same device with it. A gateway that moves the
+// device to other addresses is refused, naming the fix, and the tunnel
+// stays as it was.
+func TestUpWhileUpRenewsInPlace(t *testing.T) {
+	r := newRig(t)
+	st, err := r.up(r.request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKey := st.PublicKey
+	req := r.request()
+	req.Token, req.RotateKey = "tok-2", true
+	st, err = r.up(req)
+	if err != nil || st.State != control.StateUp || st.Renewals != 1 {
+		t.Fatalf("up while up with a new token: %+v %v", st, err)
+	}
+	if st.PublicKey == oldKey {
+		t.Fatal("--rotate-key kept the old key")
+	}
+	if regs := r.gw.registrations(); len(regs) != 2 || regs[1] != st.PublicKey {
+		t.Errorf("gateway registrations %v, want the new key %s last", regs, st.PublicKey)
+	}
+	stored, err := key.LoadOrCreate(r.a.dir)
+	if err != nil || stored.PublicKey().String() != st.PublicKey {
+		t.Errorf("stored device key %v (%v), want the rotated one", stored.PublicKey(), err)
+	}
+	// The old key is gone from the gateway's device in real life; here the
+	// new one must carry traffic on its own: a fresh handshake with it.
+	r.gw.dev.IpcSet("public_key=" + hexKey(t, oldKey) + "\nremove=true\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.probe(ctx, clientAddr, gwAddr); err != nil {
+		t.Fatalf("no traffic with the rotated key: %v", err)
+	}
+	if n := r.running(); n != 1 {
+		t.Errorf("%d devices: renewal must keep the device", n)
+	}
+
+	routesBefore := r.snapshot()
+	r.gw.set(func(g *fakeGateway) { g.addrs = []string{"100.64.0.9/32"} })
+	req.RotateKey = false
+	if _, err := r.up(req); err == nil || !strings.Contains(err.Error(), "vpn down; vpn up") {
+		t.Fatalf("renewal moving the device: %v", err)
+	}
+	st = r.a.Status()
+	if st.State != control.StateUp || !strings.Contains(st.RenewError, "moved this device") {
+		t.Errorf("after a refused renewal: state %s, renew error %q", st.State, st.RenewError)
+	}
+	if d := routes.Compare(routesBefore, r.snapshot()); !d.Empty() {
+		t.Errorf("a refused renewal changed routes: %+v", d)
+	}
+}
+
+func hexKey(t *testing.T, b64 string) string {
+	k, err := wgtypes.ParseKey(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(k[:])
 }
