@@ -53,7 +53,7 @@ func TestUpFailureAtEachPhaseLeavesNothing(t *testing.T) {
 		{name: "first route refused", setup: refuseAdd(1), want: "install routes"},
 		{name: "third route refused", setup: refuseAdd(3), want: "install routes"},
 		{name: "no reply through the tunnel", setup: func(r *rig) { r.gw.set(func(g *fakeGateway) { g.mute = true }) },
-			req: func(q *control.UpRequest) { q.Timeout = 700 * time.Millisecond }, want: "did not carry traffic"},
+			req: func(q *control.UpRequest) { q.Timeout = 700 * time.Millisecond }, want: "no reply from"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
