@@ -113,6 +113,24 @@ func TestRunRecoversACrashedSessionThenServes(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	if os.Geteuid() != 0 {
+		// Not root: this process is a member of --group. It may not make
+		// the agent read a file as root, nor connect elsewhere; nothing
+		// is installed.
+		bad := r.request()
+		bad.TokenFile = "/etc/shadow"
+		if _, err := c.Up(ctx, bad); !errors.Is(err, control.ErrNoAccess) || !strings.Contains(err.Error(), "token file") {
+			t.Errorf("member naming a token file: %v", err)
+		}
+		bad = r.request()
+		bad.Server = "https://evil.example"
+		if _, err := c.Up(ctx, bad); !errors.Is(err, control.ErrNoAccess) {
+			t.Errorf("member naming another server: %v", err)
+		}
+		r.sameAsBefore(before, "after refused member requests")
+	} else {
+		t.Log("running as root: the member refusals over the socket run only as non-root (TestPolicyForMembers covers them here)")
+	}
 	st, err := c.Up(ctx, r.request())
 	if err != nil || st.State != control.StateUp {
 		t.Fatalf("up over the socket: %+v %v", st, err)
