@@ -84,7 +84,7 @@ func TestFloodKeepsVictimFlow(t *testing.T) {
 		case victim:
 			victimRecs++
 			if r.Dst != "10.10.1.5" || r.DstPort == nil || *r.DstPort != 5432 || r.Packets != 2 {
-				t.Errorf("victim's record = %+v; want 10.10.1.5:5432 with 2 packets", r)
+				t.Errorf("victim's record = %+v; want 10.10.1.5:5432 with 2 packets (1: the flood evicted the flow, and the later packet started a new one)", r)
 			}
 		case attacker:
 			attackerRecs++
@@ -99,5 +99,78 @@ func TestFloodKeepsVictimFlow(t *testing.T) {
 	}
 	if passed > DefaultUserQuota {
 		t.Errorf("%d of the attacker's new flows passed, more than the quota of %d: untracked traffic", passed, DefaultUserQuota)
+	}
+}
+
+// A user at their quota loses their own least recently active flows, in
+// the log (end "evicted"), and may start new ones again; nobody else's
+// flows move.
+func TestQuotaEvictsOwnOldest(t *testing.T) {
+	const quota = 64
+	f := loadT(t, Options{l3Offset: 14, FlowTableSize: 1024, UserQuota: quota})
+	const victim, attacker = 7, 666
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(f.SetPeer(netip.MustParseAddr("10.100.0.2"), victim, 0))
+	must(f.SetPeer(netip.MustParseAddr("10.100.0.66"), attacker, 0))
+	events, err := f.Events()
+	must(err)
+	defer events.Close()
+	victimFrame := ether(ethIPv4, ipv4("10.100.0.2", "10.10.1.5", 6, tcp(40000, 5432, 0, 100), nil, 0))
+	run(t, f.objs.FlowsIngress, victimFrame, 0)
+
+	buf := ether(ethIPv4, ipv4("10.100.0.66", "10.64.0.0", 6, tcp(1, 1, 0, 0), nil, 0))
+	send := func(i int) uint32 { return run(t, f.objs.FlowsIngress, floodFrame(buf, i), 0) }
+	for i := range quota {
+		if got := send(i); got != tcxNext {
+			t.Fatalf("flow %d within the quota returned %d", i, int32(got))
+		}
+	}
+	// The first 8 flows stay busy: they are not the ones to go.
+	for i := range 8 {
+		send(i)
+	}
+	if got := send(quota); got != tcxDrop {
+		t.Errorf("flow beyond the quota returned %d, want drop", int32(got))
+	}
+	if e := readEvent(t, events, EventQuota); e.UserID != attacker {
+		t.Errorf("quota event for user %d, want %d", e.UserID, attacker)
+	}
+	u, err := f.UserFlows(attacker)
+	must(err)
+	if u.Live != quota || u.Quota != quota || u.OverQuota != 1 {
+		t.Errorf("attacker = %+v; want %d live of %d, 1 refused", u, quota, quota)
+	}
+
+	var out strings.Builder
+	l := NewFlowLog(f, &out, FlowLogOptions{})
+	n, err := l.Evict(attacker, 16)
+	if err != nil || n != 16 {
+		t.Fatalf("Evict = %d, %v; want 16", n, err)
+	}
+	for r, err := range ReadFlowLog(strings.NewReader(out.String())) {
+		must(err)
+		if r.UserID != attacker || r.End != EndEvicted {
+			t.Errorf("evicted %+v", r)
+		}
+		if p := *r.DstPort; p < 8 {
+			t.Errorf("evicted busy flow %d", p)
+		}
+	}
+	if u, _ := f.UserFlows(attacker); u.Live != quota-16 {
+		t.Errorf("attacker holds %d flows after eviction, want %d", u.Live, quota-16)
+	}
+	if got := send(quota); got != tcxNext {
+		t.Errorf("new flow after eviction returned %d, want pass", int32(got))
+	}
+	if _, ok, _ := f.TakeFlow(mustKey("10.100.0.2", "10.10.1.5", 6, 40000, 5432)); !ok {
+		t.Error("the victim's flow is gone")
+	}
+	if u, _ := f.UserFlows(victim); u.Live != 0 {
+		t.Errorf("victim holds %d flows after their only one was taken", u.Live)
 	}
 }
