@@ -552,9 +552,9 @@ int flows_ingress(struct __sk_buff *skb)
 		return TCX_DROP;
 	}
 	__u32 user = peer->user_id;
-	struct user_stat *st = user_stat_of(user);
 	if (perr == PARSE_UNPARSED) {
 		count(COUNTER_UNPARSED, 1, bytes);
+		struct user_stat *st = user_stat_of(user);
 		if (st) {
 			__sync_fetch_and_add(&st->unparsed, 1);
 			if (now - st->last_unparsed_ns >= UNPARSED_EVENT_INTERVAL_NS) {
@@ -588,6 +588,8 @@ int flows_ingress(struct __sk_buff *skb)
 		f->verdict = verdict;
 		return verdict == VERDICT_ALLOW ? TCX_NEXT : TCX_DROP;
 	}
+	// A new flow: charged to the user, within their quota.
+	struct user_stat *st = user_stat_of(user);
 	if (!st || over_quota(skb, &p, user, st, bytes, now)) {
 		// Beyond the user's quota (or no room to count it): only this
 		// user's new flows are refused, until user space has evicted
