@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -145,10 +146,10 @@ func TestUnparsedIPv6DroppedThroughTunnel(t *testing.T) {
 	send(2, "two headers")
 	send(7, "seven headers")
 	got := received()
-	if !slicesContains(got, "two headers") {
+	if !slices.Contains(got, "two headers") {
 		t.Fatalf("the datagram behind 2 extension headers did not arrive (got %q): the path is broken, the test proves nothing", got)
 	}
-	if slicesContains(got, "seven headers") {
+	if slices.Contains(got, "seven headers") {
 		t.Errorf("the datagram behind 7 extension headers reached the VPC: its port was hidden from the flow log and it was let through")
 	}
 
@@ -189,13 +190,3 @@ func TestUnparsedIPv6DroppedThroughTunnel(t *testing.T) {
 		t.Errorf("the gateway log does not report the dropped packet with its user:\n%s", l)
 	}
 }
-
-func slicesContains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
