@@ -144,6 +144,9 @@ struct flow_value {
 	__u8 pad[7];
 };
 
+// Per-user maps (keyed by user id, which the gateway never reuses in a
+// process's life; 1M users, memory only for those seen).
+//
 // Written by user space only: the user's quota and how many of their flows
 // it removed from the table.
 struct user_limit {
@@ -209,14 +212,16 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 1 << 20);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct user_limit);
 } user_limits SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 1 << 20);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct user_stat);
 } user_stats SEC(".maps");
