@@ -51,7 +51,11 @@ type SavedState struct {
 
 // NewEngine returns an Engine keeping its journal and snapshot in stateDir.
 func NewEngine(sys System, stateDir string) *Engine {
-	return &Engine{sys: sys, dir: stateDir, log: slog.Default()}
+	e := &Engine{sys: sys, dir: stateDir, log: slog.Default()}
+	if j, ok := sys.(journalScoped); ok { // macOS: RTF_PROTO1 is shared (bsdowner.go)
+		j.scopeToJournal(e.journalPath())
+	}
+	return e
 }
 
 func (e *Engine) journalPath() string  { return filepath.Join(e.dir, "journal") }

@@ -56,11 +56,32 @@ type Agent struct {
 	hold atomic.Pointer[netip.Addr]
 
 	renewMu sync.Mutex // one renewal at a time
+
+	edge edges
+}
+
+// edges are the agent's reach beyond its routes System: the WireGuard
+// device, the probe through it, the network watcher, the resolver file
+// and the clock. Unit tests replace them (a wireguard-go device over
+// tun/tuntest and conn/bindtest, a fake clock) to run without root.
+type edges struct {
+	tunnelUp   func(tunnel.Config, *slog.Logger) (*tunnel.Tunnel, error)
+	pickName   func() (string, error)
+	probe      func(ctx context.Context, src, dst netip.Addr) error
+	watch      func(ctx context.Context, debounce time.Duration, onChange func()) error
+	resolvConf string
+	now        func() time.Time
+	after      func(time.Duration) <-chan time.Time
+}
+
+func machineEdges() edges {
+	return edges{tunnelUp: tunnel.Up, pickName: tunnel.PickName, probe: tunnel.Probe, watch: routes.Watch,
+		resolvConf: "/etc/resolv.conf", now: time.Now, after: time.After}
 }
 
 // New returns an agent keeping its state in dir.
 func New(dir string, sys routes.System, log *slog.Logger) *Agent {
-	return &Agent{dir: dir, log: log, sys: sys, engine: routes.NewEngine(sys, dir), status: control.Status{State: control.StateDown}}
+	return &Agent{dir: dir, log: log, sys: sys, engine: routes.NewEngine(sys, dir), status: control.Status{State: control.StateDown}, edge: machineEdges()}
 }
 
 // Config is how the agent is run (`vpn agent` flags).
@@ -86,17 +107,28 @@ const ServerFile = "server"
 // serves the control socket and returns when ctx ends or after `down`,
 // having torn the tunnel down.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	return run(ctx, cfg, log, func() (*Agent, error) {
+		sys, err := routes.NewSystem()
+		if err != nil {
+			return nil, err
+		}
+		return New(cfg.Dir, sys, log), nil
+	})
+}
+
+// run is Run with the agent made by newAgent once the lock is held (unit
+// tests give one on an in-memory routes System).
+func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Agent, error)) error {
 	dir := cfg.Dir
 	unlock, err := Lock(dir, 0)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	sys, err := routes.NewSystem()
+	a, err := newAgent()
 	if err != nil {
 		return err
 	}
-	a := New(dir, sys, log)
 	a.cfg = cfg
 	if rep, err := a.engine.Recover(); err != nil {
 		log.Error("recover routes of a previous session", "err", err)
@@ -296,7 +328,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		sess.key = priv
 	}
 	pc := reg.Config
-	sess.registered(reg)
+	sess.registered(reg, a.edge.now())
 	cfg, err := tunnelConfig(ctx, pc, priv)
 	if err != nil {
 		return st, err
@@ -334,7 +366,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		}
 	}
 	if cfg.Interface == "" {
-		if cfg.Interface, err = tunnel.PickName(); err != nil {
+		if cfg.Interface, err = a.edge.pickName(); err != nil {
 			return st, err
 		}
 	}
@@ -365,7 +397,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		}()
 	}
 	ph.mark("checks")
-	t, err := tunnel.Up(cfg, a.log)
+	t, err := a.edge.tunnelUp(cfg, a.log)
 	if err != nil {
 		return st, fmt.Errorf("create tunnel: %w", err)
 	}
@@ -385,7 +417,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		return st, fmt.Errorf("install routes: %w", err)
 	}
 	ph.mark("routes")
-	if err := awaitTraffic(ctx, t, cfg.Endpoint, cfg.Addresses, pc.Gateway.Addresses, start); err != nil {
+	if err := awaitTraffic(ctx, a.edge.probe, t, cfg.Endpoint, cfg.Addresses, pc.Gateway.Addresses, start); err != nil {
 		return st, err
 	}
 	ph.mark("probe")
@@ -419,7 +451,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	a.mu.Lock()
 	a.stop = stop
 	a.mu.Unlock()
-	if err := routes.Watch(watchCtx, 300*time.Millisecond, func() {
+	if err := a.edge.watch(watchCtx, 300*time.Millisecond, func() {
 		if err := a.replan(); err != nil {
 			a.log.Error("re-plan routes after a network change", "err", err)
 		}
@@ -524,7 +556,7 @@ func (a *Agent) replan() error {
 	if err != nil {
 		return err
 	}
-	spec.Resolvers = routes.ReadResolvers("/etc/resolv.conf")
+	spec.Resolvers = routes.ReadResolvers(a.edge.resolvConf)
 	a.mu.Lock()
 	if a.tun != nil {
 		a.spec.Resolvers = spec.Resolvers // status names the resolver decisions too
@@ -539,7 +571,7 @@ func (a *Agent) replan() error {
 
 // probeAll pings the gateway's tunnel address of each family we have an
 // address in, so `up` proves IPv4 and IPv6 both cross.
-func probeAll(ctx context.Context, ours []netip.Prefix, gateway []string) error {
+func probeAll(ctx context.Context, probe func(ctx context.Context, src, dst netip.Addr) error, ours []netip.Prefix, gateway []string) error {
 	for _, g := range gateway {
 		dst, err := netip.ParseAddr(g)
 		if err != nil {
@@ -547,7 +579,7 @@ func probeAll(ctx context.Context, ours []netip.Prefix, gateway []string) error 
 		}
 		for _, src := range ours {
 			if src.Addr().Is4() == dst.Is4() {
-				if err := tunnel.Probe(ctx, src.Addr(), dst); err != nil {
+				if err := probe(ctx, src.Addr(), dst); err != nil {
 					return err
 				}
 				break

@@ -66,11 +66,11 @@ func registerError(server string, err error) error {
 // watching the WireGuard handshake, and names the cause as soon as it is
 // clear instead of waiting for ctx's end: no handshake (UDP blocked), or
 // a handshake but no reply (no traffic).
-func awaitTraffic(ctx context.Context, t *tunnel.Tunnel, ep netip.AddrPort, ours []netip.Prefix, gateway []string, upStart time.Time) error {
+func awaitTraffic(ctx context.Context, probe func(ctx context.Context, src, dst netip.Addr) error, t *tunnel.Tunnel, ep netip.AddrPort, ours []netip.Prefix, gateway []string, upStart time.Time) error {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- probeAll(pctx, ours, gateway) }()
+	go func() { done <- probeAll(pctx, probe, ours, gateway) }()
 	tunnelUp := time.Now()
 	hsDeadline := upStart.Add(verdictAfter)
 	if d := tunnelUp.Add(minHandshakeWait); d.After(hsDeadline) {
