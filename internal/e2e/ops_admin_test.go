@@ -94,13 +94,16 @@ func TestMetricsExplainAndDoctor(t *testing.T) {
 	// explain: allowed and refused, decided by real lookups.
 	out, code2 := e.admin(t, "explain", "alice", lab.VPCAIP4+":8000")
 	t.Logf("explain alice vpc-a:\n%s", out)
-	if code2 != 0 || !strings.HasPrefix(out, "YES") || !strings.Contains(out, "throw 10.10.0.0/16 table 1000") ||
+	// The path shows every step of the walk: eng's table throws, ops'
+	// rule does not match a packet from eng, main decides.
+	if code2 != 0 || !strings.HasPrefix(out, "YES") || !strings.Contains(out, "throw 10.10.0.0/16 table 1000") || !strings.Contains(out, "throw: on to the next rule") ||
+		!strings.Contains(out, "no match (iif "+e.OpsIface+", the packet comes in on "+e.EngIface+")") ||
 		!strings.Contains(out, "ip route get fibmatch 10.10.0.10 from "+v4.String()+" iif "+e.EngIface+": 10.10.0.0/16 dev") || !strings.Contains(out, "port 8000") {
 		t.Errorf("explain alice vpc-a (exit %d):\n%s", code2, out)
 	}
 	out, code2 = e.admin(t, "explain", "alice@example.com", lab.VPCBIP4)
 	t.Logf("explain alice vpc-b:\n%s", out)
-	if code2 != 1 || !strings.HasPrefix(out, "NO") || !strings.Contains(out, `rule "1000: from all iif `+e.EngIface+` lookup 1000", route "blackhole default table 1000"`) || !strings.Contains(out, "EINVAL") {
+	if code2 != 1 || !strings.HasPrefix(out, "NO") || !strings.Contains(out, `rule "1000: from all iif `+e.EngIface+` lookup 1000`) || !strings.Contains(out, `route "blackhole 0.0.0.0/0 table 1000`) || !strings.Contains(out, "EINVAL") {
 		t.Errorf("explain alice vpc-b (exit %d):\n%s", code2, out)
 	}
 	out, code2 = e.admin(t, "explain", "alice", "["+lab.VPCAIP6+"]:22", "--json")
@@ -110,9 +113,14 @@ func TestMetricsExplainAndDoctor(t *testing.T) {
 			Allowed bool   `json:"allowed"`
 			Kernel  string `json:"kernel"`
 			Source  string `json:"source"`
+			Steps   []struct {
+				Matched bool   `json:"matched"`
+				Outcome string `json:"outcome"`
+			} `json:"steps"`
 		} `json:"networks"`
 	}
-	if code2 != 0 || json.Unmarshal([]byte(out), &ans) != nil || !ans.Reachable || len(ans.Networks) != 1 || !strings.HasPrefix(ans.Networks[0].Source, "fd00:64::") {
+	if code2 != 0 || json.Unmarshal([]byte(out), &ans) != nil || !ans.Reachable || len(ans.Networks) != 1 || !strings.HasPrefix(ans.Networks[0].Source, "fd00:64::") ||
+		len(ans.Networks[0].Steps) == 0 || ans.Networks[0].Steps[len(ans.Networks[0].Steps)-1].Outcome != "decides" {
 		t.Errorf("explain --json over IPv6 (exit %d):\n%s", code2, out)
 	}
 	// What the explanation says is what the packets do.
@@ -141,7 +149,7 @@ func TestMetricsExplainAndDoctor(t *testing.T) {
 		} `json:"findings"`
 		Summary struct{ Errors int }
 	}
-	if json.Unmarshal([]byte(out), &rep) != nil || rep.Schema != "clearpath.gateway-doctor/v1" || rep.Summary.Errors != 1 {
+	if json.Unmarshal([]byte(out), &rep) != nil || rep.Schema != "clearpath.doctor/v1" || rep.Summary.Errors != 1 {
 		t.Errorf("doctor --json:\n%s", out)
 	}
 	// Traffic agrees: alice's packets reach vpc-a, its replies do not come back.
