@@ -13,12 +13,12 @@ import (
 // TestWalkMatchesKernel installs wg-quick's rule set and generated rule
 // sets and tables in namespaces and compares analysis.Walk with
 // `ip route get fibmatch` for every flow. WALK_DIFF_CASES sets how many
-// generated cases (default 20), WALK_DIFF_FLOWS flows per case (default 80).
+// generated cases (default 20), WALK_DIFF_FLOWS flows per case (default 200).
 func TestWalkMatchesKernel(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces")
 	}
-	cases, flows := envInt("WALK_DIFF_CASES", 20), envInt("WALK_DIFF_FLOWS", 80)
+	cases, flows := envInt("WALK_DIFF_CASES", 20), envInt("WALK_DIFF_FLOWS", 200)
 	walk := func(s *routes.Snapshot, f analysis.Flow) kerneldiff.Answer {
 		return kerneldiff.FromDecision(analysis.Walk(s, f))
 	}

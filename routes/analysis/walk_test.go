@@ -23,7 +23,9 @@ func wroute(table int, typ routes.RouteType, dst, dev string, metric int) routes
 }
 
 // defaults are the kernel's three IPv4 rules.
-func defaults() []routes.Rule { return []routes.Rule{wrule(0, 255), wrule(32766, 254), wrule(32767, 253)} }
+func defaults() []routes.Rule {
+	return []routes.Rule{wrule(0, 255), wrule(32766, 254), wrule(32767, 253)}
+}
 
 // wgQuickSnapshot is a laptop after `wg-quick up` with AllowedIPs 0.0.0.0/0:
 // 32764 lookup main suppress_prefixlength 0, 32765 not fwmark 0xca6c lookup 51820.

@@ -120,11 +120,20 @@ func Run(t testing.TB, c Case, walk Walker) Result {
 			t.Fatalf("set %s in %s: %v\n%s", s, ns.Name, err, out)
 		}
 	}
-	for _, a := range c.Commands {
-		res.Commands++
-		if out, err := exec.Command("ip", append([]string{"-n", ns.Name}, a...)...).CombinedOutput(); err != nil {
-			res.Refused++
-			t.Logf("%s: kernel refused `ip %s`: %s", c.Name, strings.Join(a, " "), strings.TrimSpace(string(out)))
+	// The case's commands, one `ip -batch` per family (a batch line
+	// cannot carry -4/-6); the kernel's refusals are counted and logged.
+	for _, fam := range []string{"-4", "-6"} {
+		var lines []string
+		for _, a := range c.Commands {
+			if len(a) > 0 && a[0] == fam {
+				lines = append(lines, strings.Join(a[1:], " "))
+			}
+		}
+		_, failed := batch(t, ns.Name, fam, lines)
+		res.Commands += len(lines)
+		res.Refused += len(failed)
+		for i, msg := range failed {
+			t.Logf("%s: kernel refused `ip %s %s`: %s", c.Name, fam, lines[i], msg)
 		}
 	}
 	nsh, err := netns.GetFromName(ns.Name)
@@ -141,12 +150,13 @@ func Run(t testing.TB, c Case, walk Walker) Result {
 	if err != nil {
 		t.Fatalf("%s: snapshot: %v", c.Name, err)
 	}
-	for _, f := range c.Flows {
+	answers := kernel(t, ns.Name, c.Flows)
+	for i, f := range c.Flows {
 		res.Flows++
-		k, skip := kernel(ns.Name, f)
-		if skip != "" {
+		k := answers[i]
+		if k.skip != "" {
 			res.Skipped++
-			res.SkipReasons[skip]++
+			res.SkipReasons[k.skip]++
 			continue
 		}
 		res.Compared++
@@ -155,7 +165,7 @@ func Run(t testing.TB, c Case, walk Walker) Result {
 			if len(res.Mismatches) == 0 {
 				t.Logf("%s: state at its first mismatch:\n%s", c.Name, dump(snap))
 			}
-			res.Mismatches = append(res.Mismatches, fmt.Sprintf("%s: %s: kernel %s, walk %s", c.Name, flowArgs(f), k, w))
+			res.Mismatches = append(res.Mismatches, fmt.Sprintf("%s: ip route get fibmatch %s: kernel %s, walk %s", c.Name, strings.Join(flowArgs(f), " "), k, w))
 		}
 	}
 	return res
@@ -176,6 +186,7 @@ func dump(s *routes.Snapshot) string {
 
 // kernelAnswer is what `ip route get fibmatch` said.
 type kernelAnswer struct {
+	skip   string // why the answer cannot be compared
 	errno  string // "" on success
 	typ    string
 	table  int
@@ -227,32 +238,92 @@ var messages = map[string]string{
 	"Permission denied":      "EACCES",
 }
 
-// kernel asks `ip route get fibmatch` in ns; a non-empty skip says why the
-// answer cannot be compared.
-func kernel(ns string, f analysis.Flow) (kernelAnswer, string) {
-	args := append([]string{"-n", ns, "-j", "route", "get", "fibmatch"}, flowArgs(f)...)
-	if f.Dst.Is6() {
-		args = append([]string{"-6"}, args...)
+// batch runs lines through `ip -n ns fam -j -force -batch -` and returns
+// each line's output (nil when it failed) and the error message of each
+// line that failed, by index.
+func batch(t testing.TB, ns, fam string, lines []string) ([]json.RawMessage, map[int]string) {
+	t.Helper()
+	failed := map[int]string{}
+	if len(lines) == 0 {
+		return nil, failed
 	}
-	cmd := exec.Command("ip", args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(stderr.String()), "RTNETLINK answers:"))
-		if e, ok := messages[msg]; ok {
-			return kernelAnswer{errno: e}, ""
+	cmd := exec.Command("ip", "-n", ns, fam, "-j", "-force", "-batch", "-")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	_ = cmd.Run() // exit 1 when a line failed: read per line below
+	var msg []string
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if n, ok := strings.CutPrefix(l, "Command failed -:"); ok {
+			i, err := strconv.Atoi(strings.TrimSpace(n))
+			if err != nil || i < 1 || i > len(lines) {
+				t.Fatalf("ip -batch: unreadable %q", l)
+			}
+			failed[i-1] = strings.Join(msg, "; ")
+			msg = nil
+		} else if strings.TrimSpace(l) != "" {
+			msg = append(msg, strings.TrimSpace(l))
 		}
-		return kernelAnswer{}, "ip refused the query: " + msg
 	}
+	outs := make([]json.RawMessage, len(lines))
+	dec := json.NewDecoder(strings.NewReader(stdout.String()))
+	for i := range lines {
+		if _, bad := failed[i]; bad {
+			continue
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			if strings.HasPrefix(lines[i], "route get") {
+				t.Fatalf("ip -batch: no output for line %d %q: %v", i+1, lines[i], err)
+			}
+			continue // commands that print nothing come last or not at all
+		}
+		outs[i] = raw
+	}
+	return outs, failed
+}
+
+// kernel asks `ip route get fibmatch` in ns for each flow (one batch per
+// family).
+func kernel(t testing.TB, ns string, flows []analysis.Flow) []kernelAnswer {
+	out := make([]kernelAnswer, len(flows))
+	for _, fam := range []string{"-4", "-6"} {
+		var idx []int
+		var lines []string
+		for i, f := range flows {
+			if f.Dst.Is6() == (fam == "-6") {
+				idx = append(idx, i)
+				lines = append(lines, "route get fibmatch "+strings.Join(flowArgs(f), " "))
+			}
+		}
+		outs, failed := batch(t, ns, fam, lines)
+		for j, i := range idx {
+			if msg, bad := failed[j]; bad {
+				msg = strings.TrimSpace(strings.TrimPrefix(msg, "RTNETLINK answers:"))
+				if e, ok := messages[msg]; ok {
+					out[i] = kernelAnswer{errno: e}
+				} else {
+					out[i] = kernelAnswer{skip: "ip refused the query: " + msg}
+				}
+				continue
+			}
+			out[i] = parseAnswer(flows[i], outs[j])
+		}
+	}
+	return out
+}
+
+// parseAnswer reads one `ip -j route get fibmatch` answer.
+func parseAnswer(f analysis.Flow, out []byte) kernelAnswer {
 	var rs []struct {
 		Type  string `json:"type"`
 		Dst   string `json:"dst"`
 		Dev   string `json:"dev"`
 		Table string `json:"table"`
 	}
-	if err := json.Unmarshal(out, &rs); err != nil || len(rs) != 1 {
-		return kernelAnswer{}, fmt.Sprintf("unreadable answer %q", out)
+	err := json.Unmarshal(out, &rs)
+	if err != nil || len(rs) != 1 {
+		return kernelAnswer{skip: fmt.Sprintf("unreadable answer %q", out)}
 	}
 	r := rs[0]
 	k := kernelAnswer{typ: r.Type, device: r.Dev}
@@ -269,7 +340,7 @@ func kernel(ns string, f analysis.Flow) (kernelAnswer, string) {
 	default:
 		n, err := strconv.Atoi(r.Table)
 		if err != nil {
-			return kernelAnswer{}, "unreadable table " + r.Table
+			return kernelAnswer{skip: "unreadable table " + r.Table}
 		}
 		k.table = n
 	}
@@ -286,13 +357,13 @@ func kernel(ns string, f analysis.Flow) (kernelAnswer, string) {
 		k.dst = netip.PrefixFrom(a, a.BitLen())
 	}
 	if err != nil {
-		return kernelAnswer{}, "unreadable destination " + r.Dst
+		return kernelAnswer{skip: "unreadable destination " + r.Dst}
 	}
 	switch k.typ {
 	case "throw", "blackhole", "unreachable", "prohibit":
 		k.device = "" // the snapshot drops IPv6's "dev lo" on these
 	}
-	return k, ""
+	return k
 }
 
 // WgQuick is the rule set wg-quick installs for a full tunnel (AllowedIPs
@@ -364,7 +435,7 @@ func Generate(seed uint64, flows int) Case {
 	var ruleFrom, ruleTo []netip.Prefix
 	var ruleMarks []uint32
 	if chance(0.3) {
-		c.Commands = append(c.Commands, []string{"route", "del", "default"}, []string{"-6", "route", "del", "default"})
+		c.Commands = append(c.Commands, []string{"-4", "route", "del", "default"}, []string{"-6", "route", "del", "default"})
 	}
 	tables := []string{"100", "101", "102", "main", "default"}
 	for _, v6 := range []bool{false, true} {
