@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"testing"
@@ -328,4 +329,21 @@ func fuzzSnapshot(data []byte) *routes.Snapshot {
 		}
 	}
 	return s
+}
+
+// vpn doctor's JSON does not change with the fields the gateway added.
+func TestClientReportJSONStable(t *testing.T) {
+	rep := Analyze(Input{Snapshot: withWgQuickCrash(withOurLeftovers(linuxLaptop())), Now: now})
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{`"network"`, `"cloud"`, `"passed"`, `"severity":"ok"`} {
+		if strings.Contains(string(b), gone) {
+			t.Errorf("vpn doctor's JSON gained %s:\n%s", gone, b)
+		}
+	}
+	if len(rep.Findings) == 0 || rep.Schema != Schema {
+		t.Errorf("fixture gives no findings: %+v", rep)
+	}
 }
