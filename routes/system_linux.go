@@ -88,23 +88,11 @@ func (s *linuxSystem) Snapshot() (*Snapshot, error) {
 		for _, r := range rs {
 			snap.Routes = append(snap.Routes, fromNetlinkRoute(r, fam, names))
 		}
-		if s.rules != nil {
-			rules, err := dumpRules(s.rules, fam)
-			if err != nil {
-				return nil, fmt.Errorf("list rules: %w", err)
-			}
-			snap.Rules = append(snap.Rules, rules...)
-			continue
-		}
-		rules, err := s.h.RuleList(fam)
+		rules, err := s.listRules(fam)
 		if err != nil {
 			return nil, fmt.Errorf("list rules: %w", err)
 		}
-		for _, r := range rules {
-			if r.Family == fam {
-				snap.Rules = append(snap.Rules, fromNetlinkRule(r, fam))
-			}
-		}
+		snap.Rules = append(snap.Rules, rules...)
 	}
 	return snap, nil
 }
@@ -336,16 +324,35 @@ func (s *linuxSystem) findRule(r Rule) (bool, error) {
 	if r.Family == FamilyV6 {
 		fam = netlink.FAMILY_V6
 	}
-	rules, err := s.h.RuleList(fam)
+	rules, err := s.listRules(fam)
 	if err != nil {
 		return false, err
 	}
 	for _, k := range rules {
-		if SameRule(fromNetlinkRule(k, fam), r) {
+		if SameRule(k, r) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// listRules reads the rules of family fam, with their actions when the
+// System has its own rule socket (see dumpRules).
+func (s *linuxSystem) listRules(fam int) ([]Rule, error) {
+	if s.rules != nil {
+		return dumpRules(s.rules, fam)
+	}
+	rules, err := s.h.RuleList(fam)
+	if err != nil {
+		return nil, err
+	}
+	var out []Rule
+	for _, r := range rules {
+		if r.Family == fam {
+			out = append(out, fromNetlinkRule(r, fam))
+		}
+	}
+	return out, nil
 }
 
 func (s *linuxSystem) addRule(r Rule) error {
