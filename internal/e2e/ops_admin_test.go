@@ -133,6 +133,28 @@ func TestMetricsExplainAndDoctor(t *testing.T) {
 	if code2 != 0 || !strings.Contains(out, "Healthy") || strings.Count(out, "(return-route)") != 4 {
 		t.Errorf("doctor on a healthy gateway: exit %d\n%s", code2, out)
 	}
+	// A wg-quick-style rule on the gateway host (lookup main
+	// suppress_prefixlength 0, before the networks' rules) skips main's
+	// default route only. Elsewhere the kernel still blackholes what eng
+	// may not reach: explain agrees with it (the old walk ignored
+	// suppress_prefixlength 0, let main's default decide, and contradicted
+	// the kernel). But main's more specific routes now decide before the
+	// networks' rules: doctor reports that real leak with the walk's steps.
+	// (The lab gateway has no default route: give it one for this.)
+	must(t, e.GW.IP("-4", "route", "add", "default", "via", lab.HostPublicIP4))
+	must(t, e.GW.IP("-4", "rule", "add", "pref", "900", "lookup", "main", "suppress_prefixlength", "0"))
+	out, code2 = e.admin(t, "explain", "alice", "203.0.113.77")
+	t.Logf("explain alice 203.0.113.77 with the suppress rule:\n%s", out)
+	if code2 != 1 || !strings.Contains(out, "900: from all lookup main suppress_prefixlength 0 -> 0.0.0.0/0") || !strings.Contains(out, "suppressed (/0 <= suppress_prefixlength 0)") ||
+		!strings.Contains(out, `decided: rule "1000: from all iif `+e.EngIface+` lookup 1000`) || strings.Contains(out, "trust the kernel") || !strings.Contains(out, "EINVAL") {
+		t.Errorf("explain with a suppress_prefixlength 0 rule (exit %d):\n%s", code2, out)
+	}
+	out, code2 = e.admin(t, append([]string{"doctor"}, probes...)...)
+	if code2 != 1 || strings.Count(out, "(policy-leak)") != 2 || !strings.Contains(out, "900: from all lookup main suppress_prefixlength 0 -> "+lab.IDPN4) {
+		t.Errorf("doctor with a suppress_prefixlength 0 rule: exit %d\n%s", code2, out)
+	}
+	must(t, e.GW.IP("-4", "rule", "del", "pref", "900"))
+	must(t, e.GW.IP("-4", "route", "del", "default", "via", lab.HostPublicIP4))
 	must(t, e.VPCA.IP("-4", "route", "del", "default", "via", lab.GWVPCAIP4))
 	out, code2 = e.admin(t, append([]string{"doctor"}, probes...)...)
 	t.Logf("doctor (vpc-a without its IPv4 route back):\n%s", out)
