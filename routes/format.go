@@ -68,6 +68,8 @@ func (r Rule) String() string {
 	switch r.Action {
 	case "", "lookup":
 		fmt.Fprintf(&b, " lookup %s", TableName(r.Table))
+	case "goto":
+		fmt.Fprintf(&b, " goto %d", r.Goto)
 	default:
 		b.WriteString(" " + r.Action)
 	}

@@ -75,6 +75,8 @@ type Rule struct {
 	SuppressPrefixLen int    `json:"suppress_prefixlength"`
 	Protocol          int    `json:"protocol"`
 	Action            string `json:"action"` // "lookup", "blackhole", "unreachable", "prohibit", "goto", "nop"
+	// Goto is the priority a "goto" rule jumps to.
+	Goto int `json:"goto,omitempty"`
 }
 
 // Link is a network interface.
@@ -150,6 +152,10 @@ type Query struct {
 	Src    netip.Addr // optional
 	FwMark uint32     // optional
 	IIF    string     // optional: as if received on this interface
+	// FIBMatch asks for the table entry that matched (`ip route get
+	// fibmatch`: its prefix, type and table) rather than the resolved
+	// route to Dst (Linux only).
+	FIBMatch bool
 }
 
 // System is the per-platform backend: one small interface, implemented in
@@ -171,5 +177,6 @@ func SameRule(a, b Rule) bool {
 	a, b = normRule(a), normRule(b)
 	return a.Family == b.Family && a.Priority == b.Priority && a.From == b.From && a.To == b.To &&
 		a.FwMark == b.FwMark && a.FwMask == b.FwMask && a.Invert == b.Invert && a.IIF == b.IIF && a.OIF == b.OIF &&
-		a.Table == b.Table && a.SuppressPrefixLen == b.SuppressPrefixLen && a.Protocol == b.Protocol && a.Action == b.Action
+		a.Table == b.Table && a.SuppressPrefixLen == b.SuppressPrefixLen && a.Protocol == b.Protocol && a.Action == b.Action &&
+		a.Goto == b.Goto
 }

@@ -11,12 +11,20 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
 // linuxSystem reads and changes routes, rules, links and addresses over
 // rtnetlink in one network namespace.
-type linuxSystem struct{ h *netlink.Handle }
+type linuxSystem struct {
+	h *netlink.Handle
+	// rules reads rules with their actions (see dumpRules); nil for
+	// NewSystemAt, which reads them through h and cannot tell blackhole,
+	// unreachable, prohibit and nop rules apart ("action-unknown").
+	rules *nl.SocketHandle
+}
 
 // NewSystem returns the System of the current network namespace.
 func NewSystem() (System, error) {
@@ -24,11 +32,18 @@ func NewSystem() (System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
-	return &linuxSystem{h: h}, nil
+	s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	return &linuxSystem{h: h, rules: &nl.SocketHandle{Socket: s}}, nil
 }
 
 // NewSystemAt returns a System acting through h (e.g. a handle opened inside
-// another network namespace with netlink.NewHandleAt).
+// another network namespace with netlink.NewHandleAt). Prefer NewSystemIn:
+// through a bare handle, rule actions other than lookup and goto are not
+// readable.
 func NewSystemAt(h *netlink.Handle) System { return &linuxSystem{h: h} }
 
 var routeTypes = map[int]RouteType{
@@ -84,13 +99,11 @@ func (s *linuxSystem) Snapshot() (*Snapshot, error) {
 		for _, r := range rs {
 			snap.Routes = append(snap.Routes, fromNetlinkRoute(r, fam, names))
 		}
-		rules, err := s.h.RuleList(fam)
+		rules, err := s.listRules(fam)
 		if err != nil {
 			return nil, fmt.Errorf("list rules: %w", err)
 		}
-		for _, r := range rules {
-			snap.Rules = append(snap.Rules, fromNetlinkRule(r, fam))
-		}
+		snap.Rules = append(snap.Rules, rules...)
 	}
 	return snap, nil
 }
@@ -148,17 +161,14 @@ func fromNetlinkRule(r netlink.Rule, fam int) Rule {
 	if p, ok := ipNetToPrefix(r.Dst); ok {
 		out.To = p
 	}
-	switch r.Type {
-	case unix.FR_ACT_BLACKHOLE:
-		out.Action = "blackhole"
-	case unix.FR_ACT_UNREACHABLE:
-		out.Action = "unreachable"
-	case unix.FR_ACT_PROHIBIT:
-		out.Action = "prohibit"
-	case unix.FR_ACT_GOTO:
-		out.Action = "goto"
-	case unix.FR_ACT_NOP:
-		out.Action = "nop"
+	// netlink v1.3.1 does not read the action back (r.Type stays 0):
+	// a goto carries its target, a lookup a table; the rest cannot be told
+	// apart here (dumpRules can).
+	switch {
+	case r.Goto >= 0:
+		out.Action, out.Goto = "goto", r.Goto
+	case r.Table == 0:
+		out.Action = "action-unknown"
 	}
 	return out
 }
@@ -330,16 +340,35 @@ func (s *linuxSystem) findRule(r Rule) (bool, error) {
 	if r.Family == FamilyV6 {
 		fam = netlink.FAMILY_V6
 	}
-	rules, err := s.h.RuleList(fam)
+	rules, err := s.listRules(fam)
 	if err != nil {
 		return false, err
 	}
 	for _, k := range rules {
-		if SameRule(fromNetlinkRule(k, fam), r) {
+		if SameRule(k, r) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// listRules reads the rules of family fam, with their actions when the
+// System has its own rule socket (see dumpRules).
+func (s *linuxSystem) listRules(fam int) ([]Rule, error) {
+	if s.rules != nil {
+		return dumpRules(s.rules, fam)
+	}
+	rules, err := s.h.RuleList(fam)
+	if err != nil {
+		return nil, err
+	}
+	var out []Rule
+	for _, r := range rules {
+		if r.Family == fam {
+			out = append(out, fromNetlinkRule(r, fam))
+		}
+	}
+	return out, nil
 }
 
 func (s *linuxSystem) addRule(r Rule) error {
@@ -372,7 +401,7 @@ func (s *linuxSystem) Lookup(q Query) (Route, error) {
 	if !q.Dst.IsValid() {
 		return Route{}, errors.New("lookup: no destination")
 	}
-	opts := &netlink.RouteGetOptions{Mark: q.FwMark, Iif: q.IIF}
+	opts := &netlink.RouteGetOptions{Mark: q.FwMark, Iif: q.IIF, FIBMatch: q.FIBMatch}
 	if q.Src.IsValid() {
 		opts.SrcAddr = q.Src.AsSlice()
 	}
@@ -389,7 +418,9 @@ func (s *linuxSystem) Lookup(q Query) (Route, error) {
 	}
 	fam := familyNum(q.Dst)
 	out := fromNetlinkRoute(rs[0], fam, names)
-	out.Dst = netip.PrefixFrom(q.Dst, q.Dst.BitLen())
+	if !q.FIBMatch {
+		out.Dst = netip.PrefixFrom(q.Dst, q.Dst.BitLen())
+	}
 	return out, nil
 }
 

@@ -74,6 +74,12 @@ type Finding struct {
 	// others only when named (`--fix ID`).
 	Fixable bool `json:"fixable"`
 	Ours    bool `json:"ours"`
+	// Network names the gateway network a finding is about (vpn-gateway
+	// doctor only).
+	Network string `json:"network,omitempty"`
+	// Cloud lists routes to add outside the host, in the route table of a
+	// VPC, as "destination -> target" (vpn-gateway doctor only).
+	Cloud []string `json:"cloud,omitempty"`
 }
 
 // Summary counts findings by severity.
@@ -81,6 +87,7 @@ type Summary struct {
 	Errors   int  `json:"errors"`
 	Warnings int  `json:"warnings"`
 	Infos    int  `json:"infos"`
+	Passed   int  `json:"passed,omitempty"` // checks that passed (severity "ok"; vpn-gateway doctor)
 	Healthy  bool `json:"healthy"`
 }
 
