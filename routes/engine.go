@@ -29,6 +29,8 @@ type Engine struct {
 	afterIntent func(Change)
 	// afterApply, when set (tests), runs between a change and its done record.
 	afterApply func(Change)
+	// afterUndo, when set (tests), runs after each undo or sweep of restore.
+	afterUndo func(Change)
 }
 
 // Report says what Recover or End did.
@@ -71,13 +73,15 @@ func (e *Engine) Owner() Owner { return e.owner }
 type Hooks struct {
 	AfterIntent func(Change)
 	AfterApply  func(Change)
+	// AfterUndo runs after each change End or Recover makes.
+	AfterUndo func(Change)
 }
 
 // SetHooks installs h (tests: kill points of a crash test).
 func (e *Engine) SetHooks(h Hooks) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.afterIntent, e.afterApply = h.AfterIntent, h.AfterApply
+	e.afterIntent, e.afterApply, e.afterUndo = h.AfterIntent, h.AfterApply, h.AfterUndo
 }
 
 // SetSysctl turns switch name (below /proc/sys) to value through the
@@ -492,6 +496,9 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		rep.Undone = append(rep.Undone, undo)
+		if e.afterUndo != nil {
+			e.afterUndo(undo)
+		}
 	}
 	// Sweep: nothing of ours may remain outside a session.
 	routes, rules, err := e.Owned()
@@ -505,6 +512,9 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		rep.Swept = append(rep.Swept, c)
+		if e.afterUndo != nil {
+			e.afterUndo(c)
+		}
 	}
 	for _, r := range rules {
 		c := Change{Op: OpDelRule, Rule: &r}
@@ -513,6 +523,9 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		rep.Swept = append(rep.Swept, c)
+		if e.afterUndo != nil {
+			e.afterUndo(c)
+		}
 	}
 	if saved != nil {
 		now, err := e.sys.Snapshot()

@@ -66,8 +66,8 @@ func TestCheckTablesNamesForeignRoutes(t *testing.T) {
 	c := example(t)
 	snap := &routes.Snapshot{Routes: []routes.Route{
 		{Table: 1000, Type: routes.TypeThrow, Dst: netip.MustParsePrefix("10.10.0.0/16"), Protocol: routes.GatewayProtocol}, // ours, left by a crash
-		{Table: 1001, Type: routes.TypeUnicast, Dst: netip.MustParsePrefix("10.99.0.0/16"), Device: "eth1", Protocol: 4},       // someone's static route
-		{Table: 1002, Type: routes.TypeUnicast, Dst: netip.MustParsePrefix("10.98.0.0/16"), Device: "eth1", Protocol: 4},       // not a table of ours
+		{Table: 1001, Type: routes.TypeUnicast, Dst: netip.MustParsePrefix("10.99.0.0/16"), Device: "eth1", Protocol: 4},    // someone's static route
+		{Table: 1002, Type: routes.TypeUnicast, Dst: netip.MustParsePrefix("10.98.0.0/16"), Device: "eth1", Protocol: 4},    // not a table of ours
 	}}
 	err := CheckTables(snap, c.Networks)
 	if err == nil {
