@@ -202,3 +202,13 @@ func CheckTables(cfg *config.Config) (read bool, err error) {
 	}
 	return true, netpolicy.CheckTables(snap, cfg.Networks)
 }
+
+// closeNetworks tears down every running network's device.
+func (g *Gateway) closeNetworks() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for name, nw := range g.networks {
+		g.tearDown(nw)
+		delete(g.networks, name)
+	}
+}

@@ -233,6 +233,10 @@ func (g *Gateway) startNetworks(ctx context.Context, s *steps) error {
 		return err
 	}
 	s.did("flow filter", g.flows.close)
+	// One undo for the devices: at stop it closes those running then (a
+	// reload may have added, removed or recreated some); after a failed
+	// start, those started so far.
+	s.did("devices", g.closeNetworks)
 	for i, n := range cfg.Networks {
 		nw, peers, err := g.bringUp(ctx, n)
 		if err != nil {
@@ -242,13 +246,7 @@ func (g *Gateway) startNetworks(ctx context.Context, s *steps) error {
 		g.networks[n.Name] = nw
 		g.mu.Unlock()
 		g.life.AddNetwork(ctx, n.Name, peers)
-		s.did("network "+n.Name, func() {
-			g.life.RemoveNetwork(n.Name)
-			g.mu.Lock()
-			delete(g.networks, n.Name)
-			g.mu.Unlock()
-			g.tearDown(nw)
-		})
+		s.did("network "+n.Name, nil)
 	}
 	// At stop the flow filter writes its last flows before the devices go.
 	s.did("flow log", g.flows.close)
