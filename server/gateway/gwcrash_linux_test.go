@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -240,5 +239,3 @@ func TestGatewayCrashAtPoints(t *testing.T) {
 		t.Logf("point %d: %s", k, points[k-1])
 	}
 }
-
-var _ = strconv.Itoa

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -276,6 +274,11 @@ func TestGatewayHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if os.Getenv("CPGW_CHECK") != "" { // what `vpn-gateway check` runs
+		read, err := CheckTables(cfg)
+		fmt.Printf("CHECK read=%v err=%v\n", read, err)
+		return
+	}
 	killAt, _ := strconv.Atoi(os.Getenv("CPGW_KILL"))
 	trace, err := os.OpenFile(os.Getenv("CPGW_TRACE"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -314,11 +317,17 @@ func TestGatewayHelper(t *testing.T) {
 	}
 }
 
+// check runs CheckTables (vpn-gateway check) inside the gateway namespace.
+func (l *gwLab) check() string {
+	l.t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", l.gw, os.Args[0], "-test.run=^TestGatewayHelper$")
+	cmd.Env = append(os.Environ(), "CPGW_CONFIG="+l.cfgPath, "CPGW_CHECK=1")
+	out, _ := cmd.CombinedOutput()
+	return string(out)
+}
+
 // ping sends one ICMP echo from the client namespace to the vpc host
 // through the client's tunnel (see clientPeer).
 func (l *gwLab) ping(dst string) bool {
 	return exec.Command("ip", "netns", "exec", l.cl, "ping", "-c", "1", "-W", "1", dst).Run() == nil
 }
-
-var _ = net.IPv4len
-var _ = netip.Addr{}

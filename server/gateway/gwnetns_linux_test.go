@@ -18,6 +18,9 @@ func TestForeignRouteInGatewayTableSurvives(t *testing.T) {
 	before := l.state()
 	l.exec("ip", "route", "add", "10.99.0.0/16", "via", "10.10.0.5", "table", "1000")
 	withForeign := l.state()
+	if out := l.check(); !strings.Contains(out, "CHECK read=true err=table 1000 holds routes the gateway does not own") {
+		t.Fatalf("check does not refuse the table:\n%s", out)
+	}
 	if l.start(0, l.cfgPath) {
 		l.stop()
 		t.Fatal("the gateway started on a table holding a foreign route")
