@@ -39,6 +39,7 @@ type gwLab struct {
 	trace       string
 	proc        *exec.Cmd
 	out         *bytes.Buffer
+	flows       string // flows.filter: off unless a test sets it
 }
 
 var labSeq atomic.Int32
@@ -59,7 +60,7 @@ func newGWLab(t *testing.T) *gwLab {
 	}
 	n := labSeq.Add(1)
 	id := fmt.Sprintf("%d%d", os.Getpid()%100000, n)
-	l := &gwLab{t: t, gw: "cpgw" + id, cl: "cpcl" + id, vpc: "cpvp" + id, iface: "gw" + id}
+	l := &gwLab{t: t, gw: "cpgw" + id, cl: "cpcl" + id, vpc: "cpvp" + id, iface: "gw" + id, flows: "off"}
 	for _, ns := range []string{l.gw, l.cl, l.vpc} {
 		exec.Command("ip", "netns", "del", ns).Run()
 		ipx(t, "netns", "add", ns)
@@ -121,7 +122,7 @@ type labNet struct {
 func (l *gwLab) config(stateDir, listen string, nets ...labNet) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %q\nendpoint: 192.0.2.1\noidc:\n  issuer: https://id.invalid/realm\n  client_id: clearpath\n", listen)
-	fmt.Fprintf(&b, "store: %s/gateway.db\nstate_dir: %s\nkey_ttl: 720h\nmetrics_listen: \"off\"\nflows: {filter: \"off\"}\nnetworks:\n", stateDir, stateDir)
+	fmt.Fprintf(&b, "store: %s/gateway.db\nstate_dir: %s\nkey_ttl: 720h\nmetrics_listen: \"off\"\nflows: {filter: \"%s\"}\nnetworks:\n", stateDir, stateDir, l.flows)
 	for i, n := range nets {
 		fmt.Fprintf(&b, "  - name: n%d\n    group: g%d\n    interface: %s\n    listen_port: %d\n    pool: [100.64.%d.0/24, \"fd00:64:%d::/64\"]\n    allow: [%s]\n    table: %d\n",
 			i, i, n.iface, n.port, i, i, n.allow, n.table)

@@ -128,3 +128,24 @@ func TestKillRestartStopRestoresHost(t *testing.T) {
 		t.Errorf("the restart did not report recovering:\n%s", log)
 	}
 }
+
+// A start whose second network cannot come up (its interface name is
+// taken) undoes exactly the steps before: forwarding back to 0, no rule,
+// route, address or nftables table left.
+func TestFailedStartRestoresHost(t *testing.T) {
+	l := newGWLab(t)
+	l.flows = "auto"
+	before := l.state()
+	l.writeConfig(l.config(l.dir, "127.0.0.1:18080",
+		labNet{iface: l.iface, port: 51820, table: 1000, allow: "10.10.0.0/16"},
+		labNet{iface: "vpc0", port: 51821, table: 1001, allow: "10.20.0.0/16"}))
+	if l.start(0, l.cfgPath) {
+		l.stop()
+		t.Fatal("started with a taken interface name")
+	}
+	_, log := l.wait()
+	if !strings.Contains(log, "networks[1] (n1)") || !strings.Contains(log, "nothing is left set up") {
+		t.Fatalf("error does not name the network:\n%s", log)
+	}
+	l.same("after a failed start", before, l.state())
+}
