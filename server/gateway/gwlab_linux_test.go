@@ -42,7 +42,7 @@ type gwLab struct {
 	flows       string // flows.filter: off unless a test sets it
 }
 
-var labSeq atomic.Int32
+var labSeq, helperSeq atomic.Int32
 
 func ipx(t testing.TB, args ...string) string {
 	t.Helper()
@@ -191,7 +191,13 @@ func (l *gwLab) same(what string, before, now hostState) {
 func (l *gwLab) start(killAt int, cfgPath string) (served bool) {
 	l.t.Helper()
 	os.Remove(l.trace)
-	cmd := exec.Command("ip", "netns", "exec", l.gw, os.Args[0], "-test.run=^TestGatewayHelper$", "-test.v")
+	args := []string{"netns", "exec", l.gw, os.Args[0], "-test.run=^TestGatewayHelper$", "-test.v"}
+	if dir := os.Getenv("CPGW_HELPER_COVERDIR"); dir != "" && testing.CoverMode() != "" {
+		// Coverage of the gateway processes (those that exit cleanly
+		// write it), to merge with the test's own.
+		args = append(args, "-test.coverprofile="+filepath.Join(dir, fmt.Sprintf("helper-%d-%d.out", os.Getpid(), helperSeq.Add(1))))
+	}
+	cmd := exec.Command("ip", args...)
 	cmd.Env = append(os.Environ(), "CPGW_CONFIG="+cfgPath, "CPGW_TRACE="+l.trace, "CPGW_KILL="+strconv.Itoa(killAt))
 	out := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
