@@ -16,10 +16,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/clearpath-vpn/clearpath/internal/wgdev"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/auth"
@@ -41,7 +39,7 @@ type Gateway struct {
 	store    *store.Store
 	verifier *auth.Verifier
 	log      *slog.Logger
-	wg       *wgctrl.Client
+	wg       wgClient
 	now      func() time.Time
 
 	reloadMu   sync.RWMutex
@@ -65,12 +63,13 @@ type Gateway struct {
 	guard     *guards        // API abuse limits (guard.go)
 	hostGuard hostguard.Spec // what the host guard's table holds (reload.go)
 	net       *hostNet       // routes, rules, addresses, forwarding (networks.go)
+	deps      *netDeps       // the host network's edges (deps.go)
 	hooks     *TestHooks
 }
 
 type network struct {
 	cfg     config.Network
-	dev     *wgdev.Device
+	dev     tunnel
 	pubKey  wgtypes.Key
 	privKey wgtypes.Key // opens registrations and seals session keys
 }
@@ -85,6 +84,8 @@ type Options struct {
 	Reload <-chan struct{}
 	// Hooks are seams for tests; the product never sets them.
 	Hooks *TestHooks
+	// deps replaces the host network's edges (unit tests).
+	deps *netDeps
 }
 
 // TestHooks are kill points for the gateway's crash test.

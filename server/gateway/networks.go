@@ -8,7 +8,6 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/clearpath-vpn/clearpath/internal/wgdev"
 	"github.com/clearpath-vpn/clearpath/server/store"
 
 	"github.com/clearpath-vpn/clearpath/routes"
@@ -125,11 +124,7 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 	if err != nil {
 		return nil, nil, err
 	}
-	// Stock wireguard-go on the gateway: with the in-flight bound of the
-	// client's tunnel, a start whose listen port is taken came up serving
-	// (and hung the all-or-nothing start) under load; the bound is the
-	// client's memory target, not the gateway's.
-	dev, err := wgdev.CreateWithInflight(n.Interface, n.MTU, g.log, 0)
+	dev, err := g.deps.newTunnel(n, g.log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -163,9 +158,6 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 	if err = dev.Up(); err != nil {
 		return nil, nil, fmt.Errorf("bring %s up: %w", n.Interface, err)
 	}
-	if err = setLinkUp(n.Interface); err != nil {
-		return nil, nil, err
-	}
 	for _, p := range peers {
 		if err = g.flows.add(p); err != nil {
 			return nil, nil, fmt.Errorf("flow filter: %w", err)
@@ -192,7 +184,7 @@ func (g *Gateway) tearDown(nw *network) {
 // route the gateway does not own. read is false when the tables cannot be
 // read here (not Linux), with the reason in err.
 func CheckTables(cfg *config.Config) (read bool, err error) {
-	sys, err := newSystem()
+	sys, err := hostDeps().sys()
 	if err != nil {
 		return false, err
 	}

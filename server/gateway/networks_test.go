@@ -338,3 +338,5 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		t.Fatalf("left behind: %+v addresses %v forwarding %s", d, after.Addresses, sys.Sysctl("net/ipv4/ip_forward"))
 	}
 }
+
+func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -359,11 +359,11 @@ func (g *Gateway) apply(ctx context.Context, changes []netChange, cur, next []co
 // left are the merged ones, stricter than either configuration.
 func (g *Gateway) guardHost(spec hostguard.Spec) error {
 	if reflect.DeepEqual(spec, g.hostGuard) {
-		if ok, err := hostguard.Exists(); err == nil && ok {
+		if ok, err := g.deps.guard.Exists(); err == nil && ok {
 			return nil
 		} // else put it back (deleted behind the gateway's back)
 	}
-	if err := closeHost(spec); err != nil {
+	if err := g.deps.guard.Apply(spec); err != nil {
 		g.log.Error("host guard: rules not updated", "err", err)
 		return err
 	}

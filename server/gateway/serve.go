@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl"
-
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/auth"
 	"github.com/clearpath-vpn/clearpath/server/certs"
@@ -59,7 +57,10 @@ func Serve(ctx context.Context, o Options) error {
 			o.ConfigPath = abs
 		}
 	}
-	g := &Gateway{cfg: cfg, store: st, log: log, now: time.Now, networks: map[string]*network{}, configPath: o.ConfigPath, host: host, logins: newTokenSeen(), hooks: o.Hooks}
+	g := &Gateway{cfg: cfg, store: st, log: log, now: time.Now, networks: map[string]*network{}, configPath: o.ConfigPath, host: host, logins: newTokenSeen(), hooks: o.Hooks, deps: o.deps}
+	if g.deps == nil {
+		g.deps = hostDeps()
+	}
 	g.verifier = auth.New(ctx, cfg.OIDC.Issuer, cfg.OIDC.Audience, cfg.OIDC.GroupsClaim, log)
 	g.verifier.SetRequireEmailVerified(cfg.OIDC.EmailVerifiedRequired())
 	g.metrics = metrics.New(g)
@@ -200,7 +201,7 @@ func (g *Gateway) listen(s *steps) (ln net.Listener, apiURL string, acmeLn, metr
 // networks. Each step registers its undo on s.
 func (g *Gateway) startNetworks(ctx context.Context, s *steps) error {
 	cfg, log := g.cfg, g.log
-	sys, err := newSystem()
+	sys, err := g.deps.sys()
 	if err != nil {
 		return err
 	}
@@ -223,9 +224,9 @@ func (g *Gateway) startNetworks(ctx context.Context, s *steps) error {
 	if err := g.guardHost(hostguard.FromConfig(cfg)); err != nil {
 		return err
 	}
-	s.did("host guard", func() { openHost(log) })
+	s.did("host guard", func() { g.deps.guard.Remove(log) })
 	log.Info("gateway host closed to the tunnels", "nftables", "inet "+hostguard.TableName)
-	if g.wg, err = wgctrl.New(); err != nil {
+	if g.wg, err = g.deps.wg(); err != nil {
 		return fmt.Errorf("open wgctrl: %w", err)
 	}
 	s.did("wgctrl", func() { g.wg.Close() })
