@@ -383,3 +383,64 @@ func TestServeUnitRefusesForeignTable(t *testing.T) {
 		t.Fatalf("touched: applied %v guard %v devices %v", sys.Applied, f.guardOps, f.deviceNames())
 	}
 }
+
+// A reload that fails is rolled back: when the new device cannot be made
+// (before any policy changed), and when the kernel refuses a rule half way
+// through the policy (after the table's new routes were added). The
+// moved network is back in its table, the added one's policy and device
+// are gone, and the gateway keeps serving the running configuration.
+func TestServeUnitFailedReloadRollsBack(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fail func(f *fakeNet)
+	}{
+		{"device", func(f *fakeNet) { f.failCreate["wgb"] = errors.New("create TUN wgb: device busy") }},
+		{"policy", func(f *fakeNet) {
+			f.sys.Fail = func(c routes.Change) error {
+				if c.Op == routes.OpAddRule && c.Rule.Table == 1010 && c.Rule.Family == routes.FamilyV6 {
+					return errors.New("rule table full")
+				}
+				return nil
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sys := host(t)
+			sys.RemoveLink("wg-eng")
+			sys.RemoveLink("wg-ops")
+			f := newFakeNet(sys)
+			u := startUnit(t, f, unitConfig("@DIR@", labNet{iface: "wga", port: 51820, table: 1000, allow: "10.10.0.0/16"}))
+			if err := u.waitPoint("start:serving"); err != nil {
+				t.Fatal(err)
+			}
+			running := owned(t, sys)
+			c.fail(f)
+			u.write(unitConfig(u.dir, labNet{iface: "wga", port: 51820, table: 1010, allow: "10.10.0.0/16, 10.11.0.0/16"},
+				labNet{iface: "wgb", port: 51821, table: 1001, allow: "10.20.0.0/16"}))
+			u.reload <- struct{}{}
+			if err := u.waitPoint("undo:reload: update n0"); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for !slices.Equal(owned(t, sys), running) && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if got := owned(t, sys); !slices.Equal(got, running) {
+				t.Fatalf("after a failed reload:\n%s\nwant the running policy:\n%s", strings.Join(got, "\n"), strings.Join(running, "\n"))
+			}
+			if c.name == "policy" && !slices.ContainsFunc(sys.Applied, func(ch routes.Change) bool { return ch.Route != nil && ch.Route.Table == 1010 }) {
+				t.Fatal("the failure came before any policy change: the case tests nothing")
+			}
+			if !slices.Equal(f.deviceNames(), []string{"wga"}) {
+				t.Fatalf("devices %v", f.deviceNames())
+			}
+			if slices.Contains(u.trace(), "start:reload: network policy") {
+				t.Fatal("the failed reload reported its policy applied")
+			}
+			sys.Fail = nil
+			if err := u.stop(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
