@@ -31,6 +31,7 @@ const RoutesDir = "routes"
 type hostNet struct {
 	sys routes.System
 	eng *routes.Engine
+	dir string // the journal's
 	log *slog.Logger
 }
 
@@ -38,7 +39,8 @@ func newHostNet(sys routes.System, stateDir string, log *slog.Logger) *hostNet {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &hostNet{sys: sys, eng: routes.NewOwnerEngine(sys, filepath.Join(stateDir, RoutesDir), routes.GatewayOwner), log: log}
+	dir := filepath.Join(stateDir, RoutesDir)
+	return &hostNet{sys: sys, eng: routes.NewOwnerEngine(sys, dir, routes.GatewayOwner), dir: dir, log: log}
 }
 
 // checkTables refuses tables of networks that hold routes the gateway does
@@ -56,7 +58,7 @@ func (h *hostNet) checkTables(networks []config.Network) error {
 // switches back to what they were) and opens a new journal.
 func (h *hostNet) begin() error {
 	if err := h.eng.Begin(); err != nil {
-		return fmt.Errorf("route engine (%s): %w", filepath.Join("<state_dir>", RoutesDir), err)
+		return fmt.Errorf("route engine (journal in %s): %w", h.dir, err)
 	}
 	return nil
 }
