@@ -141,6 +141,9 @@ func TestWGClientHelper(t *testing.T) {
 // first start, a foreign rule and route untouched; at some points the
 // client's tunnel must carry traffic again after the restart.
 func TestGatewayCrashAtPoints(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 2 minutes: 30 kill -9 runs of the gateway (not with -short)")
+	}
 	l := newGWLab(t)
 	l.exec("ip", "rule", "add", "priority", "5270", "lookup", "52")
 	l.exec("ip", "route", "add", "10.200.0.0/16", "via", "10.10.0.5", "table", "52")
