@@ -9,17 +9,18 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
+	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
@@ -65,7 +66,16 @@ func (l *gwLab) clientPeer() {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+		}
+	})
 	buf := make([]byte, 4096)
 	n, _ := io.ReadAtLeast(out, buf, 5)
 	if !strings.Contains(string(buf[:n]), "ready") {
@@ -115,22 +125,27 @@ func TestWGClientHelper(t *testing.T) {
 	if err := dev.Up(); err != nil {
 		fail(err)
 	}
-	link, err := netlink.LinkByName(iface)
+	if err := setLinkUp(iface); err != nil {
+		fail(err)
+	}
+	// Address and route through the routes System (server/ and its tests
+	// hold no netlink route calls).
+	sys, err := routes.NewSystem()
 	if err != nil {
 		fail(err)
 	}
-	addr, _ := netlink.ParseAddr(os.Getenv("CPCL_ADDR") + "/32")
-	if err := netlink.AddrAdd(link, addr); err != nil {
-		fail(err)
+	for _, c := range []routes.Change{
+		{Op: routes.OpAddAddr, Addr: &routes.Address{Device: iface, Prefix: netip.MustParsePrefix(os.Getenv("CPCL_ADDR") + "/32")}},
+		{Op: routes.OpAddRoute, Route: &routes.Route{Table: 254, Type: routes.TypeUnicast, Dst: netip.MustParsePrefix("10.10.0.0/16"), Device: iface}},
+	} {
+		if err := sys.Apply(c); err != nil {
+			fail(err)
+		}
 	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		fail(err)
-	}
-	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: vpc}); err != nil {
-		fail(err)
-	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
 	fmt.Println("ready")
-	select {}
+	<-term // close the device: no UAPI socket left in /var/run/wireguard
 }
 
 // TestGatewayCrashAtPoints kills the gateway (-9) at about 30 points spread
