@@ -113,6 +113,20 @@ func (c Change) String() string {
 	case c.Link != nil && c.Op == OpDelLink:
 		return "ip link del " + c.Link.Name
 	}
+	if c.Addr != nil {
+		verb := "add"
+		if c.Op == OpDelAddr {
+			verb = "del"
+		}
+		nodad := ""
+		if c.Addr.NoDAD && c.Addr.Prefix.Addr().Is6() {
+			nodad = " nodad"
+		}
+		return fmt.Sprintf("ip addr %s %s dev %s%s", verb, c.Addr.Prefix, c.Addr.Device, nodad)
+	}
+	if c.Sysctl != nil {
+		return fmt.Sprintf("sysctl %s=%s (was %s)", strings.ReplaceAll(c.Sysctl.Name, "/", "."), c.Sysctl.Value, c.Sysctl.Old)
+	}
 	return string(c.Op)
 }
 

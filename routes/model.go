@@ -8,7 +8,7 @@ import (
 	"net/netip"
 )
 
-// Ownership markers. Everything we add carries them, so ownership lives in
+// Ownership markers of the client. Everything it adds carries them, so ownership lives in
 // the kernel rather than in our memory (see docs/DESIGN.md).
 const (
 	Protocol = 197    // route and rule protocol of every item we add (Linux)
@@ -112,6 +112,9 @@ type TunInfo struct {
 type Address struct {
 	Device string       `json:"device"`
 	Prefix netip.Prefix `json:"prefix"` // address with its prefix length
+	// NoDAD (IPv6, when adding): usable at once, no duplicate address
+	// detection (a point-to-multipoint tunnel).
+	NoDAD bool `json:"nodad,omitempty"`
 }
 
 // Snapshot is the whole routing state at one moment.
@@ -135,15 +138,31 @@ const (
 	// (doctor's fix of a dead tun, which takes its routes with it). The
 	// engine never plans one and the journal refuses it.
 	OpDelLink Op = "del-link"
+	OpAddAddr Op = "add-addr"
+	OpDelAddr Op = "del-addr"
+	// OpSetSysctl writes Sysctl.Value; its inverse writes Sysctl.Old back.
+	OpSetSysctl Op = "set-sysctl"
 )
 
-// Change is one change to the routing state; exactly one of Route, Rule
-// or Link is set.
+// Change is one change to the routing state; exactly one of Route, Rule,
+// Link, Addr or Sysctl is set.
 type Change struct {
-	Op    Op     `json:"op"`
-	Route *Route `json:"route,omitempty"`
-	Rule  *Rule  `json:"rule,omitempty"`
-	Link  *Link  `json:"link,omitempty"`
+	Op     Op       `json:"op"`
+	Route  *Route   `json:"route,omitempty"`
+	Rule   *Rule    `json:"rule,omitempty"`
+	Link   *Link    `json:"link,omitempty"`
+	Addr   *Address `json:"addr,omitempty"`
+	Sysctl *Sysctl  `json:"sysctl,omitempty"`
+}
+
+// Sysctl is one kernel switch under /proc/sys/net, named by its path below
+// /proc/sys ("net/ipv4/ip_forward"). Old is the value read before the
+// write, journaled with the intent so that End, and Recover after a
+// kill -9, put it back.
+type Sysctl struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Old   string `json:"old"`
 }
 
 // Query asks which route the kernel would really pick (`ip route get`).
@@ -170,6 +189,12 @@ type System interface {
 	Apply(c Change) error
 	// Lookup returns the route the kernel would use for q.
 	Lookup(q Query) (Route, error)
+}
+
+// SysctlSystem is implemented by Systems that can read and write the
+// kernel switches of their network namespace (Linux: /proc/sys/net).
+type SysctlSystem interface {
+	ReadSysctl(name string) (string, error)
 }
 
 // SameRule reports whether a and b select the same traffic the same way.

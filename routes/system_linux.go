@@ -17,7 +17,9 @@ import (
 )
 
 // linuxSystem reads and changes routes, rules, links and addresses over
-// rtnetlink in one network namespace.
+// rtnetlink in one network namespace. Sysctls are read and written under
+// /proc/sys, which shows the network namespace of the calling process (not
+// the handle's).
 type linuxSystem struct {
 	h *netlink.Handle
 	// rules reads rules with their actions (see dumpRules); nil for
@@ -212,6 +214,16 @@ func (s *linuxSystem) Apply(c Change) error {
 			return fmt.Errorf("%s: no link given", c.Op)
 		}
 		return s.delDeadTun(c.Link.Name)
+	case OpAddAddr, OpDelAddr:
+		if c.Addr == nil {
+			return fmt.Errorf("%s: no address given", c.Op)
+		}
+		return s.changeAddr(c)
+	case OpSetSysctl:
+		if c.Sysctl == nil {
+			return fmt.Errorf("%s: no switch given", c.Op)
+		}
+		return s.writeSysctl(c.Sysctl.Name, c.Sysctl.Value)
 	}
 	return fmt.Errorf("unknown change %q", c.Op)
 }
@@ -503,6 +515,59 @@ func (s *linuxSystem) delDeadTun(name string) error {
 	}
 	if err := s.h.LinkDel(l); err != nil {
 		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	return nil
+}
+
+// changeAddr adds (replacing: idempotent) or deletes an address; deleting
+// one already gone, or on a device already gone, is not an error.
+func (s *linuxSystem) changeAddr(c Change) error {
+	a := *c.Addr
+	l, err := s.h.LinkByName(a.Device)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if c.Op == OpDelAddr && errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("%s: device %s: %w", c, a.Device, err)
+	}
+	na := &netlink.Addr{IPNet: prefixToIPNet(a.Prefix)}
+	if a.NoDAD && a.Prefix.Addr().Is6() {
+		na.Flags = unix.IFA_F_NODAD
+	}
+	if c.Op == OpAddAddr {
+		if err := s.h.AddrReplace(l, na); err != nil {
+			return fmt.Errorf("%s: %w", c, err)
+		}
+		return nil
+	}
+	if err := s.h.AddrDel(l, na); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("%s: %w", c, err)
+	}
+	return nil
+}
+
+// ReadSysctl implements SysctlSystem.
+func (s *linuxSystem) ReadSysctl(name string) (string, error) {
+	if !ValidSysctl(name) {
+		return "", fmt.Errorf("sysctl %q: not a switch under net/", name)
+	}
+	b, err := os.ReadFile(filepath.Join("/proc/sys", name))
+	if err != nil {
+		return "", fmt.Errorf("read sysctl %s: %w", name, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func (s *linuxSystem) writeSysctl(name, value string) error {
+	if !ValidSysctl(name) {
+		return fmt.Errorf("sysctl %q: not a switch under net/", name)
+	}
+	if cur, err := s.ReadSysctl(name); err == nil && cur == value {
+		return nil // nothing to write (a read-only /proc/sys in a container)
+	}
+	if err := os.WriteFile(filepath.Join("/proc/sys", name), []byte(value), 0o644); err != nil {
+		return fmt.Errorf("write sysctl %s=%s: %w", name, value, err)
 	}
 	return nil
 }

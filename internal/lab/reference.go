@@ -150,6 +150,12 @@ func BuildReference(l *Lab) (*Reference, error) {
 	if err := r.Host.Forwarding(true); err != nil {
 		return nil, fmt.Errorf("lab: host forwarding: %w", err)
 	}
+	// A new namespace inherits the machine's IPv4 ip_forward (kernel
+	// default net.core.devconf_inherit_init_net=0): gw starts with it off
+	// wherever the tests run, as a fresh server would.
+	if err := r.GW.Forwarding(false); err != nil {
+		return nil, fmt.Errorf("lab: gw forwarding: %w", err)
+	}
 	return r, nil
 }
 
