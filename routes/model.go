@@ -115,6 +115,9 @@ type Address struct {
 	// NoDAD (IPv6, when adding): usable at once, no duplicate address
 	// detection (a point-to-multipoint tunnel).
 	NoDAD bool `json:"nodad,omitempty"`
+	// NoPrefixRoute (when adding): the kernel adds no route of its own for
+	// the address, so every route of a tunnel is one the engine journaled.
+	NoPrefixRoute bool `json:"noprefixroute,omitempty"`
 }
 
 // Snapshot is the whole routing state at one moment.

@@ -535,6 +535,9 @@ func (s *linuxSystem) changeAddr(c Change) error {
 	if a.NoDAD && a.Prefix.Addr().Is6() {
 		na.Flags = unix.IFA_F_NODAD
 	}
+	if a.NoPrefixRoute {
+		na.Flags |= unix.IFA_F_NOPREFIXROUTE
+	}
 	if c.Op == OpAddAddr {
 		if err := s.h.AddrReplace(l, na); err != nil {
 			return fmt.Errorf("%s: %w", c, err)
@@ -568,6 +571,27 @@ func (s *linuxSystem) writeSysctl(name, value string) error {
 	}
 	if err := os.WriteFile(filepath.Join("/proc/sys", name), []byte(value), 0o644); err != nil {
 		return fmt.Errorf("write sysctl %s=%s: %w", name, value, err)
+	}
+	return nil
+}
+
+// AddTunnelAddresses puts host addresses on a tunnel device of this
+// namespace: IFA_F_NOPREFIXROUTE (the kernel adds no route of its own, so
+// every route of the tunnel is one the engine journaled) and, for IPv6,
+// NODAD (usable at once; nothing else on a point-to-point tunnel can hold
+// it). The addresses go with the device, so they are not journaled.
+func AddTunnelAddresses(device string, addrs []netip.Prefix) error {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("open netlink: %w", err)
+	}
+	defer h.Close()
+	s := &linuxSystem{h: h}
+	for _, a := range addrs {
+		c := Change{Op: OpAddAddr, Addr: &Address{Device: device, Prefix: a, NoDAD: true, NoPrefixRoute: true}}
+		if err := s.changeAddr(c); err != nil {
+			return err
+		}
 	}
 	return nil
 }
