@@ -82,7 +82,7 @@ func TestDarwinMessagesSurviveTheWire(t *testing.T) {
 // The doctor fixtures hold through the wire as well.
 func TestDarwinSnapshotThroughTheWireMatchesFixture(t *testing.T) {
 	var b []byte
-	for _, m := range append(macHealthyDump(), tunnelblickLeftovers()...) {
+	for _, m := range append(macHealthyDump(), tunnelblickKilled()...) {
 		b = append(b, wire(t, m)...)
 	}
 	ifs, addrs := macInterfaces(false)
