@@ -73,6 +73,11 @@ func (e *Engine) Active() bool {
 func (e *Engine) Recover() (*Report, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.j != nil {
+		// This engine's own session is running: replaying its journal
+		// would tear it down under it (End does that, on purpose).
+		return &Report{}, errors.New("recover: a route session is active (End it instead)")
+	}
 	return e.restore()
 }
 
