@@ -57,6 +57,10 @@ func TestDarwinMessagesSurviveTheWire(t *testing.T) {
 			t.Fatal(err)
 		}
 		msgs = append(msgs, m)
+		if c.Route.Dst == netip.PrefixFrom(endpoint, 32) {
+			m.Type = rtmChange // the pin moving in place (Engine.makeBeforeBreak)
+			msgs = append(msgs, m)
+		}
 	}
 	var dump []byte
 	for _, m := range msgs {

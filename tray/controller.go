@@ -323,9 +323,12 @@ func (c *Controller) Restore(ctx context.Context) error {
 	if err := c.begin(ctx, ActRestore); err != nil {
 		return err
 	}
-	rep, err := c.restore(ctx)
+	rep, started, err := c.restore(ctx)
 	if err == nil {
 		body := "Nothing to restore: no route or rule of ClearPath's was left."
+		if started {
+			body = "The agent was started and restored at its start what a crashed session left (its log lists it)."
+		}
 		if rep.Undone+rep.Swept > 0 {
 			body = fmt.Sprintf("%d changes undone, %d leftovers removed.", rep.Undone, rep.Swept)
 		}
@@ -337,24 +340,26 @@ func (c *Controller) Restore(ctx context.Context) error {
 	return c.end(ctx, err)
 }
 
-func (c *Controller) restore(ctx context.Context) (*control.RestoreReport, error) {
-	rep, err := c.d.Agent.Restore(ctx)
+// restore asks the agent, starting one first when none runs (started).
+func (c *Controller) restore(ctx context.Context) (rep *control.RestoreReport, started bool, err error) {
+	rep, err = c.d.Agent.Restore(ctx)
 	if errors.Is(err, control.ErrNoAgent) {
 		if c.d.StartAgent == nil {
-			return nil, errors.New("no agent is running, so no session holds routes; to restore what a crash left, start the clearpath service (it restores at start) or run `sudo vpn routes restore`")
+			return nil, false, errors.New("no agent is running, so no session holds routes; to restore what a crash left, start the clearpath service (it restores at start) or run `sudo vpn routes restore`")
 		}
 		if err := c.d.StartAgent(ctx); err != nil {
-			return nil, fmt.Errorf("start the agent (it restores at start): %w", err)
+			return nil, false, fmt.Errorf("start the agent (it restores at start): %w", err)
 		}
+		started = true
 		rep, err = c.d.Agent.Restore(ctx)
 	}
 	if errors.Is(err, control.ErrSessionActive) {
-		return nil, errors.New("a session is active: Disconnect restores its routes")
+		return nil, started, errors.New("a session is active: Disconnect restores its routes")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("restore routes: %w", err)
+		return nil, started, fmt.Errorf("restore routes: %w", err)
 	}
-	return rep, nil
+	return rep, started, nil
 }
 
 // Disconnect takes the tunnel down; it succeeds when nothing is up.
