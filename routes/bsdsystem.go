@@ -80,6 +80,8 @@ func (s *bsdSystem) Apply(c Change) error {
 	case OpAddRoute, OpDelRoute:
 	case OpAddRule, OpDelRule:
 		return fmt.Errorf("%s: macOS has no policy rules, only routes", c.Op)
+	case OpDelLink:
+		return fmt.Errorf("%s: macOS has no persistent tunnel devices (a utun dies with its process)", c.Op)
 	default:
 		return fmt.Errorf("unknown change %q", c.Op)
 	}
