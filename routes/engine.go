@@ -122,6 +122,11 @@ func (e *Engine) Active() bool {
 func (e *Engine) Recover() (*Report, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.j != nil {
+		// This engine's own session is running: replaying its journal
+		// would tear it down under it (End does that, on purpose).
+		return &Report{}, errors.New("recover: a route session is active (End it instead)")
+	}
 	return e.restore()
 }
 
@@ -254,13 +259,99 @@ func (e *Engine) Reconcile(desired []Change) (added, removed []Change, err error
 			later = append(later, r)
 		}
 	}
-	if err := e.Apply(first...); err != nil {
+	toDel, toAdd := first, added
+	if ch, ok := e.sys.(routeChanger); ok {
+		if toDel, toAdd, err = e.makeBeforeBreak(ch, first, added); err != nil {
+			return nil, first, err
+		}
+	}
+	if err := e.Apply(toDel...); err != nil {
 		return nil, first, err
 	}
-	if err := e.Apply(added...); err != nil {
+	if err := e.Apply(toAdd...); err != nil {
 		return added, first, err
 	}
 	return added, removed, e.Apply(later...)
+}
+
+// routeChanger is a System that can move a route to a new next hop in
+// place, under its key, with one kernel write (macOS: RTM_CHANGE, as
+// Mozilla VPN's macosroutemonitor moves its exclusion routes): the route
+// never leaves the table. Changeable says whether old can become nw that
+// way (XNU's RTM_CHANGE sets the gateway and interface, never the flags).
+type routeChanger interface {
+	Changeable(old, nw Route) bool
+	ChangeRoute(old, nw Route) error
+}
+
+// makeBeforeBreak replaces each route of first by the addition taking its
+// key without a moment where neither is in the table: in place when the
+// System can (routeChanger), else, for a host route (the endpoint pin
+// going from a blackhole back to a router), through a bridge: the new
+// route one bit shorter is added first, so that between the delete and
+// the add the host still resolves there and not into the tunnel's halves.
+// It returns the removals and additions left to do in the plain order.
+func (e *Engine) makeBeforeBreak(ch routeChanger, first, added []Change) (toDel, toAdd []Change, err error) {
+	toAdd = slices.Clone(added)
+	for _, old := range first {
+		i := slices.IndexFunc(toAdd, func(c Change) bool { return c.Route != nil && slotOf(*c.Route) == slotOf(*old.Route) })
+		if i < 0 {
+			toDel = append(toDel, old)
+			continue
+		}
+		nw := toAdd[i]
+		switch {
+		case ch.Changeable(*old.Route, *nw.Route):
+			err = e.change(ch, old, nw)
+		case old.Route.Dst.IsSingleIP() && old.Route.Dst.Bits() > 0:
+			err = e.bridge(old, nw)
+		default:
+			toDel = append(toDel, old)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		toAdd = slices.Delete(toAdd, i, i+1)
+	}
+	return toDel, toAdd, nil
+}
+
+// change moves old to nw in place. It is journaled as the delete and the
+// add it stands for, so an undo after a crash is the same as for those.
+func (e *Engine) change(ch routeChanger, old, nw Change) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.j == nil {
+		return errors.New("apply: no route session (Begin first)")
+	}
+	seq, err := e.j.Intents([]Change{old, nw})
+	if err != nil {
+		return err
+	}
+	if err := ch.ChangeRoute(*old.Route, *nw.Route); err != nil {
+		return err
+	}
+	return e.j.Dones(seq, 2)
+}
+
+// bridge replaces the host route old by nw, which the kernel cannot change
+// in place, with nw's twin one bit shorter holding the host meanwhile.
+// Every step is journaled: a crash in between is undone like any other.
+func (e *Engine) bridge(old, nw Change) error {
+	b := *nw.Route
+	b.Dst = netip.PrefixFrom(b.Dst.Addr(), b.Dst.Bits()-1).Masked()
+	add := Change{Op: OpAddRoute, Route: &b}
+	if err := e.Apply(add); err != nil {
+		// Another program's route holds that key: replace in the plain
+		// order, as without a bridge.
+		e.log.Warn("re-pin without a bridge", "route", nw.Route.String(), "err", err)
+		return e.Apply(old, nw)
+	}
+	if err := e.Apply(old, nw); err != nil {
+		return err
+	}
+	return e.Apply(Change{Op: OpDelRoute, Route: &b})
 }
 
 // diffAddrs compares the desired addresses with those on their devices.

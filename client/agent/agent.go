@@ -627,6 +627,29 @@ func (a *Agent) Down(ctx context.Context) (control.Status, error) {
 	return a.status, nil
 }
 
+// Restore implements control.Restorer: with no session, it restores the
+// routing table as the agent's start does (the journal replayed in
+// reverse, every route and rule of ours swept), for the tray's "Restore
+// routes" and whoever finds leftovers while the agent idles. A session
+// (connecting, up, or the fail-closed block) is refused: its routes are
+// `down`'s to restore. The agent's lock on its state dir keeps anything
+// else off the journal meanwhile; holding mu keeps an `up` from starting.
+func (a *Agent) Restore(ctx context.Context) (control.RestoreReport, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tun != nil || a.status.State != control.StateDown {
+		return control.RestoreReport{}, fmt.Errorf("restore while %s: %w", a.status.State, control.ErrSessionActive)
+	}
+	rep, err := a.engine.Recover()
+	if err != nil {
+		return control.RestoreReport{}, fmt.Errorf("restore routes: %w", err)
+	}
+	if !rep.Empty() {
+		a.log.Warn("restored routes on request", "undone", len(rep.Undone), "swept", len(rep.Swept), "problems", rep.Problems)
+	}
+	return control.RestoreReport{Undone: len(rep.Undone), Swept: len(rep.Swept), Problems: rep.Problems}, nil
+}
+
 // teardown closes the tunnel and restores the routes from the journal.
 func (a *Agent) teardown() *routes.Report {
 	a.mu.Lock()

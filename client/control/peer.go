@@ -115,7 +115,7 @@ func (e *DeniedError) Error() string { return e.Reason }
 // agent's policy.
 var ErrNoAccess = errors.New("the agent runs as root; join the clearpath group or use sudo")
 
-// Allow returns nil when peer may do op ("status", "up", "down"); req is the
+// Allow returns nil when peer may do op ("status", "up", "down", "restore"); req is the
 // decoded body of an up.
 func (pol Policy) Allow(peer Peer, op string, req *UpRequest) error {
 	if pol.Open || peer.UID == 0 {
