@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 )
 
 // Cache keeps tokens per gateway in the user's config directory: the
@@ -16,9 +18,9 @@ import (
 type Cache struct{ Dir string }
 
 // DefaultCache is ~/.config/clearpath (os.UserConfigDir), or
-// $VPN_CONFIG_DIR when set.
+// $CLEARPATH_CONFIG_DIR when set.
 func DefaultCache() (*Cache, error) {
-	if d := os.Getenv("VPN_CONFIG_DIR"); d != "" {
+	if d := envvar.Get("CONFIG_DIR"); d != "" {
 		return &Cache{Dir: d}, nil
 	}
 	base, err := os.UserConfigDir()

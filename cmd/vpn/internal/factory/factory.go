@@ -16,9 +16,10 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/statedir"
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 )
 
-// DefaultStateDir is used when neither --state-dir nor VPN_STATE_DIR is set.
+// DefaultStateDir is used when neither --state-dir nor CLEARPATH_STATE_DIR is set.
 const DefaultStateDir = control.DefaultStateDir
 
 // Factory is shared by the commands.
@@ -30,7 +31,7 @@ type Factory struct {
 
 // New returns the factory for a real run.
 func New() *Factory {
-	dir := os.Getenv("VPN_STATE_DIR")
+	dir := envvar.Get("STATE_DIR")
 	if dir == "" {
 		dir = DefaultStateDir
 	}

@@ -15,7 +15,7 @@ import (
 func run(t *testing.T, st control.Status, args ...string) string {
 	t.Helper()
 	dir := t.TempDir() // no cached login
-	t.Setenv("VPN_CONFIG_DIR", dir)
+	t.Setenv("CLEARPATH_CONFIG_DIR", dir)
 	t.Setenv("CLEARPATH_CONFIG_DIR", dir)
 	var out bytes.Buffer
 	f := &factory.Factory{StateDir: t.TempDir(), Out: &out, ErrOut: &out}
