@@ -305,3 +305,130 @@ func TestPackagedAgentUnderSystemd(t *testing.T) {
 		t.Errorf("routing after vpn down and systemctl stop differs:\n--- before\n%s\n--- after\n%s", before, after)
 	}
 }
+
+// gwServiceConfig is a gateway configuration for the service test: the
+// API on loopback, an identity provider that is not there (the gateway
+// serves and reports it unhealthy), the eng network, and ops when
+// withOps (what the reload adds).
+func gwServiceConfig(withOps bool) string {
+	cfg := `listen: "127.0.0.1:8080"
+endpoint: vpn.example.com
+oidc:
+  issuer: http://127.0.0.1:5556/dex
+  allow_http: true
+  client_id: clearpath
+store: /var/lib/clearpath-gateway/gateway.db
+state_dir: /var/lib/clearpath-gateway
+networks:
+  - name: eng
+    group: engineering
+    interface: wg-eng
+    listen_port: 51820
+    pool: [100.64.0.0/24, "fd00:64::/64"]
+    allow: [10.10.0.0/16]
+`
+	if withOps {
+		cfg += `  - name: ops
+    group: ops
+    interface: wg-ops
+    listen_port: 51821
+    pool: [100.65.0.0/24, "fd00:65::/64"]
+    allow: [10.20.0.0/16]
+`
+	}
+	return cfg
+}
+
+// The packaged clearpath-gateway unit under systemd as pid 1 (podman, the
+// container's own network namespace): `systemctl enable --now` runs the
+// check (ExecStartPre) and serve with the unit's sandbox; `systemctl
+// reload` (SIGHUP) adds a network without a restart (same main pid); a
+// broken edit reloaded is refused and the gateway keeps serving the old
+// configuration; `systemctl stop` removes its interfaces, rules and
+// nftables table. Forwarding is set by the container (--sysctl: its
+// /proc/sys is read-only); the eBPF flow filter stays off because this
+// machine's hard RLIMIT_MEMLOCK (8 MiB) cannot be lifted in a container
+// (TestUnitCapabilitiesSuffice runs the filter under the unit's caps).
+func TestPackagedGatewayUnderSystemd(t *testing.T) {
+	needPackageTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	root := systemdRoot(t, ctx)
+	name := "clearpath-sdgw-" + strings.TrimPrefix(filepath.Base(filepath.Dir(root)), "Test")
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	c := startSystemd(t, ctx, name, root, "--network", "none",
+		"--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "net.ipv6.conf.all.forwarding=1",
+		"--cap-add", "NET_ADMIN,BPF,PERFMON,NET_BIND_SERVICE")
+	c.must(ctx, "dpkg", "-i", "/root/clearpath.deb")
+	rulesBefore := c.must(ctx, "ip", "rule")
+	linksBefore := c.must(ctx, "ip", "-br", "link")
+	tablesBefore := c.must(ctx, "nft", "list", "tables")
+	write := func(cfg string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(root, "etc", "clearpath", "gateway.yaml"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(gwServiceConfig(false))
+	start := time.Now()
+	c.must(ctx, "systemctl", "enable", "--now", "clearpath-gateway.service")
+	c.active(ctx, "clearpath-gateway.service", "active")
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if ok() {
+				return
+			}
+		}
+		st, _ := c.exec(ctx, "systemctl", "status", "--no-pager", "-l", "clearpath-gateway")
+		t.Fatalf("%s: not within 20 s\n%s", what, st)
+	}
+	hasLink := func(name string) bool {
+		out, _ := c.exec(ctx, "ip", "-br", "link", "show", name)
+		return strings.HasPrefix(out, name)
+	}
+	waitFor("wg-eng up", func() bool { return hasLink("wg-eng") })
+	t.Logf("systemctl enable --now clearpath-gateway: serving wg-eng in %s", time.Since(start).Round(time.Millisecond))
+	if out, _ := c.exec(ctx, "vpn-gateway", "health"); !strings.Contains(out, `"network eng":"ok"`) || !strings.Contains(out, "identity_provider") {
+		t.Errorf("vpn-gateway health under the service: %s", out)
+	}
+	pid := strings.TrimSpace(c.must(ctx, "systemctl", "show", "-p", "MainPID", "--value", "clearpath-gateway"))
+
+	// Reload adds ops without a restart.
+	write(gwServiceConfig(true))
+	start = time.Now()
+	c.must(ctx, "systemctl", "reload", "clearpath-gateway.service")
+	waitFor("wg-ops after systemctl reload", func() bool { return hasLink("wg-ops") })
+	t.Logf("systemctl reload: wg-ops up in %s", time.Since(start).Round(time.Millisecond))
+	if now := strings.TrimSpace(c.must(ctx, "systemctl", "show", "-p", "MainPID", "--value", "clearpath-gateway")); now != pid {
+		t.Errorf("main pid %s after reload, was %s: the gateway restarted", now, pid)
+	}
+	// A broken edit: the reload is refused, the old configuration serves.
+	write(strings.Replace(gwServiceConfig(true), "listen_port: 51821", "listen_port: 99999", 1))
+	c.must(ctx, "systemctl", "reload", "clearpath-gateway.service")
+	waitFor("the refused reload logged", func() bool {
+		out, _ := c.exec(ctx, "journalctl", "-u", "clearpath-gateway", "--no-pager")
+		return strings.Contains(out, "99999")
+	})
+	c.active(ctx, "clearpath-gateway.service", "active")
+	if !hasLink("wg-eng") || !hasLink("wg-ops") {
+		t.Errorf("after a refused reload: links %s", c.must(ctx, "ip", "-br", "link"))
+	}
+
+	// Stop: everything the gateway made is gone.
+	c.must(ctx, "systemctl", "stop", "clearpath-gateway.service")
+	c.active(ctx, "clearpath-gateway.service", "inactive")
+	for what, pair := range map[string][2]string{
+		"ip rule":         {rulesBefore, c.must(ctx, "ip", "rule")},
+		"ip -br link":     {linksBefore, c.must(ctx, "ip", "-br", "link")},
+		"nft list tables": {tablesBefore, c.must(ctx, "nft", "list", "tables")},
+	} {
+		if pair[0] != pair[1] {
+			t.Errorf("%s after systemctl stop differs:\n--- before\n%s--- after\n%s", what, pair[0], pair[1])
+		}
+	}
+	journal, _ := c.exec(ctx, "journalctl", "-u", "clearpath-gateway", "--no-pager", "-o", "cat")
+	t.Logf("gateway journal:\n%s", journal)
+}
