@@ -79,7 +79,7 @@ reason is printed.`,
 	cmd.Flags().StringVar(&o.Network, "network", "", "network to join when you belong to several")
 	cmd.Flags().StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env CLEARPATH_INTERFACE or the first free cpN)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long to wait for traffic through the tunnel")
-	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the resulting status as JSON")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the resulting status as JSON (schema "+Schema+")")
 	cmd.Flags().BoolVar(&o.AllTraffic, "all-traffic", false, "send all IPv4 and IPv6 traffic through the tunnel (the LAN stays reachable)")
 	cmd.Flags().BoolVar(&o.BlockLAN, "block-lan", false, "with --all-traffic: do not keep the LAN outside the tunnel")
 	cmd.Flags().BoolVar(&o.RouteLAN, "route-lan", false, "let prefixes the gateway pushes take this machine's LAN, router and resolvers into the tunnel")
