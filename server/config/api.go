@@ -186,6 +186,8 @@ func (c *Config) validateAPI(bad func(field, format string, args ...any)) {
 	if m := c.MetricsListen; m != MetricsListenOff {
 		if _, _, err := net.SplitHostPort(m); err != nil {
 			bad("metrics_listen", "%q is not host:port or off (%v)", m, err)
+		} else if err := validPort(m); err != nil {
+			bad("metrics_listen", "%q: %v", m, err)
 		} else if m == c.Listen {
 			bad("metrics_listen", "%q is the API's listen address; set metrics_listen: off and metrics_token to serve /metrics there", m)
 		}
