@@ -86,7 +86,7 @@ func ParseRate(s string) (Rate, error) {
 	if err != nil || burst < 1 || burst > 100000 {
 		return Rate{}, fmt.Errorf("%q: %q is not a count from 1 to 100000", s, n)
 	}
-	per, err := time.ParseDuration(d)
+	per, err := ParseDuration(d)
 	if err != nil || per < time.Second || per > 24*time.Hour {
 		return Rate{}, fmt.Errorf("%q: %q is not a duration from 1s to 24h", s, d)
 	}

@@ -109,6 +109,15 @@ func daysToHours(s string) (string, bool) {
 	return m[1] + strconv.FormatFloat(days*24, 'f', -1, 64) + "h" + m[3], true
 }
 
+// ParseDuration is time.ParseDuration that also takes days ("90d",
+// "1d12h"), as every duration in the configuration does.
+func ParseDuration(s string) (time.Duration, error) {
+	if h, ok := daysToHours(s); ok {
+		s = h
+	}
+	return time.ParseDuration(s)
+}
+
 // fieldByTag finds t's field whose yaml name is name.
 func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
 	for i := 0; i < t.NumField(); i++ {

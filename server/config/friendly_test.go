@@ -23,6 +23,12 @@ func TestDurationsInDays(t *testing.T) {
 	if w := c.Lifecycle.WarnBefore; len(w) != 3 || w[0] != 7*day || w[1] != day || w[2] != 12*time.Hour {
 		t.Errorf("warn_before %v", w)
 	}
+	if r, err := ParseRate("100/2d"); err == nil || !strings.Contains(err.Error(), "1s to 24h") {
+		t.Errorf("rate 100/2d: %v %v, want read as 48h and refused by the bound", r, err)
+	}
+	if r, err := ParseRate("100/0.5d"); err != nil || r.Per != 12*time.Hour {
+		t.Errorf("rate 100/0.5d: %v %v", r, err)
+	}
 	if c.Networks[1].Group != "9d" {
 		t.Errorf("a group named 9d became %q", c.Networks[1].Group)
 	}
