@@ -165,7 +165,7 @@ func TestDebInstallsOnCleanDebian(t *testing.T) {
 	if out := in("vpn-gateway", "version"); !strings.HasPrefix(out, "vpn-gateway ") {
 		t.Errorf("vpn-gateway version = %q", out)
 	}
-	if out := in("vpn-gateway", "check", "--config", "/etc/clearpath/gateway.yaml.example"); !strings.Contains(out, "ok") {
+	if out := in("vpn-gateway", "check", "--offline", "--config", "/etc/clearpath/gateway.yaml.example"); !strings.Contains(out, "ok") {
 		t.Errorf("vpn-gateway check on the packaged example: %q", out)
 	}
 	if out := in("getent", "group", "clearpath"); !strings.HasPrefix(out, "clearpath:x:") {
@@ -205,7 +205,7 @@ func TestDebInstallsOnCleanDebian(t *testing.T) {
 	if err := os.WriteFile(example, []byte(edited), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mustFail("vpn-gateway", "check", "--config", "/etc/clearpath/gateway.yaml.example")
+	mustFail("vpn-gateway", "check", "--offline", "--config", "/etc/clearpath/gateway.yaml.example")
 
 	// Remove: programs, units, docs gone; the edited conffile stays.
 	start = time.Now()

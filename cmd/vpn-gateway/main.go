@@ -103,31 +103,36 @@ func newServe() *cobra.Command {
 }
 
 func newInit(out io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var o initOptions
+	cmd := &cobra.Command{
 		Use:   "init",
-		Short: "Print a commented example configuration",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			_, err := io.WriteString(out, config.Example)
-			return err
-		},
+		Short: "Print a commented example configuration, or write it with --config",
+		Long: `Print a commented example configuration. With --config PATH, write it there
+instead (0600: it may come to hold secrets), creating PATH's directory and the
+example's state directory (/var/lib/clearpath-gateway, 0700) when missing;
+an existing file is kept unless --force.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return runInit(out, o) },
 	}
+	cmd.Flags().StringVarP(&o.path, "config", "c", "", "write the example to this file (e.g. /etc/clearpath/gateway.yaml) instead of printing it")
+	cmd.Flags().BoolVar(&o.force, "force", false, "with --config: replace an existing file")
+	return cmd
 }
 
 func newCheck(out io.Writer) *cobra.Command {
-	var path string
+	var o checkOptions
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "Validate a configuration file and exit",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			if _, err := config.Load(path); err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "%s: ok\n", path)
-			return nil
-		},
+		Short: "Validate a configuration file and that its ports are free, then exit",
+		Long: `Validate a configuration file: every mistake is listed, each naming its field
+and line. Then, unless --offline, the ports it names are bound for a moment
+(API and metrics over TCP, each network's WireGuard port over UDP): a port
+another program holds is an error; one the running gateway holds is a note.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd.Context(), out, o) },
 	}
-	cmd.Flags().StringVarP(&path, "config", "c", "/etc/clearpath/gateway.yaml", "configuration file")
+	cmd.Flags().StringVarP(&o.path, "config", "c", "/etc/clearpath/gateway.yaml", "configuration file")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print the result as JSON (schema "+checkSchema+")")
+	cmd.Flags().BoolVar(&o.offline, "offline", false, "check the file only, not this host's ports (e.g. on a build machine)")
 	return cmd
 }
