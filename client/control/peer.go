@@ -114,7 +114,7 @@ func (e *DeniedError) Error() string { return e.Reason }
 
 // ErrNoAccess wraps every refusal the client sees: the socket's mode or the
 // agent's policy.
-var ErrNoAccess = errors.New("the agent runs as root; join the clearpath group or use sudo")
+var ErrNoAccess = errors.New("the agent runs as root; join the clearpath group or use sudo (Linux: sudo usermod -aG clearpath $USER, macOS: sudo dseditgroup -o edit -a $USER -t user clearpath; then log in again)")
 
 // Allow returns nil when peer may do op ("status", "up", "down"); req is the
 // decoded body of an up.

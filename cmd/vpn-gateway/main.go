@@ -24,6 +24,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/reloadcmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/userscmd"
 	"github.com/clearpath-vpn/clearpath/internal/clidocs"
+	"github.com/clearpath-vpn/clearpath/internal/usererr"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/gateway"
@@ -31,9 +32,7 @@ import (
 
 func main() {
 	if err := newRoot(os.Stdout).Execute(); err != nil {
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(os.Stderr, "vpn-gateway:", msg)
-		}
+		usererr.Print(os.Stderr, "vpn-gateway", err, usererr.Debug())
 		var ec interface{ ExitCode() int }
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())
@@ -50,6 +49,13 @@ func newRoot(out io.Writer) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetOut(out)
+	debug := usererr.Debug()
+	root.PersistentFlags().BoolVar(&debug, "debug", debug, "on failure print the whole error chain; serve logs at debug level (env CLEARPATH_DEBUG=1)")
+	cobra.OnInitialize(func() {
+		if debug {
+			os.Setenv("CLEARPATH_DEBUG", "1")
+		}
+	})
 	io := cmdutil.IO{Out: out, ErrOut: os.Stderr}
 	root.AddCommand(newServe(), newInit(out), newCheck(out), newHealth(out),
 		reloadcmd.NewCmd(io), peerscmd.NewCmd(io), devicescmd.NewCmd(io), userscmd.NewCmd(io), auditcmd.NewCmd(io), explaincmd.NewCmd(io), doctorcmd.NewCmd(io))
@@ -77,6 +83,9 @@ func newServe() *cobra.Command {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
+			}
+			if usererr.Debug() {
+				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

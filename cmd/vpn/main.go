@@ -4,7 +4,7 @@ package main
 
 import (
 	"errors"
-	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -19,6 +19,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/up"
 	"github.com/clearpath-vpn/clearpath/internal/clidocs"
 	"github.com/clearpath-vpn/clearpath/internal/envvar"
+	"github.com/clearpath-vpn/clearpath/internal/usererr"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 )
 
@@ -45,13 +46,19 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&f.StateDir, "state-dir", f.StateDir, "client state directory (env CLEARPATH_STATE_DIR)")
+	debug := usererr.Debug()
+	root.PersistentFlags().BoolVar(&debug, "debug", debug, "on failure print the whole error chain, and log what is done (env CLEARPATH_DEBUG=1)")
+	cobra.OnInitialize(func() {
+		if debug {
+			os.Setenv("CLEARPATH_DEBUG", "1") // an agent this run starts inherits it
+			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		}
+	})
 	version.AddTo(root)
 	clidocs.AddTo(root)
 	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f), routescmd.NewCmd(f, nil), doctor.NewCmd(f, nil), login.NewCmd(f), login.NewLogoutCmd(f))
 	if err := root.Execute(); err != nil {
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(os.Stderr, "vpn:", msg)
-		}
+		usererr.Print(os.Stderr, "vpn", err, debug)
 		var ec interface{ ExitCode() int }
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())

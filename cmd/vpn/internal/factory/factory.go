@@ -66,7 +66,8 @@ func (f *Factory) EnsureAgent(ctx context.Context) (*control.Client, error) {
 		return nil, err // includes control.ErrNoAccess: the agent runs, not for us
 	}
 	if os.Geteuid() != 0 {
-		return nil, errors.New("no agent is running and starting one needs root: run `sudo vpn up ...` or start the clearpath service")
+		return nil, errors.New("no agent is running, and starting one needs root: start the service " +
+			"(sudo systemctl start clearpath-agent; macOS: sudo launchctl kickstart system/dev.clearpath.agent), or run this vpn up with sudo")
 	}
 	if err := statedir.Ensure(f.StateDir); err != nil {
 		return nil, err
