@@ -16,6 +16,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/login"
+	"github.com/clearpath-vpn/clearpath/internal/progress"
 )
 
 // Options are the inputs of `vpn up`.
@@ -48,6 +49,8 @@ type Options struct {
 	sendTokenFile bool
 	// trust is how the server is reached (--allow-http, --ca-file).
 	trust *login.Trust
+	// progress names the waits on a terminal (nil: silent).
+	progress *progress.Reporter
 }
 
 // Agent is the part of the agent connection `up` needs.
@@ -112,6 +115,9 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 	}
 	var tok string
 	var err error
+	if o.progress == nil {
+		o.progress = progress.New(f.ErrOut)
+	}
 	cache, err := auth.DefaultCache()
 	if err != nil {
 		return err
@@ -145,14 +151,18 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 			return err
 		}
 		o.Login.HTTP = o.trust.HTTP
+		done := o.progress.Wait("the gateway at " + o.Server + " and your login")
 		t, err := auth.Obtain(ctx, cache, o.Server, f.ErrOut, o.Login.LoginOptions)
+		done()
 		if err != nil {
 			return err
 		}
 		tok, o.refreshToken = t.IDToken, t.RefreshToken
 	}
 	start := time.Now()
+	done := o.progress.Wait("the agent")
 	c, err := f.EnsureAgent(ctx)
+	done()
 	if err != nil {
 		return err
 	}
@@ -168,7 +178,9 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 	if o.trust != nil {
 		req.AllowHTTP, req.CAPEM = o.trust.Policy.AllowHTTP, o.trust.Policy.CAPEM
 	}
+	done := o.progress.Wait("the tunnel: registration at " + o.Server + ", handshake, a reply through it")
 	st, err := c.Up(ctx, req)
+	done()
 	if err != nil {
 		return fmt.Errorf("up failed: %w", err)
 	}
