@@ -80,6 +80,9 @@ func newServe() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := needNetAdmin(); err != nil {
+				return err
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)

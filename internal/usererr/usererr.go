@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -60,6 +62,16 @@ func Line(err error) (string, bool) {
 			return fmt.Sprintf("cannot resolve %s (no such host): check the server URL's spelling, or this machine's DNS", dns.Name), true
 		}
 		return fmt.Sprintf("cannot resolve %s (%s): check this machine's network and DNS", dns.Name, dns.Err), true
+	case errors.Is(err, syscall.EADDRINUSE) || portInUseRE.MatchString(err.Error()):
+		return fmt.Sprintf("%s: a port it needs is in use by another program (errno=-98, EADDRINUSE): `vpn-gateway check` names the setting, `ss -lnp` the program", head(err)), true
+	case strings.Contains(err.Error(), "/proc/sys/") && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)):
+		var pe *fs.PathError
+		path := "/proc/sys"
+		if errors.As(err, &pe) {
+			path = pe.Path
+		}
+		return fmt.Sprintf("cannot write %s: the gateway runs as root (the clearpath-gateway service does); "+
+			"in a container /proc/sys is read-only, so set net.ipv4.ip_forward=1 and net.ipv6.conf.all.forwarding=1 from outside (--sysctl)", path), true
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Sprintf("nothing answers at %s (connection refused): check the URL and port, and that the gateway runs", where), true
 	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
@@ -103,6 +115,16 @@ func Print(w io.Writer, prog string, err error, debug bool) {
 			fmt.Fprintf(w, "  %T: %s\n", e, e)
 		}
 	}
+}
+
+// portInUseRE is wireguard-go's answer when its UDP port is taken, as
+// wgctrl reports it ("wguser: errno=-98").
+var portInUseRE = regexp.MustCompile(`errno=-98\b`)
+
+// head is the outermost context of err's message (up to the first ": ").
+func head(err error) string {
+	h, _, _ := strings.Cut(err.Error(), ": ")
+	return h
 }
 
 // target names what was being reached: the URL's host of a failed HTTP

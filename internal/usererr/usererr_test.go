@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"crypto/x509"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -48,6 +51,10 @@ func TestCommonFailuresInOneLine(t *testing.T) {
 		{"timeout", get(t, &http.Client{Timeout: 100 * time.Millisecond}, slow.URL), slow.URL + " did not answer in time"},
 		{"not TLS", get(t, http.DefaultClient, strings.Replace(plain.URL, "http:", "https:", 1)), "does not speak TLS (HTTPS) on that port"},
 		{"no such host", fmt.Errorf("discover: %w", &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Name: "vpn.example.invalid", Err: "no such host", IsNotFound: true}}), "cannot resolve vpn.example.invalid (no such host): check the server URL's spelling"},
+		{"UDP port taken", fmt.Errorf("network eng: configure wg-eng: %w", fmt.Errorf("read: wguser: errno=-98")), "network eng: a port it needs is in use by another program (errno=-98, EADDRINUSE): `vpn-gateway check` names the setting"},
+		{"TCP port taken", fmt.Errorf("listen: %w", &net.OpError{Op: "listen", Net: "tcp", Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}), "listen: a port it needs is in use"},
+		{"non-root forwarding", fmt.Errorf("enable forwarding: %w", &fs.PathError{Op: "open", Path: "/proc/sys/net/ipv4/ip_forward", Err: syscall.EACCES}), "cannot write /proc/sys/net/ipv4/ip_forward: the gateway runs as root"},
+		{"container forwarding", fmt.Errorf("enable forwarding: %w", &fs.PathError{Op: "open", Path: "/proc/sys/net/ipv6/conf/all/forwarding", Err: syscall.EROFS}), "set net.ipv4.ip_forward=1 and net.ipv6.conf.all.forwarding=1 from outside (--sysctl)"},
 		{"expired", fmt.Errorf("x: %w", x509.CertificateInvalidError{Reason: x509.Expired, Detail: "current time is after 2020"}), "expired or not yet valid (current time is after 2020); check this machine's clock"},
 	}
 	for _, c := range cases {

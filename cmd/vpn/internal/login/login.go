@@ -130,6 +130,10 @@ func NewLogoutCmd(f *factory.Factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if server == "" && cache.DefaultServer() == "" {
+				fmt.Fprintln(f.Out, "Not logged in: there is nothing to log out of.")
+				return nil
+			}
 			server, err := ResolveServer(cache, server)
 			if err != nil {
 				return err
