@@ -61,6 +61,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		reloadcmd.NewCmd(io), peerscmd.NewCmd(io), devicescmd.NewCmd(io), userscmd.NewCmd(io), auditcmd.NewCmd(io), explaincmd.NewCmd(io), doctorcmd.NewCmd(io))
 	version.AddTo(root)
 	clidocs.AddTo(root)
+	addCompletions(root)
 	return root
 }
 
