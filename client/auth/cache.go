@@ -148,3 +148,29 @@ func (c *Cache) SaveSettings(s ServerSettings) error {
 	}
 	return nil
 }
+
+// Servers lists the servers this user logged in to or chose settings for
+// (shell completion of --server), the last login first.
+func (c *Cache) Servers() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(s string) {
+		if s = strings.TrimSpace(s); s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	add(c.DefaultServer())
+	for _, sub := range []string{"tokens", "servers"} {
+		files, _ := filepath.Glob(filepath.Join(c.Dir, sub, "*.json"))
+		for _, f := range files {
+			var v struct {
+				Server string `json:"server"`
+			}
+			if b, err := os.ReadFile(f); err == nil && json.Unmarshal(b, &v) == nil {
+				add(v.Server)
+			}
+		}
+	}
+	return out
+}

@@ -38,6 +38,19 @@ var Environment = []envvar.Var{
 
 func main() {
 	f := factory.New()
+	root, debug := newRoot(f)
+	if err := root.Execute(); err != nil {
+		usererr.Print(os.Stderr, "vpn", err, *debug)
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			os.Exit(ec.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
+
+// newRoot builds the command tree; *debug is --debug once parsed.
+func newRoot(f *factory.Factory) (*cobra.Command, *bool) {
 	root := &cobra.Command{
 		Use:           "vpn",
 		Short:         "ClearPath VPN client: WireGuard with route hygiene",
@@ -57,12 +70,6 @@ func main() {
 	version.AddTo(root)
 	clidocs.AddTo(root)
 	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f), routescmd.NewCmd(f, nil), doctor.NewCmd(f, nil), login.NewCmd(f), login.NewLogoutCmd(f))
-	if err := root.Execute(); err != nil {
-		usererr.Print(os.Stderr, "vpn", err, debug)
-		var ec interface{ ExitCode() int }
-		if errors.As(err, &ec) {
-			os.Exit(ec.ExitCode())
-		}
-		os.Exit(1)
-	}
+	addCompletions(root, f)
+	return root, &debug
 }
