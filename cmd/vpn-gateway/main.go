@@ -97,6 +97,15 @@ func newServe() *cobra.Command {
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
+			// SIGUSR1 reopens the flow log (logrotate) and must never end
+			// the gateway, flow log or not: caught here, acted on there.
+			usr1 := make(chan os.Signal, 1)
+			signal.Notify(usr1, syscall.SIGUSR1)
+			defer signal.Stop(usr1)
+			go func() {
+				for range usr1 {
+				}
+			}()
 			reload := make(chan struct{})
 			go func() {
 				for range hup {

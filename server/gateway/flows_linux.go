@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/clearpath-vpn/clearpath/bpf"
+	"github.com/clearpath-vpn/clearpath/internal/logfile"
 )
 
 // FlowFilter is the gateway's per-user eBPF filter and flow log (package
@@ -50,7 +51,7 @@ import (
 type FlowFilter struct {
 	log    *slog.Logger
 	filter *bpf.Filter
-	file   *os.File // nil without a flow log
+	file   *logfile.File // nil without a flow log; reopened at SIGHUP
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 	events *bpf.EventReader
@@ -112,11 +113,17 @@ func NewFlowFilter(ifaces []string, logPath string, log *slog.Logger) (*FlowFilt
 	ctx, cancel := context.WithCancel(context.Background())
 	ff.cancel = cancel
 	if logPath != "" {
-		ff.file, err = os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		ff.file, err = logfile.Open(logPath, 0o640)
 		if err != nil {
 			cancel()
 			return fail(fmt.Errorf("open flow log: %w", err))
 		}
+		// logrotate moves the file and sends SIGUSR1 (packaging's
+		// logrotate snippet); SIGHUP, which also reloads the
+		// configuration, reopens it too. The next flows go to a new file.
+		ff.file.ReopenOn(func(err error) {
+			log.Warn("flow log: reopen failed; still writing the old file", "err", err)
+		}, syscall.SIGUSR1, syscall.SIGHUP)
 		fl := bpf.NewFlowLog(f, ff.file, bpf.FlowLogOptions{UserName: ff.userName})
 		ff.done.Add(1)
 		go func() {
