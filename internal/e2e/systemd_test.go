@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,12 +84,31 @@ func systemdRoot(t *testing.T, ctx context.Context) string {
 	return root
 }
 
-// packagedDeb is $CLEARPATH_DEB or a .deb built now by scripts/dist.sh
-// (linux, this machine's arch; about 20 s warm).
+// builtDeb is the .deb scripts/dist.sh made for this test process, shared
+// by the tests that install it (its directory outlives them).
+var builtDeb struct {
+	sync.Mutex
+	path string
+}
+
+// removeBuiltDeb deletes what packagedDeb built (TestMain, at the end).
+func removeBuiltDeb() {
+	if builtDeb.path != "" {
+		os.RemoveAll(filepath.Dir(builtDeb.path))
+	}
+}
+
+// packagedDeb is $CLEARPATH_DEB or a .deb built once by scripts/dist.sh
+// (linux, this machine's arch; 20 s to a minute and a half warm).
 func packagedDeb(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	if deb := os.Getenv("CLEARPATH_DEB"); deb != "" {
 		return deb
+	}
+	builtDeb.Lock()
+	defer builtDeb.Unlock()
+	if builtDeb.path != "" {
+		return builtDeb.path
 	}
 	root, err := lab.RepoRoot()
 	if err != nil {
@@ -98,7 +118,10 @@ func packagedDeb(t *testing.T, ctx context.Context) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := t.TempDir()
+	out, err := os.MkdirTemp("", "clearpath-systemd-deb-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "dist.sh"))
 	cmd.Dir = root
@@ -111,6 +134,7 @@ func packagedDeb(t *testing.T, ctx context.Context) string {
 		t.Fatalf("dist made %v, want one .deb", debs)
 	}
 	t.Logf("make dist (deb): %s", time.Since(start).Round(time.Second))
+	builtDeb.path = debs[0]
 	return debs[0]
 }
 
