@@ -23,8 +23,36 @@ import (
 )
 
 // Line returns the one-line explanation of err, and false when err is of
-// no kind it knows (then err.Error() is the message).
+// no kind it knows (then err.Error() is the message). What the wrappers
+// said of the outcome ("; nothing is left set up") is kept at the end.
 func Line(err error) (string, bool) {
+	line, ok := line(err)
+	if ok {
+		line += outcome(err)
+	}
+	return line, ok
+}
+
+// outcome is the text wrappers added after the error they wrap, when it
+// reads as a consequence ("…: %w; the reload was rolled back").
+func outcome(err error) string {
+	var tails []string
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		in := errors.Unwrap(e)
+		if in == nil {
+			break
+		}
+		msg, inner := e.Error(), in.Error()
+		if i := strings.LastIndex(msg, inner); i >= 0 {
+			if tail := msg[i+len(inner):]; strings.HasPrefix(tail, "; ") {
+				tails = append(tails, tail)
+			}
+		}
+	}
+	return strings.Join(tails, "")
+}
+
+func line(err error) (string, bool) {
 	if err == nil {
 		return "", false
 	}
