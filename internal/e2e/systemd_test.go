@@ -239,14 +239,25 @@ func needPackageTest(t *testing.T) {
 // bob, not in the group, is refused by `vpn status` and `vpn up`
 // with the message naming the group and no tunnel appears; alice, a
 // member, runs `vpn up` as herself against the packaged agent and reaches
-// vpc-a through the lab gateway; `vpn down` and `systemctl stop` leave the
+// vpc-a through the lab gateway (run from its container image, as make
+// image builds it); `vpn down` and `systemctl stop` leave the
 // laptop's routing as it was.
 func TestPackagedAgentUnderSystemd(t *testing.T) {
 	needPackageTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	root := systemdRoot(t, ctx)
-	e := newEnv(t)
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		t.Skip("podman not installed (apt-get install -y podman runc): no container to run systemd in")
+	}
+	// The lab's gateway runs from its container image (make image).
+	ref := lab.ReferenceT(t, lab.Options{})
+	s, _ := startContainerGateway(t, ctx, podman, ref)
+	e := &env{Stack: s}
+	if e.svcA, err = lab.StartWhoAmI(ref.VPCA, "[::]:8000"); err != nil {
+		t.Fatal(err)
+	}
 	aliceTok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
 	if err != nil {
 		t.Fatal(err)
