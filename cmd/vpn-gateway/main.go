@@ -24,6 +24,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/reloadcmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/userscmd"
 	"github.com/clearpath-vpn/clearpath/internal/clidocs"
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 	"github.com/clearpath-vpn/clearpath/internal/usererr"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/server/config"
@@ -43,8 +44,12 @@ func main() {
 
 func newRoot(out io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "vpn-gateway",
-		Short:         "ClearPath gateway: OIDC-authenticated WireGuard with per-group isolation",
+		Use:   "vpn-gateway",
+		Short: "ClearPath gateway: OIDC-authenticated WireGuard with per-group isolation",
+		Long: "ClearPath gateway: OIDC-authenticated WireGuard with per-group isolation.\n\n" + envvar.Help([]envvar.Var{
+			{Name: "WG_INFLIGHT", Help: "packets in flight per WireGuard direction (default 256; 0 unbounded)"},
+			{Name: "DEBUG", Help: "1: as --debug, the full error chain and debug logs"},
+		}),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

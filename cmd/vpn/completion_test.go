@@ -10,6 +10,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/auth"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
 
@@ -74,5 +75,28 @@ func TestCompletionOfServersAndNetworks(t *testing.T) {
 	cache.Save(&auth.Tokens{Server: gw.URL, IDToken: "old", Expiry: time.Now().Add(-time.Minute)})
 	if got := complete(t, "up", "--network", ""); len(got) != 0 || len(auths) != 2 {
 		t.Errorf("--network with an expired login: %v (asked %d times)", got, len(auths))
+	}
+}
+
+// --help lists every environment variable under its CLEARPATH_ name, and
+// an old VPN_ name still works with one warning line.
+func TestHelpListsEnvironment(t *testing.T) {
+	var out bytes.Buffer
+	root, _ := newRoot(&factory.Factory{StateDir: t.TempDir(), Out: &out, ErrOut: &out})
+	root.SetOut(&out)
+	root.SetArgs([]string{"--help"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range Environment {
+		if !strings.Contains(out.String(), "CLEARPATH_"+v.Name) {
+			t.Errorf("--help lacks CLEARPATH_%s:\n%s", v.Name, out.String())
+		}
+	}
+	var warn bytes.Buffer
+	envvar.Warnings = &warn
+	t.Setenv("VPN_STATE_DIR", "/tmp/old-name")
+	if f := factory.New(); f.StateDir != "/tmp/old-name" || warn.String() != "warning: VPN_STATE_DIR is deprecated, set CLEARPATH_STATE_DIR instead\n" {
+		t.Errorf("VPN_STATE_DIR: state dir %q, warning %q", f.StateDir, warn.String())
 	}
 }
