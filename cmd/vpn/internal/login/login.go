@@ -15,6 +15,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/trust"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/internal/progress"
 )
 
 // Options are the inputs of `vpn login`.
@@ -72,7 +73,9 @@ a code and a QR code to approve from another device.`,
 			start := time.Now()
 			o.Force = true
 			o.HTTP = tr.HTTP
+			done := progress.New(f.ErrOut).Wait("the gateway at " + server + " and your login")
 			t, err := auth.Obtain(cmd.Context(), cache, server, f.Out, o.LoginOptions)
+			done()
 			if err != nil {
 				return err
 			}

@@ -14,7 +14,8 @@ import (
 
 // The real vpn binary against a gateway that accepts and never answers:
 // under a terminal (script(1) gives it a pty) the wait is named after a
-// second; with its output piped, nothing but the result is printed.
+// second (vpn up, vpn login); with its output piped, nothing but the
+// result is printed.
 func TestUpNamesTheWaitUnderARealTerminal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds vpn")
@@ -65,5 +66,10 @@ func TestUpNamesTheWaitUnderARealTerminal(t *testing.T) {
 	piped := run("sh", "-c", vpn)
 	if strings.Contains(piped, "waiting") {
 		t.Errorf("piped:\n%q", piped)
+	}
+	// vpn login waits the same way.
+	login := filepath.Join(dir, "vpn") + " login --allow-http --server " + server
+	if tty := run(script, "-qec", login, "/dev/null"); !strings.Contains(tty, "waiting for the gateway at "+server+" and your login (1s)") {
+		t.Errorf("vpn login under a terminal:\n%q", tty)
 	}
 }
