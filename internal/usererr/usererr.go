@@ -69,9 +69,12 @@ func line(err error) (string, bool) {
 		return fmt.Sprintf("the certificate of %s is signed by an unknown authority (certificate signed by unknown authority): "+
 			"if your organisation runs its own CA, pass its certificate with --ca-file FILE (PEM) or install it in the system's store", where), true
 	case errors.As(err, &he):
-		names := he.Certificate.DNSNames
-		for _, ip := range he.Certificate.IPAddresses {
-			names = append(names, ip.String())
+		var names []string
+		if he.Certificate != nil {
+			names = append(names, he.Certificate.DNSNames...)
+			for _, ip := range he.Certificate.IPAddresses {
+				names = append(names, ip.String())
+			}
 		}
 		return fmt.Sprintf("the certificate of %s is made for %s, not for %s: use the URL the certificate names", where, orNone(names), he.Host), true
 	case errors.As(err, &ci):
