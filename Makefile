@@ -19,7 +19,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # serves in /.well-known/vpn and `vpn status` shows (internal/version).
 LDFLAGS := -s -w -X github.com/clearpath-vpn/clearpath/internal/version.Version=$(VERSION)
 
-.PHONY: help build tray dex deps test demo bench lint fmt-check vet cross darwin-check bpf dist package-test image clean distclean
+.PHONY: help build tray dex deps test demo bench lint fmt-check vet cross darwin-check mac-check bpf dist package-test image clean distclean
 
 help:
 	@echo "make build   build vpn and vpn-gateway into bin/ (CGO_ENABLED=0)"
@@ -32,6 +32,7 @@ help:
 	@echo "make lint    gofmt, go vet and staticcheck"
 	@echo "make cross   cross-compile the client for macOS (arm64, amd64)"
 	@echo "make darwin-check  go vet and test binaries for macOS, darwin route tests run on Linux (part of make test)"
+	@echo "make mac-check   on a real Mac (root): route tests on the kernel; with MAC_CHECK_DST and a tunnel up, source address, curl, kill -9 (README macOS)"
 	@echo "make bpf     regenerate bpf/flows_bpfel.{go,o} from bpf/flows.c (needs clang, libbpf-dev; not part of make test)"
 	@echo "make dist    release tarballs (linux, darwin; amd64, arm64), .deb and .rpm, SHA256SUMS into dist/ (no tray: cgo)"
 	@echo "make package-test  install the .deb on a clean Debian root (debootstrap, cached in /var/cache/clearpath-test; root)"
@@ -109,6 +110,11 @@ darwin-check:
 		CGO_ENABLED=0 GOOS=darwin GOARCH=$$arch $(GO) test -c -o "$$out/" ./routes/... ./client/... ; \
 	done
 	scripts/darwin-shadow-test.sh
+
+# On a real Mac only (root): what the XNU model cannot prove; see
+# scripts/mac-check.sh and the README's macOS section.
+mac-check:
+	GO=$(GO) scripts/mac-check.sh
 
 # The eBPF object and its Go bindings are committed, so building and
 # testing need no clang; this regenerates them after editing bpf/flows.c

@@ -21,11 +21,14 @@ func TestMacDoctorFixesTunnelblickLeftoversExactly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// What the user suffers: IPv4 goes into the dead utun's def1 half;
-		// IPv6 still leaves by en0 (the utun's default is scoped).
-		dead := "link#15"
+		// What the user suffers while the utun is still there: IPv4 goes
+		// into its def1 half; IPv6 still leaves by en0 (the utun's
+		// default is scoped). Once the utun is gone, XNU took its routes
+		// with it (if_rtdel): only OpenVPN's host route to its server
+		// stays, which doctor calls stale.
+		dead, want := "en0", []string{"stale-endpoint-route:warning"}
 		if alive {
-			dead = "utun3"
+			dead, want = "utun3", []string{"dead-device-route:error", "stale-endpoint-route:warning"}
 		}
 		goesVia(t, snap, map[string]string{"203.0.113.9": dead, "2001:db8:ffff::200": "en0", "192.168.1.50": "en0"})
 		rep := analysis.Analyze(analysis.Input{Snapshot: snap, Now: time.Now()})
@@ -35,20 +38,16 @@ func TestMacDoctorFixesTunnelblickLeftoversExactly(t *testing.T) {
 			got = append(got, f.ID+":"+f.Severity)
 			fixes = append(fixes, f.Fix...)
 			if f.ID == "dead-device-route" {
-				dev, why := "link#15", "no longer exists"
-				if alive {
-					dev, why = "utun3", "is down"
-				}
-				if !strings.Contains(f.Title, dev+", which "+why) || len(f.Fix) != 5 {
+				if !strings.Contains(f.Title, "utun3, which is down") || len(f.Fix) != 5 {
 					t.Errorf("alive=%v: %q with %d fixes", alive, f.Title, len(f.Fix))
 				}
-				if alive && !slices.Contains(f.Commands, "sudo route -n delete -inet6 default fe80::%utun3 -ifscope utun3") {
+				if !slices.Contains(f.Commands, "sudo route -n delete -inet6 default fe80::%utun3 -ifscope utun3") {
 					t.Errorf("commands %q", f.Commands)
 				}
 			}
 		}
 		slices.Sort(got)
-		if !slices.Equal(got, []string{"dead-device-route:error", "stale-endpoint-route:warning"}) {
+		if !slices.Equal(got, want) {
 			t.Fatalf("alive=%v: findings %v", alive, got)
 		}
 		for _, c := range fixes {

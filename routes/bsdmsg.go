@@ -10,9 +10,10 @@ package routes
 // route we add carries RTF_PROTO1 (netstat shows it as flag "1"). The
 // model reads RTF_PROTO1 back as Protocol 197 (routes.Protocol) and a
 // change with Protocol 197 is written with RTF_PROTO1, so the engine,
-// journal and doctor stay platform-neutral. Another program could set
-// RTF_PROTO1 too (nothing in macOS does by default); the sweep only ever
-// removes routes that carry it.
+// journal and doctor stay platform-neutral. Other programs set RTF_PROTO1
+// too (NetBird does): under an engine, a marked route reads as ours only
+// when the journal names it (bsdowner.go), so the sweep and the reconcile
+// never remove theirs.
 
 import (
 	"errors"
@@ -121,6 +122,27 @@ type bsdAddr struct {
 	Index  int    // link: interface index, 0 if unknown
 	Name   string // link: interface name, often empty
 	LLAddr []byte // link: hardware address
+	// Full (link, requests only) writes a whole struct sockaddr_dl
+	// (sdl_len at least bsdSockaddrDLSize), as the kernel's own link
+	// addresses are (if_attach) and as route(8) copies them for
+	// -interface. ARP refuses a shorter one as the gateway of a host
+	// route (in_arp.c arp_rtrequest: "bad gateway address").
+	Full bool
+}
+
+// bsdSockaddrDLSize is sizeof(struct sockaddr_dl) on darwin.
+const bsdSockaddrDLSize = 20
+
+// bsdLinkSALen is the sdl_len a request gives link address a on the wire:
+// golang.org/x/net/route writes 8 bytes of header, the name and the
+// hardware address; bsdFullLinkAddrs widens a Full one to a whole
+// sockaddr_dl.
+func bsdLinkSALen(a bsdAddr) int {
+	n := 8 + len(a.Name) + len(a.LLAddr)
+	if a.Full {
+		n = max(n, bsdSockaddrDLSize)
+	}
+	return n
 }
 
 func (a bsdAddr) present() bool { return a.Family != 0 }
@@ -484,10 +506,13 @@ func bsdChangeMsg(c Change, seq int, ifindex func(string) (int, error)) (bsdRout
 			return m, err
 		}
 		dev = i
-		// rt_setif binds the route to this interface after the add.
-		m.IFP = bsdAddr{Family: bsdAFLink, Index: dev}
 	}
 	if r.Gateway.IsValid() {
+		// rt_setif binds the route to this interface after the add;
+		// the interface address comes from the gateway's family.
+		if dev != 0 {
+			m.IFP = bsdAddr{Family: bsdAFLink, Index: dev}
+		}
 		zone := dev
 		if z := r.Gateway.Zone(); z != "" {
 			i, err := ifindex(z)
@@ -509,7 +534,14 @@ func bsdChangeMsg(c Change, seq int, ifindex func(string) (int, error)) (bsdRout
 		if dev == 0 {
 			return m, fmt.Errorf("route %s needs a gateway or a device", r)
 		}
-		m.Gateway = bsdAddr{Family: bsdAFLink, Index: dev}
+		// On-link, as route(8) -interface, wg-quick and Tailscale add
+		// it: the interface's whole link address as gateway and no
+		// RTA_IFP. With RTA_IFP, rt_setif would take the interface
+		// address from this AF_LINK gateway (ifaof_ifpforaddr), and
+		// IPv4 source selection (in_pcbladdr reads rt_ifa) would give
+		// unbound sockets a bogus source. Without it rtrequest picks an
+		// address of the destination's family on the interface.
+		m.Gateway = bsdAddr{Family: bsdAFLink, Index: dev, Name: r.Device, Full: true}
 	}
 	if Scoped(r) {
 		if dev == 0 {
@@ -590,13 +622,23 @@ func bsdCheck(r Route) error {
 // selects by key alone (rn_delete on destination and mask, the scope in
 // the key); the caller has already matched gateway, device and owner
 // against the dump, so a different route under the same key is never hit.
+//
+// Only the flags that select carry over (bsdDeleteFlags): route_output
+// refuses RTF_PROXY with EINVAL ("can only be set internally"), and the
+// others a dump shows (RTF_ROUTER, RTF_IFREF, RTF_LLINFO, ...) are the
+// kernel's state, not a request's.
 func bsdDeleteMsg(k bsdRouteMsg, seq int) bsdRouteMsg {
-	m := bsdRouteMsg{Type: rtmDelete, Seq: seq, Flags: k.Flags &^ rtfDone, Dst: k.Dst, Gateway: k.Gateway, Netmask: k.Netmask}
+	m := bsdRouteMsg{Type: rtmDelete, Seq: seq, Flags: k.Flags & bsdDeleteFlags, Dst: k.Dst, Gateway: k.Gateway, Netmask: k.Netmask}
 	if k.Flags&rtfIfScope != 0 {
 		m.Index = bsdScope(k)
 	}
 	return m
 }
+
+// bsdDeleteFlags are the flags a delete takes from the route it names:
+// RTF_HOST (no netmask), RTF_IFSCOPE (the scoped tree), RTF_GATEWAY,
+// and the UP, STATIC and PROTO1 route(8) would send.
+const bsdDeleteFlags = rtfUp | rtfGateway | rtfHost | rtfStatic | rtfIfScope | rtfProto1
 
 // bsdScope is the interface a scoped route is bound to. A link-local
 // destination carries it as its zone (the lo0 route of a utun's own
@@ -700,15 +742,170 @@ func bsdSnapshot(ifs []bsdIfMsg, addrs []bsdIfAddrMsg, msgs []bsdRouteMsg) (*Sna
 
 // bsdChangeMatters reports whether a message broadcast on the route socket
 // (type, route flags, sending pid) is a change the tunnel plan depends on:
-// routes added, deleted or changed by someone else, addresses and
-// interfaces coming and going. Our own changes (RTF_PROTO1, or sent by
-// this process), lookups, ARP/NDP clones and misses are not.
+// routes added, deleted or changed by another process or by the kernel,
+// addresses and interfaces coming and going. Changes this process sent,
+// lookups, ARP/NDP entries and misses are not.
+//
+// RTF_PROTO1 says nothing about the sender: another program's
+// `route delete 0.0.0.0/1` or `route -n flush` is broadcast with the
+// deleted route's flags (rtsock.c copies rt_flags into the report), our
+// RTF_PROTO1 among them, and NetBird marks its own routes RTF_PROTO1 too.
+// Only the pid tells our own changes apart.
 func bsdChangeMatters(typ, flags, pid, self int) bool {
 	switch typ {
 	case rtmNewAddr, rtmDelAddr, rtmIfInfo:
 		return true
 	case rtmAdd, rtmDelete, rtmChange:
-		return pid != self && flags&(rtfProto1|rtfWasCloned|rtfLLInfo) == 0
+		if pid == self || flags&rtfWasCloned != 0 {
+			return false
+		}
+		// Neighbour entries (arp -s, NDP) carry RTF_LLINFO; our own
+		// host route to the router does too once ARP takes it.
+		return flags&rtfLLInfo == 0 || flags&rtfProto1 != 0
+	}
+	return false
+}
+
+// bsdRtMsghdrSize is sizeof(struct rt_msghdr) on darwin, where a route
+// message's socket addresses start.
+const bsdRtMsghdrSize = 92
+
+// bsdFullLinkAddrs rewrites a marshalled route request so that each
+// link-layer address m marks Full is a whole struct sockaddr_dl
+// (bsdLinkSALen), zero-padded: golang.org/x/net/route writes only the
+// bytes it has (8 for an index alone), which arp_rtrequest refuses as a
+// host route's gateway. Addresses are 4-byte aligned as on darwin, in
+// RTAX order; the bytes after the last address (x/net/route pads darwin
+// requests) are kept, and rtm_msglen is updated.
+func bsdFullLinkAddrs(b []byte, m bsdRouteMsg) ([]byte, error) {
+	if len(b) < bsdRtMsghdrSize {
+		return nil, fmt.Errorf("route message of %d bytes is shorter than its header", len(b))
+	}
+	roles := [8]bsdAddr{m.Dst, m.Gateway, m.Netmask, {}, m.IFP, m.IFA}
+	attrs := uint32(b[12]) | uint32(b[13])<<8 | uint32(b[14])<<16 | uint32(b[15])<<24
+	out := append(make([]byte, 0, len(b)+64), b[:bsdRtMsghdrSize]...)
+	off := bsdRtMsghdrSize
+	for i := range roles {
+		if attrs&(1<<i) == 0 {
+			continue
+		}
+		if off+1 >= len(b) {
+			return nil, fmt.Errorf("route message: address %d past its end", i)
+		}
+		l := int(b[off])
+		space := max(4, (l+3)&^3)
+		if off+space > len(b) {
+			return nil, fmt.Errorf("route message: address %d of %d bytes past its end", i, l)
+		}
+		sa := b[off : off+space]
+		if b[off+1] == bsdAFLink && roles[i].Full && l < bsdLinkSALen(roles[i]) {
+			w := make([]byte, (bsdLinkSALen(roles[i])+3)&^3)
+			copy(w, sa[:l])
+			w[0] = byte(bsdLinkSALen(roles[i]))
+			sa = w
+		}
+		out = append(out, sa...)
+		off += space
+	}
+	out = append(out, b[off:]...)
+	if len(out) > 0xffff {
+		return nil, fmt.Errorf("route message of %d bytes", len(out))
+	}
+	out[0], out[1] = byte(len(out)), byte(len(out)>>8)
+	return out, nil
+}
+
+// bsdRawMsg is what the watcher needs of one route socket message, read
+// from its header.
+type bsdRawMsg struct {
+	Type, Flags, Index, Pid int
+	Dst                     netip.Addr // route messages: the destination, if any
+}
+
+// bsdRawMessages splits what one read of a route socket returned into
+// messages (by rtm_msglen) and reads their headers: interface and
+// address messages (if_msghdr, ifa_msghdr: flags at 8, index at 12) and
+// route messages (rt_msghdr: index at 4, flags at 8, pid at 16, the
+// destination after the header). golang.org/x/net/route returns nothing
+// for an RTM_IFINFO without addresses, which is exactly what the kernel
+// broadcasts when a link goes up or down (rt_ifmsg). ok is false when
+// the bytes do not split into messages.
+func bsdRawMessages(b []byte) (msgs []bsdRawMsg, ok bool) {
+	u16 := func(p []byte) int { return int(p[0]) | int(p[1])<<8 }
+	u32 := func(p []byte) int {
+		return int(int32(uint32(p[0]) | uint32(p[1])<<8 | uint32(p[2])<<16 | uint32(p[3])<<24))
+	}
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return msgs, false
+		}
+		n := u16(b)
+		if n < 4 || n > len(b) {
+			return msgs, false
+		}
+		m, rest := b[:n], b[n:]
+		b = rest
+		typ := int(m[3])
+		switch typ {
+		case rtmIfInfo, rtmNewAddr, rtmDelAddr:
+			if len(m) < 14 {
+				return msgs, false
+			}
+			msgs = append(msgs, bsdRawMsg{Type: typ, Flags: u32(m[8:]), Index: u16(m[12:])})
+		case rtmAdd, rtmDelete, rtmChange:
+			if len(m) < bsdRtMsghdrSize {
+				return msgs, false
+			}
+			r := bsdRawMsg{Type: typ, Index: u16(m[4:]), Flags: u32(m[8:]), Pid: u32(m[16:])}
+			sa := m[bsdRtMsghdrSize:]
+			if u32(m[12:])&1 != 0 && len(sa) >= 2 { // RTA_DST
+				switch {
+				case sa[1] == bsdAFInet && len(sa) >= 8:
+					r.Dst = netip.AddrFrom4([4]byte(sa[4:8]))
+				case sa[1] == bsdAFInet6 && len(sa) >= 24:
+					r.Dst = netip.AddrFrom16([16]byte(sa[8:24]))
+				}
+			}
+			msgs = append(msgs, r)
+		}
+	}
+	return msgs, true
+}
+
+// bsdNoisyLink reports whether changes of the named interface never
+// matter to the tunnel plan: AWDL (AirDrop), low-latency WLAN and IPsec
+// interfaces flap all day (Tailscale's netmon ignores them too), and
+// other programs' utuns coming and going change no route by themselves
+// (their routes are broadcast on their own).
+func bsdNoisyLink(name string) bool {
+	switch strings.TrimRight(name, "0123456789") {
+	case "awdl", "llw", "ipsec", "utun":
+		return true
+	}
+	return false
+}
+
+// bsdWatchMatters reports whether any of msgs is a change the tunnel
+// plan depends on (bsdChangeMatters), leaving out the noisy interfaces'
+// link and address changes and IPv6 link-local routes (neighbours on
+// AWDL and the like). name resolves an interface index ("" when gone:
+// that matters).
+func bsdWatchMatters(msgs []bsdRawMsg, self int, name func(int) string) bool {
+	for _, m := range msgs {
+		switch m.Type {
+		case rtmIfInfo, rtmNewAddr, rtmDelAddr:
+			if bsdNoisyLink(name(m.Index)) {
+				continue
+			}
+			return true
+		case rtmAdd, rtmDelete, rtmChange:
+			if m.Dst.Is6() && m.Dst.IsLinkLocalUnicast() {
+				continue
+			}
+			if bsdChangeMatters(m.Type, m.Flags, m.Pid, self) {
+				return true
+			}
+		}
 	}
 	return false
 }

@@ -224,8 +224,9 @@ func TestBSDChangeMsgSelectors(t *testing.T) {
 		{"our half default into the tunnel", Change{Op: OpAddRoute, Route: ptr(ours(mkRoute("0.0.0.0/1", "", "utun5")))}, func(t *testing.T, m bsdRouteMsg) {
 			want(t, m.Type == rtmAdd, "type %d", m.Type)
 			want(t, m.Flags == rtfUp|rtfStatic|rtfProto1, "flags %s", bsdFlagNames(m.Flags))
-			want(t, m.Gateway.Family == bsdAFLink && m.Gateway.Index == 21, "on-link gateway %+v", m.Gateway)
-			want(t, m.IFP.Index == 21, "interface %+v", m.IFP)
+			want(t, m.Gateway.Family == bsdAFLink && m.Gateway.Index == 21 && m.Gateway.Name == "utun5" && bsdLinkSALen(m.Gateway) >= bsdSockaddrDLSize,
+				"on-link gateway %+v: want the utun's whole sockaddr_dl", m.Gateway)
+			want(t, !m.IFP.present(), "RTA_IFP %+v on an on-link route: rt_setif would make the link address rt_ifa", m.IFP)
 			want(t, slices.Equal(m.Netmask.IP, []byte{0x80, 0, 0, 0}), "mask %x", m.Netmask.IP)
 			want(t, m.Index == 0, "unscoped request with index %d", m.Index)
 		}},
@@ -436,6 +437,11 @@ func TestBSDSnapshotOfTheMac(t *testing.T) {
 
 // The macOS fixtures of routes/analysis are what this parser makes of the
 // recorded messages, so doctor is tested on what a Mac really shows.
+// darwin-tunnelblick-force-quit keeps utun3's routes with utun3 gone
+// (link#15), which XNU would have removed with it (issue 23 point 10,
+// TestBSDTunnelblickForceQuitIsWhatXNULeaves): doctor's parse of such
+// entries stays tested, but the realistic leftovers are tunnelblickKilled.
+// Moving that fixture is the doctor's (routes/analysis) to do.
 // UPDATE_FIXTURES=1 rewrites them.
 func TestBSDSnapshotMatchesAnalysisFixtures(t *testing.T) {
 	for name, leftovers := range map[string][]bsdRouteMsg{
@@ -581,7 +587,11 @@ func TestBSDChangeMattersToTheWatcher(t *testing.T) {
 		{"an address added", rtmNewAddr, 0, 0, true},
 		{"an address removed", rtmDelAddr, 0, 0, true},
 		{"an interface up or down", rtmIfInfo, 0, 0, true},
-		{"our own add, by flag", rtmAdd, bsdFlagBits("UGS1"), other, false},
+		{"another process's RTF_PROTO1 route (NetBird's, or ours deleted by another VPN)", rtmDelete, bsdFlagBits("US1"), other, true},
+		{"the kernel removing our route with its interface", rtmDelete, bsdFlagBits("UGHS1"), 0, true},
+		{"our router route deleted by someone", rtmDelete, bsdFlagBits("UHLS1"), other, true},
+		{"a static ARP entry", rtmAdd, bsdFlagBits("UHLS"), other, false},
+		{"our own delete, by pid", rtmDelete, bsdFlagBits("US1"), self, false},
 		{"our own add, by pid", rtmAdd, bsdFlagBits("UGS"), self, false},
 		{"an ARP entry cloned", rtmAdd, bsdFlagBits("UHLWIi"), 0, false},
 		{"an ARP entry expiring", rtmDelete, bsdFlagBits("UHLWI"), 0, false},
@@ -591,6 +601,86 @@ func TestBSDChangeMattersToTheWatcher(t *testing.T) {
 	for _, c := range cases {
 		if got := bsdChangeMatters(c.typ, c.flags, c.pid, self); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// bsdFullLinkAddrs widens a Full link address in place of what
+// x/net/route wrote, keeps the rest (the netmask after it, the padding
+// x/net/route adds on darwin) and fixes rtm_msglen.
+func TestBSDFullLinkAddrsWidensOnlyFullLinkAddresses(t *testing.T) {
+	h := make([]byte, bsdRtMsghdrSize)
+	h[3] = rtmAdd
+	h[12] = 1 | 2 | 4 // RTA_DST, RTA_GATEWAY, RTA_NETMASK
+	dst := []byte{16, bsdAFInet, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	gw := []byte{8, bsdAFLink, 21, 0, 0, 0, 0, 0} // index 21 alone
+	mask := []byte{5, bsdAFInet, 0, 0, 0x80, 0, 0, 0}
+	tail := make([]byte, 1024)
+	b := slices.Concat(h, dst, gw, mask, tail)
+	b[0], b[1] = byte(len(b)), byte(len(b)>>8)
+	m := bsdRouteMsg{Dst: in4("0.0.0.0"), Gateway: bsdAddr{Family: bsdAFLink, Index: 21, Full: true}, Netmask: bsdMask(1, false)}
+	out, err := bsdFullLinkAddrs(b, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(b)+12 || int(out[0])|int(out[1])<<8 != len(out) {
+		t.Fatalf("%d bytes, rtm_msglen %d, want %d", len(out), int(out[0])|int(out[1])<<8, len(b)+12)
+	}
+	g := out[bsdRtMsghdrSize+16:]
+	if g[0] != bsdSockaddrDLSize || g[1] != bsdAFLink || g[2] != 21 || !slices.Equal(g[bsdSockaddrDLSize:bsdSockaddrDLSize+8], mask) {
+		t.Fatalf("gateway and mask %x", g[:bsdSockaddrDLSize+8])
+	}
+	m.Gateway.Full = false
+	if same, _ := bsdFullLinkAddrs(b, m); !slices.Equal(same, b) {
+		t.Error("a link address not marked Full was changed")
+	}
+	for _, bad := range [][]byte{b[:50], slices.Concat(h[:bsdRtMsghdrSize], []byte{200, bsdAFInet})} {
+		if _, err := bsdFullLinkAddrs(bad, m); err == nil {
+			t.Errorf("%d bytes accepted", len(bad))
+		}
+	}
+}
+
+// The watcher reads headers itself: an RTM_IFINFO without addresses (a
+// link going up or down) is seen, noisy links and link-local routes not.
+func TestBSDWatchMattersReadsHeaders(t *testing.T) {
+	ifinfo := func(index int) []byte {
+		b := make([]byte, 112)
+		b[0], b[2], b[3], b[12] = 112, 5, rtmIfInfo, byte(index)
+		return b
+	}
+	route := func(pid int, flags int, dst []byte) []byte {
+		b := make([]byte, bsdRtMsghdrSize)
+		b[2], b[3], b[12] = 5, rtmDelete, 1
+		b[8], b[9], b[10] = byte(flags), byte(flags>>8), byte(flags>>16)
+		b[16], b[17] = byte(pid), byte(pid>>8)
+		b = append(b, dst...)
+		b[0] = byte(len(b))
+		return b
+	}
+	v4 := append([]byte{16, bsdAFInet}, make([]byte, 14)...)
+	ll := make([]byte, 28)
+	ll[0], ll[1], ll[8], ll[9] = 28, bsdAFInet6, 0xfe, 0x80
+	names := map[int]string{4: "en0", 9: "awdl0", 11: "utun7"}
+	name := func(i int) string { return names[i] }
+	for what, c := range map[string]struct {
+		b    []byte
+		want bool
+	}{
+		"en0 up or down":               {ifinfo(4), true},
+		"awdl0 flaps":                  {ifinfo(9), false},
+		"another's utun flaps":         {ifinfo(11), false},
+		"a gone interface":             {ifinfo(30), true},
+		"our half deleted by another":  {route(777, rtfUp|rtfStatic|rtfProto1, v4), true},
+		"our own delete":               {route(4242, rtfUp|rtfStatic|rtfProto1, v4), false},
+		"a link-local route":           {route(777, rtfUp|rtfHost, ll), false},
+		"awdl flap, then en0":          {slices.Concat(ifinfo(9), ifinfo(4)), true},
+		"nothing":                      {nil, false},
+		"a message cut short (a read)": {ifinfo(4)[:10], true},
+	} {
+		msgs, ok := bsdRawMessages(c.b)
+		if got := !ok || bsdWatchMatters(msgs, 4242, name); got != c.want {
+			t.Errorf("%s: %v, want %v", what, got, c.want)
 		}
 	}
 }

@@ -101,7 +101,18 @@ func macHealthyDump() []bsdRouteMsg {
 	}
 }
 
-// tunnelblickLeftovers is what the force-quit left: OpenVPN's def1 halves
+// tunnelblickKilled is what XNU really leaves once the force-quit utun
+// is gone (issue 23 point 10): its routes went with it (if_rtdel, the
+// address purge), OpenVPN's host route to its server via en0 stays (its
+// --down script never ran), and so does the DNS it set (not a route).
+func tunnelblickKilled() []bsdRouteMsg {
+	return []bsdRouteMsg{
+		dump(macEn0, "UGHS", in4("198.51.100.1"), in4("192.168.1.1"), bsdAddr{}),
+	}
+}
+
+// tunnelblickLeftovers is what the force-quit left while utun3 is still
+// there (down, its process gone): OpenVPN's def1 halves
 // and its server's host route (its --down script never ran), configd's
 // scoped IPv6 default on the utun, the utun's link-local prefix and the
 // lo0 route of its fe80:: address, whose gateway is the utun.
@@ -114,4 +125,17 @@ func tunnelblickLeftovers() []bsdRouteMsg {
 		dump(macUtun, "UcI", in6("fe80::", macUtun), in6("fe80::a4b1:c2d3:e4f5:1", macUtun), kmask(64, true)),
 		dump(macLo0, "UHLI", in6("fe80::a4b1:c2d3:e4f5:1", macUtun), lnk(macUtun), bsdAddr{}),
 	}
+}
+
+// recordedMac is the XNU model of the recorded Mac (RecordedMac).
+func recordedMac(forceQuit, utunAlive bool) *xnu {
+	ifs, addrs := macInterfaces(utunAlive)
+	dump := macHealthyDump()
+	switch {
+	case forceQuit && utunAlive:
+		dump = append(dump, tunnelblickLeftovers()...)
+	case forceQuit:
+		dump = append(dump, tunnelblickKilled()...) // the utun took its routes
+	}
+	return newXNU(ifs, addrs, dump)
 }

@@ -32,6 +32,8 @@ type bsdKernel interface {
 type bsdSystem struct {
 	k   bsdKernel
 	log *slog.Logger
+	// journal, when set (NewEngine), narrows ownership: see bsdowner.go.
+	journal string
 }
 
 // bsdSeq numbers requests. Replies are matched on pid and sequence, so it
@@ -56,6 +58,7 @@ func (s *bsdSystem) Snapshot() (*Snapshot, error) {
 		// One odd kernel entry must not hide the table; say what was left out.
 		s.log.Warn("route dump: entries left out", "count", len(errs), "first", errs[0].Error())
 	}
+	s.claim(snap)
 	return snap, nil
 }
 
@@ -77,6 +80,8 @@ func (s *bsdSystem) Apply(c Change) error {
 	case OpAddRoute, OpDelRoute:
 	case OpAddRule, OpDelRule:
 		return fmt.Errorf("%s: macOS has no policy rules, only routes", c.Op)
+	case OpDelLink:
+		return fmt.Errorf("%s: macOS has no persistent tunnel devices (a utun dies with its process)", c.Op)
 	default:
 		return fmt.Errorf("unknown change %q", c.Op)
 	}

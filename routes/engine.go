@@ -16,9 +16,10 @@ import (
 // Engine makes every route and rule change through the journal, and puts the
 // table back exactly: on End, and after a crash on the next Recover.
 type Engine struct {
-	sys System
-	dir string
-	log *slog.Logger
+	sys   System
+	dir   string
+	log   *slog.Logger
+	owner Owner
 
 	mu sync.Mutex
 	j  *Journal
@@ -28,6 +29,8 @@ type Engine struct {
 	afterIntent func(Change)
 	// afterApply, when set (tests), runs between a change and its done record.
 	afterApply func(Change)
+	// afterUndo, when set (tests), runs after each undo or sweep of restore.
+	afterUndo func(Change)
 }
 
 // Report says what Recover or End did.
@@ -49,9 +52,59 @@ type SavedState struct {
 	Lookups  map[string]Route `json:"lookups"`
 }
 
-// NewEngine returns an Engine keeping its journal and snapshot in stateDir.
+// NewEngine returns the client's Engine (ClientOwner), keeping its journal
+// and snapshot in stateDir.
 func NewEngine(sys System, stateDir string) *Engine {
-	return &Engine{sys: sys, dir: stateDir, log: slog.Default()}
+	return NewOwnerEngine(sys, stateDir, ClientOwner)
+}
+
+// NewOwnerEngine returns an Engine making, sweeping and replaying owner's
+// objects only, keeping its journal and snapshot in stateDir.
+func NewOwnerEngine(sys System, stateDir string, owner Owner) *Engine {
+	e := &Engine{sys: sys, dir: stateDir, log: slog.Default(), owner: owner}
+	if j, ok := sys.(journalScoped); ok { // macOS: RTF_PROTO1 is shared (bsdowner.go)
+		j.scopeToJournal(e.journalPath())
+	}
+	return e
+}
+
+// Owner returns whose objects e makes.
+func (e *Engine) Owner() Owner { return e.owner }
+
+// Hooks are test seams run around each change of Apply (one journal record
+// per change while set): AfterIntent between the intent record and the
+// change, AfterApply between the change and its done record.
+type Hooks struct {
+	AfterIntent func(Change)
+	AfterApply  func(Change)
+	// AfterUndo runs after each change End or Recover makes.
+	AfterUndo func(Change)
+}
+
+// SetHooks installs h (tests: kill points of a crash test).
+func (e *Engine) SetHooks(h Hooks) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.afterIntent, e.afterApply, e.afterUndo = h.AfterIntent, h.AfterApply, h.AfterUndo
+}
+
+// SetSysctl turns switch name (below /proc/sys) to value through the
+// journal, recording the value it had, which End and Recover put back. A
+// switch already at value is not written (a container's /proc/sys is
+// read-only, and nothing needs restoring).
+func (e *Engine) SetSysctl(name, value string) (changed bool, err error) {
+	ss, ok := e.sys.(SysctlSystem)
+	if !ok {
+		return false, fmt.Errorf("sysctl %s: this system cannot read kernel switches", name)
+	}
+	old, err := ss.ReadSysctl(name)
+	if err != nil {
+		return false, err
+	}
+	if old == value {
+		return false, nil
+	}
+	return true, e.Apply(Change{Op: OpSetSysctl, Sysctl: &Sysctl{Name: name, Value: value, Old: old}})
 }
 
 func (e *Engine) journalPath() string  { return filepath.Join(e.dir, "journal") }
@@ -112,6 +165,12 @@ func (e *Engine) Apply(changes ...Change) error {
 	if e.j == nil {
 		return errors.New("apply: no route session (Begin first)")
 	}
+	for _, c := range changes {
+		if (c.Op == OpAddRoute || c.Op == OpAddRule) && !e.owner.Owns(c) {
+			// What we add must carry our marker, or no sweep finds it.
+			return fmt.Errorf("apply %s: it does not carry %s's marker (%s)", c, e.owner.Name, e.owner.describe())
+		}
+	}
 	if len(changes) > 1 && e.afterIntent == nil && e.afterApply == nil {
 		// Many changes (a large push): one fsync for the intents and
 		// one for the done records, not two per change.
@@ -164,12 +223,19 @@ func (e *Engine) End() (*Report, error) {
 // Reconcile makes our routes and rules equal desired: adds what is missing
 // first (no gap in coverage), then removes what is no longer wanted; every
 // change goes through the journal.
+//
+// Address changes in desired are reconciled per device: a device named by
+// one of them keeps exactly the desired addresses (its IPv6 link-local
+// address aside).
 func (e *Engine) Reconcile(desired []Change) (added, removed []Change, err error) {
-	routes, rules, err := e.Owned()
+	snap, err := e.sys.Snapshot()
 	if err != nil {
 		return nil, nil, err
 	}
+	routes, rules := e.owner.Items(snap)
 	added, removed = diffOwned(desired, routes, rules)
+	aa, ar := diffAddrs(desired, snap)
+	added, removed = append(added, aa...), append(removed, ar...)
 	// A route that takes the place of one of ours (same table, destination
 	// and metric, say a pin moving to a new gateway) can only be added
 	// after that one is gone: the kernel keeps one route per key. Only
@@ -195,6 +261,28 @@ func (e *Engine) Reconcile(desired []Change) (added, removed []Change, err error
 		return added, first, err
 	}
 	return added, removed, e.Apply(later...)
+}
+
+// diffAddrs compares the desired addresses with those on their devices.
+func diffAddrs(desired []Change, snap *Snapshot) (added, removed []Change) {
+	want := map[string][]netip.Prefix{}
+	for _, c := range desired {
+		if c.Addr != nil && c.Op == OpAddAddr {
+			want[c.Addr.Device] = append(want[c.Addr.Device], c.Addr.Prefix)
+			if !slices.ContainsFunc(snap.Addresses, func(a Address) bool { return a.Device == c.Addr.Device && a.Prefix == c.Addr.Prefix }) {
+				added = append(added, c)
+			}
+		}
+	}
+	for _, a := range snap.Addresses {
+		ps, ok := want[a.Device]
+		if !ok || slices.Contains(ps, a.Prefix) || a.Prefix.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		a := a
+		removed = append(removed, Change{Op: OpDelAddr, Addr: &a})
+	}
+	return added, removed
 }
 
 type slotKey struct {
@@ -275,32 +363,19 @@ func diffOwned(desired []Change, routes []Route, rules []Rule) (added, removed [
 	return added, removed
 }
 
-// Owned returns the routes and rules carrying our protocol right now.
+// Owned returns the routes and rules carrying the owner's protocol right now.
 func (e *Engine) Owned() ([]Route, []Rule, error) {
 	snap, err := e.sys.Snapshot()
 	if err != nil {
 		return nil, nil, err
 	}
-	rs, rules := OwnedItems(snap)
+	rs, rules := e.owner.Items(snap)
 	return rs, rules, nil
 }
 
-// OwnedItems returns the routes and rules of snap that carry our protocol.
-func OwnedItems(snap *Snapshot) ([]Route, []Rule) {
-	var rs []Route
-	var rules []Rule
-	for _, r := range snap.Routes {
-		if r.Protocol == Protocol {
-			rs = append(rs, r)
-		}
-	}
-	for _, r := range snap.Rules {
-		if r.Protocol == Protocol {
-			rules = append(rules, r)
-		}
-	}
-	return rs, rules
-}
+// OwnedItems returns the routes and rules of snap that carry the client's
+// protocol (ClientOwner.Items).
+func OwnedItems(snap *Snapshot) ([]Route, []Rule) { return ClientOwner.Items(snap) }
 
 // LinkAddresses are the addresses on the named devices, in snapshot order.
 func LinkAddresses(snap *Snapshot, devices ...string) []Address {
@@ -354,20 +429,23 @@ func TunnelAddresses(snap *Snapshot, device string, assigned []netip.Prefix) []A
 // OursChange reports whether c acts on a route or rule of ClearPath's: one
 // carrying protocol 197 or living in (a rule: pointing at) table 7411.
 // Replay and sweeps act on nothing else.
+// (ClientOwner.Owns; an address or sysctl is not the client's).
 func OursChange(c Change) bool {
-	switch {
-	case c.Route != nil:
-		return c.Route.Protocol == Protocol || c.Route.Table == Table
-	case c.Rule != nil:
-		return c.Rule.Protocol == Protocol || c.Rule.Table == Table
+	if c.Addr != nil || c.Sysctl != nil {
+		return false
 	}
-	return false
+	return ClientOwner.Owns(c)
 }
 
 // Inverse returns the change that undoes c.
 func Inverse(c Change) Change {
-	inv := map[Op]Op{OpAddRoute: OpDelRoute, OpDelRoute: OpAddRoute, OpAddRule: OpDelRule, OpDelRule: OpAddRule}
-	return Change{Op: inv[c.Op], Route: c.Route, Rule: c.Rule}
+	if c.Op == OpSetSysctl && c.Sysctl != nil {
+		s := Sysctl{Name: c.Sysctl.Name, Value: c.Sysctl.Old, Old: c.Sysctl.Value}
+		return Change{Op: OpSetSysctl, Sysctl: &s}
+	}
+	inv := map[Op]Op{OpAddRoute: OpDelRoute, OpDelRoute: OpAddRoute, OpAddRule: OpDelRule, OpDelRule: OpAddRule,
+		OpAddAddr: OpDelAddr, OpDelAddr: OpAddAddr}
+	return Change{Op: inv[c.Op], Route: c.Route, Rule: c.Rule, Addr: c.Addr}
 }
 
 func (e *Engine) restore() (*Report, error) {
@@ -400,12 +478,15 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		undo := Inverse(*r.Change)
-		if !OursChange(undo) {
+		if !e.owner.Owns(undo) {
 			// The journal is root's, but replay must not become a way to
 			// delete or add what other programs own (README: foreign
 			// routes are never touched).
-			rep.Problems = append(rep.Problems, fmt.Sprintf("skipped journal record %d: %s is not ClearPath's (protocol %d, table %d)", r.Seq, r.Change, Protocol, Table))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("skipped journal record %d: %s is not %s's (%s)", r.Seq, r.Change, e.owner.Name, e.owner.describe()))
 			continue
+		}
+		if undo.Addr != nil && !links[undo.Addr.Device] {
+			continue // the kernel removed the address with its link
 		}
 		if undo.Op == OpAddRoute && undo.Route.Device != "" && !links[undo.Route.Device] {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("not restoring %s: device %s is gone", undo.Route, undo.Route.Device))
@@ -419,6 +500,9 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		rep.Undone = append(rep.Undone, undo)
+		if e.afterUndo != nil {
+			e.afterUndo(undo)
+		}
 	}
 	// Sweep: nothing of ours may remain outside a session.
 	routes, rules, err := e.Owned()
@@ -432,6 +516,9 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		rep.Swept = append(rep.Swept, c)
+		if e.afterUndo != nil {
+			e.afterUndo(c)
+		}
 	}
 	for _, r := range rules {
 		c := Change{Op: OpDelRule, Rule: &r}
@@ -440,6 +527,9 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		rep.Swept = append(rep.Swept, c)
+		if e.afterUndo != nil {
+			e.afterUndo(c)
+		}
 	}
 	if saved != nil {
 		now, err := e.sys.Snapshot()

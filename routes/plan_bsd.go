@@ -17,6 +17,8 @@ import (
 //   - the gateway endpoint is pinned by a host route through whatever
 //     carries it outside the tunnel now (the default gateway, usually);
 //     re-planned on every route change, so the pin follows a new network;
+//     while nothing carries it, the pin stays, or a blackhole pin holds
+//     its place, so WireGuard's own packets never loop into the tunnel;
 //   - a full IPv4 tunnel without IPv6 in the tunnel refuses IPv6 in halves
 //     (unreachable ::/1 + 8000::/1), so it fails at once instead of leaking;
 //   - BlockLAN splits each connected LAN prefix under a full tunnel into
@@ -151,7 +153,23 @@ func endpointPin(snap *Snapshot, spec TunnelSpec) (Route, bool) {
 			u, found = m, true
 		}
 	}
-	if !found || (!u.Gateway.IsValid() && u.Dst.Bits() > max(widest, 1)) {
+	if !found {
+		// Nothing carries the endpoint outside the tunnel right now:
+		// Wi-Fi off, or configd between deleting and re-adding the
+		// default. Without a pin wireguard-go's own UDP would loop
+		// into the tunnel's halves. Keep the pin while it is in the
+		// table (the network usually comes back the same); when it is
+		// gone too, a blackhole holds its place (wg-quick's darwin.bash
+		// does the same) until the next re-plan finds a route.
+		host := netip.PrefixFrom(ep, ep.BitLen())
+		for _, m := range snap.Routes {
+			if m.Protocol == Protocol && m.Dst == host && (m.Type == TypeUnicast || m.Type == TypeBlackhole) && m.Device != spec.Device {
+				return Route{Type: m.Type, Dst: host, Gateway: m.Gateway, Device: m.Device}, true
+			}
+		}
+		return Route{Type: TypeBlackhole, Dst: host}, true
+	}
+	if !u.Gateway.IsValid() && u.Dst.Bits() > max(widest, 1) {
 		return Route{}, false
 	}
 	pin := Route{Type: TypeUnicast, Dst: netip.PrefixFrom(ep, ep.BitLen()), Gateway: u.Gateway, Device: u.Device}

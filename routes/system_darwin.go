@@ -67,6 +67,9 @@ var (
 	_ [0]struct{} = [iftCell - unix.IFT_CELLULAR]struct{}{}
 	_ [0]struct{} = [iffUp - unix.IFF_UP]struct{}{}
 	_ [0]struct{} = [iffLoopback - unix.IFF_LOOPBACK]struct{}{}
+
+	_ [0]struct{} = [bsdSockaddrDLSize - unix.SizeofSockaddrDatalink]struct{}{}
+	_ [0]struct{} = [bsdRtMsghdrSize - unix.SizeofRtMsghdr]struct{}{}
 )
 
 // NewSystem returns the System of this Mac: its routing table through the
@@ -76,8 +79,8 @@ func NewSystem() (System, error) { return newBSDSystem(darwinKernel{}), nil }
 // darwinKernel is bsdKernel on the real kernel.
 type darwinKernel struct{}
 
-// requestTimeout bounds the wait for the kernel's reply; it answers at
-// once, so only a lost message ever waits this long.
+// requestTimeout bounds a request, however busy the route socket is; the
+// kernel answers at once, so only a lost reply ever waits this long.
 const requestTimeout = 5 * time.Second
 
 func (darwinKernel) Interfaces() ([]bsdIfMsg, []bsdIfAddrMsg, error) {
@@ -112,39 +115,115 @@ func (darwinKernel) Routes() ([]bsdRouteMsg, error) {
 }
 
 func (darwinKernel) Request(m bsdRouteMsg) (bsdRouteMsg, error) {
-	wire, err := toRouteMessage(m, os.Getpid()).Marshal()
-	if err != nil {
-		return bsdRouteMsg{}, fmt.Errorf("route socket: build request: %w", err)
-	}
 	fd, err := unix.Socket(unix.AF_ROUTE, unix.SOCK_RAW, unix.AF_UNSPEC)
 	if err != nil {
 		return bsdRouteMsg{}, fmt.Errorf("route socket: %w", err)
 	}
 	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(requestTimeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return bsdRouteMsg{}, fmt.Errorf("route socket: %w", err)
+	// Every listener gets every change on the machine in a receive queue
+	// of 8 KiB (raw_cb.h RAWRCVQ) that drops what does not fit: room
+	// for a storm of others' changes before our reply.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, routeSocketBuffer); err != nil {
+		return bsdRouteMsg{}, fmt.Errorf("route socket: receive buffer: %w", err)
 	}
-	// The kernel refuses with the errno of the write (EEXIST, ESRCH,
-	// EPERM when not root, ...); only success gets a reply to wait for.
-	if _, err := unix.Write(fd, wire); err != nil {
-		return bsdRouteMsg{}, fmt.Errorf("route socket: %w", err)
+	return exchange(fdConn(fd), m, os.Getpid(), time.Now)
+}
+
+// routeSocketBuffer is the receive buffer of a request's route socket.
+const routeSocketBuffer = 1 << 20
+
+// routeConn is a route socket as a request uses it: the real one
+// (fdConn), or in tests one that models XNU's receive queue.
+type routeConn interface {
+	Write(b []byte) error
+	// Read returns the next message(s), or EAGAIN once deadline passes.
+	Read(b []byte, deadline time.Time) (int, error)
+}
+
+// fdConn is a PF_ROUTE socket.
+type fdConn int
+
+func (c fdConn) Write(b []byte) error {
+	_, err := unix.Write(int(c), b)
+	return err
+}
+
+func (c fdConn) Read(b []byte, deadline time.Time) (int, error) {
+	left := time.Until(deadline)
+	if left <= 0 {
+		return 0, syscall.EAGAIN
 	}
+	tv := unix.NsecToTimeval(max(left, time.Millisecond).Nanoseconds())
+	if err := unix.SetsockoptTimeval(int(c), unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return 0, err
+	}
+	return unix.Read(int(c), b)
+}
+
+// errNoReply: the reply did not come before the deadline.
+var errNoReply = errors.New("no reply")
+
+// exchange sends m on c and returns the kernel's answer to it, within
+// requestTimeout overall however busy the socket is.
+//
+// route_output returns its error to the write (rtsock.c: the errno of
+// RTM_ADD and RTM_DELETE is the write's), so a successful write of an add
+// or delete is the kernel's answer: its echo on the socket is not waited
+// for, as route(8) does not. Only RTM_GET needs its reply, which the
+// receive queue may have dropped: it is asked again, with a fresh
+// sequence number, until the deadline.
+func exchange(c routeConn, m bsdRouteMsg, pid int, now func() time.Time) (bsdRouteMsg, error) {
+	deadline := now().Add(requestTimeout)
 	buf := make([]byte, 64<<10)
-	for {
-		n, err := unix.Read(fd, buf)
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
-			return bsdRouteMsg{}, fmt.Errorf("route socket: no reply within %s", requestTimeout)
+	for attempt := 1; ; attempt++ {
+		wire, err := toRouteMessage(m, pid).Marshal()
+		if err == nil {
+			wire, err = bsdFullLinkAddrs(wire, m)
 		}
 		if err != nil {
-			return bsdRouteMsg{}, fmt.Errorf("route socket: read reply: %w", err)
+			return bsdRouteMsg{}, fmt.Errorf("route socket: build request: %w", err)
 		}
-		reply, ok := matchReply(buf[:n], os.Getpid(), m.Seq)
-		if ok {
+		// The kernel refuses with the errno of the write (EEXIST, ESRCH,
+		// EPERM when not root, ...).
+		if err := c.Write(wire); err != nil {
+			return bsdRouteMsg{}, fmt.Errorf("route socket: %w", err)
+		}
+		if m.Type != rtmGet {
+			reply := m
+			reply.Flags |= rtfDone
+			return reply, nil
+		}
+		wait := now().Add(requestTimeout / 3)
+		if attempt == 3 || wait.After(deadline) {
+			wait = deadline
+		}
+		reply, err := awaitReply(c, buf, pid, m.Seq, wait, now)
+		if err == nil {
+			return reply, nil
+		}
+		if !errors.Is(err, errNoReply) || attempt == 3 || !now().Before(deadline) {
+			return bsdRouteMsg{}, fmt.Errorf("route socket: %w within %s (%d requests)", err, requestTimeout, attempt)
+		}
+		m.Seq = int(bsdSeq.Add(1)) // a late reply to the last one is not taken for the next
+	}
+}
+
+// awaitReply reads until the reply to (pid, seq) or the deadline.
+func awaitReply(c routeConn, buf []byte, pid, seq int, deadline time.Time, now func() time.Time) (bsdRouteMsg, error) {
+	for now().Before(deadline) {
+		n, err := c.Read(buf, deadline)
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return bsdRouteMsg{}, fmt.Errorf("read reply: %w", err)
+		}
+		if reply, ok := matchReply(buf[:n], pid, seq); ok {
 			return reply, nil
 		}
 		// Every other change on the machine is broadcast on the socket too.
 	}
+	return bsdRouteMsg{}, errNoReply
 }
 
 // matchReply finds the reply to request seq of process pid in what the

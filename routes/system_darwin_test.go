@@ -8,6 +8,7 @@ package routes
 import (
 	"encoding/binary"
 	"encoding/json"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -308,6 +309,9 @@ func FuzzDarwinRouteMessages(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{8, 0, 5, 4, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if msgs, _ := bsdRawMessages(b); bsdWatchMatters(msgs, 1, func(int) string { return "" }) && len(b) == 0 {
+			t.Fatal("nothing read, yet a change")
+		}
 		for _, typ := range []route.RIBType{route.RIBTypeRoute, route.RIBTypeInterface} {
 			msgs, err := parseRIB(typ, b)
 			if err != nil {
@@ -438,7 +442,8 @@ func BenchmarkDarwinParseDump(b *testing.B) {
 func TestDarwinWatcherFilter(t *testing.T) {
 	self := 4242
 	theirs := rtMsg(unix.RTM_ADD, bsdFlagBits("UGSc"), macEn0, 77, 1, saIn4("0.0.0.0"), saIn4("192.168.1.254"), saMask(0, false))
-	ours := rtMsg(unix.RTM_ADD, bsdFlagBits("UGS1"), macEn0, 77, 1, saIn4("198.51.100.1"), saIn4("192.168.1.1"), nil)
+	ours := rtMsg(unix.RTM_ADD, bsdFlagBits("UGS1"), macEn0, self, 1, saIn4("198.51.100.1"), saIn4("192.168.1.1"), nil)
+	oursDeleted := rtMsg(unix.RTM_DELETE, bsdFlagBits("US1"), utun5, 77, 1, saIn4("0.0.0.0"), saDL(utun5, "", nil), saMask(1, false))
 	arp := rtMsg(unix.RTM_ADD, bsdFlagBits("UHLWIi"), macEn0, 0, 0, saIn4("192.168.1.9"), saDL(macEn0, "", macEn0MAC), nil)
 	addr := ifaMsg(macEn0, saMask(24, false), saIn4("192.168.1.23"))
 	addr[3] = unix.RTM_NEWADDR
@@ -447,10 +452,133 @@ func TestDarwinWatcherFilter(t *testing.T) {
 		want bool
 	}{
 		"another's route": {theirs, true}, "ours": {ours, false}, "ARP": {arp, false}, "address": {addr, true},
-		"ours then another's": {slices.Concat(ours, theirs), true},
+		"ours then another's":     {slices.Concat(ours, theirs), true},
+		"ours deleted by another": {oursDeleted, true},
 	} {
-		if got := socketChangeMatters(c.b, self); got != c.want {
+		if got := socketChangeMatters(c.b, self, func(int) string { return "" }); got != c.want {
 			t.Errorf("%s: %v, want %v", name, got, c.want)
 		}
 	}
+}
+
+// Issue 23 point 2: an on-link route's gateway leaves as a whole struct
+// sockaddr_dl (sdl_len 20, as the kernel's own and route(8)'s), which
+// x/net/route alone does not write, and still parses back the same.
+func TestDarwinOnLinkGatewayIsAWholeSockaddrDL(t *testing.T) {
+	for _, r := range []Route{ours(mkRoute("0.0.0.0/1", "", "utun5")), ours(mkRoute("192.168.1.1/32", "", "en0"))} {
+		m, err := bsdChangeMsg(Change{Op: OpAddRoute, Route: &r}, 7, macDevs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := toRouteMessage(m, 4242).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := bsdFullLinkAddrs(raw, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int(binary.LittleEndian.Uint16(b)); got != len(b) || len(b) < len(raw) {
+			t.Fatalf("%s: rtm_msglen %d, message %d bytes (was %d)", r, got, len(b), len(raw))
+		}
+		gw := bsdRtMsghdrSize + 16 // after the IPv4 destination
+		if b[gw+1] != unix.AF_LINK || b[gw] < unix.SizeofSockaddrDatalink {
+			t.Errorf("%s: gateway sockaddr family %d sdl_len %d, want AF_LINK of at least %d", r, b[gw+1], b[gw], unix.SizeofSockaddrDatalink)
+		}
+		back := parseRoutes(t, b)
+		if len(back) != 1 || back[0].Gateway.Name != r.Device || back[0].Gateway.Index != m.Gateway.Index || back[0].IFP.present() {
+			t.Fatalf("%s: parsed back as %+v", r, back)
+		}
+		if m.Netmask.present() && !slices.Equal(back[0].Netmask.IP[:1], []byte{0x80}) {
+			t.Errorf("%s: netmask after the widened gateway %x", r, back[0].Netmask.IP)
+		}
+	}
+}
+
+// Issue 23 point 7: a link going up or down is broadcast as an
+// RTM_IFINFO without addresses (rt_ifmsg), which x/net/route parses to
+// nothing; and AWDL, low-latency WLAN and IPsec interfaces flap all day
+// (Tailscale's netmon filters them), as do other programs' utuns.
+func TestDarwinWatcherSeesLinksAndSkipsTheNoisyOnes(t *testing.T) {
+	self := 4242
+	names := map[int]string{macEn0: "en0", 9: "awdl0", 10: "llw0", 11: "utun7", 12: "ipsec0"}
+	name := func(i int) string { return names[i] }
+	bare := func(index, flags int) []byte { // rt_ifmsg: no addresses
+		b := ifMsg(index, flags, unix.IFT_ETHER, 1500, "")
+		b = b[:112]
+		le.PutUint32(b[4:], 0)
+		le.PutUint16(b[0:], 112)
+		return b
+	}
+	newaddr := func(index int, addr []byte) []byte {
+		b := ifaMsg(index, saMask(64, true), addr)
+		b[3] = unix.RTM_NEWADDR
+		return b
+	}
+	llRoute := rtMsg(unix.RTM_ADD, bsdFlagBits("UHLW"), 9, 0, 0, saIn6("fe80::1234", 9), saDL(9, "", macEn0MAC), nil)
+	for what, c := range map[string]struct {
+		b    []byte
+		want bool
+	}{
+		"en0 down":                       {bare(macEn0, 0), true},
+		"en0 up":                         {bare(macEn0, unix.IFF_UP), true},
+		"awdl0 flaps":                    {bare(9, unix.IFF_UP), false},
+		"llw0 flaps":                     {bare(10, 0), false},
+		"another program's utun flaps":   {bare(11, unix.IFF_UP), false},
+		"ipsec0 flaps":                   {bare(12, 0), false},
+		"an address on awdl0":            {newaddr(9, saIn6("fe80::aa", 9)), false},
+		"an address on en0":              {newaddr(macEn0, saIn6("2001:db8:77::99", 0)), true},
+		"a link-local neighbour on awdl": {llRoute, false},
+		"awdl0 flaps, then en0 goes":     {slices.Concat(bare(9, 0), bare(macEn0, 0)), true},
+	} {
+		if got := socketChangeMatters(c.b, self, name); got != c.want {
+			t.Errorf("%s: %v, want %v", what, got, c.want)
+		}
+	}
+}
+
+// Against the real kernel with a ClearPath tunnel up (vpn up): an unbound
+// socket towards CLEARPATH_DARWIN_TUNNEL_DST (an IPv4 address behind the
+// gateway) gets the utun's IPv4 address as source, and RTM_GET names the
+// utun with an IPv4 interface address (issue 23 point 1, which the model
+// only imitates). scripts/mac-check.sh runs it.
+func TestDarwinLiveTunnelSource(t *testing.T) {
+	dst := os.Getenv("CLEARPATH_DARWIN_TUNNEL_DST")
+	if dst == "" {
+		t.Skip("needs a tunnel up: set CLEARPATH_DARWIN_TUNNEL_DST to an IPv4 address behind the gateway")
+	}
+	ip, err := netip.ParseAddr(dst)
+	if err != nil || !ip.Is4() {
+		t.Fatalf("CLEARPATH_DARWIN_TUNNEL_DST=%q: want an IPv4 address", dst)
+	}
+	sys, err := NewSystem()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := sys.Lookup(Query{Dst: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(r.Device, "utun") || !r.Src.Is4() {
+		t.Fatalf("route get %s: %s: want a utun and an IPv4 interface address (rt_ifa), got interface %q address %v", ip, r, r.Device, r.Src)
+	}
+	c, err := net.Dial("udp4", netip.AddrPortFrom(ip, 9).String()) // connect only: nothing is sent
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	local := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	ifi, err := net.InterfaceByName(r.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := ifi.Addrs()
+	onUtun := slices.ContainsFunc(addrs, func(a net.Addr) bool {
+		p, err := netip.ParsePrefix(a.String())
+		return err == nil && p.Addr() == local
+	})
+	if local != r.Src || !onUtun {
+		t.Fatalf("an unbound socket to %s gets source %s; the route's interface address is %s, %s has %v", ip, local, r.Src, r.Device, addrs)
+	}
+	t.Logf("%s: via %s, source %s", ip, r.Device, local)
 }

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"syscall"
 	"time"
 
-	"golang.org/x/net/route"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,6 +30,12 @@ func Watch(ctx context.Context, debounce time.Duration, onChange func()) error {
 		unix.Close(fd)
 		return fmt.Errorf("route socket: %w", err)
 	}
+	// A storm of changes must not overflow the 8 KiB default queue
+	// unnoticed; an overflow that still happens wakes a re-plan.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, routeSocketBuffer); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("route socket: receive buffer: %w", err)
+	}
 	changed := make(chan struct{}, 1)
 	self := os.Getpid()
 	go func() {
@@ -40,11 +46,19 @@ func Watch(ctx context.Context, debounce time.Duration, onChange func()) error {
 			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
 				continue
 			}
+			if errors.Is(err, syscall.ENOBUFS) {
+				// Messages were lost: re-plan once to be sure.
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+				continue
+			}
 			if err != nil {
 				slog.Warn("route socket: stop watching network changes", "err", err)
 				return
 			}
-			if socketChangeMatters(buf[:n], self) {
+			if socketChangeMatters(buf[:n], self, linkName) {
 				select {
 				case changed <- struct{}{}:
 				default:
@@ -69,26 +83,22 @@ func Watch(ctx context.Context, debounce time.Duration, onChange func()) error {
 	return nil
 }
 
-func socketChangeMatters(b []byte, self int) bool {
-	msgs, err := parseRIB(route.RIBTypeRoute, b)
-	if err != nil {
+// socketChangeMatters reads what one read of the route socket returned
+// (bsdRawMessages: by header, so that RTM_IFINFO without addresses is
+// seen) and says whether the tunnel plan depends on it.
+func socketChangeMatters(b []byte, self int, name func(int) string) bool {
+	msgs, ok := bsdRawMessages(b)
+	if !ok {
 		return true // unreadable: re-planning once too often is harmless
 	}
-	for _, m := range msgs {
-		switch m := m.(type) {
-		case *route.RouteMessage:
-			if bsdChangeMatters(m.Type, m.Flags, int(m.ID), self) {
-				return true
-			}
-		case *route.InterfaceMessage:
-			if bsdChangeMatters(m.Type, 0, 0, self) {
-				return true
-			}
-		case *route.InterfaceAddrMessage:
-			if bsdChangeMatters(m.Type, 0, 0, self) {
-				return true
-			}
-		}
+	return bsdWatchMatters(msgs, self, name)
+}
+
+// linkName names interface index i, "" when it is gone.
+func linkName(i int) string {
+	ifi, err := net.InterfaceByIndex(i)
+	if err != nil {
+		return ""
 	}
-	return false
+	return ifi.Name
 }

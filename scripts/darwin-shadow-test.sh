@@ -48,6 +48,7 @@ grep "^golang.org/x/sys $sysver" "$root/go.sum" >"$tmp/go.sum"
 	echo "type Timeval = unix.Timeval"
 	echo "const ("
 	grep -E '^\s+[A-Z][A-Z0-9_]* += (0x[0-9a-f]+|syscall\.Errno\(0x[0-9a-f]+\))$' "$zerrors"
+	grep -E '^\s+Sizeof[A-Za-z0-9_]* += 0x[0-9a-f]+$' "${zerrors/zerrors/ztypes}"
 	echo ")"
 	cat <<'EOF'
 var errShadow = errors.New("shadow build: no darwin kernel here")
@@ -56,6 +57,7 @@ func Close(int) error                               { return nil }
 func Read(int, []byte) (int, error)                 { return 0, errShadow }
 func Write(int, []byte) (int, error)                { return 0, errShadow }
 func SetsockoptTimeval(int, int, int, *Timeval) error { return errShadow }
+func SetsockoptInt(int, int, int, int) error        { return errShadow }
 func NsecToTimeval(n int64) Timeval                 { return unix.NsecToTimeval(n) }
 func Sysctl(string) (string, error)                 { return "", errShadow }
 func SysctlUint32(string) (uint32, error)           { return 0, errShadow }

@@ -57,11 +57,32 @@ type Agent struct {
 	hold atomic.Pointer[netip.Addr]
 
 	renewMu sync.Mutex // one renewal at a time
+
+	edge edges
+}
+
+// edges are the agent's reach beyond its routes System: the WireGuard
+// device, the probe through it, the network watcher, the resolver file
+// and the clock. Unit tests replace them (a wireguard-go device over
+// tun/tuntest and conn/bindtest, a fake clock) to run without root.
+type edges struct {
+	tunnelUp   func(tunnel.Config, *slog.Logger) (*tunnel.Tunnel, error)
+	pickName   func() (string, error)
+	probe      func(ctx context.Context, src, dst netip.Addr) error
+	watch      func(ctx context.Context, debounce time.Duration, onChange func()) error
+	resolvConf string
+	now        func() time.Time
+	after      func(time.Duration) <-chan time.Time
+}
+
+func machineEdges() edges {
+	return edges{tunnelUp: tunnel.Up, pickName: tunnel.PickName, probe: tunnel.Probe, watch: routes.Watch,
+		resolvConf: "/etc/resolv.conf", now: time.Now, after: time.After}
 }
 
 // New returns an agent keeping its state in dir.
 func New(dir string, sys routes.System, log *slog.Logger) *Agent {
-	return &Agent{dir: dir, log: log, sys: sys, engine: routes.NewEngine(sys, dir), status: control.Status{State: control.StateDown}}
+	return &Agent{dir: dir, log: log, sys: sys, engine: routes.NewEngine(sys, dir), status: control.Status{State: control.StateDown}, edge: machineEdges()}
 }
 
 // Config is how the agent is run (`vpn agent` flags).
@@ -87,17 +108,28 @@ const ServerFile = "server"
 // serves the control socket and returns when ctx ends or after `down`,
 // having torn the tunnel down.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	return run(ctx, cfg, log, func() (*Agent, error) {
+		sys, err := routes.NewSystem()
+		if err != nil {
+			return nil, err
+		}
+		return New(cfg.Dir, sys, log), nil
+	})
+}
+
+// run is Run with the agent made by newAgent once the lock is held (unit
+// tests give one on an in-memory routes System).
+func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Agent, error)) error {
 	dir := cfg.Dir
 	unlock, err := Lock(dir, 0)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	sys, err := routes.NewSystem()
+	a, err := newAgent()
 	if err != nil {
 		return err
 	}
-	a := New(dir, sys, log)
 	a.cfg = cfg
 	if rep, err := a.engine.Recover(); err != nil {
 		log.Error("recover routes of a previous session", "err", err)
@@ -263,6 +295,7 @@ func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, 
 }
 
 func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (st control.Status, err error) {
+	start := time.Now()
 	if req.Token == "" {
 		return st, errors.New("no token: log in first (vpn login) or pass --token-file")
 	}
@@ -286,7 +319,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	}
 	reg, err := sess.gw.Register(ctx, req.Token, req.Network, sess.device(priv))
 	if err != nil {
-		return st, fmt.Errorf("register with %s: %w", req.Server, err)
+		return st, registerError(req.Server, err)
 	}
 	ph.mark("register")
 	if priv != sess.key {
@@ -296,7 +329,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		sess.key = priv
 	}
 	pc := reg.Config
-	sess.registered(reg)
+	sess.registered(reg, a.edge.now())
 	cfg, err := tunnelConfig(ctx, pc, priv)
 	if err != nil {
 		return st, err
@@ -326,8 +359,15 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	if cfg.Interface == "" {
 		cfg.Interface = envvar.Get("INTERFACE")
 	}
+	if req.MTU > 0 {
+		cfg.MTU = req.MTU
+		if req.MTU < minIPv6MTU && hasIPv6(cfg.Addresses) {
+			cfg.Addresses, cfg.AllowedIPs = withoutIPv6(cfg.Addresses, cfg.AllowedIPs)
+			notices = append(notices, fmt.Sprintf("tunnel MTU %d is below IPv6's minimum of %d: the tunnel carries IPv4 only", req.MTU, minIPv6MTU))
+		}
+	}
 	if cfg.Interface == "" {
-		if cfg.Interface, err = tunnel.PickName(); err != nil {
+		if cfg.Interface, err = a.edge.pickName(); err != nil {
 			return st, err
 		}
 	}
@@ -358,7 +398,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		}()
 	}
 	ph.mark("checks")
-	t, err := tunnel.Up(cfg, a.log)
+	t, err := a.edge.tunnelUp(cfg, a.log)
 	if err != nil {
 		return st, fmt.Errorf("create tunnel: %w", err)
 	}
@@ -378,11 +418,21 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		return st, fmt.Errorf("install routes: %w", err)
 	}
 	ph.mark("routes")
-	if err := probeAll(ctx, cfg.Addresses, pc.Gateway.Addresses); err != nil {
-		return st, fmt.Errorf("tunnel to %s did not carry traffic (handshake or reply missing; is UDP %s reachable?): %w", cfg.Endpoint, cfg.Endpoint, err)
+	if err := awaitTraffic(ctx, a.edge.probe, t, cfg.Endpoint, cfg.Addresses, pc.Gateway.Addresses, start); err != nil {
+		return st, err
 	}
 	ph.mark("probe")
 	defer ph.log(a.log)
+	pathMTU := 0
+	if req.AutoMTU {
+		pm, notice, err := a.autoMTU(ctx, t, cfg.Addresses, pc.Gateway.Addresses)
+		if err != nil {
+			return st, err
+		}
+		pathMTU = pm
+		notices = append(notices, notice)
+		ph.mark("pmtu")
+	}
 	if s, err := t.Stats(); err != nil || s.LastHandshake.IsZero() {
 		return st, fmt.Errorf("no WireGuard handshake with %s", cfg.Endpoint)
 	}
@@ -402,7 +452,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	a.mu.Lock()
 	a.stop = stop
 	a.mu.Unlock()
-	if err := routes.Watch(watchCtx, 300*time.Millisecond, func() {
+	if err := a.edge.watch(watchCtx, 300*time.Millisecond, func() {
 		if err := a.replan(); err != nil {
 			a.log.Error("re-plan routes after a network change", "err", err)
 		}
@@ -421,7 +471,8 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	st = control.Status{Notices: notices, RouteLAN: req.RouteLAN, FailClosed: req.FailClosed || a.cfg.FailClosed, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
 		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
 		AllowedIPs: allowed, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
-		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src), GatewayVersion: pc.Gateway.Version}
+		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src), GatewayVersion: pc.Gateway.Version,
+		GatewayAddresses: pc.Gateway.Addresses, MTU: t.MTU, PathMTU: pathMTU}
 	return st, nil
 }
 
@@ -506,7 +557,7 @@ func (a *Agent) replan() error {
 	if err != nil {
 		return err
 	}
-	spec.Resolvers = routes.ReadResolvers("/etc/resolv.conf")
+	spec.Resolvers = routes.ReadResolvers(a.edge.resolvConf)
 	a.mu.Lock()
 	if a.tun != nil {
 		a.spec.Resolvers = spec.Resolvers // status names the resolver decisions too
@@ -521,7 +572,7 @@ func (a *Agent) replan() error {
 
 // probeAll pings the gateway's tunnel address of each family we have an
 // address in, so `up` proves IPv4 and IPv6 both cross.
-func probeAll(ctx context.Context, ours []netip.Prefix, gateway []string) error {
+func probeAll(ctx context.Context, probe func(ctx context.Context, src, dst netip.Addr) error, ours []netip.Prefix, gateway []string) error {
 	for _, g := range gateway {
 		dst, err := netip.ParseAddr(g)
 		if err != nil {
@@ -529,7 +580,7 @@ func probeAll(ctx context.Context, ours []netip.Prefix, gateway []string) error 
 		}
 		for _, src := range ours {
 			if src.Addr().Is4() == dst.Is4() {
-				if err := tunnel.Probe(ctx, src.Addr(), dst); err != nil {
+				if err := probe(ctx, src.Addr(), dst); err != nil {
 					return err
 				}
 				break

@@ -81,16 +81,15 @@ func (s *session) device(priv wgtypes.Key) gwapi.Device {
 	return gwapi.Device{Key: priv, ID: s.id, Hostname: s.hostname, OS: runtime.GOOS}
 }
 
-// registered records a registration's answer and schedules the renewal
-// at two thirds of the remaining lifetime.
-func (s *session) registered(reg *gwapi.Registration) {
+// registered records a registration's answer (received at now) and
+// schedules the renewal at two thirds of the remaining lifetime.
+func (s *session) registered(reg *gwapi.Registration, now time.Time) {
 	pc := reg.Config
 	s.network = pc.Network
 	s.peerKey, _ = wgtypes.ParseKey(pc.Gateway.PublicKey)
 	s.addresses = slices.Clone(pc.Addresses)
 	s.expires = pc.ExpiresAt
-	now := time.Now()
-	s.renewAt = now.Add(max(time.Until(s.expires)*2/3, 5*time.Second))
+	s.renewAt = now.Add(max(s.expires.Sub(now)*2/3, 5*time.Second))
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -135,7 +134,7 @@ func (a *Agent) renew(ctx context.Context, sess *session, token string, rotate b
 			a.status.RenewError = err.Error()
 			return
 		}
-		now := time.Now().UTC()
+		now := a.edge.now().UTC()
 		exp := sess.expires
 		a.status.RenewError = ""
 		a.status.RenewedAt, a.status.RenewAt, a.status.ExpiresAt = &now, timePtr(sess.renewAt), &exp
@@ -177,7 +176,7 @@ func (a *Agent) renew(ctx context.Context, sess *session, token string, rotate b
 		}
 		sess.key = priv
 	}
-	sess.registered(reg)
+	sess.registered(reg, a.edge.now())
 	a.mu.Lock()
 	a.status.PeerID = pc.PeerID
 	a.status.GatewayVersion = pc.Gateway.Version // the gateway may have been upgraded since
@@ -197,12 +196,12 @@ func (a *Agent) renewLoop(ctx context.Context, sess *session) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Until(next)):
+		case <-a.edge.after(next.Sub(a.edge.now())):
 		}
 		a.renewMu.Lock()
 		src, due := sess.src, sess.renewAt
 		a.renewMu.Unlock()
-		if time.Now().Before(due) { // renewed meanwhile (vpn up, vpn login)
+		if a.edge.now().Before(due) { // renewed meanwhile (vpn up, vpn login)
 			next = due
 			continue
 		}
@@ -231,12 +230,12 @@ func (a *Agent) renewLoop(ctx context.Context, sess *session) {
 		a.renewMu.Lock()
 		expires := sess.expires
 		a.renewMu.Unlock()
-		if !time.Now().Before(expires) {
+		if !a.edge.now().Before(expires) {
 			a.expire(sess, err)
 			return
 		}
 		a.log.Warn("renewal failed, retrying", "err", err, "retry_in", retry, "expires", expires)
-		next = time.Now().Add(retry)
+		next = a.edge.now().Add(retry)
 		if next.After(expires) {
 			next = expires // the last attempt, then the defined end
 		}

@@ -73,6 +73,11 @@ type UpRequest struct {
 	// AllowHTTP: the user allowed a plain-http server that is not on
 	// loopback (--allow-http); the agent refuses one otherwise.
 	AllowHTTP bool `json:"allow_http,omitempty"`
+	// MTU sets the tunnel's MTU (0: the gateway's, else 1420); AutoMTU
+	// measures the path MTU through the tunnel once it is up and lowers
+	// the tunnel's MTU to it (`vpn up --mtu auto`).
+	MTU     int  `json:"mtu,omitempty"`
+	AutoMTU bool `json:"auto_mtu,omitempty"`
 	// CAPEM are extra trusted roots for the gateway and the identity
 	// provider (the user's --ca-file, read by the CLI): the agent never
 	// opens a CA path on the user's behalf.
@@ -108,6 +113,12 @@ type Status struct {
 	Routes           []string   `json:"routes,omitempty"`
 	Rules            []string   `json:"rules,omitempty"`
 	Overlaps         []Overlap  `json:"overlaps,omitempty"`
+	// GatewayAddresses are the gateway's tunnel addresses (what `up`
+	// probes); MTU the tunnel link's; PathMTU the path MTU through the
+	// tunnel that `vpn up --mtu auto` measured (0: not measured).
+	GatewayAddresses []string `json:"gateway_addresses,omitempty"`
+	MTU              int      `json:"mtu,omitempty"`
+	PathMTU          int      `json:"path_mtu,omitempty"`
 	// FullTunnel: the routes installed into the tunnel capture every
 	// address of a family (derived from the kernel, not from a flag).
 	FullTunnel bool `json:"full_tunnel,omitempty"`

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
@@ -41,7 +42,10 @@ type Config struct {
 // Tunnel is a running client tunnel.
 type Tunnel struct {
 	Name string
-	dev  *wgdev.Device
+	// MTU is the link's MTU (Config.MTU, or 1420 by default; SetMTU).
+	MTU   int
+	wg    *device.Device
+	close func() // stops the device (wgdev's Close, or UpOver's)
 }
 
 // Up creates and configures the tunnel. On error nothing is left behind.
@@ -53,22 +57,30 @@ func Up(cfg Config, log *slog.Logger) (t *Tunnel, err error) {
 	if err != nil {
 		return nil, err
 	}
-	t = &Tunnel{Name: dev.Name, dev: dev}
+	t = &Tunnel{Name: dev.Name, MTU: cfg.MTU, wg: dev.Dev, close: dev.Close}
 	defer func() {
 		if err != nil {
 			t.Close()
 		}
 	}()
-	if err := dev.Dev.IpcSet(uapiConfig(cfg)); err != nil {
-		return nil, fmt.Errorf("configure WireGuard on %s: %w", t.Name, err)
-	}
-	if err := dev.Up(); err != nil {
-		return nil, fmt.Errorf("bring WireGuard up on %s: %w", t.Name, err)
+	if err := t.configure(cfg); err != nil {
+		return nil, err
 	}
 	if err := configureLink(t.Name, cfg.Addresses); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// configure hands cfg to WireGuard and brings the device up.
+func (t *Tunnel) configure(cfg Config) error {
+	if err := t.wg.IpcSet(uapiConfig(cfg)); err != nil {
+		return fmt.Errorf("configure WireGuard on %s: %w", t.Name, err)
+	}
+	if err := t.wg.Up(); err != nil {
+		return fmt.Errorf("bring WireGuard up on %s: %w", t.Name, err)
+	}
+	return nil
 }
 
 func uapiConfig(cfg Config) string {
@@ -87,6 +99,16 @@ func uapiConfig(cfg Config) string {
 	return b.String()
 }
 
+// SetMTU changes the tunnel link's MTU (`vpn up --mtu auto` lowering it
+// to the measured path MTU).
+func (t *Tunnel) SetMTU(mtu int) error {
+	if err := setMTU(t.Name, mtu); err != nil {
+		return err
+	}
+	t.MTU = mtu
+	return nil
+}
+
 // UpdateSession changes the tunnel's credentials in place: the private key
 // (when it was rotated) and the gateway peer's preshared key. The link, its
 // addresses and routes stay; the current WireGuard session keeps carrying
@@ -97,7 +119,7 @@ func (t *Tunnel) UpdateSession(priv, peer, psk wgtypes.Key) error {
 	fmt.Fprintf(&b, "public_key=%s\n", hex.EncodeToString(peer[:]))
 	b.WriteString("update_only=true\n")
 	fmt.Fprintf(&b, "preshared_key=%s\n", hex.EncodeToString(psk[:]))
-	if err := t.dev.Dev.IpcSet(b.String()); err != nil {
+	if err := t.wg.IpcSet(b.String()); err != nil {
 		return fmt.Errorf("update WireGuard session on %s: %w", t.Name, err)
 	}
 	return nil
@@ -112,7 +134,7 @@ type Stats struct {
 
 // Stats reads the gateway peer's handshake time and byte counters.
 func (t *Tunnel) Stats() (Stats, error) {
-	s, err := t.dev.Dev.IpcGet()
+	s, err := t.wg.IpcGet()
 	if err != nil {
 		return Stats{}, fmt.Errorf("read WireGuard state of %s: %w", t.Name, err)
 	}
@@ -145,9 +167,9 @@ func parseStats(uapi string) Stats {
 
 // Close stops wireguard-go; the kernel removes the link and its routes.
 func (t *Tunnel) Close() {
-	if t.dev != nil {
-		t.dev.Close()
-		t.dev = nil
+	if t.close != nil {
+		t.close()
+		t.close = nil
 	}
 }
 

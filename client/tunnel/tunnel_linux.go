@@ -27,6 +27,19 @@ func PickName() (string, error) {
 	return "", fmt.Errorf("no free interface name cp0-cp99")
 }
 
+// setMTU changes the tunnel link's MTU; wireguard-go follows the link's
+// change on its own.
+func setMTU(name string, mtu int) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find link %s: %w", name, err)
+	}
+	if err := netlink.LinkSetMTU(link, mtu); err != nil {
+		return fmt.Errorf("set %s mtu %d: %w", name, mtu, err)
+	}
+	return nil
+}
+
 // configureLink puts the tunnel addresses on the link and sets it up. The
 // addresses are hosts (/32, /128, checked by gwapi) and carry
 // IFA_F_NOPREFIXROUTE: the kernel adds no route of its own for them, so

@@ -14,6 +14,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/config"
+	"github.com/clearpath-vpn/clearpath/server/gateway"
 )
 
 // checkSchema names the format of `vpn-gateway check --json` (docs/JSON.md).
@@ -37,7 +38,8 @@ type checkOptions struct {
 }
 
 // runCheck validates the file and, unless offline, that the ports it
-// names are free on this host (or held by the gateway running now).
+// names are free on this host (or held by the gateway running now) and
+// that the networks' routing tables hold no other program's routes.
 func runCheck(ctx context.Context, out io.Writer, o checkOptions) error {
 	rep := checkReport{Config: o.path, Errors: []string{}, Notes: []string{}}
 	cfg, err := config.Load(o.path)
@@ -45,6 +47,13 @@ func runCheck(ctx context.Context, out io.Writer, o checkOptions) error {
 		rep.Errors = append(rep.Errors, splitErrors(err)...)
 	} else if !o.offline {
 		probePorts(ctx, cfg, &rep)
+		// A network's table holding routes of another program is refused
+		// here as at start (when this host's tables can be read).
+		if read, err := gateway.CheckTables(cfg); read && err != nil {
+			rep.Errors = append(rep.Errors, strings.Split(err.Error(), "\n")...)
+		} else if !read {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("routing tables not checked (%v)", err))
+		}
 	}
 	rep.OK = len(rep.Errors) == 0
 	if o.json {

@@ -164,6 +164,10 @@ func TestFixtures(t *testing.T) {
 	endpointLeft.Routes = append(endpointLeft.Routes, r4(254, "198.51.100.1/32", "10.1.2.1", "eth0", 4))
 	smallPath := agent("10.10.0.0/16")
 	smallPath.PathMTU = 1400
+	deadTun, noCarrier, liveTun := withDeadTun(linuxLaptop(), 0), withNoCarrierTun(linuxLaptop()), withDeadTun(linuxLaptop(), 1)
+	movedPin, samePin, validPin := withMovedNetwork(withTunnel(linuxLaptop(), "10.10.0.0/16")), withTunnel(linuxLaptop(), "10.10.0.0/16"), linuxLaptop()
+	samePin.Routes = append(samePin.Routes, r4(254, "198.51.100.1/32", "10.1.2.254", "eth0", 4))
+	validPin.Routes = append(validPin.Routes, r4(254, "203.0.113.7/32", "10.1.2.254", "eth0", 4))
 
 	cases := []struct {
 		name  string
@@ -191,6 +195,12 @@ func TestFixtures(t *testing.T) {
 		{"linux-rp-filter-drop", withTunnel(linuxLaptop(), "10.10.0.0/16"), agent("10.10.0.0/16"), nil, []string{"rp-filter-drop:warning"}},
 		{"linux-rp-filter-with-src-valid-mark", withTunnel(linuxLaptop(), "10.10.0.0/16"), agent("10.10.0.0/16"), nil, nil},
 		{"linux-mtu-too-large", withTunnel(linuxLaptop(), "10.10.0.0/16"), smallPath, nil, []string{"mtu-too-large:warning"}},
+		{"linux-persistent-tun-dead", deadTun, nil, nil, []string{"dead-tun:warning"}},
+		{"linux-tun-no-carrier", noCarrier, nil, nil, []string{"dead-tun:error", "default-hijack:info"}},
+		{"linux-persistent-tun-attached", liveTun, nil, nil, nil},
+		{"linux-endpoint-pin-old-network", movedPin, agent("10.10.0.0/16"), nil, []string{"endpoint-pin-stale:error"}},
+		{"linux-endpoint-pin-old-router", samePin, agent("10.10.0.0/16"), nil, []string{"endpoint-pin-stale:error"}},
+		{"linux-host-route-via-second-router", validPin, nil, nil, nil},
 		{"darwin-healthy", macFixture(t, "darwin-healthy"), nil, nil, nil},
 		{"darwin-tunnelblick-force-quit", macFixture(t, "darwin-tunnelblick-force-quit"), nil, nil, []string{"dead-device-route:error", "stale-endpoint-route:warning"}},
 	}
@@ -247,6 +257,13 @@ func allInfo(ws []string) bool {
 
 func evidenced(f Finding, ch routes.Change) bool {
 	for _, e := range f.Evidence {
+		if ch.Link != nil && e.Kind == "link" && strings.HasPrefix(e.Text, ch.Link.Name+":") {
+			return true
+		}
+		// A re-pin adds the host route via the default route it shows.
+		if ch.Op == routes.OpAddRoute && e.Route != nil && e.Route.Dst.Bits() == 0 && e.Route.Gateway == ch.Route.Gateway && e.Route.Device == ch.Route.Device {
+			return true
+		}
 		if e.Route != nil && ch.Route != nil && e.Route.String() == ch.Route.String() {
 			return true
 		}
