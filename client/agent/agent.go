@@ -23,6 +23,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/key"
 	"github.com/clearpath-vpn/clearpath/client/statedir"
 	"github.com/clearpath-vpn/clearpath/client/tunnel"
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/server/api"
@@ -356,7 +357,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	}
 	cfg.Interface = req.Interface
 	if cfg.Interface == "" {
-		cfg.Interface = os.Getenv("VPN_INTERFACE")
+		cfg.Interface = envvar.Get("INTERFACE")
 	}
 	if req.MTU > 0 {
 		cfg.MTU = req.MTU

@@ -189,6 +189,7 @@ func Load(path string) (*Config, error) {
 // typo never silently falls back to a default.
 func Parse(data []byte) (*Config, error) {
 	var c Config
+	data = expandDays(data)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -265,6 +266,8 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port (%v)", c.Listen, err)
+	} else if err := validPort(c.Listen); err != nil {
+		bad("listen", "%q: %v", c.Listen, err)
 	}
 	switch ep := strings.Trim(c.Endpoint, "[]"); {
 	case c.Endpoint == "":
