@@ -51,6 +51,7 @@ type Agent struct {
 	spec   routes.TunnelSpec
 	stop   context.CancelFunc // ends the session's route watcher and renewal
 	sess   *session           // the current registration
+	dns    *dnsSession        // split DNS (dns.go), nil when none
 	// hold is the blocked tunnel's endpoint while a `vpn up` from the
 	// fail-closed block replaces it (the block held meanwhile).
 	hold atomic.Pointer[netip.Addr]
@@ -70,6 +71,7 @@ type edges struct {
 	probe      func(ctx context.Context, src, dst netip.Addr) error
 	watch      func(ctx context.Context, debounce time.Duration, onChange func()) error
 	resolvConf string
+	stubListen netip.AddrPort // the DNS stub's address (zero: splitdns.StubAddr:53)
 	now        func() time.Time
 	after      func(time.Duration) <-chan time.Time
 }
@@ -130,6 +132,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Ag
 		return err
 	}
 	a.cfg = cfg
+	a.recoverDNS()
 	if rep, err := a.engine.Recover(); err != nil {
 		log.Error("recover routes of a previous session", "err", err)
 	} else if !rep.Empty() {
@@ -211,6 +214,7 @@ func (a *Agent) Status() control.Status {
 				s.LatestHandshake, s.HandshakeAgeSec = &hs, &age
 			}
 		}
+		a.dnsStatus(&s)
 		s.FullTunnel = false
 		// One snapshot for the overlaps and the installed list (reading
 		// 10,000 routes twice per status doubled the agent's work).
@@ -414,6 +418,10 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	}
 	ph.mark("probe")
 	defer ph.log(a.log)
+	dnsSt, err := a.startDNS(pc, req.AllTraffic)
+	if err != nil {
+		return st, fmt.Errorf("split DNS: %w", err)
+	}
 	if s, err := t.Stats(); err != nil || s.LastHandshake.IsZero() {
 		return st, fmt.Errorf("no WireGuard handshake with %s", cfg.Endpoint)
 	}
@@ -452,7 +460,10 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	st = control.Status{Notices: notices, RouteLAN: req.RouteLAN, FailClosed: req.FailClosed || a.cfg.FailClosed, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
 		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
 		AllowedIPs: allowed, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
-		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src), GatewayVersion: pc.Gateway.Version}
+		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src), GatewayVersion: pc.Gateway.Version, DNS: dnsSt}
+	if dnsSt != nil && dnsSt.Note != "" {
+		st.Notices = append(st.Notices, "DNS: "+dnsSt.Note)
+	}
 	return st, nil
 }
 
@@ -537,7 +548,7 @@ func (a *Agent) replan() error {
 	if err != nil {
 		return err
 	}
-	spec.Resolvers = routes.ReadResolvers(a.edge.resolvConf)
+	spec.Resolvers = a.resolvers()
 	a.mu.Lock()
 	if a.tun != nil {
 		a.spec.Resolvers = spec.Resolvers // status names the resolver decisions too
@@ -622,10 +633,17 @@ func (a *Agent) teardown() *routes.Report {
 	if t != nil {
 		t.Close()
 	}
+	dnsMsg := a.stopDNS()
 	if !a.engine.Active() {
+		if dnsMsg != "" {
+			return &routes.Report{Problems: []string{dnsMsg}}
+		}
 		return nil
 	}
 	rep, err := a.engine.End()
+	if dnsMsg != "" && rep != nil {
+		rep.Problems = append(rep.Problems, dnsMsg)
+	}
 	if err != nil {
 		a.log.Error("restore routes", "err", err)
 	} else if len(rep.Problems) > 0 {
