@@ -30,6 +30,7 @@ type Options struct {
 	Snapshot string // analyze a recorded snapshot instead of this machine
 	NoDNS    bool
 	blocked  string // the agent's account of a fail-closed block
+	agentDNS *control.DNSStatus
 }
 
 // ExitError carries doctor's exit code: 1 findings, 2 doctor failed.
@@ -59,6 +60,9 @@ type Env struct {
 	// Running reports whether an agent holds the state dir's lock (alive,
 	// though its socket may not answer); nil: not checked.
 	Running func() (pid int, running, known bool)
+	// StateDir and ResolvConf are where the split-DNS checks look
+	// (dns.go); no StateDir: not checked.
+	StateDir, ResolvConf string
 }
 
 // NewCmd returns `vpn doctor`.
@@ -115,8 +119,9 @@ func LiveEnv(f *factory.Factory) *Env {
 			}
 			return strings.TrimSpace(string(b))
 		},
-		DNS: func() []netip.Addr { return routes.ReadResolvers("/etc/resolv.conf") },
-		Now: time.Now,
+		DNS:      func() []netip.Addr { return routes.ReadResolvers("/etc/resolv.conf") },
+		Now:      time.Now,
+		StateDir: f.StateDir,
 	}
 }
 
@@ -126,12 +131,12 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 	if err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("doctor: %w", err)}
 	}
-	rep := blockedFinding(analysis.Analyze(in), o)
+	rep := dnsFindings(blockedFinding(analysis.Analyze(in), o), env, o)
 	if o.Fix != "" {
 		if sys == nil {
 			return &ExitError{Code: 2, Err: errors.New("doctor: --fix works on this machine, not on a --snapshot file")}
 		}
-		applied, err := fix(w, sys, rep, o)
+		applied, err := fix(w, env, sys, rep, o)
 		if err != nil {
 			return &ExitError{Code: 2, Err: err}
 		}
@@ -139,7 +144,7 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 			if in, _, err = gather(ctx, env, o); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			rep = blockedFinding(analysis.Analyze(in), o)
+			rep = dnsFindings(blockedFinding(analysis.Analyze(in), o), env, o)
 		}
 	}
 	if o.JSON {
@@ -189,6 +194,7 @@ func gather(ctx context.Context, env *Env, o *Options) (analysis.Input, routes.S
 			return in, nil, fmt.Errorf("an agent (pid %d) holds the state dir but does not answer on its socket: its routes are not leftovers; check it (or stop it) before running doctor", pid)
 		}
 	case err == nil && (st.State == control.StateUp || st.State == control.StateBlocked):
+		keepAgentDNS(o, st)
 		in.Agent = agentState(st, in.Snapshot)
 		o.blocked = ""
 		if st.State == control.StateBlocked {
@@ -237,7 +243,7 @@ func agentState(st *control.Status, snap *routes.Snapshot) *analysis.AgentState 
 	return a
 }
 
-func fix(w io.Writer, sys routes.System, rep analysis.Report, o *Options) (int, error) {
+func fix(w io.Writer, env *Env, sys routes.System, rep analysis.Report, o *Options) (int, error) {
 	named := map[string]bool{}
 	if o.Fix != "ours" {
 		for _, id := range strings.Split(o.Fix, ",") {
@@ -253,7 +259,10 @@ func fix(w io.Writer, sys routes.System, rep analysis.Report, o *Options) (int, 
 			}
 		}
 	}
-	applied := 0
+	applied, err := fixDNS(w, env, rep, o, named)
+	if err != nil {
+		return applied, err
+	}
 	for _, f := range rep.Findings {
 		if !f.Fixable || !(f.Ours || named[f.ID]) {
 			continue
