@@ -25,7 +25,10 @@ func TestValidateDNS(t *testing.T) {
 		want string
 	}{
 		{func(p *api.PeerConfig) { p.DNS = []string{"192.168.1.1"} }, `dns[0]: 192.168.1.1 is not inside gateway.allowed_ips`},
-		{func(p *api.PeerConfig) { p.Gateway.AllowedIPs = append(p.Gateway.AllowedIPs, "0.0.0.0/0"); p.DNS = []string{"8.8.8.8"} }, `dns[0]: 8.8.8.8 is not inside`},
+		{func(p *api.PeerConfig) {
+			p.Gateway.AllowedIPs = append(p.Gateway.AllowedIPs, "0.0.0.0/0")
+			p.DNS = []string{"8.8.8.8"}
+		}, `dns[0]: 8.8.8.8 is not inside`},
 		{func(p *api.PeerConfig) { p.DNS = []string{"127.0.0.1"} }, `dns[0]: 127.0.0.1 is not a unicast address inside the tunnel`},
 		{func(p *api.PeerConfig) { p.DNS = []string{"x"} }, `dns[0]: "x" is not an address`},
 		{func(p *api.PeerConfig) { p.DNS = nil }, `dns_domains: 1 routing domains but no dns server`},
