@@ -244,6 +244,65 @@ func TestSplitDNSRestoredAfterKill9(t *testing.T) {
 	if got := d.resolve(t, "db.corp.internal"); got != "" {
 		t.Errorf("after restore, db.corp.internal resolves to %s", got)
 	}
+	// 4. kill -9, then vpn doctor: the dead stub is found, with evidence,
+	// and bare --fix puts resolv.conf back.
+	up(t, alice, tok)
+	kill()
+	out, err = alice.Run(ctxT(t, 30*time.Second), "doctor")
+	if err == nil || !strings.Contains(out, "dns-stub-orphaned") || !strings.Contains(out, "no answer from 127.0.74.11:53") || !strings.Contains(out, "dns.journal: written by pid") {
+		t.Errorf("vpn doctor after kill -9 (err %v) does not report the dead stub with evidence:\n%s", err, out)
+	}
+	if out, err := alice.Run(ctxT(t, 30*time.Second), "doctor", "--fix"); !strings.Contains(out, "fixed (dns-stub-orphaned)") {
+		t.Errorf("vpn doctor --fix (err %v):\n%s", err, out)
+	}
+	d.wantResolvConf(t, "kill -9, vpn doctor --fix")
+	if out, err := alice.Run(ctxT(t, 30*time.Second), "doctor"); strings.Contains(out, "dns-") {
+		t.Errorf("vpn doctor after the fix still reports DNS (err %v):\n%s", err, out)
+	}
+}
+
+// The stub's address is a privileged port: a local user cannot squat it
+// to read everyone's queries (as nobody: refused). When a root service
+// already holds it, vpn up fails saying so and leaves resolv.conf and the
+// routing table as they were.
+func TestSplitDNSStubAddressTaken(t *testing.T) {
+	t.Parallel()
+	d := newDNSEnv(t)
+	alice := d.Client("dnsbusy")
+	tok, err := d.TokenFile(ctxT(t, 10*time.Second), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, time.Minute)
+	out, err := d.Laptop.Exec(ctx, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+		"timeout", "2", "socat", "-u", "UDP4-RECVFROM:53,bind=127.0.74.11", "-")
+	if err == nil || !strings.Contains(out, "Permission denied") {
+		t.Fatalf("as nobody, binding 127.0.74.11:53 was not refused (err %v):\n%s", err, out)
+	}
+	t.Logf("attack: nobody binds the stub's address: refused: %s", strings.TrimSpace(out))
+	before, err := d.Laptop.RoutingState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := d.Laptop.ListenPacket("udp", "127.0.74.11:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	squat := dnstest.Serve(pc, nil, nil)
+	defer squat.Close()
+	out, _, err = alice.Up(ctx, tok)
+	if err == nil || !strings.Contains(out, "127.0.74.11:53") || !strings.Contains(out, "address already in use") {
+		t.Fatalf("vpn up with the stub's address taken: err %v, want a failure naming the address:\n%s", err, out)
+	}
+	t.Logf("vpn up with the stub address taken:\n%s", out)
+	d.wantResolvConf(t, "failed vpn up")
+	after, err := d.Laptop.RoutingState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("a failed vpn up changed the routing table:\nbefore\n%s\nafter\n%s", before, after)
+	}
 }
 
 // Carol (ops: servers, no routing domains) with --all-traffic: every name
