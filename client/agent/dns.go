@@ -73,6 +73,7 @@ func (a *Agent) startDNS(pc *api.PeerConfig, allTraffic bool) (*control.DNSStatu
 	if err != nil {
 		return nil, err
 	}
+	listen = stub.Addr() // a test's port 0 is chosen now
 	// The journal is written before resolv.conf changes; from here on
 	// teardown (or the next start after a crash) restores it.
 	if _, err := splitdns.Point(a.dir, a.edge.resolvConf, listen.Addr()); err != nil {
