@@ -44,8 +44,17 @@ const (
 // DefaultResolvConf is the resolver file the agent points at the stub.
 const DefaultResolvConf = "/etc/resolv.conf"
 
-// Journal is the record written before resolv.conf is changed.
+// ModeResolved marks a journal of systemd-resolved link settings.
+const ModeResolved = "resolved"
+
+// Journal is the record written before resolv.conf (or, with Mode
+// "resolved", a link's systemd-resolved settings) is changed.
 type Journal struct {
+	// Mode: "" resolv.conf, ModeResolved a link's resolved settings
+	// (Link, Index).
+	Mode  string `json:"mode,omitempty"`
+	Link  string `json:"link,omitempty"`
+	Index int    `json:"index,omitempty"`
 	// Path of the resolver file (followed if a symlink: the file is
 	// written in place, so a bind mount or a resolvconf symlink stays).
 	Path string `json:"path"`
@@ -205,6 +214,8 @@ func (r Result) Message() string {
 		return fmt.Sprintf("%s was changed by something else while the tunnel was up: left as it is, not overwritten (there was no such file before `vpn up`)", r.Path)
 	case r.Changed:
 		return fmt.Sprintf("%s was changed by something else while the tunnel was up: left as it is, not overwritten; the file from before `vpn up` is in %s (copy it back if you want it)", r.Path, r.SavedAs)
+	case r.Restored && strings.HasPrefix(r.Path, "systemd-resolved"):
+		return fmt.Sprintf("%s: DNS settings reverted", r.Path)
 	case r.Restored:
 		return fmt.Sprintf("%s restored as it was before `vpn up`", r.Path)
 	}
@@ -224,7 +235,15 @@ func Restore(stateDir string) (Result, error) {
 		return Result{}, fmt.Errorf("read the DNS journal: %w", err)
 	}
 	var j Journal
-	if err := json.Unmarshal(b, &j); err != nil || j.Path == "" || !filepath.IsAbs(j.Path) {
+	jerr := json.Unmarshal(b, &j)
+	if jerr == nil && j.Mode == ModeResolved {
+		if err := revertResolved(j); err != nil {
+			return Result{Journaled: true, Path: "systemd-resolved link " + j.Link}, err
+		}
+		os.Remove(jp)
+		return Result{Journaled: true, Restored: true, Path: "systemd-resolved link " + j.Link}, nil
+	}
+	if jerr != nil || j.Path == "" || !filepath.IsAbs(j.Path) {
 		// A torn journal: the write was never made (the journal is
 		// synced before the change).
 		os.Remove(jp)
