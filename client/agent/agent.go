@@ -21,6 +21,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/gwapi"
 	"github.com/clearpath-vpn/clearpath/client/key"
+	"github.com/clearpath-vpn/clearpath/client/splitdns"
 	"github.com/clearpath-vpn/clearpath/client/statedir"
 	"github.com/clearpath-vpn/clearpath/client/tunnel"
 	"github.com/clearpath-vpn/clearpath/internal/version"
@@ -71,14 +72,15 @@ type edges struct {
 	probe      func(ctx context.Context, src, dst netip.Addr) error
 	watch      func(ctx context.Context, debounce time.Duration, onChange func()) error
 	resolvConf string
-	stubListen netip.AddrPort // the DNS stub's address (zero: splitdns.StubAddr:53)
+	stubListen netip.AddrPort                             // the DNS stub's address (zero: splitdns.StubAddr:53)
+	resolved   func(resolvConf string) *splitdns.Resolved // systemd-resolved when in charge (nil edge: never)
 	now        func() time.Time
 	after      func(time.Duration) <-chan time.Time
 }
 
 func machineEdges() edges {
 	return edges{tunnelUp: tunnel.Up, pickName: tunnel.PickName, probe: tunnel.Probe, watch: routes.Watch,
-		resolvConf: "/etc/resolv.conf", now: time.Now, after: time.After}
+		resolvConf: "/etc/resolv.conf", resolved: splitdns.SystemResolved, now: time.Now, after: time.After}
 }
 
 // New returns an agent keeping its state in dir.

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 
@@ -58,6 +59,12 @@ func (a *Agent) startDNS(pc *api.PeerConfig, allTraffic bool) (*control.DNSStatu
 		return &st, nil
 	}
 	a.stopDNS() // a switch from the fail-closed block: the old stub goes first
+	all := len(pushed.Domains) == 0 && allTraffic
+	if a.edge.resolved != nil {
+		if r := a.edge.resolved(a.edge.resolvConf); r != nil {
+			return a.startResolved(r, st, pushed, all)
+		}
+	}
 	listen := a.edge.stubListen
 	if !listen.IsValid() {
 		listen = netip.AddrPortFrom(splitdns.StubAddr, 53)
@@ -88,6 +95,27 @@ func (a *Agent) startDNS(pc *api.PeerConfig, allTraffic bool) (*control.DNSStatu
 	a.dns = &dnsSession{stub: stub, upstream: upstream, status: st}
 	a.mu.Unlock()
 	a.log.Info("split DNS through the stub resolver", "stub", listen, "servers", st.Servers, "domains", st.Domains, "all", st.All, "upstream", st.Upstream)
+	return &st, nil
+}
+
+// startResolved hands the split to systemd-resolved: the tunnel link gets
+// the servers and routing domains (journaled first).
+func (a *Agent) startResolved(r *splitdns.Resolved, st control.DNSStatus, pushed gwapi.PushedDNS, all bool) (*control.DNSStatus, error) {
+	a.mu.Lock()
+	name := ""
+	if a.tun != nil {
+		name = a.tun.Name
+	}
+	a.mu.Unlock()
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel link %q: %w", name, err)
+	}
+	if err := splitdns.PointResolved(a.dir, r, name, ifc.Index, pushed.Servers, pushed.Domains, all); err != nil {
+		return nil, err
+	}
+	st.Mode, st.All, st.Stub = "resolved", all, splitdns.ResolvedStub
+	a.log.Info("split DNS through systemd-resolved", "link", name, "servers", st.Servers, "domains", st.Domains, "all", all)
 	return &st, nil
 }
 

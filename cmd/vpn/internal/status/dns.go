@@ -29,6 +29,8 @@ func DNSRow(d *control.DNSStatus) string {
 			s += "; other names via " + up
 		}
 		return s + fmt.Sprintf("; queries: %d tunnel, %d other, %d failed", d.ViaTunnel, d.ViaUpstream, d.Failed)
+	case "resolved":
+		return fmt.Sprintf("%s via %s (tunnel), set on the tunnel link in systemd-resolved", names, servers)
 	default:
 		return fmt.Sprintf("not used: %s (servers %s)", d.Note, servers)
 	}
