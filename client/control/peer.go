@@ -7,10 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 )
 
 // DefaultSocket is the agent's socket for the default state dir: in
@@ -22,13 +23,13 @@ const DefaultSocket = "/run/clearpath/agent.sock"
 const DefaultStateDir = "/var/lib/clearpath"
 
 // SocketEnv overrides the socket path (tests, a second agent).
-const SocketEnv = "VPN_SOCKET"
+const SocketEnv = "CLEARPATH_SOCKET"
 
-// SocketFor returns the control socket of the agent of stateDir: $VPN_SOCKET
+// SocketFor returns the control socket of the agent of stateDir: $CLEARPATH_SOCKET
 // when set, DefaultSocket for the default state dir, else agent.sock inside
 // stateDir (an agent run with --state-dir, as the tests do).
 func SocketFor(stateDir string) string {
-	if s := os.Getenv(SocketEnv); s != "" {
+	if s := envvar.Get(strings.TrimPrefix(SocketEnv, envvar.Prefix)); s != "" {
 		return s
 	}
 	if filepath.Clean(stateDir) == DefaultStateDir {
@@ -113,9 +114,9 @@ func (e *DeniedError) Error() string { return e.Reason }
 
 // ErrNoAccess wraps every refusal the client sees: the socket's mode or the
 // agent's policy.
-var ErrNoAccess = errors.New("the agent runs as root; join the clearpath group or use sudo")
+var ErrNoAccess = errors.New("the agent runs as root; join the clearpath group or use sudo (Linux: sudo usermod -aG clearpath $USER, macOS: sudo dseditgroup -o edit -a $USER -t user clearpath; then log in again)")
 
-// Allow returns nil when peer may do op ("status", "up", "down"); req is the
+// Allow returns nil when peer may do op ("status", "up", "down", "restore"); req is the
 // decoded body of an up.
 func (pol Policy) Allow(peer Peer, op string, req *UpRequest) error {
 	if pol.Open || peer.UID == 0 {
@@ -165,6 +166,13 @@ func SameServer(a, b string) bool {
 	return norm(a) == norm(b)
 }
 
+// MinMTU and MaxMTU bound an up request's tunnel MTU: IPv4's minimum
+// (576; below 1280 the tunnel carries IPv4 only) and jumbo frames.
+const (
+	MinMTU = 576
+	MaxMTU = 9000
+)
+
 // MaxTimeout bounds an up request's timeout.
 const MaxTimeout = 5 * time.Minute
 
@@ -172,6 +180,12 @@ const MaxTimeout = 5 * time.Minute
 func (r *UpRequest) validate() error {
 	if r.Timeout < 0 || r.Timeout > MaxTimeout {
 		return fmt.Errorf("timeout %s out of range (0 to %s)", r.Timeout, MaxTimeout)
+	}
+	if r.MTU != 0 && (r.MTU < MinMTU || r.MTU > MaxMTU) {
+		return fmt.Errorf("mtu %d out of range (%d to %d)", r.MTU, MinMTU, MaxMTU)
+	}
+	if r.MTU != 0 && r.AutoMTU {
+		return errors.New("mtu and auto_mtu both set: choose one")
 	}
 	if len(r.Token) > 64<<10 || len(r.RefreshToken) > 64<<10 {
 		return errors.New("token longer than 64 KiB")

@@ -23,8 +23,9 @@ type DoctorInput struct {
 	Now         time.Time
 }
 
-// Fix IDs of the findings Diagnose makes; RestoreFixable lists those whose
-// fix is Restore (the journal's byte-for-byte undo).
+// IDs of the findings Diagnose makes (listed in routes/analysis.IDs too;
+// TestIDsCatalogue reads the literals below); RestoreFixable tells those
+// whose fix is Restore (the journal's byte-for-byte undo).
 const (
 	FindingStubOrphaned = "dns-stub-orphaned"
 	FindingJournalLeft  = "dns-journal-left"
@@ -50,7 +51,7 @@ func Diagnose(in DoctorInput) []analysis.Finding {
 	pointed := PointsAtStub(in.ResolvConf)
 	switch {
 	case pointed && !in.AgentStub:
-		f := analysis.Finding{ID: FindingStubOrphaned, Severity: analysis.Error, Owner: "clearpath",
+		f := analysis.Finding{ID: "dns-stub-orphaned", Severity: analysis.Error, Owner: "clearpath",
 			Title: fmt.Sprintf("%s points at ClearPath's stub resolver %s, but no agent serves it", in.ResolvPath, StubAddr),
 			Evidence: []analysis.Evidence{ev("file", "%s: nameserver %s", in.ResolvPath, StubAddr),
 				ev("agent", "no running agent has split DNS on")}}
@@ -70,14 +71,14 @@ func Diagnose(in DoctorInput) []analysis.Finding {
 		}
 		out = append(out, f)
 	case in.Journal != nil && !in.AgentStub:
-		out = append(out, analysis.Finding{ID: FindingJournalLeft, Severity: analysis.Warning, Owner: "clearpath",
+		out = append(out, analysis.Finding{ID: "dns-journal-left", Severity: analysis.Warning, Owner: "clearpath",
 			Title:       "a crashed session's DNS journal was never replayed",
 			Evidence:    []analysis.Evidence{journal(), ev("file", "%s no longer points at the stub: it was changed since", in.ResolvPath)},
 			Explanation: "resolv.conf was rewritten by something else after ClearPath pointed it at its stub; replaying the journal leaves that file alone and keeps the one from before `vpn up` as " + SavedFile + " in the state dir.",
 			Commands:    []string{"vpn routes restore"}, Fixable: true, Ours: true})
 	}
 	if in.AgentStub && len(in.Unreachable) > 0 {
-		out = append(out, analysis.Finding{ID: FindingTunnelDNS, Severity: analysis.Warning, Owner: "clearpath",
+		out = append(out, analysis.Finding{ID: "dns-tunnel-resolver-unreachable", Severity: analysis.Warning, Owner: "clearpath",
 			Title:       fmt.Sprintf("the tunnel's DNS servers %v do not answer", in.Unreachable),
 			Evidence:    []analysis.Evidence{ev("lookup", "a query for the routing domain to each of %v through the tunnel got no answer in 2s", in.Unreachable)},
 			Explanation: "Names under the routing domains fail (SERVFAIL) while these servers are silent; ClearPath never asks the LAN for them instead. The gateway's network must let clients reach its DNS servers (allow list, or local_ports udp/53 for the gateway's own address), and the servers must run.",

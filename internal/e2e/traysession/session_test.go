@@ -177,6 +177,27 @@ func TestTraySession(t *testing.T) {
 	s.screenshotWindow("Run doctor", "ClearPath doctor", "tray-doctor.png")
 	s.clickFix()
 
+	// Another leftover of a killed agent, restored from the menu: "Restore
+	// routes" asks the root agent over its socket (none runs after the
+	// down, so the tray starts one, whose start restores) and notifies.
+	if err := ref.Laptop.IP("route", "add", "10.10.0.0/16", "via", lab.HostLANIP4, "dev", ref.LaptopLAN, "table", "7411", "proto", "197"); err != nil {
+		t.Fatal(err)
+	}
+	clicked = time.Now()
+	s.click("Restore routes")
+	n = s.waitNotification("ClearPath: routes restored")
+	t.Logf("Restore routes clicked -> %q in %v", n.Body, time.Since(clicked).Round(time.Millisecond))
+	if out, err := s.st.Laptop.Exec(ctxT(t, 5*time.Second), "ip", "route", "show", "table", "7411"); err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("after Restore routes table 7411 holds %q (%v)", out, err)
+	}
+	if out, _ := s.st.Laptop.Exec(ctxT(t, 5*time.Second), "ip", "route", "show", "default"); !strings.Contains(out, lab.HostLANIP4) {
+		t.Errorf("Restore routes touched the default route: %q", out)
+	}
+	// The agent the tray started idles: `vpn down` ends it.
+	if out, err := s.vpn("down"); err != nil {
+		t.Fatalf("vpn down of the idle agent: %v\n%s", err, out)
+	}
+
 	// Log out: the tray forgets the login it shares with the CLI.
 	s.click("Log out alice@example.com")
 	s.waitMenu("logged out", func(m []desktop.MenuItem) bool { return enabled(m, "Log in") })
@@ -218,7 +239,7 @@ func (s *session) startTray() {
 		t.Fatal(err)
 	}
 	env := append(s.desk.Env(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
-		"VPN_CONFIG_DIR="+s.cfgDir, "PATH="+bin+":"+os.Getenv("PATH"))
+		"CLEARPATH_CONFIG_DIR="+s.cfgDir, "PATH="+bin+":"+os.Getenv("PATH"))
 	var err error
 	s.proc, err = s.st.Laptop.StartEnv("vpn-tray", env, trayBin,
 		"--state-dir", s.alice.StateDir, "--server", stack.ServerURL, "--interface", s.alice.Iface,
@@ -240,7 +261,7 @@ func (s *session) startTray() {
 func (s *session) vpn(args ...string) (string, error) {
 	argv := append([]string{bins.VPN, "--state-dir", s.alice.StateDir}, args...)
 	cmd := s.st.Laptop.Command(ctxT(s.t, time.Minute), argv...)
-	cmd.Env = append(cmd.Environ(), "VPN_CONFIG_DIR="+s.cfgDir, "DISPLAY=", "WAYLAND_DISPLAY=")
+	cmd.Env = append(cmd.Environ(), "CLEARPATH_CONFIG_DIR="+s.cfgDir, "DISPLAY=", "WAYLAND_DISPLAY=")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -315,7 +315,7 @@ type Client struct {
 	Name     string
 	StateDir string
 	Iface    string
-	// ConfigDir is the user's config dir (VPN_CONFIG_DIR) for Run.
+	// ConfigDir is the user's config dir (CLEARPATH_CONFIG_DIR) for Run.
 	ConfigDir string
 }
 
@@ -333,10 +333,10 @@ func (s *Stack) Client(name string) *Client {
 }
 
 // Run runs `vpn --state-dir <dir> args...` in laptop, with the client's
-// own VPN_CONFIG_DIR (tokens, remembered server settings), and returns its
+// own CLEARPATH_CONFIG_DIR (tokens, remembered server settings), and returns its
 // combined output.
 func (c *Client) Run(ctx context.Context, args ...string) (string, error) {
-	argv := append([]string{"env", "VPN_CONFIG_DIR=" + c.ConfigDir, c.Stack.Bin.VPN, "--state-dir", c.StateDir}, args...)
+	argv := append([]string{"env", "CLEARPATH_CONFIG_DIR=" + c.ConfigDir, c.Stack.Bin.VPN, "--state-dir", c.StateDir}, args...)
 	return c.Stack.Laptop.Exec(ctx, argv...)
 }
 

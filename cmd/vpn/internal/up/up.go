@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/login"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/status"
+	"github.com/clearpath-vpn/clearpath/internal/progress"
 )
 
 // Options are the inputs of `vpn up`.
@@ -37,7 +39,9 @@ type Options struct {
 	MaxPrefixes int
 	// RotateKey makes a new device key (the device keeps its addresses).
 	RotateKey bool
-	Login     login.Options
+	// MTU is --mtu: "" (the gateway's), "auto" or a number of bytes.
+	MTU   string
+	Login login.Options
 	// FailClosed keeps a full tunnel's block when the registration
 	// expires unrenewed.
 	FailClosed bool
@@ -49,6 +53,8 @@ type Options struct {
 	sendTokenFile bool
 	// trust is how the server is reached (--allow-http, --ca-file).
 	trust *login.Trust
+	// progress names the waits on a terminal (nil: silent).
+	progress *progress.Reporter
 }
 
 // Agent is the part of the agent connection `up` needs.
@@ -78,14 +84,15 @@ reason is printed.`,
 	cmd.Flags().StringVar(&o.TokenFile, "token-file", "", "file holding a bearer token obtained elsewhere (automation); default: log in (cached, refreshed)")
 	login.AddFlags(cmd, &o.Login)
 	cmd.Flags().StringVar(&o.Network, "network", "", "network to join when you belong to several")
-	cmd.Flags().StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env VPN_INTERFACE or the first free cpN)")
+	cmd.Flags().StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env CLEARPATH_INTERFACE or the first free cpN)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long to wait for traffic through the tunnel")
-	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the resulting status as JSON")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the resulting status as JSON (schema "+Schema+")")
 	cmd.Flags().BoolVar(&o.AllTraffic, "all-traffic", false, "send all IPv4 and IPv6 traffic through the tunnel (the LAN stays reachable)")
 	cmd.Flags().BoolVar(&o.BlockLAN, "block-lan", false, "with --all-traffic: do not keep the LAN outside the tunnel")
 	cmd.Flags().BoolVar(&o.RouteLAN, "route-lan", false, "let prefixes the gateway pushes take this machine's LAN, router and resolvers into the tunnel")
 	cmd.Flags().IntVar(&o.MaxPrefixes, "max-prefixes", 0, "most prefixes the gateway may push (default 1000); more are refused")
 	cmd.Flags().BoolVar(&o.RotateKey, "rotate-key", false, "make a new device key for this registration (the addresses stay)")
+	cmd.Flags().StringVar(&o.MTU, "mtu", "", "tunnel MTU in bytes, or auto: measure the path MTU through the tunnel and lower the MTU to it (default: the gateway's)")
 	cmd.Flags().BoolVar(&o.FailClosed, "fail-closed", false, "with --all-traffic: if the registration expires unrenewed, keep blocking traffic instead of restoring routing")
 	return cmd
 }
@@ -111,8 +118,14 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if err := parseMTU(o.MTU, &control.UpRequest{}); err != nil {
+		return err // before logging in or starting the agent
+	}
 	var tok string
 	var err error
+	if o.progress == nil {
+		o.progress = progress.New(f.ErrOut)
+	}
 	cache, err := auth.DefaultCache()
 	if err != nil {
 		return err
@@ -146,14 +159,18 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 			return err
 		}
 		o.Login.HTTP = o.trust.HTTP
+		done := o.progress.Wait("the gateway at " + o.Server + " and your login")
 		t, err := auth.Obtain(ctx, cache, o.Server, f.ErrOut, o.Login.LoginOptions)
+		done()
 		if err != nil {
 			return err
 		}
 		tok, o.refreshToken = t.IDToken, t.RefreshToken
 	}
 	start := time.Now()
+	done := o.progress.Wait("the agent")
 	c, err := f.EnsureAgent(ctx)
+	done()
 	if err != nil {
 		return err
 	}
@@ -166,10 +183,15 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 	if o.sendTokenFile {
 		req.TokenFile = o.TokenFile
 	}
+	if err := parseMTU(o.MTU, &req); err != nil {
+		return err
+	}
 	if o.trust != nil {
 		req.AllowHTTP, req.CAPEM = o.trust.Policy.AllowHTTP, o.trust.Policy.CAPEM
 	}
+	done := o.progress.Wait("the tunnel: registration at " + o.Server + ", handshake, a reply through it")
 	st, err := c.Up(ctx, req)
+	done()
 	if err != nil {
 		return fmt.Errorf("up failed: %w", err)
 	}
@@ -188,5 +210,23 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 	if d := status.DNSRow(st.DNS); d != "" {
 		fmt.Fprintf(f.Out, "  dns        %s\n", d)
 	}
+	return nil
+}
+
+// parseMTU reads --mtu: "auto", or a size from 576 (IPv4's minimum; below
+// 1280 the tunnel carries IPv4 only) to 9000.
+func parseMTU(v string, req *control.UpRequest) error {
+	switch v {
+	case "":
+		return nil
+	case "auto":
+		req.AutoMTU = true
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < control.MinMTU || n > control.MaxMTU {
+		return fmt.Errorf("--mtu %q: want auto or a number of bytes from %d to %d", v, control.MinMTU, control.MaxMTU)
+	}
+	req.MTU = n
 	return nil
 }

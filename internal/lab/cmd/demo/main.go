@@ -154,7 +154,7 @@ func run(user string, pause time.Duration) error {
 	d.s = s
 	d.c = s.Client(user)
 	// The user's config dir (tokens, remembered --ca-file) stays in the lab.
-	os.Setenv("VPN_CONFIG_DIR", d.c.ConfigDir)
+	os.Setenv("CLEARPATH_CONFIG_DIR", d.c.ConfigDir)
 	if _, err := d.sh(s.GW, "wg", "show", s.EngIface); err != nil {
 		return err
 	}
