@@ -128,6 +128,8 @@ type Network struct {
 	// clients may reach ("udp/53", "tcp/53"); everything else addressed to
 	// the host from the network's interface is dropped (localports.go).
 	LocalPorts []string `yaml:"local_ports"`
+	// DNS is pushed to the network's clients (split DNS, dns.go).
+	DNS *NetworkDNS `yaml:"dns"`
 }
 
 // Pool4 returns the IPv4 pool (zero if none).
@@ -401,6 +403,7 @@ func (c *Config) Validate() error {
 		}
 		validateProbe(n, f, bad)
 		validateLocalPorts(n, f, bad)
+		validateDNS(n, f, bad)
 	}
 	c.validateOps(bad)
 	c.validateSecrets(bad)
@@ -518,6 +521,13 @@ networks:
     # ping its tunnel address and use the API port); open ports of a service
     # on the host, e.g. a DNS forwarder:
     # local_ports: [udp/53, tcp/53]
+    # Split DNS pushed to the clients: names under domains are resolved by
+    # servers (inside allow, or the gateway's own tunnel address 100.64.0.1
+    # with local_ports udp/53); an empty domains list sends all DNS of
+    # clients with --all-traffic through the tunnel.
+    # dns:
+    #   servers: [10.10.0.2]
+    #   domains: [corp.internal]
   - name: ops
     group: ops
     interface: wg-ops

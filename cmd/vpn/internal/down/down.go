@@ -11,6 +11,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/splitdns"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/routes"
@@ -92,6 +93,14 @@ func Run(ctx context.Context, f *factory.Factory) (*Result, error) {
 		return nil, err
 	}
 	defer unlock()
+	dns, derr := splitdns.Restore(f.StateDir)
+	if derr != nil {
+		fmt.Fprintf(f.ErrOut, "warning: resolv.conf: %v\n", derr)
+	} else if dns.Changed {
+		fmt.Fprintf(f.ErrOut, "warning: %s\n", dns.Message())
+	} else if dns.Restored {
+		fmt.Fprintf(f.Out, "No agent was running; %s.\n", dns.Message())
+	}
 	sys, serr := routes.NewSystem()
 	if serr != nil {
 		return nil, serr

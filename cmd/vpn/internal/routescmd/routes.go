@@ -15,6 +15,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/splitdns"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/routes"
@@ -153,7 +154,7 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 
 	restore := &cobra.Command{
 		Use:   "restore",
-		Short: "Replay the journal in reverse and remove every leftover route or rule of ours",
+		Short: "Replay the journal in reverse and remove every leftover route or rule of ours; put resolv.conf back",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := f.Control().Status(cmd.Context()); err == nil {
@@ -164,6 +165,13 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 				return err
 			}
 			defer unlock()
+			if res, err := splitdns.Restore(f.StateDir); err != nil {
+				fmt.Fprintf(f.ErrOut, "warning: resolv.conf: %v\n", err)
+			} else if res.Changed {
+				fmt.Fprintf(f.ErrOut, "warning: %s\n", res.Message())
+			} else if res.Restored {
+				fmt.Fprintln(f.Out, res.Message())
+			}
 			s, err := sys()
 			if err != nil {
 				return err

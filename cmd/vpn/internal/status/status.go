@@ -125,6 +125,9 @@ func Print(w io.Writer, st *control.Status) {
 		mode = "full tunnel (all traffic of a family, as installed)"
 	}
 	rows = append(rows, [2]string{"mode", mode})
+	if d := DNSRow(st.DNS); d != "" {
+		rows = append(rows, [2]string{"dns", d})
+	}
 	for _, n := range st.Notices {
 		rows = append(rows, [2]string{"notice", n})
 	}

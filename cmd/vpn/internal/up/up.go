@@ -17,6 +17,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/login"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/status"
 	"github.com/clearpath-vpn/clearpath/internal/progress"
 )
 
@@ -205,6 +206,9 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 		st.Interface, strings.Join(st.Addresses, ", "), st.Endpoint, strings.Join(st.AllowedIPs, ", "))
 	if st.ExpiresAt != nil {
 		fmt.Fprintf(f.Out, "  expires    %s\n", st.ExpiresAt.Local().Format(time.RFC1123))
+	}
+	if d := status.DNSRow(st.DNS); d != "" {
+		fmt.Fprintf(f.Out, "  dns        %s\n", d)
 	}
 	return nil
 }
