@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -42,10 +43,14 @@ func TestDNSErrorsNameTheField(t *testing.T) {
 		{"    dns: {servers: [10.10.0.2], domains: [a..b]}", `networks[0].dns.domains[0]: "a..b" has an empty label`},
 		{"    dns: {servers: [10.10.0.2], domains: [corp.internal, CORP.internal.]}", `networks[0].dns.domains[1]: "CORP.internal." is listed twice (also dns.domains[0])`},
 		{"    dns: {servers: [nope]}", `nope`},
-		{"    dns: {server: [10.10.0.2]}", `networks[0].dns.server (line 87): unknown field`},
+		{"    dns: {server: [10.10.0.2]}", `networks[0].dns.server (line @LINE@): unknown field`},
 	}
 	for _, c := range cases {
-		_, err := Parse([]byte(withEngDNS(c.yaml)))
+		doc := withEngDNS(c.yaml)
+		// The line of the entry, wherever the example puts it.
+		line := strings.Count(doc[:strings.Index(doc, strings.TrimSpace(c.yaml))], "\n") + 1
+		c.want = strings.ReplaceAll(c.want, "@LINE@", fmt.Sprint(line))
+		_, err := Parse([]byte(doc))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s:\n got %v\nwant an error containing %q", c.yaml, err, c.want)
 		}

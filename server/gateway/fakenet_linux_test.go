@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -185,9 +186,38 @@ type unitGateway struct {
 	points  []string
 }
 
+// unitListen remembers the API address of each unit gateway (by its
+// directory) so a reload's configuration keeps it.
+var unitListen sync.Map
+
+// listenFor is a loopback TCP address free a moment ago, the same for one
+// directory: the configuration refuses port 0 (a client could not be told
+// the port).
+func listenFor(dir string) string {
+	if a, ok := unitListen.Load(dir); ok {
+		return a.(string)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	a, _ := unitListen.LoadOrStore(dir, ln.Addr().String())
+	return a.(string)
+}
+
+// listenOf is the API address for dir's configuration; "@DIR@" (filled
+// in by startUnit) gets a placeholder filled in with it.
+func listenOf(dir string) string {
+	if dir == "@DIR@" {
+		return "@LISTEN@"
+	}
+	return listenFor(dir)
+}
+
 func unitConfig(dir string, nets ...labNet) string {
 	l := &gwLab{flows: "off"}
-	return strings.Replace(l.config(dir, "127.0.0.1:0", nets...), "metrics_listen: \"off\"\n", "metrics_listen: \"off\"\nadmin_socket: "+filepath.Join(dir, "a.sock")+"\n", 1)
+	return strings.Replace(l.config(dir, listenOf(dir), nets...), "metrics_listen: \"off\"\n", "metrics_listen: \"off\"\nadmin_socket: "+filepath.Join(dir, "a.sock")+"\n", 1)
 }
 
 func startUnit(t *testing.T, f *fakeNet, doc string) *unitGateway {
@@ -195,7 +225,7 @@ func startUnit(t *testing.T, f *fakeNet, doc string) *unitGateway {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o700)
 	u := &unitGateway{t: t, f: f, dir: dir, cfgPath: filepath.Join(dir, "gateway.yaml"), reload: make(chan struct{}, 1), done: make(chan error, 1)}
-	u.write(strings.ReplaceAll(doc, "@DIR@", dir))
+	u.write(strings.ReplaceAll(strings.ReplaceAll(doc, "@DIR@", dir), "@LISTEN@", listenFor(dir)))
 	cfg, err := config.Load(u.cfgPath)
 	if err != nil {
 		t.Fatal(err)
