@@ -48,6 +48,11 @@ type Config struct {
 	API            API            `yaml:"api"`
 	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
 	MetricsToken   string         `yaml:"metrics_token"`
+	// The admin web page (admin.go): where it listens, who may use it and
+	// how they log in.
+	AdminListen string    `yaml:"admin_listen"`
+	AdminGroup  string    `yaml:"admin_group"`
+	Admin       AdminPage `yaml:"admin"`
 }
 
 // Flows configures the eBPF filter: it drops packets whose source is no
@@ -212,6 +217,7 @@ func (c *Config) applyDefaults() {
 	c.applySecretsDefaults()
 	c.applyTLSDefaults()
 	c.applyAPIDefaults()
+	c.applyAdminDefaults()
 	for i := range c.Networks {
 		n := &c.Networks[i]
 		if n.MTU == 0 {
@@ -361,6 +367,7 @@ func (c *Config) Validate() error {
 	c.validateSecrets(bad)
 	c.validateTLS(bad)
 	c.validateAPI(bad)
+	c.validateAdmin(bad)
 	return errors.Join(errs...)
 }
 
