@@ -14,8 +14,8 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/peerscmd"
-	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/adminops"
+	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
