@@ -228,6 +228,14 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	defer admin.Close()
 
+	// Admin web page hook (adminweb.go): its own listener on admin_listen.
+	stopWeb, err := g.startAdminWeb(ctx)
+	if err != nil {
+		stopLife()
+		return err
+	}
+	defer stopWeb()
+
 	srv := apiServer(g.opsHandler(g.Handler(), cfg.MetricsToken), cfg.API, log)
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
