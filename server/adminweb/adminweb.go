@@ -10,6 +10,7 @@
 package adminweb
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/base64"
@@ -22,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -115,6 +117,10 @@ type Handler struct {
 }
 
 const loginCookie = "cp_admin_login"
+
+// bufPool holds render buffers: a page is rendered whole before its status
+// is written, so a template error never leaves half a page.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // New returns the admin page's handler.
 func New(o Options) (*Handler, error) {
@@ -237,14 +243,21 @@ func (h *Handler) page(fn func(r *http.Request, a admin) (string, any, error)) h
 
 func (h *Handler) render(w http.ResponseWriter, code int, name string, v view) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	var b strings.Builder
-	if err := h.tmpl[name].Execute(&b, v); err != nil {
+	b := bufPool.Get().(*bytes.Buffer)
+	defer func() {
+		if b.Cap() <= 16<<20 {
+			b.Reset()
+			bufPool.Put(b)
+		}
+	}()
+	if err := h.tmpl[name].Execute(b, v); err != nil {
 		h.o.Log.Error("admin page render", "page", name, "err", err)
 		http.Error(w, "render failed", http.StatusInternalServerError)
 		return
 	}
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
 	w.WriteHeader(code)
-	w.Write([]byte(b.String()))
+	w.Write(b.Bytes())
 }
 
 func (h *Handler) message(w http.ResponseWriter, code int, title, msg string) {
