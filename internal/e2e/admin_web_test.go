@@ -178,8 +178,8 @@ func TestAdminPage(t *testing.T) {
 	}); !ok || pl.repliedSince(start.Add(gone)) {
 		t.Errorf("vpc-a still answered alice after her key left the device")
 	}
-	must(t, chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS("#flash"))))
-	flash := text(t, bctx, "#flash")
+	must(t, chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS("#flash, #flash-err"))))
+	flash := text(t, bctx, ".flash")
 	t.Logf("REVOCATION from the admin page: alice's key off %s %v after the click; the page said %q", e.EngIface, gone.Round(time.Millisecond), flash)
 	if !strings.Contains(flash, "Revoked peer "+id) {
 		t.Errorf("flash after revoking: %q", flash)

@@ -187,7 +187,7 @@ func TestHeadersAndEscaping(t *testing.T) {
 	}
 	hd := w.Result().Header
 	for k, want := range map[string]string{"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-		"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "Strict-Transport-Security": "max-age=31536000"} {
+		"Cache-Control": "no-store", "Referrer-Policy": "same-origin", "Strict-Transport-Security": "max-age=31536000"} {
 		if hd.Get(k) != want {
 			t.Errorf("%s: %q, want %q", k, hd.Get(k), want)
 		}
