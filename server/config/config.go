@@ -433,6 +433,12 @@ key_ttl: 720h            # a registered key expires after this long
 # 127.0.0.1:9587, loopback; "off" for none) and never on listen, unless
 # metrics_token is set (then only with "Authorization: Bearer <token>").
 # metrics_listen: "127.0.0.1:9587"
+# The admin web page (peers, networks, users, audit, warnings) is on when
+# admin_group is set: members of that group log in through the identity
+# provider (client admin.client_id, default oidc.client_id, redirect
+# <admin.url>/auth/callback). Loopback by default; reach it over SSH.
+# admin_group: clearpath-admins
+# admin_listen: "127.0.0.1:9443"
 # metrics_token: <openssl rand -hex 32>
 # Behind a reverse proxy or load balancer: X-Forwarded-For (its rightmost
 # address that is no proxy of yours) is the client's address for audit and
