@@ -33,6 +33,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/server/adminops"
 	"github.com/clearpath-vpn/clearpath/server/auth"
+	"github.com/clearpath-vpn/clearpath/server/explain"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
@@ -58,6 +59,36 @@ type Backend interface {
 	Revoke(ctx context.Context, who adminops.Actor, id, reason string) (string, error)
 	Disable(ctx context.Context, who adminops.Actor, user, reason string) (string, error)
 	Enable(ctx context.Context, who adminops.Actor, user string) (string, error)
+	// Explain answers whether user would reach target (HOST[:PORT]).
+	Explain(ctx context.Context, user, target, network string) (*explain.Answer, error)
+	// Flows summarises the flow log (user "" for everyone).
+	Flows(ctx context.Context, user string) (*FlowSummary, error)
+}
+
+// FlowSummary is the flows page: per user allowed and denied flows and
+// bytes, and the top talkers, from the newest part of the flow log.
+type FlowSummary struct {
+	// Source names what was read ("the last 8 MiB of /var/lib/.../flows.jsonl").
+	Source string
+	// Off says why there is nothing (filter off, no log).
+	Off   string
+	Users []FlowUser
+	Top   []FlowTalker
+}
+
+// FlowUser is one user's flows.
+type FlowUser struct {
+	User              string
+	Allowed, Denied   int
+	Bytes, ReplyBytes uint64
+	LastSeen          time.Time
+}
+
+// FlowTalker is one (user, destination) pair by bytes both ways.
+type FlowTalker struct {
+	User, Dst, Proto, Verdict string
+	Flows                     int
+	Bytes                     uint64
 }
 
 // Peer is one row of the peers page.
@@ -140,7 +171,7 @@ func New(o Options) (*Handler, error) {
 		// __Host-: Secure, Path=/, no Domain, enforced by the browser.
 		h.cookie = "__Host-cp_admin"
 	}
-	for _, page := range []string{"peers", "networks", "audit", "warnings", "users", "message"} {
+	for _, page := range []string{"peers", "networks", "audit", "warnings", "users", "explain", "flows", "message"} {
 		t, err := template.New("layout.html").Funcs(funcs(o.Now)).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("admin page template %s: %w", page, err)
@@ -158,6 +189,8 @@ func New(o Options) (*Handler, error) {
 	mux.HandleFunc("GET /audit", h.page(h.audit))
 	mux.HandleFunc("GET /warnings", h.page(h.warnings))
 	mux.HandleFunc("GET /users", h.page(h.users))
+	mux.HandleFunc("GET /explain", h.page(h.explain))
+	mux.HandleFunc("GET /flows", h.page(h.flows))
 	mux.HandleFunc("POST /users/disable", h.change(h.disable))
 	mux.HandleFunc("POST /users/enable", h.change(h.enable))
 	mux.HandleFunc("GET /static/style.css", func(w http.ResponseWriter, r *http.Request) {

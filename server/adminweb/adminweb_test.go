@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/server/adminops"
+	"github.com/clearpath-vpn/clearpath/server/explain"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
@@ -49,6 +50,12 @@ func (f *fakeBackend) Disable(context.Context, adminops.Actor, string, string) (
 	return "", nil
 }
 func (f *fakeBackend) Enable(context.Context, adminops.Actor, string) (string, error) { return "", nil }
+func (f *fakeBackend) Explain(_ context.Context, user, target, _ string) (*explain.Answer, error) {
+	return &explain.Answer{User: user, Host: target, Summary: "<b>" + user + "</b> reaches " + target, Reachable: true}, nil
+}
+func (f *fakeBackend) Flows(context.Context, string) (*FlowSummary, error) {
+	return &FlowSummary{Source: "test", Users: []FlowUser{{User: "alice@example.com", Allowed: 3, Denied: 1}}}, nil
+}
 
 const testURL = "https://admin.example:9443"
 
@@ -196,7 +203,7 @@ func TestHeadersAndEscaping(t *testing.T) {
 		t.Errorf("the page carries script")
 	}
 	// Not logged in: every page sends to /login.
-	for _, p := range []string{"/peers", "/networks", "/audit", "/warnings", "/users"} {
+	for _, p := range []string{"/peers", "/networks", "/audit", "/warnings", "/users", "/explain", "/flows"} {
 		if w := do(h, "GET", p, "", "", nil); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/login" {
 			t.Errorf("GET %s without a session: %d %q", p, w.Code, w.Header().Get("Location"))
 		}
@@ -270,5 +277,24 @@ func TestPeersPage10kUnder200ms(t *testing.T) {
 	// Generous bound (the target is 200 ms) so a loaded machine does not flake.
 	if per > time.Second {
 		t.Errorf("peers page with 10,000 peers took %v per render", per)
+	}
+}
+
+func TestReadOnlyPagesRender(t *testing.T) {
+	h, _, _ := newTest(t, nil)
+	cookie, _ := loginAs(h, "carol@example.com")
+	for path, want := range map[string]string{
+		"/networks":                             "10.10.0.0/16",
+		"/warnings":                             "No key is expiring",
+		"/users":                                "No user is disabled",
+		"/audit":                                "No entries match",
+		"/flows":                                "alice@example.com",
+		"/explain?user=<i>x&target=10.0.0.1:22": "&lt;b&gt;&lt;i&gt;x&lt;/b&gt; reaches 10.0.0.1:22",
+		"/explain?user=alice":                   "name a user and a HOST[:PORT]",
+	} {
+		w := do(h, "GET", path, cookie, "", nil)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), want) {
+			t.Errorf("GET %s: %d, want %q in\n%s", path, w.Code, want, w.Body.String())
+		}
 	}
 }

@@ -9,12 +9,14 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/internal/units"
 	"github.com/clearpath-vpn/clearpath/server/api"
+	"github.com/clearpath-vpn/clearpath/server/explain"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
 func funcs(now func() time.Time) template.FuncMap {
 	return template.FuncMap{
-		"bytes": units.Bytes,
+		"bytes":   units.Bytes,
+		"bytes64": func(n uint64) string { return units.Bytes(int64(min(n, 1<<62))) },
 		// printable escapes control characters a client or an identity
 		// provider put in host names and e-mails; html/template escapes
 		// the markup.
@@ -247,4 +249,44 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request, a admin) (strin
 	}
 	h.ok(a, msg)
 	return "/users", nil
+}
+
+type explainData struct {
+	User, Target, Network string
+	Answer                *explain.Answer
+	Err                   string
+}
+
+func (h *Handler) explain(r *http.Request, _ admin) (string, any, error) {
+	q := r.URL.Query()
+	d := explainData{User: strings.TrimSpace(q.Get("user")), Target: strings.TrimSpace(q.Get("target")), Network: strings.TrimSpace(q.Get("network"))}
+	if d.User == "" && d.Target == "" {
+		return "explain", d, nil
+	}
+	if d.User == "" || d.Target == "" {
+		d.Err = "name a user and a HOST[:PORT]"
+		return "explain", d, nil
+	}
+	a, err := h.o.Backend.Explain(r.Context(), d.User, d.Target, d.Network)
+	if err != nil {
+		d.Err = err.Error()
+		return "explain", d, nil
+	}
+	d.Answer = a
+	return "explain", d, nil
+}
+
+type flowsData struct {
+	User    string
+	Summary *FlowSummary
+}
+
+func (h *Handler) flows(r *http.Request, _ admin) (string, any, error) {
+	d := flowsData{User: strings.TrimSpace(r.URL.Query().Get("user"))}
+	s, err := h.o.Backend.Flows(r.Context(), d.User)
+	if err != nil {
+		return "", nil, err
+	}
+	d.Summary = s
+	return "flows", d, nil
 }

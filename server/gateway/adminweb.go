@@ -1,20 +1,28 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/clearpath-vpn/clearpath/bpf"
+	"github.com/clearpath-vpn/clearpath/internal/units"
 	"github.com/clearpath-vpn/clearpath/server/adminops"
 	"github.com/clearpath-vpn/clearpath/server/adminweb"
 	"github.com/clearpath-vpn/clearpath/server/auth"
+	"github.com/clearpath-vpn/clearpath/server/explain"
 	"github.com/clearpath-vpn/clearpath/server/lifecycle"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -261,4 +269,133 @@ func (b webBackend) Enable(ctx context.Context, who adminops.Actor, user string)
 		return "", fmt.Errorf("%s is not disabled", user)
 	}
 	return "Enabled " + user + ": they may register again.", nil
+}
+
+func (b webBackend) Explain(ctx context.Context, user, target, network string) (*explain.Answer, error) {
+	host, port, err := explain.SplitHostPort(target)
+	if err != nil {
+		return nil, err
+	}
+	subject, email, err := adminops.ResolveUser(ctx, b.g.store, user)
+	if err != nil {
+		if network == "" {
+			return nil, err
+		}
+		subject, email = user, "" // a would-be member of network
+	}
+	b.g.reloadMu.RLock()
+	cfg := b.g.cfg
+	b.g.reloadMu.RUnlock()
+	return explain.Explain(ctx, explain.Request{Config: cfg, Store: b.g.store, Subject: subject, Email: email, Host: host, Port: port, Network: network, Now: b.g.now()})
+}
+
+// flowTail is how much of the flow log's end the flows page reads.
+const flowTail = 8 << 20
+
+func (b webBackend) Flows(_ context.Context, user string) (*adminweb.FlowSummary, error) {
+	b.g.reloadMu.RLock()
+	path := b.g.cfg.Flows.Log
+	b.g.reloadMu.RUnlock()
+	switch {
+	case b.g.flows == nil:
+		return &adminweb.FlowSummary{Off: "The eBPF filter is off on this gateway (flows.filter), so no flows are logged."}, nil
+	case path == "":
+		return &adminweb.FlowSummary{Off: "The flow log is off (flows.log: -)."}, nil
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &adminweb.FlowSummary{Off: "No flow has been logged yet (" + path + ")."}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("flow log: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("flow log: %w", err)
+	}
+	off := max(st.Size()-flowTail, 0)
+	data := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(data, off); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("flow log: %w", err)
+	}
+	if off > 0 { // skip the partial first line
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			data = data[i+1:]
+		}
+	}
+	s := summariseFlows(data, user)
+	s.Source = fmt.Sprintf("%s (%s read)", path, units.Bytes(int64(len(data))))
+	if off > 0 {
+		s.Source = fmt.Sprintf("the newest %s of %s", units.Bytes(int64(len(data))), path)
+	}
+	return s, nil
+}
+
+// summariseFlows aggregates flow log lines per user and per (user,
+// destination); user, when set, keeps only that user's flows.
+func summariseFlows(data []byte, user string) *adminweb.FlowSummary {
+	users := map[string]*adminweb.FlowUser{}
+	type talkKey struct{ user, dst, proto, verdict string }
+	talk := map[talkKey]*adminweb.FlowTalker{}
+	for line := range bytes.SplitSeq(data, []byte{'\n'}) {
+		if len(line) == 0 {
+			continue
+		}
+		var r bpf.FlowRecord
+		if json.Unmarshal(line, &r) != nil {
+			continue
+		}
+		if user != "" && !strings.EqualFold(r.User, user) {
+			continue
+		}
+		u := users[r.User]
+		if u == nil {
+			u = &adminweb.FlowUser{User: r.User}
+			users[r.User] = u
+		}
+		if r.Verdict == "allow" {
+			u.Allowed++
+		} else {
+			u.Denied++
+		}
+		u.Bytes += r.Bytes
+		u.ReplyBytes += r.ReplyBytes
+		if r.LastSeen.After(u.LastSeen) {
+			u.LastSeen = r.LastSeen
+		}
+		dst := r.Dst
+		if r.DstPort != nil {
+			dst = net.JoinHostPort(r.Dst, strconv.Itoa(int(*r.DstPort)))
+		}
+		k := talkKey{r.User, dst, r.Proto, r.Verdict}
+		t := talk[k]
+		if t == nil {
+			t = &adminweb.FlowTalker{User: r.User, Dst: dst, Proto: r.Proto, Verdict: r.Verdict}
+			talk[k] = t
+		}
+		t.Flows++
+		t.Bytes += r.Bytes + r.ReplyBytes
+	}
+	s := &adminweb.FlowSummary{}
+	for _, u := range users {
+		s.Users = append(s.Users, *u)
+	}
+	slices.SortFunc(s.Users, func(a, b adminweb.FlowUser) int { return strings.Compare(a.User, b.User) })
+	for _, t := range talk {
+		s.Top = append(s.Top, *t)
+	}
+	slices.SortFunc(s.Top, func(a, b adminweb.FlowTalker) int {
+		if a.Bytes != b.Bytes {
+			if a.Bytes > b.Bytes {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.User+a.Dst, b.User+b.Dst)
+	})
+	if len(s.Top) > 20 {
+		s.Top = s.Top[:20]
+	}
+	return s
 }
