@@ -31,7 +31,7 @@ import (
 // on admin_listen's default, loopback inside gw.
 const (
 	adminURL     = "https://127.0.0.1:9443"
-	adminSession = 60 * time.Second
+	adminSession = 90 * time.Second
 )
 
 // TestAdminPage drives the admin page in a real headless Chromium inside
@@ -111,7 +111,7 @@ func TestAdminPage(t *testing.T) {
 	}
 
 	// Screenshots of each page.
-	for _, p := range []string{"peers", "networks", "users", "audit", "warnings"} {
+	for _, p := range []string{"peers", "networks", "audit", "warnings"} {
 		shot(t, bctx, p)
 	}
 
@@ -194,6 +194,38 @@ func TestAdminPage(t *testing.T) {
 		t.Errorf("audit page filtered on alice and revoke shows:\n%s", a)
 	}
 	shot(t, bctx, "audit-filtered")
+
+	// Users: disable bob (his key goes), then enable him, as the CLI would.
+	must(t, chromedp.Do(bctx, chromedp.Navigate(adminURL+"/users"), chromedp.WaitVisible(chromedp.CSS("#disable")),
+		chromedp.SendKeys(chromedp.CSS("#disable input[name=user]"), "bob@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#disable input[name=reason]"), "left the company"),
+		chromedp.Click(chromedp.CSS("#disable button")), chromedp.WaitVisible(chromedp.CSS(".flash"))))
+	if f := text(t, bctx, ".flash"); !strings.Contains(f, "Disabled bob@example.com; 1 key(s) revoked") {
+		t.Errorf("disable bob: %q", f)
+	}
+	if out := e.adminOK(t, "users", "list"); !strings.Contains(out, "bob@example.com") || !strings.Contains(out, carol.Email) {
+		t.Errorf("users list after disabling bob from the page:\n%s", out)
+	}
+	if recs := e.auditLog(t, "--action", "disable"); !hasAudit(recs, "disable", carol.Email, "bob@example.com", "left the company", "admin-web") {
+		t.Errorf("disable not audited as carol from the page: %+v", recs)
+	}
+	shot(t, bctx, "users")
+	must(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#users button")), chromedp.WaitVisible(chromedp.CSS(".flash"))))
+	if out := e.adminOK(t, "users", "list"); strings.Contains(out, "bob@example.com") {
+		t.Errorf("bob still disabled after Enable:\n%s", out)
+	}
+
+	// Explain, as `vpn-gateway explain`.
+	for target, want := range map[string]string{vpcA4: "YES", net.JoinHostPort(lab.VPCBIP4, "8000"): "NO"} {
+		must(t, chromedp.Do(bctx, chromedp.Navigate(adminURL+"/explain?user=alice@example.com&network=eng&target="+url.QueryEscape(target)),
+			chromedp.WaitVisible(chromedp.CSS("#verdict"))))
+		if v := text(t, bctx, "#verdict"); !strings.HasPrefix(v, want) {
+			t.Errorf("explain alice %s: %q, want %s", target, v, want)
+		}
+	}
+	shot(t, bctx, "explain")
+	must(t, chromedp.Do(bctx, chromedp.Navigate(adminURL+"/flows"), chromedp.WaitVisible(chromedp.CSS("main h1"))))
+	shot(t, bctx, "flows")
 
 	// A member of no admin group: 403, no session.
 	nctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
