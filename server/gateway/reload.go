@@ -47,6 +47,10 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 	restart("state_dir", cur.StateDir, next.StateDir)
 	restart("admin_socket", cur.AdminSocket, next.AdminSocket)
 	restart("metrics_listen", cur.MetricsListen, next.MetricsListen)
+	// The admin page (adminweb.go) reads its settings once, at start.
+	restart("admin_listen", cur.AdminListen, next.AdminListen)
+	restart("admin_group", cur.AdminGroup, next.AdminGroup)
+	restart("admin", cur.Admin, next.Admin)
 	restart("api", cur.API, next.API)
 	restart("trusted_proxies", cur.TrustedProxies, next.TrustedProxies)
 	if cur.MetricsToken != next.MetricsToken { // a secret: no values
