@@ -115,6 +115,16 @@ func TestAdminPage(t *testing.T) {
 		shot(t, bctx, p)
 	}
 
+	// Explain, as `vpn-gateway explain`, while alice has a live key.
+	for target, want := range map[string]string{vpcA4: "YES", net.JoinHostPort(lab.VPCBIP4, "8000"): "NO"} {
+		must(t, chromedp.Do(bctx, chromedp.Navigate(adminURL+"/explain?user=alice@example.com&network=eng&target="+url.QueryEscape(target)),
+			chromedp.WaitVisible(chromedp.CSS("#verdict"))))
+		if v := text(t, bctx, "#verdict"); !strings.HasPrefix(v, want) {
+			t.Errorf("explain alice %s: %q, want %s", target, v, want)
+		}
+	}
+	shot(t, bctx, "explain")
+
 	// Attacks, each with alice's key still on the device and no revoke
 	// audited afterwards.
 	unchanged := func(what string) {
@@ -215,15 +225,6 @@ func TestAdminPage(t *testing.T) {
 		t.Errorf("bob still disabled after Enable:\n%s", out)
 	}
 
-	// Explain, as `vpn-gateway explain`.
-	for target, want := range map[string]string{vpcA4: "YES", net.JoinHostPort(lab.VPCBIP4, "8000"): "NO"} {
-		must(t, chromedp.Do(bctx, chromedp.Navigate(adminURL+"/explain?user=alice@example.com&network=eng&target="+url.QueryEscape(target)),
-			chromedp.WaitVisible(chromedp.CSS("#verdict"))))
-		if v := text(t, bctx, "#verdict"); !strings.HasPrefix(v, want) {
-			t.Errorf("explain alice %s: %q, want %s", target, v, want)
-		}
-	}
-	shot(t, bctx, "explain")
 	must(t, chromedp.Do(bctx, chromedp.Navigate(adminURL+"/flows"), chromedp.WaitVisible(chromedp.CSS("main h1"))))
 	shot(t, bctx, "flows")
 
