@@ -109,6 +109,9 @@ type Network struct {
 	// clients may reach ("udp/53", "tcp/53"); everything else addressed to
 	// the host from the network's interface is dropped (localports.go).
 	LocalPorts []string `yaml:"local_ports"`
+	// Access narrows what named users reach (access.go), enforced by the
+	// eBPF filter.
+	Access []AccessRule `yaml:"access"`
 }
 
 // Pool4 returns the IPv4 pool (zero if none).
@@ -362,6 +365,7 @@ func (c *Config) Validate() error {
 		}
 		validateProbe(n, f, bad)
 		validateLocalPorts(n, f, bad)
+		validateAccess(c, n, f, bad)
 	}
 	c.validateOps(bad)
 	c.validateSecrets(bad)

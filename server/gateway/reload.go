@@ -136,6 +136,9 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 		if !slices.Equal(o.LocalPorts, n.LocalPorts) {
 			d = append(d, fmt.Sprintf("local_ports %v -> %v", o.LocalPorts, n.LocalPorts))
 		}
+		if !reflect.DeepEqual(o.Access, n.Access) {
+			d = append(d, fmt.Sprintf("access %d -> %d rule(s)", len(o.Access), len(n.Access)))
+		}
 		if len(d) > 0 {
 			changes = append(changes, netChange{op: "update", old: o, new: n, idx: i, details: d})
 		}
@@ -228,6 +231,9 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err := g.preflight(changes); err != nil {
 		return res, fmt.Errorf("config %s: %w", g.configPath, err)
 	}
+	if g.flows == nil && next.HasAccessRules() {
+		return res, fmt.Errorf("config %s: networks[].access needs the eBPF flow filter, which is off on this gateway; nothing changed", g.configPath)
+	}
 	// The certificate is read before anything changes, so a bad file
 	// fails the reload with the running certificate still served.
 	var pair *tls.Certificate
@@ -252,6 +258,16 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 		g.log.Info("TLS certificate reloaded", "cert", next.TLS.Cert, "certificate", certs.Describe(g.certs.Leaf()))
 	}
 	g.cfg = next
+	// Access rules (flows.go) reach live peers now, not at their next
+	// registration.
+	g.flows.setNetworks(next.Networks)
+	var live []store.Peer
+	for _, t := range g.life.Tracked() {
+		live = append(live, t.Peer)
+	}
+	if err := g.flows.reapply(live); err != nil {
+		g.log.Error("reload: access rules on live peers", "err", err)
+	}
 	g.life.SetSettings(settingsOf(next))
 	g.store.SetAllocationGrace(next.AllocationGrace)
 	g.verifier.SetRequireEmailVerified(next.OIDC.EmailVerifiedRequired())
