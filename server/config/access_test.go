@@ -32,7 +32,7 @@ func TestAccessRules(t *testing.T) {
 	}
 	for rule, want := range map[string]string{
 		"      - users: [alice@example.com]\n        allow: [10.20.0.0/24]": "networks[0].access[0].allow[0]: 10.20.0.0/24 is outside the network's allow",
-		"      - users: [alice@example.com]\n        allow: [10.0.0.0/8]":  "outside the network's allow",
+		"      - users: [alice@example.com]\n        allow: [10.0.0.0/8]":   "outside the network's allow",
 		"      - users: [alice@example.com]\n        allow: [10.10.0.1/24]": "host bits set",
 		"      - users: []\n        allow: [10.10.0.0/24]":                  "networks[0].access[0].users: name at least one user",
 		"      - users: [alice@example.com]":                                "networks[0].access[0].allow: at least one prefix",
