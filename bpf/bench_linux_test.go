@@ -176,6 +176,9 @@ func BenchmarkProgram(b *testing.B) {
 	if err := f.SetPeer(netip.MustParseAddr("10.100.0.2"), 7, 1); err != nil {
 		b.Fatal(err)
 	}
+	if err := f.SetPeer(netip.MustParseAddr("fd00::2"), 7, 1); err != nil {
+		b.Fatal(err)
+	}
 	frame := ether(ethIPv4, ipv4("10.100.0.2", "10.10.1.5", 6, tcp(40000, 443, 12, 1300), nil, 0))
 	// The cost of a test run itself: a program that only returns.
 	empty, err := ebpf.NewProgram(&ebpf.ProgramSpec{
@@ -200,6 +203,9 @@ func BenchmarkProgram(b *testing.B) {
 		{"allowed", frame},
 		{"denied", ether(ethIPv4, ipv4("10.100.0.2", "10.30.1.5", 6, tcp(40000, 443, 12, 1300), nil, 0))},
 		{"unknown-source", ether(ethIPv4, ipv4("10.100.0.9", "10.10.1.5", 6, tcp(40000, 443, 12, 1300), nil, 0))},
+		// Four destination-options headers before TCP: the header walk.
+		{"ipv6-4-ext-headers", ether(ethIPv6, ipv6("fd00::2", "fd10::5", 6, tcp(40000, 443, 12, 1300),
+			[]byte{60, 0, 1, 4, 0, 0, 0, 0}, []byte{60, 0, 1, 4, 0, 0, 0, 0}, []byte{60, 0, 1, 4, 0, 0, 0, 0}, []byte{60, 0, 1, 4, 0, 0, 0, 0}))},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			_, per, err := f.objs.FlowsIngress.Benchmark(c.frame, b.N, b.ResetTimer)

@@ -8,14 +8,20 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 )
 
-// FlowRecord is one line of the flow log (JSON). A flow is written once it
+// FlowRecord is one line of the flow log (JSON). A flow is written when it
+// starts (End "start", from the program's new-flow event: best effort, a
+// full ring buffer loses some, counted in Counters.EventsLost) and once it
 // ends: idle for FlowLogOptions.IdleTimeout, open for longer than
-// ActiveTimeout (then it continues as a new record), or at shutdown.
+// ActiveTimeout (then it continues as a new record), evicted because its
+// user reached their quota, or at shutdown. Every flow that entered the
+// kernel's table gets its end record: only the flow log removes entries.
+// An unparsed IPv6 packet is a record of its own (End "unparsed").
 type FlowRecord struct {
 	// Time the record was written.
 	Time time.Time `json:"time"`
@@ -42,17 +48,22 @@ type FlowRecord struct {
 	ReplyBytes   uint64    `json:"reply_bytes"`
 	FirstSeen    time.Time `json:"first_seen"`
 	LastSeen     time.Time `json:"last_seen"`
-	// Verdict is "allow" or "deny" (denied flows were dropped).
+	// Verdict is "allow" or "deny" (denied flows were dropped), or
+	// "unparsed" for an unparsed IPv6 packet that was dropped.
 	Verdict string `json:"verdict"`
-	// End says why the record was written: "idle", "active" or "shutdown".
+	// End says why the record was written: "start", "idle", "active",
+	// "evicted", "shutdown" or "unparsed".
 	End string `json:"end"`
 }
 
 // Reasons a flow record is written.
 const (
-	EndIdle     = "idle"
-	EndActive   = "active"
-	EndShutdown = "shutdown"
+	EndStart    = "start"    // the flow's first packet (counts are that packet's)
+	EndIdle     = "idle"     // no packet for IdleTimeout
+	EndActive   = "active"   // open for ActiveTimeout; continues in a new record
+	EndEvicted  = "evicted"  // removed early: its user reached their quota
+	EndShutdown = "shutdown" // the filter stopped
+	EndUnparsed = "unparsed" // one IPv6 packet whose transport header was not reached
 )
 
 // NewFlowRecord builds the log record of f.
@@ -124,13 +135,14 @@ type FlowLogOptions struct {
 }
 
 // FlowLog writes ended flows of a FlowTable as JSON lines to w and removes
-// them from the table, which keeps the kernel's LRU table for live flows.
+// them from the table, which keeps the kernel's table for live flows.
 type FlowLog struct {
 	table FlowTable
 	opts  FlowLogOptions
 
-	mu sync.Mutex // one scan at a time; serialises writes to w
-	w  io.Writer
+	scan sync.Mutex // one scan (Flush, Evict) at a time
+	wmu  sync.Mutex // serialises writes to w
+	w    io.Writer
 }
 
 // NewFlowLog returns a flow log over table writing to w.
@@ -154,13 +166,9 @@ func NewFlowLog(table FlowTable, w io.Writer, opts FlowLogOptions) *FlowLog {
 // set, as at shutdown) and returns how many it wrote. Records go out in one
 // write per Flush, so a reader never sees half a line.
 func (l *FlowLog) Flush(all bool) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.scan.Lock()
+	defer l.scan.Unlock()
 	now := l.opts.Now()
-	type ended struct {
-		key FlowKey
-		end string
-	}
 	var done []ended
 	for f, err := range l.table.Flows() {
 		if err != nil {
@@ -175,37 +183,121 @@ func (l *FlowLog) Flush(all bool) (int, error) {
 			done = append(done, ended{f.FlowKey, EndActive})
 		}
 	}
+	return l.take(done, now)
+}
+
+type ended struct {
+	key FlowKey
+	end string
+}
+
+// take removes the flows done from the table and writes them, in one
+// write, so a reader never sees half a line.
+func (l *FlowLog) take(done []ended, now time.Time) (int, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	n := 0
+	var firstErr error
 	for _, d := range done {
 		// Taken, not just read: the final counts, and the kernel starts
 		// a fresh entry for any later packet.
 		f, ok, err := l.table.TakeFlow(d.key)
 		if err != nil {
-			return n, err
+			firstErr = err
+			break
 		}
 		if !ok {
 			continue
 		}
-		user := ""
-		if l.opts.UserName != nil {
-			user = l.opts.UserName(f.UserID)
-		}
-		if user == "" && f.UserID != 0 {
-			user = strconv.FormatUint(uint64(f.UserID), 10)
-		}
-		if err := enc.Encode(NewFlowRecord(f, user, d.end, now)); err != nil {
-			return n, fmt.Errorf("flow log: encode %s: %w", f.FlowKey, err)
+		if err := enc.Encode(NewFlowRecord(f, l.userName(f.UserID), d.end, now)); err != nil {
+			firstErr = fmt.Errorf("flow log: encode %s: %w", f.FlowKey, err)
+			break
 		}
 		n++
 	}
-	if buf.Len() > 0 {
-		if _, err := l.w.Write(buf.Bytes()); err != nil {
-			return 0, fmt.Errorf("flow log: write: %w", err)
+	// What was taken is written even if a later take failed: it is no
+	// longer in the table.
+	if err := l.write(buf.Bytes()); err != nil {
+		return 0, err
+	}
+	return n, firstErr
+}
+
+func (l *FlowLog) write(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if _, err := l.w.Write(b); err != nil {
+		return fmt.Errorf("flow log: write: %w", err)
+	}
+	return nil
+}
+
+func (l *FlowLog) userName(id uint32) string {
+	user := ""
+	if l.opts.UserName != nil {
+		user = l.opts.UserName(id)
+	}
+	if user == "" && id != 0 {
+		user = strconv.FormatUint(uint64(id), 10)
+	}
+	return user
+}
+
+// Evict removes user's n least recently active flows from the table and
+// writes them (end "evicted"); it returns how many it wrote. Call it when
+// the user nears their quota (EventQuota): only their own flows go, the
+// ones they use least.
+func (l *FlowLog) Evict(user uint32, n int) (int, error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	l.scan.Lock()
+	defer l.scan.Unlock()
+	now := l.opts.Now()
+	type cand struct {
+		key  FlowKey
+		last time.Time
+	}
+	var mine []cand
+	for f, err := range l.table.Flows() {
+		if err != nil {
+			return 0, err
+		}
+		if f.UserID == user {
+			mine = append(mine, cand{f.FlowKey, f.LastSeen})
 		}
 	}
-	return n, nil
+	slices.SortFunc(mine, func(a, b cand) int { return a.last.Compare(b.last) })
+	done := make([]ended, 0, min(n, len(mine)))
+	for _, c := range mine[:min(n, len(mine))] {
+		done = append(done, ended{c.key, EndEvicted})
+	}
+	return l.take(done, now)
+}
+
+// Record writes the record an event calls for: a flow's start (EventNewFlow,
+// EventDenied; the counts are its first packet's) or an unparsed packet
+// (EventUnparsed). Other events write nothing. It does not wait for a scan.
+func (l *FlowLog) Record(e Event) error {
+	var end string
+	switch e.Kind {
+	case EventNewFlow, EventDenied:
+		end = EndStart
+	case EventUnparsed:
+		end = EndUnparsed
+	default:
+		return nil
+	}
+	f := Flow{FlowKey: e.FlowKey, UserID: e.UserID, Interface: e.Interface, Packets: 1, Bytes: uint64(e.Bytes),
+		FirstSeen: e.Time, LastSeen: e.Time, Verdict: e.Verdict}
+	b, err := json.Marshal(NewFlowRecord(f, l.userName(e.UserID), end, l.opts.Now()))
+	if err != nil {
+		return fmt.Errorf("flow log: encode %s: %w", e.FlowKey, err)
+	}
+	return l.write(append(b, '\n'))
 }
 
 // Run flushes ended flows every Interval until ctx is done, then writes

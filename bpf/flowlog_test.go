@@ -155,3 +155,21 @@ func FuzzReadFlowLog(f *testing.F) {
 		}
 	})
 }
+
+func TestTableSizeFor(t *testing.T) {
+	for _, c := range []struct {
+		users, quota, limit uint64
+		size                uint32
+		capped              bool
+	}{
+		{253, 4096, 2097152, 253 * 4096, false},
+		{65533, 4096, 2097152, 2097152, true},
+		{1, 16, 0, 1024, false}, // at least 1024
+		{1 << 40, 1 << 40, 0, 1<<31 - 1, false},
+	} {
+		size, capped := TableSizeFor(c.users, c.quota, c.limit)
+		if size != c.size || capped != c.capped {
+			t.Errorf("TableSizeFor(%d, %d, %d) = %d, %v; want %d, %v", c.users, c.quota, c.limit, size, capped, c.size, c.capped)
+		}
+	}
+}

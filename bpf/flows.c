@@ -13,10 +13,24 @@
 //   2. the destination is looked up in the peer's policy (LPM trie policy);
 //      a policy without entries allows everything (the group's routing table
 //      still isolates groups), otherwise the longest matching entry decides;
-//   3. the 5-tuple is accounted in the LRU hash flows, and the first packet
-//      of a flow emits a "new flow" or "denied" event on the ring buffer.
+//   3. the 5-tuple is accounted in the hash flows, and the first packet of
+//      a flow emits a "new flow" or "denied" event on the ring buffer.
 // What is not an IP packet, and IPv6 carrying IPv4-mapped addresses (which
 // would alias IPv4 peers and policies), is dropped and counted.
+//
+// The flow table is a plain hash, not an LRU: the kernel never evicts an
+// entry, only user space removes one (and writes it to the flow log first).
+// Each user may hold at most their quota of entries (user_limits, or
+// default_quota): a new flow beyond it is dropped and counted, and from
+// 7/8 of it on the program raises a quota event so that user space
+// evicts that user's least recently active flows (writing them). The table
+// is sized for every possible user's quota, so one user cannot push
+// another's flows out.
+//
+// An IPv6 packet whose extension-header chain does not reach its transport
+// header within MAX_EXT_HEADERS headers (or is cut off) is unparsed: it is
+// counted per user, reported (at most 10 events/s per user) and dropped,
+// unless allow_unparsed is set.
 //
 // flows_egress runs on tcx egress (packets going back to clients) and only
 // adds reply packets and bytes to flows the client started; it never drops.
@@ -42,16 +56,31 @@
 // 14 only to run the program on Ethernet frames in BPF_PROG_TEST_RUN.
 const volatile __u32 l3_offset = 0;
 
+// Flows a user may hold in the table when user_limits has no entry for
+// them (the Go side sets both).
+const volatile __u32 default_quota = 4096;
+
+// Non-zero: unparsed IPv6 packets are counted and reported but let
+// through (judged by their addresses, protocol = the last header type).
+const volatile __u32 allow_unparsed = 0;
+
+// Extension headers walked before an IPv6 packet counts as unparsed.
+#define MAX_EXT_HEADERS 6
+
 enum verdict {
 	VERDICT_ALLOW = 1,
 	VERDICT_DENY = 2,           // destination outside the user's policy
 	VERDICT_UNKNOWN_SOURCE = 3, // source address is no registered peer
+	VERDICT_UNPARSED = 4,       // IPv6 header chain not walked to the transport header: dropped
+	VERDICT_OVER_QUOTA = 5,     // new flow beyond the user's quota: dropped
 };
 
 enum event_kind {
 	EVENT_NEW_FLOW = 1,
 	EVENT_DENIED = 2,
 	EVENT_UNKNOWN_SOURCE = 3,
+	EVENT_UNPARSED = 4, // an unparsed IPv6 packet (at most 10/s per user)
+	EVENT_QUOTA = 5,    // a user at 7/8 of their quota or beyond (at most 100/s per user)
 };
 
 enum counter_index {
@@ -63,7 +92,9 @@ enum counter_index {
 	COUNTER_FLOWS_FAILED = 5, // flow table update failed
 	COUNTER_REPLIES = 6,      // egress packets matched to a flow
 	COUNTER_MALFORMED = 7,    // IPv6 with IPv4-mapped addresses: dropped
-	COUNTER_MAX = 8,
+	COUNTER_UNPARSED = 8,     // IPv6 header chain not walked to the end
+	COUNTER_OVER_QUOTA = 9,   // new flows beyond the user's quota: dropped
+	COUNTER_MAX = 10,
 };
 
 // Addresses are 16 bytes in network order; IPv4 in v4-mapped form
@@ -107,10 +138,30 @@ struct flow_value {
 	__u64 bytes;   // IP bytes, headers included
 	__u64 reply_packets;
 	__u64 reply_bytes;
-	__u32 user_id;
+	__u32 user_id; // the user who started the flow (charged for it)
 	__u32 ifindex;
 	__u8 verdict;
 	__u8 pad[7];
+};
+
+// Per-user maps (keyed by user id, which the gateway never reuses in a
+// process's life; 1M users, memory only for those seen).
+//
+// Written by user space only: the user's quota and how many of their flows
+// it removed from the table.
+struct user_limit {
+	__u64 removed;
+	__u32 quota;
+	__u32 pad;
+};
+
+// Written by the program only (user space creates the entry with zeros).
+struct user_stat {
+	__u64 inserted;   // flows entered in the table
+	__u64 over_quota; // new-flow packets dropped beyond the quota
+	__u64 unparsed;   // unparsed IPv6 packets
+	__u64 last_unparsed_ns;
+	__u64 last_quota_ns;
 };
 
 struct event {
@@ -149,16 +200,35 @@ struct {
 	__type(value, struct policy_value);
 } policy SEC(".maps");
 
+// Entries are allocated as flows start (no preallocation): max_entries,
+// set by the Go side from the pools' capacity, bounds the memory.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct flow_key);
 	__type(value, struct flow_value);
 } flows SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 20);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct user_limit);
+} user_limits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 20);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct user_stat);
+} user_stats SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, 1024 * 1024);
 } events SEC(".maps");
 
 struct {
@@ -178,6 +248,8 @@ struct {
 } unknown_last_event SEC(".maps");
 
 #define UNKNOWN_EVENT_INTERVAL_NS (100ULL * 1000 * 1000)
+#define UNPARSED_EVENT_INTERVAL_NS (100ULL * 1000 * 1000)
+#define QUOTA_EVENT_INTERVAL_NS (10ULL * 1000 * 1000)
 
 // Only there to put these types into BTF, so bpf2go generates Go types for
 // them (the Go side checks its constants against the enums in a test).
@@ -185,6 +257,8 @@ const struct event *unused_event __attribute__((unused));
 const enum verdict *unused_verdict __attribute__((unused));
 const enum event_kind *unused_event_kind __attribute__((unused));
 const enum counter_index *unused_counter_index __attribute__((unused));
+const struct user_limit *unused_user_limit __attribute__((unused));
+const struct user_stat *unused_user_stat __attribute__((unused));
 
 struct packet {
 	struct flow_key key;
@@ -265,11 +339,15 @@ static __always_inline int is_v4_mapped(const __u8 a[16])
 
 #define PARSE_NOT_IP -1
 #define PARSE_MALFORMED -2
+#define PARSE_UNPARSED -3
 
 // parse reads the IP and L4 headers into p. Returns PARSE_NOT_IP for
 // anything that is not an IPv4/IPv6 packet with a readable IP header, and
 // PARSE_MALFORMED for IPv6 packets with IPv4-mapped addresses, which would
-// otherwise alias IPv4 peers and policy entries.
+// otherwise alias IPv4 peers and policy entries, and PARSE_UNPARSED for IPv6
+// packets whose extension headers do not end in a transport header within
+// MAX_EXT_HEADERS or are cut off (addresses and, as protocol, the type of
+// the header the walk stopped at are filled in).
 static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 {
 	__u32 off = l3_offset;
@@ -324,24 +402,29 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 			return PARSE_MALFORMED;
 		__u8 next = ip6[6];
 		__u32 l4 = off + 40;
-		// Walk a bounded number of extension headers. One cut off ends
-		// the walk: the packet is judged by its addresses with that
-		// header's type as protocol.
-#pragma unroll
-		for (int i = 0; i < 6; i++) {
-			if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS) {
+		// Walk the extension headers (RFC 8200 4, and the RFC 7045 list)
+		// up to the transport header. A chain longer than MAX_EXT_HEADERS,
+		// or one cut off, hides the transport header: unparsed.
+		for (int i = 0; i <= MAX_EXT_HEADERS; i++) {
+			if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
+			    next == 135 /* mobility */ || next == 139 /* HIP */ || next == 140 /* shim6 */) {
 				__u8 ext[2];
-				if (bpf_skb_load_bytes(skb, l4, ext, 2) < 0)
-					break;
+				if (i == MAX_EXT_HEADERS || bpf_skb_load_bytes(skb, l4, ext, 2) < 0) {
+					p->key.proto = next;
+					return PARSE_UNPARSED;
+				}
 				next = ext[0];
 				l4 += ((__u32)ext[1] + 1) * 8;
 			} else if (next == IPPROTO_FRAGMENT) {
 				__u8 fh[4];
-				if (bpf_skb_load_bytes(skb, l4, fh, 4) < 0)
-					break;
+				if (i == MAX_EXT_HEADERS || bpf_skb_load_bytes(skb, l4, fh, 4) < 0) {
+					p->key.proto = next;
+					return PARSE_UNPARSED;
+				}
 				next = fh[0];
 				l4 += 8;
 				if (((((__u16)fh[2] << 8) | fh[3]) & 0xfff8) != 0) {
+					// A later fragment: no transport header to find.
 					p->key.proto = next;
 					p->hdr_len = l4 - off;
 					p->l4_payload = 0;
@@ -349,8 +432,10 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 				}
 			} else if (next == IPPROTO_AH) {
 				__u8 ah[2];
-				if (bpf_skb_load_bytes(skb, l4, ah, 2) < 0)
-					break;
+				if (i == MAX_EXT_HEADERS || bpf_skb_load_bytes(skb, l4, ah, 2) < 0) {
+					p->key.proto = next;
+					return PARSE_UNPARSED;
+				}
 				next = ah[0];
 				l4 += ((__u32)ah[1] + 2) * 4;
 			} else {
@@ -358,6 +443,10 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 			}
 		}
 		p->key.proto = next;
+		// Headers claiming more bytes than the packet has: the
+		// transport header is nowhere.
+		if (l4 > skb->len)
+			return PARSE_UNPARSED;
 		parse_l4(skb, l4, skb->len, p);
 		return 0;
 	}
@@ -399,6 +488,41 @@ static __always_inline void emit(__u8 kind, __u8 verdict, __u32 user, struct __s
 	bpf_ringbuf_submit(e, 0);
 }
 
+// user_stat_of returns user's stats entry, creating it if user space has
+// not (NULL only if the map is full).
+static __always_inline struct user_stat *user_stat_of(__u32 user)
+{
+	struct user_stat *st = bpf_map_lookup_elem(&user_stats, &user);
+	if (st)
+		return st;
+	struct user_stat zero = {};
+	bpf_map_update_elem(&user_stats, &user, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&user_stats, &user);
+}
+
+// over_quota says whether user may not start another flow, and raises a
+// quota event from 7/8 of the quota on, so user space evicts the user's
+// least recently active flows before new ones are refused.
+static __always_inline int over_quota(struct __sk_buff *skb, struct packet *p, __u32 user, struct user_stat *st,
+				      __u64 bytes, __u64 now)
+{
+	__u64 quota = default_quota, removed = 0;
+	struct user_limit *lim = bpf_map_lookup_elem(&user_limits, &user);
+	if (lim) {
+		quota = lim->quota;
+		removed = lim->removed;
+	}
+	// removed is written by user space after it took flows out; read
+	// early it only makes live look larger, never smaller.
+	__s64 live = (__s64)(st->inserted - removed);
+	int over = live >= (__s64)quota;
+	if (live + 1 >= (__s64)(quota - quota / 8) && now - st->last_quota_ns >= QUOTA_EVENT_INTERVAL_NS) {
+		st->last_quota_ns = now;
+		emit(EVENT_QUOTA, over ? VERDICT_OVER_QUOTA : VERDICT_ALLOW, user, skb, &p->key, bytes, now);
+	}
+	return over;
+}
+
 SEC("tcx/ingress")
 int flows_ingress(struct __sk_buff *skb)
 {
@@ -409,7 +533,7 @@ int flows_ingress(struct __sk_buff *skb)
 		count(COUNTER_MALFORMED, 1, skb->len - l3_offset);
 		return TCX_DROP;
 	}
-	if (perr < 0) {
+	if (perr < 0 && perr != PARSE_UNPARSED) {
 		// A TUN device carries nothing else; what cannot be judged is
 		// not let through.
 		count(COUNTER_NOT_IP, 1, skb->len - l3_offset);
@@ -433,6 +557,22 @@ int flows_ingress(struct __sk_buff *skb)
 		return TCX_DROP;
 	}
 	__u32 user = peer->user_id;
+	if (perr == PARSE_UNPARSED) {
+		count(COUNTER_UNPARSED, 1, bytes);
+		struct user_stat *st = user_stat_of(user);
+		if (st) {
+			__sync_fetch_and_add(&st->unparsed, 1);
+			if (now - st->last_unparsed_ns >= UNPARSED_EVENT_INTERVAL_NS) {
+				st->last_unparsed_ns = now;
+				emit(EVENT_UNPARSED, allow_unparsed ? VERDICT_ALLOW : VERDICT_UNPARSED, user, skb,
+				     &p.key, bytes, now);
+			}
+		}
+		if (!allow_unparsed)
+			return TCX_DROP;
+		// Allowed: judged and accounted by addresses and the header
+		// type the walk stopped at, ports 0.
+	}
 	__u8 verdict = VERDICT_ALLOW;
 	if (peer->policy_id != 0) {
 		struct policy_key lk = {.prefixlen = 32 + 128, .policy_id = peer->policy_id};
@@ -441,43 +581,58 @@ int flows_ingress(struct __sk_buff *skb)
 		if (pv && pv->action == VERDICT_DENY)
 			verdict = VERDICT_DENY;
 	}
-	count(verdict == VERDICT_ALLOW ? COUNTER_ALLOWED : COUNTER_DENIED, segs, bytes);
 
 	struct flow_value *f = bpf_map_lookup_elem(&flows, &p.key);
 	if (f) {
+		count(verdict == VERDICT_ALLOW ? COUNTER_ALLOWED : COUNTER_DENIED, segs, bytes);
 		__sync_fetch_and_add(&f->packets, segs);
 		__sync_fetch_and_add(&f->bytes, bytes);
 		f->last_ns = now;
-		// A policy change applies to running flows at once.
+		// A policy change applies to running flows at once. The flow
+		// stays the user's who started it (and is charged to them).
 		f->verdict = verdict;
-		f->user_id = user;
-	} else {
-		struct flow_value nf = {
-			.first_ns = now,
-			.last_ns = now,
-			.packets = segs,
-			.bytes = bytes,
-			.user_id = user,
-			.ifindex = skb->ifindex,
-			.verdict = verdict,
-		};
-		long err = bpf_map_update_elem(&flows, &p.key, &nf, BPF_NOEXIST);
-		if (err == 0) {
-			emit(verdict == VERDICT_ALLOW ? EVENT_NEW_FLOW : EVENT_DENIED, verdict, user, skb, &p.key,
-			     bytes, now);
-		} else {
-			// Another CPU created it a moment ago.
-			f = bpf_map_lookup_elem(&flows, &p.key);
-			if (f) {
-				__sync_fetch_and_add(&f->packets, segs);
-				__sync_fetch_and_add(&f->bytes, bytes);
-				f->last_ns = now;
-			} else {
-				count(COUNTER_FLOWS_FAILED, segs, bytes);
-			}
-		}
+		return verdict == VERDICT_ALLOW ? TCX_NEXT : TCX_DROP;
 	}
-	return verdict == VERDICT_ALLOW ? TCX_NEXT : TCX_DROP;
+	// A new flow: charged to the user, within their quota.
+	struct user_stat *st = user_stat_of(user);
+	if (!st || over_quota(skb, &p, user, st, bytes, now)) {
+		// Beyond the user's quota (or no room to count it): only this
+		// user's new flows are refused, until user space has evicted
+		// their least recently active ones.
+		count(COUNTER_OVER_QUOTA, segs, bytes);
+		if (st)
+			__sync_fetch_and_add(&st->over_quota, 1);
+		return TCX_DROP;
+	}
+	struct flow_value nf = {
+		.first_ns = now,
+		.last_ns = now,
+		.packets = segs,
+		.bytes = bytes,
+		.user_id = user,
+		.ifindex = skb->ifindex,
+		.verdict = verdict,
+	};
+	long err = bpf_map_update_elem(&flows, &p.key, &nf, BPF_NOEXIST);
+	if (err == 0) {
+		__sync_fetch_and_add(&st->inserted, 1);
+		count(verdict == VERDICT_ALLOW ? COUNTER_ALLOWED : COUNTER_DENIED, segs, bytes);
+		emit(verdict == VERDICT_ALLOW ? EVENT_NEW_FLOW : EVENT_DENIED, verdict, user, skb, &p.key, bytes, now);
+		return verdict == VERDICT_ALLOW ? TCX_NEXT : TCX_DROP;
+	}
+	// Another CPU created it a moment ago.
+	f = bpf_map_lookup_elem(&flows, &p.key);
+	if (f) {
+		count(verdict == VERDICT_ALLOW ? COUNTER_ALLOWED : COUNTER_DENIED, segs, bytes);
+		__sync_fetch_and_add(&f->packets, segs);
+		__sync_fetch_and_add(&f->bytes, bytes);
+		f->last_ns = now;
+		return verdict == VERDICT_ALLOW ? TCX_NEXT : TCX_DROP;
+	}
+	// The table is full (it is sized for every user's quota, so only if
+	// flows.table_max capped it): what cannot be logged does not pass.
+	count(COUNTER_FLOWS_FAILED, segs, bytes);
+	return TCX_DROP;
 }
 
 SEC("tcx/egress")

@@ -30,7 +30,9 @@ const (
 	flowsCounterIndexCOUNTER_FLOWS_FAILED   flowsCounterIndex = 5
 	flowsCounterIndexCOUNTER_REPLIES        flowsCounterIndex = 6
 	flowsCounterIndexCOUNTER_MALFORMED      flowsCounterIndex = 7
-	flowsCounterIndexCOUNTER_MAX            flowsCounterIndex = 8
+	flowsCounterIndexCOUNTER_UNPARSED       flowsCounterIndex = 8
+	flowsCounterIndexCOUNTER_OVER_QUOTA     flowsCounterIndex = 9
+	flowsCounterIndexCOUNTER_MAX            flowsCounterIndex = 10
 )
 
 type flowsEvent struct {
@@ -56,6 +58,8 @@ const (
 	flowsEventKindEVENT_NEW_FLOW       flowsEventKind = 1
 	flowsEventKindEVENT_DENIED         flowsEventKind = 2
 	flowsEventKindEVENT_UNKNOWN_SOURCE flowsEventKind = 3
+	flowsEventKindEVENT_UNPARSED       flowsEventKind = 4
+	flowsEventKindEVENT_QUOTA          flowsEventKind = 5
 )
 
 type flowsFlowKey struct {
@@ -105,12 +109,30 @@ type flowsPolicyValue struct {
 	Action uint32
 }
 
+type flowsUserLimit struct {
+	_       structs.HostLayout
+	Removed uint64
+	Quota   uint32
+	Pad     uint32
+}
+
+type flowsUserStat struct {
+	_              structs.HostLayout
+	Inserted       uint64
+	OverQuota      uint64
+	Unparsed       uint64
+	LastUnparsedNs uint64
+	LastQuotaNs    uint64
+}
+
 type flowsVerdict uint32
 
 const (
 	flowsVerdictVERDICT_ALLOW          flowsVerdict = 1
 	flowsVerdictVERDICT_DENY           flowsVerdict = 2
 	flowsVerdictVERDICT_UNKNOWN_SOURCE flowsVerdict = 3
+	flowsVerdictVERDICT_UNPARSED       flowsVerdict = 4
+	flowsVerdictVERDICT_OVER_QUOTA     flowsVerdict = 5
 )
 
 // Names of all BPF objects in the ELF.
@@ -123,12 +145,18 @@ const (
 	flowsMapPeers              = "peers"
 	flowsMapPolicy             = "policy"
 	flowsMapUnknownLastEvent   = "unknown_last_event"
+	flowsMapUserLimits         = "user_limits"
+	flowsMapUserStats          = "user_stats"
 	flowsProgFlowsEgress       = "flows_egress"
 	flowsProgFlowsIngress      = "flows_ingress"
+	flowsVarAllowUnparsed      = "allow_unparsed"
+	flowsVarDefaultQuota       = "default_quota"
 	flowsVarL3Offset           = "l3_offset"
 	flowsVarUnusedCounterIndex = "unused_counter_index"
 	flowsVarUnusedEvent        = "unused_event"
 	flowsVarUnusedEventKind    = "unused_event_kind"
+	flowsVarUnusedUserLimit    = "unused_user_limit"
+	flowsVarUnusedUserStat     = "unused_user_stat"
 	flowsVarUnusedVerdict      = "unused_verdict"
 )
 
@@ -188,16 +216,22 @@ type flowsMapSpecs struct {
 	Peers            *ebpf.MapSpec `ebpf:"peers"`
 	Policy           *ebpf.MapSpec `ebpf:"policy"`
 	UnknownLastEvent *ebpf.MapSpec `ebpf:"unknown_last_event"`
+	UserLimits       *ebpf.MapSpec `ebpf:"user_limits"`
+	UserStats        *ebpf.MapSpec `ebpf:"user_stats"`
 }
 
 // flowsVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type flowsVariableSpecs struct {
+	AllowUnparsed      *ebpf.VariableSpec `ebpf:"allow_unparsed"`
+	DefaultQuota       *ebpf.VariableSpec `ebpf:"default_quota"`
 	L3Offset           *ebpf.VariableSpec `ebpf:"l3_offset"`
 	UnusedCounterIndex *ebpf.VariableSpec `ebpf:"unused_counter_index"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedUserLimit    *ebpf.VariableSpec `ebpf:"unused_user_limit"`
+	UnusedUserStat     *ebpf.VariableSpec `ebpf:"unused_user_stat"`
 	UnusedVerdict      *ebpf.VariableSpec `ebpf:"unused_verdict"`
 }
 
@@ -227,6 +261,8 @@ type flowsMaps struct {
 	Peers            *ebpf.Map `ebpf:"peers"`
 	Policy           *ebpf.Map `ebpf:"policy"`
 	UnknownLastEvent *ebpf.Map `ebpf:"unknown_last_event"`
+	UserLimits       *ebpf.Map `ebpf:"user_limits"`
+	UserStats        *ebpf.Map `ebpf:"user_stats"`
 }
 
 func (m *flowsMaps) Close() error {
@@ -237,6 +273,8 @@ func (m *flowsMaps) Close() error {
 		m.Peers,
 		m.Policy,
 		m.UnknownLastEvent,
+		m.UserLimits,
+		m.UserStats,
 	)
 }
 
@@ -244,10 +282,14 @@ func (m *flowsMaps) Close() error {
 //
 // It can be passed to loadFlowsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type flowsVariables struct {
+	AllowUnparsed      *ebpf.Variable `ebpf:"allow_unparsed"`
+	DefaultQuota       *ebpf.Variable `ebpf:"default_quota"`
 	L3Offset           *ebpf.Variable `ebpf:"l3_offset"`
 	UnusedCounterIndex *ebpf.Variable `ebpf:"unused_counter_index"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedUserLimit    *ebpf.Variable `ebpf:"unused_user_limit"`
+	UnusedUserStat     *ebpf.Variable `ebpf:"unused_user_stat"`
 	UnusedVerdict      *ebpf.Variable `ebpf:"unused_verdict"`
 }
 

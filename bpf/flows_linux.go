@@ -32,6 +32,12 @@ type Filter struct {
 	policies map[uint32]policyState
 	reading  bool // an EventReader is open
 	closed   bool
+
+	quota uint32
+	// removed counts, per user, the flows TakeFlow removed; the kernel
+	// reads it from user_limits (live = its inserted - removed).
+	qmu     sync.Mutex
+	removed map[uint32]uint64
 }
 
 type policyState struct {
@@ -57,14 +63,27 @@ func Load(opts Options) (*Filter, error) {
 	if opts.FlowTableSize != 0 {
 		spec.Maps[flowsMapFlows].MaxEntries = opts.FlowTableSize
 	}
-	if err := spec.Variables[flowsVarL3Offset].Set(opts.l3Offset); err != nil {
-		return nil, fmt.Errorf("bpf: set l3_offset: %w", err)
+	if opts.UserQuota == 0 {
+		opts.UserQuota = DefaultUserQuota
+	}
+	allowUnparsed := uint32(0)
+	if opts.AllowUnparsed {
+		allowUnparsed = 1
+	}
+	for name, v := range map[string]uint32{
+		flowsVarL3Offset: opts.l3Offset, flowsVarDefaultQuota: opts.UserQuota, flowsVarAllowUnparsed: allowUnparsed,
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("bpf: set %s: %w", name, err)
+		}
 	}
 	f := &Filter{
 		attached: map[string]*attachment{},
 		ifnames:  map[uint32]string{},
 		peers:    map[netip.Addr]flowsPeerValue{},
 		policies: map[uint32]policyState{},
+		quota:    opts.UserQuota,
+		removed:  map[uint32]uint64{},
 	}
 	if err := spec.LoadAndAssign(&f.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
@@ -187,6 +206,17 @@ func (f *Filter) SetPeer(addr netip.Addr, userID, policyID uint32) error {
 	}
 	if _, ok := f.policies[policyID]; policyID != 0 && !ok {
 		return fmt.Errorf("bpf: set peer %s: policy %d is not set (SetPolicy first)", addr, policyID)
+	}
+	// The user's quota entries first: the program charges their first
+	// flow to them.
+	f.qmu.Lock()
+	err := f.objs.UserLimits.Put(userID, flowsUserLimit{Removed: f.removed[userID], Quota: f.quota})
+	f.qmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("bpf: set peer %s: user %d quota: %w", addr, userID, err)
+	}
+	if err := f.objs.UserStats.Update(userID, flowsUserStat{}, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		return fmt.Errorf("bpf: set peer %s: user %d stats: %w", addr, userID, err)
 	}
 	v := flowsPeerValue{UserId: userID, PolicyId: policyID}
 	if err := f.objs.Peers.Put(peerKey(addr), v); err != nil {
@@ -347,17 +377,50 @@ func (f *Filter) Flows() iter.Seq2[Flow, error] {
 	return func(yield func(Flow, error) bool) {
 		clock := newMonoClock()
 		names := f.ifnameSnapshot()
-		var k flowsFlowKey
-		var v flowsFlowValue
-		it := f.objs.Flows.Iterate()
-		for it.Next(&k, &v) {
-			if !yield(flowFromKernel(k, v, clock, names), nil) {
+		// In batches: a scan of a million flows takes a few hundred
+		// syscalls instead of two million (the flow log and the quota
+		// reaper scan the whole table).
+		keys := make([]flowsFlowKey, flowBatch)
+		vals := make([]flowsFlowValue, flowBatch)
+		var cursor ebpf.MapBatchCursor
+		for first := true; ; first = false {
+			n, err := f.objs.Flows.BatchLookup(&cursor, keys, vals, nil)
+			done := errors.Is(err, ebpf.ErrKeyNotExist)
+			if err != nil && !done {
+				if first {
+					f.iterateFlows(yield, clock, names)
+					return
+				}
+				yield(Flow{}, fmt.Errorf("bpf: read flow table: %w", err))
+				return
+			}
+			for i := range n {
+				if !yield(flowFromKernel(keys[i], vals[i], clock, names), nil) {
+					return
+				}
+			}
+			if done {
 				return
 			}
 		}
-		if err := it.Err(); err != nil {
-			yield(Flow{}, fmt.Errorf("bpf: read flow table: %w", err))
+	}
+}
+
+// flowBatch is how many flows one batch lookup reads.
+const flowBatch = 4096
+
+// iterateFlows is Flows one element at a time, where batch lookups fail.
+func (f *Filter) iterateFlows(yield func(Flow, error) bool, clock monoClock, names map[uint32]string) {
+	var k flowsFlowKey
+	var v flowsFlowValue
+	it := f.objs.Flows.Iterate()
+	for it.Next(&k, &v) {
+		if !yield(flowFromKernel(k, v, clock, names), nil) {
+			return
 		}
+	}
+	if err := it.Err(); err != nil {
+		yield(Flow{}, fmt.Errorf("bpf: read flow table: %w", err))
 	}
 }
 
@@ -373,8 +436,42 @@ func (f *Filter) TakeFlow(k FlowKey) (Flow, bool, error) {
 		}
 		return Flow{}, false, fmt.Errorf("bpf: take flow %s: %w", k, err)
 	}
+	if err := f.release(v.UserId); err != nil {
+		return Flow{}, false, fmt.Errorf("bpf: take flow %s: %w", k, err)
+	}
 	return flowFromKernel(kk, v, newMonoClock(), f.ifnameSnapshot()), true, nil
 }
+
+// release gives user back one flow of their quota.
+func (f *Filter) release(user uint32) error {
+	f.qmu.Lock()
+	defer f.qmu.Unlock()
+	f.removed[user]++
+	if err := f.objs.UserLimits.Put(user, flowsUserLimit{Removed: f.removed[user], Quota: f.quota}); err != nil {
+		return fmt.Errorf("release a flow of user %d: %w", user, err)
+	}
+	return nil
+}
+
+// UserFlows returns how many flows user holds, their quota and their
+// refused and unparsed packets.
+func (f *Filter) UserFlows(user uint32) (UserFlows, error) {
+	var st flowsUserStat
+	if err := f.objs.UserStats.Lookup(user, &st); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return UserFlows{}, fmt.Errorf("bpf: user %d flows: %w", user, err)
+	}
+	f.qmu.Lock()
+	removed := f.removed[user]
+	f.qmu.Unlock()
+	live := uint64(0)
+	if st.Inserted > removed {
+		live = st.Inserted - removed
+	}
+	return UserFlows{Live: live, Quota: uint64(f.quota), OverQuota: st.OverQuota, Unparsed: st.Unparsed}, nil
+}
+
+// Quota is the flows one user may hold.
+func (f *Filter) Quota() uint32 { return f.quota }
 
 // Counters returns the program's totals, summed over CPUs.
 func (f *Filter) Counters() (Counters, error) {
@@ -388,6 +485,8 @@ func (f *Filter) Counters() (Counters, error) {
 		uint32(flowsCounterIndexCOUNTER_FLOWS_FAILED):   &c.FlowsFailed,
 		uint32(flowsCounterIndexCOUNTER_REPLIES):        &c.Replies,
 		uint32(flowsCounterIndexCOUNTER_MALFORMED):      &c.Malformed,
+		uint32(flowsCounterIndexCOUNTER_UNPARSED):       &c.Unparsed,
+		uint32(flowsCounterIndexCOUNTER_OVER_QUOTA):     &c.OverQuota,
 	} {
 		var perCPU []flowsCounter
 		if err := f.objs.Counters.Lookup(idx, &perCPU); err != nil {

@@ -67,3 +67,9 @@ func (*EventReader) Read() (Event, error) { return Event{}, ErrNotSupported }
 
 // Close does nothing.
 func (*EventReader) Close() error { return nil }
+
+// UserFlows returns ErrNotSupported.
+func (*Filter) UserFlows(uint32) (UserFlows, error) { return UserFlows{}, ErrNotSupported }
+
+// Quota returns 0.
+func (*Filter) Quota() uint32 { return 0 }

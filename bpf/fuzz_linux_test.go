@@ -14,7 +14,10 @@ import (
 // checks its decision against a reference written here: what is not an IP
 // packet is dropped without a flow; an unregistered or v4-mapped source is
 // dropped without a flow; otherwise exactly one flow with the packet's
-// addresses appears, allowed iff the policy contains the destination.
+// addresses appears, allowed iff the policy contains the destination;
+// except an IPv6 packet whose extension headers do not lead to the
+// transport header within 6 headers (unparsedIPv6), which is dropped
+// without a flow.
 // flags bit 0 overwrites the source with a registered peer, so most inputs
 // reach the policy; bit 1 picks the IPv6 Ethernet type.
 func FuzzIngress(f *testing.F) {
@@ -96,7 +99,7 @@ func FuzzIngress(f *testing.F) {
 		}
 		registered := src == peer4 || src == peer6
 		switch {
-		case !isIP, src.Is4In6(), dst.Is4In6(), !registered:
+		case !isIP, src.Is4In6(), dst.Is4In6(), !registered, version == 6 && unparsedIPv6(pkt):
 			if ret != tcxDrop || len(flows) != 0 {
 				t.Fatalf("ip %v registered %v: returned %d with flows %+v; want a drop, no flow", isIP, registered, int32(ret), flows)
 			}
@@ -131,4 +134,38 @@ func FuzzIngress(f *testing.F) {
 			}
 		}
 	})
+}
+
+// unparsedIPv6 is the reference of the program's IPv6 header walk: true
+// if the extension headers (hop-by-hop, routing, destination options,
+// mobility, HIP, shim6, fragment, AH) do not end within 6 headers, or
+// claim bytes beyond the packet.
+func unparsedIPv6(pkt []byte) bool {
+	next, off := pkt[6], 40
+	for i := 0; i <= 6; i++ {
+		switch next {
+		case 0, 43, 60, 135, 139, 140:
+			if i == 6 || off+2 > len(pkt) {
+				return true
+			}
+			next, off = pkt[off], off+(int(pkt[off+1])+1)*8
+		case 44:
+			if i == 6 || off+4 > len(pkt) {
+				return true
+			}
+			later := binary.BigEndian.Uint16(pkt[off+2:])&0xfff8 != 0
+			next, off = pkt[off], off+8
+			if later {
+				return false
+			}
+		case 51:
+			if i == 6 || off+2 > len(pkt) {
+				return true
+			}
+			next, off = pkt[off], off+(int(pkt[off+1])+2)*4
+		default:
+			return off > len(pkt)
+		}
+	}
+	return off > len(pkt)
 }

@@ -49,6 +49,10 @@ func TestConstantsMatchC(t *testing.T) {
 		{"new flow event", uint32(EventNewFlow), uint32(flowsEventKindEVENT_NEW_FLOW)},
 		{"denied event", uint32(EventDenied), uint32(flowsEventKindEVENT_DENIED)},
 		{"unknown source event", uint32(EventUnknownSource), uint32(flowsEventKindEVENT_UNKNOWN_SOURCE)},
+		{"unparsed", uint32(VerdictUnparsed), uint32(flowsVerdictVERDICT_UNPARSED)},
+		{"over quota", uint32(VerdictOverQuota), uint32(flowsVerdictVERDICT_OVER_QUOTA)},
+		{"unparsed event", uint32(EventUnparsed), uint32(flowsEventKindEVENT_UNPARSED)},
+		{"quota event", uint32(EventQuota), uint32(flowsEventKindEVENT_QUOTA)},
 	} {
 		if c.goV != c.cV {
 			t.Errorf("%s: Go %d, C %d", c.name, c.goV, c.cV)

@@ -5,9 +5,16 @@
 // tcx ingress of each group interface, i.e. on every packet a client sends
 // through the tunnel. It drops packets whose source address is no
 // registered peer, applies the peer's policy (an allow list narrower than
-// the group's, or none), and accounts each 5-tuple in an LRU flow table; a
-// companion program on egress adds the replies. New flows, denied flows and
-// unknown sources are reported on a ring buffer (Filter.Events).
+// the group's, or none), and accounts each 5-tuple in a flow table in which
+// each user holds at most a quota of flows; a companion program on egress
+// adds the replies. New flows, denied flows, unknown sources, unparsed IPv6
+// packets and users reaching their quota are reported on a ring buffer
+// (Filter.Events).
+//
+// The kernel never removes a flow: user space does (FlowLog), and writes it
+// first. A user at their quota has new flows refused until FlowLog.Evict
+// removed (and wrote) their least recently active ones; the table holds
+// every user's quota, so nobody can push another user's flows out.
 //
 // Load the objects once with Load, Attach them to each interface, keep
 // peers and policies in sync with SetPeer/DeletePeer and SetPolicy, and read
@@ -43,6 +50,12 @@ const (
 	VerdictAllow         Verdict = 1
 	VerdictDeny          Verdict = 2 // destination outside the user's policy
 	VerdictUnknownSource Verdict = 3 // source is no registered peer
+	// VerdictUnparsed: an IPv6 packet whose extension headers do not lead
+	// to its transport header within 6 headers (or are cut off); dropped
+	// unless Options.AllowUnparsed.
+	VerdictUnparsed Verdict = 4
+	// VerdictOverQuota: a new flow beyond the user's quota; dropped.
+	VerdictOverQuota Verdict = 5
 )
 
 func (v Verdict) String() string {
@@ -53,6 +66,10 @@ func (v Verdict) String() string {
 		return "deny"
 	case VerdictUnknownSource:
 		return "unknown_source"
+	case VerdictUnparsed:
+		return "unparsed"
+	case VerdictOverQuota:
+		return "over_quota"
 	}
 	return "verdict(" + strconv.Itoa(int(v)) + ")"
 }
@@ -65,6 +82,15 @@ const (
 	EventNewFlow       EventKind = 1 // first packet of an allowed flow
 	EventDenied        EventKind = 2 // first packet of a denied flow
 	EventUnknownSource EventKind = 3 // a packet from an unregistered source (at most 10/s per CPU)
+	// EventUnparsed: an unparsed IPv6 packet of a registered user (at most
+	// 10/s per user); Verdict says whether it was dropped (VerdictUnparsed)
+	// or let through (VerdictAllow), Proto is the header the walk stopped
+	// at.
+	EventUnparsed EventKind = 4
+	// EventQuota: a user holds 7/8 of their quota of flows or more (at
+	// most 100/s per user); Verdict is VerdictOverQuota if this packet's
+	// new flow was refused. Time to evict some of their flows.
+	EventQuota EventKind = 5
 )
 
 func (k EventKind) String() string {
@@ -75,6 +101,10 @@ func (k EventKind) String() string {
 		return "denied"
 	case EventUnknownSource:
 		return "unknown_source"
+	case EventUnparsed:
+		return "unparsed"
+	case EventQuota:
+		return "quota"
 	}
 	return "event(" + strconv.Itoa(int(k)) + ")"
 }
@@ -188,13 +218,30 @@ type Counters struct {
 	NotIP Counter
 	// EventsLost: events dropped because the ring buffer was full.
 	EventsLost Counter
-	// FlowsFailed: packets that could not be entered in the flow table.
+	// FlowsFailed: packets of new flows that could not be entered in the
+	// flow table (it was full); dropped.
 	FlowsFailed Counter
 	// Replies: egress packets matched to a flow.
 	Replies Counter
 	// Malformed: IPv6 packets with IPv4-mapped addresses, dropped (they
 	// would alias IPv4 peers and policy entries).
 	Malformed Counter
+	// Unparsed: IPv6 packets of registered users whose extension headers
+	// hide the transport header (dropped unless Options.AllowUnparsed).
+	Unparsed Counter
+	// OverQuota: packets of new flows refused because their user held
+	// their quota of flows.
+	OverQuota Counter
+}
+
+// UserFlows is a user's standing in the flow table.
+type UserFlows struct {
+	// Live is how many flows the user holds in the table now, Quota how
+	// many they may.
+	Live, Quota uint64
+	// OverQuota counts their new-flow packets refused at the quota,
+	// Unparsed their unparsed IPv6 packets, since Load.
+	OverQuota, Unparsed uint64
 }
 
 // FlowTable is what FlowLog reads; *Filter implements it.
@@ -209,10 +256,40 @@ type FlowTable interface {
 // Options tune Load.
 type Options struct {
 	// FlowTableSize is the number of flows tracked at once (default
-	// 131072); the least recently used flow is evicted when it is full.
+	// 131072). Size it for every user's quota (TableSizeFor): when it is
+	// full, new flows are dropped (FlowsFailed), as nothing is evicted
+	// behind the flow log's back. Entries are allocated as flows start.
 	FlowTableSize uint32
+	// UserQuota is how many flows one user may hold in the table at once
+	// (default DefaultUserQuota). A new flow beyond it is dropped until
+	// user space evicted (and logged) some of theirs (FlowLog.Evict).
+	UserQuota uint32
+	// AllowUnparsed lets IPv6 packets whose transport header the program
+	// cannot reach through (logged with the header type as protocol and
+	// no ports) instead of dropping them. Either way they are counted and
+	// reported (EventUnparsed).
+	AllowUnparsed bool
 
 	// l3Offset is where the IP header starts: 0 on TUN devices; 14 runs
 	// the program on Ethernet frames (BPF_PROG_TEST_RUN in tests).
 	l3Offset uint32
+}
+
+// DefaultUserQuota is the flows one user may hold at once by default.
+const DefaultUserQuota = 4096
+
+// TableSizeFor is the flow table that holds users users' quota of flows
+// each (users: how many peers the address pools can hold), capped at limit
+// (0: no cap) and at least 1024. capped reports whether the cap bit: then
+// the quota no longer guarantees room for everyone at once.
+func TableSizeFor(users, quota, limit uint64) (size uint32, capped bool) {
+	n := users * quota
+	if quota != 0 && n/quota != users {
+		n = ^uint64(0)
+	}
+	if limit != 0 && n > limit {
+		n, capped = limit, true
+	}
+	n = min(n, uint64(^uint32(0)>>1))
+	return uint32(max(n, 1024)), capped
 }

@@ -437,19 +437,24 @@ func TestBSDSnapshotOfTheMac(t *testing.T) {
 
 // The macOS fixtures of routes/analysis are what this parser makes of the
 // recorded messages, so doctor is tested on what a Mac really shows.
-// darwin-tunnelblick-force-quit keeps utun3's routes with utun3 gone
-// (link#15), which XNU would have removed with it (issue 23 point 10,
-// TestBSDTunnelblickForceQuitIsWhatXNULeaves): doctor's parse of such
-// entries stays tested, but the realistic leftovers are tunnelblickKilled.
-// Moving that fixture is the doctor's (routes/analysis) to do.
+// darwin-tunnelblick-force-quit is the Mac once the force-quit utun is
+// gone: XNU took its routes with it (if_rtdel, the address purge: issue
+// 23 point 10, TestBSDTunnelblickForceQuitIsWhatXNULeaves), OpenVPN's
+// host route to its server via en0 stays (and the DNS servers it set,
+// which are configd's, not the routing table's). darwin-tunnelblick-utun-down
+// is the moment before: the utun still there, down, with its routes.
 // UPDATE_FIXTURES=1 rewrites them.
 func TestBSDSnapshotMatchesAnalysisFixtures(t *testing.T) {
-	for name, leftovers := range map[string][]bsdRouteMsg{
-		"darwin-healthy":                nil,
-		"darwin-tunnelblick-force-quit": tunnelblickLeftovers(),
+	for name, c := range map[string]struct {
+		leftovers []bsdRouteMsg
+		utunAlive bool
+	}{
+		"darwin-healthy":                {nil, false},
+		"darwin-tunnelblick-force-quit": {tunnelblickKilled(), false},
+		"darwin-tunnelblick-utun-down":  {tunnelblickLeftovers(), true},
 	} {
-		ifs, addrs := macInterfaces(false)
-		snap, errs := bsdSnapshot(ifs, addrs, append(macHealthyDump(), leftovers...))
+		ifs, addrs := macInterfaces(c.utunAlive)
+		snap, errs := bsdSnapshot(ifs, addrs, append(macHealthyDump(), c.leftovers...))
 		if len(errs) > 0 {
 			t.Fatal(name, errs)
 		}

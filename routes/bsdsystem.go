@@ -80,6 +80,8 @@ func (s *bsdSystem) Apply(c Change) error {
 	case OpAddRoute, OpDelRoute:
 	case OpAddRule, OpDelRule:
 		return fmt.Errorf("%s: macOS has no policy rules, only routes", c.Op)
+	case OpDelLink:
+		return fmt.Errorf("%s: macOS has no persistent tunnel devices (a utun dies with its process)", c.Op)
 	default:
 		return fmt.Errorf("unknown change %q", c.Op)
 	}
@@ -182,6 +184,59 @@ func (s *bsdSystem) del(r Route) error {
 	}
 	if _, err := s.k.Request(bsdDeleteMsg(*k, s.nextSeq())); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("delete route %s: %w", r, err)
+	}
+	return nil
+}
+
+// bsdChangeFlags are the flags of a route RTM_CHANGE would have to change
+// and cannot: XNU's route_output sets the gateway (rt_setgate) and the
+// interface (rt_setif) of the route in place and keeps its flags
+// ("Changing flags still doesn't work", rtsock.c).
+const bsdChangeFlags = rtfGateway | rtfHost | rtfBlackhole | rtfReject | rtfIfScope | rtfProto1 | rtfStatic
+
+// Changeable reports whether RTM_CHANGE can turn old into nw: the same key
+// and the same flags, only the next hop (gateway, interface) moves. The
+// endpoint pin moving to a new router is the case.
+func (s *bsdSystem) Changeable(old, nw Route) bool {
+	names, err := s.names()
+	if err != nil {
+		return false
+	}
+	o, err1 := bsdChangeMsg(Change{Op: OpAddRoute, Route: &old}, 0, indexer(names))
+	n, err2 := bsdChangeMsg(Change{Op: OpAddRoute, Route: &nw}, 0, indexer(names))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	sameKey := old.Dst.Masked() == nw.Dst.Masked() && Scoped(old) == Scoped(nw) && (!Scoped(nw) || bsdScope(o) == bsdScope(n))
+	return sameKey && o.Flags&bsdChangeFlags == n.Flags&bsdChangeFlags
+}
+
+// ChangeRoute moves old to nw's next hop in place (RTM_CHANGE): one write,
+// the route never leaves the table, so nothing it holds (the endpoint)
+// falls for a moment to a shorter route (the tunnel's halves). When old
+// is no longer there, nw is added.
+func (s *bsdSystem) ChangeRoute(old, nw Route) error {
+	if !s.Changeable(old, nw) {
+		return fmt.Errorf("change route %s to %s: RTM_CHANGE cannot change its flags or key", old, nw)
+	}
+	k, _, err := s.find(old)
+	if err != nil {
+		return fmt.Errorf("change route %s: %w", old, err)
+	}
+	if k == nil {
+		return s.add(nw)
+	}
+	names, err := s.names()
+	if err != nil {
+		return fmt.Errorf("change route %s: %w", old, err)
+	}
+	m, err := bsdChangeMsg(Change{Op: OpAddRoute, Route: &nw}, s.nextSeq(), indexer(names))
+	if err != nil {
+		return fmt.Errorf("change route %s to %s: %w", old, nw, err)
+	}
+	m.Type = rtmChange
+	if _, err := s.k.Request(m); err != nil {
+		return fmt.Errorf("change route %s to %s: %w", old, nw, err)
 	}
 	return nil
 }

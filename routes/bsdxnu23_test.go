@@ -246,6 +246,95 @@ func TestBSDEndpointNeverLoopsIntoTheTunnel(t *testing.T) {
 	}
 }
 
+// Point 3, make before break: when the pin moves to a new router it was
+// deleted and added again, two route-socket writes apart, and a packet
+// sent in between (wireguard-go's keepalive, a handshake) went into
+// 0.0.0.0/1 through the utun. The pin moves in place (RTM_CHANGE, as
+// Mozilla VPN moves its exclusion routes); from a blackhole, whose flags
+// RTM_CHANGE cannot change, a twin one bit shorter holds the endpoint
+// outside the tunnel until the new pin is in. After every write of ours
+// the endpoint must leave by en0 or be dropped, never by the utun.
+func TestBSDRepinIsMakeBeforeBreak(t *testing.T) {
+	ep := endpoint
+	k, sys, e := macSession(t)
+	reconcile(t, sys, e, fullTunnel(false))
+	var loops []string
+	stage := ""
+	k.watch = func() {
+		if dev, _ := k.forward(ep); dev == "utun5" {
+			loops = append(loops, stage)
+		}
+	}
+	setDefault := func(gw string) {
+		t.Helper()
+		def := bsdRouteMsg{Type: rtmDelete, Flags: rtfUp | rtfGateway | rtfStatic, Dst: in4("0.0.0.0"), Netmask: bsdMask(0, false)}
+		if _, err := k.requestAs(50, def); err != nil {
+			t.Fatal(err)
+		}
+		def.Type, def.Gateway = rtmAdd, in4(gw)
+		if _, err := k.requestAs(50, def); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// configd moves the default to another router of the same LAN.
+	stage = "new router on the LAN"
+	setDefault("192.168.1.254")
+	reconcile(t, sys, e, fullTunnel(false))
+	if r := lookup(t, sys, ep.String()); r.Gateway != netip.MustParseAddr("192.168.1.254") || r.Device != "en0" {
+		t.Errorf("%s: pin %s, want via 192.168.1.254 dev en0", stage, r)
+	}
+	if n := len(k.sent(rtmChange)); n != 1 {
+		t.Errorf("%s: %d RTM_CHANGE, want the pin changed in place", stage, n)
+	}
+	for _, m := range k.sent(rtmDelete) {
+		if mustKey(m).dst == netip.PrefixFrom(ep, 32) {
+			t.Errorf("%s: the pin was deleted (RTM_DELETE %s)", stage, bsdFlagNames(m.Flags))
+		}
+	}
+
+	// Wi-Fi off: the pin goes with the LAN's routes, a blackhole holds
+	// its place; then another network, and the pin comes back from the
+	// blackhole.
+	stage = "Wi-Fi off"
+	k.mu.Lock()
+	k.table = slices.DeleteFunc(k.table, func(m bsdRouteMsg) bool { return m.Index == macEn0 && m.Dst.Family == bsdAFInet })
+	k.addrs = slices.DeleteFunc(k.addrs, func(a bsdIfAddrMsg) bool { return a.Index == macEn0 && a.Addr.Family == bsdAFInet })
+	k.mu.Unlock()
+	reconcile(t, sys, e, fullTunnel(false))
+	if r := lookup(t, sys, ep.String()); r.Type != TypeBlackhole {
+		t.Fatalf("%s: pin %s, want a blackhole", stage, r)
+	}
+	stage = "from the blackhole to a new network"
+	k.mu.Lock()
+	k.addrs = append(k.addrs, bsdIfAddrMsg{Index: macEn0, Addr: in4("10.0.5.23"), Mask: kmask(24, false)})
+	k.table = append(k.table, dump(macEn0, "UCS", in4("10.0.5.0"), lnk(macEn0), kmask(24, false)))
+	k.mu.Unlock()
+	if _, err := k.requestAs(50, bsdRouteMsg{Type: rtmAdd, Flags: rtfUp | rtfGateway | rtfStatic, Dst: in4("0.0.0.0"), Netmask: bsdMask(0, false), Gateway: in4("10.0.5.1")}); err != nil {
+		t.Fatal(err)
+	}
+	reconcile(t, sys, e, fullTunnel(false))
+	if r := lookup(t, sys, ep.String()); r.Type != TypeUnicast || r.Gateway != netip.MustParseAddr("10.0.5.1") || r.Dst != netip.PrefixFrom(ep, 32) {
+		t.Errorf("%s: pin %s, want via 10.0.5.1", stage, r)
+	}
+	snap, _ := sys.Snapshot()
+	if own, _ := OwnedItems(snap); slices.ContainsFunc(own, func(r Route) bool { return r.Dst.Bits() == 31 }) {
+		t.Errorf("%s: the bridge stayed: %v", stage, own)
+	}
+	if len(loops) > 0 {
+		t.Errorf("the endpoint resolved into the utun after a write of ours during: %q", loops)
+	}
+	// The session still ends clean (the lookups moved with the network:
+	// notes, not failures).
+	if rep, err := e.End(); err != nil || hasFailure(rep) {
+		t.Errorf("end: %v %v", err, rep.Problems)
+	}
+	snap, _ = sys.Snapshot()
+	if own, _ := OwnedItems(snap); len(own) != 0 {
+		t.Errorf("after the end: %v", own)
+	}
+}
+
 // Point 8: kill -9 of the agent. The utun goes with the process and
 // if_rtdel takes the routes on it; the pin, the router's host route (on
 // en0) and the IPv6 refusals (on lo0) stay until a restore runs. launchd

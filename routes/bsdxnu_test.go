@@ -32,7 +32,14 @@ import (
 //   - every change is broadcast with the route's flags and the sender's
 //     pid, deletions with the deleted route's flags (casts);
 //   - a departing interface takes its routes (if_rtdel) and the local
-//     routes of its addresses (detach).
+//     routes of its addresses (detach);
+//   - RTM_CHANGE moves a route in place under its key (rt_lookup of the
+//     key, ESRCH without one): a new gateway (rt_setgate), the interface
+//     and interface address that gateway gives (rt_setif), and the flags
+//     kept ("Changing flags still doesn't work": a blackhole stays one).
+//
+// watch, when set, runs after each of the System's requests: the moment
+// a packet sent then would see the table as it is.
 type xnu struct {
 	mu       sync.Mutex
 	ifs      []bsdIfMsg
@@ -40,6 +47,7 @@ type xnu struct {
 	table    []bsdRouteMsg
 	requests []bsdRouteMsg
 	casts    []xnuCast
+	watch    func()
 }
 
 // xnuCast is a message every route socket listener receives.
@@ -96,7 +104,13 @@ func xnuKeyOf(m bsdRouteMsg) (xnuKey, error) {
 
 func errno(e syscall.Errno) error { return fmt.Errorf("route socket: %w", e) }
 
-func (k *xnu) Request(m bsdRouteMsg) (bsdRouteMsg, error) { return k.requestAs(xnuSelf, m) }
+func (k *xnu) Request(m bsdRouteMsg) (bsdRouteMsg, error) {
+	reply, err := k.requestAs(xnuSelf, m)
+	if k.watch != nil {
+		k.watch()
+	}
+	return reply, err
+}
 
 // requestAs is a request from process pid (another VPN, configd, route(8)).
 func (k *xnu) requestAs(pid int, m bsdRouteMsg) (bsdRouteMsg, error) {
@@ -150,6 +164,30 @@ func (k *xnu) requestAs(pid int, m bsdRouteMsg) (bsdRouteMsg, error) {
 		// The report carries the deleted route's flags (rtsock.c
 		// report: out_rtm->rtm_flags = rt->rt_flags) and the sender's pid.
 		k.cast(rtmDelete, gone, pid)
+		return reply, nil
+	case rtmChange:
+		if at < 0 {
+			return bsdRouteMsg{}, errno(syscall.ESRCH)
+		}
+		e := k.table[at]
+		if m.Gateway.present() {
+			e.Gateway = m.Gateway
+			e.Gateway.Full = false
+		}
+		probe := m
+		probe.Flags = e.Flags // rt_setif sees the route's flags, not the request's
+		probe.Gateway = e.Gateway
+		ifp, ifa := k.setif(probe)
+		if ifp == 0 {
+			return bsdRouteMsg{}, errno(syscall.ENETUNREACH)
+		}
+		e.Index, e.IFA = ifp, ifa
+		e.Flags &^= rtfLLInfo
+		if k.arpHost(ifp, e) && e.Gateway.Family == bsdAFLink && bsdLinkSALen(m.Gateway) >= bsdSockaddrDLSize {
+			e.Flags |= rtfLLInfo
+		}
+		k.table[at] = e
+		k.cast(rtmChange, e, pid)
 		return reply, nil
 	case rtmGet:
 		dst, _, _ := m.Dst.inet()

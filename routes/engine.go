@@ -16,9 +16,10 @@ import (
 // Engine makes every route and rule change through the journal, and puts the
 // table back exactly: on End, and after a crash on the next Recover.
 type Engine struct {
-	sys System
-	dir string
-	log *slog.Logger
+	sys   System
+	dir   string
+	log   *slog.Logger
+	owner Owner
 
 	mu sync.Mutex
 	j  *Journal
@@ -28,6 +29,8 @@ type Engine struct {
 	afterIntent func(Change)
 	// afterApply, when set (tests), runs between a change and its done record.
 	afterApply func(Change)
+	// afterUndo, when set (tests), runs after each undo or sweep of restore.
+	afterUndo func(Change)
 }
 
 // Report says what Recover or End did.
@@ -49,13 +52,59 @@ type SavedState struct {
 	Lookups  map[string]Route `json:"lookups"`
 }
 
-// NewEngine returns an Engine keeping its journal and snapshot in stateDir.
+// NewEngine returns the client's Engine (ClientOwner), keeping its journal
+// and snapshot in stateDir.
 func NewEngine(sys System, stateDir string) *Engine {
-	e := &Engine{sys: sys, dir: stateDir, log: slog.Default()}
+	return NewOwnerEngine(sys, stateDir, ClientOwner)
+}
+
+// NewOwnerEngine returns an Engine making, sweeping and replaying owner's
+// objects only, keeping its journal and snapshot in stateDir.
+func NewOwnerEngine(sys System, stateDir string, owner Owner) *Engine {
+	e := &Engine{sys: sys, dir: stateDir, log: slog.Default(), owner: owner}
 	if j, ok := sys.(journalScoped); ok { // macOS: RTF_PROTO1 is shared (bsdowner.go)
 		j.scopeToJournal(e.journalPath())
 	}
 	return e
+}
+
+// Owner returns whose objects e makes.
+func (e *Engine) Owner() Owner { return e.owner }
+
+// Hooks are test seams run around each change of Apply (one journal record
+// per change while set): AfterIntent between the intent record and the
+// change, AfterApply between the change and its done record.
+type Hooks struct {
+	AfterIntent func(Change)
+	AfterApply  func(Change)
+	// AfterUndo runs after each change End or Recover makes.
+	AfterUndo func(Change)
+}
+
+// SetHooks installs h (tests: kill points of a crash test).
+func (e *Engine) SetHooks(h Hooks) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.afterIntent, e.afterApply, e.afterUndo = h.AfterIntent, h.AfterApply, h.AfterUndo
+}
+
+// SetSysctl turns switch name (below /proc/sys) to value through the
+// journal, recording the value it had, which End and Recover put back. A
+// switch already at value is not written (a container's /proc/sys is
+// read-only, and nothing needs restoring).
+func (e *Engine) SetSysctl(name, value string) (changed bool, err error) {
+	ss, ok := e.sys.(SysctlSystem)
+	if !ok {
+		return false, fmt.Errorf("sysctl %s: this system cannot read kernel switches", name)
+	}
+	old, err := ss.ReadSysctl(name)
+	if err != nil {
+		return false, err
+	}
+	if old == value {
+		return false, nil
+	}
+	return true, e.Apply(Change{Op: OpSetSysctl, Sysctl: &Sysctl{Name: name, Value: value, Old: old}})
 }
 
 func (e *Engine) journalPath() string  { return filepath.Join(e.dir, "journal") }
@@ -73,6 +122,11 @@ func (e *Engine) Active() bool {
 func (e *Engine) Recover() (*Report, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.j != nil {
+		// This engine's own session is running: replaying its journal
+		// would tear it down under it (End does that, on purpose).
+		return &Report{}, errors.New("recover: a route session is active (End it instead)")
+	}
 	return e.restore()
 }
 
@@ -115,6 +169,12 @@ func (e *Engine) Apply(changes ...Change) error {
 	defer e.mu.Unlock()
 	if e.j == nil {
 		return errors.New("apply: no route session (Begin first)")
+	}
+	for _, c := range changes {
+		if (c.Op == OpAddRoute || c.Op == OpAddRule) && !e.owner.Owns(c) {
+			// What we add must carry our marker, or no sweep finds it.
+			return fmt.Errorf("apply %s: it does not carry %s's marker (%s)", c, e.owner.Name, e.owner.describe())
+		}
 	}
 	if len(changes) > 1 && e.afterIntent == nil && e.afterApply == nil {
 		// Many changes (a large push): one fsync for the intents and
@@ -168,12 +228,19 @@ func (e *Engine) End() (*Report, error) {
 // Reconcile makes our routes and rules equal desired: adds what is missing
 // first (no gap in coverage), then removes what is no longer wanted; every
 // change goes through the journal.
+//
+// Address changes in desired are reconciled per device: a device named by
+// one of them keeps exactly the desired addresses (its IPv6 link-local
+// address aside).
 func (e *Engine) Reconcile(desired []Change) (added, removed []Change, err error) {
-	routes, rules, err := e.Owned()
+	snap, err := e.sys.Snapshot()
 	if err != nil {
 		return nil, nil, err
 	}
+	routes, rules := e.owner.Items(snap)
 	added, removed = diffOwned(desired, routes, rules)
+	aa, ar := diffAddrs(desired, snap)
+	added, removed = append(added, aa...), append(removed, ar...)
 	// A route that takes the place of one of ours (same table, destination
 	// and metric, say a pin moving to a new gateway) can only be added
 	// after that one is gone: the kernel keeps one route per key. Only
@@ -192,13 +259,121 @@ func (e *Engine) Reconcile(desired []Change) (added, removed []Change, err error
 			later = append(later, r)
 		}
 	}
-	if err := e.Apply(first...); err != nil {
+	toDel, toAdd := first, added
+	if ch, ok := e.sys.(routeChanger); ok {
+		if toDel, toAdd, err = e.makeBeforeBreak(ch, first, added); err != nil {
+			return nil, first, err
+		}
+	}
+	if err := e.Apply(toDel...); err != nil {
 		return nil, first, err
 	}
-	if err := e.Apply(added...); err != nil {
+	if err := e.Apply(toAdd...); err != nil {
 		return added, first, err
 	}
 	return added, removed, e.Apply(later...)
+}
+
+// routeChanger is a System that can move a route to a new next hop in
+// place, under its key, with one kernel write (macOS: RTM_CHANGE, as
+// Mozilla VPN's macosroutemonitor moves its exclusion routes): the route
+// never leaves the table. Changeable says whether old can become nw that
+// way (XNU's RTM_CHANGE sets the gateway and interface, never the flags).
+type routeChanger interface {
+	Changeable(old, nw Route) bool
+	ChangeRoute(old, nw Route) error
+}
+
+// makeBeforeBreak replaces each route of first by the addition taking its
+// key without a moment where neither is in the table: in place when the
+// System can (routeChanger), else, for a host route (the endpoint pin
+// going from a blackhole back to a router), through a bridge: the new
+// route one bit shorter is added first, so that between the delete and
+// the add the host still resolves there and not into the tunnel's halves.
+// It returns the removals and additions left to do in the plain order.
+func (e *Engine) makeBeforeBreak(ch routeChanger, first, added []Change) (toDel, toAdd []Change, err error) {
+	toAdd = slices.Clone(added)
+	for _, old := range first {
+		i := slices.IndexFunc(toAdd, func(c Change) bool { return c.Route != nil && slotOf(*c.Route) == slotOf(*old.Route) })
+		if i < 0 {
+			toDel = append(toDel, old)
+			continue
+		}
+		nw := toAdd[i]
+		switch {
+		case ch.Changeable(*old.Route, *nw.Route):
+			err = e.change(ch, old, nw)
+		case old.Route.Dst.IsSingleIP() && old.Route.Dst.Bits() > 0:
+			err = e.bridge(old, nw)
+		default:
+			toDel = append(toDel, old)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		toAdd = slices.Delete(toAdd, i, i+1)
+	}
+	return toDel, toAdd, nil
+}
+
+// change moves old to nw in place. It is journaled as the delete and the
+// add it stands for, so an undo after a crash is the same as for those.
+func (e *Engine) change(ch routeChanger, old, nw Change) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.j == nil {
+		return errors.New("apply: no route session (Begin first)")
+	}
+	seq, err := e.j.Intents([]Change{old, nw})
+	if err != nil {
+		return err
+	}
+	if err := ch.ChangeRoute(*old.Route, *nw.Route); err != nil {
+		return err
+	}
+	return e.j.Dones(seq, 2)
+}
+
+// bridge replaces the host route old by nw, which the kernel cannot change
+// in place, with nw's twin one bit shorter holding the host meanwhile.
+// Every step is journaled: a crash in between is undone like any other.
+func (e *Engine) bridge(old, nw Change) error {
+	b := *nw.Route
+	b.Dst = netip.PrefixFrom(b.Dst.Addr(), b.Dst.Bits()-1).Masked()
+	add := Change{Op: OpAddRoute, Route: &b}
+	if err := e.Apply(add); err != nil {
+		// Another program's route holds that key: replace in the plain
+		// order, as without a bridge.
+		e.log.Warn("re-pin without a bridge", "route", nw.Route.String(), "err", err)
+		return e.Apply(old, nw)
+	}
+	if err := e.Apply(old, nw); err != nil {
+		return err
+	}
+	return e.Apply(Change{Op: OpDelRoute, Route: &b})
+}
+
+// diffAddrs compares the desired addresses with those on their devices.
+func diffAddrs(desired []Change, snap *Snapshot) (added, removed []Change) {
+	want := map[string][]netip.Prefix{}
+	for _, c := range desired {
+		if c.Addr != nil && c.Op == OpAddAddr {
+			want[c.Addr.Device] = append(want[c.Addr.Device], c.Addr.Prefix)
+			if !slices.ContainsFunc(snap.Addresses, func(a Address) bool { return a.Device == c.Addr.Device && a.Prefix == c.Addr.Prefix }) {
+				added = append(added, c)
+			}
+		}
+	}
+	for _, a := range snap.Addresses {
+		ps, ok := want[a.Device]
+		if !ok || slices.Contains(ps, a.Prefix) || a.Prefix.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		a := a
+		removed = append(removed, Change{Op: OpDelAddr, Addr: &a})
+	}
+	return added, removed
 }
 
 type slotKey struct {
@@ -279,32 +454,19 @@ func diffOwned(desired []Change, routes []Route, rules []Rule) (added, removed [
 	return added, removed
 }
 
-// Owned returns the routes and rules carrying our protocol right now.
+// Owned returns the routes and rules carrying the owner's protocol right now.
 func (e *Engine) Owned() ([]Route, []Rule, error) {
 	snap, err := e.sys.Snapshot()
 	if err != nil {
 		return nil, nil, err
 	}
-	rs, rules := OwnedItems(snap)
+	rs, rules := e.owner.Items(snap)
 	return rs, rules, nil
 }
 
-// OwnedItems returns the routes and rules of snap that carry our protocol.
-func OwnedItems(snap *Snapshot) ([]Route, []Rule) {
-	var rs []Route
-	var rules []Rule
-	for _, r := range snap.Routes {
-		if r.Protocol == Protocol {
-			rs = append(rs, r)
-		}
-	}
-	for _, r := range snap.Rules {
-		if r.Protocol == Protocol {
-			rules = append(rules, r)
-		}
-	}
-	return rs, rules
-}
+// OwnedItems returns the routes and rules of snap that carry the client's
+// protocol (ClientOwner.Items).
+func OwnedItems(snap *Snapshot) ([]Route, []Rule) { return ClientOwner.Items(snap) }
 
 // LinkAddresses are the addresses on the named devices, in snapshot order.
 func LinkAddresses(snap *Snapshot, devices ...string) []Address {
@@ -358,20 +520,23 @@ func TunnelAddresses(snap *Snapshot, device string, assigned []netip.Prefix) []A
 // OursChange reports whether c acts on a route or rule of ClearPath's: one
 // carrying protocol 197 or living in (a rule: pointing at) table 7411.
 // Replay and sweeps act on nothing else.
+// (ClientOwner.Owns; an address or sysctl is not the client's).
 func OursChange(c Change) bool {
-	switch {
-	case c.Route != nil:
-		return c.Route.Protocol == Protocol || c.Route.Table == Table
-	case c.Rule != nil:
-		return c.Rule.Protocol == Protocol || c.Rule.Table == Table
+	if c.Addr != nil || c.Sysctl != nil {
+		return false
 	}
-	return false
+	return ClientOwner.Owns(c)
 }
 
 // Inverse returns the change that undoes c.
 func Inverse(c Change) Change {
-	inv := map[Op]Op{OpAddRoute: OpDelRoute, OpDelRoute: OpAddRoute, OpAddRule: OpDelRule, OpDelRule: OpAddRule}
-	return Change{Op: inv[c.Op], Route: c.Route, Rule: c.Rule}
+	if c.Op == OpSetSysctl && c.Sysctl != nil {
+		s := Sysctl{Name: c.Sysctl.Name, Value: c.Sysctl.Old, Old: c.Sysctl.Value}
+		return Change{Op: OpSetSysctl, Sysctl: &s}
+	}
+	inv := map[Op]Op{OpAddRoute: OpDelRoute, OpDelRoute: OpAddRoute, OpAddRule: OpDelRule, OpDelRule: OpAddRule,
+		OpAddAddr: OpDelAddr, OpDelAddr: OpAddAddr}
+	return Change{Op: inv[c.Op], Route: c.Route, Rule: c.Rule, Addr: c.Addr}
 }
 
 func (e *Engine) restore() (*Report, error) {
@@ -404,12 +569,15 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		undo := Inverse(*r.Change)
-		if !OursChange(undo) {
+		if !e.owner.Owns(undo) {
 			// The journal is root's, but replay must not become a way to
 			// delete or add what other programs own (README: foreign
 			// routes are never touched).
-			rep.Problems = append(rep.Problems, fmt.Sprintf("skipped journal record %d: %s is not ClearPath's (protocol %d, table %d)", r.Seq, r.Change, Protocol, Table))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("skipped journal record %d: %s is not %s's (%s)", r.Seq, r.Change, e.owner.Name, e.owner.describe()))
 			continue
+		}
+		if undo.Addr != nil && !links[undo.Addr.Device] {
+			continue // the kernel removed the address with its link
 		}
 		if undo.Op == OpAddRoute && undo.Route.Device != "" && !links[undo.Route.Device] {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("not restoring %s: device %s is gone", undo.Route, undo.Route.Device))
@@ -423,6 +591,9 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		rep.Undone = append(rep.Undone, undo)
+		if e.afterUndo != nil {
+			e.afterUndo(undo)
+		}
 	}
 	// Sweep: nothing of ours may remain outside a session.
 	routes, rules, err := e.Owned()
@@ -436,6 +607,9 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		rep.Swept = append(rep.Swept, c)
+		if e.afterUndo != nil {
+			e.afterUndo(c)
+		}
 	}
 	for _, r := range rules {
 		c := Change{Op: OpDelRule, Rule: &r}
@@ -444,6 +618,9 @@ func (e *Engine) restore() (*Report, error) {
 			continue
 		}
 		rep.Swept = append(rep.Swept, c)
+		if e.afterUndo != nil {
+			e.afterUndo(c)
+		}
 	}
 	if saved != nil {
 		now, err := e.sys.Snapshot()

@@ -68,6 +68,8 @@ func (r Rule) String() string {
 	switch r.Action {
 	case "", "lookup":
 		fmt.Fprintf(&b, " lookup %s", TableName(r.Table))
+	case "goto":
+		fmt.Fprintf(&b, " goto %d", r.Goto)
 	default:
 		b.WriteString(" " + r.Action)
 	}
@@ -108,6 +110,22 @@ func (c Change) String() string {
 		}
 		prio, rest, _ := strings.Cut(s, ":")
 		return fmt.Sprintf("ip %srule %s priority %s%s", fam, verb, prio, rest)
+	case c.Link != nil && c.Op == OpDelLink:
+		return "ip link del " + c.Link.Name
+	}
+	if c.Addr != nil {
+		verb := "add"
+		if c.Op == OpDelAddr {
+			verb = "del"
+		}
+		nodad := ""
+		if c.Addr.NoDAD && c.Addr.Prefix.Addr().Is6() {
+			nodad = " nodad"
+		}
+		return fmt.Sprintf("ip addr %s %s dev %s%s", verb, c.Addr.Prefix, c.Addr.Device, nodad)
+	}
+	if c.Sysctl != nil {
+		return fmt.Sprintf("sysctl %s=%s (was %s)", strings.ReplaceAll(c.Sysctl.Name, "/", "."), c.Sysctl.Value, c.Sysctl.Old)
 	}
 	return string(c.Op)
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -207,6 +208,14 @@ func (r Record) validate() error {
 			if r.Change.Rule == nil {
 				return fmt.Errorf("%s without a rule", r.Change.Op)
 			}
+		case OpAddAddr, OpDelAddr:
+			if r.Change.Addr == nil || r.Change.Addr.Device == "" || !r.Change.Addr.Prefix.IsValid() {
+				return fmt.Errorf("%s without a device and an address", r.Change.Op)
+			}
+		case OpSetSysctl:
+			if r.Change.Sysctl == nil || !ValidSysctl(r.Change.Sysctl.Name) {
+				return fmt.Errorf("%s without a valid switch name under net/", r.Change.Op)
+			}
 		default:
 			return fmt.Errorf("unknown change %q", r.Change.Op)
 		}
@@ -218,6 +227,20 @@ func (r Record) validate() error {
 		return fmt.Errorf("bad sequence number %d", r.Seq)
 	}
 	return nil
+}
+
+// ValidSysctl reports whether name is a switch below /proc/sys/net that a
+// System may write: "net/..." without "." or ".." elements.
+func ValidSysctl(name string) bool {
+	if !strings.HasPrefix(name, "net/") {
+		return false
+	}
+	for _, el := range strings.Split(name, "/") {
+		if el == "" || el == "." || el == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // readNoFollow reads path without following a symlink at its last element:

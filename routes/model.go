@@ -8,7 +8,7 @@ import (
 	"net/netip"
 )
 
-// Ownership markers. Everything we add carries them, so ownership lives in
+// Ownership markers of the client. Everything it adds carries them, so ownership lives in
 // the kernel rather than in our memory (see docs/DESIGN.md).
 const (
 	Protocol = 197    // route and rule protocol of every item we add (Linux)
@@ -75,6 +75,8 @@ type Rule struct {
 	SuppressPrefixLen int    `json:"suppress_prefixlength"`
 	Protocol          int    `json:"protocol"`
 	Action            string `json:"action"` // "lookup", "blackhole", "unreachable", "prohibit", "goto", "nop"
+	// Goto is the priority a "goto" rule jumps to.
+	Goto int `json:"goto,omitempty"`
 }
 
 // Link is a network interface.
@@ -84,12 +86,38 @@ type Link struct {
 	Type  string `json:"type,omitempty"` // "veth", "tun", "loopback", ...
 	Up    bool   `json:"up"`
 	MTU   int    `json:"mtu,omitempty"`
+	// NoCarrier: administratively up but without carrier (no
+	// IFF_LOWER_UP): a tun no process holds, a veth whose peer is down.
+	// Its routes are "linkdown", and the kernel still uses the IPv4 ones.
+	NoCarrier bool `json:"no_carrier,omitempty"`
+	// Tun is the kernel's account of a tun/tap device (Linux only).
+	Tun *TunInfo `json:"tun,omitempty"`
+}
+
+// TunInfo is what the kernel says about a tun/tap device in its link
+// message (IFLA_TUN_*; kernel >= 4.15).
+type TunInfo struct {
+	// Persistent devices (IFF_PERSIST: `ip tuntap add`, OpenVPN's
+	// persist-tun) outlive the process that made them.
+	Persistent bool `json:"persistent"`
+	// Attached counts the descriptors attached to the device: for a
+	// multi-queue one the kernel's queue counts, else 1 while the tun
+	// driver keeps the carrier on (it does while a descriptor is
+	// attached). 0 means no process holds it: packets routed to it are
+	// dropped.
+	Attached int `json:"attached"`
 }
 
 // Address is an address assigned to a link.
 type Address struct {
 	Device string       `json:"device"`
 	Prefix netip.Prefix `json:"prefix"` // address with its prefix length
+	// NoDAD (IPv6, when adding): usable at once, no duplicate address
+	// detection (a point-to-multipoint tunnel).
+	NoDAD bool `json:"nodad,omitempty"`
+	// NoPrefixRoute (when adding): the kernel adds no route of its own for
+	// the address, so every route of a tunnel is one the engine journaled.
+	NoPrefixRoute bool `json:"noprefixroute,omitempty"`
 }
 
 // Snapshot is the whole routing state at one moment.
@@ -109,13 +137,35 @@ const (
 	OpDelRoute Op = "del-route"
 	OpAddRule  Op = "add-rule"
 	OpDelRule  Op = "del-rule"
+	// OpDelLink deletes a persistent tun/tap device no process holds
+	// (doctor's fix of a dead tun, which takes its routes with it). The
+	// engine never plans one and the journal refuses it.
+	OpDelLink Op = "del-link"
+	OpAddAddr Op = "add-addr"
+	OpDelAddr Op = "del-addr"
+	// OpSetSysctl writes Sysctl.Value; its inverse writes Sysctl.Old back.
+	OpSetSysctl Op = "set-sysctl"
 )
 
-// Change is one change to the routing state; exactly one of Route or Rule is set.
+// Change is one change to the routing state; exactly one of Route, Rule,
+// Link, Addr or Sysctl is set.
 type Change struct {
-	Op    Op     `json:"op"`
-	Route *Route `json:"route,omitempty"`
-	Rule  *Rule  `json:"rule,omitempty"`
+	Op     Op       `json:"op"`
+	Route  *Route   `json:"route,omitempty"`
+	Rule   *Rule    `json:"rule,omitempty"`
+	Link   *Link    `json:"link,omitempty"`
+	Addr   *Address `json:"addr,omitempty"`
+	Sysctl *Sysctl  `json:"sysctl,omitempty"`
+}
+
+// Sysctl is one kernel switch under /proc/sys/net, named by its path below
+// /proc/sys ("net/ipv4/ip_forward"). Old is the value read before the
+// write, journaled with the intent so that End, and Recover after a
+// kill -9, put it back.
+type Sysctl struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Old   string `json:"old"`
 }
 
 // Query asks which route the kernel would really pick (`ip route get`).
@@ -124,6 +174,10 @@ type Query struct {
 	Src    netip.Addr // optional
 	FwMark uint32     // optional
 	IIF    string     // optional: as if received on this interface
+	// FIBMatch asks for the table entry that matched (`ip route get
+	// fibmatch`: its prefix, type and table) rather than the resolved
+	// route to Dst (Linux only).
+	FIBMatch bool
 }
 
 // System is the per-platform backend: one small interface, implemented in
@@ -140,10 +194,17 @@ type System interface {
 	Lookup(q Query) (Route, error)
 }
 
+// SysctlSystem is implemented by Systems that can read and write the
+// kernel switches of their network namespace (Linux: /proc/sys/net).
+type SysctlSystem interface {
+	ReadSysctl(name string) (string, error)
+}
+
 // SameRule reports whether a and b select the same traffic the same way.
 func SameRule(a, b Rule) bool {
 	a, b = normRule(a), normRule(b)
 	return a.Family == b.Family && a.Priority == b.Priority && a.From == b.From && a.To == b.To &&
 		a.FwMark == b.FwMark && a.FwMask == b.FwMask && a.Invert == b.Invert && a.IIF == b.IIF && a.OIF == b.OIF &&
-		a.Table == b.Table && a.SuppressPrefixLen == b.SuppressPrefixLen && a.Protocol == b.Protocol && a.Action == b.Action
+		a.Table == b.Table && a.SuppressPrefixLen == b.SuppressPrefixLen && a.Protocol == b.Protocol && a.Action == b.Action &&
+		a.Goto == b.Goto
 }

@@ -57,6 +57,10 @@ func TestDarwinMessagesSurviveTheWire(t *testing.T) {
 			t.Fatal(err)
 		}
 		msgs = append(msgs, m)
+		if c.Route.Dst == netip.PrefixFrom(endpoint, 32) {
+			m.Type = rtmChange // the pin moving in place (Engine.makeBeforeBreak)
+			msgs = append(msgs, m)
+		}
 	}
 	var dump []byte
 	for _, m := range msgs {
@@ -82,7 +86,7 @@ func TestDarwinMessagesSurviveTheWire(t *testing.T) {
 // The doctor fixtures hold through the wire as well.
 func TestDarwinSnapshotThroughTheWireMatchesFixture(t *testing.T) {
 	var b []byte
-	for _, m := range append(macHealthyDump(), tunnelblickLeftovers()...) {
+	for _, m := range append(macHealthyDump(), tunnelblickKilled()...) {
 		b = append(b, wire(t, m)...)
 	}
 	ifs, addrs := macInterfaces(false)

@@ -5,14 +5,28 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
 // linuxSystem reads and changes routes, rules, links and addresses over
-// rtnetlink in one network namespace.
-type linuxSystem struct{ h *netlink.Handle }
+// rtnetlink in one network namespace. Sysctls are read and written under
+// /proc/sys, which shows the network namespace of the calling process (not
+// the handle's).
+type linuxSystem struct {
+	h *netlink.Handle
+	// rules reads rules with their actions (see dumpRules); nil for
+	// NewSystemAt, which reads them through h and cannot tell blackhole,
+	// unreachable, prohibit and nop rules apart ("action-unknown").
+	rules *nl.SocketHandle
+}
 
 // NewSystem returns the System of the current network namespace.
 func NewSystem() (System, error) {
@@ -20,11 +34,18 @@ func NewSystem() (System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
-	return &linuxSystem{h: h}, nil
+	s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	return &linuxSystem{h: h, rules: &nl.SocketHandle{Socket: s}}, nil
 }
 
 // NewSystemAt returns a System acting through h (e.g. a handle opened inside
-// another network namespace with netlink.NewHandleAt).
+// another network namespace with netlink.NewHandleAt). Prefer NewSystemIn:
+// through a bare handle, rule actions other than lookup and goto are not
+// readable.
 func NewSystemAt(h *netlink.Handle) System { return &linuxSystem{h: h} }
 
 var routeTypes = map[int]RouteType{
@@ -52,7 +73,14 @@ func (s *linuxSystem) Snapshot() (*Snapshot, error) {
 	for _, l := range links {
 		a := l.Attrs()
 		names[a.Index] = a.Name
-		snap.Links = append(snap.Links, Link{Index: a.Index, Name: a.Name, Type: l.Type(), Up: a.Flags&net.FlagUp != 0, MTU: a.MTU})
+		lk := Link{Index: a.Index, Name: a.Name, Type: l.Type(), Up: a.Flags&net.FlagUp != 0, MTU: a.MTU}
+		lk.NoCarrier = lk.Up && a.RawFlags&unix.IFF_LOWER_UP == 0
+		if lk.Tun = tunInfo(l); lk.Tun != nil && lk.Up && lk.Tun.Attached == 0 {
+			// Carrier off: no process, unless one turned the carrier
+			// off itself (TUNSETCARRIER). Only then is /proc scanned.
+			lk.Tun.Attached = len(tunHolders(a.Name))
+		}
+		snap.Links = append(snap.Links, lk)
 	}
 	addrs, err := s.h.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
@@ -73,13 +101,11 @@ func (s *linuxSystem) Snapshot() (*Snapshot, error) {
 		for _, r := range rs {
 			snap.Routes = append(snap.Routes, fromNetlinkRoute(r, fam, names))
 		}
-		rules, err := s.h.RuleList(fam)
+		rules, err := s.listRules(fam)
 		if err != nil {
 			return nil, fmt.Errorf("list rules: %w", err)
 		}
-		for _, r := range rules {
-			snap.Rules = append(snap.Rules, fromNetlinkRule(r, fam))
-		}
+		snap.Rules = append(snap.Rules, rules...)
 	}
 	return snap, nil
 }
@@ -137,17 +163,14 @@ func fromNetlinkRule(r netlink.Rule, fam int) Rule {
 	if p, ok := ipNetToPrefix(r.Dst); ok {
 		out.To = p
 	}
-	switch r.Type {
-	case unix.FR_ACT_BLACKHOLE:
-		out.Action = "blackhole"
-	case unix.FR_ACT_UNREACHABLE:
-		out.Action = "unreachable"
-	case unix.FR_ACT_PROHIBIT:
-		out.Action = "prohibit"
-	case unix.FR_ACT_GOTO:
-		out.Action = "goto"
-	case unix.FR_ACT_NOP:
-		out.Action = "nop"
+	// netlink v1.3.1 does not read the action back (r.Type stays 0):
+	// a goto carries its target, a lookup a table; the rest cannot be told
+	// apart here (dumpRules can).
+	switch {
+	case r.Goto >= 0:
+		out.Action, out.Goto = "goto", r.Goto
+	case r.Table == 0:
+		out.Action = "action-unknown"
 	}
 	return out
 }
@@ -186,6 +209,21 @@ func (s *linuxSystem) Apply(c Change) error {
 			return s.addRule(*c.Rule)
 		}
 		return s.delRule(*c.Rule)
+	case OpDelLink:
+		if c.Link == nil {
+			return fmt.Errorf("%s: no link given", c.Op)
+		}
+		return s.delDeadTun(c.Link.Name)
+	case OpAddAddr, OpDelAddr:
+		if c.Addr == nil {
+			return fmt.Errorf("%s: no address given", c.Op)
+		}
+		return s.changeAddr(c)
+	case OpSetSysctl:
+		if c.Sysctl == nil {
+			return fmt.Errorf("%s: no switch given", c.Op)
+		}
+		return s.writeSysctl(c.Sysctl.Name, c.Sysctl.Value)
 	}
 	return fmt.Errorf("unknown change %q", c.Op)
 }
@@ -314,16 +352,35 @@ func (s *linuxSystem) findRule(r Rule) (bool, error) {
 	if r.Family == FamilyV6 {
 		fam = netlink.FAMILY_V6
 	}
-	rules, err := s.h.RuleList(fam)
+	rules, err := s.listRules(fam)
 	if err != nil {
 		return false, err
 	}
 	for _, k := range rules {
-		if SameRule(fromNetlinkRule(k, fam), r) {
+		if SameRule(k, r) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// listRules reads the rules of family fam, with their actions when the
+// System has its own rule socket (see dumpRules).
+func (s *linuxSystem) listRules(fam int) ([]Rule, error) {
+	if s.rules != nil {
+		return dumpRules(s.rules, fam)
+	}
+	rules, err := s.h.RuleList(fam)
+	if err != nil {
+		return nil, err
+	}
+	var out []Rule
+	for _, r := range rules {
+		if r.Family == fam {
+			out = append(out, fromNetlinkRule(r, fam))
+		}
+	}
+	return out, nil
 }
 
 func (s *linuxSystem) addRule(r Rule) error {
@@ -356,7 +413,7 @@ func (s *linuxSystem) Lookup(q Query) (Route, error) {
 	if !q.Dst.IsValid() {
 		return Route{}, errors.New("lookup: no destination")
 	}
-	opts := &netlink.RouteGetOptions{Mark: q.FwMark, Iif: q.IIF}
+	opts := &netlink.RouteGetOptions{Mark: q.FwMark, Iif: q.IIF, FIBMatch: q.FIBMatch}
 	if q.Src.IsValid() {
 		opts.SrcAddr = q.Src.AsSlice()
 	}
@@ -373,6 +430,168 @@ func (s *linuxSystem) Lookup(q Query) (Route, error) {
 	}
 	fam := familyNum(q.Dst)
 	out := fromNetlinkRoute(rs[0], fam, names)
-	out.Dst = netip.PrefixFrom(q.Dst, q.Dst.BitLen())
+	if !q.FIBMatch {
+		out.Dst = netip.PrefixFrom(q.Dst, q.Dst.BitLen())
+	}
 	return out, nil
+}
+
+// tunInfo reads whether a tun/tap device is persistent and whether a
+// process holds it. How attachment is detected: the tun driver turns the
+// carrier on when a descriptor attaches (TUNSETIFF) and off when the last
+// one detaches, so for a device that is up, no IFF_LOWER_UP means no
+// process. Multi-queue devices also report their attached queues
+// (IFLA_TUN_NUM_QUEUES and _NUM_DISABLED_QUEUES; the kernel sends them for
+// multi-queue devices only), used when present. Both are read in the
+// device's own namespace from its link message. A process can still turn
+// the carrier off itself (TUNSETCARRIER), so a snapshot counts the holders
+// in /proc/*/fdinfo (tunHolders) for an up device without carrier, and
+// deleting the device checks both once more.
+func tunInfo(l netlink.Link) *TunInfo {
+	t, ok := l.(*netlink.Tuntap)
+	if !ok {
+		return nil
+	}
+	a := l.Attrs()
+	ti := &TunInfo{Persistent: !t.NonPersist}
+	switch {
+	case t.Flags&netlink.TUNTAP_MULTI_QUEUE != 0:
+		ti.Attached = t.Queues + t.DisabledQueues
+	case a.RawFlags&unix.IFF_LOWER_UP != 0:
+		ti.Attached = 1
+	}
+	return ti
+}
+
+// tunHolders lists the processes with a descriptor open on a tun/tap
+// device called name: /proc/PID/fdinfo/FD of a /dev/net/tun descriptor
+// has an "iff:\t<name>" line. Names are per namespace, so a holder of
+// another namespace's device of the same name counts too: for a refusal
+// that errs on the safe side.
+func tunHolders(name string) []string {
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	var out []string
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err != nil || target != "/dev/net/tun" {
+			continue
+		}
+		pid := strings.Split(fd, "/")[2]
+		b, err := os.ReadFile(strings.Replace(fd, "/fd/", "/fdinfo/", 1))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && k == "iff" && strings.TrimSpace(v) == name && !slices.Contains(out, pid) {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
+}
+
+// delDeadTun deletes a persistent tun/tap device that no process holds,
+// checking again at the moment of deletion: a device a process attached
+// to since the snapshot, or any other kind of link, is refused.
+func (s *linuxSystem) delDeadTun(name string) error {
+	l, err := s.h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil // already gone
+		}
+		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	ti := tunInfo(l)
+	switch {
+	case ti == nil:
+		return fmt.Errorf("delete link %s: it is a %s device, not a tun/tap; refusing", name, l.Type())
+	case !ti.Persistent:
+		return fmt.Errorf("delete link %s: not persistent (it goes with its process); refusing", name)
+	case ti.Attached > 0:
+		return fmt.Errorf("delete link %s: a process is attached now (carrier on); refusing", name)
+	}
+	if pids := tunHolders(name); len(pids) > 0 {
+		return fmt.Errorf("delete link %s: process %s has a tun descriptor named %s open (/proc/PID/fdinfo); refusing", name, strings.Join(pids, ","), name)
+	}
+	if err := s.h.LinkDel(l); err != nil {
+		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	return nil
+}
+
+// changeAddr adds (replacing: idempotent) or deletes an address; deleting
+// one already gone, or on a device already gone, is not an error.
+func (s *linuxSystem) changeAddr(c Change) error {
+	a := *c.Addr
+	l, err := s.h.LinkByName(a.Device)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if c.Op == OpDelAddr && errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("%s: device %s: %w", c, a.Device, err)
+	}
+	na := &netlink.Addr{IPNet: prefixToIPNet(a.Prefix)}
+	if a.NoDAD && a.Prefix.Addr().Is6() {
+		na.Flags = unix.IFA_F_NODAD
+	}
+	if a.NoPrefixRoute {
+		na.Flags |= unix.IFA_F_NOPREFIXROUTE
+	}
+	if c.Op == OpAddAddr {
+		if err := s.h.AddrReplace(l, na); err != nil {
+			return fmt.Errorf("%s: %w", c, err)
+		}
+		return nil
+	}
+	if err := s.h.AddrDel(l, na); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("%s: %w", c, err)
+	}
+	return nil
+}
+
+// ReadSysctl implements SysctlSystem.
+func (s *linuxSystem) ReadSysctl(name string) (string, error) {
+	if !ValidSysctl(name) {
+		return "", fmt.Errorf("sysctl %q: not a switch under net/", name)
+	}
+	b, err := os.ReadFile(filepath.Join("/proc/sys", name))
+	if err != nil {
+		return "", fmt.Errorf("read sysctl %s: %w", name, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func (s *linuxSystem) writeSysctl(name, value string) error {
+	if !ValidSysctl(name) {
+		return fmt.Errorf("sysctl %q: not a switch under net/", name)
+	}
+	if cur, err := s.ReadSysctl(name); err == nil && cur == value {
+		return nil // nothing to write (a read-only /proc/sys in a container)
+	}
+	if err := os.WriteFile(filepath.Join("/proc/sys", name), []byte(value), 0o644); err != nil {
+		return fmt.Errorf("write sysctl %s=%s: %w", name, value, err)
+	}
+	return nil
+}
+
+// AddTunnelAddresses puts host addresses on a tunnel device of this
+// namespace: IFA_F_NOPREFIXROUTE (the kernel adds no route of its own, so
+// every route of the tunnel is one the engine journaled) and, for IPv6,
+// NODAD (usable at once; nothing else on a point-to-point tunnel can hold
+// it). The addresses go with the device, so they are not journaled.
+func AddTunnelAddresses(device string, addrs []netip.Prefix) error {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("open netlink: %w", err)
+	}
+	defer h.Close()
+	s := &linuxSystem{h: h}
+	for _, a := range addrs {
+		c := Change{Op: OpAddAddr, Addr: &Address{Device: device, Prefix: a, NoDAD: true, NoPrefixRoute: true}}
+		if err := s.changeAddr(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }

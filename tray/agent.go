@@ -22,6 +22,9 @@ type Agent interface {
 	Status(ctx context.Context) (*control.Status, error)
 	Up(ctx context.Context, req control.UpRequest) (*control.Status, error)
 	Down(ctx context.Context) (*control.Status, error)
+	// Restore asks the agent to restore the routing table while no
+	// session runs (control.ErrSessionActive otherwise).
+	Restore(ctx context.Context) (*control.RestoreReport, error)
 }
 
 // socketAgent is the control client of one state dir's agent.

@@ -313,6 +313,55 @@ func (c *Controller) connect(ctx context.Context) error {
 	return nil
 }
 
+// Restore asks the root agent to restore the routing table as it does at
+// every start (the journal of a crashed session replayed, every route and
+// rule of ClearPath's removed), when no session runs. With no agent
+// running, one is started when this process may (its start restores);
+// otherwise nothing of a session can be holding routes, and the error
+// says how to restore what a crash left. The outcome is notified.
+func (c *Controller) Restore(ctx context.Context) error {
+	if err := c.begin(ctx, ActRestore); err != nil {
+		return err
+	}
+	rep, started, err := c.restore(ctx)
+	if err == nil {
+		body := "Nothing to restore: no route or rule of ClearPath's was left."
+		if started {
+			body = "The agent was started and restored at its start what a crashed session left (its log lists it)."
+		}
+		if rep.Undone+rep.Swept > 0 {
+			body = fmt.Sprintf("%d changes undone, %d leftovers removed.", rep.Undone, rep.Swept)
+		}
+		for _, p := range rep.Problems {
+			body += "\n" + p
+		}
+		c.d.Notify(Notification{Kind: NoteRestore, Title: "ClearPath: routes restored", Body: body})
+	}
+	return c.end(ctx, err)
+}
+
+// restore asks the agent, starting one first when none runs (started).
+func (c *Controller) restore(ctx context.Context) (rep *control.RestoreReport, started bool, err error) {
+	rep, err = c.d.Agent.Restore(ctx)
+	if errors.Is(err, control.ErrNoAgent) {
+		if c.d.StartAgent == nil {
+			return nil, false, errors.New("no agent is running, so no session holds routes; to restore what a crash left, start the clearpath service (it restores at start) or run `sudo vpn routes restore`")
+		}
+		if err := c.d.StartAgent(ctx); err != nil {
+			return nil, false, fmt.Errorf("start the agent (it restores at start): %w", err)
+		}
+		started = true
+		rep, err = c.d.Agent.Restore(ctx)
+	}
+	if errors.Is(err, control.ErrSessionActive) {
+		return nil, started, errors.New("a session is active: Disconnect restores its routes")
+	}
+	if err != nil {
+		return nil, started, fmt.Errorf("restore routes: %w", err)
+	}
+	return rep, started, nil
+}
+
 // Disconnect takes the tunnel down; it succeeds when nothing is up.
 func (c *Controller) Disconnect(ctx context.Context) error {
 	if err := c.begin(ctx, ActDisconnect); err != nil {

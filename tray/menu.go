@@ -21,6 +21,7 @@ const (
 	ItemOptions    = "options"
 	ItemAllTraffic = "all-traffic"
 	ItemRouteLAN   = "route-lan"
+	ItemRestore    = "restore"
 
 	// NetworkPrefix starts the ID of each network's item; the rest is its name.
 	NetworkPrefix = "network:"
@@ -104,6 +105,9 @@ func Menu(v View) []Item {
 		Item{Separator: true},
 		Item{ID: ItemStatus, Label: "Open status window"},
 		Item{ID: ItemDoctor, Label: "Run doctor"},
+		// What the agent does at every start, on demand: only without a
+		// session (Disconnect restores a session's routes).
+		Item{ID: ItemRestore, Label: "Restore routes", Disabled: v.Busy != Idle || v.State == Connected || v.State == Connecting},
 		Item{Separator: true},
 		Item{ID: ItemQuit, Label: "Quit"},
 	)

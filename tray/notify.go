@@ -21,6 +21,7 @@ const (
 	NoteDisconnect = "disconnect"
 	NoteExpiry     = "expiry"
 	NoteDoctor     = "doctor"
+	NoteRestore    = "restore"
 	// NoteNotice carries the agent's notices about what it did not take
 	// from the gateway (e.g. a default route without --all-traffic).
 	NoteNotice = "notice"

@@ -44,6 +44,7 @@ const (
 	ActDisconnect Action = "disconnecting"
 	ActLogin      Action = "logging in"
 	ActLogout     Action = "logging out"
+	ActRestore    Action = "restoring routes"
 )
 
 // LoginState is what the token source knows about the user.

@@ -78,15 +78,15 @@ func TestMenuPerState(t *testing.T) {
 		want string
 	}{
 		{"connected", conn,
-			"(ClearPath: Connected) | (Address: 100.64.0.2) | (Server: vpn.example.com (eng)) | -- | Disconnect | Log out alice@example.com | Connection options | -- | Open status window | Run doctor | -- | Quit"},
+			"(ClearPath: Connected) | (Address: 100.64.0.2) | (Server: vpn.example.com (eng)) | -- | Disconnect | Log out alice@example.com | Connection options | -- | Open status window | Run doctor | (Restore routes) | -- | Quit"},
 		{"disconnected, token file", View{State: Disconnected, Server: "https://vpn.example.com"},
-			"(ClearPath: Disconnected) | (Server: vpn.example.com) | -- | Connect | Connection options | -- | Open status window | Run doctor | -- | Quit"},
+			"(ClearPath: Disconnected) | (Server: vpn.example.com) | -- | Connect | Connection options | -- | Open status window | Run doctor | Restore routes | -- | Quit"},
 		{"needs login", View{State: NeedsLogin, Reason: "not logged in", Server: "https://vpn.example.com", Login: LoginState{Supported: true}},
-			"(ClearPath: Not logged in) | (Server: vpn.example.com) | (not logged in) | -- | Connect | Log in… | Connection options | -- | Open status window | Run doctor | -- | Quit"},
+			"(ClearPath: Not logged in) | (Server: vpn.example.com) | (not logged in) | -- | Connect | Log in… | Connection options | -- | Open status window | Run doctor | Restore routes | -- | Quit"},
 		{"connecting", View{State: Connecting, Busy: ActConnect, Server: "https://vpn.example.com"},
-			"(ClearPath: Connecting…) | (Server: vpn.example.com) | -- | (Connecting…) | Connection options | -- | Open status window | Run doctor | -- | Quit"},
+			"(ClearPath: Connecting…) | (Server: vpn.example.com) | -- | (Connecting…) | Connection options | -- | Open status window | Run doctor | (Restore routes) | -- | Quit"},
 		{"no server configured", View{State: Disconnected},
-			"(ClearPath: Disconnected) | -- | (Connect) | Connection options | -- | Open status window | Run doctor | -- | Quit"},
+			"(ClearPath: Disconnected) | -- | (Connect) | Connection options | -- | Open status window | Run doctor | Restore routes | -- | Quit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := labels(Menu(tc.v)); got != tc.want {

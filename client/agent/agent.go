@@ -294,6 +294,7 @@ func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, 
 }
 
 func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (st control.Status, err error) {
+	start := time.Now()
 	if req.Token == "" {
 		return st, errors.New("no token: log in first (vpn login) or pass --token-file")
 	}
@@ -317,7 +318,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	}
 	reg, err := sess.gw.Register(ctx, req.Token, req.Network, sess.device(priv))
 	if err != nil {
-		return st, fmt.Errorf("register with %s: %w", req.Server, err)
+		return st, registerError(req.Server, err)
 	}
 	ph.mark("register")
 	if priv != sess.key {
@@ -356,6 +357,13 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	cfg.Interface = req.Interface
 	if cfg.Interface == "" {
 		cfg.Interface = os.Getenv("VPN_INTERFACE")
+	}
+	if req.MTU > 0 {
+		cfg.MTU = req.MTU
+		if req.MTU < minIPv6MTU && hasIPv6(cfg.Addresses) {
+			cfg.Addresses, cfg.AllowedIPs = withoutIPv6(cfg.Addresses, cfg.AllowedIPs)
+			notices = append(notices, fmt.Sprintf("tunnel MTU %d is below IPv6's minimum of %d: the tunnel carries IPv4 only", req.MTU, minIPv6MTU))
+		}
 	}
 	if cfg.Interface == "" {
 		if cfg.Interface, err = a.edge.pickName(); err != nil {
@@ -409,11 +417,21 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		return st, fmt.Errorf("install routes: %w", err)
 	}
 	ph.mark("routes")
-	if err := probeAll(ctx, a.edge.probe, cfg.Addresses, pc.Gateway.Addresses); err != nil {
-		return st, fmt.Errorf("tunnel to %s did not carry traffic (handshake or reply missing; is UDP %s reachable?): %w", cfg.Endpoint, cfg.Endpoint, err)
+	if err := awaitTraffic(ctx, a.edge.probe, t, cfg.Endpoint, cfg.Addresses, pc.Gateway.Addresses, start); err != nil {
+		return st, err
 	}
 	ph.mark("probe")
 	defer ph.log(a.log)
+	pathMTU := 0
+	if req.AutoMTU {
+		pm, notice, err := a.autoMTU(ctx, t, cfg.Addresses, pc.Gateway.Addresses)
+		if err != nil {
+			return st, err
+		}
+		pathMTU = pm
+		notices = append(notices, notice)
+		ph.mark("pmtu")
+	}
 	if s, err := t.Stats(); err != nil || s.LastHandshake.IsZero() {
 		return st, fmt.Errorf("no WireGuard handshake with %s", cfg.Endpoint)
 	}
@@ -452,7 +470,8 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	st = control.Status{Notices: notices, RouteLAN: req.RouteLAN, FailClosed: req.FailClosed || a.cfg.FailClosed, Server: req.Server, Network: pc.Network, User: pc.User, Email: pc.Email, PeerID: pc.PeerID,
 		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
 		AllowedIPs: allowed, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
-		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src), GatewayVersion: pc.Gateway.Version}
+		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src), GatewayVersion: pc.Gateway.Version,
+		GatewayAddresses: pc.Gateway.Addresses, MTU: t.MTU, PathMTU: pathMTU}
 	return st, nil
 }
 
@@ -606,6 +625,29 @@ func (a *Agent) Down(ctx context.Context) (control.Status, error) {
 		a.status.Error = fmt.Sprint("restore: ", rep.Problems)
 	}
 	return a.status, nil
+}
+
+// Restore implements control.Restorer: with no session, it restores the
+// routing table as the agent's start does (the journal replayed in
+// reverse, every route and rule of ours swept), for the tray's "Restore
+// routes" and whoever finds leftovers while the agent idles. A session
+// (connecting, up, or the fail-closed block) is refused: its routes are
+// `down`'s to restore. The agent's lock on its state dir keeps anything
+// else off the journal meanwhile; holding mu keeps an `up` from starting.
+func (a *Agent) Restore(ctx context.Context) (control.RestoreReport, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tun != nil || a.status.State != control.StateDown {
+		return control.RestoreReport{}, fmt.Errorf("restore while %s: %w", a.status.State, control.ErrSessionActive)
+	}
+	rep, err := a.engine.Recover()
+	if err != nil {
+		return control.RestoreReport{}, fmt.Errorf("restore routes: %w", err)
+	}
+	if !rep.Empty() {
+		a.log.Warn("restored routes on request", "undone", len(rep.Undone), "swept", len(rep.Swept), "problems", rep.Problems)
+	}
+	return control.RestoreReport{Undone: len(rep.Undone), Swept: len(rep.Swept), Problems: rep.Problems}, nil
 }
 
 // teardown closes the tunnel and restores the routes from the journal.

@@ -73,6 +73,11 @@ type UpRequest struct {
 	// AllowHTTP: the user allowed a plain-http server that is not on
 	// loopback (--allow-http); the agent refuses one otherwise.
 	AllowHTTP bool `json:"allow_http,omitempty"`
+	// MTU sets the tunnel's MTU (0: the gateway's, else 1420); AutoMTU
+	// measures the path MTU through the tunnel once it is up and lowers
+	// the tunnel's MTU to it (`vpn up --mtu auto`).
+	MTU     int  `json:"mtu,omitempty"`
+	AutoMTU bool `json:"auto_mtu,omitempty"`
 	// CAPEM are extra trusted roots for the gateway and the identity
 	// provider (the user's --ca-file, read by the CLI): the agent never
 	// opens a CA path on the user's behalf.
@@ -108,6 +113,12 @@ type Status struct {
 	Routes           []string   `json:"routes,omitempty"`
 	Rules            []string   `json:"rules,omitempty"`
 	Overlaps         []Overlap  `json:"overlaps,omitempty"`
+	// GatewayAddresses are the gateway's tunnel addresses (what `up`
+	// probes); MTU the tunnel link's; PathMTU the path MTU through the
+	// tunnel that `vpn up --mtu auto` measured (0: not measured).
+	GatewayAddresses []string `json:"gateway_addresses,omitempty"`
+	MTU              int      `json:"mtu,omitempty"`
+	PathMTU          int      `json:"path_mtu,omitempty"`
 	// FullTunnel: the routes installed into the tunnel capture every
 	// address of a family (derived from the kernel, not from a flag).
 	FullTunnel bool `json:"full_tunnel,omitempty"`
@@ -204,10 +215,16 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
+		if resp.StatusCode == http.StatusNotFound && path == "/v1/restore" {
+			return ErrRestoreUnsupported
+		}
 		var e Error
 		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
 			if resp.StatusCode == http.StatusForbidden {
 				return &AccessError{e.Error}
+			}
+			if resp.StatusCode == http.StatusConflict {
+				return ErrSessionActive
 			}
 			return errors.New(e.Error)
 		}
@@ -239,12 +256,41 @@ func (c *Client) Down(ctx context.Context) (*Status, error) {
 	return &s, c.do(ctx, http.MethodPost, "/v1/down", nil, &s)
 }
 
+// Restore asks the agent to put the routing table back from its journal
+// (and remove any route or rule of ClearPath's) while no session runs:
+// what it does at every start, on demand (the tray's "Restore routes").
+func (c *Client) Restore(ctx context.Context) (*RestoreReport, error) {
+	var r RestoreReport
+	return &r, c.do(ctx, http.MethodPost, "/v1/restore", nil, &r)
+}
+
 // Handler serves the control API over h.
 type Handler interface {
 	Status() Status
 	Up(ctx context.Context, req UpRequest) (Status, error)
 	Down(ctx context.Context) (Status, error)
 }
+
+// Restorer is a Handler that can restore outside a session (the agent);
+// a handler without it answers /v1/restore with 404.
+type Restorer interface {
+	Restore(ctx context.Context) (RestoreReport, error)
+}
+
+// RestoreReport says what a restore did.
+type RestoreReport struct {
+	Undone   int      `json:"undone"`
+	Swept    int      `json:"swept"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// ErrSessionActive: a restore was asked for while a session holds routes
+// (connecting, up, or the fail-closed block); `down` restores those.
+var ErrSessionActive = errors.New("a session is active: disconnect first (disconnecting restores the routes)")
+
+// ErrRestoreUnsupported: the agent predates /v1/restore. It restores at
+// every start: restarting it does the same.
+var ErrRestoreUnsupported = errors.New("this agent cannot restore on demand (older version): restart it, it restores at start, or run `sudo vpn routes restore` with it stopped")
 
 // AccessError is the agent's refusal (403) as the client sees it.
 type AccessError struct{ Reason string }
@@ -331,6 +377,22 @@ func NewServer(h Handler, afterDown func(), pol Policy) http.Handler {
 			go afterDown()
 		}
 	})
+	if rh, ok := h.(Restorer); ok {
+		mux.HandleFunc("POST /v1/restore", func(w http.ResponseWriter, r *http.Request) {
+			if !allowed(w, r, pol, "restore", nil) {
+				return
+			}
+			rep, err := rh.Restore(r.Context())
+			switch {
+			case errors.Is(err, ErrSessionActive):
+				writeJSON(w, http.StatusConflict, Error{Error: err.Error()})
+			case err != nil:
+				writeJSON(w, http.StatusInternalServerError, Error{Error: err.Error()})
+			default:
+				writeJSON(w, http.StatusOK, rep)
+			}
+		})
+	}
 	return mux
 }
 

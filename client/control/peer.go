@@ -115,7 +115,7 @@ func (e *DeniedError) Error() string { return e.Reason }
 // agent's policy.
 var ErrNoAccess = errors.New("the agent runs as root; join the clearpath group or use sudo")
 
-// Allow returns nil when peer may do op ("status", "up", "down"); req is the
+// Allow returns nil when peer may do op ("status", "up", "down", "restore"); req is the
 // decoded body of an up.
 func (pol Policy) Allow(peer Peer, op string, req *UpRequest) error {
 	if pol.Open || peer.UID == 0 {
@@ -165,6 +165,13 @@ func SameServer(a, b string) bool {
 	return norm(a) == norm(b)
 }
 
+// MinMTU and MaxMTU bound an up request's tunnel MTU: IPv4's minimum
+// (576; below 1280 the tunnel carries IPv4 only) and jumbo frames.
+const (
+	MinMTU = 576
+	MaxMTU = 9000
+)
+
 // MaxTimeout bounds an up request's timeout.
 const MaxTimeout = 5 * time.Minute
 
@@ -172,6 +179,12 @@ const MaxTimeout = 5 * time.Minute
 func (r *UpRequest) validate() error {
 	if r.Timeout < 0 || r.Timeout > MaxTimeout {
 		return fmt.Errorf("timeout %s out of range (0 to %s)", r.Timeout, MaxTimeout)
+	}
+	if r.MTU != 0 && (r.MTU < MinMTU || r.MTU > MaxMTU) {
+		return fmt.Errorf("mtu %d out of range (%d to %d)", r.MTU, MinMTU, MaxMTU)
+	}
+	if r.MTU != 0 && r.AutoMTU {
+		return errors.New("mtu and auto_mtu both set: choose one")
 	}
 	if len(r.Token) > 64<<10 || len(r.RefreshToken) > 64<<10 {
 		return errors.New("token longer than 64 KiB")

@@ -34,7 +34,7 @@ func UpOver(cfg Config, name string, o Over, log *slog.Logger) (*Tunnel, error) 
 		},
 	}
 	dev := device.NewDevice(o.TUN, o.Bind, wgLog)
-	t := &Tunnel{Name: name, wg: dev, close: func() {
+	t := &Tunnel{Name: name, MTU: cfg.MTU, wg: dev, close: func() {
 		dev.Close()
 		if o.Closed != nil {
 			o.Closed()

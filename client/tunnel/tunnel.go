@@ -41,7 +41,9 @@ type Config struct {
 
 // Tunnel is a running client tunnel.
 type Tunnel struct {
-	Name  string
+	Name string
+	// MTU is the link's MTU (Config.MTU, or 1420 by default; SetMTU).
+	MTU   int
 	wg    *device.Device
 	close func() // stops the device (wgdev's Close, or UpOver's)
 }
@@ -55,7 +57,7 @@ func Up(cfg Config, log *slog.Logger) (t *Tunnel, err error) {
 	if err != nil {
 		return nil, err
 	}
-	t = &Tunnel{Name: dev.Name, wg: dev.Dev, close: dev.Close}
+	t = &Tunnel{Name: dev.Name, MTU: cfg.MTU, wg: dev.Dev, close: dev.Close}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -95,6 +97,16 @@ func uapiConfig(cfg Config) string {
 		fmt.Fprintf(&b, "allowed_ip=%s\n", p)
 	}
 	return b.String()
+}
+
+// SetMTU changes the tunnel link's MTU (`vpn up --mtu auto` lowering it
+// to the measured path MTU).
+func (t *Tunnel) SetMTU(mtu int) error {
+	if err := setMTU(t.Name, mtu); err != nil {
+		return err
+	}
+	t.MTU = mtu
+	return nil
 }
 
 // UpdateSession changes the tunnel's credentials in place: the private key

@@ -11,6 +11,17 @@ import (
 // opens the next free one for "utun", and the device reports its name.
 func PickName() (string, error) { return "utun", nil }
 
+// setMTU changes the utun's MTU (ifconfig(8), as wg-quick does).
+func setMTU(name string, mtu int) error {
+	if err := checkUtunName(name); err != nil {
+		return err
+	}
+	if out, err := exec.Command("/sbin/ifconfig", name, "mtu", fmt.Sprint(mtu)).CombinedOutput(); err != nil {
+		return fmt.Errorf("ifconfig %s mtu %d: %w: %s", name, mtu, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // configureLink gives the utun its addresses and brings it up. macOS has
 // no netlink; ifconfig(8) is what wg-quick uses there too.
 func configureLink(name string, addrs []netip.Prefix) error {

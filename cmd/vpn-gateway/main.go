@@ -121,8 +121,16 @@ func newCheck(out io.Writer) *cobra.Command {
 		Short: "Validate a configuration file and exit",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			if _, err := config.Load(path); err != nil {
+			cfg, err := config.Load(path)
+			if err != nil {
 				return err
+			}
+			// A network's table holding routes of another program is refused
+			// here as at start (when this host's tables can be read).
+			if read, err := gateway.CheckTables(cfg); read && err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			} else if !read {
+				fmt.Fprintf(out, "%s: routing tables not checked (%v)\n", path, err)
 			}
 			fmt.Fprintf(out, "%s: ok\n", path)
 			return nil

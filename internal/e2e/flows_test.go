@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,18 @@ func TestFlowLogNamesTheUser(t *testing.T) {
 	}
 	if !strings.Contains(e.Gateway.Log(), "per-user flow filter on") {
 		t.Fatalf("the gateway did not load its flow filter:\n%s", e.Gateway.Log())
+	}
+	// Per-user flow-table figures on /metrics (metrics_listen, in gw).
+	resp, err := e.GW.HTTPClient(5 * time.Second).Get(gatewayMetricsURL + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	mbody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`clearpath_flow_evictions_total{user="alice@example.com"} 0`, `clearpath_flow_unparsed_packets_total{user="alice@example.com"} 0`, `clearpath_flows{user="alice@example.com"}`} {
+		if !strings.Contains(string(mbody), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	down(t, alice)
 	e.StopGateway() // writes the flows still open

@@ -94,13 +94,16 @@ func TestMetricsExplainAndDoctor(t *testing.T) {
 	// explain: allowed and refused, decided by real lookups.
 	out, code2 := e.admin(t, "explain", "alice", lab.VPCAIP4+":8000")
 	t.Logf("explain alice vpc-a:\n%s", out)
-	if code2 != 0 || !strings.HasPrefix(out, "YES") || !strings.Contains(out, "throw 10.10.0.0/16 table 1000") ||
+	// The path shows every step of the walk: eng's table throws, ops'
+	// rule does not match a packet from eng, main decides.
+	if code2 != 0 || !strings.HasPrefix(out, "YES") || !strings.Contains(out, "throw 10.10.0.0/16 table 1000") || !strings.Contains(out, "throw: on to the next rule") ||
+		!strings.Contains(out, "no match (iif "+e.OpsIface+", the packet comes in on "+e.EngIface+")") ||
 		!strings.Contains(out, "ip route get fibmatch 10.10.0.10 from "+v4.String()+" iif "+e.EngIface+": 10.10.0.0/16 dev") || !strings.Contains(out, "port 8000") {
 		t.Errorf("explain alice vpc-a (exit %d):\n%s", code2, out)
 	}
 	out, code2 = e.admin(t, "explain", "alice@example.com", lab.VPCBIP4)
 	t.Logf("explain alice vpc-b:\n%s", out)
-	if code2 != 1 || !strings.HasPrefix(out, "NO") || !strings.Contains(out, `rule "1000: from all iif `+e.EngIface+` lookup 1000", route "blackhole default table 1000"`) || !strings.Contains(out, "EINVAL") {
+	if code2 != 1 || !strings.HasPrefix(out, "NO") || !strings.Contains(out, `rule "1000: from all iif `+e.EngIface+` lookup 1000`) || !strings.Contains(out, `route "blackhole 0.0.0.0/0 table 1000`) || !strings.Contains(out, "EINVAL") {
 		t.Errorf("explain alice vpc-b (exit %d):\n%s", code2, out)
 	}
 	out, code2 = e.admin(t, "explain", "alice", "["+lab.VPCAIP6+"]:22", "--json")
@@ -110,9 +113,14 @@ func TestMetricsExplainAndDoctor(t *testing.T) {
 			Allowed bool   `json:"allowed"`
 			Kernel  string `json:"kernel"`
 			Source  string `json:"source"`
+			Steps   []struct {
+				Matched bool   `json:"matched"`
+				Outcome string `json:"outcome"`
+			} `json:"steps"`
 		} `json:"networks"`
 	}
-	if code2 != 0 || json.Unmarshal([]byte(out), &ans) != nil || !ans.Reachable || len(ans.Networks) != 1 || !strings.HasPrefix(ans.Networks[0].Source, "fd00:64::") {
+	if code2 != 0 || json.Unmarshal([]byte(out), &ans) != nil || !ans.Reachable || len(ans.Networks) != 1 || !strings.HasPrefix(ans.Networks[0].Source, "fd00:64::") ||
+		len(ans.Networks[0].Steps) == 0 || ans.Networks[0].Steps[len(ans.Networks[0].Steps)-1].Outcome != "decides" {
 		t.Errorf("explain --json over IPv6 (exit %d):\n%s", code2, out)
 	}
 	// What the explanation says is what the packets do.
@@ -125,6 +133,28 @@ func TestMetricsExplainAndDoctor(t *testing.T) {
 	if code2 != 0 || !strings.Contains(out, "Healthy") || strings.Count(out, "(return-route)") != 4 {
 		t.Errorf("doctor on a healthy gateway: exit %d\n%s", code2, out)
 	}
+	// A wg-quick-style rule on the gateway host (lookup main
+	// suppress_prefixlength 0, before the networks' rules) skips main's
+	// default route only. Elsewhere the kernel still blackholes what eng
+	// may not reach: explain agrees with it (the old walk ignored
+	// suppress_prefixlength 0, let main's default decide, and contradicted
+	// the kernel). But main's more specific routes now decide before the
+	// networks' rules: doctor reports that real leak with the walk's steps.
+	// (The lab gateway has no default route: give it one for this.)
+	must(t, e.GW.IP("-4", "route", "add", "default", "via", lab.HostPublicIP4))
+	must(t, e.GW.IP("-4", "rule", "add", "pref", "900", "lookup", "main", "suppress_prefixlength", "0"))
+	out, code2 = e.admin(t, "explain", "alice", "203.0.113.77")
+	t.Logf("explain alice 203.0.113.77 with the suppress rule:\n%s", out)
+	if code2 != 1 || !strings.Contains(out, "900: from all lookup main suppress_prefixlength 0 -> 0.0.0.0/0") || !strings.Contains(out, "suppressed (/0 <= suppress_prefixlength 0)") ||
+		!strings.Contains(out, `decided: rule "1000: from all iif `+e.EngIface+` lookup 1000`) || strings.Contains(out, "trust the kernel") || !strings.Contains(out, "EINVAL") {
+		t.Errorf("explain with a suppress_prefixlength 0 rule (exit %d):\n%s", code2, out)
+	}
+	out, code2 = e.admin(t, append([]string{"doctor"}, probes...)...)
+	if code2 != 1 || strings.Count(out, "(policy-leak)") != 2 || !strings.Contains(out, "900: from all lookup main suppress_prefixlength 0 -> "+lab.IDPN4) {
+		t.Errorf("doctor with a suppress_prefixlength 0 rule: exit %d\n%s", code2, out)
+	}
+	must(t, e.GW.IP("-4", "rule", "del", "pref", "900"))
+	must(t, e.GW.IP("-4", "route", "del", "default", "via", lab.HostPublicIP4))
 	must(t, e.VPCA.IP("-4", "route", "del", "default", "via", lab.GWVPCAIP4))
 	out, code2 = e.admin(t, append([]string{"doctor"}, probes...)...)
 	t.Logf("doctor (vpc-a without its IPv4 route back):\n%s", out)
@@ -141,7 +171,7 @@ func TestMetricsExplainAndDoctor(t *testing.T) {
 		} `json:"findings"`
 		Summary struct{ Errors int }
 	}
-	if json.Unmarshal([]byte(out), &rep) != nil || rep.Schema != "clearpath.gateway-doctor/v1" || rep.Summary.Errors != 1 {
+	if json.Unmarshal([]byte(out), &rep) != nil || rep.Schema != "clearpath.doctor/v1" || rep.Summary.Errors != 1 {
 		t.Errorf("doctor --json:\n%s", out)
 	}
 	// Traffic agrees: alice's packets reach vpc-a, its replies do not come back.

@@ -42,7 +42,8 @@ type Lab struct {
 	// removed by Close unless CLEARPATH_LAB_KEEP is set.
 	Dir string
 
-	log *slog.Logger
+	log  *slog.Logger
+	opts Options
 
 	mu       sync.Mutex
 	nodes    []*Node
@@ -78,6 +79,13 @@ type Options struct {
 	Logger *slog.Logger
 	// NoSweep skips removing leftovers of dead runs.
 	NoSweep bool
+	// NarrowHop, when set, is the MTU of the reference topology's public
+	// hop (host-gw), e.g. 1280 as on PPPoE, mobile or doubly tunnelled
+	// paths; PMTUBlackHole makes host drop the ICMP "fragmentation
+	// needed" and "packet too big" errors it would send for it, as broken
+	// networks do: packets larger than the hop then vanish silently.
+	NarrowHop     int
+	PMTUBlackHole bool
 }
 
 // New creates an empty lab: a prefix nobody else holds, a directory, an
@@ -99,7 +107,7 @@ func New(opts Options) (*Lab, error) {
 			log.Warn("sweeping leftovers of earlier runs", "err", err)
 		}
 	}
-	l := &Lab{log: log, keep: os.Getenv("CLEARPATH_LAB_KEEP") != "", closeDone: make(chan struct{})}
+	l := &Lab{log: log, opts: opts, keep: os.Getenv("CLEARPATH_LAB_KEEP") != "", closeDone: make(chan struct{})}
 	var err error
 	for range 20 {
 		p := opts.Prefix

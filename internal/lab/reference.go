@@ -1,6 +1,11 @@
 package lab
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // Addresses of the reference topology (docs/DESIGN.md, "Lab topology").
 const (
@@ -104,6 +109,9 @@ func BuildReference(l *Lab) (*Reference, error) {
 		return nil, err
 	}
 	r.GWPublic = pub.B.Name
+	if err := narrowHop(l, pub); err != nil {
+		return nil, err
+	}
 	if _, err := l.Connect(
 		End{Node: r.GW, Addrs: []string{GWIDPIP4 + "/24"}},
 		End{Node: r.IDP, Addrs: []string{IDPIP4 + "/24"}}); err != nil {
@@ -142,5 +150,43 @@ func BuildReference(l *Lab) (*Reference, error) {
 	if err := r.Host.Forwarding(true); err != nil {
 		return nil, fmt.Errorf("lab: host forwarding: %w", err)
 	}
+	// A new namespace inherits the machine's IPv4 ip_forward (kernel
+	// default net.core.devconf_inherit_init_net=0): gw starts with it off
+	// wherever the tests run, as a fresh server would.
+	if err := r.GW.Forwarding(false); err != nil {
+		return nil, fmt.Errorf("lab: gw forwarding: %w", err)
+	}
 	return r, nil
+}
+
+// narrowHop applies Options.NarrowHop and PMTUBlackHole to the public hop.
+func narrowHop(l *Lab, pub *Link) error {
+	if l.opts.NarrowHop == 0 {
+		return nil
+	}
+	if l.opts.NarrowHop < 1280 || l.opts.NarrowHop > 1500 {
+		return fmt.Errorf("lab: NarrowHop %d: want 1280-1500 (IPv6 needs 1280)", l.opts.NarrowHop)
+	}
+	for _, e := range []LinkEnd{pub.A, pub.B} {
+		if err := e.Node.IP("link", "set", e.Name, "mtu", strconv.Itoa(l.opts.NarrowHop)); err != nil {
+			return err
+		}
+	}
+	if !l.opts.PMTUBlackHole {
+		return nil
+	}
+	host := pub.A.Node
+	cmd := host.Command(context.Background(), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(`table inet cplabpmtu {
+	chain out {
+		type filter hook output priority 0; policy accept;
+		icmp type destination-unreachable icmp code frag-needed drop
+		icmpv6 type packet-too-big drop
+	}
+}
+`)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("lab: PMTU black hole on %s: %v\n%s", host.Name, err, out)
+	}
+	return nil
 }

@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netlink"
+	"github.com/clearpath-vpn/clearpath/routes"
 )
 
 // Wrapping the bind (inflight.go) switches off wireguard-go's route listener
@@ -25,40 +24,11 @@ import (
 const routeSettle = 200 * time.Millisecond
 
 func (d *Device) watchRoutes(log *slog.Logger) (stop func(), err error) {
-	updates := make(chan netlink.RouteUpdate, 64)
-	done := make(chan struct{})
-	var stopping atomic.Bool
-	if err := netlink.RouteSubscribeWithOptions(updates, done, netlink.RouteSubscribeOptions{
-		ErrorCallback: func(err error) {
-			if !stopping.Load() { // closing the socket fails the pending read
-				log.Warn("route listener", "interface", d.Name, "err", err)
-			}
-		},
-	}); err != nil {
-		return nil, fmt.Errorf("listen for route changes: %w", err)
-	}
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		var settle <-chan time.Time
-		for {
-			select {
-			case _, ok := <-updates:
-				if !ok {
-					return
-				}
-				settle = time.After(routeSettle)
-			case <-settle:
-				settle = nil
-				if err := d.resetEndpoints(); err != nil {
-					log.Warn("forget peers' source addresses after a route change", "interface", d.Name, "err", err)
-				}
-			case <-done:
-				return
-			}
+	return routes.WatchRoutes(routeSettle, func() {
+		if err := d.resetEndpoints(); err != nil {
+			log.Warn("forget peers' source addresses after a route change", "interface", d.Name, "err", err)
 		}
-	}()
-	return func() { stopping.Store(true); close(done); <-finished }, nil
+	}, func(err error) { log.Warn("route listener", "interface", d.Name, "err", err) })
 }
 
 // resetEndpoints sets each peer's endpoint to what it is now.

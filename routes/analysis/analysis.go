@@ -48,6 +48,8 @@ type Input struct {
 	// DNS are the resolvers the system uses (resolv.conf).
 	DNS []netip.Addr
 	Now time.Time
+	// PathProbes are path MTU measurements through the tunnel (pathmtu.go).
+	PathProbes []PathProbe
 }
 
 // Evidence is one item a finding is based on.
@@ -72,6 +74,12 @@ type Finding struct {
 	// others only when named (`--fix ID`).
 	Fixable bool `json:"fixable"`
 	Ours    bool `json:"ours"`
+	// Network names the gateway network a finding is about (vpn-gateway
+	// doctor only).
+	Network string `json:"network,omitempty"`
+	// Cloud lists routes to add outside the host, in the route table of a
+	// VPC, as "destination -> target" (vpn-gateway doctor only).
+	Cloud []string `json:"cloud,omitempty"`
 }
 
 // Summary counts findings by severity.
@@ -79,6 +87,7 @@ type Summary struct {
 	Errors   int  `json:"errors"`
 	Warnings int  `json:"warnings"`
 	Infos    int  `json:"infos"`
+	Passed   int  `json:"passed,omitempty"` // checks that passed (severity "ok"; vpn-gateway doctor)
 	Healthy  bool `json:"healthy"`
 }
 
@@ -88,6 +97,8 @@ type Report struct {
 	OS       string    `json:"os"`
 	Findings []Finding `json:"findings"`
 	Summary  Summary   `json:"summary"`
+	// PathMTU are the path MTU probes through the tunnel, when made.
+	PathMTU []PathProbe `json:"path_mtu,omitempty"`
 }
 
 // ExitCode is 0 when healthy (info at most), 1 with a warning or worse.
@@ -112,8 +123,10 @@ func Analyze(in Input) Report {
 	}
 	c.leftoverOwned()
 	c.deadDeviceRoutes()
+	c.deadTunnels()
 	c.orphanRules()
 	c.staleEndpointRoutes()
+	c.endpointPins()
 	c.defaults()
 	c.ipv6Leak()
 	c.overlaps()
@@ -121,10 +134,11 @@ func Analyze(in Input) Report {
 	c.rulePriorities()
 	c.rpFilter()
 	c.mtu()
+	c.pathMTU()
 	c.tunnelAddresses()
 	c.handshake()
 	c.dns()
-	rep := Report{Schema: Schema, OS: in.Snapshot.OS, Findings: c.out}
+	rep := Report{Schema: Schema, OS: in.Snapshot.OS, Findings: c.out, PathMTU: in.PathProbes}
 	if rep.Findings == nil {
 		rep.Findings = []Finding{}
 	}

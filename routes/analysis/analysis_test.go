@@ -164,6 +164,10 @@ func TestFixtures(t *testing.T) {
 	endpointLeft.Routes = append(endpointLeft.Routes, r4(254, "198.51.100.1/32", "10.1.2.1", "eth0", 4))
 	smallPath := agent("10.10.0.0/16")
 	smallPath.PathMTU = 1400
+	deadTun, noCarrier, liveTun := withDeadTun(linuxLaptop(), 0), withNoCarrierTun(linuxLaptop()), withDeadTun(linuxLaptop(), 1)
+	movedPin, samePin, validPin := withMovedNetwork(withTunnel(linuxLaptop(), "10.10.0.0/16")), withTunnel(linuxLaptop(), "10.10.0.0/16"), linuxLaptop()
+	samePin.Routes = append(samePin.Routes, r4(254, "198.51.100.1/32", "10.1.2.254", "eth0", 4))
+	validPin.Routes = append(validPin.Routes, r4(254, "203.0.113.7/32", "10.1.2.254", "eth0", 4))
 
 	cases := []struct {
 		name  string
@@ -191,8 +195,15 @@ func TestFixtures(t *testing.T) {
 		{"linux-rp-filter-drop", withTunnel(linuxLaptop(), "10.10.0.0/16"), agent("10.10.0.0/16"), nil, []string{"rp-filter-drop:warning"}},
 		{"linux-rp-filter-with-src-valid-mark", withTunnel(linuxLaptop(), "10.10.0.0/16"), agent("10.10.0.0/16"), nil, nil},
 		{"linux-mtu-too-large", withTunnel(linuxLaptop(), "10.10.0.0/16"), smallPath, nil, []string{"mtu-too-large:warning"}},
+		{"linux-persistent-tun-dead", deadTun, nil, nil, []string{"dead-tun:warning"}},
+		{"linux-tun-no-carrier", noCarrier, nil, nil, []string{"dead-tun:error", "default-hijack:info"}},
+		{"linux-persistent-tun-attached", liveTun, nil, nil, nil},
+		{"linux-endpoint-pin-old-network", movedPin, agent("10.10.0.0/16"), nil, []string{"endpoint-pin-stale:error"}},
+		{"linux-endpoint-pin-old-router", samePin, agent("10.10.0.0/16"), nil, []string{"endpoint-pin-stale:error"}},
+		{"linux-host-route-via-second-router", validPin, nil, nil, nil},
 		{"darwin-healthy", macFixture(t, "darwin-healthy"), nil, nil, nil},
-		{"darwin-tunnelblick-force-quit", macFixture(t, "darwin-tunnelblick-force-quit"), nil, nil, []string{"dead-device-route:error", "stale-endpoint-route:warning"}},
+		{"darwin-tunnelblick-force-quit", macFixture(t, "darwin-tunnelblick-force-quit"), nil, nil, []string{"stale-endpoint-route:warning"}},
+		{"darwin-tunnelblick-utun-down", macFixture(t, "darwin-tunnelblick-utun-down"), nil, nil, []string{"dead-device-route:error", "stale-endpoint-route:warning"}},
 	}
 	sysctlsOf := map[string]map[string]string{
 		"linux-rp-filter-drop":                {"net.ipv4.conf.all.rp_filter": "1", "net.ipv4.conf.all.src_valid_mark": "0"},
@@ -247,6 +258,13 @@ func allInfo(ws []string) bool {
 
 func evidenced(f Finding, ch routes.Change) bool {
 	for _, e := range f.Evidence {
+		if ch.Link != nil && e.Kind == "link" && strings.HasPrefix(e.Text, ch.Link.Name+":") {
+			return true
+		}
+		// A re-pin adds the host route via the default route it shows.
+		if ch.Op == routes.OpAddRoute && e.Route != nil && e.Route.Dst.Bits() == 0 && e.Route.Gateway == ch.Route.Gateway && e.Route.Device == ch.Route.Device {
+			return true
+		}
 		if e.Route != nil && ch.Route != nil && e.Route.String() == ch.Route.String() {
 			return true
 		}
@@ -268,34 +286,75 @@ func dump(rep Report) string {
 	return b.String()
 }
 
+// After a Tunnelblick force-quit, once its utun is gone, XNU has taken
+// the utun's routes (if_rtdel) and what is left is OpenVPN's host route to
+// its server via en0 (and the DNS servers it set, configd's business, not
+// the routing table's): doctor names that route, and its fix deletes it
+// and nothing else.
 func TestTunnelblickFixIsExactAndMacOSCommands(t *testing.T) {
 	rep := Analyze(Input{Snapshot: macFixture(t, "darwin-tunnelblick-force-quit"), Now: now})
+	if len(rep.Findings) != 1 || rep.Findings[0].ID != "stale-endpoint-route" {
+		t.Fatalf("want only the stale endpoint route:\n%s", dump(rep))
+	}
+	stale := rep.Findings[0]
+	if len(stale.Fix) != 1 || stale.Fix[0].Op != routes.OpDelRoute || stale.Fix[0].Route.String() != "198.51.100.1/32 via 192.168.1.1 dev en0" {
+		t.Fatalf("fix %v, want the deletion of 198.51.100.1/32 via 192.168.1.1 dev en0", stale.Fix)
+	}
+	if !strings.Contains(stale.Title, "198.51.100.1") || !slices.Contains(stale.Commands, "sudo route -n delete -inet 198.51.100.1 192.168.1.1") {
+		t.Errorf("title %q, commands %q", stale.Title, stale.Commands)
+	}
+}
+
+// The moment before, the utun still there but down: its def1 halves,
+// configd's scoped IPv6 default, its link-local prefix and the lo0 route
+// whose gateway it is are dead, and their fixes touch no en0 route.
+func TestTunnelblickUtunDownFixIsExact(t *testing.T) {
+	snap := macFixture(t, "darwin-tunnelblick-utun-down")
+	want := []string{
+		"sudo route -n delete -inet 0.0.0.0/1 10.8.0.1",
+		"sudo route -n delete -inet 128.0.0.0/1 10.8.0.1",
+		"sudo route -n delete -inet6 default fe80::%utun3 -ifscope utun3",
+	}
+	checkDead(t, snap, "utun3", want)
+	// A dump naming an interface index that no longer exists (netstat's
+	// link#N: XNU's if_rtdel should not leave one, but doctor must not
+	// offer route(8) a name it cannot take if one appears): the fixes go
+	// by index, the commands are shown commented out.
+	b, _ := json.Marshal(snap)
+	var gone routes.Snapshot
+	if err := json.Unmarshal([]byte(strings.ReplaceAll(string(b), "utun3", "link#15")), &gone); err != nil {
+		t.Fatal(err)
+	}
+	gone.Links = slices.DeleteFunc(gone.Links, func(l routes.Link) bool { return l.Name == "link#15" })
+	checkDead(t, &gone, "link#15", []string{
+		"sudo route -n delete -inet 0.0.0.0/1 10.8.0.1",
+		// route(8) cannot name a vanished interface, and without -ifscope
+		// it would delete the unscoped default of en0: not offered to type.
+		"# sudo route -n delete -inet6 default fe80::%link#15 -ifscope link#15  (interface gone: route(8) cannot name it, vpn doctor --fix can)",
+		"# sudo route -n delete -inet6 fe80::a4b1:c2d3:e4f5:1%link#15 -interface lo0 -ifscope link#15  (interface gone: route(8) cannot name it, vpn doctor --fix can)",
+	})
+}
+
+func checkDead(t *testing.T, snap *routes.Snapshot, dev string, commands []string) {
+	t.Helper()
+	rep := Analyze(Input{Snapshot: snap, Now: now})
 	var dead Finding
 	for _, f := range rep.Findings {
 		if f.ID == "dead-device-route" {
 			dead = f
 		}
 	}
-	// utun3 (index 15) is gone: its def1 halves, scoped IPv6 default and
-	// link-local prefix, and the lo0 route whose gateway it was.
-	if len(dead.Fix) != 5 || !strings.Contains(dead.Title, "link#15") {
-		t.Fatalf("want the 5 routes of the vanished interface removed, got %q: %v", dead.Title, dead.Commands)
+	if len(dead.Fix) != 5 || !strings.Contains(dead.Title, dev) {
+		t.Fatalf("%s: want its 5 routes removed, got %q: %v", dev, dead.Title, dead.Commands)
 	}
-	for _, w := range []string{
-		"sudo route -n delete -inet 0.0.0.0/1 10.8.0.1",
-		"sudo route -n delete -inet 128.0.0.0/1 10.8.0.1",
-		// route(8) cannot name a vanished interface, and without -ifscope
-		// it would delete the unscoped default of en0: not offered to type.
-		"# sudo route -n delete -inet6 default fe80::%link#15 -ifscope link#15  (interface gone: route(8) cannot name it, vpn doctor --fix can)",
-		"# sudo route -n delete -inet6 fe80::a4b1:c2d3:e4f5:1%link#15 -interface lo0 -ifscope link#15  (interface gone: route(8) cannot name it, vpn doctor --fix can)",
-	} {
+	for _, w := range commands {
 		if !slices.Contains(dead.Commands, w) {
-			t.Errorf("commands %q lack %q", dead.Commands, w)
+			t.Errorf("%s: commands %q lack %q", dev, dead.Commands, w)
 		}
 	}
 	for _, ch := range dead.Fix {
 		if ch.Route.Device == "en0" || gatewayDevice(*ch.Route) == "en0" {
-			t.Errorf("a healthy en0 route would be deleted: %s", ch)
+			t.Errorf("%s: a healthy en0 route would be deleted: %s", dev, ch)
 		}
 	}
 }
@@ -324,7 +383,7 @@ func TestSelectHonoursRules(t *testing.T) {
 }
 
 func FuzzAnalyze(f *testing.F) {
-	seed, _ := json.Marshal(macFixture(f, "darwin-tunnelblick-force-quit"))
+	seed, _ := json.Marshal(macFixture(f, "darwin-tunnelblick-utun-down"))
 	f.Add(seed)
 	seed2, _ := json.Marshal(withWgQuickCrash(withOurLeftovers(linuxLaptop())))
 	f.Add(seed2)

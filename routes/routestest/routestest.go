@@ -28,6 +28,38 @@ type System struct {
 	Fail func(routes.Change) error
 	// Applied records every change made, in order (failed ones excluded).
 	Applied []routes.Change
+	// sysctls holds the kernel switches (names below /proc/sys).
+	sysctls map[string]string
+}
+
+// SetSysctl sets a switch as the host had it (or another program set it).
+func (s *System) SetSysctl(name, value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sysctls == nil {
+		s.sysctls = map[string]string{}
+	}
+	s.sysctls[name] = value
+}
+
+// Sysctl returns a switch's value ("" when never set).
+func (s *System) Sysctl(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sysctls[name]
+}
+
+// ReadSysctl implements routes.SysctlSystem; a switch never set reads "0".
+func (s *System) ReadSysctl(name string) (string, error) {
+	if !routes.ValidSysctl(name) {
+		return "", fmt.Errorf("sysctl %q: not a switch under net/", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.sysctls[name]; ok {
+		return v, nil
+	}
+	return "0", nil
 }
 
 // New returns a System holding snap (copied); nil means a host with only lo.
@@ -154,6 +186,35 @@ func (s *System) Apply(c routes.Change) error {
 		if i < 0 {
 			s.snap.Rules = append(s.snap.Rules, *c.Rule)
 		}
+	case routes.OpAddAddr, routes.OpDelAddr:
+		if c.Addr == nil {
+			return fmt.Errorf("%s: no address given", c.Op)
+		}
+		a := routes.Address{Device: c.Addr.Device, Prefix: c.Addr.Prefix}
+		if !s.hasLink(a.Device) {
+			if c.Op == routes.OpDelAddr {
+				break
+			}
+			return fmt.Errorf("%s: device %s: link not found", c, a.Device)
+		}
+		i := slices.Index(s.snap.Addresses, a)
+		if c.Op == routes.OpDelAddr {
+			if i >= 0 {
+				s.snap.Addresses = slices.Delete(s.snap.Addresses, i, i+1)
+			}
+			break
+		}
+		if i < 0 {
+			s.snap.Addresses = append(s.snap.Addresses, a)
+		}
+	case routes.OpSetSysctl:
+		if c.Sysctl == nil || !routes.ValidSysctl(c.Sysctl.Name) {
+			return fmt.Errorf("%s: no valid switch given", c.Op)
+		}
+		if s.sysctls == nil {
+			s.sysctls = map[string]string{}
+		}
+		s.sysctls[c.Sysctl.Name] = c.Sysctl.Value
 	default:
 		return fmt.Errorf("unknown change %q", c.Op)
 	}
@@ -175,4 +236,7 @@ func (s *System) Lookup(q routes.Query) (routes.Route, error) {
 	return d.Route, nil
 }
 
-var _ routes.System = (*System)(nil)
+var (
+	_ routes.System       = (*System)(nil)
+	_ routes.SysctlSystem = (*System)(nil)
+)

@@ -70,3 +70,44 @@ var errFake = errorString("refused by the test")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// Addresses and sysctls follow the netlink backend: adding twice or
+// deleting a missing one succeeds, an address needs its device (deleting
+// on a gone device succeeds), switch names stay under net/.
+func TestAddressesAndSysctls(t *testing.T) {
+	s := New(nil)
+	s.AddLink(routes.Link{Name: "wg0", Up: true})
+	a := &routes.Address{Device: "wg0", Prefix: netip.MustParsePrefix("fd00:64::1/64"), NoDAD: true}
+	for _, c := range []routes.Change{{Op: routes.OpAddAddr, Addr: a}, {Op: routes.OpAddAddr, Addr: a}} {
+		if err := s.Apply(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, _ := s.Snapshot()
+	if len(snap.Addresses) != 1 || snap.Addresses[0].NoDAD {
+		t.Fatalf("addresses %v, want one (the flag is not state)", snap.Addresses)
+	}
+	if err := s.Apply(routes.Change{Op: routes.OpAddAddr, Addr: &routes.Address{Device: "wg9", Prefix: a.Prefix}}); err == nil {
+		t.Error("address on a missing device accepted")
+	}
+	for _, c := range []routes.Change{{Op: routes.OpDelAddr, Addr: a}, {Op: routes.OpDelAddr, Addr: a}, {Op: routes.OpDelAddr, Addr: &routes.Address{Device: "wg9", Prefix: a.Prefix}}} {
+		if err := s.Apply(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if snap, _ := s.Snapshot(); len(snap.Addresses) != 0 {
+		t.Fatalf("addresses left: %v", snap.Addresses)
+	}
+	if v, _ := s.ReadSysctl("net/ipv4/ip_forward"); v != "0" {
+		t.Errorf("unset switch reads %q, want 0", v)
+	}
+	if err := s.Apply(routes.Change{Op: routes.OpSetSysctl, Sysctl: &routes.Sysctl{Name: "net/ipv4/ip_forward", Value: "1", Old: "0"}}); err != nil || s.Sysctl("net/ipv4/ip_forward") != "1" {
+		t.Fatalf("set: %v %q", err, s.Sysctl("net/ipv4/ip_forward"))
+	}
+	if err := s.Apply(routes.Change{Op: routes.OpSetSysctl, Sysctl: &routes.Sysctl{Name: "kernel/core_pattern", Value: "|x"}}); err == nil {
+		t.Error("a switch outside net/ accepted")
+	}
+	if _, err := s.ReadSysctl("../x"); err == nil {
+		t.Error("bad name read")
+	}
+}

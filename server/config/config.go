@@ -64,7 +64,31 @@ type Flows struct {
 	// Log is the flow log (JSON lines); default <state_dir>/flows.jsonl,
 	// "-" for none.
 	Log string `yaml:"log"`
+	// UserFlows is how many flows one user may hold in the kernel's flow
+	// table at once (default 4096): from 7/8 of it on their least
+	// recently active flows are written and evicted, beyond it their new
+	// flows are dropped. Nobody else's flows are touched.
+	UserFlows int `yaml:"user_flows"`
+	// TableMax caps the flow table, which is otherwise sized so that every
+	// address of every pool could hold its user's quota (default 2097152;
+	// memory is used only by live flows, about 200 bytes each).
+	TableMax int `yaml:"table_max"`
+	// Unparsed says what happens to an IPv6 packet whose transport header
+	// the filter cannot reach (more than 6 extension headers, or cut
+	// off): "drop" (default) or "allow"; either way it is counted, logged
+	// with its user and written to the flow log.
+	Unparsed string `yaml:"unparsed"`
 }
+
+// Flow table defaults.
+const (
+	DefaultFlowsPerUser  = 4096
+	DefaultFlowTableMax  = 2097152
+	FlowUnparsedDrop     = "drop"
+	FlowUnparsedAllow    = "allow"
+	maxFlowTableEntries  = 1 << 28
+	minFlowsPerUserLimit = 16
+)
 
 // Flow filter modes.
 const (
@@ -216,6 +240,15 @@ func (c *Config) applyDefaults() {
 	case "-":
 		c.Flows.Log = ""
 	}
+	if c.Flows.UserFlows == 0 {
+		c.Flows.UserFlows = DefaultFlowsPerUser
+	}
+	if c.Flows.TableMax == 0 {
+		c.Flows.TableMax = DefaultFlowTableMax
+	}
+	if c.Flows.Unparsed == "" {
+		c.Flows.Unparsed = FlowUnparsedDrop
+	}
 	c.applyOpsDefaults()
 	c.applySecretsDefaults()
 	c.applyTLSDefaults()
@@ -272,6 +305,15 @@ func (c *Config) Validate() error {
 	}
 	if f := c.Flows.Filter; f != FlowFilterAuto && f != FlowFilterOn && f != FlowFilterOff {
 		bad("flows.filter", "%q is not auto, on or off", f)
+	}
+	if n := c.Flows.UserFlows; n < minFlowsPerUserLimit || n > maxFlowTableEntries {
+		bad("flows.user_flows", "%d is outside %d-%d", n, minFlowsPerUserLimit, maxFlowTableEntries)
+	}
+	if n := c.Flows.TableMax; n < c.Flows.UserFlows || n > maxFlowTableEntries {
+		bad("flows.table_max", "%d is outside flows.user_flows (%d) to %d", n, c.Flows.UserFlows, maxFlowTableEntries)
+	}
+	if u := c.Flows.Unparsed; u != FlowUnparsedDrop && u != FlowUnparsedAllow {
+		bad("flows.unparsed", "%q is not drop or allow", u)
 	}
 	if strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://") {
 		if _, err := url.Parse(c.Store); err != nil {
@@ -466,6 +508,9 @@ key_ttl: 720h            # a registered key expires after this long
 # flows:
 #   filter: auto             # auto: on where the kernel can (Linux >= 6.6), on: required, off
 #   log: /var/lib/clearpath-gateway/flows.jsonl   # JSON lines; "-" for none
+#   user_flows: 4096         # flows one user may hold; beyond 7/8 their least recently active are evicted (logged)
+#   table_max: 2097152       # cap of the flow table (else pool addresses x user_flows)
+#   unparsed: drop           # IPv6 packets whose transport header cannot be reached: drop or allow (logged either way)
 # A device whose key was revoked, deleted or expired keeps its addresses this
 # long (it gets them back if it returns); then they are free for others.
 # allocation_grace: 168h

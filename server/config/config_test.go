@@ -121,3 +121,30 @@ func TestRedaction(t *testing.T) {
 		t.Fatalf("validation errors must name the fields without the secrets: %v", err)
 	}
 }
+
+func TestFlowsTableSettings(t *testing.T) {
+	c, err := Parse([]byte(Example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Flows.UserFlows != DefaultFlowsPerUser || c.Flows.TableMax != DefaultFlowTableMax || c.Flows.Unparsed != FlowUnparsedDrop {
+		t.Errorf("flows defaults = %+v", c.Flows)
+	}
+	c, err = Parse([]byte(strings.Replace(Example, "key_ttl: 720h", "key_ttl: 720h\nflows: {user_flows: 100, table_max: 5000, unparsed: allow}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Flows.UserFlows != 100 || c.Flows.TableMax != 5000 || c.Flows.Unparsed != FlowUnparsedAllow {
+		t.Errorf("flows = %+v", c.Flows)
+	}
+	for _, c := range []struct{ flows, want string }{
+		{"{user_flows: 8}", "flows.user_flows: 8 is outside 16-"},
+		{"{user_flows: 4096, table_max: 100}", "flows.table_max: 100 is outside flows.user_flows (4096)"},
+		{"{unparsed: pass}", `flows.unparsed: "pass" is not drop or allow`},
+	} {
+		_, err := Parse([]byte(strings.Replace(Example, "key_ttl: 720h", "key_ttl: 720h\nflows: "+c.flows, 1)))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("flows: %s: error %v, want %q", c.flows, err, c.want)
+		}
+	}
+}

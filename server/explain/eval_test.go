@@ -4,36 +4,38 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/clearpath-vpn/clearpath/routes"
+	"github.com/clearpath-vpn/clearpath/routes/analysis"
 )
 
 var P = netip.MustParsePrefix
 var A = netip.MustParseAddr
 
-// The lab gateway: eng (cp-eng, table 1000) may reach vpc-a only.
-func labTables() ([]Rule, map[int][]Route) {
-	rules := []Rule{
-		{Priority: 32766, Table: 254, Action: 1},
-		{Priority: 0, Table: 255, Action: 1},
-		{Priority: 1000, IifName: "cp-eng", Table: 1000, Action: 1},
-		{Priority: 1000, IifName: "cp-ops", Table: 1001, Action: 1},
-		{Priority: 32767, Table: 253, Action: 1},
-	}
-	tables := map[int][]Route{
-		1000: {{Table: 1000, Type: TypeThrow, Dst: P("10.10.0.0/16")}, {Table: 1000, Type: TypeBlackhole, Dst: P("0.0.0.0/0")}},
-		1001: {{Table: 1001, Type: TypeThrow, Dst: P("10.20.0.0/16")}, {Table: 1001, Type: TypeBlackhole, Dst: P("0.0.0.0/0")}},
-		254: {
-			{Table: 254, Type: TypeUnicast, Dst: P("10.10.0.0/16"), Dev: "veth-a"},
-			{Table: 254, Type: TypeUnicast, Dst: P("10.20.0.0/16"), Dev: "veth-b"},
-			{Table: 254, Type: TypeUnicast, Dst: P("100.64.0.0/24"), Dev: "cp-eng"},
-			{Table: 254, Type: TypeUnicast, Dst: P("0.0.0.0/0"), Gateway: A("198.51.100.2"), Dev: "veth-pub"},
-		},
-		255: {{Table: 255, Type: TypeLocal, Dst: P("10.10.0.1/32"), Dev: "veth-a"}, {Table: 255, Type: TypeLocal, Dst: P("100.64.0.1/32"), Dev: "cp-eng"}},
-	}
-	return rules, tables
+func rule(prio, table int, iif string) routes.Rule {
+	return routes.Rule{Family: routes.FamilyV4, Priority: prio, Table: table, IIF: iif, Action: "lookup", SuppressPrefixLen: -1}
 }
 
-func TestEvaluateLab(t *testing.T) {
-	rules, tables := labTables()
+func route(table int, typ routes.RouteType, dst, dev string) routes.Route {
+	return routes.Route{Family: routes.FamilyV4, Table: table, Type: typ, Dst: P(dst), Device: dev}
+}
+
+// The lab gateway: eng (cp-eng, table 1000) may reach vpc-a only.
+func labSnapshot() *routes.Snapshot {
+	return &routes.Snapshot{OS: "linux",
+		Rules: []routes.Rule{rule(32766, 254, ""), rule(0, 255, ""), rule(1000, 1000, "cp-eng"), rule(1000, 1001, "cp-ops"), rule(32767, 253, "")},
+		Routes: []routes.Route{
+			route(1000, routes.TypeThrow, "10.10.0.0/16", ""), route(1000, routes.TypeBlackhole, "0.0.0.0/0", ""),
+			route(1001, routes.TypeThrow, "10.20.0.0/16", ""), route(1001, routes.TypeBlackhole, "0.0.0.0/0", ""),
+			route(254, routes.TypeUnicast, "10.10.0.0/16", "veth-a"), route(254, routes.TypeUnicast, "10.20.0.0/16", "veth-b"),
+			route(254, routes.TypeUnicast, "100.64.0.0/24", "cp-eng"),
+			{Family: routes.FamilyV4, Table: 254, Type: routes.TypeUnicast, Dst: P("0.0.0.0/0"), Gateway: A("198.51.100.2"), Device: "veth-pub"},
+			route(255, routes.TypeLocal, "10.10.0.1/32", "veth-a"), route(255, routes.TypeLocal, "100.64.0.1/32", "cp-eng"),
+		}}
+}
+
+func TestJudgeLab(t *testing.T) {
+	snap := labSnapshot()
 	src := A("100.64.0.2")
 	cases := []struct {
 		dst                string
@@ -41,63 +43,60 @@ func TestEvaluateLab(t *testing.T) {
 		rule, route, steps string
 	}{
 		{"10.10.0.10", true, false, "32766:", "10.10.0.0/16 dev veth-a", "throw: on to the next rule"},
-		{"10.20.0.10", false, false, "1000:\tfrom all iif cp-eng lookup 1000", "blackhole default table 1000", "decides"},
-		{"8.8.8.8", false, false, "1000:", "blackhole default table 1000", ""},
+		{"10.20.0.10", false, false, "1000: from all iif cp-eng lookup 1000", "blackhole 0.0.0.0/0 table 1000", "decides"},
+		{"8.8.8.8", false, false, "1000:", "blackhole 0.0.0.0/0 table 1000", ""},
 		// Another client of the same network: blackholed, no client-to-client.
-		{"100.64.0.3", false, false, "1000:", "blackhole default", ""},
+		{"100.64.0.3", false, false, "1000:", "blackhole 0.0.0.0/0", ""},
 		// The gateway's own address in the VPC: the local table comes first.
 		{"10.10.0.1", true, true, "0:", "local 10.10.0.1/32 dev veth-a table local", ""},
 	}
 	for _, c := range cases {
-		d := Evaluate(rules, tables, src, A(c.dst), "cp-eng")
-		if d.Forwarded != c.forwarded || d.Local != c.local || d.Rule == nil || !strings.HasPrefix(d.Rule.String(), c.rule) || d.Route == nil || !strings.Contains(d.Route.String(), c.route) {
-			t.Errorf("%s: forwarded %v local %v rule %v route %v (%s)", c.dst, d.Forwarded, d.Local, d.Rule, d.Route, d.Why)
+		d := analysis.Walk(snap, analysis.Flow{Src: src, Dst: A(c.dst), IIF: "cp-eng"})
+		o := Judge(d, A(c.dst), "cp-eng")
+		if o.Forwarded != c.forwarded || o.Local != c.local || d.Rule == nil || !strings.HasPrefix(d.Rule.String(), c.rule) || !strings.Contains(d.Route.String(), c.route) {
+			t.Errorf("%s: forwarded %v local %v rule %v route %v (%s)", c.dst, o.Forwarded, o.Local, d.Rule, d.Route, o.Why)
 			continue
 		}
-		var outcomes []string
-		for _, s := range d.Steps {
-			outcomes = append(outcomes, s.Outcome)
-		}
-		if c.steps != "" && !strings.Contains(strings.Join(outcomes, "|"), c.steps) {
-			t.Errorf("%s: steps %+v", c.dst, d.Steps)
+		if path := strings.Join(Path(d), "\n"); c.steps != "" && !strings.Contains(path, c.steps) {
+			t.Errorf("%s: path\n%s", c.dst, path)
 		}
 	}
 	// Without the gateway's rule (say, it crashed half way) ops' clients
 	// would reach everything main routes.
-	d := Evaluate(rules, tables, A("100.65.0.2"), A("10.10.0.10"), "cp-ops")
-	if d.Forwarded {
-		t.Errorf("ops reached vpc-a: %s", d.Why)
+	ops := analysis.Walk(snap, analysis.Flow{Src: A("100.65.0.2"), Dst: A("10.10.0.10"), IIF: "cp-ops"})
+	if o := Judge(ops, A("10.10.0.10"), "cp-ops"); o.Forwarded || !strings.Contains(strings.Join(Path(ops), "\n"), "1000: from all iif cp-eng lookup 1000 -> no match (iif cp-eng, the packet comes in on cp-ops)") {
+		t.Errorf("ops reached vpc-a: %s\n%s", o.Why, strings.Join(Path(ops), "\n"))
 	}
-	d = Evaluate(rules[:2], tables, A("100.65.0.2"), A("10.10.0.10"), "cp-ops")
-	if !d.Forwarded {
-		t.Errorf("without its rule ops should fall through to main: %s", d.Why)
+	bare := *snap
+	bare.Rules = snap.Rules[:2]
+	if o := Judge(analysis.Walk(&bare, analysis.Flow{Src: A("100.65.0.2"), Dst: A("10.10.0.10"), IIF: "cp-ops"}), A("10.10.0.10"), "cp-ops"); !o.Forwarded {
+		t.Errorf("without its rule ops should fall through to main: %s", o.Why)
 	}
 }
 
-func TestEvaluateRuleFeatures(t *testing.T) {
-	tables := map[int][]Route{
-		7411: {{Table: 7411, Type: TypeUnicast, Dst: P("0.0.0.0/0"), Dev: "tun0"}},
-		254:  {{Table: 254, Type: TypeUnicast, Dst: P("0.0.0.0/0"), Dev: "eth0"}, {Table: 254, Type: TypeUnicast, Dst: P("10.1.2.0/24"), Dev: "eth0"}},
+func TestJudgeRuleFeatures(t *testing.T) {
+	snap := &routes.Snapshot{OS: "linux", Routes: []routes.Route{
+		route(7411, routes.TypeUnicast, "0.0.0.0/0", "tun0"),
+		route(254, routes.TypeUnicast, "0.0.0.0/0", "eth0"), route(254, routes.TypeUnicast, "10.1.2.0/24", "eth0"),
+	}}
+	// wg-quick: suppress_prefixlength 0 ignores the default in main, "not
+	// fwmark" matches unmarked packets: the tunnel table decides.
+	main := rule(10, 254, "")
+	main.SuppressPrefixLen = 0
+	tun := rule(20, 7411, "")
+	tun.FwMark, tun.Invert = 0x7411, true
+	snap.Rules = []routes.Rule{main, tun}
+	d := analysis.Walk(snap, analysis.Flow{Src: A("10.1.2.10"), Dst: A("8.8.8.8"), IIF: "eth1"})
+	if o := Judge(d, A("8.8.8.8"), "eth1"); !o.Forwarded || d.Route.Device != "tun0" || d.Steps[0].Outcome != analysis.StepSuppressed {
+		t.Errorf("suppress_prefixlength 0 + not fwmark: %v %s", Path(d), o.Why)
 	}
-	rules := []Rule{
-		{Priority: 10, Table: 254, Action: 1, SuppressPrefixlen: 0},
-		{Priority: 5, Table: 254, Action: 1, SuppressPrefixlen: 0, Mark: 0x7411},
-		{Priority: 20, Table: 7411, Action: 1, Mark: 0x7411, Invert: true},
-		{Priority: 30, Action: TypeProhibit, Src: P("192.0.2.0/24")},
+	prohibit := routes.Rule{Family: routes.FamilyV4, Priority: 30, Action: "prohibit", From: P("192.0.2.0/24"), SuppressPrefixLen: -1}
+	snap.Rules = []routes.Rule{prohibit}
+	if o := Judge(analysis.Walk(snap, analysis.Flow{Src: A("192.0.2.7"), Dst: A("8.8.8.8"), IIF: "eth1"}), A("8.8.8.8"), "eth1"); o.Forwarded || !strings.Contains(o.Why, "prohibit") {
+		t.Errorf("prohibit rule: %+v", o)
 	}
-	// suppress_prefixlength 0 ignores the default in main, "not fwmark"
-	// matches unmarked packets: the tunnel table decides.
-	rules[0].SuppressPrefixlen = 0
-	d := Evaluate([]Rule{{Priority: 10, Table: 254, Action: 1, SuppressPrefixlen: 1}, rules[2]}, tables, A("10.1.2.10"), A("8.8.8.8"), "eth1")
-	if d.Route == nil || d.Route.Dev != "tun0" || d.Steps[0].Outcome[:10] != "suppressed" {
-		t.Errorf("suppress + not fwmark: %+v %s", d.Steps, d.Why)
-	}
-	d = Evaluate([]Rule{rules[3]}, tables, A("192.0.2.7"), A("8.8.8.8"), "eth1")
-	if d.Forwarded || d.Rule == nil || d.Route != nil || !strings.Contains(d.Why, "prohibit") {
-		t.Errorf("prohibit rule: %+v", d)
-	}
-	d = Evaluate(nil, tables, A("192.0.2.7"), A("8.8.8.8"), "eth1")
-	if d.Forwarded || !strings.Contains(d.Why, "no rule") {
-		t.Errorf("no rules: %+v", d)
+	snap.Rules = []routes.Rule{rule(5, 99, "")}
+	if o := Judge(analysis.Walk(snap, analysis.Flow{Src: A("192.0.2.7"), Dst: A("8.8.8.8"), IIF: "eth1"}), A("8.8.8.8"), "eth1"); o.Forwarded || !strings.Contains(o.Why, "no rule") {
+		t.Errorf("no route: %+v", o)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clearpath-vpn/clearpath/routes/analysis"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -51,8 +52,10 @@ type Verdict struct {
 	// ClientRoutes: the destination is inside the allowed CIDRs the
 	// gateway pushes, so the user's client sends it into the tunnel.
 	ClientRoutes bool `json:"client_routes"`
-	// Path lists each rule met and what its table said.
-	Path []string `json:"path"`
+	// Path lists each rule the walk considered and what it did, one
+	// line each; Steps is the same as data (analysis.Step).
+	Path  []string        `json:"path"`
+	Steps []analysis.Step `json:"steps"`
 	// Rule and Route decide (from the walk of the live tables).
 	Rule  string `json:"rule,omitempty"`
 	Route string `json:"route,omitempty"`

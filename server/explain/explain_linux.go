@@ -4,16 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
+	"github.com/clearpath-vpn/clearpath/routes"
+	"github.com/clearpath-vpn/clearpath/routes/analysis"
 	"github.com/clearpath-vpn/clearpath/server/hostguard"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -42,9 +41,16 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	tables, rules, err := snapshot()
+	sys, err := routes.NewSystem()
 	if err != nil {
 		return nil, err
+	}
+	if c, ok := sys.(io.Closer); ok {
+		defer c.Close()
+	}
+	snap, err := sys.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("read routes and rules: %w", err)
 	}
 	guard := hostguard.FromConfig(req.Config) // what the gateway's nftables table lets in
 	local := false                            // some destination is the gateway's own address
@@ -99,21 +105,16 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 				continue
 			}
 			v.Source = src.String()
-			d := Evaluate(rules[familyOf(dst)], tables, src, dst, n.Interface)
-			for _, s := range d.Steps {
-				line := strings.ReplaceAll(s.Rule.String(), "\t", " ") + " -> "
-				if s.Route != nil {
-					line += s.Route.String() + ": "
-				}
-				v.Path = append(v.Path, line+s.Outcome)
+			walk := analysis.Walk(snap, analysis.Flow{Src: src, Dst: dst, IIF: n.Interface})
+			d := Judge(walk, dst, n.Interface)
+			v.Steps, v.Path = walk.Steps, Path(walk)
+			if walk.Rule != nil {
+				v.Rule = walk.Rule.String()
 			}
-			if d.Rule != nil {
-				v.Rule = strings.ReplaceAll(d.Rule.String(), "\t", " ")
+			if walk.Route.Dst.IsValid() {
+				v.Route = walk.Route.String()
 			}
-			if d.Route != nil {
-				v.Route = d.Route.String()
-			}
-			kernelOK, kernel := kernelLookup(src, dst, n.Interface)
+			kernelOK, kernel := kernelLookup(sys, src, dst, n.Interface)
 			v.Kernel = kernel
 			hostOK, hostWhy := true, ""
 			if d.Local {
@@ -193,86 +194,10 @@ func resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	return out, nil
 }
 
-func familyOf(a netip.Addr) int {
-	if a.Is4() {
-		return unix.AF_INET
-	}
-	return unix.AF_INET6
-}
-
-// snapshot reads every table and the rules of both families.
-func snapshot() (map[int][]Route, map[int][]Rule, error) {
-	tables := map[int][]Route{}
-	rules := map[int][]Rule{}
-	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		rs, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-		if err != nil {
-			return nil, nil, fmt.Errorf("list routes: %w", err)
-		}
-		for _, r := range rs {
-			tables[r.Table] = append(tables[r.Table], FromNetlinkRoute(r, fam))
-		}
-		nrs, err := netlink.RuleList(fam)
-		if err != nil {
-			return nil, nil, fmt.Errorf("list rules: %w", err)
-		}
-		for _, r := range nrs {
-			if r.Family != fam {
-				continue // RuleList also returns multicast families
-			}
-			rules[fam] = append(rules[fam], FromNetlinkRule(r))
-		}
-	}
-	return tables, rules, nil
-}
-
-// FromNetlinkRoute converts a route for the walk.
-func FromNetlinkRoute(r netlink.Route, fam int) Route {
-	out := Route{Table: r.Table, Type: r.Type, Priority: r.Priority}
-	if r.Dst != nil {
-		out.Dst = ipnetPrefix(r.Dst)
-	} else if fam == unix.AF_INET {
-		out.Dst = netip.MustParsePrefix("0.0.0.0/0")
-	} else {
-		out.Dst = netip.MustParsePrefix("::/0")
-	}
-	if r.Gw != nil {
-		out.Gateway, _ = netip.AddrFromSlice(r.Gw)
-		out.Gateway = out.Gateway.Unmap()
-	}
-	if r.LinkIndex > 0 {
-		if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
-			out.Dev = l.Attrs().Name
-		}
-	}
-	return out
-}
-
-// FromNetlinkRule converts a rule for the walk.
-func FromNetlinkRule(r netlink.Rule) Rule {
-	out := Rule{Priority: r.Priority, IifName: r.IifName, OifName: r.OifName, Mark: r.Mark, Invert: r.Invert, Table: r.Table, Action: int(r.Type), SuppressPrefixlen: r.SuppressPrefixlen}
-	if out.Action == 0 {
-		out.Action = 1
-	}
-	if r.Src != nil {
-		out.Src = ipnetPrefix(r.Src)
-	}
-	if r.Dst != nil {
-		out.Dst = ipnetPrefix(r.Dst)
-	}
-	return out
-}
-
-func ipnetPrefix(n *net.IPNet) netip.Prefix {
-	a, _ := netip.AddrFromSlice(n.IP)
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones)
-}
-
 // kernelLookup asks the kernel which route a packet from src arriving on
 // iif to dst takes (ip route get fibmatch DST from SRC iif IIF).
-func kernelLookup(src, dst netip.Addr, iif string) (bool, string) {
-	rs, err := netlink.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{Iif: iif, SrcAddr: src.AsSlice(), FIBMatch: true})
+func kernelLookup(sys routes.System, src, dst netip.Addr, iif string) (bool, string) {
+	r, err := sys.Lookup(routes.Query{Dst: dst, Src: src, IIF: iif, FIBMatch: true})
 	cmd := fmt.Sprintf("ip route get fibmatch %s from %s iif %s", dst, src, iif)
 	switch {
 	case errors.Is(err, syscall.EINVAL):
@@ -281,18 +206,13 @@ func kernelLookup(src, dst netip.Addr, iif string) (bool, string) {
 		return false, cmd + ": no route to host (forwarding off, or an unreachable route)"
 	case errors.Is(err, syscall.ENETUNREACH):
 		return false, cmd + ": network unreachable (no route)"
+	case errors.Is(err, syscall.EACCES):
+		return false, cmd + ": prohibited (EACCES: a prohibit route or rule)"
 	case errors.Is(err, syscall.ENODEV):
 		return false, cmd + ": no such interface (is the gateway running?)"
 	case err != nil:
 		return false, cmd + ": " + err.Error()
-	case len(rs) == 0:
-		return false, cmd + ": no answer"
 	}
-	fam := unix.AF_INET
-	if dst.Is6() {
-		fam = unix.AF_INET6
-	}
-	r := FromNetlinkRoute(rs[0], fam)
-	ok := r.Type == TypeUnicast && r.Dev != iif || r.Type == TypeLocal
+	ok := (r.Type == routes.TypeUnicast && r.Device != iif) || r.Type == routes.TypeLocal
 	return ok, cmd + ": " + r.String()
 }

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clearpath-vpn/clearpath/bpf"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -62,7 +65,15 @@ func (g *Gateway) startFlows(c config.Flows) (*flows, error) {
 			return nil, fmt.Errorf("flows.log: %w", err)
 		}
 	}
-	ff, err := NewFlowFilter(nil, c.Log, g.log)
+	peers := poolCapacity(g.cfg.Networks)
+	size, capped := bpf.TableSizeFor(peers, uint64(c.UserFlows), uint64(c.TableMax))
+	if capped {
+		g.log.Warn("flows.table_max caps the flow table below every pool address's quota: if more users than fit hold their quota at once, new flows are dropped for everyone",
+			"table_size", size, "pool_addresses", peers, "user_flows", c.UserFlows, "users_at_quota_that_fit", uint64(size)/uint64(c.UserFlows))
+	}
+	ff, err := NewFlowFilterWith(FlowFilterOptions{LogPath: c.Log, Log: g.log, Table: bpf.Options{
+		FlowTableSize: size, UserQuota: uint32(c.UserFlows), AllowUnparsed: c.Unparsed == config.FlowUnparsedAllow,
+	}})
 	if err != nil {
 		if c.Filter == config.FlowFilterOn {
 			return nil, fmt.Errorf("flows.filter is on: %w", err)
@@ -73,10 +84,63 @@ func (g *Gateway) startFlows(c config.Flows) (*flows, error) {
 		g.log.Warn("per-user flow filter and flow log off (flows.filter: on makes this fatal)", "err", err)
 		return nil, nil
 	}
-	g.log.Info("per-user flow filter on", "flow_log", c.Log)
+	g.log.Info("per-user flow filter on", "flow_log", c.Log, "table_size", size, "user_flows", c.UserFlows, "unparsed", c.Unparsed)
 	f := &flows{ff: ff, addrs: map[string][]netip.Addr{}, owner: map[netip.Addr]string{}}
 	f.setNetworks(g.cfg.Networks)
+	// Serve runs once per process; a second registration keeps the first.
+	if err := g.metrics.Registry.Register(flowCollector{f}); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			g.log.Warn("flow metrics not registered", "err", err)
+		}
+	}
 	return f, nil
+}
+
+// poolCapacity is how many peers the networks' IPv4 pools can hold (each
+// peer has an IPv4 address): the most users that can have flows at once.
+// Networks added by a reload later do not resize the table.
+func poolCapacity(nets []config.Network) uint64 {
+	var n uint64
+	for _, nw := range nets {
+		p := nw.Pool4()
+		if !p.IsValid() {
+			continue
+		}
+		size := uint64(1) << (32 - p.Bits())
+		// Network, gateway and broadcast addresses hold no peer.
+		n += max(size, 4) - 3
+	}
+	return max(n, 1)
+}
+
+var (
+	descFlowEvicted = prometheus.NewDesc("clearpath_flow_evictions_total",
+		"Flows evicted from the kernel's flow table (and written to the flow log) because their user reached flows.user_flows.", []string{"user"}, nil)
+	descFlowRefused = prometheus.NewDesc("clearpath_flow_refused_total",
+		"Packets of new flows dropped because their user held flows.user_flows flows.", []string{"user"}, nil)
+	descFlowUnparsed = prometheus.NewDesc("clearpath_flow_unparsed_packets_total",
+		"IPv6 packets whose transport header the flow filter could not reach (dropped unless flows.unparsed: allow).", []string{"user"}, nil)
+	descFlowLive = prometheus.NewDesc("clearpath_flows",
+		"Flows the user holds in the kernel's flow table.", []string{"user"}, nil)
+)
+
+// flowCollector exports the flow filter's per-user figures at scrape time.
+type flowCollector struct{ f *flows }
+
+func (c flowCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descFlowEvicted, descFlowRefused, descFlowUnparsed, descFlowLive} {
+		ch <- d
+	}
+}
+
+func (c flowCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, u := range c.f.ff.UserStats() {
+		ch <- prometheus.MustNewConstMetric(descFlowEvicted, prometheus.CounterValue, float64(u.Evicted), u.User)
+		ch <- prometheus.MustNewConstMetric(descFlowRefused, prometheus.CounterValue, float64(u.Refused), u.User)
+		ch <- prometheus.MustNewConstMetric(descFlowUnparsed, prometheus.CounterValue, float64(u.Unparsed), u.User)
+		ch <- prometheus.MustNewConstMetric(descFlowLive, prometheus.GaugeValue, float64(u.Live), u.User)
+	}
 }
 
 func flowUser(p store.Peer) string {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/clearpath-vpn/clearpath/bpf"
 )
@@ -21,10 +24,19 @@ import (
 // client is dropped unless its source address was registered with OnPeer
 // (an unregistered source is counted and logged as a warning); a
 // registered user's packets are dropped when their destination is outside
-// the user's own allow list, if OnPeer gave one; every flow is accounted
-// and, once idle (30 s) or older than 5 min, written to the flow log as one
-// JSON line (see bpf.FlowRecord) and removed from the kernel's table.
-// Denied flows are logged at Info, new flows at Debug.
+// the user's own allow list, if OnPeer gave one; every flow is accounted,
+// written to the flow log when it starts, and, once idle (30 s) or older
+// than 5 min, written again with its counts (see bpf.FlowRecord) and
+// removed from the kernel's table. Denied flows are logged at Info, new
+// flows at Debug.
+//
+// Each user holds at most a quota of flows in the table: from 7/8 of it
+// on, their least recently active flows are evicted down to 3/4 (written
+// with end "evicted", counted per user in Evictions, and a Warn line per
+// user at most every 10 s); new flows beyond it are dropped until then. An
+// IPv6 packet whose transport header the filter cannot reach is dropped
+// (unless allowed), written to the flow log and logged at Warn with its
+// user.
 //
 // Use, in this order (the interfaces must exist, i.e. after wgdev.Create):
 //
@@ -51,9 +63,18 @@ type FlowFilter struct {
 	log    *slog.Logger
 	filter *bpf.Filter
 	file   *os.File // nil without a flow log
+	flog   *bpf.FlowLog
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 	events *bpf.EventReader
+
+	// Users whose quota events await the reaper.
+	reapMu   sync.Mutex
+	reapWant map[uint32]bool
+	reapWake chan struct{}
+	evicted  map[uint32]uint64    // user -> flows evicted
+	warned   map[uint32]time.Time // user -> last eviction log line
+	unwarned map[uint32]uint64    // user -> evictions since that line
 
 	mu       sync.Mutex
 	users    map[string]uint32 // user -> id, kept for the process's life
@@ -74,15 +95,34 @@ type policyRef struct {
 	refs int
 }
 
-// NewFlowFilter loads the filter, attaches it to ifaces (names of layer-3
-// WireGuard interfaces in this network namespace; may be empty, see
-// AddInterface), and, if logPath is not "", appends the flow log to that
-// file (created 0640).
+// NewFlowFilter loads the filter with the default table and quota (see
+// NewFlowFilterWith).
 func NewFlowFilter(ifaces []string, logPath string, log *slog.Logger) (*FlowFilter, error) {
+	return NewFlowFilterWith(FlowFilterOptions{Interfaces: ifaces, LogPath: logPath, Log: log})
+}
+
+// FlowFilterOptions configure NewFlowFilterWith.
+type FlowFilterOptions struct {
+	// Interfaces to attach at once (names of layer-3 WireGuard
+	// interfaces in this network namespace; may be empty, see
+	// AddInterface).
+	Interfaces []string
+	// LogPath, if not "", is the flow log, appended to (created 0640).
+	LogPath string
+	Log     *slog.Logger
+	// Kernel table and quotas (bpf.Options: table size, flows per user,
+	// whether unparsed IPv6 packets pass).
+	Table bpf.Options
+}
+
+// NewFlowFilterWith loads the filter, attaches it to opts.Interfaces and
+// starts the flow log.
+func NewFlowFilterWith(opts FlowFilterOptions) (*FlowFilter, error) {
+	log, ifaces, logPath := opts.Log, opts.Interfaces, opts.LogPath
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f, err := bpf.Load(bpf.Options{})
+	f, err := bpf.Load(opts.Table)
 	if err != nil {
 		return nil, fmt.Errorf("flow filter: %w", err)
 	}
@@ -90,6 +130,8 @@ func NewFlowFilter(ifaces []string, logPath string, log *slog.Logger) (*FlowFilt
 		log: log, filter: f,
 		users: map[string]uint32{}, names: map[uint32]string{},
 		peers: map[netip.Addr]peerEntry{}, policies: map[string]*policyRef{},
+		reapWant: map[uint32]bool{}, reapWake: make(chan struct{}, 1),
+		evicted: map[uint32]uint64{}, warned: map[uint32]time.Time{}, unwarned: map[uint32]uint64{},
 	}
 	fail := func(err error) (*FlowFilter, error) {
 		if ff.events != nil {
@@ -111,24 +153,29 @@ func NewFlowFilter(ifaces []string, logPath string, log *slog.Logger) (*FlowFilt
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ff.cancel = cancel
+	// The flow log runs without a file too: only it removes flows from
+	// the kernel's table.
+	var w io.Writer = io.Discard
 	if logPath != "" {
 		ff.file, err = os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
 			cancel()
 			return fail(fmt.Errorf("open flow log: %w", err))
 		}
-		fl := bpf.NewFlowLog(f, ff.file, bpf.FlowLogOptions{UserName: ff.userName})
-		ff.done.Add(1)
-		go func() {
-			defer ff.done.Done()
-			if err := fl.Run(ctx, func(err error) { log.Warn("flow log", "err", err) }); err != nil {
-				log.Warn("flow log: final flush", "err", err)
-			}
-		}()
+		w = ff.file
 	}
-	ff.done.Add(1)
+	ff.flog = bpf.NewFlowLog(f, w, bpf.FlowLogOptions{UserName: ff.userName})
+	ff.done.Add(3)
+	go func() {
+		defer ff.done.Done()
+		if err := ff.flog.Run(ctx, func(err error) { log.Warn("flow log", "err", err) }); err != nil {
+			log.Warn("flow log: final flush", "err", err)
+		}
+	}()
 	go ff.readEvents()
-	log.Info("flow filter loaded", "interfaces", ifaces, "flow_log", logPath)
+	go ff.reap(ctx)
+	log.Info("flow filter loaded", "interfaces", ifaces, "flow_log", logPath,
+		"table_size", opts.Table.FlowTableSize, "flows_per_user", f.Quota(), "unparsed_allowed", opts.Table.AllowUnparsed)
 	return ff, nil
 }
 
@@ -284,6 +331,9 @@ func (ff *FlowFilter) readEvents() {
 			ff.log.Warn("flow filter: read event", "err", err)
 			continue
 		}
+		if err := ff.flog.Record(e); err != nil {
+			ff.log.Warn("flow log", "err", err)
+		}
 		attrs := []any{"interface", e.Interface, "flow", e.FlowKey.String()}
 		switch e.Kind {
 		case bpf.EventNewFlow:
@@ -292,8 +342,119 @@ func (ff *FlowFilter) readEvents() {
 			ff.log.Info("flow denied by the user's policy", append(attrs, "user", ff.userName(e.UserID))...)
 		case bpf.EventUnknownSource:
 			ff.log.Warn("packet from an unregistered tunnel address dropped", attrs...)
+		case bpf.EventUnparsed:
+			// At most 10/s per user (the program limits the events).
+			msg := "IPv6 packet dropped: its extension headers hide the transport header"
+			if e.Verdict == bpf.VerdictAllow {
+				msg = "IPv6 packet let through unparsed: its extension headers hide the transport header (flows.unparsed: allow)"
+			}
+			ff.log.Warn(msg, append(attrs, "user", ff.userName(e.UserID), "next_header", e.Proto)...)
+		case bpf.EventQuota:
+			ff.reapMu.Lock()
+			ff.reapWant[e.UserID] = true
+			ff.reapMu.Unlock()
+			select {
+			case ff.reapWake <- struct{}{}:
+			default:
+			}
 		}
 	}
+}
+
+// evictionLogEvery limits the gateway log's eviction lines per user.
+const evictionLogEvery = 10 * time.Second
+
+// reap evicts the least recently active flows of users near their quota,
+// down to 3/4 of it, as their quota events come in.
+func (ff *FlowFilter) reap(ctx context.Context) {
+	defer ff.done.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ff.reapWake:
+		}
+		ff.reapMu.Lock()
+		users := make([]uint32, 0, len(ff.reapWant))
+		for u := range ff.reapWant {
+			users = append(users, u)
+		}
+		clear(ff.reapWant)
+		ff.reapMu.Unlock()
+		for _, u := range users {
+			uf, err := ff.filter.UserFlows(u)
+			if err != nil {
+				ff.log.Warn("flow filter: read quota", "user", ff.userName(u), "err", err)
+				continue
+			}
+			low := uf.Quota - uf.Quota/4
+			if uf.Live <= low {
+				continue
+			}
+			n, err := ff.flog.Evict(u, int(uf.Live-low))
+			if err != nil {
+				ff.log.Warn("flow filter: evict flows", "user", ff.userName(u), "err", err)
+			}
+			ff.noteEvicted(u, n, uf)
+		}
+	}
+}
+
+func (ff *FlowFilter) noteEvicted(u uint32, n int, uf bpf.UserFlows) {
+	if n == 0 {
+		return
+	}
+	now := time.Now()
+	ff.reapMu.Lock()
+	ff.evicted[u] += uint64(n)
+	ff.unwarned[u] += uint64(n)
+	since := ff.unwarned[u]
+	say := now.Sub(ff.warned[u]) >= evictionLogEvery
+	if say {
+		ff.warned[u] = now
+		ff.unwarned[u] = 0
+	}
+	ff.reapMu.Unlock()
+	if say {
+		ff.log.Warn("user reached their flow quota: their least recently active flows were written to the flow log and evicted",
+			"user", ff.userName(u), "evicted", since, "evicted_total", ff.Evictions()[u], "quota", uf.Quota,
+			"refused_new_flows_total", uf.OverQuota)
+	}
+}
+
+// Evictions returns, per user id, how many flows were evicted because the
+// user reached their quota.
+func (ff *FlowFilter) Evictions() map[uint32]uint64 {
+	ff.reapMu.Lock()
+	defer ff.reapMu.Unlock()
+	m := make(map[uint32]uint64, len(ff.evicted))
+	for k, v := range ff.evicted {
+		m[k] = v
+	}
+	return m
+}
+
+// UserFlowStats are one user's flow-table figures for /metrics.
+type UserFlowStats struct {
+	User                             string
+	Evicted, Refused, Unparsed, Live uint64
+}
+
+// UserStats returns the figures of every user the filter knows.
+func (ff *FlowFilter) UserStats() []UserFlowStats {
+	ff.mu.Lock()
+	names := maps.Clone(ff.names)
+	ff.mu.Unlock()
+	ev := ff.Evictions()
+	out := make([]UserFlowStats, 0, len(names))
+	for id, name := range names {
+		uf, err := ff.filter.UserFlows(id)
+		if err != nil {
+			continue
+		}
+		out = append(out, UserFlowStats{User: name, Evicted: ev[id], Refused: uf.OverQuota, Unparsed: uf.Unparsed, Live: uf.Live})
+	}
+	return out
 }
 
 // policyKeyOf is a canonical form of an allow list, so users with the

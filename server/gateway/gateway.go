@@ -8,23 +8,17 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/clearpath-vpn/clearpath/internal/wgdev"
+	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/auth"
 	"github.com/clearpath-vpn/clearpath/server/certs"
@@ -45,7 +39,7 @@ type Gateway struct {
 	store    *store.Store
 	verifier *auth.Verifier
 	log      *slog.Logger
-	wg       *wgctrl.Client
+	wg       wgClient
 	now      func() time.Time
 
 	reloadMu   sync.RWMutex
@@ -68,11 +62,14 @@ type Gateway struct {
 	flows     *flows         // the eBPF filter; nil when off
 	guard     *guards        // API abuse limits (guard.go)
 	hostGuard hostguard.Spec // what the host guard's table holds (reload.go)
+	net       *hostNet       // routes, rules, addresses, forwarding (networks.go)
+	deps      *netDeps       // the host network's edges (deps.go)
+	hooks     *TestHooks
 }
 
 type network struct {
 	cfg     config.Network
-	dev     *wgdev.Device
+	dev     tunnel
 	pubKey  wgtypes.Key
 	privKey wgtypes.Key // opens registrations and seals session keys
 }
@@ -85,213 +82,35 @@ type Options struct {
 	Log        *slog.Logger
 	// Reload receives a value for every SIGHUP.
 	Reload <-chan struct{}
+	// Hooks are seams for tests; the product never sets them.
+	Hooks *TestHooks
+	// deps replaces the host network's edges (unit tests).
+	deps *netDeps
+}
+
+// TestHooks are kill points for the gateway's crash test.
+type TestHooks struct {
+	// Step runs after each start step ("start:<name>") and before each
+	// undo at stop or after a failure ("undo:<name>").
+	Step func(point string)
+	// Routes run around each change of the route engine (one journal
+	// record per change while set).
+	Routes routes.Hooks
+	// NetnsLock replaces the abstract socket name of the instance lock.
+	NetnsLock string
+}
+
+func (h *TestHooks) step() func(string) {
+	if h == nil {
+		return nil
+	}
+	return h.Step
 }
 
 // Run starts everything described by cfg and serves until ctx is done (no
 // reload source).
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return Serve(ctx, Options{Config: cfg, Log: log})
-}
-
-// Serve starts everything described by o.Config and serves until ctx is
-// done, then removes what it installed (devices, rules, tables) and returns.
-// If any network fails to come up, everything set up so far is torn down
-// and the error names the network.
-func Serve(ctx context.Context, o Options) error {
-	cfg, log := o.Config, o.Log
-	if err := checkSecretFiles(cfg); err != nil {
-		return err
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	st.SetAllocationGrace(cfg.AllocationGrace)
-	host, _ := os.Hostname()
-	if o.ConfigPath != "" {
-		if abs, err := filepath.Abs(o.ConfigPath); err == nil {
-			o.ConfigPath = abs
-		}
-	}
-	g := &Gateway{cfg: cfg, store: st, log: log, now: time.Now, networks: map[string]*network{}, configPath: o.ConfigPath, host: host, logins: newTokenSeen()}
-	g.verifier = auth.New(ctx, cfg.OIDC.Issuer, cfg.OIDC.Audience, cfg.OIDC.GroupsClaim, log)
-	g.verifier.SetRequireEmailVerified(cfg.OIDC.EmailVerifiedRequired())
-	g.metrics = metrics.New(g)
-	g.audit = audit.New(st, log)
-	g.audit.OnRecord = func(r store.AuditRecord) { g.metrics.Audit.WithLabelValues(r.Action).Inc() }
-	g.setWebhook(cfg.Lifecycle.Webhook)
-	lifeCtx, stopLife := context.WithCancel(context.Background())
-	g.life = lifecycle.New(lifecycle.Options{Store: st, Devices: g, Log: log, Settings: settingsOf(cfg), Notify: g.onLifecycleEvent})
-	g.life.OnStoreError = func(error) { g.metrics.Errors.WithLabelValues("store").Inc() }
-	g.life.AfterSync = func(ctx context.Context) {
-		if g.audit.Pending() > 0 {
-			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			g.audit.Flush(sctx)
-			cancel()
-		}
-	}
-
-	g.guard = newGuards(cfg.API, cfg.TrustedProxies, log)
-	capped, err := g.listenAPI(cfg)
-	if err != nil {
-		stopLife()
-		return err
-	}
-	defer capped.Close()
-	// TLS wraps the capped listener, so a refused connection never costs a
-	// handshake.
-	var ln net.Listener = capped
-	apiURL := "http://" + ln.Addr().String()
-	if cfg.TLS.Enabled() {
-		if g.certs, err = certs.New(cfg.TLS, log, certs.Options{}); err != nil {
-			stopLife()
-			return err
-		}
-		ln = tls.NewListener(ln, g.certs.TLSConfig())
-		apiURL = "https://" + ln.Addr().String()
-		if g.certs.Mode() == "acme" {
-			log.Info("TLS certificates from ACME", "domains", cfg.TLS.ACME.Domains, "directory", cfg.TLS.ACME.DirectoryURL, "cache_dir", cfg.TLS.ACME.CacheDir)
-		} else {
-			log.Info("TLS certificate loaded", "cert", cfg.TLS.Cert, "certificate", certs.Describe(g.certs.Leaf()))
-		}
-	} else {
-		log.Warn("the API serves plain HTTP: clients refuse it (tokens would travel in clear) unless given --allow-http; add a tls block to the configuration or put an HTTPS proxy in front")
-	}
-	var acmeLn net.Listener
-	if g.certs != nil && cfg.TLS.ACME != nil && cfg.TLS.ACME.HTTPListen != "" {
-		if acmeLn, err = net.Listen("tcp", cfg.TLS.ACME.HTTPListen); err != nil {
-			stopLife()
-			return fmt.Errorf("tls.acme.http_listen %s: %w", cfg.TLS.ACME.HTTPListen, err)
-		}
-		defer acmeLn.Close()
-	}
-	var metricsLn net.Listener
-	if addr := cfg.MetricsAddr(); addr != "" {
-		if metricsLn, err = net.Listen("tcp", addr); err != nil {
-			stopLife()
-			return fmt.Errorf("metrics_listen %s: %w (set metrics_listen to a free address, or off)", addr, err)
-		}
-		defer metricsLn.Close()
-	}
-
-	restoreForwarding, err := enableForwarding()
-	if err != nil {
-		stopLife()
-		return err
-	}
-	log.Info("forwarding enabled (IPv4 and IPv6, no NAT)")
-	if err := g.guardHost(hostguard.FromConfig(cfg)); err != nil {
-		restoreForwarding()
-		stopLife()
-		return err
-	}
-	defer openHost(log) // after the devices are gone (deferred later, runs earlier)
-	log.Info("gateway host closed to the tunnels", "nftables", "inet "+hostguard.TableName)
-	if g.wg, err = wgctrl.New(); err != nil {
-		restoreForwarding()
-		stopLife()
-		return fmt.Errorf("open wgctrl: %w", err)
-	}
-	defer g.wg.Close()
-	if g.flows, err = g.startFlows(cfg.Flows); err != nil {
-		restoreForwarding()
-		stopLife()
-		return err
-	}
-	var started []*network
-	for i, n := range cfg.Networks {
-		nw, peers, err := g.bringUp(ctx, n)
-		if err != nil {
-			for _, s := range started {
-				g.tearDown(s)
-			}
-			g.flows.close()
-			restoreForwarding()
-			stopLife()
-			g.metrics.Errors.WithLabelValues("device").Inc()
-			return fmt.Errorf("networks[%d] (%s): %w; nothing is left set up", i, n.Name, err)
-		}
-		started = append(started, nw)
-		g.mu.Lock()
-		g.networks[n.Name] = nw
-		g.mu.Unlock()
-		g.life.AddNetwork(ctx, n.Name, peers)
-	}
-	defer g.closeNetworks()
-	defer g.flows.close() // before the devices go: it writes the last flows
-
-	admin, err := g.listenAdmin(cfg.AdminSocket)
-	if err != nil {
-		stopLife()
-		return err
-	}
-	defer admin.Close()
-
-	// Admin web page hook (adminweb.go): its own listener on admin_listen.
-	stopWeb, err := g.startAdminWeb(ctx)
-	if err != nil {
-		stopLife()
-		return err
-	}
-	defer stopWeb()
-
-	srv := apiServer(g.opsHandler(g.Handler(), cfg.MetricsToken), cfg.API, log)
-	errc := make(chan error, 3)
-	go func() { errc <- srv.Serve(ln) }()
-	var msrv *http.Server
-	if metricsLn != nil {
-		msrv = apiServer(g.metricsMux(), cfg.API, log)
-		go func() { errc <- msrv.Serve(metricsLn) }()
-		log.Info("metrics serving", "metrics_listen", metricsLn.Addr().String())
-	}
-	if acmeLn != nil {
-		acmeCtx, stopACME := context.WithCancel(ctx)
-		defer stopACME()
-		go func() {
-			if err := g.certs.ServeHTTPChallenges(acmeCtx, acmeLn); err != nil {
-				log.Error("ACME HTTP-01 listener stopped", "err", err)
-			}
-		}()
-	}
-	asrv := g.adminServer()
-	go asrv.Serve(admin)
-	lifeDone := make(chan struct{})
-	go func() { g.life.Run(lifeCtx); close(lifeDone) }()
-
-	g.audit.Record(ctx, store.AuditRecord{Actor: "gateway", Action: audit.Start, Remote: g.host, Detail: "networks " + strings.Join(networkNames(cfg), ", ")})
-	log.Info("gateway serving", "listen", ln.Addr().String(), "url", apiURL, "networks", len(cfg.Networks), "admin_socket", cfg.AdminSocket)
-	var serveErr error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-o.Reload:
-			res, err := g.Reload(ctx, "SIGHUP", "signal")
-			if err != nil {
-				log.Error("reload failed; the running configuration is unchanged", "err", err)
-			} else {
-				log.Info("configuration reloaded", "changes", res.Summary())
-			}
-		case err := <-errc:
-			serveErr = fmt.Errorf("serve: %w", err)
-			break loop
-		}
-	}
-	log.Info("shutting down")
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(shutCtx)
-	if msrv != nil {
-		msrv.Shutdown(shutCtx)
-	}
-	asrv.Shutdown(shutCtx)
-	stopLife()
-	<-lifeDone
-	g.audit.Record(shutCtx, store.AuditRecord{Actor: "gateway", Action: audit.Stop, Remote: g.host})
-	g.webhook().Close(2 * time.Second)
-	return serveErr
 }
 
 func networkNames(cfg *config.Config) []string {
@@ -330,98 +149,6 @@ func (g *Gateway) webhook() *notify.Webhook {
 	g.hookMu.Lock()
 	defer g.hookMu.Unlock()
 	return g.hook
-}
-
-// bringUp creates network n's device with its stored key and live peers,
-// addresses, table and rules. On failure it removes whatever it created.
-func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, peers []store.Peer, err error) {
-	keyStr, err := g.store.NetworkKey(ctx, n.Name, func() (string, error) {
-		k, err := wgtypes.GeneratePrivateKey()
-		return k.String(), err
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	priv, err := wgtypes.ParseKey(keyStr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("stored key: %w", err)
-	}
-	stored, err := g.store.Peers(ctx, n.Name)
-	if err != nil {
-		return nil, nil, err
-	}
-	// Stock wireguard-go on the gateway: with the in-flight bound of the
-	// client's tunnel, a start whose listen port is taken came up serving
-	// (and hung the all-or-nothing start) under load; the bound is the
-	// client's memory target, not the gateway's.
-	dev, err := wgdev.CreateWithInflight(n.Interface, n.MTU, g.log, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	created := &network{cfg: n, dev: dev, pubKey: priv.PublicKey(), privKey: priv}
-	defer func() {
-		if err != nil {
-			g.tearDown(created)
-		}
-	}()
-	var pcs []wgtypes.PeerConfig
-	now := g.now()
-	for _, p := range stored {
-		if !p.ExpiresAt.After(now) {
-			continue // the lifecycle manager cleans these up
-		}
-		pc, err := peerConfig(p)
-		if err != nil {
-			g.log.Warn("skip stored peer", "peer", p.ID, "err", err)
-			continue
-		}
-		pcs = append(pcs, pc)
-		peers = append(peers, p)
-	}
-	port := n.ListenPort
-	g.wgMu.Lock()
-	err = g.wg.ConfigureDevice(n.Interface, wgtypes.Config{PrivateKey: &priv, ListenPort: &port, ReplacePeers: true, Peers: pcs})
-	g.wgMu.Unlock()
-	if err != nil {
-		return nil, nil, fmt.Errorf("configure %s through wgctrl (listen_port %d): %w", n.Interface, n.ListenPort, err)
-	}
-	if err = dev.Up(); err != nil {
-		return nil, nil, fmt.Errorf("bring %s up: %w", n.Interface, err)
-	}
-	if err = setupLink(n); err != nil {
-		return nil, nil, err
-	}
-	if err = setupPolicy(n); err != nil {
-		return nil, nil, err
-	}
-	for _, p := range peers {
-		if err = g.flows.add(p); err != nil {
-			return nil, nil, fmt.Errorf("flow filter: %w", err)
-		}
-	}
-	if err = g.flows.attach(n.Interface); err != nil {
-		return nil, nil, fmt.Errorf("flow filter on %s: %w", n.Interface, err)
-	}
-	g.log.Info("network up", "network", n.Name, "group", n.Group, "interface", n.Interface,
-		"port", n.ListenPort, "table", n.Table, "public_key", created.pubKey.String(), "peers", len(pcs))
-	return created, peers, nil
-}
-
-// tearDown removes network nw's rules, table and device.
-func (g *Gateway) tearDown(nw *network) {
-	g.flows.detach(nw.cfg.Interface)
-	teardownPolicy(nw.cfg)
-	nw.dev.Close()
-	g.log.Info("network down", "network", nw.cfg.Name, "interface", nw.cfg.Interface)
-}
-
-func (g *Gateway) closeNetworks() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for name, nw := range g.networks {
-		g.tearDown(nw)
-		delete(g.networks, name)
-	}
 }
 
 func peerConfig(p store.Peer) (wgtypes.PeerConfig, error) {
@@ -563,6 +290,10 @@ func (g *Gateway) MetricPeers() []metrics.PeerSample {
 		}
 	}
 	return out
+}
+
+func prefixToIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 func newID() string {

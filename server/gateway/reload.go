@@ -234,6 +234,9 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 	if g.flows == nil && next.HasAccessRules() {
 		return res, fmt.Errorf("config %s: networks[].access needs the eBPF flow filter, which is off on this gateway; nothing changed", g.configPath)
 	}
+	if err := g.net.checkTables(next.Networks); err != nil {
+		return res, fmt.Errorf("config %s: %w; nothing changed", g.configPath, err)
+	}
 	// The certificate is read before anything changes, so a bad file
 	// fails the reload with the running certificate still served.
 	var pair *tls.Certificate
@@ -247,7 +250,7 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err := g.guardHost(hostguard.Merge(hostguard.FromConfig(g.cfg), hostguard.FromConfig(next))); err != nil {
 		return res, fmt.Errorf("%w; nothing changed", err)
 	}
-	if err := g.apply(ctx, changes); err != nil {
+	if err := g.apply(ctx, changes, g.cfg.Networks, next.Networks); err != nil {
 		g.guardHost(hostguard.FromConfig(g.cfg))
 		return res, err
 	}
@@ -285,15 +288,19 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 	return res, nil
 }
 
-// apply makes the changes in an order that frees names, ports and tables
-// before they are reused (removals, updates, additions) and undoes what it
-// did if a step fails.
-func (g *Gateway) apply(ctx context.Context, changes []netChange) (err error) {
-	var undo []func()
+// apply brings the devices and the policy from cur to next: devices of
+// removed and recreated networks go (freeing names and ports), devices of
+// added and recreated ones come, then one reconcile makes the policy of
+// every network next's (make-before-break: new rules and routes before the
+// old ones go). If a step fails, the steps taken are undone newest first
+// and the policy is reconciled back to cur.
+func (g *Gateway) apply(ctx context.Context, changes []netChange, cur, next []config.Network) (err error) {
+	s := newSteps(g.log, g.hooks.step())
 	defer func() {
 		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
+			s.unwind()
+			if rerr := g.net.reconcile(cur); rerr != nil {
+				g.log.Error("reload rollback: network policy", "err", rerr)
 			}
 		}
 	}()
@@ -330,7 +337,7 @@ func (g *Gateway) apply(ctx context.Context, changes []netChange) (err error) {
 		}
 		old := c.old
 		down(old.Name)
-		undo = append(undo, func() {
+		s.did("reload: down "+old.Name, func() {
 			if err := up(old); err != nil {
 				g.log.Error("reload rollback: cannot bring back network", "network", old.Name, "err", err)
 			}
@@ -340,26 +347,14 @@ func (g *Gateway) apply(ctx context.Context, changes []netChange) (err error) {
 		if c.op != "update" {
 			continue
 		}
-		c := c
 		cur := g.device(c.old.Name)
 		if cur == nil {
 			return fmt.Errorf("networks[%d] (%s): not running", c.idx, c.new.Name)
 		}
-		switch {
-		case c.old.Table != c.new.Table:
-			if err := moveTable(c.new, c.old.Table); err != nil {
-				return fmt.Errorf("networks[%d] (%s): %w; the reload was rolled back", c.idx, c.new.Name, err)
-			}
-			undo = append(undo, func() { moveTable(c.old, c.new.Table) })
-		case !slices.Equal(c.old.Allow, c.new.Allow):
-			if err := changeAllow(c.new, c.old.Allow); err != nil {
-				changeAllow(c.old, c.new.Allow)
-				return fmt.Errorf("networks[%d] (%s): %w; the reload was rolled back", c.idx, c.new.Name, err)
-			}
-			undo = append(undo, func() { changeAllow(c.old, c.new.Allow) })
-		}
-		put(&network{cfg: c.new, dev: cur.dev, pubKey: cur.pubKey})
-		undo = append(undo, func() { put(cur) })
+		nw := *cur
+		nw.cfg = c.new
+		put(&nw)
+		s.did("reload: update "+c.new.Name, func() { put(cur) })
 	}
 	for _, c := range changes {
 		if c.op != "add" && c.op != "recreate" {
@@ -369,8 +364,12 @@ func (g *Gateway) apply(ctx context.Context, changes []netChange) (err error) {
 		if err := up(n); err != nil {
 			return fmt.Errorf("networks[%d] (%s): %w; the reload was rolled back, the running configuration is unchanged", c.idx, n.Name, err)
 		}
-		undo = append(undo, func() { down(n.Name) })
+		s.did("reload: up "+n.Name, func() { down(n.Name) })
 	}
+	if err := g.net.reconcile(next); err != nil {
+		return fmt.Errorf("%w; the reload was rolled back, the running configuration is unchanged", err)
+	}
+	s.did("reload: network policy", nil)
 	return nil
 }
 
@@ -380,11 +379,11 @@ func (g *Gateway) apply(ctx context.Context, changes []netChange) (err error) {
 // left are the merged ones, stricter than either configuration.
 func (g *Gateway) guardHost(spec hostguard.Spec) error {
 	if reflect.DeepEqual(spec, g.hostGuard) {
-		if ok, err := hostguard.Exists(); err == nil && ok {
+		if ok, err := g.deps.guard.Exists(); err == nil && ok {
 			return nil
 		} // else put it back (deleted behind the gateway's back)
 	}
-	if err := closeHost(spec); err != nil {
+	if err := g.deps.guard.Apply(spec); err != nil {
 		g.log.Error("host guard: rules not updated", "err", err)
 		return err
 	}

@@ -13,61 +13,35 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clearpath-vpn/clearpath/routes/analysis"
 	"github.com/clearpath-vpn/clearpath/server/config"
 )
 
-// Schema names the JSON format of the report.
-const Schema = "clearpath.gateway-doctor/v1"
+// The report is analysis.Report, the schema `vpn doctor` prints too
+// (analysis.Schema): findings with an id, a severity (ok, info, warning,
+// error), the network they concern, evidence, the commands that fix them
+// on this host and the routes to add in the cloud.
 
-// Severities.
-const (
-	OK      = "ok"
-	Info    = "info"
-	Warning = "warning"
-	Error   = "error"
-)
-
-// Finding is one result.
-type Finding struct {
-	ID       string   `json:"id"`
-	Severity string   `json:"severity"`
-	Network  string   `json:"network,omitempty"`
-	Title    string   `json:"title"`
-	Evidence []string `json:"evidence,omitempty"`
-	// Fix lists commands to run on the gateway host.
-	Fix []string `json:"fix,omitempty"`
-	// Cloud lists routes to add in the VPC's route table (outside this
-	// host), as destination -> target.
-	Cloud []string `json:"cloud,omitempty"`
-}
-
-// Report is the whole result.
-type Report struct {
-	Schema   string    `json:"schema"`
-	Findings []Finding `json:"findings"`
-	Summary  Summary   `json:"summary"`
-}
-
-// Summary counts findings.
-type Summary struct {
-	Errors   int  `json:"errors"`
-	Warnings int  `json:"warnings"`
-	Healthy  bool `json:"healthy"`
-}
-
-func (r *Report) add(f Finding) { r.Findings = append(r.Findings, f) }
-
-func (r *Report) summarize() {
-	r.Summary = Summary{}
-	for _, f := range r.Findings {
-		switch f.Severity {
-		case Error:
-			r.Summary.Errors++
-		case Warning:
-			r.Summary.Warnings++
-		}
+// finding starts a finding about the gateway's own state.
+func finding(id, sev, network, title string, ev ...string) analysis.Finding {
+	f := analysis.Finding{ID: id, Severity: sev, Network: network, Title: title, Owner: "clearpath", Evidence: []analysis.Evidence{}}
+	for _, e := range ev {
+		f.Evidence = append(f.Evidence, analysis.Evidence{Kind: "text", Text: e})
 	}
-	r.Summary.Healthy = r.Summary.Errors == 0 && r.Summary.Warnings == 0
+	return f
+}
+
+// stepsEvidence is the policy walk's steps as evidence.
+func stepsEvidence(d analysis.Decision) []analysis.Evidence {
+	var out []analysis.Evidence
+	for _, s := range d.Steps {
+		ev := analysis.Evidence{Kind: "step", Text: s.String()}
+		r := s.Rule
+		ev.Rule = &r
+		ev.Route = s.Route
+		out = append(out, ev)
+	}
+	return out
 }
 
 // ReturnRoute describes the route a VPC needs so replies to pool reach the
@@ -116,19 +90,19 @@ func firstHost(p netip.Prefix) netip.Addr {
 }
 
 // Text renders the report for a terminal.
-func (r *Report) Text() string {
+func Text(r analysis.Report) string {
 	var b strings.Builder
 	for _, f := range r.Findings {
-		mark := map[string]string{OK: "ok  ", Info: "note", Warning: "WARN", Error: "FAIL"}[f.Severity]
+		mark := map[string]string{analysis.OK: "ok  ", analysis.Info: "note", analysis.Warning: "WARN", analysis.Error: "FAIL"}[f.Severity]
 		where := ""
 		if f.Network != "" {
 			where = "[" + f.Network + "] "
 		}
 		fmt.Fprintf(&b, "%s %s%s (%s)\n", mark, where, f.Title, f.ID)
 		for _, e := range f.Evidence {
-			fmt.Fprintf(&b, "       %s\n", e)
+			fmt.Fprintf(&b, "       %s\n", e.Text)
 		}
-		for _, c := range f.Fix {
+		for _, c := range f.Commands {
 			fmt.Fprintf(&b, "       fix: %s\n", c)
 		}
 		for _, c := range f.Cloud {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl"
 
+	"github.com/clearpath-vpn/clearpath/routes"
+	"github.com/clearpath-vpn/clearpath/routes/analysis"
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/explain"
@@ -27,18 +30,25 @@ import (
 // rulePriority is the gateway's rule priority (server/gateway.RulePriority).
 const rulePriority = 1000
 
+// report collects findings in the order the checks run.
+type report struct{ findings []analysis.Finding }
+
+func (r *report) add(f analysis.Finding) { r.findings = append(r.findings, f) }
+
 // Check examines this network namespace against the configuration.
-func Check(ctx context.Context, o Options) (*Report, error) {
+func Check(ctx context.Context, o Options) (*analysis.Report, error) {
 	if o.PingTimeout == 0 {
 		o.PingTimeout = time.Second
 	}
-	r := &Report{Schema: Schema, Findings: []Finding{}}
+	r := &report{}
 	checkForwarding(r)
 	_, err := (admin.Client{Path: o.Config.AdminSocket}).Status(ctx)
 	if err != nil {
-		r.add(Finding{ID: "gateway-not-running", Severity: Warning, Title: "the gateway does not answer on its admin socket", Evidence: []string{err.Error()}, Fix: []string{"vpn-gateway serve --config FILE"}})
+		f := finding("gateway-not-running", analysis.Warning, "", "the gateway does not answer on its admin socket", err.Error())
+		f.Commands = []string{"vpn-gateway serve --config FILE"}
+		r.add(f)
 	} else {
-		r.add(Finding{ID: "gateway-running", Severity: OK, Title: "the gateway answers on " + o.Config.AdminSocket})
+		r.add(finding("gateway-running", analysis.OK, "", "the gateway answers on "+o.Config.AdminSocket))
 	}
 	checkHostGuard(r, o.Config, err == nil)
 	wc, err := wgctrl.New()
@@ -46,18 +56,52 @@ func Check(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("open wgctrl: %w", err)
 	}
 	defer wc.Close()
-	tables, rules, err := liveTables()
+	sys, err := routes.NewSystem()
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range o.Config.Networks {
-		checkNetwork(ctx, r, o, wc, n, tables, rules)
+	if c, ok := sys.(io.Closer); ok {
+		defer c.Close()
 	}
-	r.summarize()
-	return r, nil
+	snap, err := sys.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("read routes and rules: %w", err)
+	}
+	h := &host{sys: sys, snap: snap}
+	for _, n := range o.Config.Networks {
+		checkNetwork(ctx, r, o, wc, h, n)
+	}
+	rep := analysis.NewReport("linux", r.findings)
+	return &rep, nil
 }
 
-func checkForwarding(r *Report) {
+// host is the routing state the checks read: one snapshot, and the
+// System for real lookups.
+type host struct {
+	sys  routes.System
+	snap *routes.Snapshot
+}
+
+func (h *host) link(name string) (routes.Link, bool) {
+	for _, l := range h.snap.Links {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return routes.Link{}, false
+}
+
+func (h *host) addresses(dev string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range h.snap.Addresses {
+		if a.Device == dev {
+			out = append(out, a.Prefix)
+		}
+	}
+	return out
+}
+
+func checkForwarding(r *report) {
 	for _, p := range []struct{ path, key string }{
 		{"/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"},
 		{"/proc/sys/net/ipv6/conf/all/forwarding", "net.ipv6.conf.all.forwarding"},
@@ -65,12 +109,14 @@ func checkForwarding(r *Report) {
 		b, err := os.ReadFile(p.path)
 		switch {
 		case err != nil:
-			r.add(Finding{ID: "forwarding-unknown", Severity: Warning, Title: "cannot read " + p.key, Evidence: []string{err.Error()}})
+			r.add(finding("forwarding-unknown", analysis.Warning, "", "cannot read "+p.key, err.Error()))
 		case strings.TrimSpace(string(b)) != "1":
-			r.add(Finding{ID: "forwarding-off", Severity: Error, Title: p.key + " is off: the gateway forwards nothing",
-				Evidence: []string{p.key + " = " + strings.TrimSpace(string(b))}, Fix: []string{"sysctl -w " + p.key + "=1"}})
+			f := finding("forwarding-off", analysis.Error, "", p.key+" is off: the gateway forwards nothing")
+			f.Evidence = []analysis.Evidence{{Kind: "sysctl", Text: p.key + " = " + strings.TrimSpace(string(b))}}
+			f.Commands = []string{"sysctl -w " + p.key + "=1"}
+			r.add(f)
 		default:
-			r.add(Finding{ID: "forwarding-on", Severity: OK, Title: p.key + " = 1"})
+			r.add(finding("forwarding-on", analysis.OK, "", p.key+" = 1"))
 		}
 	}
 }
@@ -82,74 +128,84 @@ func famFlag(a netip.Addr) string {
 	return ""
 }
 
-func checkNetwork(ctx context.Context, r *Report, o Options, wc *wgctrl.Client, n config.Network, tables map[int][]explain.Route, rules map[int][]explain.Rule) {
-	f := func(id, sev, title string, ev ...string) Finding {
-		return Finding{ID: id, Severity: sev, Network: n.Name, Title: title, Evidence: ev}
+func checkNetwork(ctx context.Context, r *report, o Options, wc *wgctrl.Client, h *host, n config.Network) {
+	f := func(id, sev, title string, ev ...string) analysis.Finding {
+		return finding(id, sev, n.Name, title, ev...)
 	}
-	link, err := netlink.LinkByName(n.Interface)
-	if err != nil {
-		fd := f("device-missing", Error, "interface "+n.Interface+" does not exist", err.Error())
-		fd.Fix = []string{"start (or restart) the gateway: vpn-gateway serve --config FILE"}
+	link, ok := h.link(n.Interface)
+	if !ok {
+		fd := f("device-missing", analysis.Error, "interface "+n.Interface+" does not exist")
+		fd.Commands = []string{"start (or restart) the gateway: vpn-gateway serve --config FILE"}
 		r.add(fd)
 	} else {
-		if link.Attrs().Flags&net.FlagUp == 0 {
-			fd := f("device-down", Error, "interface "+n.Interface+" is down")
-			fd.Fix = []string{"ip link set " + n.Interface + " up"}
+		if !link.Up {
+			fd := f("device-down", analysis.Error, "interface "+n.Interface+" is down")
+			fd.Evidence = []analysis.Evidence{{Kind: "link", Text: fmt.Sprintf("%s (%s) is down", link.Name, link.Type)}}
+			fd.Commands = []string{"ip link set " + n.Interface + " up"}
 			r.add(fd)
 		}
 		if d, err := wc.Device(n.Interface); err != nil {
-			r.add(f("device-not-wireguard", Error, n.Interface+" is not a WireGuard device", err.Error()))
+			r.add(f("device-not-wireguard", analysis.Error, n.Interface+" is not a WireGuard device", err.Error()))
 		} else if d.ListenPort != n.ListenPort {
-			r.add(f("listen-port-mismatch", Error, fmt.Sprintf("%s listens on UDP %d, the configuration says %d", n.Interface, d.ListenPort, n.ListenPort)))
+			r.add(f("listen-port-mismatch", analysis.Error, fmt.Sprintf("%s listens on UDP %d, the configuration says %d", n.Interface, d.ListenPort, n.ListenPort)))
 		} else {
-			r.add(f("device-ok", OK, fmt.Sprintf("%s is up, WireGuard on UDP %d, %d peers", n.Interface, d.ListenPort, len(d.Peers))))
+			r.add(f("device-ok", analysis.OK, fmt.Sprintf("%s is up, WireGuard on UDP %d, %d peers", n.Interface, d.ListenPort, len(d.Peers))))
 		}
-		addrs, _ := netlink.AddrList(link, netlink.FAMILY_ALL)
+		addrs := h.addresses(n.Interface)
 		for _, want := range n.GatewayAddrs() {
-			if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return prefixOf(a.IPNet) == want }) {
-				fd := f("address-missing", Error, fmt.Sprintf("%s lacks the gateway's tunnel address %s", n.Interface, want))
-				fd.Fix = []string{fmt.Sprintf("ip %saddr add %s dev %s", famFlag(want.Addr()), want, n.Interface)}
+			if !slices.Contains(addrs, want) {
+				fd := f("address-missing", analysis.Error, fmt.Sprintf("%s lacks the gateway's tunnel address %s", n.Interface, want))
+				fd.Commands = []string{fmt.Sprintf("ip %saddr add %s dev %s", famFlag(want.Addr()), want, n.Interface)}
 				r.add(fd)
 			}
 		}
 	}
 
 	// Rules and table.
-	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+	for _, fam := range []routes.Family{routes.FamilyV4, routes.FamilyV6} {
 		flag := ""
-		if fam == unix.AF_INET6 {
+		if fam == routes.FamilyV6 {
 			flag = "-6 "
 		}
-		if !slices.ContainsFunc(rules[fam], func(x explain.Rule) bool { return x.IifName == n.Interface && x.Table == n.Table && x.Action == 1 }) {
-			fd := f("rule-missing", Error, fmt.Sprintf("no %srule iif %s lookup %d: this network's clients bypass its table", flag, n.Interface, n.Table))
-			fd.Fix = []string{fmt.Sprintf("ip %srule add iif %s lookup %d pref %d", flag, n.Interface, n.Table, rulePriority)}
+		if !slices.ContainsFunc(h.snap.Rules, func(x routes.Rule) bool {
+			return x.Family == fam && x.IIF == n.Interface && x.Table == n.Table && (x.Action == "lookup" || x.Action == "") && !x.Invert
+		}) {
+			fd := f("rule-missing", analysis.Error, fmt.Sprintf("no %srule iif %s lookup %d: this network's clients bypass its table", flag, n.Interface, n.Table))
+			fd.Commands = []string{fmt.Sprintf("ip %srule add iif %s lookup %d pref %d", flag, n.Interface, n.Table, rulePriority)}
 			r.add(fd)
 		}
 	}
-	tbl := tables[n.Table]
-	has := func(typ int, p netip.Prefix) bool {
-		return slices.ContainsFunc(tbl, func(x explain.Route) bool { return x.Type == typ && x.Dst == p })
+	var tbl []routes.Route
+	for _, x := range h.snap.Routes {
+		if x.Table == n.Table {
+			tbl = append(tbl, x)
+		}
+	}
+	has := func(typ routes.RouteType, p netip.Prefix) bool {
+		return slices.ContainsFunc(tbl, func(x routes.Route) bool { return x.Type == typ && x.Dst == p })
 	}
 	for _, p := range n.Allow {
-		if !has(explain.TypeThrow, p) {
-			fd := f("throw-missing", Error, fmt.Sprintf("table %d has no throw route for allowed %s: the network cannot reach it", n.Table, p))
-			fd.Fix = []string{fmt.Sprintf("ip %sroute add throw %s table %d", famFlag(p.Addr()), p, n.Table)}
+		if !has(routes.TypeThrow, p) {
+			fd := f("throw-missing", analysis.Error, fmt.Sprintf("table %d has no throw route for allowed %s: the network cannot reach it", n.Table, p))
+			fd.Commands = []string{fmt.Sprintf("ip %sroute add throw %s table %d", famFlag(p.Addr()), p, n.Table)}
 			r.add(fd)
 		}
 	}
 	for _, def := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
-		if !has(explain.TypeBlackhole, def) {
-			fd := f("blackhole-missing", Error, fmt.Sprintf("table %d has no blackhole default (%s): what is not allowed falls through to main", n.Table, def))
-			fd.Fix = []string{fmt.Sprintf("ip %sroute add blackhole default table %d", famFlag(def.Addr()), n.Table)}
+		if !has(routes.TypeBlackhole, def) {
+			fd := f("blackhole-missing", analysis.Error, fmt.Sprintf("table %d has no blackhole default (%s): what is not allowed falls through to main", n.Table, def))
+			fd.Commands = []string{fmt.Sprintf("ip %sroute add blackhole default table %d", famFlag(def.Addr()), n.Table)}
 			r.add(fd)
 		}
 	}
 	for _, x := range tbl {
-		if x.Type == explain.TypeThrow && slices.Contains(n.Allow, x.Dst) || x.Type == explain.TypeBlackhole && x.Dst.Bits() == 0 {
+		if x.Type == routes.TypeThrow && slices.Contains(n.Allow, x.Dst) || x.Type == routes.TypeBlackhole && x.Dst.Bits() == 0 {
 			continue
 		}
-		fd := f("table-extra", Warning, fmt.Sprintf("table %d holds a route the configuration does not: %s", n.Table, x))
-		fd.Fix = []string{fmt.Sprintf("ip %sroute del %s", famFlag(x.Dst.Addr()), strings.TrimSpace(x.String()))}
+		fd := f("table-extra", analysis.Warning, fmt.Sprintf("table %d holds a route the configuration does not: %s", n.Table, x))
+		x := x
+		fd.Evidence = []analysis.Evidence{{Kind: "route", Text: x.String(), Route: &x}}
+		fd.Commands = []string{routes.Change{Op: routes.OpDelRoute, Route: &x}.String()}
 		r.add(fd)
 	}
 
@@ -160,22 +216,26 @@ func checkNetwork(ctx context.Context, r *Report, o Options, wc *wgctrl.Client, 
 			if p.Addr().Is4() != src.Is4() {
 				continue
 			}
-			dst := sampleInside(p, tables)
-			d := explain.Evaluate(rules[famOf(dst)], tables, src, dst, n.Interface)
-			if !d.Forwarded {
-				fd := f("allowed-not-routed", Error, fmt.Sprintf("allowed %s is not reachable from %s: %s", p, src, d.Why), pathOf(d)...)
+			dst := sampleInside(p, h.snap)
+			d := analysis.Walk(h.snap, analysis.Flow{Src: src, Dst: dst, IIF: n.Interface})
+			o := explain.Judge(d, dst, n.Interface)
+			if !o.Forwarded {
+				fd := f("allowed-not-routed", analysis.Error, fmt.Sprintf("allowed %s is not reachable from %s: %s", p, src, o.Why))
+				fd.Evidence = stepsEvidence(d)
 				r.add(fd)
 			} else {
-				r.add(f("allowed-routed", OK, fmt.Sprintf("%s -> %s: %s", src, dst, d.Why)))
+				r.add(f("allowed-routed", analysis.OK, fmt.Sprintf("%s -> %s: %s", src, dst, o.Why)))
 			}
 		}
 		if out := sampleOutside(n, src.Is6()); out.IsValid() {
-			d := explain.Evaluate(rules[famOf(out)], tables, src, out, n.Interface)
-			if d.Forwarded {
-				fd := f("policy-leak", Error, fmt.Sprintf("%s is outside the allowed CIDRs but %s's clients reach it: %s", out, n.Name, d.Why), pathOf(d)...)
+			d := analysis.Walk(h.snap, analysis.Flow{Src: src, Dst: out, IIF: n.Interface})
+			o := explain.Judge(d, out, n.Interface)
+			if o.Forwarded {
+				fd := f("policy-leak", analysis.Error, fmt.Sprintf("%s is outside the allowed CIDRs but %s's clients reach it: %s", out, n.Name, o.Why))
+				fd.Evidence = stepsEvidence(d)
 				r.add(fd)
 			} else {
-				r.add(f("refused-outside", OK, fmt.Sprintf("%s -> %s refused: %s", src, out, d.Why)))
+				r.add(f("refused-outside", analysis.OK, fmt.Sprintf("%s -> %s refused: %s", src, out, o.Why)))
 			}
 		}
 	}
@@ -187,21 +247,9 @@ func checkNetwork(ctx context.Context, r *Report, o Options, wc *wgctrl.Client, 
 			if p.Addr().Is4() != from.Is4() {
 				continue
 			}
-			checkReturn(ctx, r, o, n, pool, from, p)
+			checkReturn(ctx, r, o, h, n, pool, from, p)
 		}
 	}
-}
-
-func pathOf(d explain.Decision) []string {
-	var out []string
-	for _, s := range d.Steps {
-		line := strings.ReplaceAll(s.Rule.String(), "\t", " ") + " -> "
-		if s.Route != nil {
-			line += s.Route.String() + ": "
-		}
-		out = append(out, line+s.Outcome)
-	}
-	return out
 }
 
 func famOf(a netip.Addr) int {
@@ -214,9 +262,9 @@ func famOf(a netip.Addr) int {
 // checkReturn finds how the gateway reaches vpc and proves, by pinging a
 // host there from the pool's gateway address, that the VPC routes the pool
 // back. It always names the route the VPC needs.
-func checkReturn(ctx context.Context, r *Report, o Options, n config.Network, pool netip.Prefix, from netip.Addr, vpc netip.Prefix) {
-	f := func(id, sev, title string, ev ...string) Finding {
-		return Finding{ID: id, Severity: sev, Network: n.Name, Title: title, Evidence: ev}
+func checkReturn(ctx context.Context, r *report, o Options, h *host, n config.Network, pool netip.Prefix, from netip.Addr, vpc netip.Prefix) {
+	f := func(id, sev, title string, ev ...string) analysis.Finding {
+		return finding(id, sev, n.Name, title, ev...)
 	}
 	var targets []netip.Addr
 	for _, a := range append(slices.Clone(n.Probe), o.Probes...) {
@@ -224,39 +272,34 @@ func checkReturn(ctx context.Context, r *Report, o Options, n config.Network, po
 			targets = append(targets, a)
 		}
 	}
-	dst := sampleInside(vpc, liveLocal())
+	dst := sampleInside(vpc, h.snap)
 	if len(targets) > 0 {
 		dst = targets[0]
 	}
-	rs, err := netlink.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: from.AsSlice()})
-	if err != nil || len(rs) == 0 {
-		r.add(f("vpc-unrouted", Error, fmt.Sprintf("the gateway has no route to %s (ip route get %s from %s: %v)", vpc, dst, from, err)))
+	rt, err := h.sys.Lookup(routes.Query{Dst: dst, Src: from})
+	if err != nil {
+		r.add(f("vpc-unrouted", analysis.Error, fmt.Sprintf("the gateway has no route to %s (ip route get %s from %s: %v)", vpc, dst, from, err)))
 		return
 	}
-	var dev string
+	dev := rt.Device
 	var via netip.Addr
-	if l, err := netlink.LinkByIndex(rs[0].LinkIndex); err == nil {
-		dev = l.Attrs().Name
-		addrs, _ := netlink.AddrList(l, famOf(from))
-		for _, a := range addrs {
-			ap := prefixOf(a.IPNet)
-			if ap.Addr().IsLinkLocalUnicast() {
-				continue
-			}
-			if !via.IsValid() || ap.Contains(dst) {
-				via = ap.Addr()
-			}
+	for _, ap := range h.addresses(dev) {
+		if ap.Addr().Is4() != from.Is4() || ap.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		if !via.IsValid() || ap.Contains(dst) {
+			via = ap.Addr()
 		}
 	}
 	cloud, linux := ReturnRoute(pool, via, vpc, dev)
 	if len(targets) == 0 {
-		targets = neighbours(dev, vpc)
+		targets = neighbours(h, dev, vpc)
 	}
-	if gw, ok := netip.AddrFromSlice(rs[0].Gw); ok && vpc.Contains(gw.Unmap()) && !slices.Contains(targets, gw.Unmap()) {
-		targets = append(targets, gw.Unmap())
+	if gw := rt.Gateway; gw.IsValid() && vpc.Contains(gw) && !slices.Contains(targets, gw) {
+		targets = append(targets, gw)
 	}
 	if len(targets) == 0 {
-		fd := f("return-route-unverified", Info, fmt.Sprintf("replies from %s to the pool %s need a route back to this gateway; no host to probe (add `probe:` to the network, or --probe)", vpc, pool))
+		fd := f("return-route-unverified", analysis.Info, fmt.Sprintf("replies from %s to the pool %s need a route back to this gateway; no host to probe (add `probe:` to the network, or --probe)", vpc, pool))
 		fd.Cloud = nonEmpty(cloud, linux)
 		r.add(fd)
 		return
@@ -268,7 +311,7 @@ func checkReturn(ctx context.Context, r *Report, o Options, n config.Network, po
 	for _, t := range targets {
 		rtt, err := ping(ctx, from, t, o.PingTimeout)
 		if err == nil {
-			r.add(f("return-route", OK, fmt.Sprintf("%s routes %s back: %s answered a ping from %s in %s", vpc, pool, t, from, rtt.Round(time.Microsecond))))
+			r.add(f("return-route", analysis.OK, fmt.Sprintf("%s routes %s back: %s answered a ping from %s in %s", vpc, pool, t, from, rtt.Round(time.Microsecond))))
 			return
 		}
 		ev = append(ev, fmt.Sprintf("ping %s from %s: %v", t, from, err))
@@ -278,14 +321,14 @@ func checkReturn(ctx context.Context, r *Report, o Options, n config.Network, po
 		for _, t := range targets {
 			if rtt, err := ping(ctx, via, t, o.PingTimeout); err == nil {
 				ev = append(ev, fmt.Sprintf("ping %s from %s (the gateway's own address there): reply in %s", t, via, rtt.Round(time.Microsecond)))
-				fd := f("no-return-route", Error, fmt.Sprintf("%s answers the gateway but not the pool %s: the VPC has no route back for the pool, so clients' replies are lost", t, pool), ev...)
+				fd := f("no-return-route", analysis.Error, fmt.Sprintf("%s answers the gateway but not the pool %s: the VPC has no route back for the pool, so clients' replies are lost", t, pool), ev...)
 				fd.Cloud = nonEmpty(cloud, linux)
 				r.add(fd)
 				return
 			}
 		}
 	}
-	fd := f("probe-unanswered", Warning, fmt.Sprintf("no probe in %s answered a ping at all: cannot tell whether the pool %s is routed back", vpc, pool), ev...)
+	fd := f("probe-unanswered", analysis.Warning, fmt.Sprintf("no probe in %s answered a ping at all: cannot tell whether the pool %s is routed back", vpc, pool), ev...)
 	fd.Cloud = nonEmpty(cloud, linux)
 	r.add(fd)
 }
@@ -301,16 +344,12 @@ func nonEmpty(ss ...string) []string {
 }
 
 // neighbours are hosts of vpc the gateway has talked to on dev.
-func neighbours(dev string, vpc netip.Prefix) []netip.Addr {
-	l, err := netlink.LinkByName(dev)
-	if err != nil {
+func neighbours(h *host, dev string, vpc netip.Prefix) []netip.Addr {
+	l, ok := h.link(dev)
+	if !ok {
 		return nil
 	}
-	fam := unix.AF_INET
-	if vpc.Addr().Is6() {
-		fam = unix.AF_INET6
-	}
-	ns, err := netlink.NeighList(l.Attrs().Index, fam)
+	ns, err := netlink.NeighList(l.Index, famOf(vpc.Addr()))
 	if err != nil {
 		return nil
 	}
@@ -327,62 +366,19 @@ func neighbours(dev string, vpc netip.Prefix) []netip.Addr {
 	return out
 }
 
-func liveTables() (map[int][]explain.Route, map[int][]explain.Rule, error) {
-	tables := map[int][]explain.Route{}
-	rules := map[int][]explain.Rule{}
-	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		rs, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-		if err != nil {
-			return nil, nil, fmt.Errorf("list routes: %w", err)
-		}
-		for _, x := range rs {
-			tables[x.Table] = append(tables[x.Table], explain.FromNetlinkRoute(x, fam))
-		}
-		nrs, err := netlink.RuleList(fam)
-		if err != nil {
-			return nil, nil, fmt.Errorf("list rules: %w", err)
-		}
-		for _, x := range nrs {
-			if x.Family == fam {
-				rules[fam] = append(rules[fam], explain.FromNetlinkRule(x))
-			}
-		}
-	}
-	return tables, rules, nil
-}
-
 // sampleInside returns an address of p that is not one of this host's own
 // (the gateway's address in a VPC would only prove local delivery).
-func sampleInside(p netip.Prefix, tables map[int][]explain.Route) netip.Addr {
+func sampleInside(p netip.Prefix, snap *routes.Snapshot) netip.Addr {
 	a := firstHost(p)
 	for range 8 {
-		if !slices.ContainsFunc(tables[255], func(r explain.Route) bool { return r.Type == explain.TypeLocal && r.Dst.Contains(a) }) {
+		if !slices.ContainsFunc(snap.Routes, func(r routes.Route) bool {
+			return r.Table == 255 && r.Type == routes.TypeLocal && r.Dst.Contains(a)
+		}) {
 			return a
 		}
 		a = a.Next()
 	}
 	return a
-}
-
-// liveLocal returns the local table only.
-func liveLocal() map[int][]explain.Route {
-	out := map[int][]explain.Route{}
-	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		rs, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: 255}, netlink.RT_FILTER_TABLE)
-		if err != nil {
-			continue
-		}
-		for _, x := range rs {
-			out[255] = append(out[255], explain.FromNetlinkRoute(x, fam))
-		}
-	}
-	return out
-}
-
-func prefixOf(n *net.IPNet) netip.Prefix {
-	a, _ := netip.AddrFromSlice(n.IP)
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones)
 }
 
 // ping sends up to three ICMP echo requests from src to dst and waits for a
@@ -435,23 +431,25 @@ func ping(ctx context.Context, src, dst netip.Addr, timeout time.Duration) (time
 // with the configuration: missing while the gateway runs is an error (the
 // host is open to the tunnels), different is a warning (the file changed
 // without a reload, or someone edited the table).
-func checkHostGuard(r *Report, cfg *config.Config, running bool) {
+func checkHostGuard(r *report, cfg *config.Config, running bool) {
 	name := "table inet " + hostguard.TableName
 	exists, live, err := hostguard.Live()
 	switch {
 	case err != nil:
-		r.add(Finding{ID: "host-guard-unknown", Severity: Warning, Title: "cannot read " + name, Evidence: []string{err.Error()}})
+		r.add(finding("host-guard-unknown", analysis.Warning, "", "cannot read "+name, err.Error()))
 	case !exists && running:
-		r.add(Finding{ID: "host-guard-missing", Severity: Error, Title: name + " is missing: the gateway host is open to every tunnel user",
-			Fix: []string{"vpn-gateway reload   # or restart the gateway: it installs the table at start"}})
+		f := finding("host-guard-missing", analysis.Error, "", name+" is missing: the gateway host is open to every tunnel user")
+		f.Commands = []string{"vpn-gateway reload   # or restart the gateway: it installs the table at start"}
+		r.add(f)
 	case !exists:
-		r.add(Finding{ID: "host-guard-off", Severity: OK, Title: name + " absent (the gateway is not running)"})
+		r.add(finding("host-guard-off", analysis.OK, "", name+" absent (the gateway is not running)"))
 	case !running:
-		r.add(Finding{ID: "host-guard-stale", Severity: Info, Title: name + " left by a gateway that is not running: it drops only traffic of group interfaces, the next start replaces it"})
+		r.add(finding("host-guard-stale", analysis.Info, "", name+" left by a gateway that is not running: it drops only traffic of group interfaces, the next start replaces it"))
 	default:
 		if diff := hostguard.Compare(hostguard.FromConfig(cfg), live); len(diff) > 0 {
-			r.add(Finding{ID: "host-guard-differs", Severity: Warning, Title: name + " differs from the configuration", Evidence: diff,
-				Fix: []string{"vpn-gateway reload"}})
+			f := finding("host-guard-differs", analysis.Warning, "", name+" differs from the configuration", diff...)
+			f.Commands = []string{"vpn-gateway reload"}
+			r.add(f)
 			return
 		}
 		var ev []string
@@ -460,6 +458,6 @@ func checkHostGuard(r *Report, cfg *config.Config, running bool) {
 				ev = append(ev, fmt.Sprintf("%s: %d packets dropped", l.Comment, l.Packets))
 			}
 		}
-		r.add(Finding{ID: "host-guard", Severity: OK, Title: name + " closes the gateway host to the tunnels", Evidence: ev})
+		r.add(finding("host-guard", analysis.OK, "", name+" closes the gateway host to the tunnels", ev...))
 	}
 }

@@ -96,6 +96,8 @@ func (t *Tray) Click(id string) {
 		t.background("Switch network", func(ctx context.Context) error { return t.ctl.SelectNetwork(ctx, name) })
 	case id == tray.ItemAllTraffic || id == tray.ItemRouteLAN:
 		t.background("Change option", func(ctx context.Context) error { return t.ctl.ToggleOption(ctx, id) })
+	case id == tray.ItemRestore:
+		t.background("Restore routes", t.ctl.Restore)
 	case id == tray.ItemStatus:
 		t.OpenStatus()
 	case id == tray.ItemDoctor:

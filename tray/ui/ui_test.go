@@ -83,7 +83,7 @@ func TestBuildMenuFromTheModel(t *testing.T) {
 		Login:  tray.LoginState{Supported: true, LoggedIn: true, Who: "erin@example.com"}}
 	var clicked []string
 	m := BuildMenu(tray.Menu(v), func(id string) { clicked = append(clicked, id) })
-	want := "(ClearPath: Connected) | (Address: 100.65.0.7) | (Server: vpn.example.com (ops)) | -- | Disconnect | Log out erin@example.com | Network | Connection options | -- | Open status window | Run doctor | -- | Quit"
+	want := "(ClearPath: Connected) | (Address: 100.65.0.7) | (Server: vpn.example.com (ops)) | -- | Disconnect | Log out erin@example.com | Network | Connection options | -- | Open status window | Run doctor | (Restore routes) | -- | Quit"
 	if got := labels(m); got != want {
 		t.Fatalf("menu\n got: %s\nwant: %s", got, want)
 	}
@@ -150,7 +150,7 @@ func TestTrayConnectDisconnectAndLiveStatus(t *testing.T) {
 	tr := NewTray(ctx, a, h, r.ctl, func() { quit++ }, nil)
 	tr.Start()
 	m, icon, menus, icons := h.last()
-	if labels(m) != "(ClearPath: Disconnected) | (Server: 198.51.100.1:8080) | -- | Connect | Connection options | -- | Open status window | Run doctor | -- | Quit" {
+	if labels(m) != "(ClearPath: Disconnected) | (Server: 198.51.100.1:8080) | -- | Connect | Connection options | -- | Open status window | Run doctor | Restore routes | -- | Quit" {
 		t.Fatalf("disconnected menu: %s", labels(m))
 	}
 	if icon != Icon(tray.Disconnected) {
@@ -205,6 +205,20 @@ func TestTrayConnectDisconnectAndLiveStatus(t *testing.T) {
 	m, icon, _, _ = h.last()
 	if it := item(t, m, "Connect"); it.Disabled || icon != Icon(tray.Disconnected) || sp.Title() != "ClearPath: Disconnected" {
 		t.Fatalf("after Disconnect: menu %s, icon %s, window %q", labels(m), icon.Name(), sp.Title())
+	}
+
+	// "Restore routes": no agent runs after the Disconnect, so the tray
+	// starts one and asks it over the socket; the agent's refusal while a
+	// session runs is the tray package's test.
+	r.agent.Leftovers = 2
+	tr.Click(tray.ItemRestore)
+	tr.Wait()
+	if n := r.agent.RestoreCalls(); n != 1 {
+		t.Fatalf("Restore routes reached the agent %d times", n)
+	}
+	m, _, _, _ = h.last()
+	if it := item(t, m, "Restore routes"); it.Disabled {
+		t.Fatalf("after Restore routes: menu %s", labels(m))
 	}
 
 	r.agent.StartT(t)

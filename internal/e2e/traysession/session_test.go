@@ -177,6 +177,27 @@ func TestTraySession(t *testing.T) {
 	s.screenshotWindow("Run doctor", "ClearPath doctor", "tray-doctor.png")
 	s.clickFix()
 
+	// Another leftover of a killed agent, restored from the menu: "Restore
+	// routes" asks the root agent over its socket (none runs after the
+	// down, so the tray starts one, whose start restores) and notifies.
+	if err := ref.Laptop.IP("route", "add", "10.10.0.0/16", "via", lab.HostLANIP4, "dev", ref.LaptopLAN, "table", "7411", "proto", "197"); err != nil {
+		t.Fatal(err)
+	}
+	clicked = time.Now()
+	s.click("Restore routes")
+	n = s.waitNotification("ClearPath: routes restored")
+	t.Logf("Restore routes clicked -> %q in %v", n.Body, time.Since(clicked).Round(time.Millisecond))
+	if out, err := s.st.Laptop.Exec(ctxT(t, 5*time.Second), "ip", "route", "show", "table", "7411"); err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("after Restore routes table 7411 holds %q (%v)", out, err)
+	}
+	if out, _ := s.st.Laptop.Exec(ctxT(t, 5*time.Second), "ip", "route", "show", "default"); !strings.Contains(out, lab.HostLANIP4) {
+		t.Errorf("Restore routes touched the default route: %q", out)
+	}
+	// The agent the tray started idles: `vpn down` ends it.
+	if out, err := s.vpn("down"); err != nil {
+		t.Fatalf("vpn down of the idle agent: %v\n%s", err, out)
+	}
+
 	// Log out: the tray forgets the login it shares with the CLI.
 	s.click("Log out alice@example.com")
 	s.waitMenu("logged out", func(m []desktop.MenuItem) bool { return enabled(m, "Log in") })

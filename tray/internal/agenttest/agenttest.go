@@ -39,12 +39,16 @@ type Agent struct {
 	// Pushed, when set, is what the gateway pushes in place of the
 	// default networks; the real agent's consent rule (routes.Consent)
 	// drops a capture of all traffic without all_traffic, with its notice.
-	Pushed  []netip.Prefix
-	Ups     []control.UpRequest
-	Downs   int
-	srv     *http.Server
-	ln      net.Listener
-	stopped chan struct{}
+	Pushed []netip.Prefix
+	Ups    []control.UpRequest
+	Downs  int
+	// Leftovers is what the next restore reports swept; Restores counts
+	// the restores done.
+	Leftovers int
+	Restores  int
+	srv       *http.Server
+	ln        net.Listener
+	stopped   chan struct{}
 }
 
 // New returns an agent for dir that is not running yet.
@@ -193,6 +197,27 @@ func (a *Agent) Down(context.Context) (control.Status, error) {
 	a.Downs++
 	a.status = control.Status{State: control.StateDown}
 	return a.status, nil
+}
+
+// Restore implements control.Restorer as the agent does: refused while a
+// session runs; otherwise it reports Leftovers as swept, once.
+func (a *Agent) Restore(context.Context) (control.RestoreReport, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.status.State != control.StateDown {
+		return control.RestoreReport{}, control.ErrSessionActive
+	}
+	a.Restores++
+	rep := control.RestoreReport{Swept: a.Leftovers}
+	a.Leftovers = 0
+	return rep, nil
+}
+
+// RestoreCalls returns how many restores were done.
+func (a *Agent) RestoreCalls() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.Restores
 }
 
 // UpCalls returns the up requests seen so far.

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/routes/analysis"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/gwdoctor"
 )
@@ -34,7 +35,7 @@ func NewCmd(io cmdutil.IO) *cobra.Command {
 	}
 	cmdutil.ConfigFlag(cmd, &o.ConfigPath)
 	cmd.Flags().StringSliceVar(&o.Probes, "probe", nil, "hosts in the VPCs that answer ping, for the return-route check (besides each network's probe:)")
-	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (schema "+gwdoctor.Schema+")")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (schema "+analysis.Schema+", the one vpn doctor prints)")
 	return cmd
 }
 
@@ -63,7 +64,7 @@ func Run(ctx context.Context, io cmdutil.IO, o *Options) error {
 			return err
 		}
 	} else {
-		fmt.Fprint(io.Out, rep.Text())
+		fmt.Fprint(io.Out, gwdoctor.Text(*rep))
 	}
 	if !rep.Summary.Healthy {
 		return cmdutil.ExitError{Code: 1}

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/tunnel"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
@@ -29,7 +32,9 @@ type Options struct {
 	DryRun   bool
 	Snapshot string // analyze a recorded snapshot instead of this machine
 	NoDNS    bool
+	Bundle   string // write a redacted support bundle to this new file
 	blocked  string // the agent's account of a fail-closed block
+	status   *control.Status
 }
 
 // ExitError carries doctor's exit code: 1 findings, 2 doctor failed.
@@ -59,6 +64,11 @@ type Env struct {
 	// Running reports whether an agent holds the state dir's lock (alive,
 	// though its socket may not answer); nil: not checked.
 	Running func() (pid int, running, known bool)
+	// PathMTU measures the path MTU from src to dst through the tunnel
+	// (tunnel.PathMTU); nil: not measured (not root: raw ICMP).
+	PathMTU func(ctx context.Context, src, dst netip.Addr, hi int) (int, error)
+	// AgentLog returns the end of the agent's log (for --bundle).
+	AgentLog func() ([]byte, error)
 }
 
 // NewCmd returns `vpn doctor`.
@@ -99,12 +109,13 @@ Exit status: 0 healthy, 1 a warning or error was found, 2 doctor itself failed.
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "with --fix: print the changes without making them")
 	cmd.Flags().StringVar(&o.Snapshot, "snapshot", "", "analyze a snapshot file (vpn routes snapshot -o) instead of this machine")
 	cmd.Flags().BoolVar(&o.NoDNS, "no-dns", false, "skip the DNS reachability check")
+	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "also write a support bundle to this new file (tar.gz: report, snapshot, agent status and log, versions; user names, tokens, keys and public addresses redacted)")
 	return cmd
 }
 
 // LiveEnv reads this machine.
 func LiveEnv(f *factory.Factory) *Env {
-	return &Env{
+	e := &Env{
 		System:  routes.NewSystem,
 		Agent:   f.Control().Status,
 		Running: func() (int, bool, bool) { return agent.Running(f.StateDir) },
@@ -118,6 +129,11 @@ func LiveEnv(f *factory.Factory) *Env {
 		DNS: func() []netip.Addr { return routes.ReadResolvers("/etc/resolv.conf") },
 		Now: time.Now,
 	}
+	if os.Geteuid() == 0 {
+		e.PathMTU = tunnel.PathMTU
+	}
+	e.AgentLog = func() ([]byte, error) { return tailFile(filepath.Join(f.StateDir, "agent.log"), agentLogTail) }
+	return e
 }
 
 // Run gathers, analyzes, prints and fixes.
@@ -132,6 +148,10 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 			return &ExitError{Code: 2, Err: errors.New("doctor: --fix works on this machine, not on a --snapshot file")}
 		}
 		applied, err := fix(w, sys, rep, o)
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			return ee
+		}
 		if err != nil {
 			return &ExitError{Code: 2, Err: err}
 		}
@@ -141,6 +161,13 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 			}
 			rep = blockedFinding(analysis.Analyze(in), o)
 		}
+	}
+	if o.Bundle != "" {
+		note, err := writeBundle(o.Bundle, env, rep, in, o.status, env.Now())
+		if err != nil {
+			return &ExitError{Code: 2, Err: err}
+		}
+		fmt.Fprintf(w, "support bundle written to %s (%s)\n", o.Bundle, note)
 	}
 	if o.JSON {
 		enc := json.NewEncoder(w)
@@ -179,6 +206,9 @@ func gather(ctx context.Context, env *Env, o *Options) (analysis.Input, routes.S
 		return in, nil, err
 	}
 	st, err := env.Agent(ctx)
+	if err == nil {
+		o.status = st
+	}
 	switch {
 	case errors.Is(err, control.ErrNoAccess):
 		// Without the agent's view every route of ours would look like a
@@ -190,6 +220,9 @@ func gather(ctx context.Context, env *Env, o *Options) (analysis.Input, routes.S
 		}
 	case err == nil && (st.State == control.StateUp || st.State == control.StateBlocked):
 		in.Agent = agentState(st, in.Snapshot)
+		if env.PathMTU != nil && st.State == control.StateUp {
+			in.PathProbes = probePaths(ctx, env, in.Agent, st.GatewayAddresses)
+		}
 		o.blocked = ""
 		if st.State == control.StateBlocked {
 			o.blocked = st.Error
@@ -243,12 +276,29 @@ func fix(w io.Writer, sys routes.System, rep analysis.Report, o *Options) (int, 
 		for _, id := range strings.Split(o.Fix, ",") {
 			named[strings.TrimSpace(id)] = true
 		}
-		known := map[string]bool{}
+		present := map[string]bool{}
+		var now []string
 		for _, f := range rep.Findings {
-			known[f.ID] = true
+			if !present[f.ID] {
+				now = append(now, f.ID)
+			}
+			present[f.ID] = true
+		}
+		var unknown []string
+		for _, id := range strings.Split(o.Fix, ",") {
+			id = strings.TrimSpace(id)
+			if !present[id] && !analysis.KnownID(id) && !slices.Contains(unknown, id) {
+				unknown = append(unknown, id)
+			}
+		}
+		if len(unknown) > 0 {
+			// A typo must not pass for "nothing to fix": nothing is
+			// applied and the exit status is 2 (doctor failed).
+			return 0, &ExitError{Code: 2, Err: fmt.Errorf("--fix %s: no finding has this id; findings now: %s (every id: %s)",
+				strings.Join(unknown, ","), orNone(now), strings.Join(analysis.IDs, ", "))}
 		}
 		for id := range named {
-			if !known[id] {
+			if !present[id] {
 				fmt.Fprintf(w, "--fix %s: no such finding now; nothing to do for it\n", id)
 			}
 		}
@@ -278,6 +328,7 @@ func fix(w io.Writer, sys routes.System, rep analysis.Report, o *Options) (int, 
 
 // Print renders a report for people.
 func Print(w io.Writer, rep analysis.Report) {
+	defer printPathMTU(w, rep.PathMTU)
 	if len(rep.Findings) == 0 {
 		fmt.Fprintln(w, "✓ routing looks healthy: no problems found")
 		return
@@ -327,4 +378,47 @@ func blockedFinding(rep analysis.Report, o *Options) analysis.Report {
 	rep.Summary.Warnings++
 	rep.Summary.Healthy = false
 	return rep
+}
+
+func orNone(ids []string) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
+}
+
+// probePaths measures the path MTU through the tunnel to each of the
+// gateway's tunnel addresses we have a source address for.
+func probePaths(ctx context.Context, env *Env, a *analysis.AgentState, gateway []string) []analysis.PathProbe {
+	var out []analysis.PathProbe
+	for _, g := range gateway {
+		dst, err := netip.ParseAddr(g)
+		if err != nil || a.MTU < tunnel.MinPathMTU {
+			continue
+		}
+		for _, src := range a.Addresses {
+			if src.Addr().Is4() != dst.Is4() {
+				continue
+			}
+			p := analysis.PathProbe{Source: src.Addr(), Target: dst}
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if p.Largest, err = env.PathMTU(pctx, src.Addr(), dst, a.MTU); err != nil {
+				p.Error = err.Error()
+			}
+			cancel()
+			out = append(out, p)
+			break
+		}
+	}
+	return out
+}
+
+func printPathMTU(w io.Writer, ps []analysis.PathProbe) {
+	for _, p := range ps {
+		if p.Largest > 0 {
+			fmt.Fprintf(w, "path MTU through the tunnel to %s: %d bytes\n", p.Target, p.Largest)
+		} else {
+			fmt.Fprintf(w, "path MTU through the tunnel to %s: not measured (%s)\n", p.Target, p.Error)
+		}
+	}
 }

@@ -146,3 +146,37 @@ func TestDoctorDeadDNS(t *testing.T) {
 		t.Fatalf("with a reachable resolver: exit %d, findings %s", code, ids(rep))
 	}
 }
+
+// A typo in --fix is an error (exit 2) that names the findings there are
+// now, and nothing is applied: the orphan rules survive. A known id that
+// is not found now stays a note (a second --fix of the same id is fine).
+func TestDoctorFixUnknownID(t *testing.T) {
+	ns := netnstest.New(t)
+	e := env(ns)
+	ns.IPIn("rule", "add", "priority", "32765", "not", "fwmark", "0xca6c", "lookup", "51820")
+	var out bytes.Buffer
+	err := Run(context.Background(), &out, e, &Options{Fix: "orphan-rule,orphan-rules"})
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 2 {
+		t.Fatalf("--fix with a typo: want exit 2, got %v\n%s", err, out.String())
+	}
+	msg := ee.Error()
+	if !strings.Contains(msg, "orphan-rules") || !strings.Contains(msg, "findings now: orphan-rule") {
+		t.Errorf("the error must name the unknown id and the findings there are now: %q", msg)
+	}
+	if !strings.Contains(ns.IPIn("rule"), "lookup 51820") {
+		t.Fatal("a --fix with an unknown id applied something")
+	}
+	if rep, code := run(t, e, &Options{Fix: "orphan-rule"}); code != 0 || len(rep.Findings) != 0 {
+		t.Fatalf("--fix orphan-rule: exit %d, %s", code, ids(rep))
+	}
+	out.Reset()
+	if err := Run(context.Background(), &out, e, &Options{Fix: "orphan-rule"}); err != nil || !strings.Contains(out.String(), "no such finding now") {
+		t.Fatalf("--fix of a known id not found now: want exit 0 and a note, got %v\n%s", err, out.String())
+	}
+	out.Reset()
+	err = Run(context.Background(), &out, e, &Options{Fix: "nope"})
+	if !errors.As(err, &ee) || ee.Code != 2 || !strings.Contains(ee.Error(), "findings now: none") {
+		t.Fatalf("--fix nope on a healthy machine: want exit 2 naming no findings, got %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,7 +37,9 @@ type Options struct {
 	MaxPrefixes int
 	// RotateKey makes a new device key (the device keeps its addresses).
 	RotateKey bool
-	Login     login.Options
+	// MTU is --mtu: "" (the gateway's), "auto" or a number of bytes.
+	MTU   string
+	Login login.Options
 	// FailClosed keeps a full tunnel's block when the registration
 	// expires unrenewed.
 	FailClosed bool
@@ -85,6 +88,7 @@ reason is printed.`,
 	cmd.Flags().BoolVar(&o.RouteLAN, "route-lan", false, "let prefixes the gateway pushes take this machine's LAN, router and resolvers into the tunnel")
 	cmd.Flags().IntVar(&o.MaxPrefixes, "max-prefixes", 0, "most prefixes the gateway may push (default 1000); more are refused")
 	cmd.Flags().BoolVar(&o.RotateKey, "rotate-key", false, "make a new device key for this registration (the addresses stay)")
+	cmd.Flags().StringVar(&o.MTU, "mtu", "", "tunnel MTU in bytes, or auto: measure the path MTU through the tunnel and lower the MTU to it (default: the gateway's)")
 	cmd.Flags().BoolVar(&o.FailClosed, "fail-closed", false, "with --all-traffic: if the registration expires unrenewed, keep blocking traffic instead of restoring routing")
 	return cmd
 }
@@ -109,6 +113,9 @@ func ReadToken(path string) (string, error) {
 func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	if err := parseMTU(o.MTU, &control.UpRequest{}); err != nil {
+		return err // before logging in or starting the agent
 	}
 	var tok string
 	var err error
@@ -165,6 +172,9 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 	if o.sendTokenFile {
 		req.TokenFile = o.TokenFile
 	}
+	if err := parseMTU(o.MTU, &req); err != nil {
+		return err
+	}
 	if o.trust != nil {
 		req.AllowHTTP, req.CAPEM = o.trust.Policy.AllowHTTP, o.trust.Policy.CAPEM
 	}
@@ -184,5 +194,23 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 	if st.ExpiresAt != nil {
 		fmt.Fprintf(f.Out, "  expires    %s\n", st.ExpiresAt.Local().Format(time.RFC1123))
 	}
+	return nil
+}
+
+// parseMTU reads --mtu: "auto", or a size from 576 (IPv4's minimum; below
+// 1280 the tunnel carries IPv4 only) to 9000.
+func parseMTU(v string, req *control.UpRequest) error {
+	switch v {
+	case "":
+		return nil
+	case "auto":
+		req.AutoMTU = true
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < control.MinMTU || n > control.MaxMTU {
+		return fmt.Errorf("--mtu %q: want auto or a number of bytes from %d to %d", v, control.MinMTU, control.MaxMTU)
+	}
+	req.MTU = n
 	return nil
 }
