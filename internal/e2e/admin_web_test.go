@@ -228,7 +228,6 @@ func TestAdminPage(t *testing.T) {
 		t.Errorf("bob still disabled after Enable:\n%s", out)
 	}
 
-
 	// A member of no admin group: 403, no session.
 	nctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
 	defer cancel()
