@@ -133,8 +133,11 @@ dist:
 
 # Not part of make test: cold, debootstrap and the deb build take minutes
 # (the root is cached in /var/cache/clearpath-test, then about a minute).
+# Then the .deb under systemd as pid 1 (podman + runc, a Debian root with
+# systemd cached next to the minbase one): the agent service in the lab.
 package-test:
 	CLEARPATH_PACKAGE_TEST=1 $(GO) test -count=1 -v -timeout 30m -run TestDebInstallsOnCleanDebian ./packaging/
+	CLEARPATH_PACKAGE_TEST=1 $(GO) test -count=1 -v -timeout 30m -run 'TestPackaged.*UnderSystemd' ./internal/e2e/
 
 # The gateway's container image (deploy/docker/Dockerfile): the static
 # binary, the CA bundle and the example config, no base image to pull.

@@ -165,7 +165,7 @@ func TestDebInstallsOnCleanDebian(t *testing.T) {
 	if out := in("vpn-gateway", "version"); !strings.HasPrefix(out, "vpn-gateway ") {
 		t.Errorf("vpn-gateway version = %q", out)
 	}
-	if out := in("vpn-gateway", "check", "--config", "/etc/clearpath/gateway.yaml.example"); !strings.Contains(out, "ok") {
+	if out := in("vpn-gateway", "check", "--offline", "--config", "/etc/clearpath/gateway.yaml.example"); !strings.Contains(out, "ok") {
 		t.Errorf("vpn-gateway check on the packaged example: %q", out)
 	}
 	if out := in("getent", "group", "clearpath"); !strings.HasPrefix(out, "clearpath:x:") {
@@ -183,13 +183,13 @@ func TestDebInstallsOnCleanDebian(t *testing.T) {
 		"/usr/share/bash-completion/completions/vpn", "/usr/share/zsh/vendor-completions/_vpn-gateway",
 		"/usr/share/fish/vendor_completions.d/vpn.fish",
 		"/usr/share/man/man1/vpn.1.gz", "/usr/share/man/man1/vpn-up.1.gz", "/usr/share/man/man1/vpn-gateway-serve.1.gz",
-		"/usr/share/doc/clearpath/copyright",
+		"/usr/share/doc/clearpath/copyright", "/etc/logrotate.d/clearpath",
 	} {
 		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
 			t.Errorf("installed package lacks %s", p)
 		}
 	}
-	if out := in("dpkg-query", "-W", "-f=${Conffiles}", "clearpath"); !strings.Contains(out, "/etc/clearpath/gateway.yaml.example") {
+	if out := in("dpkg-query", "-W", "-f=${Conffiles}", "clearpath"); !strings.Contains(out, "/etc/clearpath/gateway.yaml.example") || !strings.Contains(out, "/etc/logrotate.d/clearpath") {
 		t.Errorf("conffiles: %q, want /etc/clearpath/gateway.yaml.example", out)
 	}
 	// A bad edit is caught by check, so the example is really checked.
@@ -205,7 +205,7 @@ func TestDebInstallsOnCleanDebian(t *testing.T) {
 	if err := os.WriteFile(example, []byte(edited), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mustFail("vpn-gateway", "check", "--config", "/etc/clearpath/gateway.yaml.example")
+	mustFail("vpn-gateway", "check", "--offline", "--config", "/etc/clearpath/gateway.yaml.example")
 
 	// Remove: programs, units, docs gone; the edited conffile stays.
 	start = time.Now()
@@ -217,8 +217,8 @@ func TestDebInstallsOnCleanDebian(t *testing.T) {
 	}
 	after := manifest(t, root)
 	added, removed := diff(before, after)
-	if !slices.Equal(added, []string{"/etc/clearpath", "/etc/clearpath/gateway.yaml.example"}) || len(removed) > 0 {
-		t.Errorf("after dpkg -r: added %v, removed %v; want only the conffile and its dir", added, removed)
+	if !slices.Equal(added, []string{"/etc/clearpath", "/etc/clearpath/gateway.yaml.example", "/etc/logrotate.d/clearpath"}) || len(removed) > 0 {
+		t.Errorf("after dpkg -r: added %v, removed %v; want only the conffiles and their dir", added, removed)
 	}
 	// Purge: nothing of ours but the group (kept: files may still carry its gid).
 	in("dpkg", "--purge", "clearpath")

@@ -99,7 +99,7 @@ func TestUnitsMatchTheProgramsDefaults(t *testing.T) {
 	caps := "CAP_NET_ADMIN CAP_BPF CAP_PERFMON CAP_NET_BIND_SERVICE"
 	for key, want := range map[string]string{
 		"ExecStart":             "/usr/bin/vpn-gateway serve --config /etc/clearpath/gateway.yaml",
-		"ExecReload":            "/bin/kill -HUP $MAINPID",
+		"ExecReload":            "/bin/sh -c 'kill -HUP ${MAINPID}'",
 		"CapabilityBoundingSet": caps,
 		"AmbientCapabilities":   caps,
 		"ProtectSystem":         "strict",

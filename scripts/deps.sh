@@ -19,12 +19,13 @@ set -euo pipefail
 # systemd (systemd-analyze verify of the units), podman and runc (the
 # gateway image built and run as the lab gateway), docker-compose (its
 # config check of deploy/compose), debootstrap (the .deb installed on a
-# clean Debian root by `make package-test`).
+# clean Debian root by `make package-test`), logrotate (its -d check of
+# packaging/logrotate/clearpath).
 PKGS=(iproute2 wireguard-tools procps curl socat iputils-ping tcpdump iperf3 git ca-certificates postgresql chromium
 	gcc libc6-dev libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
 	xvfb dbus-x11 haskell-gtk-sni-tray-utils imagemagick xdotool
 	openvpn openssl util-linux nftables
-	systemd podman runc docker-compose debootstrap)
+	systemd podman runc docker-compose debootstrap logrotate)
 
 missing=()
 for p in "${PKGS[@]}"; do

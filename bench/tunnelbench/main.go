@@ -261,8 +261,8 @@ type ablation struct {
 }
 
 var ablations = []ablation{
-	{"stock", "ClearPath, untuned", "1", []string{"VPN_WG_INFLIGHT=0", "VPN_MEMORY_LIMIT=off"}},
-	{"nomemlimit", "ClearPath, no memory limit", "2", []string{"VPN_MEMORY_LIMIT=off"}},
+	{"stock", "ClearPath, untuned", "1", []string{"CLEARPATH_WG_INFLIGHT=0", "CLEARPATH_MEMORY_LIMIT=off"}},
+	{"nomemlimit", "ClearPath, no memory limit", "2", []string{"CLEARPATH_MEMORY_LIMIT=off"}},
 	{"gwlimit", "ClearPath, GOMEMLIMIT=64MiB on both ends", "3", []string{"GOMEMLIMIT=64MiB"}},
 	// Not tuning but deployment: the agent already running (a system
 	// service), so `vpn up` does not start it.

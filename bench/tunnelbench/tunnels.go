@@ -472,7 +472,7 @@ func (o *ours) startAgent(ctx context.Context) error {
 func (o *ours) vpn(ctx context.Context, args ...string) (string, error) {
 	argv := pinned(clientCPU, append([]string{o.e.bin.VPN, "--state-dir", o.stateDir}, args...)...)
 	cmd := o.e.cli.Command(ctx, argv...)
-	cmd.Env = append(os.Environ(), append([]string{"VPN_CONFIG_DIR=" + o.configDir}, o.envv...)...)
+	cmd.Env = append(os.Environ(), append([]string{"CLEARPATH_CONFIG_DIR=" + o.configDir}, o.envv...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -21,8 +21,10 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/gwapi"
 	"github.com/clearpath-vpn/clearpath/client/key"
+	"github.com/clearpath-vpn/clearpath/client/splitdns"
 	"github.com/clearpath-vpn/clearpath/client/statedir"
 	"github.com/clearpath-vpn/clearpath/client/tunnel"
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/server/api"
@@ -51,6 +53,7 @@ type Agent struct {
 	spec   routes.TunnelSpec
 	stop   context.CancelFunc // ends the session's route watcher and renewal
 	sess   *session           // the current registration
+	dns    *dnsSession        // split DNS (dns.go), nil when none
 	// hold is the blocked tunnel's endpoint while a `vpn up` from the
 	// fail-closed block replaces it (the block held meanwhile).
 	hold atomic.Pointer[netip.Addr]
@@ -70,13 +73,15 @@ type edges struct {
 	probe      func(ctx context.Context, src, dst netip.Addr) error
 	watch      func(ctx context.Context, debounce time.Duration, onChange func()) error
 	resolvConf string
+	stubListen netip.AddrPort                             // the DNS stub's address (zero: splitdns.StubAddr:53)
+	resolved   func(resolvConf string) *splitdns.Resolved // systemd-resolved when in charge (nil edge: never)
 	now        func() time.Time
 	after      func(time.Duration) <-chan time.Time
 }
 
 func machineEdges() edges {
 	return edges{tunnelUp: tunnel.Up, pickName: tunnel.PickName, probe: tunnel.Probe, watch: routes.Watch,
-		resolvConf: "/etc/resolv.conf", now: time.Now, after: time.After}
+		resolvConf: "/etc/resolv.conf", resolved: splitdns.SystemResolved, now: time.Now, after: time.After}
 }
 
 // New returns an agent keeping its state in dir.
@@ -130,6 +135,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Ag
 		return err
 	}
 	a.cfg = cfg
+	a.recoverDNS()
 	if rep, err := a.engine.Recover(); err != nil {
 		log.Error("recover routes of a previous session", "err", err)
 	} else if !rep.Empty() {
@@ -211,6 +217,7 @@ func (a *Agent) Status() control.Status {
 				s.LatestHandshake, s.HandshakeAgeSec = &hs, &age
 			}
 		}
+		a.dnsStatus(&s)
 		s.FullTunnel = false
 		// One snapshot for the overlaps and the installed list (reading
 		// 10,000 routes twice per status doubled the agent's work).
@@ -356,7 +363,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	}
 	cfg.Interface = req.Interface
 	if cfg.Interface == "" {
-		cfg.Interface = os.Getenv("VPN_INTERFACE")
+		cfg.Interface = envvar.Get("INTERFACE")
 	}
 	if req.MTU > 0 {
 		cfg.MTU = req.MTU
@@ -432,6 +439,10 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		notices = append(notices, notice)
 		ph.mark("pmtu")
 	}
+	dnsSt, err := a.startDNS(pc, req.AllTraffic)
+	if err != nil {
+		return st, fmt.Errorf("split DNS: %w", err)
+	}
 	if s, err := t.Stats(); err != nil || s.LastHandshake.IsZero() {
 		return st, fmt.Errorf("no WireGuard handshake with %s", cfg.Endpoint)
 	}
@@ -471,7 +482,10 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		Interface: t.Name, Addresses: pc.Addresses, Endpoint: cfg.Endpoint.String(), GatewayPublicKey: pc.Gateway.PublicKey,
 		AllowedIPs: allowed, ExpiresAt: &exp, DeviceID: sess.id, PublicKey: priv.PublicKey().String(),
 		RenewAt: timePtr(sess.renewAt), TokenSource: sourceName(sess.src), GatewayVersion: pc.Gateway.Version,
-		GatewayAddresses: pc.Gateway.Addresses, MTU: t.MTU, PathMTU: pathMTU}
+		GatewayAddresses: pc.Gateway.Addresses, MTU: t.MTU, PathMTU: pathMTU, DNS: dnsSt}
+	if dnsSt != nil && dnsSt.Note != "" {
+		st.Notices = append(st.Notices, "DNS: "+dnsSt.Note)
+	}
 	return st, nil
 }
 
@@ -556,7 +570,7 @@ func (a *Agent) replan() error {
 	if err != nil {
 		return err
 	}
-	spec.Resolvers = routes.ReadResolvers(a.edge.resolvConf)
+	spec.Resolvers = a.resolvers()
 	a.mu.Lock()
 	if a.tun != nil {
 		a.spec.Resolvers = spec.Resolvers // status names the resolver decisions too
@@ -664,10 +678,17 @@ func (a *Agent) teardown() *routes.Report {
 	if t != nil {
 		t.Close()
 	}
+	dnsMsg := a.stopDNS()
 	if !a.engine.Active() {
+		if dnsMsg != "" {
+			return &routes.Report{Problems: []string{dnsMsg}}
+		}
 		return nil
 	}
 	rep, err := a.engine.End()
+	if dnsMsg != "" && rep != nil {
+		rep.Problems = append(rep.Problems, dnsMsg)
+	}
 	if err != nil {
 		a.log.Error("restore routes", "err", err)
 	} else if len(rep.Problems) > 0 {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 )
 
 // Cache keeps tokens per gateway in the user's config directory: the
@@ -16,9 +18,9 @@ import (
 type Cache struct{ Dir string }
 
 // DefaultCache is ~/.config/clearpath (os.UserConfigDir), or
-// $VPN_CONFIG_DIR when set.
+// $CLEARPATH_CONFIG_DIR when set.
 func DefaultCache() (*Cache, error) {
-	if d := os.Getenv("VPN_CONFIG_DIR"); d != "" {
+	if d := envvar.Get("CONFIG_DIR"); d != "" {
 		return &Cache{Dir: d}, nil
 	}
 	base, err := os.UserConfigDir()
@@ -145,4 +147,30 @@ func (c *Cache) SaveSettings(s ServerSettings) error {
 		return fmt.Errorf("server settings: %w", err)
 	}
 	return nil
+}
+
+// Servers lists the servers this user logged in to or chose settings for
+// (shell completion of --server), the last login first.
+func (c *Cache) Servers() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(s string) {
+		if s = strings.TrimSpace(s); s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	add(c.DefaultServer())
+	for _, sub := range []string{"tokens", "servers"} {
+		files, _ := filepath.Glob(filepath.Join(c.Dir, sub, "*.json"))
+		for _, f := range files {
+			var v struct {
+				Server string `json:"server"`
+			}
+			if b, err := os.ReadFile(f); err == nil && json.Unmarshal(b, &v) == nil {
+				add(v.Server)
+			}
+		}
+	}
+	return out
 }

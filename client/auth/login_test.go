@@ -161,7 +161,7 @@ func TestBrowserLoginThroughTheBinary(t *testing.T) {
 
 	start := time.Now()
 	cmd := exec.Command(vpn, "login", "--server", p.server)
-	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "DISPLAY=:99", "VPN_CONFIG_DIR="+cfgDir)
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "DISPLAY=:99", "CLEARPATH_CONFIG_DIR="+cfgDir)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -231,7 +231,7 @@ func TestDeviceLoginThroughTheBinary(t *testing.T) {
 	cfgDir := filepath.Join(t.TempDir(), "config")
 	start := time.Now()
 	cmd := exec.Command(vpn, "login", "--server", p.server, "--device")
-	cmd.Env = append(os.Environ(), "VPN_CONFIG_DIR="+cfgDir)
+	cmd.Env = append(os.Environ(), "CLEARPATH_CONFIG_DIR="+cfgDir)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
@@ -286,7 +286,7 @@ func TestDeviceLoginGivesUpAtExpiry(t *testing.T) {
 	vpn := buildVPN(t)
 	cfgDir := filepath.Join(t.TempDir(), "config")
 	cmd := exec.Command(vpn, "login", "--server", p.server, "--device")
-	cmd.Env = append(os.Environ(), "VPN_CONFIG_DIR="+cfgDir)
+	cmd.Env = append(os.Environ(), "CLEARPATH_CONFIG_DIR="+cfgDir)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)
@@ -318,7 +318,7 @@ func TestDeviceLoginHonoursTheLoginTimeout(t *testing.T) {
 	p := startProvider(t, "10m")
 	vpn := buildVPN(t)
 	cmd := exec.Command(vpn, "login", "--server", p.server, "--device", "--login-timeout", "2s")
-	cmd.Env = append(os.Environ(), "VPN_CONFIG_DIR="+filepath.Join(t.TempDir(), "config"))
+	cmd.Env = append(os.Environ(), "CLEARPATH_CONFIG_DIR="+filepath.Join(t.TempDir(), "config"))
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)

@@ -156,6 +156,8 @@ type Status struct {
 	ClientVersion  string `json:"client_version,omitempty"`
 	AgentVersion   string `json:"agent_version,omitempty"`
 	GatewayVersion string `json:"gateway_version,omitempty"`
+	// DNS is the split DNS pushed by the gateway (nil: none).
+	DNS *DNSStatus `json:"dns,omitempty"`
 }
 
 // Login describes the user's cached session.

@@ -7,10 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 )
 
 // DefaultSocket is the agent's socket for the default state dir: in
@@ -22,13 +23,13 @@ const DefaultSocket = "/run/clearpath/agent.sock"
 const DefaultStateDir = "/var/lib/clearpath"
 
 // SocketEnv overrides the socket path (tests, a second agent).
-const SocketEnv = "VPN_SOCKET"
+const SocketEnv = "CLEARPATH_SOCKET"
 
-// SocketFor returns the control socket of the agent of stateDir: $VPN_SOCKET
+// SocketFor returns the control socket of the agent of stateDir: $CLEARPATH_SOCKET
 // when set, DefaultSocket for the default state dir, else agent.sock inside
 // stateDir (an agent run with --state-dir, as the tests do).
 func SocketFor(stateDir string) string {
-	if s := os.Getenv(SocketEnv); s != "" {
+	if s := envvar.Get(strings.TrimPrefix(SocketEnv, envvar.Prefix)); s != "" {
 		return s
 	}
 	if filepath.Clean(stateDir) == DefaultStateDir {
@@ -113,7 +114,7 @@ func (e *DeniedError) Error() string { return e.Reason }
 
 // ErrNoAccess wraps every refusal the client sees: the socket's mode or the
 // agent's policy.
-var ErrNoAccess = errors.New("the agent runs as root; join the clearpath group or use sudo")
+var ErrNoAccess = errors.New("the agent runs as root; join the clearpath group or use sudo (Linux: sudo usermod -aG clearpath $USER, macOS: sudo dseditgroup -o edit -a $USER -t user clearpath; then log in again)")
 
 // Allow returns nil when peer may do op ("status", "up", "down", "restore"); req is the
 // decoded body of an up.

@@ -45,6 +45,9 @@ func Validate(pc *api.PeerConfig) error {
 	if pc.MTU != 0 && (pc.MTU < 1280 || pc.MTU > 9000) {
 		return fmt.Errorf("mtu: %d is outside 1280-9000", pc.MTU)
 	}
+	if _, err := ValidateDNS(pc); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -50,3 +50,11 @@ func TestHealth(t *testing.T) {
 		t.Errorf("nothing listening: exit %d, %q; want a failure naming the URL", code, out)
 	}
 }
+
+// --help lists the environment variables under their CLEARPATH_ names.
+func TestHelpListsEnvironment(t *testing.T) {
+	out, code := runGW(t, "--help")
+	if code != 0 || !strings.Contains(out, "CLEARPATH_WG_INFLIGHT") || !strings.Contains(out, "CLEARPATH_DEBUG") || !strings.Contains(out, "old VPN_ names are still read") {
+		t.Errorf("vpn-gateway --help (exit %d):\n%s", code, out)
+	}
+}

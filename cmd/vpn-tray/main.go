@@ -22,13 +22,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/client/auth"
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/tray"
 	"github.com/clearpath-vpn/clearpath/tray/ui"
 )
 
 // DefaultStateDir is the agent's state dir when neither --state-dir nor
-// VPN_STATE_DIR is set (as for `vpn`).
+// CLEARPATH_STATE_DIR is set (as for `vpn`).
 const DefaultStateDir = "/var/lib/clearpath"
 
 // AppID names the app for fyne (preferences) and the desktop.
@@ -61,7 +62,7 @@ func main() {
 }
 
 func newRootCmd() *cobra.Command {
-	o := &Options{StateDir: os.Getenv("VPN_STATE_DIR")}
+	o := &Options{StateDir: envvar.Get("STATE_DIR")}
 	if o.StateDir == "" {
 		o.StateDir = DefaultStateDir
 	}
@@ -87,11 +88,11 @@ the agent must run as a service. The token comes from the login cache of
 		},
 	}
 	f := cmd.PersistentFlags()
-	f.StringVar(&o.StateDir, "state-dir", o.StateDir, "the agent's state directory (env VPN_STATE_DIR)")
+	f.StringVar(&o.StateDir, "state-dir", o.StateDir, "the agent's state directory (env CLEARPATH_STATE_DIR)")
 	f.StringVar(&o.Server, "server", "", "gateway URL (default: the last server you logged in to with 'vpn login')")
 	f.StringVar(&o.TokenFile, "token-file", "", "read the bearer token from this file instead of logging in (automation, tests)")
 	f.StringVar(&o.Network, "network", "", "network to join when you belong to several")
-	f.StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env VPN_INTERFACE or the first free cpN)")
+	f.StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env CLEARPATH_INTERFACE or the first free cpN)")
 	f.DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long Connect waits for traffic through the tunnel")
 	f.BoolVar(&o.AllTraffic, "all-traffic", false, "send all IPv4 and IPv6 traffic through the tunnel (the LAN stays reachable)")
 	f.BoolVar(&o.BlockLAN, "block-lan", false, "with --all-traffic: do not keep the LAN outside the tunnel")

@@ -4,7 +4,7 @@ package main
 
 import (
 	"errors"
-	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -18,29 +18,58 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/status"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/up"
 	"github.com/clearpath-vpn/clearpath/internal/clidocs"
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
+	"github.com/clearpath-vpn/clearpath/internal/usererr"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 )
 
+// Environment lists the variables vpn reads (shown in --help; the
+// README's Environment table lists the same).
+var Environment = []envvar.Var{
+	{Name: "STATE_DIR", Help: "client state directory, as --state-dir (default /var/lib/clearpath)"},
+	{Name: "CONFIG_DIR", Help: "where logins and per-server settings are kept (default ~/.config/clearpath)"},
+	{Name: "SOCKET", Help: "the agent's control socket (default /run/clearpath/agent.sock)"},
+	{Name: "INTERFACE", Help: "tunnel interface for vpn up (root only; default the first free cpN)"},
+	{Name: "SERVER", Help: "vpn agent: the gateway URL clearpath group members may use"},
+	{Name: "MEMORY_LIMIT", Help: "the agent's Go memory limit (default 64MiB; off; GOMEMLIMIT wins)"},
+	{Name: "WG_INFLIGHT", Help: "packets in flight per tunnel direction (default 256; 0 unbounded)"},
+	{Name: "DEBUG", Help: "1: as --debug, the full error chain"},
+}
+
 func main() {
 	f := factory.New()
-	root := &cobra.Command{
-		Use:           "vpn",
-		Short:         "ClearPath VPN client: WireGuard with route hygiene",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.PersistentFlags().StringVar(&f.StateDir, "state-dir", f.StateDir, "client state directory (env VPN_STATE_DIR)")
-	version.AddTo(root)
-	clidocs.AddTo(root)
-	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f), routescmd.NewCmd(f, nil), doctor.NewCmd(f, nil), login.NewCmd(f), login.NewLogoutCmd(f))
+	root, debug := newRoot(f)
 	if err := root.Execute(); err != nil {
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(os.Stderr, "vpn:", msg)
-		}
+		usererr.Print(os.Stderr, "vpn", err, *debug)
 		var ec interface{ ExitCode() int }
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())
 		}
 		os.Exit(1)
 	}
+}
+
+// newRoot builds the command tree; *debug is --debug once parsed.
+func newRoot(f *factory.Factory) (*cobra.Command, *bool) {
+	root := &cobra.Command{
+		Use:           "vpn",
+		Short:         "ClearPath VPN client: WireGuard with route hygiene",
+		Long:          "ClearPath VPN client: WireGuard with route hygiene.\n\n" + envvar.Help(Environment),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&f.StateDir, "state-dir", f.StateDir, "client state directory (env CLEARPATH_STATE_DIR)")
+	debug := usererr.Debug()
+	root.PersistentFlags().BoolVar(&debug, "debug", debug, "on failure print the whole error chain, and log what is done (env CLEARPATH_DEBUG=1)")
+	cobra.OnInitialize(func() {
+		if debug {
+			os.Setenv("CLEARPATH_DEBUG", "1") // an agent this run starts inherits it
+			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		}
+	})
+	version.AddTo(root)
+	clidocs.AddTo(root)
+	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f), routescmd.NewCmd(f, nil), doctor.NewCmd(f, nil), login.NewCmd(f), login.NewLogoutCmd(f))
+	addCompletions(root, f)
+	return root, &debug
 }

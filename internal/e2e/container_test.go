@@ -31,12 +31,48 @@ func TestGatewayContainerServes(t *testing.T) {
 	if _, err := exec.LookPath("runc"); err != nil {
 		t.Skip("runc not installed (apt-get install -y runc): crun cannot run containers on this machine's hybrid cgroups")
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ref := lab.ReferenceT(t, lab.Options{})
+	s, name := startContainerGateway(t, ctx, podman, ref)
+	e := &env{Stack: s}
+	if e.svcA, err = lab.StartWhoAmI(ref.VPCA, "[::]:8000"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, podman, "--runtime", "runc", "healthcheck", "run", name).CombinedOutput(); err != nil {
+		t.Errorf("podman healthcheck run (vpn-gateway health in the container): %v\n%s", err, out)
+	}
+	if out, err := exec.CommandContext(ctx, podman, "inspect", "--format", "{{.Config.User}}|{{.HostConfig.ReadonlyRootfs}}|{{.EffectiveCaps}}", name).CombinedOutput(); err == nil {
+		t.Logf("container user|read-only|caps: %s", strings.TrimSpace(string(out)))
+	}
+	alice := e.Client("alice")
+	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up(t, alice, tok)
+	v4, _ := tunnelAddrs(t, alice)
+	if got := e.reach(t, vpcA4); got != v4.String() {
+		t.Errorf("vpc-a saw %s through the container gateway, want %s", got, v4)
+	}
+	e.unreachable(t, vpcB4, "vpc-b is not engineering's")
+	down(t, alice)
+	if err := s.StopGateway(); err != nil {
+		t.Logf("stop: %v", err)
+	}
+}
+
+// startContainerGateway builds the gateway's image from this run's binary
+// (as make image does) and starts the lab's gateway from it: the
+// container joins the gw namespace with the unit's four capabilities, a
+// read-only root and /dev/net/tun. It returns the stack and the
+// container's name.
+func startContainerGateway(t *testing.T, ctx context.Context, podman string, ref *lab.Reference) (*stack.Stack, string) {
+	t.Helper()
 	root, err := lab.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 
 	// The image, as make image builds it, from this run's binary.
 	bctx := t.TempDir()
@@ -53,7 +89,7 @@ func TestGatewayContainerServes(t *testing.T) {
 	} else if err := os.WriteFile(filepath.Join(bctx, "gateway.yaml.example"), out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	image := fmt.Sprintf("localhost/clearpath/gateway:e2e-%d", os.Getpid())
+	image := "localhost/clearpath/gateway:e2e-" + ref.Prefix
 	start := time.Now()
 	if out, err := exec.CommandContext(ctx, podman, "build", "--format", "docker", "-t", image, bctx).CombinedOutput(); err != nil {
 		t.Fatalf("podman build: %v\n%s", err, out)
@@ -61,7 +97,6 @@ func TestGatewayContainerServes(t *testing.T) {
 	t.Cleanup(func() { exec.Command(podman, "rmi", "-f", image).Run() })
 	t.Logf("podman build: %s", time.Since(start).Round(time.Millisecond))
 
-	ref := lab.ReferenceT(t, lab.Options{})
 	for _, s := range []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"} {
 		if _, err := ref.GW.Exec(ctx, "sysctl", "-w", s); err != nil {
 			t.Fatal(err)
@@ -96,29 +131,5 @@ exec nsenter --mount=/proc/%[1]d/ns/mnt --net=/proc/%[1]d/ns/net -- %s --runtime
 	if err != nil {
 		t.Fatalf("gateway container: %v", err)
 	}
-	e := &env{Stack: s}
-	if e.svcA, err = lab.StartWhoAmI(ref.VPCA, "[::]:8000"); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.CommandContext(ctx, podman, "--runtime", "runc", "healthcheck", "run", name).CombinedOutput(); err != nil {
-		t.Errorf("podman healthcheck run (vpn-gateway health in the container): %v\n%s", err, out)
-	}
-	if out, err := exec.CommandContext(ctx, podman, "inspect", "--format", "{{.Config.User}}|{{.HostConfig.ReadonlyRootfs}}|{{.EffectiveCaps}}", name).CombinedOutput(); err == nil {
-		t.Logf("container user|read-only|caps: %s", strings.TrimSpace(string(out)))
-	}
-	alice := e.Client("alice")
-	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up(t, alice, tok)
-	v4, _ := tunnelAddrs(t, alice)
-	if got := e.reach(t, vpcA4); got != v4.String() {
-		t.Errorf("vpc-a saw %s through the container gateway, want %s", got, v4)
-	}
-	e.unreachable(t, vpcB4, "vpc-b is not engineering's")
-	down(t, alice)
-	if err := s.StopGateway(); err != nil {
-		t.Logf("stop: %v", err)
-	}
+	return s, name
 }

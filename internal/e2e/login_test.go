@@ -29,7 +29,7 @@ func TestUpRefreshesAnExpiredSession(t *testing.T) {
 	}
 	bob := e.Client("bob")
 	cmd := e.Laptop.Command(ctxT(t, time.Minute), e.Bin.VPN, "--state-dir", bob.StateDir, "up", "--interface", bob.Iface, "--login-timeout", "3s")
-	cmd.Env = append(cmd.Environ(), "VPN_CONFIG_DIR="+cfgDir, "DISPLAY=", "WAYLAND_DISPLAY=")
+	cmd.Env = append(cmd.Environ(), "CLEARPATH_CONFIG_DIR="+cfgDir, "DISPLAY=", "WAYLAND_DISPLAY=")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("vpn up with an expired session: %v\n%s", err, out)

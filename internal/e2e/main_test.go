@@ -52,5 +52,6 @@ func testMain(m *testing.M) int {
 	}
 	fmt.Printf("e2e: built vpn and vpn-gateway in %v; dex is %s\n", time.Since(start).Round(time.Millisecond), bins.Dex)
 	defer lab.RemoveCAFile()
+	defer removeBuiltDeb()
 	return m.Run()
 }

@@ -108,7 +108,8 @@ func TestMetricsExplainAndDoctor(t *testing.T) {
 	}
 	out, code2 = e.admin(t, "explain", "alice", "["+lab.VPCAIP6+"]:22", "--json")
 	var ans struct {
-		Reachable bool `json:"reachable"`
+		Schema    string `json:"schema"`
+		Reachable bool   `json:"reachable"`
 		Networks  []struct {
 			Allowed bool   `json:"allowed"`
 			Kernel  string `json:"kernel"`
@@ -119,7 +120,7 @@ func TestMetricsExplainAndDoctor(t *testing.T) {
 			} `json:"steps"`
 		} `json:"networks"`
 	}
-	if code2 != 0 || json.Unmarshal([]byte(out), &ans) != nil || !ans.Reachable || len(ans.Networks) != 1 || !strings.HasPrefix(ans.Networks[0].Source, "fd00:64::") ||
+	if code2 != 0 || json.Unmarshal([]byte(out), &ans) != nil || ans.Schema != "clearpath.explain/v1" || !ans.Reachable || len(ans.Networks) != 1 || !strings.HasPrefix(ans.Networks[0].Source, "fd00:64::") ||
 		len(ans.Networks[0].Steps) == 0 || ans.Networks[0].Steps[len(ans.Networks[0].Steps)-1].Outcome != "decides" {
 		t.Errorf("explain --json over IPv6 (exit %d):\n%s", code2, out)
 	}

@@ -99,11 +99,13 @@ func (e *env) adminOK(t *testing.T, args ...string) string {
 func (e *env) auditLog(t *testing.T, flags ...string) []store.AuditRecord {
 	t.Helper()
 	out := e.adminOK(t, append([]string{"audit", "--json"}, flags...)...)
-	var recs []store.AuditRecord
-	if err := json.Unmarshal([]byte(out), &recs); err != nil {
+	var listed struct {
+		Records []store.AuditRecord `json:"records"`
+	}
+	if err := json.Unmarshal([]byte(out), &listed); err != nil {
 		t.Fatalf("audit --json: %v\n%s", err, out)
 	}
-	return recs
+	return listed.Records
 }
 
 // hasAudit reports whether recs holds an entry with action whose other

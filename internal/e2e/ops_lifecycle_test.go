@@ -26,11 +26,14 @@ type listedPeer struct {
 func (e *env) listPeers(t *testing.T) []listedPeer {
 	t.Helper()
 	out := e.adminOK(t, "peers", "list", "--json")
-	var ps []listedPeer
-	if err := json.Unmarshal([]byte(out), &ps); err != nil {
+	var listed struct {
+		Schema string       `json:"schema"`
+		Peers  []listedPeer `json:"peers"`
+	}
+	if err := json.Unmarshal([]byte(out), &listed); err != nil || listed.Schema != "clearpath.peers/v1" {
 		t.Fatalf("peers list --json: %v\n%s", err, out)
 	}
-	return ps
+	return listed.Peers
 }
 
 // Keys expire on time and leave the device; warnings go out before expiry

@@ -89,8 +89,10 @@ func TestExpiryWhileStoreIsDown(t *testing.T) {
 	if got := e.reach(t, vpcA4); got == "" {
 		t.Error("alice cannot reach vpc-a after registering again")
 	}
-	var recs []json.RawMessage
+	var listed struct {
+		Records []json.RawMessage `json:"records"`
+	}
 	out := e.adminOK(t, "audit", "--json", "--user", "alice")
-	must(t, json.Unmarshal([]byte(out), &recs))
-	t.Logf("alice's audit log has %d entries", len(recs))
+	must(t, json.Unmarshal([]byte(out), &listed))
+	t.Logf("alice's audit log has %d entries", len(listed.Records))
 }

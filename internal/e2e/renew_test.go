@@ -212,7 +212,7 @@ func TestRenewalRefreshesTheLogin(t *testing.T) {
 	}
 	bob := e.Client("bob")
 	cmd := e.Laptop.Command(ctxT(t, time.Minute), e.Bin.VPN, "--state-dir", bob.StateDir, "up", "--interface", bob.Iface)
-	cmd.Env = append(cmd.Environ(), "VPN_CONFIG_DIR="+cfgDir, "DISPLAY=", "WAYLAND_DISPLAY=")
+	cmd.Env = append(cmd.Environ(), "CLEARPATH_CONFIG_DIR="+cfgDir, "DISPLAY=", "WAYLAND_DISPLAY=")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("vpn up from the login cache: %v\n%s", err, out)
 	}

@@ -57,13 +57,16 @@ func TestHostnameAndAddressesAtTheGateway(t *testing.T) {
 		t.Errorf("peers list:\n%q", out)
 	}
 	e.adminOK(t, "peers", "revoke", "alice@example.com", "--reason", "CI job done")
-	var devs []struct {
-		State     string     `json:"state"`
-		Hostname  string     `json:"hostname"`
-		Addresses []string   `json:"addresses"`
-		FreedAt   *time.Time `json:"freed_at"`
+	var listed struct {
+		Devices []struct {
+			State     string     `json:"state"`
+			Hostname  string     `json:"hostname"`
+			Addresses []string   `json:"addresses"`
+			FreedAt   *time.Time `json:"freed_at"`
+		} `json:"devices"`
 	}
-	must(t, json.Unmarshal([]byte(e.adminOK(t, "devices", "list", "--json", "--user", "alice@example.com")), &devs))
+	must(t, json.Unmarshal([]byte(e.adminOK(t, "devices", "list", "--json", "--user", "alice@example.com")), &listed))
+	devs := listed.Devices
 	if len(devs) != 1 || devs[0].State != "revoked" || devs[0].FreedAt == nil || devs[0].Hostname != "ci-runner-1" || strings.Join(devs[0].Addresses, ",") == "" {
 		t.Fatalf("devices list after the revocation: %+v", devs)
 	}

@@ -20,7 +20,7 @@ import (
 // as on a user's machine whose system store does not hold the company CA.
 // The agent the CLI starts inherits that environment.
 func vpnNoSystemCA(ctx context.Context, e *env, c *stack.Client, args ...string) (string, error) {
-	argv := append([]string{"env", "-u", "SSL_CERT_FILE", "VPN_CONFIG_DIR=" + c.ConfigDir, e.Bin.VPN, "--state-dir", c.StateDir}, args...)
+	argv := append([]string{"env", "-u", "SSL_CERT_FILE", "CLEARPATH_CONFIG_DIR=" + c.ConfigDir, e.Bin.VPN, "--state-dir", c.StateDir}, args...)
 	return e.Laptop.Exec(ctx, argv...)
 }
 

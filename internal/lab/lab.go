@@ -352,6 +352,7 @@ func (l *Lab) Close() error {
 }
 
 func deleteNamespace(ns string) error {
+	defer removeEtcNetns(ns) // a node's own resolv.conf (resolv.go)
 	if _, err := os.Stat(filepath.Join(netnsDir, ns)); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

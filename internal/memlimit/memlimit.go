@@ -14,11 +14,13 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 )
 
 // Env chooses the limit: a size ("48MiB", "64MiB", bytes) or "off".
 // GOMEMLIMIT, when set, wins: the Go runtime has applied it already.
-const Env = "VPN_MEMORY_LIMIT"
+const Env = "CLEARPATH_MEMORY_LIMIT"
 
 // Default is the limit when neither variable is set.
 const Default = 64 << 20
@@ -31,7 +33,7 @@ func Apply(log *slog.Logger) int64 {
 		return 0
 	}
 	limit := int64(Default)
-	if v := os.Getenv(Env); v != "" {
+	if v := envvar.Get(strings.TrimPrefix(Env, envvar.Prefix)); v != "" {
 		if strings.EqualFold(v, "off") {
 			return 0
 		}

@@ -11,11 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/ipc"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 )
 
 // SocketDir is where wireguard-go puts UAPI sockets. It is shared by every
@@ -139,10 +142,10 @@ func (d *Device) Inflight() (out, in Inflight) {
 // InflightEnv overrides DefaultInflight: packets each direction may hold
 // ("0" for no bound, as stock wireguard-go). The benchmark's ablation rows
 // use it.
-const InflightEnv = "VPN_WG_INFLIGHT"
+const InflightEnv = "CLEARPATH_WG_INFLIGHT"
 
 func inflightLimit(log *slog.Logger) int {
-	v := os.Getenv(InflightEnv)
+	v := envvar.Get(strings.TrimPrefix(InflightEnv, envvar.Prefix))
 	if v == "" {
 		return DefaultInflight
 	}

@@ -231,7 +231,7 @@ func TestInflightBound(t *testing.T) {
 	}
 }
 
-// TestNoBound: VPN_WG_INFLIGHT=0 is stock wireguard-go, and it carries
+// TestNoBound: CLEARPATH_WG_INFLIGHT=0 is stock wireguard-go, and it carries
 // traffic too.
 func TestNoBound(t *testing.T) {
 	lab.SkipUnlessRoot(t)

@@ -11,6 +11,9 @@ var IDs = []string{
 	"default-duplicate",
 	"default-hijack",
 	"default-missing",
+	"dns-journal-left",                // client/splitdns (split DNS)
+	"dns-stub-orphaned",               // client/splitdns
+	"dns-tunnel-resolver-unreachable", // client/splitdns
 	"dns-unroutable",
 	"endpoint-loop",
 	"endpoint-pin-stale",

@@ -13,7 +13,7 @@ import (
 func TestIDsCatalogue(t *testing.T) {
 	re := regexp.MustCompile(`ID: *"([a-z0-9-]+)"`)
 	var files []string
-	for _, glob := range []string{"*.go", "../../cmd/vpn/internal/doctor/*.go"} {
+	for _, glob := range []string{"*.go", "../../cmd/vpn/internal/doctor/*.go", "../../client/splitdns/*.go"} {
 		m, err := filepath.Glob(glob)
 		if err != nil {
 			t.Fatal(err)

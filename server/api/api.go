@@ -97,8 +97,13 @@ type PeerConfig struct {
 	Network string `json:"network,omitempty"`
 	// Addresses are the client's tunnel addresses as host prefixes
 	// ("100.64.0.2/32", "fd00:64::2/128"): stable per (user, device, network).
-	Addresses           []string    `json:"addresses"`
+	Addresses []string `json:"addresses"`
+	// DNS are the network's resolvers (addresses inside the tunnel) and
+	// DNSDomains its routing domains: only names under them go to DNS,
+	// unless DNSDomains is empty and the client captures all traffic.
+	// Older clients ignore both (dns_domains is optional).
 	DNS                 []string    `json:"dns"`
+	DNSDomains          []string    `json:"dns_domains,omitempty"`
 	MTU                 int         `json:"mtu"`
 	Gateway             GatewayPeer `json:"gateway"`
 	PersistentKeepalive int         `json:"persistent_keepalive"` // seconds, 0 = off

@@ -86,7 +86,7 @@ func ParseRate(s string) (Rate, error) {
 	if err != nil || burst < 1 || burst > 100000 {
 		return Rate{}, fmt.Errorf("%q: %q is not a count from 1 to 100000", s, n)
 	}
-	per, err := time.ParseDuration(d)
+	per, err := ParseDuration(d)
 	if err != nil || per < time.Second || per > 24*time.Hour {
 		return Rate{}, fmt.Errorf("%q: %q is not a duration from 1s to 24h", s, d)
 	}
@@ -186,6 +186,8 @@ func (c *Config) validateAPI(bad func(field, format string, args ...any)) {
 	if m := c.MetricsListen; m != MetricsListenOff {
 		if _, _, err := net.SplitHostPort(m); err != nil {
 			bad("metrics_listen", "%q is not host:port or off (%v)", m, err)
+		} else if err := validPort(m); err != nil {
+			bad("metrics_listen", "%q: %v", m, err)
 		} else if m == c.Listen {
 			bad("metrics_listen", "%q is the API's listen address; set metrics_listen: off and metrics_token to serve /metrics there", m)
 		}

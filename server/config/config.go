@@ -136,6 +136,8 @@ type Network struct {
 	// Access narrows what named users reach (access.go), enforced by the
 	// eBPF filter.
 	Access []AccessRule `yaml:"access"`
+	// DNS is pushed to the network's clients (split DNS, dns.go).
+	DNS *NetworkDNS `yaml:"dns"`
 }
 
 // Pool4 returns the IPv4 pool (zero if none).
@@ -197,6 +199,7 @@ func Load(path string) (*Config, error) {
 // typo never silently falls back to a default.
 func Parse(data []byte) (*Config, error) {
 	var c Config
+	data = expandDays(data)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -274,6 +277,8 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port (%v)", c.Listen, err)
+	} else if err := validPort(c.Listen); err != nil {
+		bad("listen", "%q: %v", c.Listen, err)
 	}
 	switch ep := strings.Trim(c.Endpoint, "[]"); {
 	case c.Endpoint == "":
@@ -408,6 +413,7 @@ func (c *Config) Validate() error {
 		validateProbe(n, f, bad)
 		validateLocalPorts(n, f, bad)
 		validateAccess(c, n, f, bad)
+		validateDNS(n, f, bad)
 	}
 	c.validateOps(bad)
 	c.validateSecrets(bad)
@@ -479,12 +485,6 @@ key_ttl: 720h            # a registered key expires after this long
 # 127.0.0.1:9587, loopback; "off" for none) and never on listen, unless
 # metrics_token is set (then only with "Authorization: Bearer <token>").
 # metrics_listen: "127.0.0.1:9587"
-# The admin web page (peers, networks, users, audit, warnings) is on when
-# admin_group is set: members of that group log in through the identity
-# provider (client admin.client_id, default oidc.client_id, redirect
-# <admin.url>/auth/callback). Loopback by default; reach it over SSH.
-# admin_group: clearpath-admins
-# admin_listen: "127.0.0.1:9443"
 # metrics_token: <openssl rand -hex 32>
 # Behind a reverse proxy or load balancer: X-Forwarded-For (its rightmost
 # address that is no proxy of yours) is the client's address for audit and
@@ -532,6 +532,13 @@ networks:
     # ping its tunnel address and use the API port); open ports of a service
     # on the host, e.g. a DNS forwarder:
     # local_ports: [udp/53, tcp/53]
+    # Split DNS pushed to the clients: names under domains are resolved by
+    # servers (inside allow, or the gateway's own tunnel address 100.64.0.1
+    # with local_ports udp/53); an empty domains list sends all DNS of
+    # clients with --all-traffic through the tunnel.
+    # dns:
+    #   servers: [10.10.0.2]
+    #   domains: [corp.internal]
   - name: ops
     group: ops
     interface: wg-ops

@@ -36,7 +36,7 @@ func nameFields(data []byte, err error) error {
 		}
 	})
 	if len(found) > 0 {
-		return fmt.Errorf("%s: %s", strings.Join(found, ", "), msg)
+		return fmt.Errorf("%s: %s", strings.Join(found, ", "), plainParseError(msg))
 	}
 	return fmt.Errorf("parse: %w", err)
 }
@@ -60,6 +60,13 @@ func nameLine(root *yaml.Node, msg string) string {
 		})
 		if path == "" {
 			path = u[1]
+		}
+		parent := ""
+		if i := strings.LastIndex(path, "."); i >= 0 {
+			parent = path[:i]
+		}
+		if near := nearestField(parent, u[1]); near != "" {
+			return fmt.Sprintf("%s (line %d): unknown field; did you mean %s?", path, line, near)
 		}
 		return fmt.Sprintf("%s (line %d): unknown field (a typo? fields are listed by `vpn-gateway init`)", path, line)
 	}
@@ -120,4 +127,21 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
+}
+
+// parseFuncRE matches a net/netip parser's error: `netip.ParsePrefix("x"): why`.
+var parseFuncRE = regexp.MustCompile(`^(?:netip\.)?Parse(Prefix|Addr)\(("[^"]*")\): (?:ParseAddr\("[^"]*"\): )?(.*)$`)
+
+// plainParseError says what a value parser's error means without naming
+// Go functions: "10.0.0.0/33" is not a CIDR prefix (prefix length out of range).
+func plainParseError(msg string) string {
+	m := parseFuncRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	what := "a CIDR prefix such as 10.0.0.0/16"
+	if m[1] == "Addr" {
+		what = "an IP address"
+	}
+	return fmt.Sprintf("%s is not %s (%s)", m[2], what, m[3])
 }

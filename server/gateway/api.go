@@ -360,6 +360,9 @@ func (g *Gateway) peerConfig(nw *network, p store.Peer, id *auth.Identity) api.P
 			pc.Addresses = append(pc.Addresses, netip.PrefixFrom(a, a.BitLen()).String())
 		}
 	}
+	if servers, domains := nw.cfg.PushedDNS(); len(servers) > 0 {
+		pc.DNS, pc.DNSDomains = servers, domains
+	}
 	for _, a := range nw.cfg.Allow {
 		pc.Gateway.AllowedIPs = append(pc.Gateway.AllowedIPs, a.String())
 	}

@@ -8,13 +8,14 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/bpf"
+	"github.com/clearpath-vpn/clearpath/internal/logfile"
 )
 
 // FlowFilter is the gateway's per-user eBPF filter and flow log (package
@@ -62,7 +63,7 @@ import (
 type FlowFilter struct {
 	log    *slog.Logger
 	filter *bpf.Filter
-	file   *os.File // nil without a flow log
+	file   *logfile.File // nil without a flow log; reopened at SIGUSR1/SIGHUP
 	flog   *bpf.FlowLog
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -157,11 +158,17 @@ func NewFlowFilterWith(opts FlowFilterOptions) (*FlowFilter, error) {
 	// the kernel's table.
 	var w io.Writer = io.Discard
 	if logPath != "" {
-		ff.file, err = os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		ff.file, err = logfile.Open(logPath, 0o640)
 		if err != nil {
 			cancel()
 			return fail(fmt.Errorf("open flow log: %w", err))
 		}
+		// logrotate moves the file and sends SIGUSR1 (packaging's
+		// logrotate snippet); SIGHUP, which also reloads the
+		// configuration, reopens it too. The next flows go to a new file.
+		ff.file.ReopenOn(func(err error) {
+			log.Warn("flow log: reopen failed; still writing the old file", "err", err)
+		}, syscall.SIGUSR1, syscall.SIGHUP)
 		w = ff.file
 	}
 	ff.flog = bpf.NewFlowLog(f, w, bpf.FlowLogOptions{UserName: ff.userName})

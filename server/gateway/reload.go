@@ -139,6 +139,11 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 		if !reflect.DeepEqual(o.Access, n.Access) {
 			d = append(d, fmt.Sprintf("access %d -> %d rule(s)", len(o.Access), len(n.Access)))
 		}
+		oS, oD := o.PushedDNS()
+		nS, nD := n.PushedDNS()
+		if !slices.Equal(oS, nS) || !slices.Equal(oD, nD) {
+			d = append(d, fmt.Sprintf("dns %v %v -> %v %v (clients get it when they next register)", oS, oD, nS, nD))
+		}
 		if len(d) > 0 {
 			changes = append(changes, netChange{op: "update", old: o, new: n, idx: i, details: d})
 		}

@@ -32,6 +32,8 @@ func TestPlanReload(t *testing.T) {
 			[]string{"update eng allow +10.11.0.0/16 allow -fd10:10::/64"}, nil, ""},
 		{"local_ports change in place", strings.Replace(config.Example, `allow: [10.20.0.0/16, "fd10:20::/64"]`, `allow: [10.20.0.0/16, "fd10:20::/64"]`+"\n    local_ports: [udp/53]", 1),
 			[]string{"update ops local_ports [] -> [udp/53]"}, nil, ""},
+		{"dns change in place", strings.Replace(config.Example, `allow: [10.20.0.0/16, "fd10:20::/64"]`, `allow: [10.20.0.0/16, "fd10:20::/64"]`+"\n    dns: {servers: [10.20.0.2], domains: [ops.internal]}", 1),
+			[]string{"update ops dns [] [] -> [10.20.0.2] [ops.internal] (clients get it when they next register)"}, nil, ""},
 		{"port means a new device", strings.Replace(config.Example, "listen_port: 51821", "listen_port: 51829", 1), []string{"recreate ops listen_port 51821 -> 51829"}, nil, ""},
 		{"settings", strings.Replace(config.Example, "key_ttl: 720h", "key_ttl: 24h", 1), nil, []string{"key_ttl", "lifecycle"}, ""},
 		{"pool", strings.Replace(config.Example, "pool: [100.65.0.0/24", "pool: [100.99.0.0/24", 1), nil, nil, "networks[1].pool: the pool of running network ops cannot change"},

@@ -239,7 +239,7 @@ func (s *session) startTray() {
 		t.Fatal(err)
 	}
 	env := append(s.desk.Env(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
-		"VPN_CONFIG_DIR="+s.cfgDir, "PATH="+bin+":"+os.Getenv("PATH"))
+		"CLEARPATH_CONFIG_DIR="+s.cfgDir, "PATH="+bin+":"+os.Getenv("PATH"))
 	var err error
 	s.proc, err = s.st.Laptop.StartEnv("vpn-tray", env, trayBin,
 		"--state-dir", s.alice.StateDir, "--server", stack.ServerURL, "--interface", s.alice.Iface,
@@ -261,7 +261,7 @@ func (s *session) startTray() {
 func (s *session) vpn(args ...string) (string, error) {
 	argv := append([]string{bins.VPN, "--state-dir", s.alice.StateDir}, args...)
 	cmd := s.st.Laptop.Command(ctxT(s.t, time.Minute), argv...)
-	cmd.Env = append(cmd.Environ(), "VPN_CONFIG_DIR="+s.cfgDir, "DISPLAY=", "WAYLAND_DISPLAY=")
+	cmd.Env = append(cmd.Environ(), "CLEARPATH_CONFIG_DIR="+s.cfgDir, "DISPLAY=", "WAYLAND_DISPLAY=")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

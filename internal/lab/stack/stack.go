@@ -105,13 +105,13 @@ networks:
     listen_port: {{.EngPort}}
     pool: [{{.EngPool4}}, "{{.EngPool6}}"]
     allow: [{{.VPCA4}}, "{{.VPCA6}}"]
-  - name: ops
+{{index .NetExtra "eng"}}  - name: ops
     group: ops
     interface: {{.Ops}}
     listen_port: {{.OpsPort}}
     pool: [{{.OpsPool4}}, "{{.OpsPool6}}"]
     allow: [{{.VPCB4}}, "{{.VPCB6}}"]
-`))
+{{index .NetExtra "ops"}}`))
 
 // Option changes how Start sets the stack up.
 type Option func(*startOptions)
@@ -119,6 +119,18 @@ type Option func(*startOptions)
 type startOptions struct {
 	extraConfig, store string
 	plainHTTP          bool
+	netExtra           map[string]string
+}
+
+// WithNetworkConfig adds YAML lines (indented as keys of a network, e.g.
+// "    dns: {servers: [10.10.0.10]}") to the lab's network "eng" or "ops".
+func WithNetworkConfig(network, yaml string) Option {
+	return func(o *startOptions) {
+		if o.netExtra == nil {
+			o.netExtra = map[string]string{}
+		}
+		o.netExtra[network] += yaml + "\n"
+	}
 }
 
 // WithPlainHTTP serves the gateway's API without TLS (URL then is
@@ -176,6 +188,7 @@ func Start(ctx context.Context, ref *lab.Reference, bin Binaries, opts ...Option
 		"VPCA4": lab.VPCA4, "VPCA6": lab.VPCA6,
 		"Ops": s.OpsIface, "OpsPort": lab.OpsPort, "OpsPool4": lab.OpsPool4, "OpsPool6": lab.OpsPool6,
 		"VPCB4": lab.VPCB4, "VPCB6": lab.VPCB6,
+		"NetExtra": so.netExtra,
 	})
 	if err == nil && so.extraConfig != "" {
 		_, err = f.WriteString(so.extraConfig)
@@ -302,7 +315,7 @@ type Client struct {
 	Name     string
 	StateDir string
 	Iface    string
-	// ConfigDir is the user's config dir (VPN_CONFIG_DIR) for Run.
+	// ConfigDir is the user's config dir (CLEARPATH_CONFIG_DIR) for Run.
 	ConfigDir string
 }
 
@@ -320,10 +333,10 @@ func (s *Stack) Client(name string) *Client {
 }
 
 // Run runs `vpn --state-dir <dir> args...` in laptop, with the client's
-// own VPN_CONFIG_DIR (tokens, remembered server settings), and returns its
+// own CLEARPATH_CONFIG_DIR (tokens, remembered server settings), and returns its
 // combined output.
 func (c *Client) Run(ctx context.Context, args ...string) (string, error) {
-	argv := append([]string{"env", "VPN_CONFIG_DIR=" + c.ConfigDir, c.Stack.Bin.VPN, "--state-dir", c.StateDir}, args...)
+	argv := append([]string{"env", "CLEARPATH_CONFIG_DIR=" + c.ConfigDir, c.Stack.Bin.VPN, "--state-dir", c.StateDir}, args...)
 	return c.Stack.Laptop.Exec(ctx, argv...)
 }
 

@@ -4,7 +4,6 @@ package auditcmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -28,6 +28,9 @@ type Options struct {
 	Now        func() time.Time
 }
 
+// Schema names the format of `vpn-gateway audit --json` (docs/JSON.md).
+var Schema = jsonout.Schema("audit", 1)
+
 // NewCmd returns `vpn-gateway audit`.
 func NewCmd(io cmdutil.IO) *cobra.Command {
 	o := &Options{Now: time.Now}
@@ -42,7 +45,7 @@ func NewCmd(io cmdutil.IO) *cobra.Command {
 	cmd.Flags().StringVar(&o.User, "user", "", "only entries by or about this user (e-mail, subject or the part before @)")
 	cmd.Flags().StringVar(&o.Action, "action", "", "only this action (login, register, refresh, delete, expire, warn, revoke, disable, enable, refuse, reload, start, stop)")
 	cmd.Flags().IntVar(&o.Limit, "limit", 0, "only the newest N entries")
-	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON, one array")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (schema "+Schema+": the records in \"records\")")
 	return cmd
 }
 
@@ -87,12 +90,7 @@ func Run(ctx context.Context, io cmdutil.IO, o *Options) error {
 		return err
 	}
 	if o.JSON {
-		if recs == nil {
-			recs = []store.AuditRecord{}
-		}
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(recs)
+		return jsonout.List(io.Out, Schema, "records", recs)
 	}
 	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tACTION\tWHO\tUSER\tNETWORK\tFROM\tDETAIL")

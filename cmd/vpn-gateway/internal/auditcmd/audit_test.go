@@ -51,7 +51,7 @@ func FuzzParseSince(f *testing.F) {
 }
 
 // The command reads a real store: --user finds entries by subject and by
-// e-mail (a login names both), --json is an array, the table has a header.
+// e-mail (a login names both), --json is {schema, records}, the table has a header.
 func TestAuditCommandOnAStore(t *testing.T) {
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "gw.db")
@@ -81,8 +81,13 @@ func TestAuditCommandOnAStore(t *testing.T) {
 	if err := Run(ctx, io, &Options{ConfigPath: cfgPath, User: "alice", JSON: true, Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
-	var recs []store.AuditRecord
-	if err := json.Unmarshal(out.Bytes(), &recs); err != nil || len(recs) != 3 || recs[2].Action != "expire" {
+	var listed struct {
+		Schema  string              `json:"schema"`
+		Records []store.AuditRecord `json:"records"`
+	}
+	err = json.Unmarshal(out.Bytes(), &listed)
+	recs := listed.Records
+	if err != nil || listed.Schema != "clearpath.audit/v1" || len(recs) != 3 || recs[2].Action != "expire" {
 		t.Fatalf("alice's entries: %v %s", err, out.String())
 	}
 	out.Reset()

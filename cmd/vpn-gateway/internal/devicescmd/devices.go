@@ -6,7 +6,6 @@ package devicescmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -17,11 +16,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
+
+// Schema names the format of `vpn-gateway devices list --json` (docs/JSON.md).
+var Schema = jsonout.Schema("devices", 1)
 
 // NewCmd returns `vpn-gateway devices`.
 func NewCmd(io cmdutil.IO) *cobra.Command {
@@ -62,7 +65,7 @@ func newList(io cmdutil.IO) *cobra.Command {
 	cmdutil.ConfigFlag(cmd, &o.ConfigPath)
 	cmd.Flags().StringVar(&o.Network, "network", "", "only this network")
 	cmd.Flags().StringVar(&o.User, "user", "", "only this user (e-mail, subject or the part before @)")
-	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (schema "+Schema+")")
 	return cmd
 }
 
@@ -92,9 +95,7 @@ func List(ctx context.Context, io cmdutil.IO, o *ListOptions) error {
 		out = append(out, convert(d))
 	}
 	if o.JSON {
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return jsonout.List(io.Out, Schema, "devices", out)
 	}
 	now := o.Now()
 	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)

@@ -74,8 +74,13 @@ func TestDevicesListAndFree(t *testing.T) {
 	if err := List(ctx, io, &ListOptions{ConfigPath: cfgPath, JSON: true, Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
-	var devs []Device
-	if err := json.Unmarshal(out.Bytes(), &devs); err != nil || len(devs) != 2 || devs[0].FreedAt == nil || devs[0].State != "revoked" || devs[1].FreedAt != nil {
+	var listed struct {
+		Schema  string   `json:"schema"`
+		Devices []Device `json:"devices"`
+	}
+	err = json.Unmarshal(out.Bytes(), &listed)
+	devs := listed.Devices
+	if err != nil || listed.Schema != "clearpath.devices/v1" || len(devs) != 2 || devs[0].FreedAt == nil || devs[0].State != "revoked" || devs[1].FreedAt != nil {
 		t.Fatalf("json: %v %s", err, out.String())
 	}
 

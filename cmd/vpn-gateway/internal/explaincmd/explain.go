@@ -5,7 +5,6 @@ package explaincmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/server/explain"
 )
 
@@ -64,9 +64,7 @@ func Run(ctx context.Context, io cmdutil.IO, o *Options, user, target string) er
 		return err
 	}
 	if o.JSON {
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(a); err != nil {
+		if err := jsonout.Write(io.Out, jsonout.Schema("explain", 1), a); err != nil {
 			return err
 		}
 	} else {

@@ -5,7 +5,6 @@ package peerscmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -18,6 +17,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/internal/units"
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/adminops"
@@ -25,6 +25,9 @@ import (
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
+
+// Schema names the format of `vpn-gateway peers list --json` (docs/JSON.md).
+var Schema = jsonout.Schema("peers", 1)
 
 // NewCmd returns `vpn-gateway peers`.
 func NewCmd(io cmdutil.IO) *cobra.Command {
@@ -73,7 +76,7 @@ func newList(io cmdutil.IO) *cobra.Command {
 	cmdutil.ConfigFlag(cmd, &o.ConfigPath)
 	cmd.Flags().StringVar(&o.Network, "network", "", "only this network")
 	cmd.Flags().StringVar(&o.User, "user", "", "only this user (e-mail, subject or the part before @)")
-	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (schema "+Schema+")")
 	return cmd
 }
 
@@ -157,12 +160,7 @@ func List(ctx context.Context, io cmdutil.IO, o *ListOptions) error {
 		return err
 	}
 	if o.JSON {
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
-		if peers == nil {
-			peers = []Peer{}
-		}
-		return enc.Encode(peers)
+		return jsonout.List(io.Out, Schema, "peers", peers)
 	}
 	now := o.Now()
 	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)

@@ -5,31 +5,47 @@ package reloadcmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/config"
 )
 
+// Schema names the format of `vpn-gateway reload --json` (docs/JSON.md).
+var Schema = jsonout.Schema("reload", 1)
+
+// Result is what a reload did, as --json prints it.
+type Result struct {
+	Config   string         `json:"config"`
+	Changes  []admin.Change `json:"changes"`
+	Settings []string       `json:"settings"`
+	Took     string         `json:"took"`
+	Summary  string         `json:"summary"`
+}
+
 // NewCmd returns `vpn-gateway reload`.
 func NewCmd(io cmdutil.IO) *cobra.Command {
 	var path string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "reload",
 		Short: "Apply the configuration file to the running gateway (networks added/removed, allow lists) without dropping other peers",
 		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return Run(cmd.Context(), io, path) },
+		RunE:  func(cmd *cobra.Command, _ []string) error { return Run(cmd.Context(), io, path, asJSON) },
 	}
 	cmdutil.ConfigFlag(cmd, &path)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print what changed as JSON (schema "+Schema+")")
 	return cmd
 }
 
 // Run validates the file and asks the gateway behind its admin socket to reload.
-func Run(ctx context.Context, io cmdutil.IO, path string) error {
+func Run(ctx context.Context, io cmdutil.IO, path string, asJSON bool) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
@@ -46,7 +62,20 @@ func Run(ctx context.Context, io cmdutil.IO, path string) error {
 	}
 	res, err := c.Reload(ctx)
 	if err != nil {
+		if errors.Is(err, admin.ErrNoGateway) {
+			return fmt.Errorf("reload: no gateway answers on %s: start it (systemctl start clearpath-gateway, or vpn-gateway serve --config %s)", cfg.AdminSocket, path)
+		}
 		return fmt.Errorf("reload: %w", err)
+	}
+	if asJSON {
+		out := Result{Config: path, Changes: res.Changes, Settings: res.Settings, Took: res.Took, Summary: res.Summary()}
+		if out.Changes == nil {
+			out.Changes = []admin.Change{}
+		}
+		if out.Settings == nil {
+			out.Settings = []string{}
+		}
+		return jsonout.Write(io.Out, Schema, out)
 	}
 	fmt.Fprintf(io.Out, "Reloaded in %s: %s\n", res.Took, res.Summary())
 	return nil

@@ -5,7 +5,6 @@ package userscmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -14,10 +13,14 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/peerscmd"
+	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/server/adminops"
 	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
+
+// Schema names the format of `vpn-gateway users list --json` (docs/JSON.md).
+var Schema = jsonout.Schema("users", 1)
 
 // NewCmd returns `vpn-gateway users`.
 func NewCmd(io cmdutil.IO) *cobra.Command {
@@ -49,7 +52,7 @@ func NewCmd(io cmdutil.IO) *cobra.Command {
 		RunE:  func(cmd *cobra.Command, _ []string) error { return List(cmd.Context(), io, configPath, asJSON) },
 	}
 	cmdutil.ConfigFlag(list, &configPath)
-	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema "+Schema+")")
 	cmd.AddCommand(disable, enable, list)
 	return cmd
 }
@@ -130,12 +133,7 @@ func List(ctx context.Context, io cmdutil.IO, configPath string, asJSON bool) er
 		return err
 	}
 	if asJSON {
-		if users == nil {
-			users = []store.DisabledUser{}
-		}
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(users)
+		return jsonout.List(io.Out, Schema, "users", users)
 	}
 	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tDISABLED\tBY\tREASON")

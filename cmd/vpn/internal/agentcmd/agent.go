@@ -12,6 +12,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 	"github.com/clearpath-vpn/clearpath/internal/memlimit"
 )
 
@@ -42,9 +43,9 @@ read the status; only root may name token files, interfaces or another server.`,
 			return agent.Run(ctx, cfg, log)
 		},
 	}
-	cmd.Flags().StringVar(&cfg.Socket, "socket", "", "control socket (default /run/clearpath/agent.sock, or agent.sock in a non-default --state-dir; env VPN_SOCKET)")
+	cmd.Flags().StringVar(&cfg.Socket, "socket", "", "control socket (default /run/clearpath/agent.sock, or agent.sock in a non-default --state-dir; env CLEARPATH_SOCKET)")
 	cmd.Flags().StringVar(&cfg.Group, "group", "", `group (name or gid) whose members may use the agent (default "clearpath" when it exists; "-" for root only)`)
-	cmd.Flags().StringVar(&cfg.Server, "server", "", "the gateway URL group members may connect to (default: the state dir's server file, written by the first root `vpn up`)")
+	cmd.Flags().StringVar(&cfg.Server, "server", envvar.Get("SERVER"), "the gateway URL group members may connect to (env CLEARPATH_SERVER, e.g. in /etc/clearpath/agent.env for the service; default: the state dir's server file, written by the first root vpn up)")
 	cmd.Flags().BoolVar(&cfg.FailClosed, "fail-closed", false, "when a full tunnel's registration expires unrenewed, keep its routes (block all traffic) instead of restoring routing")
 	return cmd
 }

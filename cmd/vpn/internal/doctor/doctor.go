@@ -34,6 +34,7 @@ type Options struct {
 	NoDNS    bool
 	Bundle   string // write a redacted support bundle to this new file
 	blocked  string // the agent's account of a fail-closed block
+	agentDNS *control.DNSStatus
 	status   *control.Status
 }
 
@@ -64,6 +65,9 @@ type Env struct {
 	// Running reports whether an agent holds the state dir's lock (alive,
 	// though its socket may not answer); nil: not checked.
 	Running func() (pid int, running, known bool)
+	// StateDir and ResolvConf are where the split-DNS checks look
+	// (dns.go); no StateDir: not checked.
+	StateDir, ResolvConf string
 	// PathMTU measures the path MTU from src to dst through the tunnel
 	// (tunnel.PathMTU); nil: not measured (not root: raw ICMP).
 	PathMTU func(ctx context.Context, src, dst netip.Addr, hi int) (int, error)
@@ -126,8 +130,9 @@ func LiveEnv(f *factory.Factory) *Env {
 			}
 			return strings.TrimSpace(string(b))
 		},
-		DNS: func() []netip.Addr { return routes.ReadResolvers("/etc/resolv.conf") },
-		Now: time.Now,
+		DNS:      func() []netip.Addr { return routes.ReadResolvers("/etc/resolv.conf") },
+		Now:      time.Now,
+		StateDir: f.StateDir,
 	}
 	if os.Geteuid() == 0 {
 		e.PathMTU = tunnel.PathMTU
@@ -142,12 +147,12 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 	if err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("doctor: %w", err)}
 	}
-	rep := blockedFinding(analysis.Analyze(in), o)
+	rep := dnsFindings(blockedFinding(analysis.Analyze(in), o), env, o)
 	if o.Fix != "" {
 		if sys == nil {
 			return &ExitError{Code: 2, Err: errors.New("doctor: --fix works on this machine, not on a --snapshot file")}
 		}
-		applied, err := fix(w, sys, rep, o)
+		applied, err := fix(w, env, sys, rep, o)
 		var ee *ExitError
 		if errors.As(err, &ee) {
 			return ee
@@ -159,7 +164,7 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 			if in, _, err = gather(ctx, env, o); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			rep = blockedFinding(analysis.Analyze(in), o)
+			rep = dnsFindings(blockedFinding(analysis.Analyze(in), o), env, o)
 		}
 	}
 	if o.Bundle != "" {
@@ -219,6 +224,7 @@ func gather(ctx context.Context, env *Env, o *Options) (analysis.Input, routes.S
 			return in, nil, fmt.Errorf("an agent (pid %d) holds the state dir but does not answer on its socket: its routes are not leftovers; check it (or stop it) before running doctor", pid)
 		}
 	case err == nil && (st.State == control.StateUp || st.State == control.StateBlocked):
+		keepAgentDNS(o, st)
 		in.Agent = agentState(st, in.Snapshot)
 		if env.PathMTU != nil && st.State == control.StateUp {
 			in.PathProbes = probePaths(ctx, env, in.Agent, st.GatewayAddresses)
@@ -270,7 +276,7 @@ func agentState(st *control.Status, snap *routes.Snapshot) *analysis.AgentState 
 	return a
 }
 
-func fix(w io.Writer, sys routes.System, rep analysis.Report, o *Options) (int, error) {
+func fix(w io.Writer, env *Env, sys routes.System, rep analysis.Report, o *Options) (int, error) {
 	named := map[string]bool{}
 	if o.Fix != "ours" {
 		for _, id := range strings.Split(o.Fix, ",") {
@@ -303,7 +309,10 @@ func fix(w io.Writer, sys routes.System, rep analysis.Report, o *Options) (int, 
 			}
 		}
 	}
-	applied := 0
+	applied, err := fixDNS(w, env, rep, o, named)
+	if err != nil {
+		return applied, err
+	}
 	for _, f := range rep.Findings {
 		if !f.Fixable || !(f.Ours || named[f.ID]) {
 			continue

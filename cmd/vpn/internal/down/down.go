@@ -11,68 +11,114 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/splitdns"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/routes"
 )
 
+// Schema names the format of `vpn down --json` (docs/JSON.md).
+var Schema = jsonout.Schema("down", 1)
+
+// Result is what `vpn down` did.
+type Result struct {
+	// State: "disconnected" (the agent took the tunnel down),
+	// "not-connected" (nothing was up) or "recovered" (no agent ran; what
+	// a crashed session left was undone from the journal).
+	State string `json:"state"`
+	// Undone and Swept count the journal's changes undone and leftovers
+	// removed by a recovery.
+	Undone   int      `json:"undone"`
+	Swept    int      `json:"swept"`
+	Warnings []string `json:"warnings"`
+}
+
 // NewCmd returns `vpn down`. run replaces the effect in tests.
-func NewCmd(f *factory.Factory, run func(context.Context) error) *cobra.Command {
-	return &cobra.Command{
+func NewCmd(f *factory.Factory, run func(context.Context) (*Result, error)) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Disconnect and restore the routing table (succeeds when nothing is up)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if run != nil {
-				return run(cmd.Context())
+			if run == nil {
+				run = func(ctx context.Context) (*Result, error) { return Run(ctx, f) }
 			}
-			return Run(cmd.Context(), f)
+			res, err := run(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return jsonout.Write(f.Out, Schema, res)
+			}
+			for _, w := range res.Warnings {
+				fmt.Fprintf(f.ErrOut, "warning: %s\n", w)
+			}
+			switch res.State {
+			case "disconnected":
+				fmt.Fprintln(f.Out, "Disconnected; routing table restored.")
+			case "not-connected":
+				fmt.Fprintln(f.Out, "Not connected.")
+			default:
+				fmt.Fprintf(f.Out, "No agent was running; restored what a crashed session left: %d changes undone, %d leftovers removed.\n", res.Undone, res.Swept)
+			}
+			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON (schema "+Schema+")")
+	return cmd
 }
 
 // Run stops the tunnel through the agent; without an agent it restores what
 // a crashed session left, from the journal.
-func Run(ctx context.Context, f *factory.Factory) error {
+func Run(ctx context.Context, f *factory.Factory) (*Result, error) {
+	res := &Result{Warnings: []string{}}
 	st, err := f.Control().Down(ctx)
 	if err == nil {
 		if st.Error != "" {
-			fmt.Fprintf(f.ErrOut, "warning: %s\n", st.Error)
+			res.Warnings = append(res.Warnings, st.Error)
 		}
-		fmt.Fprintln(f.Out, "Disconnected; routing table restored.")
-		return nil
+		res.State = "disconnected"
+		return res, nil
 	}
 	if !errors.Is(err, control.ErrNoAgent) {
 		// The agent may have died under us (killed a moment ago): if it
 		// no longer answers, recover from its journal below.
 		if !agentGone(ctx, f) {
-			return err
+			return nil, err
 		}
 	}
 	unlock, err := agent.Lock(f.StateDir, 3*time.Second)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
+	dns, derr := splitdns.Restore(f.StateDir)
+	if derr != nil {
+		fmt.Fprintf(f.ErrOut, "warning: resolv.conf: %v\n", derr)
+	} else if dns.Changed {
+		fmt.Fprintf(f.ErrOut, "warning: %s\n", dns.Message())
+	} else if dns.Restored {
+		fmt.Fprintf(f.Out, "No agent was running; %s.\n", dns.Message())
+	}
 	sys, serr := routes.NewSystem()
 	if serr != nil {
-		return serr
+		return nil, serr
 	}
 	eng := routes.NewEngine(sys, f.StateDir)
 	if !eng.Active() {
 		if rs, rules, err := eng.Owned(); err == nil && len(rs)+len(rules) == 0 {
-			fmt.Fprintln(f.Out, "Not connected.")
-			return nil
+			res.State = "not-connected"
+			return res, nil
 		}
 	}
 	rep, err := eng.Recover()
 	if err != nil {
-		return fmt.Errorf("restore after a crashed session: %w", err)
+		return nil, fmt.Errorf("restore after a crashed session: %w", err)
 	}
-	fmt.Fprintf(f.Out, "No agent was running; restored what a crashed session left: %d changes undone, %d leftovers removed.\n", len(rep.Undone), len(rep.Swept))
-	for _, p := range rep.Problems {
-		fmt.Fprintf(f.ErrOut, "warning: %s\n", p)
-	}
-	return nil
+	res.State, res.Undone, res.Swept = "recovered", len(rep.Undone), len(rep.Swept)
+	res.Warnings = append(res.Warnings, rep.Problems...)
+	return res, nil
 }
 
 func agentGone(ctx context.Context, f *factory.Factory) bool {

@@ -16,9 +16,10 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/statedir"
+	"github.com/clearpath-vpn/clearpath/internal/envvar"
 )
 
-// DefaultStateDir is used when neither --state-dir nor VPN_STATE_DIR is set.
+// DefaultStateDir is used when neither --state-dir nor CLEARPATH_STATE_DIR is set.
 const DefaultStateDir = control.DefaultStateDir
 
 // Factory is shared by the commands.
@@ -30,7 +31,7 @@ type Factory struct {
 
 // New returns the factory for a real run.
 func New() *Factory {
-	dir := os.Getenv("VPN_STATE_DIR")
+	dir := envvar.Get("STATE_DIR")
 	if dir == "" {
 		dir = DefaultStateDir
 	}
@@ -65,7 +66,8 @@ func (f *Factory) EnsureAgent(ctx context.Context) (*control.Client, error) {
 		return nil, err // includes control.ErrNoAccess: the agent runs, not for us
 	}
 	if os.Geteuid() != 0 {
-		return nil, errors.New("no agent is running and starting one needs root: run `sudo vpn up ...` or start the clearpath service")
+		return nil, errors.New("no agent is running, and starting one needs root: start the service " +
+			"(sudo systemctl start clearpath-agent; macOS: sudo launchctl kickstart system/dev.clearpath.agent), or run this vpn up with sudo")
 	}
 	if err := statedir.Ensure(f.StateDir); err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/trust"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/internal/progress"
 )
 
 // Options are the inputs of `vpn login`.
@@ -72,7 +73,9 @@ a code and a QR code to approve from another device.`,
 			start := time.Now()
 			o.Force = true
 			o.HTTP = tr.HTTP
+			done := progress.New(f.ErrOut).Wait("the gateway at " + server + " and your login")
 			t, err := auth.Obtain(cmd.Context(), cache, server, f.Out, o.LoginOptions)
+			done()
 			if err != nil {
 				return err
 			}
@@ -129,6 +132,10 @@ func NewLogoutCmd(f *factory.Factory) *cobra.Command {
 			cache, err := auth.DefaultCache()
 			if err != nil {
 				return err
+			}
+			if server == "" && cache.DefaultServer() == "" {
+				fmt.Fprintln(f.Out, "Not logged in: there is nothing to log out of.")
+				return nil
 			}
 			server, err := ResolveServer(cache, server)
 			if err != nil {

@@ -15,7 +15,9 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/splitdns"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/routes"
 )
 
@@ -52,14 +54,27 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 				snap.Links = links
 			}
 			if asJSON {
-				return writeJSON(f.Out, snap)
+				// Lists are [] when empty, never null.
+				if snap.Routes == nil {
+					snap.Routes = []routes.Route{}
+				}
+				if snap.Rules == nil {
+					snap.Rules = []routes.Rule{}
+				}
+				if snap.Links == nil {
+					snap.Links = []routes.Link{}
+				}
+				if snap.Addresses == nil {
+					snap.Addresses = []routes.Address{}
+				}
+				return jsonout.Write(f.Out, Schema, snap)
 			}
 			printSnapshot(f.Out, snap, ours)
 			return nil
 		},
 	}
 	show.Flags().BoolVar(&all, "all", false, "show every route and rule, not only ours")
-	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	show.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema "+Schema+")")
 
 	var out string
 	snapshot := &cobra.Command{
@@ -139,7 +154,7 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 
 	restore := &cobra.Command{
 		Use:   "restore",
-		Short: "Replay the journal in reverse and remove every leftover route or rule of ours",
+		Short: "Replay the journal in reverse and remove every leftover route or rule of ours; put resolv.conf back",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := f.Control().Status(cmd.Context()); err == nil {
@@ -150,6 +165,13 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 				return err
 			}
 			defer unlock()
+			if res, err := splitdns.Restore(f.StateDir); err != nil {
+				fmt.Fprintf(f.ErrOut, "warning: resolv.conf: %v\n", err)
+			} else if res.Changed {
+				fmt.Fprintf(f.ErrOut, "warning: %s\n", res.Message())
+			} else if res.Restored {
+				fmt.Fprintln(f.Out, res.Message())
+			}
 			s, err := sys()
 			if err != nil {
 				return err
@@ -183,6 +205,9 @@ func owner(proto int) string {
 	}
 	return ""
 }
+
+// Schema names the format of `vpn routes show --json` (docs/JSON.md).
+var Schema = jsonout.Schema("routes", 1)
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

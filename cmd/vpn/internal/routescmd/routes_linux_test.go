@@ -56,8 +56,13 @@ func TestShowListsTunnelAddresses(t *testing.T) {
 	ns.IPIn("route", "add", "10.20.0.0/16", "dev", "cp7", "table", "7411", "proto", "197")
 
 	var snap routes.Snapshot
-	if err := json.Unmarshal([]byte(show(t, ns, dir, "--json")), &snap); err != nil {
+	raw := show(t, ns, dir, "--json")
+	if err := json.Unmarshal([]byte(raw), &snap); err != nil {
 		t.Fatal(err)
+	}
+	// One JSON shape: schema first, no rules here but [] rather than null.
+	if !strings.HasPrefix(raw, "{\n  \"schema\": \"clearpath.routes/v1\",") || strings.Contains(raw, "null") || !strings.Contains(raw, `"rules": []`) {
+		t.Errorf("routes show --json is not in the one JSON shape:\n%s", raw)
 	}
 	got := map[string]bool{}
 	for _, a := range snap.Addresses {

@@ -3,7 +3,6 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,9 +14,14 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/auth"
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/internal/units"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 )
+
+// Schema names the format of `vpn status --json` and `vpn up --json`
+// (docs/JSON.md).
+var Schema = jsonout.Schema("status", 1)
 
 // Options are the inputs of `vpn status`.
 type Options struct{ JSON bool }
@@ -56,15 +60,13 @@ func NewCmd(f *factory.Factory, get func(context.Context) (*control.Status, erro
 				}
 			}
 			if o.JSON {
-				enc := json.NewEncoder(f.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return jsonout.Write(f.Out, Schema, st)
 			}
 			Print(f.Out, st)
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (schema "+Schema+")")
 	return cmd
 }
 
@@ -123,6 +125,9 @@ func Print(w io.Writer, st *control.Status) {
 		mode = "full tunnel (all traffic of a family, as installed)"
 	}
 	rows = append(rows, [2]string{"mode", mode})
+	if d := DNSRow(st.DNS); d != "" {
+		rows = append(rows, [2]string{"dns", d})
+	}
 	for _, n := range st.Notices {
 		rows = append(rows, [2]string{"notice", n})
 	}

@@ -15,7 +15,6 @@ import (
 func run(t *testing.T, st control.Status, args ...string) string {
 	t.Helper()
 	dir := t.TempDir() // no cached login
-	t.Setenv("VPN_CONFIG_DIR", dir)
 	t.Setenv("CLEARPATH_CONFIG_DIR", dir)
 	var out bytes.Buffer
 	f := &factory.Factory{StateDir: t.TempDir(), Out: &out, ErrOut: &out}
@@ -72,5 +71,17 @@ func TestVersionsLeavesOutUnknownParts(t *testing.T) {
 		if got := Versions(&c.st); got != c.want {
 			t.Errorf("Versions(%+v) = %q, want %q", c.st, got, c.want)
 		}
+	}
+}
+
+// --json carries the schema first, and an empty status's lists are [].
+func TestStatusJSONCarriesSchema(t *testing.T) {
+	raw := run(t, control.Status{State: control.StateDown}, "--json")
+	if !strings.HasPrefix(raw, "{\n  \"schema\": \"clearpath.status/v1\",") {
+		t.Fatalf("vpn status --json:\n%s", raw)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(raw), &m); err != nil || m["state"] != "down" {
+		t.Fatalf("vpn status --json: %v\n%s", err, raw)
 	}
 }

@@ -1,13 +1,12 @@
 package up
 
 import (
-	"encoding/json"
-
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
+	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 )
 
-func writeJSON(f *factory.Factory, v any) error {
-	enc := json.NewEncoder(f.Out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+// Schema names the format of `vpn up --json`: the status after the
+// connection, as `vpn status --json` prints it (docs/JSON.md).
+var Schema = jsonout.Schema("status", 1)
+
+func writeJSON(f *factory.Factory, v any) error { return jsonout.Write(f.Out, Schema, v) }

@@ -17,6 +17,8 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/login"
+	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/status"
+	"github.com/clearpath-vpn/clearpath/internal/progress"
 )
 
 // Options are the inputs of `vpn up`.
@@ -51,6 +53,8 @@ type Options struct {
 	sendTokenFile bool
 	// trust is how the server is reached (--allow-http, --ca-file).
 	trust *login.Trust
+	// progress names the waits on a terminal (nil: silent).
+	progress *progress.Reporter
 }
 
 // Agent is the part of the agent connection `up` needs.
@@ -80,9 +84,9 @@ reason is printed.`,
 	cmd.Flags().StringVar(&o.TokenFile, "token-file", "", "file holding a bearer token obtained elsewhere (automation); default: log in (cached, refreshed)")
 	login.AddFlags(cmd, &o.Login)
 	cmd.Flags().StringVar(&o.Network, "network", "", "network to join when you belong to several")
-	cmd.Flags().StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env VPN_INTERFACE or the first free cpN)")
+	cmd.Flags().StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env CLEARPATH_INTERFACE or the first free cpN)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long to wait for traffic through the tunnel")
-	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the resulting status as JSON")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the resulting status as JSON (schema "+Schema+")")
 	cmd.Flags().BoolVar(&o.AllTraffic, "all-traffic", false, "send all IPv4 and IPv6 traffic through the tunnel (the LAN stays reachable)")
 	cmd.Flags().BoolVar(&o.BlockLAN, "block-lan", false, "with --all-traffic: do not keep the LAN outside the tunnel")
 	cmd.Flags().BoolVar(&o.RouteLAN, "route-lan", false, "let prefixes the gateway pushes take this machine's LAN, router and resolvers into the tunnel")
@@ -119,6 +123,9 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 	}
 	var tok string
 	var err error
+	if o.progress == nil {
+		o.progress = progress.New(f.ErrOut)
+	}
 	cache, err := auth.DefaultCache()
 	if err != nil {
 		return err
@@ -152,14 +159,18 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 			return err
 		}
 		o.Login.HTTP = o.trust.HTTP
+		done := o.progress.Wait("the gateway at " + o.Server + " and your login")
 		t, err := auth.Obtain(ctx, cache, o.Server, f.ErrOut, o.Login.LoginOptions)
+		done()
 		if err != nil {
 			return err
 		}
 		tok, o.refreshToken = t.IDToken, t.RefreshToken
 	}
 	start := time.Now()
+	done := o.progress.Wait("the agent")
 	c, err := f.EnsureAgent(ctx)
+	done()
 	if err != nil {
 		return err
 	}
@@ -178,7 +189,9 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 	if o.trust != nil {
 		req.AllowHTTP, req.CAPEM = o.trust.Policy.AllowHTTP, o.trust.Policy.CAPEM
 	}
+	done := o.progress.Wait("the tunnel: registration at " + o.Server + ", handshake, a reply through it")
 	st, err := c.Up(ctx, req)
+	done()
 	if err != nil {
 		return fmt.Errorf("up failed: %w", err)
 	}
@@ -193,6 +206,9 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 		st.Interface, strings.Join(st.Addresses, ", "), st.Endpoint, strings.Join(st.AllowedIPs, ", "))
 	if st.ExpiresAt != nil {
 		fmt.Fprintf(f.Out, "  expires    %s\n", st.ExpiresAt.Local().Format(time.RFC1123))
+	}
+	if d := status.DNSRow(st.DNS); d != "" {
+		fmt.Fprintf(f.Out, "  dns        %s\n", d)
 	}
 	return nil
 }

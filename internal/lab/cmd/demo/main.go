@@ -142,15 +142,19 @@ func run(user string, pause time.Duration) error {
 		"  eng: group engineering, pool 100.64.0.0/24 + fd00:64::/64, may reach vpc-a",
 		"  ops: group ops,         pool 100.65.0.0/24 + fd00:65::/64, may reach vpc-b",
 		"Each network is its own WireGuard interface with its own routing table; no NAT.",
+		"Each also pushes split DNS: corp.internal from vpc-a's server, ops.internal from vpc-b's.",
 		"The gateway's API is HTTPS, with a certificate from a CA made for this run.")
-	s, err := stack.Start(ctx, ref, bins)
+	if err := startDNS(ref); err != nil {
+		return err
+	}
+	s, err := stack.Start(ctx, ref, bins, dnsOptions()...)
 	if err != nil {
 		return err
 	}
 	d.s = s
 	d.c = s.Client(user)
 	// The user's config dir (tokens, remembered --ca-file) stays in the lab.
-	os.Setenv("VPN_CONFIG_DIR", d.c.ConfigDir)
+	os.Setenv("CLEARPATH_CONFIG_DIR", d.c.ConfigDir)
 	if _, err := d.sh(s.GW, "wg", "show", s.EngIface); err != nil {
 		return err
 	}
@@ -193,6 +197,7 @@ func run(user string, pause time.Duration) error {
 	d.sh(s.Laptop, "ip", "route")
 	d.sh(s.Laptop, "ip", "rule")
 	d.sh(s.Laptop, "curl", "-sS", "--max-time", "2", "http://"+lab.VPCAIP4+":8000/")
+	d.sh(s.Laptop, "getent", "hosts", "db.corp.internal")
 
 	if sd.network == "" {
 		d.say("Connecting: vpn up, as a user in no group",
@@ -231,6 +236,9 @@ func run(user string, pause time.Duration) error {
 		return err
 	}
 	fmt.Printf("    %s's service logged these sources: %v\n", sd.okName, svc.Seen())
+	if err := splitDNSStep(d, sd.network); err != nil {
+		return err
+	}
 
 	d.say("Status", "What the client knows about the tunnel:")
 	if _, err := d.vpn("status"); err != nil {
@@ -259,6 +267,9 @@ func run(user string, pause time.Duration) error {
 	if err := checkRestored(d, before); err != nil {
 		return err
 	}
+	if err := dnsAfterDown(d, sd.network); err != nil {
+		return err
+	}
 	return breakAndRepair(d, tokenFile, upArgs, before)
 }
 
@@ -267,7 +278,8 @@ func run(user string, pause time.Duration) error {
 func breakAndRepair(d *demo, tokenFile string, upArgs []string, before string) error {
 	d.say("When the network breaks: a VPN killed with kill -9",
 		"Connect again, then kill the agent the hard way, as a force-quit or a power cut",
-		"would, and add the rules a crashed wg-quick leaves behind (its table is gone):")
+		"would (resolv.conf still names its dead stub), and add the rules a crashed",
+		"wg-quick leaves behind (its table is gone):")
 	if _, err := d.vpn(append([]string{"up", "--server", stack.ServerURL, "--token-file", tokenFile, "--interface", d.c.Iface}, upArgs...)...); err != nil {
 		return err
 	}
@@ -302,6 +314,9 @@ func breakAndRepair(d *demo, tokenFile string, upArgs []string, before string) e
 	}
 	if _, err := d.vpn("doctor", "--fix", "orphan-rule"); err != nil {
 		return fmt.Errorf("vpn doctor --fix orphan-rule left problems: %w", err)
+	}
+	if err := checkResolvConf(d); err != nil { // the dead stub's resolv.conf: bare --fix
+		return err
 	}
 	return checkRestored(d, before)
 }

@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/clearpath-vpn/clearpath/client/splitdns"
+	"github.com/clearpath-vpn/clearpath/server/api"
+)
+
+// The gateway pushes split DNS: up starts the stub and points resolv.conf
+// at it (journal first), status shows it, route planning keeps the old
+// resolver as the LAN's; down stops the stub and puts the file back.
+func TestUpPointsResolvConfAtTheStubAndDownRestores(t *testing.T) {
+	r := newRig(t)
+	r.a.edge.stubListen = mustAddrPort("127.0.0.1:0")
+	r.gw.set(func(g *fakeGateway) {
+		g.spoil = func(pc *api.PeerConfig) { pc.DNS, pc.DNSDomains = []string{"10.20.0.53"}, []string{"corp.internal"} }
+	})
+	conf := r.a.edge.resolvConf
+	before, _ := os.ReadFile(conf)
+	st, err := r.up(r.request())
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if st.DNS == nil || st.DNS.Mode != "stub" || !slices.Equal(st.DNS.Domains, []string{"corp.internal"}) || !slices.Equal(st.DNS.Upstream, []string{"192.168.1.1"}) {
+		t.Fatalf("status dns = %+v", st.DNS)
+	}
+	now, _ := os.ReadFile(conf)
+	if !strings.Contains(string(now), "nameserver 127.0.0.1\n") || strings.Contains(string(now), "192.168.1.1") {
+		t.Errorf("resolv.conf while up:\n%s", now)
+	}
+	if _, err := os.Stat(filepath.Join(r.a.dir, splitdns.JournalFile)); err != nil {
+		t.Errorf("no DNS journal while up: %v", err)
+	}
+	r.a.mu.Lock()
+	res := r.a.spec.Resolvers
+	r.a.mu.Unlock()
+	if len(res) != 1 || res[0].String() != "192.168.1.1" {
+		t.Errorf("route planning sees resolvers %v, want the LAN's 192.168.1.1 (not the stub)", res)
+	}
+	stub := st.DNS.Stub
+	if _, err := r.a.Down(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(conf); string(after) != string(before) {
+		t.Errorf("after down resolv.conf = %q, want %q", after, before)
+	}
+	if _, err := os.Stat(filepath.Join(r.a.dir, splitdns.JournalFile)); !os.IsNotExist(err) {
+		t.Errorf("DNS journal still there after down: %v", err)
+	}
+	pc, err := net.ListenPacket("udp", stub)
+	if err != nil {
+		t.Errorf("the stub still holds %s after down: %v", stub, err)
+	} else {
+		pc.Close()
+	}
+}
+
+// A gateway pushing a DNS server outside the tunnel is refused before
+// anything changes; one pushing servers with no routing domains changes
+// nothing without --all-traffic and says so.
+func TestPushedDNSRefusedOrUnused(t *testing.T) {
+	r := newRig(t)
+	r.a.edge.stubListen = mustAddrPort("127.0.0.1:0")
+	conf := r.a.edge.resolvConf
+	before, _ := os.ReadFile(conf)
+	snap := r.snapshot()
+	r.gw.set(func(g *fakeGateway) {
+		g.spoil = func(pc *api.PeerConfig) { pc.DNS, pc.DNSDomains = []string{"192.168.1.1"}, []string{"corp.internal"} }
+	})
+	if _, err := r.up(r.request()); !contains(err, "dns[0]: 192.168.1.1 is not inside gateway.allowed_ips") {
+		t.Fatalf("up with a DNS server outside the tunnel: %v", err)
+	}
+	r.sameAsBefore(snap, "refused DNS")
+	if now, _ := os.ReadFile(conf); string(now) != string(before) {
+		t.Errorf("resolv.conf changed by a refused up: %q", now)
+	}
+	r.gw.set(func(g *fakeGateway) {
+		g.spoil = func(pc *api.PeerConfig) { pc.DNS = []string{"10.20.0.53"} }
+	})
+	st, err := r.up(r.request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DNS == nil || st.DNS.Mode != "off" || !strings.Contains(strings.Join(st.Notices, " "), "--all-traffic") {
+		t.Errorf("servers without domains, split tunnel: dns %+v, notices %v", st.DNS, st.Notices)
+	}
+	if now, _ := os.ReadFile(conf); string(now) != string(before) {
+		t.Errorf("resolv.conf changed although DNS is unused: %q", now)
+	}
+}
+
+// What a killed agent left is put back by the next agent's start.
+func TestRecoverDNSAtStart(t *testing.T) {
+	r := newRig(t)
+	conf := r.a.edge.resolvConf
+	before, _ := os.ReadFile(conf)
+	os.MkdirAll(r.a.dir, 0o700)
+	if _, err := splitdns.Point(r.a.dir, conf, splitdns.StubAddr); err != nil {
+		t.Fatal(err)
+	}
+	r.a.recoverDNS()
+	if now, _ := os.ReadFile(conf); string(now) != string(before) {
+		t.Errorf("after recovery resolv.conf = %q", now)
+	}
+}
+
+func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
