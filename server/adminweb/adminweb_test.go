@@ -298,3 +298,22 @@ func TestReadOnlyPagesRender(t *testing.T) {
 		}
 	}
 }
+
+// A flood of /login requests cannot lock admins out: some pending login
+// gives way, and a fresh one always starts.
+func TestLoginFloodDoesNotLockOut(t *testing.T) {
+	s := newSessions()
+	now := time.Now()
+	for range maxLogins + 10 {
+		if _, ok := s.startLogin(login{expires: now.Add(loginTTL)}, now); !ok {
+			t.Fatal("a login could not start")
+		}
+	}
+	state, _ := s.startLogin(login{verifier: "v", expires: now.Add(loginTTL)}, now)
+	if l, ok := s.takeLogin(state, now); !ok || l.verifier != "v" {
+		t.Fatal("the newest login is lost")
+	}
+	if len(s.logins) > maxLogins {
+		t.Errorf("%d pending logins kept, want at most %d", len(s.logins), maxLogins)
+	}
+}

@@ -118,13 +118,21 @@ func (s *sessions) delete(id string) {
 	delete(s.byID, id)
 }
 
+// startLogin stores l under a new state; it always succeeds (the bool is
+// kept for callers).
 func (s *sessions) startLogin(l login, now time.Time) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.logins) >= maxLogins {
 		s.sweep(now)
-		if len(s.logins) >= maxLogins {
-			return "", false
+		// Still full: someone is flooding /login. Drop a pending login at
+		// random (map order) rather than lock every admin out until
+		// they expire.
+		for id := range s.logins {
+			if len(s.logins) < maxLogins {
+				break
+			}
+			delete(s.logins, id)
 		}
 	}
 	state := randomToken()
