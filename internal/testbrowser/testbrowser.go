@@ -33,14 +33,21 @@ func Require(t testing.TB) {
 // at most 60 s; the browser stops when the test ends.
 func New(t testing.TB, execPath, userDataDir string) context.Context {
 	t.Helper()
+	return NewWithin(t, execPath, userDataDir, 60*time.Second)
+}
+
+// NewWithin is New with a time bound of its own and extra browser flags.
+func NewWithin(t testing.TB, execPath, userDataDir string, within time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(execPath), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.UserDataDir(userDataDir))
+	opts = append(opts, extra...)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancel)
 	ctx, cancel2 := chromedp.NewContext(actx)
 	t.Cleanup(cancel2)
-	ctx, cancel3 := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel3 := context.WithTimeout(ctx, within)
 	t.Cleanup(cancel3)
 	return ctx
 }

@@ -48,6 +48,11 @@ type Config struct {
 	API            API            `yaml:"api"`
 	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
 	MetricsToken   string         `yaml:"metrics_token"`
+	// The admin web page (admin.go): where it listens, who may use it and
+	// how they log in.
+	AdminListen string    `yaml:"admin_listen"`
+	AdminGroup  string    `yaml:"admin_group"`
+	Admin       AdminPage `yaml:"admin"`
 }
 
 // Flows configures the eBPF filter: it drops packets whose source is no
@@ -128,6 +133,9 @@ type Network struct {
 	// clients may reach ("udp/53", "tcp/53"); everything else addressed to
 	// the host from the network's interface is dropped (localports.go).
 	LocalPorts []string `yaml:"local_ports"`
+	// Access narrows what named users reach (access.go), enforced by the
+	// eBPF filter.
+	Access []AccessRule `yaml:"access"`
 	// DNS is pushed to the network's clients (split DNS, dns.go).
 	DNS *NetworkDNS `yaml:"dns"`
 }
@@ -248,6 +256,7 @@ func (c *Config) applyDefaults() {
 	c.applySecretsDefaults()
 	c.applyTLSDefaults()
 	c.applyAPIDefaults()
+	c.applyAdminDefaults()
 	for i := range c.Networks {
 		n := &c.Networks[i]
 		if n.MTU == 0 {
@@ -403,12 +412,14 @@ func (c *Config) Validate() error {
 		}
 		validateProbe(n, f, bad)
 		validateLocalPorts(n, f, bad)
+		validateAccess(c, n, f, bad)
 		validateDNS(n, f, bad)
 	}
 	c.validateOps(bad)
 	c.validateSecrets(bad)
 	c.validateTLS(bad)
 	c.validateAPI(bad)
+	c.validateAdmin(bad)
 	return errors.Join(errs...)
 }
 

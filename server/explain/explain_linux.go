@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"syscall"
 	"time"
 
@@ -120,8 +121,18 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 				hostOK, hostWhy = guard.Local(n.Interface, dst, req.Port)
 				v.Path = append(v.Path, "host guard -> "+hostWhy)
 			}
-			v.Allowed = kernelOK && d.Forwarded && hostOK && peer != nil && peer.ExpiresAt.After(req.Now) && a.Disabled == "" && v.ClientRoutes
+			// Access rules (config access.go), enforced by the eBPF filter.
+			accessOK := true
+			if allowed, ok := n.FilterAllowFor(req.Subject, req.Email); ok {
+				accessOK = slices.ContainsFunc(allowed, func(p netip.Prefix) bool { return p.Contains(dst) })
+				rules, _ := n.AllowFor(req.Subject, req.Email)
+				v.Path = append(v.Path, fmt.Sprintf("access rules of %s -> only %v and the gateway's tunnel addresses: %s", a.User, rules, map[bool]string{true: "allowed", false: "dropped by the eBPF filter (a denied flow in the flow log)"}[accessOK]))
+			}
+			v.Allowed = kernelOK && d.Forwarded && hostOK && accessOK && peer != nil && peer.ExpiresAt.After(req.Now) && a.Disabled == "" && v.ClientRoutes
 			switch {
+			case !accessOK:
+				rules, _ := n.AllowFor(req.Subject, req.Email)
+				v.Why = fmt.Sprintf("refused: the network's access rules let %s reach only %v; the eBPF filter drops the rest (the tables alone would say: %s)", a.User, rules, d.Why)
 			case kernelOK != d.Forwarded:
 				v.Why = fmt.Sprintf("the tables say %q but the kernel answers %q; trust the kernel", d.Why, kernel)
 			case !d.Forwarded:

@@ -23,6 +23,35 @@ type flows struct {
 	mu    sync.Mutex
 	addrs map[string][]netip.Addr // network + public key -> tunnel addresses
 	owner map[netip.Addr]string   // tunnel address -> network + public key
+	// nets are the running networks, for their access rules.
+	nets map[string]config.Network
+}
+
+// setNetworks gives the filter the networks' access rules (at start and
+// on reload); reapply then puts them on live peers.
+func (f *flows) setNetworks(ns []config.Network) {
+	if f == nil {
+		return
+	}
+	m := make(map[string]config.Network, len(ns))
+	for _, n := range ns {
+		m[n.Name] = n
+	}
+	f.mu.Lock()
+	f.nets = m
+	f.mu.Unlock()
+}
+
+// reapply sets every live peer's policy again from the access rules.
+func (f *flows) reapply(peers []store.Peer) error {
+	if f == nil {
+		return nil
+	}
+	var errs []error
+	for _, p := range peers {
+		errs = append(errs, f.add(p))
+	}
+	return errors.Join(errs...)
 }
 
 // startFlows loads the filter as the config asks: "auto" warns and goes on
@@ -49,11 +78,15 @@ func (g *Gateway) startFlows(c config.Flows) (*flows, error) {
 		if c.Filter == config.FlowFilterOn {
 			return nil, fmt.Errorf("flows.filter is on: %w", err)
 		}
+		if g.cfg.HasAccessRules() {
+			return nil, fmt.Errorf("networks[].access needs the eBPF flow filter, which cannot run here: %w", err)
+		}
 		g.log.Warn("per-user flow filter and flow log off (flows.filter: on makes this fatal)", "err", err)
 		return nil, nil
 	}
 	g.log.Info("per-user flow filter on", "flow_log", c.Log, "table_size", size, "user_flows", c.UserFlows, "unparsed", c.Unparsed)
 	f := &flows{ff: ff, addrs: map[string][]netip.Addr{}, owner: map[netip.Addr]string{}}
+	f.setNetworks(g.cfg.Networks)
 	// Serve runs once per process; a second registration keeps the first.
 	if err := g.metrics.Registry.Register(flowCollector{f}); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -125,9 +158,19 @@ func (f *flows) add(p store.Peer) error {
 	}
 	key := p.Network + "/" + p.PublicKey
 	addrs := []netip.Addr{p.Addr.V4, p.Addr.V6}
+	f.mu.Lock()
+	// nil: the network's routing decides; a list: only these (access rules).
+	allowed, narrowed := f.nets[p.Network].FilterAllowFor(p.Subject, p.Email)
+	f.mu.Unlock()
+	if !narrowed {
+		allowed = nil
+	}
 	var errs []error
 	for _, a := range addrs {
-		if err := f.ff.OnPeer(a, flowUser(p), nil); err != nil {
+		if !a.IsValid() {
+			continue
+		}
+		if err := f.ff.OnPeer(a, flowUser(p), allowed); err != nil {
 			errs = append(errs, err)
 		}
 	}

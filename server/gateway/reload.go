@@ -47,6 +47,10 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 	restart("state_dir", cur.StateDir, next.StateDir)
 	restart("admin_socket", cur.AdminSocket, next.AdminSocket)
 	restart("metrics_listen", cur.MetricsListen, next.MetricsListen)
+	// The admin page (adminweb.go) reads its settings once, at start.
+	restart("admin_listen", cur.AdminListen, next.AdminListen)
+	restart("admin_group", cur.AdminGroup, next.AdminGroup)
+	restart("admin", cur.Admin, next.Admin)
 	restart("api", cur.API, next.API)
 	restart("trusted_proxies", cur.TrustedProxies, next.TrustedProxies)
 	if cur.MetricsToken != next.MetricsToken { // a secret: no values
@@ -131,6 +135,9 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 		diff("probe", o.Probe, n.Probe)
 		if !slices.Equal(o.LocalPorts, n.LocalPorts) {
 			d = append(d, fmt.Sprintf("local_ports %v -> %v", o.LocalPorts, n.LocalPorts))
+		}
+		if !reflect.DeepEqual(o.Access, n.Access) {
+			d = append(d, fmt.Sprintf("access %d -> %d rule(s)", len(o.Access), len(n.Access)))
 		}
 		oS, oD := o.PushedDNS()
 		nS, nD := n.PushedDNS()
@@ -229,6 +236,9 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err := g.preflight(changes); err != nil {
 		return res, fmt.Errorf("config %s: %w", g.configPath, err)
 	}
+	if g.flows == nil && next.HasAccessRules() {
+		return res, fmt.Errorf("config %s: networks[].access needs the eBPF flow filter, which is off on this gateway; nothing changed", g.configPath)
+	}
 	if err := g.net.checkTables(next.Networks); err != nil {
 		return res, fmt.Errorf("config %s: %w; nothing changed", g.configPath, err)
 	}
@@ -256,6 +266,16 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 		g.log.Info("TLS certificate reloaded", "cert", next.TLS.Cert, "certificate", certs.Describe(g.certs.Leaf()))
 	}
 	g.cfg = next
+	// Access rules (flows.go) reach live peers now, not at their next
+	// registration.
+	g.flows.setNetworks(next.Networks)
+	var live []store.Peer
+	for _, t := range g.life.Tracked() {
+		live = append(live, t.Peer)
+	}
+	if err := g.flows.reapply(live); err != nil {
+		g.log.Error("reload: access rules on live peers", "err", err)
+	}
 	g.life.SetSettings(settingsOf(next))
 	g.store.SetAllocationGrace(next.AllocationGrace)
 	g.verifier.SetRequireEmailVerified(next.OIDC.EmailVerifiedRequired())

@@ -38,6 +38,7 @@ func TestPlanReload(t *testing.T) {
 		{"settings", strings.Replace(config.Example, "key_ttl: 720h", "key_ttl: 24h", 1), nil, []string{"key_ttl", "lifecycle"}, ""},
 		{"pool", strings.Replace(config.Example, "pool: [100.65.0.0/24", "pool: [100.99.0.0/24", 1), nil, nil, "networks[1].pool: the pool of running network ops cannot change"},
 		{"listen", strings.Replace(config.Example, `listen: ":8080"`, `listen: ":9090"`, 1), nil, nil, "listen: changing it needs a restart"},
+		{"admin group", config.Example + "\nadmin_group: ops\n", nil, nil, "admin_group: changing it needs a restart"},
 		{"issuer", strings.Replace(config.Example, "issuer: https://id.example.com/realms/company", "issuer: https://other.example.com", 1), nil, nil, "oidc.issuer: changing it needs a restart"},
 		{"tls mode", strings.Replace(config.Example, "key_ttl: 720h", "key_ttl: 720h\ntls: {acme: {domains: [vpn.example.com], accept_tos: true}}", 1), nil, nil, "tls: switching from plain HTTP to ACME needs a restart"},
 		{"table swap", strings.Replace(strings.Replace(config.Example, "    # table: 1000        # policy routing table (default 1000 + position)\n", "    table: 1001\n", 1), "    allow: [10.20.0.0/16, \"fd10:20::/64\"]\n", "    allow: [10.20.0.0/16, \"fd10:20::/64\"]\n    table: 1000\n", 1),

@@ -94,6 +94,13 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	s.did("admin socket", func() { admin.Close() })
 
+	// Admin web page hook (adminweb.go): its own listener on admin_listen.
+	stopWeb, err := g.startAdminWeb(ctx)
+	if err != nil {
+		return err
+	}
+	s.did("admin page", stopWeb)
+
 	lifeCtx, stopLife := context.WithCancel(context.Background())
 	srv := apiServer(g.opsHandler(g.Handler(), cfg.MetricsToken), cfg.API, log)
 	errc := make(chan error, 3)

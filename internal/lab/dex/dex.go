@@ -32,6 +32,10 @@ const (
 	// OtherClientID is another application of the same provider: a valid
 	// token of it has the wrong audience for the gateway.
 	OtherClientID = "other-app"
+	// AdminClientID is the admin page's client; AdminRedirectURI the only
+	// redirect it accepts: the page at its default admin_listen.
+	AdminClientID    = "clearpath-admin"
+	AdminRedirectURI = "https://127.0.0.1:9443/auth/callback"
 	// Scopes asked for by the lab (groups carries the group claim).
 	Scopes = "openid profile email groups offline_access"
 )
@@ -86,7 +90,8 @@ func (c Config) Render() ([]byte, error) {
 		"IDTokenTTL":    c.IDTokenTTL.String(),
 		"ClientID":      ClientID,
 		"OtherClientID": OtherClientID,
-		"Users":         users,
+		"AdminClientID": AdminClientID, "AdminRedirectURI": AdminRedirectURI,
+		"Users": users,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dex: render config: %w", err)

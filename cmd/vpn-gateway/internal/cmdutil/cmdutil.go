@@ -9,11 +9,11 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/clearpath-vpn/clearpath/server/adminops"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -61,60 +61,9 @@ func Remote() string {
 	return "cli@" + h
 }
 
-// ResolveUser finds the user an administrator named: a token subject, an
-// e-mail, or the part of an e-mail before the @ when only one user has it.
-// It looks at registered peers and at the audit log (logins name both).
+// ResolveUser finds the user an administrator named (adminops.ResolveUser).
 func ResolveUser(ctx context.Context, st *store.Store, name string) (subject, email string, err error) {
-	type who struct{ sub, email string }
-	seen := map[who]bool{}
-	peers, err := st.Peers(ctx, "")
-	if err != nil {
-		return "", "", err
-	}
-	for _, p := range peers {
-		seen[who{p.Subject, p.Email}] = true
-	}
-	recs, err := st.QueryAudit(ctx, store.AuditQuery{Action: "login"})
-	if err != nil {
-		return "", "", err
-	}
-	for _, r := range recs {
-		if r.Subject != "" {
-			seen[who{r.Subject, r.Email}] = true
-		}
-	}
-	var exact, local []who
-	for w := range seen {
-		switch {
-		case w.sub == name || (w.email != "" && strings.EqualFold(w.email, name)):
-			exact = append(exact, w)
-		case w.email != "" && strings.EqualFold(strings.SplitN(w.email, "@", 2)[0], name):
-			local = append(local, w)
-		}
-	}
-	pick := exact
-	if len(pick) == 0 {
-		pick = local
-	}
-	subs := map[string]who{}
-	for _, w := range pick {
-		if prev, ok := subs[w.sub]; !ok || prev.email == "" {
-			subs[w.sub] = w
-		}
-	}
-	switch len(subs) {
-	case 0:
-		return "", "", fmt.Errorf("no user %q has registered or logged in on this gateway", name)
-	case 1:
-		for _, w := range subs {
-			return w.sub, w.email, nil
-		}
-	}
-	var names []string
-	for _, w := range subs {
-		names = append(names, w.email+" ("+w.sub+")")
-	}
-	return "", "", fmt.Errorf("%q matches several users: %s; name one by e-mail or subject", name, strings.Join(names, ", "))
+	return adminops.ResolveUser(ctx, st, name)
 }
 
 // Ago formats how long ago t was ("3m12s ago", "never").

@@ -20,8 +20,8 @@ import (
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/internal/units"
 	"github.com/clearpath-vpn/clearpath/server/admin"
+	"github.com/clearpath-vpn/clearpath/server/adminops"
 	"github.com/clearpath-vpn/clearpath/server/api"
-	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -291,27 +291,33 @@ func Targets(ctx context.Context, st *store.Store, user string, ids []string, ne
 // RevokePeers deletes peers from the store, audits and reports, then tells
 // the local gateway. It returns how many were revoked.
 func RevokePeers(ctx context.Context, io cmdutil.IO, cfg *config.Config, st *store.Store, peers []store.Peer, reason string, noNotify bool) (int, error) {
-	if reason == "" {
-		reason = "revoked by " + cmdutil.Actor()
-	}
 	start := time.Now()
+	res, err := adminops.Revoke(ctx, st, adminops.Actor{Name: cmdutil.Actor(), Remote: cmdutil.Remote()}, peers, reason)
+	n, rerr := reportRevoked(ctx, io, cfg, res, err != nil || noNotify, start)
+	if err != nil {
+		return n, err
+	}
+	return n, rerr
+}
+
+// ReportRevoked prints what adminops.Revoke or adminops.Disable did and,
+// unless noNotify, asks the local gateway to take the keys off its devices
+// at once. It returns how many were revoked.
+func ReportRevoked(ctx context.Context, io cmdutil.IO, cfg *config.Config, res []adminops.Revoked, noNotify bool) (int, error) {
+	return reportRevoked(ctx, io, cfg, res, noNotify, time.Now())
+}
+
+func reportRevoked(ctx context.Context, io cmdutil.IO, cfg *config.Config, res []adminops.Revoked, noNotify bool, start time.Time) (int, error) {
 	var done []store.Peer
-	for _, p := range peers {
-		ok, err := st.DeletePeerByID(ctx, p.ID)
-		if err != nil {
-			return len(done), err
-		}
-		if !ok {
+	for _, r := range res {
+		p := r.Peer
+		if r.Gone {
 			fmt.Fprintf(io.ErrOut, "peer %s is already gone\n", p.ID)
 			continue
 		}
 		who := p.Email
 		if who == "" {
 			who = p.Subject
-		}
-		if err := st.Record(ctx, store.AuditRecord{Actor: cmdutil.Actor(), Action: audit.Revoke, Subject: p.Subject, Email: p.Email, Network: p.Network, PeerID: p.ID,
-			Remote: cmdutil.Remote(), Detail: fmt.Sprintf("key of %s revoked: %s", dash(p.Hostname), reason)}); err != nil {
-			return len(done), err
 		}
 		fmt.Fprintf(io.Out, "Revoked peer %s of %s in network %s (host %s).\n", p.ID, api.Printable(who), p.Network, dash(api.Printable(p.Hostname)))
 		done = append(done, p)

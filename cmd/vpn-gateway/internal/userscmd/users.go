@@ -14,8 +14,8 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/peerscmd"
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
+	"github.com/clearpath-vpn/clearpath/server/adminops"
 	"github.com/clearpath-vpn/clearpath/server/api"
-	"github.com/clearpath-vpn/clearpath/server/audit"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
@@ -71,39 +71,24 @@ func Disable(ctx context.Context, io cmdutil.IO, configPath, user, reason string
 		subject, email = user, ""
 		fmt.Fprintf(io.ErrOut, "note: %v; disabling %q as given\n", err, user)
 	}
-	for _, ident := range []string{subject, email} {
-		if ident != "" {
-			if err := st.DisableUser(ctx, ident, reason, cmdutil.Actor()); err != nil {
-				return err
-			}
-		}
-	}
-	detail := "disabled"
-	if reason != "" {
-		detail += ": " + reason
-	}
-	if err := st.Record(ctx, store.AuditRecord{Actor: cmdutil.Actor(), Action: audit.Disable, Subject: subject, Email: email, Remote: cmdutil.Remote(), Detail: detail}); err != nil {
-		return err
-	}
-	fmt.Fprintf(io.Out, "Disabled %s.\n", name(subject, email))
-	all, err := st.Peers(ctx, "")
+	who := adminops.Actor{Name: cmdutil.Actor(), Remote: cmdutil.Remote()}
+	// Record the disabling and revoke the keys in the store (shared with
+	// the admin page), then report and poke the gateway as peers revoke does.
+	res, err := adminops.Disable(ctx, st, who, subject, email, reason)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(io.Out, "Disabled %s.\n", name(subject, email))
 	var peers []store.Peer
-	for _, p := range all {
-		if p.Subject == subject {
-			peers = append(peers, p)
+	for _, r := range res {
+		if !r.Gone {
+			peers = append(peers, r.Peer)
 		}
 	}
 	if len(peers) == 0 {
 		return nil
 	}
-	why := "user disabled"
-	if reason != "" {
-		why += ": " + reason
-	}
-	_, err = peerscmd.RevokePeers(ctx, io, cfg, st, peers, why, noNotify)
+	_, err = peerscmd.ReportRevoked(ctx, io, cfg, res, noNotify)
 	return err
 }
 
@@ -125,22 +110,12 @@ func Enable(ctx context.Context, io cmdutil.IO, configPath, user string) error {
 	if err != nil {
 		subject, email = user, ""
 	}
-	found := false
-	for _, ident := range []string{subject, email, user} {
-		if ident == "" {
-			continue
-		}
-		ok, err := st.EnableUser(ctx, ident)
-		if err != nil {
-			return err
-		}
-		found = found || ok
+	found, err := adminops.Enable(ctx, st, adminops.Actor{Name: cmdutil.Actor(), Remote: cmdutil.Remote()}, subject, email, user)
+	if err != nil {
+		return err
 	}
 	if !found {
 		return fmt.Errorf("%s is not disabled", user)
-	}
-	if err := st.Record(ctx, store.AuditRecord{Actor: cmdutil.Actor(), Action: audit.Enable, Subject: subject, Email: email, Remote: cmdutil.Remote(), Detail: "enabled"}); err != nil {
-		return err
 	}
 	fmt.Fprintf(io.Out, "Enabled %s: they may register again.\n", name(subject, email))
 	return nil
