@@ -21,6 +21,18 @@ type DoctorInput struct {
 	// sent through the tunnel (only while the agent runs the stub).
 	Unreachable []string
 	Now         time.Time
+
+	// FullTunnel: the agent captures all traffic through TunnelDev.
+	FullTunnel bool
+	TunnelDev  string
+	// Resolvers are the resolvers queries reach, each with its route.
+	Resolvers []ResolverRoute
+	// Domains, Servers and All are the session's split DNS (agent
+	// status); Claims what other resolver configurations claim.
+	Domains []string
+	Servers []string
+	All     bool
+	Claims  []DomainClaim
 }
 
 // IDs of the findings Diagnose makes (listed in routes/analysis.IDs too;
@@ -39,7 +51,8 @@ func RestoreFixable(f analysis.Finding) bool {
 
 // Diagnose is doctor's pure DNS check: resolv.conf pointing at a stub no
 // agent serves (a crashed session), a DNS journal nobody restored, the
-// tunnel's resolvers not answering.
+// tunnel's resolvers not answering, DNS routed outside a full tunnel
+// (leak.go), a routing domain another resolver configuration claims.
 func Diagnose(in DoctorInput) []analysis.Finding {
 	var out []analysis.Finding
 	ev := func(kind, format string, a ...any) analysis.Evidence {
@@ -84,5 +97,6 @@ func Diagnose(in DoctorInput) []analysis.Finding {
 			Explanation: "Names under the routing domains fail (SERVFAIL) while these servers are silent; ClearPath never asks the LAN for them instead. The gateway's network must let clients reach its DNS servers (allow list, or local_ports udp/53 for the gateway's own address), and the servers must run.",
 			Commands:    []string{"vpn-gateway doctor (on the gateway)"}})
 	}
-	return out
+	out = append(out, leak(in)...)
+	return append(out, conflict(in)...)
 }
