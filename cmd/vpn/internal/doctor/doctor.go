@@ -147,7 +147,7 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 	if err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("doctor: %w", err)}
 	}
-	rep := dnsFindings(blockedFinding(analysis.Analyze(in), o), env, o)
+	rep := dnsFindings(blockedFinding(analysis.Analyze(in), o), in, env, o)
 	if o.Fix != "" {
 		if sys == nil {
 			return &ExitError{Code: 2, Err: errors.New("doctor: --fix works on this machine, not on a --snapshot file")}
@@ -164,7 +164,7 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 			if in, _, err = gather(ctx, env, o); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			rep = dnsFindings(blockedFinding(analysis.Analyze(in), o), env, o)
+			rep = dnsFindings(blockedFinding(analysis.Analyze(in), o), in, env, o)
 		}
 	}
 	if o.Bundle != "" {
