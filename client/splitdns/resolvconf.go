@@ -62,7 +62,12 @@ type Journal struct {
 	Before []byte `json:"before"`
 	Ours   []byte `json:"ours"`
 	// Missing: there was no file before (restore removes ours).
-	Missing bool      `json:"missing,omitempty"`
+	Missing bool `json:"missing,omitempty"`
+	// Servers, Domains and All: what a resolved link was given (for
+	// `vpn routes dns`).
+	Servers []string  `json:"servers,omitempty"`
+	Domains []string  `json:"domains,omitempty"`
+	All     bool      `json:"all,omitempty"`
 	Stub    string    `json:"stub"`
 	PID     int       `json:"pid"`
 	At      time.Time `json:"at"`

@@ -137,7 +137,7 @@ func PointResolved(stateDir string, r *Resolved, link string, ifindex int, serve
 	if _, err := os.Lstat(stateDir + "/" + JournalFile); err == nil {
 		return fmt.Errorf("a DNS journal of an earlier session is still in %s: run `vpn routes restore`", stateDir)
 	}
-	if err := writeJournal(stateDir, Journal{Mode: ModeResolved, Link: link, Index: ifindex, PID: os.Getpid(), At: time.Now().UTC()}); err != nil {
+	if err := writeJournal(stateDir, Journal{Mode: ModeResolved, Link: link, Index: ifindex, Servers: addrStrings(servers), Domains: domains, All: all, PID: os.Getpid(), At: time.Now().UTC()}); err != nil {
 		return err
 	}
 	if err := r.SetLink(ifindex, servers, domains, all); err != nil {
@@ -197,4 +197,12 @@ func (r *Resolved) Claims(links map[int]string, skip int) ([]DomainClaim, error)
 		}
 	}
 	return out, nil
+}
+
+func addrStrings(as []netip.Addr) []string {
+	var out []string
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
 }
