@@ -149,12 +149,16 @@ func Point(stateDir, path string, stub netip.Addr) (before []byte, err error) {
 	return before, nil
 }
 
-func writeJournal(dir string, j Journal) error {
-	b, err := json.Marshal(j)
+func writeJournal(dir string, j Journal) error { return writeJSONJournal(dir, JournalFile, j) }
+
+// writeJSONJournal writes v as the journal name in dir: a synced temp
+// file renamed into place, then the directory synced.
+func writeJSONJournal(dir, name string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp := JournalFile + ".tmp"
+	tmp := name + ".tmp"
 	f, err := statedir.OpenFile(dir, tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("DNS journal: %w", err)
@@ -166,7 +170,7 @@ func writeJournal(dir string, j Journal) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(filepath.Join(dir, tmp), filepath.Join(dir, JournalFile))
+		err = os.Rename(filepath.Join(dir, tmp), filepath.Join(dir, name))
 	}
 	if err != nil {
 		os.Remove(filepath.Join(dir, tmp))
