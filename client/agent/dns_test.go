@@ -112,3 +112,44 @@ func TestRecoverDNSAtStart(t *testing.T) {
 }
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// macOS's split DNS, with a temp directory as /etc/resolver: up writes a
+// file per routing domain (journaled), leaves a domain whose file exists
+// alone and says so; down removes only our file; resolv.conf is untouched.
+func TestUpWritesResolverFilesAndDownRemovesThem(t *testing.T) {
+	r := newRig(t)
+	dir := filepath.Join(t.TempDir(), "resolver")
+	r.a.edge.resolverDir = dir
+	os.MkdirAll(dir, 0o755)
+	other := filepath.Join(dir, "lab.corp")
+	os.WriteFile(other, []byte("nameserver 172.16.0.53\n"), 0o644)
+	r.gw.set(func(g *fakeGateway) {
+		g.spoil = func(pc *api.PeerConfig) {
+			pc.DNS, pc.DNSDomains = []string{"10.20.0.53"}, []string{"corp.internal", "lab.corp"}
+		}
+	})
+	conf := r.a.edge.resolvConf
+	before, _ := os.ReadFile(conf)
+	st, err := r.up(r.request())
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if st.DNS == nil || st.DNS.Mode != "resolver" || !strings.Contains(st.DNS.Note, "lab.corp") {
+		t.Fatalf("status dns = %+v", st.DNS)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "corp.internal")); err != nil || !strings.Contains(string(b), "nameserver 10.20.0.53\n") {
+		t.Fatalf("corp.internal: %q, %v", b, err)
+	}
+	if now, _ := os.ReadFile(conf); string(now) != string(before) {
+		t.Errorf("resolv.conf changed in resolver mode: %q", now)
+	}
+	if _, err := r.a.Down(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "corp.internal")); !os.IsNotExist(err) {
+		t.Errorf("our resolver file left after down: %v", err)
+	}
+	if b, _ := os.ReadFile(other); string(b) != "nameserver 172.16.0.53\n" {
+		t.Errorf("another VPN's file changed: %q", b)
+	}
+}

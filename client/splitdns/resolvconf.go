@@ -212,12 +212,28 @@ type Result struct {
 	// as it is and the previous content saved to SavedAs.
 	Changed bool
 	SavedAs string
+	// Resolver: what was done to the /etc/resolver files (macOS).
+	Resolver ResolverResult
 }
 
 // Message is a sentence for the user, "" when there was nothing to do.
 func (r Result) Message() string {
+	var parts []string
+	if m := r.resolvMessage(); m != "" {
+		parts = append(parts, m)
+	}
+	if n := len(r.Resolver.Removed); n > 0 {
+		parts = append(parts, fmt.Sprintf("removed %d resolver file(s) of ours: %s", n, strings.Join(r.Resolver.Removed, ", ")))
+	}
+	if len(r.Resolver.Kept) > 0 {
+		parts = append(parts, fmt.Sprintf("%s changed by something else while the tunnel was up: left as it is, not removed", strings.Join(r.Resolver.Kept, ", ")))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (r Result) resolvMessage() string {
 	switch {
-	case !r.Journaled:
+	case !r.Journaled || r.Path == "":
 		return ""
 	case r.Changed && r.SavedAs == "":
 		return fmt.Sprintf("%s was changed by something else while the tunnel was up: left as it is, not overwritten (there was no such file before `vpn up`)", r.Path)
@@ -234,7 +250,27 @@ func (r Result) Message() string {
 // Restore undoes the journaled resolv.conf change, if any: the file comes
 // back byte for byte when it still holds what we wrote (or a torn prefix
 // of it: a crash mid-write). The journal is removed once acted on.
+//
+// It also replays the /etc/resolver journal (macOS, resolverdir.go):
+// Resolver says what that did.
 func Restore(stateDir string) (Result, error) {
+	rr, rerr := RestoreResolverDir(stateDir)
+	res, err := restoreResolvConf(stateDir)
+	res.Resolver = rr
+	// Callers tell warnings (Changed) from done (Restored) by these; a
+	// session has one journal or the other (macOS: resolver files).
+	if res.Path == "" && rr.Journaled {
+		res.Journaled = true
+		res.Changed = len(rr.Kept) > 0
+		res.Restored = !res.Changed
+	}
+	if rerr != nil && err == nil {
+		err = rerr
+	}
+	return res, err
+}
+
+func restoreResolvConf(stateDir string) (Result, error) {
 	jp := filepath.Join(stateDir, JournalFile)
 	b, err := statedir.ReadFile(jp)
 	if errors.Is(err, os.ErrNotExist) {
