@@ -77,8 +77,8 @@ type edges struct {
 	resolved   func(resolvConf string) *splitdns.Resolved // systemd-resolved when in charge (nil edge: never)
 	// resolverDir: per-domain resolver files (macOS /etc/resolver; "" none).
 	resolverDir string
-	now        func() time.Time
-	after      func(time.Duration) <-chan time.Time
+	now         func() time.Time
+	after       func(time.Duration) <-chan time.Time
 }
 
 func machineEdges() edges {
