@@ -187,6 +187,37 @@ func PendingResolver(stateDir string) (*ResolverJournal, error) {
 	return &j, nil
 }
 
+// ourResolverFile says whether b is exactly a file we write for name:
+// our header, then only nameserver lines.
+func ourResolverFile(name string, b []byte) bool {
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) < 2 || lines[0] != strings.TrimSuffix(string(ResolverContent(name, nil)), "\n") {
+		return false
+	}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) != 2 || f[0] != "nameserver" {
+			return false
+		}
+		if _, err := netip.ParseAddr(f[1]); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// RemoveOurResolverFiles removes the files in dir that are exactly ours
+// (OurResolverFiles): a dead session's, when no journal says more.
+func RemoveOurResolverFiles(dir string) (removed []string, err error) {
+	for _, p := range OurResolverFiles(dir) {
+		if err := os.Remove(p); err != nil {
+			return removed, fmt.Errorf("remove %s: %w", p, err)
+		}
+		removed = append(removed, p)
+	}
+	return removed, nil
+}
+
 // OurResolverFiles lists the files in dir that start with our marker: a
 // session's files, or a dead one's when no agent runs.
 func OurResolverFiles(dir string) []string {
@@ -201,7 +232,7 @@ func OurResolverFiles(dir string) []string {
 		}
 		p := filepath.Join(dir, e.Name())
 		b, err := os.ReadFile(p)
-		if err == nil && bytes.HasPrefix(b, []byte(resolverMarker+e.Name()+";")) {
+		if err == nil && ourResolverFile(e.Name(), b) {
 			out = append(out, p)
 		}
 	}

@@ -14,6 +14,7 @@ var IDs = []string{
 	"dns-domain-conflict",             // client/splitdns
 	"dns-journal-left",                // client/splitdns (split DNS)
 	"dns-leak-full-tunnel",            // client/splitdns
+	"dns-resolver-stale",              // client/splitdns (macOS)
 	"dns-stub-orphaned",               // client/splitdns
 	"dns-tunnel-resolver-unreachable", // client/splitdns
 	"dns-unroutable",

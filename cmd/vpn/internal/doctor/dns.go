@@ -47,6 +47,12 @@ func dnsFindings(rep analysis.Report, ain analysis.Input, env *Env, o *Options) 
 			}
 		}
 	}
+	if env.ResolverDir != "" {
+		in.ResolverDir = env.ResolverDir
+		in.ResolverFiles = splitdns.OurResolverFiles(env.ResolverDir)
+		in.ResolverJournal, _ = splitdns.PendingResolver(env.StateDir)
+		in.AgentResolver = d != nil && d.Mode == "resolver"
+	}
 	dnsRoutes(&in, ain, d)
 	for _, f := range splitdns.Diagnose(in) {
 		rep.Findings = append(rep.Findings, f)
@@ -149,6 +155,15 @@ func fixDNS(w io.Writer, env *Env, rep analysis.Report, o *Options, named map[st
 			return 0, fmt.Errorf("fix %s: %w", f.ID, err)
 		}
 		res, err := splitdns.Restore(env.StateDir)
+		if err == nil && f.ID == splitdns.FindingResolverLeft && env.ResolverDir != "" {
+			// Files of ours no journal lists (it was lost): by their header.
+			var rm []string
+			rm, err = splitdns.RemoveOurResolverFiles(env.ResolverDir)
+			res.Resolver.Removed = append(res.Resolver.Removed, rm...)
+			if len(rm) > 0 && !res.Journaled {
+				res.Journaled, res.Restored = true, true
+			}
+		}
 		unlock()
 		if err != nil {
 			return 0, fmt.Errorf("fix %s: %w", f.ID, err)

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,5 +59,60 @@ func TestDoctorDNSLeakFullTunnel(t *testing.T) {
 		case c.leak != "" && (!strings.Contains(ev, c.leak) || !strings.Contains(ev, "dev lan0") || len(cmds) == 0):
 			t.Errorf("%s: evidence %q, want %q via lan0", c.name, ev, c.leak)
 		}
+	}
+}
+
+// macOS's resolver files, with a temp directory as /etc/resolver: a
+// killed agent's files (journaled, or found by their exact header when
+// the journal is gone) are dns-resolver-stale with each file as
+// evidence; --fix removes only them, never another VPN's file nor one of
+// ours edited since; the next doctor is clean. While the agent runs a
+// resolver session, nothing is reported.
+func TestDoctorResolverFilesStale(t *testing.T) {
+	ns := netnstest.New(t)
+	dir := t.TempDir()
+	e := env(ns)
+	e.StateDir, e.ResolvConf, e.ResolverDir = filepath.Join(dir, "state"), filepath.Join(dir, "resolv.conf"), filepath.Join(dir, "resolver")
+	os.Mkdir(e.StateDir, 0o700)
+	os.WriteFile(e.ResolvConf, []byte("nameserver 10.1.2.1\n"), 0o644)
+	os.Mkdir(e.ResolverDir, 0o755)
+	foreign := filepath.Join(e.ResolverDir, "other.vpn")
+	os.WriteFile(foreign, []byte("nameserver 172.16.0.53\n"), 0o644)
+	servers := []netip.Addr{netip.MustParseAddr("10.10.0.10")}
+	if _, err := splitdns.PointResolverDir(e.StateDir, e.ResolverDir, servers, []string{"corp.internal"}); err != nil {
+		t.Fatal(err)
+	}
+	// Journal lost, file still there: found by its header. Another of ours
+	// the user edited since is not ours any more.
+	os.WriteFile(filepath.Join(e.ResolverDir, "lab.corp"), splitdns.ResolverContent("lab.corp", servers), 0o644)
+	edited := filepath.Join(e.ResolverDir, "eng.corp")
+	os.WriteFile(edited, append(splitdns.ResolverContent("eng.corp", servers), "search_order 1\n"...), 0o644)
+
+	live := e.Agent
+	e.Agent = func(context.Context) (*control.Status, error) {
+		return &control.Status{State: control.StateUp, Interface: "wg0", DNS: &control.DNSStatus{Mode: "resolver", Domains: []string{"corp.internal"}}}, nil
+	}
+	if found, _, ev := findingOf(t, e, splitdns.FindingResolverLeft); found {
+		t.Fatalf("reported while the agent runs its session: %s", ev)
+	}
+	e.Agent = live
+	found, cmds, ev := findingOf(t, e, splitdns.FindingResolverLeft)
+	if !found || !strings.Contains(ev, "corp.internal: written by ClearPath") || !strings.Contains(ev, "lab.corp") ||
+		strings.Contains(ev, "eng.corp") || strings.Contains(ev, "other.vpn") || len(cmds) == 0 {
+		t.Fatalf("found %v, evidence:\n%s", found, ev)
+	}
+	rep, _ := run(t, e, &Options{Fix: splitdns.FindingResolverLeft})
+	for _, f := range rep.Findings {
+		if f.ID == splitdns.FindingResolverLeft {
+			t.Errorf("still reported after --fix: %+v", f.Evidence)
+		}
+	}
+	left, _ := os.ReadDir(e.ResolverDir)
+	var names []string
+	for _, x := range left {
+		names = append(names, x.Name())
+	}
+	if strings.Join(names, ",") != "eng.corp,other.vpn" {
+		t.Errorf("after --fix the resolver dir holds %v, want eng.corp,other.vpn", names)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/splitdns"
 	"github.com/clearpath-vpn/clearpath/client/tunnel"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/routes"
@@ -66,8 +68,9 @@ type Env struct {
 	// though its socket may not answer); nil: not checked.
 	Running func() (pid int, running, known bool)
 	// StateDir and ResolvConf are where the split-DNS checks look
-	// (dns.go); no StateDir: not checked.
-	StateDir, ResolvConf string
+	// (dns.go); no StateDir: not checked. ResolverDir: macOS's
+	// /etc/resolver ("" elsewhere: not checked).
+	StateDir, ResolvConf, ResolverDir string
 	// PathMTU measures the path MTU from src to dst through the tunnel
 	// (tunnel.PathMTU); nil: not measured (not root: raw ICMP).
 	PathMTU func(ctx context.Context, src, dst netip.Addr, hi int) (int, error)
@@ -133,6 +136,9 @@ func LiveEnv(f *factory.Factory) *Env {
 		DNS:      func() []netip.Addr { return routes.ReadResolvers("/etc/resolv.conf") },
 		Now:      time.Now,
 		StateDir: f.StateDir,
+	}
+	if runtime.GOOS == "darwin" {
+		e.ResolverDir = splitdns.DefaultResolverDir
 	}
 	if os.Geteuid() == 0 {
 		e.PathMTU = tunnel.PathMTU
