@@ -2,7 +2,10 @@ package splitdns
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -115,6 +118,34 @@ func lineDiff(a, b []string) []string {
 			out = append(out, "+ "+b[k])
 			k++
 		}
+	}
+	return out
+}
+
+// DiffResolverDir compares the resolver journal with the files now: "+ "
+// lines of each file we wrote that is still ours, and a state per file.
+func DiffResolverDir(j *ResolverJournal) []Diff {
+	var out []Diff
+	for _, f := range j.Files {
+		p := filepath.Join(j.Dir, f.Domain)
+		d := Diff{What: p}
+		cur, err := os.ReadFile(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			d.State = "gone (nothing to remove)"
+		case err != nil:
+			d.State = "unreadable: " + err.Error()
+			d.Differs = true
+		case bytes.Equal(cur, f.Content):
+			d.State = "what ClearPath wrote (no file before): restore removes it"
+			d.Lines = lineDiff(nil, splitLines(cur))
+			d.Differs = true
+		default:
+			d.State = "changed by something else since ClearPath wrote it: restore leaves it"
+			d.Lines = lineDiff(splitLines(f.Content), splitLines(cur))
+			d.Differs = true
+		}
+		out = append(out, d)
 	}
 	return out
 }

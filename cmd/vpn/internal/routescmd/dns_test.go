@@ -1,6 +1,7 @@
 package routescmd
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,24 @@ func TestDNSDiff(t *testing.T) {
 	}
 	if _, err := splitdns.Restore(state); err != nil {
 		t.Fatal(err)
+	}
+	// macOS resolver files (a temp dir as /etc/resolver): ours shows as
+	// added lines, an edited one as changed, until restore.
+	rdir := filepath.Join(etc, "resolver")
+	if _, err := splitdns.PointResolverDir(state, rdir, []netip.Addr{netip.MustParseAddr("10.10.0.10")}, []string{"corp.internal", "lab.corp"}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(rdir, "lab.corp"), []byte("nameserver 1.1.1.1\n"), 0o644)
+	ds, err = DNSDiff(state)
+	if err != nil || len(ds) != 2 || !ds[0].Differs || !strings.Contains(strings.Join(ds[0].Lines, "\n"), "+ nameserver 10.10.0.10") ||
+		!strings.Contains(ds[1].State, "changed by something else") || !strings.Contains(strings.Join(ds[1].Lines, "\n"), "+ nameserver 1.1.1.1") {
+		t.Errorf("resolver files: %+v, %v", ds, err)
+	}
+	if _, err := splitdns.Restore(state); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ = DNSDiff(state); len(ds) != 0 {
+		t.Errorf("after restore: %+v", ds)
 	}
 	j := &splitdns.Journal{Mode: splitdns.ModeResolved, Link: "wg0", Index: 7, Servers: []string{"10.10.0.10"}, Domains: []string{"corp.internal"}}
 	if d := splitdns.DiffLink(j, "wg0"); !d.Differs || strings.Join(d.Lines, "|") != "+ DNS 10.10.0.10|+ Domains ~corp.internal" {

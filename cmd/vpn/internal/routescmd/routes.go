@@ -197,7 +197,7 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 		Short: "Show the resolver changes the DNS journal holds versus now; exit 1 when they differ",
 		Long: `Compares what ClearPath's DNS journal recorded before it changed the
 resolver (resolv.conf pointed at the stub, or a systemd-resolved link's
-servers and routing domains) with the machine now: the lines of the file
+servers and routing domains, macOS's /etc/resolver files) with the machine now: the lines of the file
 from before that are gone (-) and those in it now (+), and whether
 ` + "`vpn down`/`vpn routes restore`" + ` will put it back.`,
 		Args: cobra.NoArgs,
@@ -288,24 +288,32 @@ func printSnapshot(w io.Writer, snap *routes.Snapshot, ours []string) {
 // DNSDiff reads the DNS journal in stateDir and compares it with the
 // machine now (none: no journal).
 func DNSDiff(stateDir string) ([]splitdns.Diff, error) {
+	rj, err := splitdns.PendingResolver(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("read the resolver journal: %w", err)
+	}
+	var out []splitdns.Diff
+	if rj != nil {
+		out = splitdns.DiffResolverDir(rj)
+	}
 	j, err := splitdns.Pending(stateDir)
 	if err != nil {
 		return nil, fmt.Errorf("read the DNS journal: %w", err)
 	}
 	if j == nil {
-		return nil, nil
+		return out, nil
 	}
 	if j.Mode == splitdns.ModeResolved {
 		name := ""
 		if ifc, err := net.InterfaceByIndex(j.Index); err == nil {
 			name = ifc.Name
 		}
-		return []splitdns.Diff{splitdns.DiffLink(j, name)}, nil
+		return append(out, splitdns.DiffLink(j, name)), nil
 	}
 	now, err := os.ReadFile(j.Path)
 	missing := errors.Is(err, os.ErrNotExist)
 	if err != nil && !missing {
 		return nil, fmt.Errorf("read %s: %w", j.Path, err)
 	}
-	return []splitdns.Diff{splitdns.DiffFile(j, now, missing)}, nil
+	return append(out, splitdns.DiffFile(j, now, missing)), nil
 }
