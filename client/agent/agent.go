@@ -465,6 +465,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	a.stop = stop
 	a.mu.Unlock()
 	if err := a.edge.watch(watchCtx, 300*time.Millisecond, func() {
+		a.followDNS() // first: route planning keeps the new LAN resolvers outside
 		if err := a.replan(); err != nil {
 			a.log.Error("re-plan routes after a network change", "err", err)
 		}

@@ -162,6 +162,39 @@ func (a *Agent) stopDNS() (msg string) {
 	return ""
 }
 
+// followDNS runs on a network change: if the resolver file was rewritten
+// with the new network's resolvers, the stub forwards to them from now on
+// and the file points at the stub again (splitdns.Repoint).
+func (a *Agent) followDNS() {
+	a.mu.Lock()
+	d := a.dns
+	a.mu.Unlock()
+	if d == nil || d.stub == nil {
+		return
+	}
+	before, changed, err := splitdns.Repoint(a.dir, d.stub.Addr().Addr())
+	if err != nil {
+		a.log.Error("follow the LAN's resolver change", "err", err)
+		return
+	}
+	if !changed {
+		return
+	}
+	up := splitdns.Nameservers(before)
+	d.stub.SetUpstream(splitdns.Port53(up))
+	var ups []string
+	for _, u := range up {
+		ups = append(ups, u.String())
+	}
+	a.mu.Lock()
+	if a.dns == d {
+		d.upstream = up
+		d.status.Upstream = ups
+	}
+	a.mu.Unlock()
+	a.log.Info("the LAN's resolvers changed: the stub forwards to them, resolv.conf points at the stub again", "upstream", ups)
+}
+
 // resolvers are the LAN's resolvers for route planning (they stay outside
 // the tunnel): those resolv.conf named before the stub, while it runs.
 func (a *Agent) resolvers() []netip.Addr {

@@ -352,3 +352,35 @@ func Pending(stateDir string) (*Journal, error) {
 	}
 	return &j, nil
 }
+
+// Repoint follows a network change during a session: when something (a
+// network manager, dhclient) rewrote the resolver file with the new
+// network's resolvers, that file becomes the journal's "before" (what
+// `vpn down` puts back: the current network's, not the stale one) and the
+// file is pointed at the stub again, journal first. It returns the new
+// file's content and changed=true; a file still ours, or one that names
+// the stub anyway (a user's edit), is left alone (changed=false).
+func Repoint(stateDir string, stub netip.Addr) (before []byte, changed bool, err error) {
+	j, err := Pending(stateDir)
+	if err != nil || j == nil || j.Mode != "" {
+		return nil, false, err
+	}
+	cur, err := os.ReadFile(j.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil // removed: nothing to follow
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", j.Path, err)
+	}
+	if bytes.Equal(cur, j.Ours) || PointsAtStub(cur) || len(Nameservers(cur)) == 0 {
+		return nil, false, nil
+	}
+	nj := Journal{Path: j.Path, Before: cur, Ours: Content(cur, stub), Stub: stub.String(), PID: os.Getpid(), At: time.Now().UTC()}
+	if err := writeJournal(stateDir, nj); err != nil {
+		return nil, false, err
+	}
+	if err := writeInPlace(j.Path, nj.Ours); err != nil {
+		return nil, false, fmt.Errorf("point %s at the stub resolver again: %w", j.Path, err)
+	}
+	return cur, true, nil
+}
