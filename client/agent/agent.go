@@ -75,13 +75,15 @@ type edges struct {
 	resolvConf string
 	stubListen netip.AddrPort                             // the DNS stub's address (zero: splitdns.StubAddr:53)
 	resolved   func(resolvConf string) *splitdns.Resolved // systemd-resolved when in charge (nil edge: never)
-	now        func() time.Time
-	after      func(time.Duration) <-chan time.Time
+	// resolverDir: per-domain resolver files (macOS /etc/resolver; "" none).
+	resolverDir string
+	now         func() time.Time
+	after       func(time.Duration) <-chan time.Time
 }
 
 func machineEdges() edges {
 	return edges{tunnelUp: tunnel.Up, pickName: tunnel.PickName, probe: tunnel.Probe, watch: routes.Watch,
-		resolvConf: "/etc/resolv.conf", resolved: splitdns.SystemResolved, now: time.Now, after: time.After}
+		resolvConf: "/etc/resolv.conf", resolved: splitdns.SystemResolved, resolverDir: resolverDir, now: time.Now, after: time.After}
 }
 
 // New returns an agent keeping its state in dir.
@@ -463,6 +465,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	a.stop = stop
 	a.mu.Unlock()
 	if err := a.edge.watch(watchCtx, 300*time.Millisecond, func() {
+		a.followDNS() // first: route planning keeps the new LAN resolvers outside
 		if err := a.replan(); err != nil {
 			a.log.Error("re-plan routes after a network change", "err", err)
 		}

@@ -60,6 +60,9 @@ func (a *Agent) startDNS(pc *api.PeerConfig, allTraffic bool) (*control.DNSStatu
 	}
 	a.stopDNS() // a switch from the fail-closed block: the old stub goes first
 	all := len(pushed.Domains) == 0 && allTraffic
+	if a.edge.resolverDir != "" && len(pushed.Domains) > 0 {
+		return a.startResolverDir(st, pushed)
+	}
 	if a.edge.resolved != nil {
 		if r := a.edge.resolved(a.edge.resolvConf); r != nil {
 			return a.startResolved(r, st, pushed, all)
@@ -95,6 +98,23 @@ func (a *Agent) startDNS(pc *api.PeerConfig, allTraffic bool) (*control.DNSStatu
 	a.dns = &dnsSession{stub: stub, upstream: upstream, status: st}
 	a.mu.Unlock()
 	a.log.Info("split DNS through the stub resolver", "stub", listen, "servers", st.Servers, "domains", st.Domains, "all", st.All, "upstream", st.Upstream)
+	return &st, nil
+}
+
+// startResolverDir writes a resolver file per routing domain (macOS,
+// journaled first); a domain whose file exists is not ours to overwrite:
+// it is left out and the status says so.
+func (a *Agent) startResolverDir(st control.DNSStatus, pushed gwapi.PushedDNS) (*control.DNSStatus, error) {
+	skipped, err := splitdns.PointResolverDir(a.dir, a.edge.resolverDir, pushed.Servers, pushed.Domains)
+	if err != nil {
+		return nil, err
+	}
+	st.Mode, st.ResolvConf = "resolver", a.edge.resolverDir
+	if len(skipped) > 0 {
+		st.Note = fmt.Sprintf("%s/%v exist and are not ClearPath's: not overwritten, those domains resolve as before", a.edge.resolverDir, skipped)
+		a.log.Warn("resolver files exist, not overwritten", "dir", a.edge.resolverDir, "domains", skipped)
+	}
+	a.log.Info("split DNS through resolver files", "dir", a.edge.resolverDir, "servers", st.Servers, "domains", st.Domains)
 	return &st, nil
 }
 
@@ -140,6 +160,39 @@ func (a *Agent) stopDNS() (msg string) {
 		a.log.Info("resolv.conf restored", "path", res.Path)
 	}
 	return ""
+}
+
+// followDNS runs on a network change: if the resolver file was rewritten
+// with the new network's resolvers, the stub forwards to them from now on
+// and the file points at the stub again (splitdns.Repoint).
+func (a *Agent) followDNS() {
+	a.mu.Lock()
+	d := a.dns
+	a.mu.Unlock()
+	if d == nil || d.stub == nil {
+		return
+	}
+	before, changed, err := splitdns.Repoint(a.dir, d.stub.Addr().Addr())
+	if err != nil {
+		a.log.Error("follow the LAN's resolver change", "err", err)
+		return
+	}
+	if !changed {
+		return
+	}
+	up := splitdns.Nameservers(before)
+	d.stub.SetUpstream(splitdns.Port53(up))
+	var ups []string
+	for _, u := range up {
+		ups = append(ups, u.String())
+	}
+	a.mu.Lock()
+	if a.dns == d {
+		d.upstream = up
+		d.status.Upstream = ups
+	}
+	a.mu.Unlock()
+	a.log.Info("the LAN's resolvers changed: the stub forwards to them, resolv.conf points at the stub again", "upstream", ups)
 }
 
 // resolvers are the LAN's resolvers for route planning (they stay outside

@@ -7,7 +7,9 @@ type DNSStatus struct {
 	Servers []string `json:"servers"`
 	Domains []string `json:"domains,omitempty"`
 	// Mode: "stub" (the agent's stub resolver answers; resolv.conf points
-	// at it), "off" (pushed but not used; Note says why).
+	// at it), "resolved" (set on the tunnel link in systemd-resolved),
+	// "resolver" (macOS: a file per domain in the ResolvConf directory),
+	// "off" (pushed but not used; Note says why).
 	Mode string `json:"mode"`
 	// All: every name goes to Servers (no domains, all traffic captured).
 	All bool `json:"all,omitempty"`

@@ -21,6 +21,26 @@ type DoctorInput struct {
 	// sent through the tunnel (only while the agent runs the stub).
 	Unreachable []string
 	Now         time.Time
+
+	// FullTunnel: the agent captures all traffic through TunnelDev.
+	FullTunnel bool
+	TunnelDev  string
+	// Resolvers are the resolvers queries reach, each with its route.
+	Resolvers []ResolverRoute
+	// Domains, Servers and All are the session's split DNS (agent
+	// status); Claims what other resolver configurations claim.
+	Domains []string
+	Servers []string
+	All     bool
+	Claims  []DomainClaim
+
+	// ResolverDir (macOS /etc/resolver; "" not checked), the files in it
+	// that are exactly ours, the resolver journal, and whether the agent
+	// runs a session with resolver files (AgentResolver).
+	ResolverDir     string
+	ResolverFiles   []string
+	ResolverJournal *ResolverJournal
+	AgentResolver   bool
 }
 
 // IDs of the findings Diagnose makes (listed in routes/analysis.IDs too;
@@ -30,16 +50,18 @@ const (
 	FindingStubOrphaned = "dns-stub-orphaned"
 	FindingJournalLeft  = "dns-journal-left"
 	FindingTunnelDNS    = "dns-tunnel-resolver-unreachable"
+	FindingResolverLeft = "dns-resolver-stale"
 )
 
 // RestoreFixable says whether a finding's fix is Restore.
 func RestoreFixable(f analysis.Finding) bool {
-	return f.Fixable && (f.ID == FindingStubOrphaned || f.ID == FindingJournalLeft)
+	return f.Fixable && (f.ID == FindingStubOrphaned || f.ID == FindingJournalLeft || f.ID == FindingResolverLeft)
 }
 
 // Diagnose is doctor's pure DNS check: resolv.conf pointing at a stub no
 // agent serves (a crashed session), a DNS journal nobody restored, the
-// tunnel's resolvers not answering.
+// tunnel's resolvers not answering, DNS routed outside a full tunnel
+// (leak.go), a routing domain another resolver configuration claims.
 func Diagnose(in DoctorInput) []analysis.Finding {
 	var out []analysis.Finding
 	ev := func(kind, format string, a ...any) analysis.Evidence {
@@ -84,5 +106,20 @@ func Diagnose(in DoctorInput) []analysis.Finding {
 			Explanation: "Names under the routing domains fail (SERVFAIL) while these servers are silent; ClearPath never asks the LAN for them instead. The gateway's network must let clients reach its DNS servers (allow list, or local_ports udp/53 for the gateway's own address), and the servers must run.",
 			Commands:    []string{"vpn-gateway doctor (on the gateway)"}})
 	}
-	return out
+	if !in.AgentResolver && (len(in.ResolverFiles) > 0 || in.ResolverJournal != nil) {
+		f := analysis.Finding{ID: "dns-resolver-stale", Severity: analysis.Error, Owner: "clearpath", Fixable: true, Ours: true,
+			Title:       fmt.Sprintf("ClearPath's resolver files are left in %s with no agent running", in.ResolverDir),
+			Explanation: "A session with split DNS ended without removing its per-domain resolver files (the agent was killed or the machine lost power), so names under those domains still go to the tunnel's servers, which are unreachable now: they fail. Removing the files (only those still exactly as ClearPath wrote them) puts resolution back as before.",
+			Commands:    []string{"vpn routes restore"}}
+		for _, p := range in.ResolverFiles {
+			f.Evidence = append(f.Evidence, ev("file", "%s: written by ClearPath (its header, nameserver lines only)", p))
+		}
+		if j := in.ResolverJournal; j != nil {
+			f.Evidence = append(f.Evidence, ev("journal", "%s: written by pid %d at %s, lists %d file(s) in %s", ResolverJournalFile, j.PID, j.At.Format(time.RFC3339), len(j.Files), j.Dir))
+		}
+		f.Evidence = append(f.Evidence, ev("agent", "no running agent has resolver files"))
+		out = append(out, f)
+	}
+	out = append(out, leak(in)...)
+	return append(out, conflict(in)...)
 }

@@ -62,7 +62,12 @@ type Journal struct {
 	Before []byte `json:"before"`
 	Ours   []byte `json:"ours"`
 	// Missing: there was no file before (restore removes ours).
-	Missing bool      `json:"missing,omitempty"`
+	Missing bool `json:"missing,omitempty"`
+	// Servers, Domains and All: what a resolved link was given (for
+	// `vpn routes dns`).
+	Servers []string  `json:"servers,omitempty"`
+	Domains []string  `json:"domains,omitempty"`
+	All     bool      `json:"all,omitempty"`
 	Stub    string    `json:"stub"`
 	PID     int       `json:"pid"`
 	At      time.Time `json:"at"`
@@ -144,12 +149,16 @@ func Point(stateDir, path string, stub netip.Addr) (before []byte, err error) {
 	return before, nil
 }
 
-func writeJournal(dir string, j Journal) error {
-	b, err := json.Marshal(j)
+func writeJournal(dir string, j Journal) error { return writeJSONJournal(dir, JournalFile, j) }
+
+// writeJSONJournal writes v as the journal name in dir: a synced temp
+// file renamed into place, then the directory synced.
+func writeJSONJournal(dir, name string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp := JournalFile + ".tmp"
+	tmp := name + ".tmp"
 	f, err := statedir.OpenFile(dir, tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("DNS journal: %w", err)
@@ -161,7 +170,7 @@ func writeJournal(dir string, j Journal) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(filepath.Join(dir, tmp), filepath.Join(dir, JournalFile))
+		err = os.Rename(filepath.Join(dir, tmp), filepath.Join(dir, name))
 	}
 	if err != nil {
 		os.Remove(filepath.Join(dir, tmp))
@@ -203,12 +212,28 @@ type Result struct {
 	// as it is and the previous content saved to SavedAs.
 	Changed bool
 	SavedAs string
+	// Resolver: what was done to the /etc/resolver files (macOS).
+	Resolver ResolverResult
 }
 
 // Message is a sentence for the user, "" when there was nothing to do.
 func (r Result) Message() string {
+	var parts []string
+	if m := r.resolvMessage(); m != "" {
+		parts = append(parts, m)
+	}
+	if n := len(r.Resolver.Removed); n > 0 {
+		parts = append(parts, fmt.Sprintf("removed %d resolver file(s) of ours: %s", n, strings.Join(r.Resolver.Removed, ", ")))
+	}
+	if len(r.Resolver.Kept) > 0 {
+		parts = append(parts, fmt.Sprintf("%s changed by something else while the tunnel was up: left as it is, not removed", strings.Join(r.Resolver.Kept, ", ")))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (r Result) resolvMessage() string {
 	switch {
-	case !r.Journaled:
+	case !r.Journaled || r.Path == "":
 		return ""
 	case r.Changed && r.SavedAs == "":
 		return fmt.Sprintf("%s was changed by something else while the tunnel was up: left as it is, not overwritten (there was no such file before `vpn up`)", r.Path)
@@ -225,7 +250,27 @@ func (r Result) Message() string {
 // Restore undoes the journaled resolv.conf change, if any: the file comes
 // back byte for byte when it still holds what we wrote (or a torn prefix
 // of it: a crash mid-write). The journal is removed once acted on.
+//
+// It also replays the /etc/resolver journal (macOS, resolverdir.go):
+// Resolver says what that did.
 func Restore(stateDir string) (Result, error) {
+	rr, rerr := RestoreResolverDir(stateDir)
+	res, err := restoreResolvConf(stateDir)
+	res.Resolver = rr
+	// Callers tell warnings (Changed) from done (Restored) by these; a
+	// session has one journal or the other (macOS: resolver files).
+	if res.Path == "" && rr.Journaled {
+		res.Journaled = true
+		res.Changed = len(rr.Kept) > 0
+		res.Restored = !res.Changed
+	}
+	if rerr != nil && err == nil {
+		err = rerr
+	}
+	return res, err
+}
+
+func restoreResolvConf(stateDir string) (Result, error) {
 	jp := filepath.Join(stateDir, JournalFile)
 	b, err := statedir.ReadFile(jp)
 	if errors.Is(err, os.ErrNotExist) {
@@ -306,4 +351,36 @@ func Pending(stateDir string) (*Journal, error) {
 		return nil, fmt.Errorf("DNS journal: %w", err)
 	}
 	return &j, nil
+}
+
+// Repoint follows a network change during a session: when something (a
+// network manager, dhclient) rewrote the resolver file with the new
+// network's resolvers, that file becomes the journal's "before" (what
+// `vpn down` puts back: the current network's, not the stale one) and the
+// file is pointed at the stub again, journal first. It returns the new
+// file's content and changed=true; a file still ours, or one that names
+// the stub anyway (a user's edit), is left alone (changed=false).
+func Repoint(stateDir string, stub netip.Addr) (before []byte, changed bool, err error) {
+	j, err := Pending(stateDir)
+	if err != nil || j == nil || j.Mode != "" {
+		return nil, false, err
+	}
+	cur, err := os.ReadFile(j.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil // removed: nothing to follow
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", j.Path, err)
+	}
+	if bytes.Equal(cur, j.Ours) || PointsAtStub(cur) || len(Nameservers(cur)) == 0 {
+		return nil, false, nil
+	}
+	nj := Journal{Path: j.Path, Before: cur, Ours: Content(cur, stub), Stub: stub.String(), PID: os.Getpid(), At: time.Now().UTC()}
+	if err := writeJournal(stateDir, nj); err != nil {
+		return nil, false, err
+	}
+	if err := writeInPlace(j.Path, nj.Ours); err != nil {
+		return nil, false, fmt.Errorf("point %s at the stub resolver again: %w", j.Path, err)
+	}
+	return cur, true, nil
 }

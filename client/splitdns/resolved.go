@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -44,12 +45,13 @@ type linkDomain struct {
 
 // Resolved drives systemd-resolved's per-link settings.
 type Resolved struct {
-	obj dbus.BusObject
+	conn *dbus.Conn
+	obj  dbus.BusObject
 }
 
 // NewResolved uses resolved on conn (the system bus, or a test's).
 func NewResolved(conn *dbus.Conn) *Resolved {
-	return &Resolved{obj: conn.Object(resolvedName, resolvedPath)}
+	return &Resolved{conn: conn, obj: conn.Object(resolvedName, resolvedPath)}
 }
 
 // SystemResolved returns resolved on the system bus when it runs and the
@@ -135,7 +137,7 @@ func PointResolved(stateDir string, r *Resolved, link string, ifindex int, serve
 	if _, err := os.Lstat(stateDir + "/" + JournalFile); err == nil {
 		return fmt.Errorf("a DNS journal of an earlier session is still in %s: run `vpn routes restore`", stateDir)
 	}
-	if err := writeJournal(stateDir, Journal{Mode: ModeResolved, Link: link, Index: ifindex, PID: os.Getpid(), At: time.Now().UTC()}); err != nil {
+	if err := writeJournal(stateDir, Journal{Mode: ModeResolved, Link: link, Index: ifindex, Servers: addrStrings(servers), Domains: domains, All: all, PID: os.Getpid(), At: time.Now().UTC()}); err != nil {
 		return err
 	}
 	if err := r.SetLink(ifindex, servers, domains, all); err != nil {
@@ -158,4 +160,49 @@ var revertResolved = func(j Journal) error {
 		return fmt.Errorf("system bus: %w", err)
 	}
 	return NewResolved(conn).Revert(j.Index)
+}
+
+// Claims are the routing and search domains systemd-resolved holds for
+// the links given (index -> name) other than skip (our tunnel's): what
+// another VPN set on its own link. A link resolved does not know is
+// skipped.
+func (r *Resolved) Claims(links map[int]string, skip int) ([]DomainClaim, error) {
+	var out []DomainClaim
+	idx := make([]int, 0, len(links))
+	for i := range links {
+		if i != skip {
+			idx = append(idx, i)
+		}
+	}
+	sort.Ints(idx)
+	for _, i := range idx {
+		var path dbus.ObjectPath
+		if err := r.obj.Call(resolvedIface+".GetLink", 0, int32(i)).Store(&path); err != nil {
+			continue // no such link for resolved
+		}
+		var doms []linkDomain
+		prop, err := r.conn.Object(resolvedName, path).GetProperty("org.freedesktop.resolve1.Link.Domains")
+		if err != nil {
+			return out, fmt.Errorf("systemd-resolved link %s domains: %w", links[i], err)
+		}
+		if err := prop.Store(&doms); err != nil {
+			return out, fmt.Errorf("systemd-resolved link %s domains: %w", links[i], err)
+		}
+		for _, d := range doms {
+			dom := d.Domain
+			if d.RouteOnly {
+				dom = "~" + dom
+			}
+			out = append(out, DomainClaim{Source: fmt.Sprintf("systemd-resolved link %s (ifindex %d)", links[i], i), Domain: dom})
+		}
+	}
+	return out, nil
+}
+
+func addrStrings(as []netip.Addr) []string {
+	var out []string
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
 }

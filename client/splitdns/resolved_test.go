@@ -66,6 +66,38 @@ func (f *fakeResolved) RevertLink(idx int32) *dbus.Error {
 	return nil
 }
 
+// GetLink returns a link's object path as resolved does (links 1 to 9
+// exist; others do not).
+func (f *fakeResolved) GetLink(idx int32) (dbus.ObjectPath, *dbus.Error) {
+	if idx < 1 || idx > 9 {
+		return "", dbus.NewError("org.freedesktop.resolve1.NoSuchLink", []any{"no such link"})
+	}
+	return linkPath(idx), nil
+}
+
+func linkPath(idx int32) dbus.ObjectPath {
+	return dbus.ObjectPath(fmt.Sprintf("%s/link/_3%d", resolvedPath, idx))
+}
+
+// fakeLink is org.freedesktop.DBus.Properties of one link's object.
+type fakeLink struct {
+	f   *fakeResolved
+	idx int32
+}
+
+func (l fakeLink) Get(iface, prop string) (dbus.Variant, *dbus.Error) {
+	if iface != "org.freedesktop.resolve1.Link" || prop != "Domains" {
+		return dbus.Variant{}, dbus.NewError("org.freedesktop.DBus.Error.UnknownProperty", []any{prop})
+	}
+	l.f.mu.Lock()
+	defer l.f.mu.Unlock()
+	d := l.f.domains[l.idx]
+	if d == nil {
+		d = []linkDomain{}
+	}
+	return dbus.MakeVariant(d), nil
+}
+
 const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -113,6 +145,11 @@ func privateBus(t *testing.T) (*dbus.Conn, *fakeResolved) {
 	f := &fakeResolved{dns: map[int32][]linkDNS{}, domains: map[int32][]linkDomain{}, def: map[int32]bool{}}
 	if err := srv.Export(f, resolvedPath, resolvedIface); err != nil {
 		t.Fatal(err)
+	}
+	for i := int32(1); i <= 9; i++ {
+		if err := srv.Export(fakeLink{f, i}, linkPath(i), "org.freedesktop.DBus.Properties"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if r, err := srv.RequestName(resolvedName, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
 		t.Fatalf("own %s: %v %v", resolvedName, r, err)
@@ -172,5 +209,42 @@ func TestResolvedLinkSettingsOverDBus(t *testing.T) {
 	defer f.mu.Unlock()
 	if !f.def[7] || len(f.domains[7]) != 1 || f.domains[7][0].Domain != "." {
 		t.Errorf("full tunnel link: default route %v, domains %v", f.def[7], f.domains[7])
+	}
+}
+
+// Another VPN's link claims our routing domain in resolved: Claims reads
+// every link but ours over D-Bus, Diagnose names the link; resolved's
+// "~." fallback on the LAN link is not a conflict for a narrower domain,
+// and with nobody else claiming, nothing is reported.
+func TestResolvedDomainConflict(t *testing.T) {
+	cli, _ := privateBus(t)
+	r := NewResolved(cli)
+	servers := []netip.Addr{netip.MustParseAddr("10.10.0.10")}
+	if err := r.SetLink(5, servers, []string{"corp.internal"}, false); err != nil { // ours
+		t.Fatal(err)
+	}
+	if err := r.SetLink(2, []netip.Addr{netip.MustParseAddr("192.168.1.1")}, nil, true); err != nil { // LAN: ~.
+		t.Fatal(err)
+	}
+	links := map[int]string{1: "lo", 2: "eth0", 5: "wg0", 7: "tun0", 42: "gone0"}
+	in := DoctorInput{ResolvConf: []byte("nameserver 127.0.0.53\n"), Domains: []string{"corp.internal"}, Servers: []string{"10.10.0.10"}}
+	claims, err := r.Claims(links, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Claims = claims
+	if fs := Diagnose(in); len(fs) != 0 {
+		t.Fatalf("no other VPN: findings %v (claims %v)", fs, claims)
+	}
+	if err := r.SetLink(7, []netip.Addr{netip.MustParseAddr("172.16.0.53")}, []string{"eng.corp.internal"}, false); err != nil { // the other VPN
+		t.Fatal(err)
+	}
+	if in.Claims, err = r.Claims(links, 5); err != nil {
+		t.Fatal(err)
+	}
+	fs := Diagnose(in)
+	if len(fs) != 1 || fs[0].ID != FindingConflict || len(fs[0].Evidence) != 1 ||
+		!strings.Contains(fs[0].Evidence[0].Text, "tun0 (ifindex 7) claims eng.corp.internal") {
+		t.Fatalf("findings %+v, want one %s naming tun0", fs, FindingConflict)
 	}
 }

@@ -211,3 +211,58 @@ func TestRestoreAfterCrashPoints(t *testing.T) {
 		t.Errorf("resolv.conf that did not exist before is still there: %v", err)
 	}
 }
+
+// The LAN's resolver changes during a session: after SetUpstream, names
+// outside the routing domains go to the new one only; Repoint makes the
+// rewritten resolv.conf the journal's "before" and points it at the stub
+// again, and Restore then puts back the new network's file.
+func TestStubFollowsUpstreamAndRepoint(t *testing.T) {
+	old, err := dnstest.Listen(map[string]netip.Addr{"www.example.com": netip.MustParseAddr("192.0.2.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	nu, err := dnstest.Listen(map[string]netip.Addr{"www.example.com": netip.MustParseAddr("192.0.2.2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nu.Close()
+	s, err := Start(Config{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Domains: []string{"corp.internal"}, Upstream: []netip.AddrPort{old.Addr}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := answerA(ask(t, s.Addr(), "www.example.com", false)); got != "192.0.2.1" {
+		t.Fatalf("before: %s", got)
+	}
+	s.SetUpstream([]netip.AddrPort{nu.Addr})
+	if got := answerA(ask(t, s.Addr(), "www.example.com", false)); got != "192.0.2.2" {
+		t.Errorf("after SetUpstream: %s, want the new LAN's 192.0.2.2", got)
+	}
+	if n, _ := old.Saw("www.example.com"); n != 1 {
+		t.Errorf("the old resolver saw %d queries, want 1 (before the change)", n)
+	}
+
+	state, conf := setup(t)
+	if _, err := Point(state, conf, StubAddr); err != nil {
+		t.Fatal(err)
+	}
+	if _, changed, err := Repoint(state, StubAddr); err != nil || changed {
+		t.Fatalf("file still ours: changed=%v, %v", changed, err)
+	}
+	newLAN := []byte("nameserver 192.168.7.1\nsearch office\n")
+	os.WriteFile(conf, newLAN, 0o644)
+	before, changed, err := Repoint(state, StubAddr)
+	if err != nil || !changed || string(before) != string(newLAN) {
+		t.Fatalf("Repoint = %q, %v, %v", before, changed, err)
+	}
+	if now, _ := os.ReadFile(conf); !PointsAtStub(now) {
+		t.Errorf("not pointed at the stub again: %q", now)
+	}
+	if _, err := Restore(state); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := os.ReadFile(conf); string(now) != string(newLAN) {
+		t.Errorf("after restore %q, want the new network's %q", now, newLAN)
+	}
+}

@@ -40,7 +40,8 @@ type Stub struct {
 	log      *slog.Logger
 	udp, tcp *dns.Server
 	tunnel   []string
-	upstream []string
+	mu       sync.RWMutex
+	upstream []string // under mu: SetUpstream follows a LAN change
 
 	// Counters of queries answered from each side and of failures.
 	ViaTunnel, ViaUpstream, Failed atomic.Int64
@@ -135,7 +136,9 @@ func (s *Stub) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 		return
 	}
 	name := q.Question[0].Name
+	s.mu.RLock()
 	servers, counter := s.upstream, &s.ViaUpstream
+	s.mu.RUnlock()
 	if s.cfg.Route(name) {
 		servers, counter = s.tunnel, &s.ViaTunnel
 	}
@@ -184,4 +187,16 @@ func udpSize(q *dns.Msg) int {
 		return int(o.UDPSize())
 	}
 	return dns.MinMsgSize
+}
+
+// SetUpstream replaces the servers names outside the routing domains go
+// to (the LAN's resolver changed); queries in flight finish on the old.
+func (s *Stub) SetUpstream(up []netip.AddrPort) {
+	var l []string
+	for _, a := range up {
+		l = append(l, a.String())
+	}
+	s.mu.Lock()
+	s.upstream = l
+	s.mu.Unlock()
 }

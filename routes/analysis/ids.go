@@ -11,7 +11,10 @@ var IDs = []string{
 	"default-duplicate",
 	"default-hijack",
 	"default-missing",
+	"dns-domain-conflict",             // client/splitdns
 	"dns-journal-left",                // client/splitdns (split DNS)
+	"dns-leak-full-tunnel",            // client/splitdns
+	"dns-resolver-stale",              // client/splitdns (macOS)
 	"dns-stub-orphaned",               // client/splitdns
 	"dns-tunnel-resolver-unreachable", // client/splitdns
 	"dns-unroutable",

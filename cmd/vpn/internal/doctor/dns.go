@@ -19,7 +19,7 @@ import (
 // this machine: a resolv.conf left pointing at a dead stub, an unreplayed
 // DNS journal, the tunnel's resolvers silent. Skipped for --snapshot,
 // --no-dns and an Env without a state dir (unit tests of routing).
-func dnsFindings(rep analysis.Report, env *Env, o *Options) analysis.Report {
+func dnsFindings(rep analysis.Report, ain analysis.Input, env *Env, o *Options) analysis.Report {
 	if env.StateDir == "" || o.Snapshot != "" || o.NoDNS {
 		return rep
 	}
@@ -47,6 +47,13 @@ func dnsFindings(rep analysis.Report, env *Env, o *Options) analysis.Report {
 			}
 		}
 	}
+	if env.ResolverDir != "" {
+		in.ResolverDir = env.ResolverDir
+		in.ResolverFiles = splitdns.OurResolverFiles(env.ResolverDir)
+		in.ResolverJournal, _ = splitdns.PendingResolver(env.StateDir)
+		in.AgentResolver = d != nil && d.Mode == "resolver"
+	}
+	dnsRoutes(&in, ain, d)
 	for _, f := range splitdns.Diagnose(in) {
 		rep.Findings = append(rep.Findings, f)
 		switch f.Severity {
@@ -61,6 +68,66 @@ func dnsFindings(rep analysis.Report, env *Env, o *Options) analysis.Report {
 		rep.Summary.Healthy = false
 	}
 	return rep
+}
+
+// dnsRoutes fills what the leak and conflict checks look at: with a full
+// tunnel up, each resolver queries reach (resolv.conf's nameservers, and
+// with our stub in use the tunnel's servers and the stub's upstream for
+// names outside the routing domains) with the route the walk picks; the
+// session's domains and what else claims them (resolv.conf nameservers
+// ahead of the stub, other links' domains in systemd-resolved).
+func dnsRoutes(in *splitdns.DoctorInput, ain analysis.Input, d *control.DNSStatus) {
+	if ain.Agent != nil {
+		in.FullTunnel, in.TunnelDev = ain.Agent.FullTunnel, ain.Agent.Interface
+	}
+	if in.FullTunnel && ain.Snapshot != nil {
+		walk := func(role string, addrs ...string) {
+			for _, s := range addrs {
+				a, err := netip.ParseAddr(s)
+				if err != nil {
+					if ap, perr := netip.ParseAddrPort(s); perr == nil {
+						a, err = ap.Addr(), nil
+					}
+				}
+				if err != nil || a.IsLoopback() {
+					continue
+				}
+				dec := analysis.Select(ain.Snapshot, analysis.Flow{Dst: a})
+				in.Resolvers = append(in.Resolvers, splitdns.ResolverRoute{Addr: a, Role: role,
+					Device: dec.Route.Device, Route: dec.Route.String(), Refused: dec.Refused || dec.NoRoute})
+			}
+		}
+		var ns []string
+		for _, a := range splitdns.Nameservers(in.ResolvConf) {
+			ns = append(ns, a.String())
+		}
+		walk("resolv.conf nameserver", ns...)
+		if in.AgentStub && splitdns.PointsAtStub(in.ResolvConf) {
+			walk("tunnel DNS server", d.Servers...)
+			if !d.All {
+				walk("stub upstream (names outside the routing domains)", d.Upstream...)
+			}
+		}
+	}
+	if d == nil || d.Mode == "off" {
+		return
+	}
+	in.Domains, in.Servers, in.All = d.Domains, d.Servers, d.All
+	if d.Mode == "stub" {
+		in.Claims = splitdns.StubClaims(in.ResolvPath, in.ResolvConf)
+	}
+	if d.Mode == "resolved" && ain.Snapshot != nil {
+		links, skip := map[int]string{}, 0
+		for _, l := range ain.Snapshot.Links {
+			links[l.Index] = l.Name
+			if ain.Agent != nil && l.Name == ain.Agent.Interface {
+				skip = l.Index
+			}
+		}
+		if r := splitdns.SystemResolved(in.ResolvPath); r != nil {
+			in.Claims, _ = r.Claims(links, skip) // partial claims on error: still evidence
+		}
+	}
 }
 
 // askDNS sends one query and waits 2 s for any answer.
@@ -88,6 +155,15 @@ func fixDNS(w io.Writer, env *Env, rep analysis.Report, o *Options, named map[st
 			return 0, fmt.Errorf("fix %s: %w", f.ID, err)
 		}
 		res, err := splitdns.Restore(env.StateDir)
+		if err == nil && f.ID == splitdns.FindingResolverLeft && env.ResolverDir != "" {
+			// Files of ours no journal lists (it was lost): by their header.
+			var rm []string
+			rm, err = splitdns.RemoveOurResolverFiles(env.ResolverDir)
+			res.Resolver.Removed = append(res.Resolver.Removed, rm...)
+			if len(rm) > 0 && !res.Journaled {
+				res.Journaled, res.Restored = true, true
+			}
+		}
 		unlock()
 		if err != nil {
 			return 0, fmt.Errorf("fix %s: %w", f.ID, err)

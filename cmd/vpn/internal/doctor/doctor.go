@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/splitdns"
 	"github.com/clearpath-vpn/clearpath/client/tunnel"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/routes"
@@ -66,8 +68,9 @@ type Env struct {
 	// though its socket may not answer); nil: not checked.
 	Running func() (pid int, running, known bool)
 	// StateDir and ResolvConf are where the split-DNS checks look
-	// (dns.go); no StateDir: not checked.
-	StateDir, ResolvConf string
+	// (dns.go); no StateDir: not checked. ResolverDir: macOS's
+	// /etc/resolver ("" elsewhere: not checked).
+	StateDir, ResolvConf, ResolverDir string
 	// PathMTU measures the path MTU from src to dst through the tunnel
 	// (tunnel.PathMTU); nil: not measured (not root: raw ICMP).
 	PathMTU func(ctx context.Context, src, dst netip.Addr, hi int) (int, error)
@@ -134,6 +137,9 @@ func LiveEnv(f *factory.Factory) *Env {
 		Now:      time.Now,
 		StateDir: f.StateDir,
 	}
+	if runtime.GOOS == "darwin" {
+		e.ResolverDir = splitdns.DefaultResolverDir
+	}
 	if os.Geteuid() == 0 {
 		e.PathMTU = tunnel.PathMTU
 	}
@@ -147,7 +153,7 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 	if err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("doctor: %w", err)}
 	}
-	rep := dnsFindings(blockedFinding(analysis.Analyze(in), o), env, o)
+	rep := dnsFindings(blockedFinding(analysis.Analyze(in), o), in, env, o)
 	if o.Fix != "" {
 		if sys == nil {
 			return &ExitError{Code: 2, Err: errors.New("doctor: --fix works on this machine, not on a --snapshot file")}
@@ -164,7 +170,7 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 			if in, _, err = gather(ctx, env, o); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			rep = dnsFindings(blockedFinding(analysis.Analyze(in), o), env, o)
+			rep = dnsFindings(blockedFinding(analysis.Analyze(in), o), in, env, o)
 		}
 	}
 	if o.Bundle != "" {

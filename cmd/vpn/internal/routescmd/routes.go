@@ -1,11 +1,13 @@
-// Package routescmd implements `vpn routes`: show, snapshot, diff, restore.
+// Package routescmd implements `vpn routes`: show, snapshot, diff, restore, dns.
 package routescmd
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"sort"
@@ -190,7 +192,39 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 			return nil
 		},
 	}
-	cmd.AddCommand(show, snapshot, diff, restore)
+	dnsCmd := &cobra.Command{
+		Use:   "dns",
+		Short: "Show the resolver changes the DNS journal holds versus now; exit 1 when they differ",
+		Long: `Compares what ClearPath's DNS journal recorded before it changed the
+resolver (resolv.conf pointed at the stub, or a systemd-resolved link's
+servers and routing domains, macOS's /etc/resolver files) with the machine now: the lines of the file
+from before that are gone (-) and those in it now (+), and whether
+` + "`vpn down`/`vpn routes restore`" + ` will put it back.`,
+		Args: cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			ds, err := DNSDiff(f.StateDir)
+			if err != nil {
+				return err
+			}
+			if len(ds) == 0 {
+				fmt.Fprintln(f.Out, "no DNS change journaled")
+				return nil
+			}
+			differs := false
+			for _, d := range ds {
+				fmt.Fprintf(f.Out, "%s: %s\n", d.What, d.State)
+				for _, l := range d.Lines {
+					fmt.Fprintf(f.Out, "  %s\n", l)
+				}
+				differs = differs || d.Differs
+			}
+			if differs {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(show, snapshot, diff, restore, dnsCmd)
 	return cmd
 }
 
@@ -249,4 +283,37 @@ func printSnapshot(w io.Writer, snap *routes.Snapshot, ours []string) {
 		}
 		fmt.Fprintf(w, "  %s dev %s%s\n", a.Prefix, a.Device, mark)
 	}
+}
+
+// DNSDiff reads the DNS journal in stateDir and compares it with the
+// machine now (none: no journal).
+func DNSDiff(stateDir string) ([]splitdns.Diff, error) {
+	rj, err := splitdns.PendingResolver(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("read the resolver journal: %w", err)
+	}
+	var out []splitdns.Diff
+	if rj != nil {
+		out = splitdns.DiffResolverDir(rj)
+	}
+	j, err := splitdns.Pending(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("read the DNS journal: %w", err)
+	}
+	if j == nil {
+		return out, nil
+	}
+	if j.Mode == splitdns.ModeResolved {
+		name := ""
+		if ifc, err := net.InterfaceByIndex(j.Index); err == nil {
+			name = ifc.Name
+		}
+		return append(out, splitdns.DiffLink(j, name)), nil
+	}
+	now, err := os.ReadFile(j.Path)
+	missing := errors.Is(err, os.ErrNotExist)
+	if err != nil && !missing {
+		return nil, fmt.Errorf("read %s: %w", j.Path, err)
+	}
+	return append(out, splitdns.DiffFile(j, now, missing)), nil
 }

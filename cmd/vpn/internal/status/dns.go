@@ -31,6 +31,12 @@ func DNSRow(d *control.DNSStatus) string {
 		return s + fmt.Sprintf("; queries: %d tunnel, %d other, %d failed", d.ViaTunnel, d.ViaUpstream, d.Failed)
 	case "resolved":
 		return fmt.Sprintf("%s via %s (tunnel), set on the tunnel link in systemd-resolved", names, servers)
+	case "resolver":
+		s := fmt.Sprintf("%s via %s (tunnel), one file per domain in %s", names, servers, d.ResolvConf)
+		if d.Note != "" {
+			s += "; " + d.Note
+		}
+		return s
 	default:
 		return fmt.Sprintf("not used: %s (servers %s)", d.Note, servers)
 	}
