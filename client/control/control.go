@@ -220,12 +220,18 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if resp.StatusCode == http.StatusNotFound && path == "/v1/restore" {
 			return ErrRestoreUnsupported
 		}
+		if resp.StatusCode == http.StatusNotFound && path == "/v1/dns/repoint" {
+			return ErrRepointUnsupported
+		}
 		var e Error
 		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
 			if resp.StatusCode == http.StatusForbidden {
 				return &AccessError{e.Error}
 			}
 			if resp.StatusCode == http.StatusConflict {
+				if path == "/v1/dns/repoint" {
+					return ErrNoStub
+				}
 				return ErrSessionActive
 			}
 			return errors.New(e.Error)
@@ -266,6 +272,14 @@ func (c *Client) Restore(ctx context.Context) (*RestoreReport, error) {
 	return &r, c.do(ctx, http.MethodPost, "/v1/restore", nil, &r)
 }
 
+// RepointDNS asks the agent to point resolv.conf back at its stub after
+// something rewrote it (what it does on a network change): the rewritten
+// file's nameservers become the stub's upstream and the journal's "before".
+func (c *Client) RepointDNS(ctx context.Context) (*RepointReport, error) {
+	var r RepointReport
+	return &r, c.do(ctx, http.MethodPost, "/v1/dns/repoint", nil, &r)
+}
+
 // Handler serves the control API over h.
 type Handler interface {
 	Status() Status
@@ -278,6 +292,26 @@ type Handler interface {
 type Restorer interface {
 	Restore(ctx context.Context) (RestoreReport, error)
 }
+
+// DNSRepointer is a Handler that can point resolv.conf back at its stub
+// (the agent); a handler without it answers /v1/dns/repoint with 404.
+type DNSRepointer interface {
+	RepointDNS(ctx context.Context) (RepointReport, error)
+}
+
+// RepointReport says what a repoint did: Changed is false when resolv.conf
+// already pointed at the stub; Upstream the servers the stub now forwards
+// names outside the routing domains to.
+type RepointReport struct {
+	Changed  bool     `json:"changed"`
+	Upstream []string `json:"upstream,omitempty"`
+}
+
+// ErrNoStub: a repoint was asked for while the agent runs no stub resolver.
+var ErrNoStub = errors.New("the agent runs no stub resolver (no session with split DNS through resolv.conf): nothing to point resolv.conf at")
+
+// ErrRepointUnsupported: the agent predates /v1/dns/repoint.
+var ErrRepointUnsupported = errors.New("this agent cannot point resolv.conf back at its stub on demand (older version): reconnect (vpn down && vpn up)")
 
 // RestoreReport says what a restore did.
 type RestoreReport struct {
@@ -387,6 +421,22 @@ func NewServer(h Handler, afterDown func(), pol Policy) http.Handler {
 			rep, err := rh.Restore(r.Context())
 			switch {
 			case errors.Is(err, ErrSessionActive):
+				writeJSON(w, http.StatusConflict, Error{Error: err.Error()})
+			case err != nil:
+				writeJSON(w, http.StatusInternalServerError, Error{Error: err.Error()})
+			default:
+				writeJSON(w, http.StatusOK, rep)
+			}
+		})
+	}
+	if dh, ok := h.(DNSRepointer); ok {
+		mux.HandleFunc("POST /v1/dns/repoint", func(w http.ResponseWriter, r *http.Request) {
+			if !allowed(w, r, pol, "dns-repoint", nil) {
+				return
+			}
+			rep, err := dh.RepointDNS(r.Context())
+			switch {
+			case errors.Is(err, ErrNoStub):
 				writeJSON(w, http.StatusConflict, Error{Error: err.Error()})
 			case err != nil:
 				writeJSON(w, http.StatusInternalServerError, Error{Error: err.Error()})

@@ -116,7 +116,8 @@ func (e *DeniedError) Error() string { return e.Reason }
 // agent's policy.
 var ErrNoAccess = errors.New("the agent runs as root; join the clearpath group or use sudo (Linux: sudo usermod -aG clearpath $USER, macOS: sudo dseditgroup -o edit -a $USER -t user clearpath; then log in again)")
 
-// Allow returns nil when peer may do op ("status", "up", "down", "restore"); req is the
+// Allow returns nil when peer may do op ("status", "up", "down", "restore",
+// "dns-repoint"); req is the
 // decoded body of an up.
 func (pol Policy) Allow(peer Peer, op string, req *UpRequest) error {
 	if pol.Open || peer.UID == 0 {

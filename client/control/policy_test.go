@@ -24,6 +24,7 @@ func TestPolicy(t *testing.T) {
 		{root, "up", &UpRequest{Server: "https://x", TokenFile: "/f", Interface: "i"}, true},
 		{member, "status", nil, true}, {supp, "down", nil, true}, {member, "up", up, true}, {supp, "up", up, true},
 		{member, "restore", nil, true}, {other, "restore", nil, false},
+		{member, "dns-repoint", nil, true}, {other, "dns-repoint", nil, false},
 		{other, "status", nil, false}, {other, "up", up, false},
 		{member, "up", &UpRequest{Server: "https://gw.example.evil", Token: "t"}, false},
 		{member, "up", &UpRequest{Server: "https://gw.example", TokenFile: "/etc/shadow"}, false},
