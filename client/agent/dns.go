@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -166,19 +167,46 @@ func (a *Agent) stopDNS() (msg string) {
 // with the new network's resolvers, the stub forwards to them from now on
 // and the file points at the stub again (splitdns.Repoint).
 func (a *Agent) followDNS() {
+	if _, err := a.repoint(); err != nil && !errors.Is(err, control.ErrNoStub) {
+		a.log.Error("follow the LAN's resolver change", "err", err)
+	}
+}
+
+// RepointDNS implements control.DNSRepointer: what followDNS does, on
+// demand (`vpn doctor --fix dns-leak-full-tunnel` after something rewrote
+// resolv.conf while a full tunnel is up).
+func (a *Agent) RepointDNS(context.Context) (control.RepointReport, error) {
+	rep, err := a.repoint()
+	if err != nil {
+		return rep, fmt.Errorf("point resolv.conf back at the stub: %w", err)
+	}
+	if rep.Changed {
+		// As on a network change: route planning sees the new upstream.
+		if err := a.replan(); err != nil {
+			a.log.Error("re-plan routes after re-pointing resolv.conf", "err", err)
+		}
+	}
+	return rep, nil
+}
+
+// repoint points the resolver file back at the stub if it was rewritten:
+// the rewritten file becomes the journal's "before" and its nameservers
+// the stub's upstream. ErrNoStub when no stub runs.
+func (a *Agent) repoint() (control.RepointReport, error) {
 	a.mu.Lock()
 	d := a.dns
 	a.mu.Unlock()
 	if d == nil || d.stub == nil {
-		return
+		return control.RepointReport{}, control.ErrNoStub
 	}
 	before, changed, err := splitdns.Repoint(a.dir, d.stub.Addr().Addr())
 	if err != nil {
-		a.log.Error("follow the LAN's resolver change", "err", err)
-		return
+		return control.RepointReport{}, err
 	}
 	if !changed {
-		return
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return control.RepointReport{Upstream: d.status.Upstream}, nil
 	}
 	up := splitdns.Nameservers(before)
 	d.stub.SetUpstream(splitdns.Port53(up))
@@ -193,6 +221,7 @@ func (a *Agent) followDNS() {
 	}
 	a.mu.Unlock()
 	a.log.Info("the LAN's resolvers changed: the stub forwards to them, resolv.conf points at the stub again", "upstream", ups)
+	return control.RepointReport{Changed: true, Upstream: ups}, nil
 }
 
 // resolvers are the LAN's resolvers for route planning (they stay outside
@@ -224,3 +253,5 @@ func readFileMaybe(path string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+var _ control.DNSRepointer = (*Agent)(nil)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/splitdns"
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
@@ -200,5 +202,50 @@ func TestStubFollowsTheLANResolver(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(conf); string(after) != newLAN {
 		t.Errorf("after down resolv.conf = %q, want the new network's %q", after, newLAN)
+	}
+}
+
+// Something rewrites resolv.conf while up (no network change seen): the
+// control API's RepointDNS (doctor's --fix for dns-leak-full-tunnel) points
+// it back at the stub, the rewritten file's server becomes the upstream,
+// a second call changes nothing, and down puts back the rewritten file.
+// Without a stub it refuses with ErrNoStub and touches nothing.
+func TestRepointDNSOnDemand(t *testing.T) {
+	r := newRig(t)
+	r.a.edge.stubListen = mustAddrPort("127.0.0.1:0")
+	conf := r.a.edge.resolvConf
+	before, _ := os.ReadFile(conf)
+	if _, err := r.a.RepointDNS(t.Context()); !errors.Is(err, control.ErrNoStub) {
+		t.Fatalf("no session: %v, want ErrNoStub", err)
+	}
+	if now, _ := os.ReadFile(conf); string(now) != string(before) {
+		t.Fatalf("refused repoint changed resolv.conf: %q", now)
+	}
+	r.gw.set(func(g *fakeGateway) {
+		g.spoil = func(pc *api.PeerConfig) { pc.DNS, pc.DNSDomains = []string{"10.20.0.53"}, []string{"corp.internal"} }
+	})
+	if _, err := r.up(r.request()); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	rewritten := "nameserver 192.168.9.9\n"
+	os.WriteFile(conf, []byte(rewritten), 0o644)
+	rep, err := r.a.RepointDNS(t.Context())
+	if err != nil || !rep.Changed || !slices.Equal(rep.Upstream, []string{"192.168.9.9"}) {
+		t.Fatalf("repoint: %+v %v", rep, err)
+	}
+	if now, _ := os.ReadFile(conf); !strings.Contains(string(now), "nameserver 127.0.0.1\n") || strings.Contains(string(now), "192.168.9.9") {
+		t.Errorf("resolv.conf after repoint:\n%s", now)
+	}
+	if st := r.a.Status(); st.DNS == nil || !slices.Equal(st.DNS.Upstream, []string{"192.168.9.9"}) {
+		t.Errorf("status dns = %+v, want upstream 192.168.9.9", st.DNS)
+	}
+	if rep, err := r.a.RepointDNS(t.Context()); err != nil || rep.Changed {
+		t.Errorf("second repoint: %+v %v, want unchanged", rep, err)
+	}
+	if _, err := r.a.Down(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(conf); string(after) != rewritten {
+		t.Errorf("after down resolv.conf = %q, want the rewritten %q", after, rewritten)
 	}
 }
