@@ -52,16 +52,19 @@ func TestDiagnoseLeak(t *testing.T) {
 	lan := ResolverRoute{Addr: netip.MustParseAddr("192.168.1.1"), Role: "resolv.conf nameserver", Device: "eth0", Route: "192.168.1.0/24 dev eth0"}
 	tun := ResolverRoute{Addr: netip.MustParseAddr("10.10.0.10"), Role: "tunnel server", Device: "wg0", Route: "0.0.0.0/1 dev wg0"}
 	stub := ResolverRoute{Addr: StubAddr, Role: "resolv.conf nameserver", Device: "lo", Route: "local 127.0.0.0/8 dev lo"}
+	// fix: only a resolv.conf rewritten away from a running stub has one
+	// (the agent re-points it); the gateway's DNS config has none.
 	cases := []struct {
-		name string
-		in   DoctorInput
-		leak bool
+		name      string
+		in        DoctorInput
+		leak, fix bool
 	}{
-		{"rewritten resolv.conf", DoctorInput{FullTunnel: true, TunnelDev: "wg0", AgentStub: true, ResolvConf: []byte("nameserver 192.168.1.1\n"), Resolvers: []ResolverRoute{lan}}, true},
-		{"stub upstream on the LAN", DoctorInput{FullTunnel: true, TunnelDev: "wg0", AgentStub: true, ResolvConf: Content(nil, StubAddr), Resolvers: []ResolverRoute{stub, tun, lan}}, true},
-		{"all through the tunnel", DoctorInput{FullTunnel: true, TunnelDev: "wg0", AgentStub: true, ResolvConf: Content(nil, StubAddr), Resolvers: []ResolverRoute{stub, tun}}, false},
-		{"split tunnel", DoctorInput{TunnelDev: "wg0", ResolvConf: []byte("nameserver 192.168.1.1\n"), Resolvers: []ResolverRoute{lan}}, false},
-		{"unroutable: dns-unroutable's", DoctorInput{FullTunnel: true, TunnelDev: "wg0", Resolvers: []ResolverRoute{{Addr: lan.Addr, Refused: true}}}, false},
+		{"rewritten resolv.conf", DoctorInput{FullTunnel: true, TunnelDev: "wg0", AgentStub: true, ResolvConf: []byte("nameserver 192.168.1.1\n"), Resolvers: []ResolverRoute{lan}}, true, true},
+		{"stub upstream on the LAN", DoctorInput{FullTunnel: true, TunnelDev: "wg0", AgentStub: true, ResolvConf: Content(nil, StubAddr), Resolvers: []ResolverRoute{stub, tun, lan}}, true, false},
+		{"gateway pushed no servers", DoctorInput{FullTunnel: true, TunnelDev: "wg0", ResolvConf: []byte("nameserver 192.168.1.1\n"), Resolvers: []ResolverRoute{lan}}, true, false},
+		{"all through the tunnel", DoctorInput{FullTunnel: true, TunnelDev: "wg0", AgentStub: true, ResolvConf: Content(nil, StubAddr), Resolvers: []ResolverRoute{stub, tun}}, false, false},
+		{"split tunnel", DoctorInput{TunnelDev: "wg0", ResolvConf: []byte("nameserver 192.168.1.1\n"), Resolvers: []ResolverRoute{lan}}, false, false},
+		{"unroutable: dns-unroutable's", DoctorInput{FullTunnel: true, TunnelDev: "wg0", Resolvers: []ResolverRoute{{Addr: lan.Addr, Refused: true}}}, false, false},
 	}
 	for _, c := range cases {
 		fs := Diagnose(c.in)
@@ -72,6 +75,12 @@ func TestDiagnoseLeak(t *testing.T) {
 		}
 		if got && (!strings.Contains(fs[0].Title, "eth0") || !strings.Contains(fs[0].Evidence[1].Text, "192.168.1.1") || !strings.Contains(fs[0].Evidence[1].Text, "dev eth0") || len(fs[0].Commands) == 0) {
 			t.Errorf("%s: evidence %+v", c.name, fs[0])
+		}
+		if got && (RepointFixable(fs[0]) != c.fix || RestoreFixable(fs[0])) {
+			t.Errorf("%s: repoint-fixable %v (want %v), restore-fixable %v", c.name, RepointFixable(fs[0]), c.fix, RestoreFixable(fs[0]))
+		}
+		if got && !c.fix && !strings.Contains(fs[0].Explanation, "No --fix") {
+			t.Errorf("%s: no fix, and the explanation does not say why: %s", c.name, fs[0].Explanation)
 		}
 	}
 }

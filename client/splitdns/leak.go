@@ -14,6 +14,13 @@ const (
 	FindingConflict = "dns-domain-conflict"
 )
 
+// RepointFixable says whether a finding's fix is the agent's RepointDNS
+// (control POST /v1/dns/repoint): a full tunnel's resolv.conf rewritten
+// away from the stub.
+func RepointFixable(f analysis.Finding) bool {
+	return f.Fixable && f.ID == FindingLeak
+}
+
 // ResolverRoute is one resolver the machine's queries reach and the route
 // the walk (routes/analysis.Walk) picks for it.
 type ResolverRoute struct {
@@ -72,13 +79,14 @@ func leak(in DoctorInput) []analysis.Finding {
 		Evidence: append([]analysis.Evidence{{Kind: "file", Text: fmt.Sprintf("%s names %s", in.ResolvPath, nameserverList(in.ResolvConf))}}, ev...)}
 	switch {
 	case in.AgentStub && !PointsAtStub(in.ResolvConf) && !namesServer(in.ResolvConf, ResolvedStub):
-		f.Explanation = "All traffic goes through the tunnel, but something rewrote resolv.conf after ClearPath pointed it at its stub resolver, so lookups go straight to a resolver outside the tunnel and your network (and its operator) sees every name you look up. Reconnecting points resolv.conf at the stub again; find what rewrites it (a network manager, dhclient) and tell it to leave resolv.conf alone while the VPN is up."
-		f.Commands = []string{"vpn down && vpn up --all-traffic"}
+		f.Explanation = "All traffic goes through the tunnel, but something rewrote resolv.conf after ClearPath pointed it at its stub resolver, so lookups go straight to a resolver outside the tunnel and your network (and its operator) sees every name you look up. The fix asks the agent to point resolv.conf at the stub again, as it does on a network change: the rewritten file is what `vpn down` puts back, and the stub forwards names outside the routing domains to its servers. Find what rewrites it (a network manager, dhclient) and tell it to leave resolv.conf alone while the VPN is up."
+		f.Commands = []string{"vpn doctor --fix " + FindingLeak + " (the agent points " + in.ResolvPath + " back at its stub)"}
+		f.Fixable, f.Ours = true, true
 	case in.AgentStub:
-		f.Explanation = "All traffic goes through the tunnel, but the stub forwards names outside the gateway's routing domains to your network's resolver, which is routed outside the tunnel: your network sees those lookups. Ask the gateway's admin to push dns.servers without domains for full-tunnel users (then every name goes to the tunnel's servers)."
+		f.Explanation = "All traffic goes through the tunnel, but the stub forwards names outside the gateway's routing domains to your network's resolver, which is routed outside the tunnel: your network sees those lookups. Ask the gateway's admin to push dns.servers without domains for full-tunnel users (then every name goes to the tunnel's servers). No --fix: the gateway's DNS configuration decides where these names go, not this machine."
 		f.Commands = []string{"vpn status --json (see dns.upstream)"}
 	default:
-		f.Explanation = "All traffic goes through the tunnel, but the gateway pushed no DNS servers (or split DNS is off), so lookups go to a resolver routed outside the tunnel and your network sees every name you look up. Ask the gateway's admin to set dns.servers."
+		f.Explanation = "All traffic goes through the tunnel, but the gateway pushed no DNS servers (or split DNS is off), so lookups go to a resolver routed outside the tunnel and your network sees every name you look up. Ask the gateway's admin to set dns.servers. No --fix: without servers from the gateway there is nothing in the tunnel to send lookups to."
 		f.Commands = []string{"vpn status --json (see dns)"}
 	}
 	return []analysis.Finding{f}

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -140,8 +141,48 @@ func askDNS(server, name string, qtype uint16) error {
 
 // fixDNS replays the DNS journal for the findings whose fix it is (bare
 // --fix: they are ours), under the state dir's lock as `vpn routes
-// restore` does; the file comes back only if nobody changed it since.
+// restore` does; the file comes back only if nobody changed it since. A
+// full tunnel's resolv.conf rewritten away from the stub is the running
+// agent's to re-point (it holds the journal): doctor asks it.
 func fixDNS(w io.Writer, env *Env, rep analysis.Report, o *Options, named map[string]bool) (int, error) {
+	n, err := fixLeak(w, env, rep, o, named)
+	if n > 0 || err != nil {
+		return n, err
+	}
+	return fixJournal(w, env, rep, o, named)
+}
+
+// fixLeak asks the agent to point resolv.conf back at its stub.
+func fixLeak(w io.Writer, env *Env, rep analysis.Report, o *Options, named map[string]bool) (int, error) {
+	for _, f := range rep.Findings {
+		if !splitdns.RepointFixable(f) || !(f.Ours || named[f.ID]) {
+			continue
+		}
+		if o.DryRun {
+			fmt.Fprintf(w, "would run: %s\n", f.Commands[0])
+			return 0, nil
+		}
+		if env.RepointDNS == nil {
+			return 0, fmt.Errorf("fix %s: no agent to ask", f.ID)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := env.RepointDNS(ctx)
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("fix %s: %w", f.ID, err)
+		}
+		if !res.Changed {
+			fmt.Fprintf(w, "fixed (%s): resolv.conf already points at the agent's stub\n", f.ID)
+			return 0, nil
+		}
+		fmt.Fprintf(w, "fixed (%s): resolv.conf points at the agent's stub again; names outside the routing domains go to %v\n", f.ID, res.Upstream)
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// fixJournal replays the DNS journal (Restore).
+func fixJournal(w io.Writer, env *Env, rep analysis.Report, o *Options, named map[string]bool) (int, error) {
 	for _, f := range rep.Findings {
 		if !splitdns.RestoreFixable(f) || !(f.Ours || named[f.ID]) {
 			continue

@@ -60,6 +60,36 @@ func TestDoctorDNSLeakFullTunnel(t *testing.T) {
 			t.Errorf("%s: evidence %q, want %q via lan0", c.name, ev, c.leak)
 		}
 	}
+
+	// --fix: the rewritten resolv.conf is the agent's to re-point (a fake
+	// agent here does what RepointDNS does to the file); the stub's LAN
+	// upstream is the gateway's DNS config: no fix, the agent is not asked.
+	asked := 0
+	e.RepointDNS = func(context.Context) (*control.RepointReport, error) {
+		asked++
+		if err := os.WriteFile(resolv, splitdns.Content(nil, splitdns.StubAddr), 0o644); err != nil {
+			return nil, err
+		}
+		dnsSt.Upstream = []string{"9.9.9.9:53"}
+		return &control.RepointReport{Changed: true, Upstream: []string{"10.1.2.1"}}, nil
+	}
+	os.WriteFile(resolv, []byte("nameserver 10.1.2.1\n"), 0o644)
+	dnsSt.Upstream = nil
+	rep, _ := run(t, e, &Options{Fix: splitdns.FindingLeak})
+	if asked != 1 {
+		t.Fatalf("--fix asked the agent to re-point %d times, want 1", asked)
+	}
+	for _, f := range rep.Findings {
+		if f.ID == splitdns.FindingLeak {
+			t.Errorf("still reported after --fix: %+v", f.Evidence)
+		}
+	}
+	os.WriteFile(resolv, splitdns.Content(nil, splitdns.StubAddr), 0o644)
+	dnsSt.Upstream = []string{"10.1.2.53:53"}
+	run(t, e, &Options{Fix: splitdns.FindingLeak})
+	if asked != 1 {
+		t.Errorf("the gateway's leak (no fix) asked the agent to re-point")
+	}
 }
 
 // macOS's resolver files, with a temp directory as /etc/resolver: a

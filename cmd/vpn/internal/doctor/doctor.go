@@ -76,6 +76,9 @@ type Env struct {
 	PathMTU func(ctx context.Context, src, dst netip.Addr, hi int) (int, error)
 	// AgentLog returns the end of the agent's log (for --bundle).
 	AgentLog func() ([]byte, error)
+	// RepointDNS asks the agent to point resolv.conf back at its stub
+	// (control POST /v1/dns/repoint); nil: the DNS leak has no fix here.
+	RepointDNS func(ctx context.Context) (*control.RepointReport, error)
 }
 
 // NewCmd returns `vpn doctor`.
@@ -123,9 +126,10 @@ Exit status: 0 healthy, 1 a warning or error was found, 2 doctor itself failed.
 // LiveEnv reads this machine.
 func LiveEnv(f *factory.Factory) *Env {
 	e := &Env{
-		System:  routes.NewSystem,
-		Agent:   f.Control().Status,
-		Running: func() (int, bool, bool) { return agent.Running(f.StateDir) },
+		System:     routes.NewSystem,
+		Agent:      f.Control().Status,
+		RepointDNS: f.Control().RepointDNS,
+		Running:    func() (int, bool, bool) { return agent.Running(f.StateDir) },
 		Sysctl: func(key string) string {
 			b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
 			if err != nil {
