@@ -40,6 +40,33 @@ type ResolverRoute struct {
 type DomainClaim struct {
 	Source string
 	Domain string
+	// Index is the systemd-resolved link's ifindex (0: not a link); Dead
+	// says why that link carries no traffic ("down", "no carrier", "a tun
+	// no process holds"; "" alive), filled by the caller from the links.
+	Index int
+	Dead  string
+}
+
+// FixableClaims are the claims of a dns-domain-conflict finding the fix
+// may revert (systemd-resolved RevertLink): conflicting resolved links
+// that are dead. A live link's claim is another VPN's, never reverted.
+func FixableClaims(in DoctorInput) []DomainClaim {
+	var out []DomainClaim
+	seen := map[int]bool{}
+	for _, p := range conflictPairs(in) {
+		c := p.claim
+		if c.Index > 0 && c.Dead != "" && !seen[c.Index] {
+			seen[c.Index] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// RevertFixable says whether a finding's fix is reverting dead links in
+// systemd-resolved (FixableClaims).
+func RevertFixable(f analysis.Finding) bool {
+	return f.Fixable && f.ID == FindingConflict
 }
 
 // normDomain lower-cases a domain and drops the "~" and trailing dot.
@@ -115,14 +142,18 @@ func nameserverList(conf []byte) string {
 	return "nameserver " + strings.Join(ns, ", ")
 }
 
-// conflict is the check for a routing domain another VPN also claims.
-func conflict(in DoctorInput) []analysis.Finding {
+// conflictPair is one of our routing domains and a claim overlapping it.
+type conflictPair struct {
+	ours  string
+	claim DomainClaim
+}
+
+func conflictPairs(in DoctorInput) []conflictPair {
 	ours := in.Domains
 	if in.All {
 		ours = append(ours[:len(ours):len(ours)], ".")
 	}
-	var ev []analysis.Evidence
-	var names []string
+	var out []conflictPair
 	for _, d := range ours {
 		for _, c := range in.Claims {
 			if !overlaps(d, c.Domain) {
@@ -133,18 +164,55 @@ func conflict(in DoctorInput) []analysis.Finding {
 			if normDomain(c.Domain) == "." && normDomain(d) != "." && strings.HasPrefix(c.Source, "systemd-resolved") {
 				continue
 			}
-			ev = append(ev, analysis.Evidence{Kind: "dns", Text: fmt.Sprintf("%s claims %s; ClearPath routes %s to %v", c.Source, normDomain(c.Domain), normDomain(d), in.Servers)})
-			names = append(names, normDomain(d))
+			out = append(out, conflictPair{normDomain(d), c})
 		}
 	}
-	if len(ev) == 0 {
+	return out
+}
+
+// conflict is the check for a routing domain another VPN also claims. A
+// dead resolved link's claim (its VPN is gone, its settings stayed) can be
+// reverted; a live one's cannot: the finding says which.
+func conflict(in DoctorInput) []analysis.Finding {
+	pairs := conflictPairs(in)
+	if len(pairs) == 0 {
 		return nil
 	}
-	return []analysis.Finding{{ID: "dns-domain-conflict", Severity: analysis.Warning, Owner: "unknown",
-		Title:       fmt.Sprintf("routing domain %s is also claimed by another VPN or resolver", strings.Join(dedup(names), ", ")),
-		Evidence:    ev,
-		Explanation: "Two resolver configurations claim the same names, so which servers answer depends on the order they were set up: names under the domain may resolve to the other network's addresses, or fail. Disconnect the other VPN, or have one of the two drop the domain. ClearPath does not change the other's settings.",
-		Commands:    []string{"resolvectl domain (lists each link's routing domains)"}}}
+	var ev []analysis.Evidence
+	var names []string
+	live := 0
+	for _, p := range pairs {
+		c := p.claim
+		text := fmt.Sprintf("%s claims %s; ClearPath routes %s to %v", c.Source, normDomain(c.Domain), p.ours, in.Servers)
+		if c.Index > 0 && c.Dead != "" {
+			text += fmt.Sprintf(" (the link is dead: %s)", c.Dead)
+		} else {
+			live++
+		}
+		ev = append(ev, analysis.Evidence{Kind: "dns", Text: text})
+		names = append(names, p.ours)
+	}
+	f := analysis.Finding{ID: "dns-domain-conflict", Severity: analysis.Warning, Owner: "unknown",
+		Title:    fmt.Sprintf("routing domain %s is also claimed by another VPN or resolver", strings.Join(dedup(names), ", ")),
+		Evidence: ev,
+		Commands: []string{"resolvectl domain (lists each link's routing domains)"}}
+	dead := FixableClaims(in)
+	switch {
+	case len(dead) > 0:
+		f.Explanation = "Two resolver configurations claim the same names, so which servers answer depends on the order they were set up: names under the domain may resolve to the other network's addresses, or fail. The other claim is on a systemd-resolved link that carries no traffic (its VPN is gone but its DNS settings stayed): reverting that link's DNS settings (RevertLink) removes the stale claim."
+		var cmds []string
+		for _, c := range dead {
+			cmds = append(cmds, fmt.Sprintf("resolvectl revert %d (%s: %s)", c.Index, c.Source, c.Dead))
+		}
+		f.Commands = append(cmds, f.Commands...)
+		f.Fixable = true
+		if live > 0 {
+			f.Explanation += " The other claims are live (another VPN or resolver in use): no --fix for them; disconnect that VPN or have one of the two drop the domain."
+		}
+	default:
+		f.Explanation = "Two resolver configurations claim the same names, so which servers answer depends on the order they were set up: names under the domain may resolve to the other network's addresses, or fail. Disconnect the other VPN, or have one of the two drop the domain. No --fix: the other claim is live (another VPN or resolver in use) and ClearPath does not change its settings."
+	}
+	return []analysis.Finding{f}
 }
 
 func dedup(s []string) []string {

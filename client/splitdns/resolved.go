@@ -193,7 +193,7 @@ func (r *Resolved) Claims(links map[int]string, skip int) ([]DomainClaim, error)
 			if d.RouteOnly {
 				dom = "~" + dom
 			}
-			out = append(out, DomainClaim{Source: fmt.Sprintf("systemd-resolved link %s (ifindex %d)", links[i], i), Domain: dom})
+			out = append(out, DomainClaim{Source: fmt.Sprintf("systemd-resolved link %s (ifindex %d)", links[i], i), Domain: dom, Index: i})
 		}
 	}
 	return out, nil

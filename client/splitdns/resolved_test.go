@@ -247,4 +247,72 @@ func TestResolvedDomainConflict(t *testing.T) {
 		!strings.Contains(fs[0].Evidence[0].Text, "tun0 (ifindex 7) claims eng.corp.internal") {
 		t.Fatalf("findings %+v, want one %s naming tun0", fs, FindingConflict)
 	}
+	// tun0 is alive (another VPN in use): no fix, and the finding says why.
+	if RevertFixable(fs[0]) || len(FixableClaims(in)) != 0 || !strings.Contains(fs[0].Explanation, "No --fix") {
+		t.Errorf("live link: fixable %v, claims %v, explanation %q", RevertFixable(fs[0]), FixableClaims(in), fs[0].Explanation)
+	}
+}
+
+// The other claimant is a dead link (its VPN is gone, its DNS settings
+// stayed): the conflict is fixable by reverting that link, and only that
+// one; RevertLink over D-Bus (the fake resolve1) drops its domains, and
+// the next check finds no conflict. A live claim beside it is not
+// reverted and the finding says so.
+func TestResolvedDeadLinkConflictRevert(t *testing.T) {
+	cli, f := privateBus(t)
+	r := NewResolved(cli)
+	a := netip.MustParseAddr
+	if err := r.SetLink(5, []netip.Addr{a("10.10.0.10")}, []string{"corp.internal"}, false); err != nil { // ours
+		t.Fatal(err)
+	}
+	if err := r.SetLink(7, []netip.Addr{a("172.16.0.53")}, []string{"corp.internal"}, false); err != nil { // dead VPN
+		t.Fatal(err)
+	}
+	if err := r.SetLink(8, []netip.Addr{a("172.17.0.53")}, []string{"eng.corp.internal"}, false); err != nil { // live VPN
+		t.Fatal(err)
+	}
+	links := map[int]string{5: "wg0", 7: "tun0", 8: "tun1"}
+	dead := map[int]string{7: "a tun no process holds"}
+	claims := func() []DomainClaim {
+		cs, err := r.Claims(links, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range cs {
+			cs[i].Dead = dead[cs[i].Index]
+		}
+		return cs
+	}
+	in := DoctorInput{ResolvConf: []byte("nameserver 127.0.0.53\n"), Domains: []string{"corp.internal"}, Servers: []string{"10.10.0.10"}, Claims: claims()}
+	fs := Diagnose(in)
+	if len(fs) != 1 || !RevertFixable(fs[0]) || fs[0].Ours || !strings.Contains(fs[0].Commands[0], "resolvectl revert 7") ||
+		!strings.Contains(fs[0].Explanation, "no --fix for them") || !strings.Contains(fs[0].Evidence[0].Text, "dead: a tun no process holds") {
+		t.Fatalf("dead + live claim: %+v", fs)
+	}
+	fix := FixableClaims(in)
+	if len(fix) != 1 || fix[0].Index != 7 {
+		t.Fatalf("fixable claims %+v, want tun0 (7) only", fix)
+	}
+	for _, c := range fix {
+		if err := r.Revert(c.Index); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mu.Lock()
+	calls := slices.Clone(f.calls)
+	_, live := f.domains[8]
+	f.mu.Unlock()
+	if !slices.Contains(calls, "RevertLink 7") || slices.Contains(calls, "RevertLink 8") || slices.Contains(calls, "RevertLink 5") || !live {
+		t.Fatalf("calls %v (tun1 domains kept %v): only the dead link may be reverted", calls, live)
+	}
+	in.Claims = claims()
+	fs = Diagnose(in)
+	if len(fs) != 1 || RevertFixable(fs[0]) || strings.Contains(fs[0].Evidence[0].Text, "tun0") {
+		t.Fatalf("after revert: %+v, want only tun1's live claim, not fixable", fs)
+	}
+	delete(links, 8)
+	in.Claims = claims()
+	if fs := Diagnose(in); len(fs) != 0 {
+		t.Fatalf("dead claim reverted, live one gone: findings %+v", fs)
+	}
 }
