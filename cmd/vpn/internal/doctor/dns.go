@@ -13,6 +13,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/splitdns"
+	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
 )
 
@@ -55,6 +56,7 @@ func dnsFindings(rep analysis.Report, ain analysis.Input, env *Env, o *Options) 
 		in.AgentResolver = d != nil && d.Mode == "resolver"
 	}
 	dnsRoutes(&in, ain, d)
+	o.revert = splitdns.FixableClaims(in)
 	for _, f := range splitdns.Diagnose(in) {
 		rep.Findings = append(rep.Findings, f)
 		switch f.Severity {
@@ -128,7 +130,43 @@ func dnsRoutes(in *splitdns.DoctorInput, ain analysis.Input, d *control.DNSStatu
 		if r := splitdns.SystemResolved(in.ResolvPath); r != nil {
 			in.Claims, _ = r.Claims(links, skip) // partial claims on error: still evidence
 		}
+		for i := range in.Claims {
+			in.Claims[i].Dead = deadLink(ain.Snapshot, in.Claims[i].Index)
+		}
 	}
+}
+
+// deadLink says why the link carries no traffic ("" alive, or unknown):
+// down, no carrier, or a tun no process holds (as dead-tun findings do).
+func deadLink(snap *routes.Snapshot, index int) string {
+	if index <= 0 {
+		return ""
+	}
+	for _, l := range snap.Links {
+		if l.Index != index {
+			continue
+		}
+		switch {
+		case l.Tun != nil && l.Tun.Attached == 0:
+			return "a tun no process holds"
+		case !l.Up:
+			return "down"
+		case l.NoCarrier:
+			return "no carrier"
+		}
+		return ""
+	}
+	return ""
+}
+
+// revertLink reverts a link's DNS settings in the system's
+// systemd-resolved (the resolv.conf at path names its stub).
+func revertLink(path string, ifindex int) error {
+	r := splitdns.SystemResolved(path)
+	if r == nil {
+		return fmt.Errorf("%s does not point at systemd-resolved: nothing to revert", path)
+	}
+	return r.Revert(ifindex)
 }
 
 // askDNS sends one query and waits 2 s for any answer.
@@ -145,11 +183,46 @@ func askDNS(server, name string, qtype uint16) error {
 // full tunnel's resolv.conf rewritten away from the stub is the running
 // agent's to re-point (it holds the journal): doctor asks it.
 func fixDNS(w io.Writer, env *Env, rep analysis.Report, o *Options, named map[string]bool) (int, error) {
-	n, err := fixLeak(w, env, rep, o, named)
-	if n > 0 || err != nil {
-		return n, err
+	total := 0
+	for _, fix := range []func(io.Writer, *Env, analysis.Report, *Options, map[string]bool) (int, error){fixLeak, fixConflict, fixJournal} {
+		n, err := fix(w, env, rep, o, named)
+		total += n
+		if err != nil {
+			return total, err
+		}
 	}
-	return fixJournal(w, env, rep, o, named)
+	return total, nil
+}
+
+// fixConflict reverts the DNS settings of the dead systemd-resolved links
+// whose stale claims conflict with ours (named --fix only: they are not
+// ours); a live link is never among them.
+func fixConflict(w io.Writer, env *Env, rep analysis.Report, o *Options, named map[string]bool) (int, error) {
+	n := 0
+	for _, f := range rep.Findings {
+		if !splitdns.RevertFixable(f) || !(f.Ours || named[f.ID]) {
+			continue
+		}
+		path := env.ResolvConf
+		if path == "" {
+			path = splitdns.DefaultResolvConf
+		}
+		for i, c := range o.revert {
+			if o.DryRun {
+				fmt.Fprintf(w, "would run: %s\n", f.Commands[i])
+				continue
+			}
+			if env.RevertLink == nil {
+				return n, fmt.Errorf("fix %s: cannot reach systemd-resolved here", f.ID)
+			}
+			if err := env.RevertLink(path, c.Index); err != nil {
+				return n, fmt.Errorf("fix %s: revert %s: %w", f.ID, c.Source, err)
+			}
+			fmt.Fprintf(w, "fixed (%s): reverted the DNS settings of %s (%s)\n", f.ID, c.Source, c.Dead)
+			n++
+		}
+	}
+	return n, nil
 }
 
 // fixLeak asks the agent to point resolv.conf back at its stub.

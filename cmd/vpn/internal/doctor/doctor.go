@@ -37,7 +37,10 @@ type Options struct {
 	Bundle   string // write a redacted support bundle to this new file
 	blocked  string // the agent's account of a fail-closed block
 	agentDNS *control.DNSStatus
-	status   *control.Status
+	// revert are the dead resolved links whose stale domain claims
+	// dns-domain-conflict's fix reverts (dnsFindings fills it).
+	revert []splitdns.DomainClaim
+	status *control.Status
 }
 
 // ExitError carries doctor's exit code: 1 findings, 2 doctor failed.
@@ -79,6 +82,9 @@ type Env struct {
 	// RepointDNS asks the agent to point resolv.conf back at its stub
 	// (control POST /v1/dns/repoint); nil: the DNS leak has no fix here.
 	RepointDNS func(ctx context.Context) (*control.RepointReport, error)
+	// RevertLink reverts a systemd-resolved link's DNS settings
+	// (RevertLink over D-Bus); nil: dns-domain-conflict has no fix here.
+	RevertLink func(resolvConf string, ifindex int) error
 }
 
 // NewCmd returns `vpn doctor`.
@@ -129,6 +135,7 @@ func LiveEnv(f *factory.Factory) *Env {
 		System:     routes.NewSystem,
 		Agent:      f.Control().Status,
 		RepointDNS: f.Control().RepointDNS,
+		RevertLink: revertLink,
 		Running:    func() (int, bool, bool) { return agent.Running(f.StateDir) },
 		Sysctl: func(key string) string {
 			b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
