@@ -7,17 +7,18 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"sync/atomic"
 	"testing"
 )
 
 type repointer struct {
 	fake
 	stub  bool
-	calls int
+	calls atomic.Int32
 }
 
 func (r *repointer) RepointDNS(context.Context) (RepointReport, error) {
-	r.calls++
+	r.calls.Add(1)
 	if !r.stub {
 		return RepointReport{}, ErrNoStub
 	}
@@ -44,8 +45,8 @@ func TestRepointDNSOverSocket(t *testing.T) {
 	h := &repointer{stub: true}
 	c := serveAt(t, h)
 	rep, err := c.RepointDNS(ctx)
-	if err != nil || !rep.Changed || !reflect.DeepEqual(rep.Upstream, []string{"192.0.2.53"}) || h.calls != 1 {
-		t.Fatalf("repoint: %+v %v (calls %d)", rep, err, h.calls)
+	if err != nil || !rep.Changed || !reflect.DeepEqual(rep.Upstream, []string{"192.0.2.53"}) || h.calls.Load() != 1 {
+		t.Fatalf("repoint: %+v %v (calls %d)", rep, err, h.calls.Load())
 	}
 	h.stub = false
 	if _, err := c.RepointDNS(ctx); !errors.Is(err, ErrNoStub) {

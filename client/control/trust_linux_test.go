@@ -31,6 +31,8 @@ func init() {
 		_, err = c.Status(ctx)
 	case "down":
 		_, err = c.Down(ctx)
+	case "dns-repoint":
+		_, err = c.RepointDNS(ctx)
 	default: // "up:" + JSON UpRequest
 		var req UpRequest
 		json.Unmarshal([]byte(strings.TrimPrefix(op, "up:")), &req)
@@ -176,5 +178,29 @@ func TestSocketModeKeepsNonMembersOut(t *testing.T) {
 	out, ok = asUser(t, bin, sock, "54321", upOp(UpRequest{Server: "https://any.example", Token: "t"}))
 	if ok || !strings.Contains(out, "no server is configured") {
 		t.Errorf("member with no configured server: ok=%v %q", ok, out)
+	}
+}
+
+// The attack: nobody, not in the group, asks the agent to rewrite
+// resolv.conf (POST /v1/dns/repoint) on a world-writable socket. The
+// agent's policy refuses it before RepointDNS runs; a member may.
+func TestRepointDNSRefusedToNonMembers(t *testing.T) {
+	bin, dir := unprivileged(t)
+	sock := filepath.Join(dir, "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(sock, 0o666)
+	h := &repointer{stub: true}
+	const gid = 54321
+	srv := Serve(ln, h, nil, Policy{Group: gid, HasGroup: true, GroupName: "cptest"})
+	defer srv.Close()
+	out, ok := asUser(t, bin, sock, "", "dns-repoint")
+	if ok || !strings.Contains(out, "not a member of group cptest") || !strings.Contains(out, "DENIED=true") || h.calls.Load() != 0 {
+		t.Fatalf("non-member: ok=%v %q, RepointDNS ran %d times; want refused before it runs", ok, out, h.calls.Load())
+	}
+	if out, ok := asUser(t, bin, sock, "54321", "dns-repoint"); !ok || h.calls.Load() != 1 {
+		t.Fatalf("member: ok=%v %q, calls %d", ok, out, h.calls.Load())
 	}
 }
