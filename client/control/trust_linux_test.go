@@ -47,6 +47,22 @@ func init() {
 }
 
 // unprivileged copies the test binary where nobody can run it.
+// listenAgent listens on dir/agent.sock, owned by root and group gid (0:
+// left as made), with mode.
+func listenAgent(t *testing.T, dir string, gid int, mode os.FileMode) (string, net.Listener) {
+	t.Helper()
+	sock := filepath.Join(dir, "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gid != 0 {
+		os.Chown(sock, 0, gid)
+	}
+	os.Chmod(sock, mode)
+	return sock, ln
+}
+
 func unprivileged(t *testing.T) (bin, dir string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -104,12 +120,7 @@ func upOp(r UpRequest) string {
 // token file, an interface or another server; root may.
 func TestPeerCredentialsDecidePerRequest(t *testing.T) {
 	bin, dir := unprivileged(t)
-	sock := filepath.Join(dir, "agent.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(sock, 0o666)
+	sock, ln := listenAgent(t, dir, 0, 0o666)
 	h := &fake{}
 	const gid = 54321
 	pol := Policy{Group: gid, HasGroup: true, GroupName: "cptest", Server: func() string { return "https://gw.example" }}
@@ -158,13 +169,7 @@ func TestPeerCredentialsDecidePerRequest(t *testing.T) {
 // non-member cannot even connect and is told what to do.
 func TestSocketModeKeepsNonMembersOut(t *testing.T) {
 	bin, dir := unprivileged(t)
-	sock := filepath.Join(dir, "agent.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(sock, 0, 54321)
-	os.Chmod(sock, 0o660)
+	sock, ln := listenAgent(t, dir, 54321, 0o660)
 	srv := Serve(ln, &fake{}, nil, Policy{Group: 54321, HasGroup: true, Server: func() string { return "" }})
 	defer srv.Close()
 	out, ok := asUser(t, bin, sock, "", "status")
@@ -186,12 +191,7 @@ func TestSocketModeKeepsNonMembersOut(t *testing.T) {
 // agent's policy refuses it before RepointDNS runs; a member may.
 func TestRepointDNSRefusedToNonMembers(t *testing.T) {
 	bin, dir := unprivileged(t)
-	sock := filepath.Join(dir, "agent.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(sock, 0o666)
+	sock, ln := listenAgent(t, dir, 0, 0o666)
 	h := &repointer{stub: true}
 	const gid = 54321
 	srv := Serve(ln, h, nil, Policy{Group: gid, HasGroup: true, GroupName: "cptest"})
