@@ -35,6 +35,39 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// filterLab is a tunnel lab with a gateway.FlowFilter on it, logging to
+// a temporary flow log and a captured gateway log.
+type filterLab struct {
+	tl      *tunnellab.Lab
+	ff      *gateway.FlowFilter
+	logs    *syncBuffer
+	logPath string
+	closed  bool
+}
+
+// newFilterLab builds it; the filter is closed at cleanup unless the test
+// closed it (close) to read the flow log written on Close.
+func newFilterLab(t *testing.T) *filterLab {
+	t.Helper()
+	fl := &filterLab{tl: tunnellab.New(t), logs: &syncBuffer{}, logPath: filepath.Join(t.TempDir(), "flows.jsonl")}
+	log := slog.New(slog.NewTextHandler(fl.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var err error
+	if fl.ff, err = gateway.NewFlowFilter(nil, fl.logPath, log); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !fl.closed {
+			fl.ff.Close()
+		}
+	})
+	return fl
+}
+
+func (fl *filterLab) close() error {
+	fl.closed = true
+	return fl.ff.Close()
+}
+
 // TestGatewayFlowFilter drives gateway.FlowFilter the way the gateway will:
 // peers registered before the interface is attached, a user's own allow
 // list, a revoked address, a peer moved back to the group's default, and
@@ -43,20 +76,8 @@ func TestGatewayFlowFilter(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads eBPF programs and builds namespaces")
 	}
-	tl := tunnellab.New(t)
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	logPath := filepath.Join(t.TempDir(), "flows.jsonl")
-	ff, err := gateway.NewFlowFilter(nil, logPath, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			ff.Close()
-		}
-	})
+	fl := newFilterLab(t)
+	tl, ff, logs, logPath := fl.tl, fl.ff, fl.logs, fl.logPath
 	const alice = "alice@example.com"
 	aliceList := []netip.Prefix{netip.MustParsePrefix("10.10.1.0/24"), netip.MustParsePrefix("fd10::10/124")}
 	for _, a := range []string{tunnellab.ClientAddr4, tunnellab.ClientAddr6} {
@@ -108,10 +129,9 @@ func TestGatewayFlowFilter(t *testing.T) {
 		t.Errorf("counters = %+v; want allowed, denied and unknown-source packets", c)
 	}
 
-	if err := ff.Close(); err != nil {
+	if err := fl.close(); err != nil {
 		t.Fatal(err)
 	}
-	closed = true
 	if in, eg := tl.TCXPrograms(t, tl.GWIface); len(in)+len(eg) != 0 {
 		t.Errorf("after Close: tcx programs ingress %v egress %v", in, eg)
 	}

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/bpf"
 	"github.com/clearpath-vpn/clearpath/bpf/internal/tunnellab"
-	"github.com/clearpath-vpn/clearpath/server/gateway"
 )
 
 // udp6WithDestOpts builds an IPv6 UDP packet from src to dst:port carrying
@@ -84,20 +81,8 @@ func TestUnparsedIPv6DroppedThroughTunnel(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads eBPF programs and builds namespaces")
 	}
-	tl := tunnellab.New(t)
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	logPath := filepath.Join(t.TempDir(), "flows.jsonl")
-	ff, err := gateway.NewFlowFilter(nil, logPath, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			ff.Close()
-		}
-	})
+	fl := newFilterLab(t)
+	tl, ff, logs, logPath := fl.tl, fl.ff, fl.logs, fl.logPath
 	const alice = "alice@example.com"
 	for _, a := range []string{tunnellab.ClientAddr4, tunnellab.ClientAddr6} {
 		if err := ff.OnPeer(netip.MustParseAddr(a), alice, nil); err != nil {
@@ -153,10 +138,9 @@ func TestUnparsedIPv6DroppedThroughTunnel(t *testing.T) {
 		t.Errorf("the datagram behind 7 extension headers reached the VPC: its port was hidden from the flow log and it was let through")
 	}
 
-	if err := ff.Close(); err != nil {
+	if err := fl.close(); err != nil {
 		t.Fatal(err)
 	}
-	closed = true
 	data, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)
