@@ -73,7 +73,7 @@ test: deps dex build lint darwin-check
 
 # DEMO_FLAGS="-pause 2s -user erin" to present it slowly or as someone else.
 demo: deps dex build
-	$(GO) run ./internal/lab/cmd/demo $(DEMO_FLAGS)
+	$(GO) run ./internal/tstest/lab/cmd/demo $(DEMO_FLAGS)
 
 # The tunnel comparison and the Go benchmarks (bench/run.sh); not part of
 # `make test`. BENCH_FLAGS="-rounds 5 -t 10s" passes flags to tunnelbench.
@@ -137,7 +137,7 @@ dist:
 # systemd cached next to the minbase one): the agent service in the lab.
 package-test:
 	CLEARPATH_PACKAGE_TEST=1 $(GO) test -count=1 -v -timeout 30m -run TestDebInstallsOnCleanDebian ./packaging/
-	CLEARPATH_PACKAGE_TEST=1 $(GO) test -count=1 -v -timeout 30m -run 'TestPackaged.*UnderSystemd' ./internal/e2e/
+	CLEARPATH_PACKAGE_TEST=1 $(GO) test -count=1 -v -timeout 30m -run 'TestPackaged.*UnderSystemd' ./internal/tstest/e2e/
 
 # The gateway's container image (deploy/docker/Dockerfile): the static
 # binary, the CA bundle and the example config, no base image to pull.

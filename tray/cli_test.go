@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/internal/netnstest"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 )
 
 // buildVPN compiles the real vpn binary for the test.

@@ -21,8 +21,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/internal/lab"
-	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab/dex"
 )
 
 type options struct {

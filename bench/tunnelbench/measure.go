@@ -15,7 +15,7 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
-	"github.com/clearpath-vpn/clearpath/internal/lab"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
 )
 
 // pinned prefixes argv with taskset so the program (and what it starts)

@@ -15,8 +15,8 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clearpath-vpn/clearpath/client/auth"
-	"github.com/clearpath-vpn/clearpath/internal/lab"
-	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab/dex"
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
 	"github.com/clearpath-vpn/clearpath/server/api"
 )

@@ -18,8 +18,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
-	"github.com/clearpath-vpn/clearpath/internal/testbrowser"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab/dex"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/testbrowser"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/gateway"
 )

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/clearpath-vpn/clearpath/internal/lab/dex"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab/dex"
 )
 
 // passwordTokens gets real tokens from p's Dex (password grant) for client.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/clearpath-vpn/clearpath/internal/dnstest"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/dnstest"
 )
 
 // BenchmarkStub measures, in one run, queries to a loopback upstream

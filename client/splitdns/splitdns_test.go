@@ -11,7 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/clearpath-vpn/clearpath/internal/dnstest"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/dnstest"
 )
 
 func ask(t *testing.T, srv netip.AddrPort, name string, tcp bool) *dns.Msg {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/internal/testca"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/testca"
 )
 
 func TestCheck(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/internal/lab"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
 )
 
 // The lab's public hop narrowed to 1280 bytes, with the router dropping

@@ -8,7 +8,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/clearpath-vpn/clearpath/internal/lab"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
 )
 
 func TestEndpointResets(t *testing.T) {

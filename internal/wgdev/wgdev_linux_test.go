@@ -15,7 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/clearpath-vpn/clearpath/internal/lab"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
 )
 

@@ -19,7 +19,7 @@ import (
 )
 
 // fakeBackend records changes; the gateway's backend is tested end to end
-// (internal/e2e TestAdminPage).
+// (internal/tstest/e2e TestAdminPage).
 type fakeBackend struct {
 	mu      sync.Mutex
 	peers   []Peer

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/internal/testpg"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/testpg"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/internal/testacme"
-	"github.com/clearpath-vpn/clearpath/internal/testca"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/testacme"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/testca"
 	"github.com/clearpath-vpn/clearpath/server/config"
 )
 

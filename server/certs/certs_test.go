@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clearpath-vpn/clearpath/internal/testca"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/testca"
 	"github.com/clearpath-vpn/clearpath/server/config"
 )
 

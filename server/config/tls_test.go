@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clearpath-vpn/clearpath/internal/testca"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/testca"
 )
 
 func tlsConfig(block string) string {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
-	"github.com/clearpath-vpn/clearpath/internal/netnstest"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 )
 
 // nsFd opens the test namespace for nftables.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/internal/testpg"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/testpg"
 )
 
 var (

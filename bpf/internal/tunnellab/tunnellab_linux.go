@@ -1,6 +1,6 @@
 // Package tunnellab builds the network the eBPF filter tests run in: a
 // client and a gateway joined by real wireguard-go devices, and a VPC
-// behind the gateway, in namespaces of internal/lab. Test binaries that use
+// behind the gateway, in namespaces of internal/tstest/lab. Test binaries that use
 // it must call RunHelperIfAsked first thing in TestMain.
 package tunnellab
 
@@ -19,7 +19,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/clearpath-vpn/clearpath/internal/lab"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
 )
 

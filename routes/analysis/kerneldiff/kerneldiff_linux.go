@@ -14,7 +14,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
-	"github.com/clearpath-vpn/clearpath/internal/netnstest"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
 )

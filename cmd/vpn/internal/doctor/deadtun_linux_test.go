@@ -11,7 +11,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/clearpath-vpn/clearpath/internal/netnstest"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 	"github.com/clearpath-vpn/clearpath/routes"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/splitdns"
-	"github.com/clearpath-vpn/clearpath/internal/netnstest"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 )
 
 // A full tunnel in a namespace of its own (wg0 holding 0.0.0.0/1 and

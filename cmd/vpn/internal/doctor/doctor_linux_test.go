@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
-	"github.com/clearpath-vpn/clearpath/internal/netnstest"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
 )

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
-	"github.com/clearpath-vpn/clearpath/internal/netnstest"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 )
 
 // Without access to the agent's socket, or with an agent holding the lock

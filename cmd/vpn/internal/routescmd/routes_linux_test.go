@@ -11,7 +11,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
-	"github.com/clearpath-vpn/clearpath/internal/netnstest"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 	"github.com/clearpath-vpn/clearpath/routes"
 )
 

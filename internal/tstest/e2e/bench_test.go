@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearpath-vpn/clearpath/client/gwapi"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/testpg"
+)
+
+// The gateway benchmarks run the real vpn-gateway in the lab and register
+// through HTTP from the laptop, as clients do: token check, proof, nonce,
+// address, peer, WireGuard device, audit. Run them with a fixed count, e.g.
+//
+//	go test -run '^$' -bench 'Register' -benchtime 1000x ./internal/tstest/e2e
+
+func benchGateway(b *testing.B, backend, pool4 string) (*scaleLab, *gateway) {
+	b.Helper()
+	s := newScaleLab(b)
+	store := filepath.Join(s.Dir, "gateway.db")
+	if backend == "postgres" {
+		store = testpg.StartServer(b).SocketDSN
+	}
+	gw := s.startGateway(b, gwSpec{Name: "gateway", Node: s.GW, Listen: lab.GWPublicIP4 + ":8080", Endpoint: lab.GWPublicIP4,
+		Iface: s.Prefix + "eng", Port: lab.EngPort, Table: 1100, Store: store, Pool4: pool4})
+	return s, gw
+}
+
+func failed(devs []*device) error {
+	for _, d := range devs {
+		if d.err != nil {
+			return fmt.Errorf("%s: %w", d.user, d.err)
+		}
+	}
+	return nil
+}
+
+// BenchmarkRegister: registrations per second of new devices, one at a
+// time and 64 in flight, and of renewals (known devices) 64 in flight.
+func BenchmarkRegister(b *testing.B) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		for _, mode := range []struct {
+			name     string
+			inFlight int
+			renew    bool
+		}{{"new/serial", 1, false}, {"new/parallel-64", 64, false}, {"renew/parallel-64", 64, true}} {
+			b.Run(backend+"/"+mode.name, func(b *testing.B) {
+				s, gw := benchGateway(b, backend, "100.64.0.0/16")
+				devs := s.newDevices(b, 0, b.N)
+				c := s.registrar(gw.spec.URL())
+				clients := func(int) *gwapi.Client { return c }
+				if mode.renew {
+					registerAll(clients, devs, 64)
+					if err := failed(devs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ResetTimer()
+				took := registerAll(clients, devs, mode.inFlight)
+				b.StopTimer()
+				if err := failed(devs); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(b.N)/took.Seconds(), "registrations/s")
+			})
+		}
+	}
+}
+
+// rss reads a process's resident set size and its peak, in bytes.
+func rss(b *testing.B, pid int) (cur, peak int64) {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			if f[0] == "VmRSS:" {
+				cur = kb << 10
+			} else {
+				peak = kb << 10
+			}
+		}
+	}
+	return cur, peak
+}
+
+// BenchmarkGatewayMemory10k: the gateway's resident memory idle (the
+// baseline), with 10,000 peers registered on one network, and after a
+// restart that loads the 10,000 peers from the store onto the device.
+func BenchmarkGatewayMemory10k(b *testing.B) {
+	const peers = 10000
+	for range b.N {
+		s, gw := benchGateway(b, "sqlite", "100.64.0.0/16")
+		time.Sleep(2 * time.Second)
+		idle, _ := rss(b, gw.proc.Pid())
+		devs := s.newDevices(b, 0, peers)
+		c := s.registrar(gw.spec.URL())
+		took := registerAll(func(int) *gwapi.Client { return c }, devs, 64)
+		if err := failed(devs); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		full, peak := rss(b, gw.proc.Pid())
+		gw.stop(b)
+		gw.start(b, s)
+		if n := len(wgDump(b, s.GW, gw.spec.Iface)); n != peers {
+			b.Fatalf("%d peers on the device after the restart, want %d", n, peers)
+		}
+		time.Sleep(2 * time.Second)
+		restarted, _ := rss(b, gw.proc.Pid())
+		b.ReportMetric(float64(idle), "idle-rss-bytes")
+		b.ReportMetric(float64(full), "10k-rss-bytes")
+		b.ReportMetric(float64(peak), "peak-rss-bytes")
+		b.ReportMetric(float64(restarted), "restarted-10k-rss-bytes")
+		b.ReportMetric(float64(full-idle)/peers, "bytes/peer")
+		b.ReportMetric(float64(full)/float64(idle), "x-idle")
+		b.ReportMetric(float64(peers)/took.Seconds(), "registrations/s")
+	}
+}
