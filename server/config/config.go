@@ -28,7 +28,7 @@ type Config struct {
 	StateDir string        `yaml:"state_dir"`
 	KeyTTL   time.Duration `yaml:"key_ttl"`
 	Networks []Network     `yaml:"networks"`
-	// Operations side (ops.go): lifecycle warnings and webhook, admin
+	// Operations side (lifecycle.go): lifecycle warnings and webhook, admin
 	// socket, metrics listener.
 	Lifecycle     Lifecycle `yaml:"lifecycle"`
 	AdminSocket   string    `yaml:"admin_socket"`
@@ -252,7 +252,7 @@ func (c *Config) applyDefaults() {
 	if c.Flows.Unparsed == "" {
 		c.Flows.Unparsed = FlowUnparsedDrop
 	}
-	c.applyOpsDefaults()
+	c.applyLifecycleDefaults()
 	c.applySecretsDefaults()
 	c.applyTLSDefaults()
 	c.applyAPIDefaults()
@@ -415,7 +415,7 @@ func (c *Config) Validate() error {
 		validateAccess(c, n, f, bad)
 		validateDNS(n, f, bad)
 	}
-	c.validateOps(bad)
+	c.validateLifecycle(bad)
 	c.validateSecrets(bad)
 	c.validateTLS(bad)
 	c.validateAPI(bad)

@@ -44,7 +44,7 @@ type Webhook struct {
 	Backoff time.Duration `yaml:"backoff"`
 }
 
-// Defaults of the operations settings.
+// Defaults of the lifecycle and admin settings.
 const (
 	DefaultUnusedAfter     = 24 * time.Hour
 	DefaultIdleAfter       = 7 * 24 * time.Hour
@@ -60,7 +60,7 @@ const (
 // absent: those of 72h and 24h that are shorter than key_ttl.
 var DefaultWarnBefore = []time.Duration{72 * time.Hour, 24 * time.Hour}
 
-func (c *Config) applyOpsDefaults() {
+func (c *Config) applyLifecycleDefaults() {
 	l := &c.Lifecycle
 	if l.WarnBefore == nil {
 		l.WarnBefore = []time.Duration{}
@@ -111,7 +111,7 @@ func (l Lifecycle) Idle() time.Duration {
 	return *l.IdleAfter
 }
 
-func (c *Config) validateOps(bad func(field, format string, args ...any)) {
+func (c *Config) validateLifecycle(bad func(field, format string, args ...any)) {
 	l := c.Lifecycle
 	seen := map[time.Duration]int{}
 	for i, d := range l.WarnBefore {

@@ -20,7 +20,7 @@ admin_socket: /run/clearpath/admin.sock
 metrics_listen: "127.0.0.1:9108"
 `
 
-func TestOpsSettingsLoad(t *testing.T) {
+func TestLifecycleSettingsLoad(t *testing.T) {
 	c, err := Parse([]byte(Example + opsExample))
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func TestOpsSettingsLoad(t *testing.T) {
 	}
 }
 
-func TestOpsDefaults(t *testing.T) {
+func TestLifecycleDefaults(t *testing.T) {
 	c, err := Parse([]byte(strings.Replace(Example, "key_ttl: 720h", "key_ttl: 48h", 1)))
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func TestOpsDefaults(t *testing.T) {
 	}
 }
 
-func TestOpsErrorsNameTheField(t *testing.T) {
+func TestLifecycleErrorsNameTheField(t *testing.T) {
 	cases := []struct{ from, to, want string }{
 		{"warn_before: [24h, 1h]", "warn_before: [24h, 0s]", "lifecycle.warn_before[1]: 0s must be a positive"},
 		{"warn_before: [24h, 1h]", "warn_before: [24h, 800h]", "lifecycle.warn_before[1]: 800h0m0s is not shorter than key_ttl"},

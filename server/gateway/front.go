@@ -14,12 +14,12 @@ import (
 // PathMetrics serves the Prometheus metrics.
 const PathMetrics = "/metrics"
 
-// opsHandler wraps the API: each request's RemoteAddr becomes the client's
+// frontHandler wraps the API: each request's RemoteAddr becomes the client's
 // address (X-Forwarded-For from trusted proxies), each request sees one
 // configuration (reloads wait for requests in flight), is counted in the
 // metrics, and /healthz and (with metricsToken only) /metrics are answered
 // here.
-func (g *Gateway) opsHandler(apiHandler http.Handler, metricsToken string) http.Handler {
+func (g *Gateway) frontHandler(apiHandler http.Handler, metricsToken string) http.Handler {
 	mh := g.metrics.Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if peer := remoteAddr(r.RemoteAddr); g.guard != nil && peer.IsValid() {

@@ -102,7 +102,7 @@ func Serve(ctx context.Context, o Options) error {
 	s.did("admin page", stopWeb)
 
 	lifeCtx, stopLife := context.WithCancel(context.Background())
-	srv := apiServer(g.opsHandler(g.Handler(), cfg.MetricsToken), cfg.API, log)
+	srv := apiServer(g.frontHandler(g.Handler(), cfg.MetricsToken), cfg.API, log)
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
 	var msrv *http.Server

@@ -171,7 +171,7 @@ func (f *flood) Stop() {
 // 10 KB token 401 unread; /metrics is not on the API address.
 func TestAPIOutlastsAbuse(t *testing.T) {
 	t.Parallel()
-	e := newOpsEnv(t, "")
+	e := newEnv(t)
 	pid := e.Gateway.Pid()
 	rssBefore := vmRSS(t, pid)
 	var rssMax atomic.Int64
@@ -357,11 +357,11 @@ func registerAs(t *testing.T, e *env, node *lab.Node, token, xff string) (int, s
 // Retry-After.
 func TestTrustedProxiesAndRegistrationLimits(t *testing.T) {
 	t.Parallel()
-	e := newOpsEnv(t, `trusted_proxies: [`+lab.LaptopIP4+`/32]
+	e := newEnv(t, stack.WithGatewayConfig(`trusted_proxies: [`+lab.LaptopIP4+`/32]
 metrics_token: `+metricsToken+`
 api:
   register_per_source: 2/1m
-  register_per_user: 3/1m`)
+  register_per_user: 3/1m`))
 	ctx := ctxT(t, 30*time.Second)
 	toks := map[string]string{}
 	for _, u := range []string{"alice", "bob", "carol", "erin"} {

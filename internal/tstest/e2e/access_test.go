@@ -16,7 +16,7 @@ import (
 // removing the rule gives her access back as quickly.
 func TestAccessRuleNarrowsAUser(t *testing.T) {
 	t.Parallel()
-	e := newOpsEnv(t, "")
+	e := newEnv(t)
 	alice := e.Client("alice")
 	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
 	must(t, err)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
 	"github.com/clearpath-vpn/clearpath/internal/tstest/lab/dex"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/lab/stack"
 	"github.com/clearpath-vpn/clearpath/internal/tstest/testbrowser"
 )
 
@@ -41,7 +42,7 @@ const (
 // 2 s. Forged and cross-site changes are refused with nothing changed, alice
 // (not an admin) gets 403, and the session ends when admin.session_ttl says.
 func TestAdminPage(t *testing.T) {
-	e := newOpsEnv(t, fmt.Sprintf("admin_group: ops\nadmin:\n  client_id: %s\n  session_ttl: %s\nlifecycle:\n  unused_after: 10s\n", dex.AdminClientID, adminSession))
+	e := newEnv(t, stack.WithGatewayConfig(fmt.Sprintf("admin_group: ops\nadmin:\n  client_id: %s\n  session_ttl: %s\nlifecycle:\n  unused_after: 10s\n", dex.AdminClientID, adminSession)))
 	testbrowser.Require(t)
 
 	// alice's tunnel, with traffic.

@@ -35,10 +35,7 @@ func TestGatewayContainerServes(t *testing.T) {
 	defer cancel()
 	ref := lab.ReferenceT(t, lab.Options{})
 	s, name := startContainerGateway(t, ctx, podman, ref)
-	e := &env{Stack: s}
-	if e.svcA, err = lab.StartWhoAmI(ref.VPCA, "[::]:8000"); err != nil {
-		t.Fatal(err)
-	}
+	e := envOn(t, ref, s)
 	if out, err := exec.CommandContext(ctx, podman, "--runtime", "runc", "healthcheck", "run", name).CombinedOutput(); err != nil {
 		t.Errorf("podman healthcheck run (vpn-gateway health in the container): %v\n%s", err, out)
 	}

@@ -31,14 +31,39 @@ type env struct {
 func newEnv(t *testing.T, opts ...stack.Option) *env {
 	t.Helper()
 	lab.SkipUnlessRoot(t)
+	return startEnv(t, lab.ReferenceT(t, lab.Options{}), opts...)
+}
+
+// newHookEnv is newEnv with a webhook receiver started in gw first and
+// extra(receiver URL) appended to the gateway configuration.
+func newHookEnv(t *testing.T, extra func(hookURL string) string, opts ...stack.Option) (*env, *hook) {
+	t.Helper()
+	lab.SkipUnlessRoot(t)
 	ref := lab.ReferenceT(t, lab.Options{})
+	h := startHook(t, ref.GW)
+	return startEnv(t, ref, append(opts, stack.WithGatewayConfig(extra(h.URL)))...), h
+}
+
+// startEnv starts Dex and the gateway in ref (a lab the caller built,
+// with its own options where a test needs them), then envOn.
+func startEnv(t *testing.T, ref *lab.Reference, opts ...stack.Option) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := stack.Start(ctx, ref, bins, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return envOn(t, ref, s)
+}
+
+// envOn is the one setup every e2e test shares, whoever started the stack
+// (startEnv; a container or capability-bounded gateway): the env around s
+// and a "who am I" service in each VPC of ref.
+func envOn(t *testing.T, ref *lab.Reference, s *stack.Stack) *env {
+	t.Helper()
 	e := &env{Stack: s}
+	var err error
 	if e.svcA, err = lab.StartWhoAmI(ref.VPCA, "[::]:8000"); err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func (e *env) listPeers(t *testing.T) []listedPeer {
 // audit log.
 func TestExpiryAndWarnings(t *testing.T) {
 	t.Parallel()
-	e, h := newOpsEnvHook(t, func(url string) string {
+	e, h := newHookEnv(t, func(url string) string {
 		return `key_ttl: 16s
 lifecycle:
   warn_before: [10s, 5s]

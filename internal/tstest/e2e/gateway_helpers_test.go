@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -29,40 +28,6 @@ import (
 	"github.com/clearpath-vpn/clearpath/server/notify"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
-
-// newOpsEnv is newEnv with extra gateway configuration.
-func newOpsEnv(t *testing.T, extraConfig string) *env {
-	e, _ := newOpsEnvHook(t, func(string) string { return extraConfig })
-	return e
-}
-
-// newOpsEnvHook starts a webhook receiver in gw first, then the stack with
-// extra(receiver URL) appended to the gateway configuration.
-func newOpsEnvHook(t *testing.T, extra func(hookURL string) string) (*env, *hook) {
-	t.Helper()
-	lab.SkipUnlessRoot(t)
-	ref := lab.ReferenceT(t, lab.Options{})
-	h := startHook(t, ref.GW)
-	extraConfig := extra(h.URL)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var opts []stack.Option
-	if extraConfig != "" {
-		opts = append(opts, stack.WithGatewayConfig(extraConfig))
-	}
-	s, err := stack.Start(ctx, ref, bins, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{Stack: s}
-	if e.svcA, err = lab.StartWhoAmI(ref.VPCA, "[::]:8000"); err != nil {
-		t.Fatal(err)
-	}
-	if e.svcB, err = lab.StartWhoAmI(ref.VPCB, "[::]:8000"); err != nil {
-		t.Fatal(err)
-	}
-	return e, h
-}
 
 // admin runs `vpn-gateway ARGS --config <the lab's>` in gw, as an operator
 // on the gateway host would, and returns its output and exit code.

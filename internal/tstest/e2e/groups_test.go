@@ -14,7 +14,7 @@ import (
 // refresh in the audit log.
 func TestGroupLossRevokesAtRefresh(t *testing.T) {
 	t.Parallel()
-	e := newOpsEnv(t, "")
+	e := newEnv(t)
 	tokFile, err := e.TokenFile(ctxT(t, 10*time.Second), "erin")
 	must(t, err)
 	tok := readToken(t, tokFile)

@@ -14,7 +14,7 @@ import (
 // what really happens in the lab.
 func TestMetricsExplainAndDoctor(t *testing.T) {
 	t.Parallel()
-	e := newOpsEnv(t, "")
+	e := newEnv(t)
 	alice := e.Client("alice")
 	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
 	must(t, err)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
-	"github.com/clearpath-vpn/clearpath/internal/tstest/lab/stack"
 )
 
 // dfPing sends don't-fragment pings of size bytes (IP header included)
@@ -32,17 +30,7 @@ func dfPing(t *testing.T, e *env, dst string, size int) bool {
 func TestPathMTUAuto(t *testing.T) {
 	t.Parallel()
 	lab.SkipUnlessRoot(t)
-	ref := lab.ReferenceT(t, lab.Options{NarrowHop: 1280, PMTUBlackHole: true})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := stack.Start(ctx, ref, bins)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{Stack: s}
-	if e.svcA, err = lab.StartWhoAmI(ref.VPCA, "[::]:8000"); err != nil {
-		t.Fatal(err)
-	}
+	e := startEnv(t, lab.ReferenceT(t, lab.Options{NarrowHop: 1280, PMTUBlackHole: true}))
 	c := e.Client("mtu")
 	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
 	if err != nil {

@@ -68,7 +68,7 @@ func (e *env) netState(t *testing.T) string {
 // be applied names the field and changes nothing.
 func TestReloadAppliesDiffWithoutDroppingOthers(t *testing.T) {
 	t.Parallel()
-	e := newOpsEnv(t, "")
+	e := newEnv(t)
 	alice := e.Client("alice")
 	at, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
 	must(t, err)

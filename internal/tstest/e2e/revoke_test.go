@@ -16,7 +16,7 @@ import (
 // Both are measured from the moment the command starts.
 func TestRevocationStopsTrafficWithin2s(t *testing.T) {
 	t.Parallel()
-	e, h := newOpsEnvHook(t, func(url string) string {
+	e, h := newHookEnv(t, func(url string) string {
 		return "lifecycle:\n  webhook:\n    url: " + url + "\n    secret: " + hookSecret + "\n    backoff: 50ms\n"
 	})
 
@@ -121,7 +121,7 @@ func TestRevocationStopsTrafficWithin2s(t *testing.T) {
 // her registrations until `users enable`.
 func TestDisabledUserIsRevokedAndRefused(t *testing.T) {
 	t.Parallel()
-	e := newOpsEnv(t, "")
+	e := newEnv(t)
 	carol := e.Client("carol")
 	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "carol")
 	must(t, err)

@@ -25,7 +25,7 @@ import (
 //     freed and no command existed).
 func TestHostnameAndAddressesAtTheGateway(t *testing.T) {
 	t.Parallel()
-	e := newOpsEnv(t, "")
+	e := newEnv(t)
 	ctx := ctxT(t, 2*time.Minute)
 	tok, err := e.Dex.Login(ctx, dex.ClientID, "alice")
 	must(t, err)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -20,14 +19,7 @@ func TestExpiryWhileStoreIsDown(t *testing.T) {
 	t.Parallel()
 	lab.SkipUnlessRoot(t)
 	pg := testpg.StartServer(t)
-	ref := lab.ReferenceT(t, lab.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := stack.Start(ctx, ref, bins, stack.WithStore(pg.SocketDSN), stack.WithGatewayConfig("key_ttl: 14s"))
-	must(t, err)
-	e := &env{Stack: s}
-	e.svcA, err = lab.StartWhoAmI(ref.VPCA, "[::]:8000")
-	must(t, err)
+	e := newEnv(t, stack.WithStore(pg.SocketDSN), stack.WithGatewayConfig("key_ttl: 14s"))
 	alice := e.Client("alice")
 	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
 	must(t, err)

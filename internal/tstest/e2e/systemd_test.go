@@ -254,10 +254,7 @@ func TestPackagedAgentUnderSystemd(t *testing.T) {
 	// The lab's gateway runs from its container image (make image).
 	ref := lab.ReferenceT(t, lab.Options{})
 	s, _ := startContainerGateway(t, ctx, podman, ref)
-	e := &env{Stack: s}
-	if e.svcA, err = lab.StartWhoAmI(ref.VPCA, "[::]:8000"); err != nil {
-		t.Fatal(err)
-	}
+	e := envOn(t, ref, s)
 	aliceTok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
 	if err != nil {
 		t.Fatal(err)

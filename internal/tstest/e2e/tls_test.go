@@ -175,14 +175,7 @@ func (e *env) TLSCertSerial(t *testing.T) string {
 // --allow-http=false forgets it.
 func TestPlainHTTPNeedsAllowHTTP(t *testing.T) {
 	t.Parallel()
-	lab.SkipUnlessRoot(t)
-	ref := lab.ReferenceT(t, lab.Options{})
-	s, err := stack.Start(ctxT(t, time.Minute), ref, bins, stack.WithPlainHTTP())
-	must(t, err)
-	e := &env{Stack: s}
-	if e.svcA, err = lab.StartWhoAmI(ref.VPCA, "[::]:8000"); err != nil {
-		t.Fatal(err)
-	}
+	e := newEnv(t, stack.WithPlainHTTP())
 	tok, err := e.TokenFile(ctxT(t, 10*time.Second), "alice")
 	must(t, err)
 	alice := e.Client("alice")

@@ -112,10 +112,7 @@ func TestUnitCapabilitiesSuffice(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gateway with only %v: %v", gwCaps, err)
 	}
-	e := &env{Stack: s}
-	if e.svcA, err = lab.StartWhoAmI(ref.VPCA, "[::]:8000"); err != nil {
-		t.Fatal(err)
-	}
+	e := envOn(t, ref, s)
 	if got := capEff(t, s.Gateway.Pid()); got != gwMask {
 		t.Errorf("gateway runs with CapEff %#x, want exactly the unit's %#x (%v)", got, gwMask, gwCaps)
 	}
