@@ -39,7 +39,7 @@ func Revoke(ctx context.Context, st *store.Store, who Actor, peers []store.Peer,
 	}
 	var out []Revoked
 	for _, p := range peers {
-		ok, err := st.DeletePeerByID(ctx, p.ID)
+		ok, err := st.DeletePeer(ctx, p.ID, "")
 		if err != nil {
 			return out, fmt.Errorf("revoke peer %s: %w", p.ID, err)
 		}

@@ -435,7 +435,7 @@ func (g *Gateway) deleteSelf(w http.ResponseWriter, r *http.Request) {
 	unlock := g.lockDevice(*p)
 	err := g.removePeer(nw, p.PublicKey)
 	if err == nil {
-		_, err = g.store.DeletePeerID(r.Context(), p.ID)
+		_, err = g.store.DeletePeer(r.Context(), p.ID, store.StateDeleted)
 	}
 	unlock()
 	if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -54,7 +54,7 @@ func TestHousekeepingPrunesAuditAndFreesAddresses(t *testing.T) {
 	}
 	p := store.Peer{ID: "p1", Subject: "bob", Email: "bob@example.com", Network: "eng", Device: "phone", PublicKey: "k", Hostname: "bobs-phone", CreatedAt: c.Now(), ExpiresAt: c.Now().Add(time.Hour), Addr: a}
 	st.PutPeer(ctx, p)
-	st.DeletePeerByID(ctx, "p1") // revoked: its grace starts now
+	st.DeletePeer(ctx, "p1", "") // revoked: its grace starts now
 
 	var mu sync.Mutex
 	var events []Event

@@ -284,7 +284,7 @@ func (m *Manager) RevokeWhere(ctx context.Context, match func(store.Peer) bool, 
 	m.mu.Unlock()
 	for _, p := range gone {
 		sctx, cancel := context.WithTimeout(ctx, m.stTO)
-		if _, err := m.st.DeletePeerByID(sctx, p.ID); err != nil {
+		if _, err := m.st.DeletePeer(sctx, p.ID, ""); err != nil {
 			m.log.Warn("revoke: store unreachable, deletion queued", "peer", p.ID, "err", err)
 			m.mu.Lock()
 			m.pendingDel = append(m.pendingDel, p.ID)
@@ -604,7 +604,7 @@ func (m *Manager) flush(ctx context.Context) {
 	var keep []string
 	for i, id := range del {
 		sctx, cancel := context.WithTimeout(ctx, m.stTO)
-		_, err := m.st.DeletePeerByID(sctx, id)
+		_, err := m.st.DeletePeer(sctx, id, "")
 		cancel()
 		if err != nil {
 			keep = append(keep, del[i:]...)

@@ -337,7 +337,7 @@ func TestStorePollFollowsOtherProcesses(t *testing.T) {
 	defer other.Close()
 	waitFor(t, "bob's key, registered elsewhere, on the device", func() bool { return l.dev.has("eng", "key-2") })
 
-	if ok, err := other.DeletePeerByID(l.ctx, "p1"); err != nil || !ok {
+	if ok, err := other.DeletePeer(l.ctx, "p1", ""); err != nil || !ok {
 		t.Fatalf("revoke in the other process: %v %v", ok, err)
 	}
 	waitFor(t, "the revoked key off the device", func() bool { return !l.dev.has("eng", "key-1") })
@@ -447,7 +447,7 @@ func TestPutRemoveAndSync(t *testing.T) {
 		t.Fatalf("remove: %v", err)
 	}
 	r := l.register("p3", "carol", "key-3", time.Hour)
-	if _, err := l.st.DeletePeerByID(l.ctx, r.ID); err != nil {
+	if _, err := l.st.DeletePeer(l.ctx, r.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	removed, err := l.m.Sync(l.ctx)

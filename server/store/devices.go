@@ -5,30 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 )
-
-// Addresses come back (migration 4). An allocation outlives its peer by a
-// grace period (SetAllocationGrace, default 7 days), so that a device whose
-// key was revoked, deleted or expired gets its address back when it returns;
-// after that the address is free for anyone. released_at is when the last
-// peer of the device went (0 while it has one), released_why says how
-// (revoked, expired, deleted). email and hostname keep the device's last
-// known owner and name for `vpn-gateway devices list` once the peer is gone.
-const devicesSchema = `
-ALTER TABLE allocations ADD COLUMN email TEXT NOT NULL DEFAULT '';
-ALTER TABLE allocations ADD COLUMN hostname TEXT NOT NULL DEFAULT '';
-ALTER TABLE allocations ADD COLUMN released_at BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE allocations ADD COLUMN released_why TEXT NOT NULL DEFAULT '';
-CREATE INDEX allocations_released ON allocations (released_at);
-`
-
-func init() {
-	migrations = append(migrations, migration{4, devicesSchema})
-	sort.SliceStable(migrations, func(i, j int) bool { return migrations[i].version < migrations[j].version })
-	migrationHooks[4] = releaseOrphans
-}
 
 // DefaultAllocationGrace is how long an allocation outlives its peer.
 const DefaultAllocationGrace = 7 * 24 * time.Hour
@@ -46,21 +24,6 @@ const (
 	StateReleased = "released" // no peer for another reason (a failed registration, an upgrade)
 )
 
-// releaseOrphans fills the new columns for allocations made before
-// migration 4: the owner's e-mail and host from their peer, and, for those
-// without a peer (leaked by earlier versions), a grace starting now.
-func releaseOrphans(ctx context.Context, tx *sql.Tx, s *Store) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE allocations SET
-  email = COALESCE((SELECT p.email FROM peers p WHERE p.subject = allocations.subject AND p.network = allocations.network AND p.device = allocations.device), ''),
-  hostname = COALESCE((SELECT p.hostname FROM peers p WHERE p.subject = allocations.subject AND p.network = allocations.network AND p.device = allocations.device), '')`); err != nil {
-		return err
-	}
-	_, err := tx.ExecContext(ctx, s.q(`UPDATE allocations SET released_at = ?, released_why = ? WHERE NOT EXISTS
-  (SELECT 1 FROM peers p WHERE p.subject = allocations.subject AND p.network = allocations.network AND p.device = allocations.device)`), s.now().Unix(), StateReleased)
-	return err
-}
-
-// SetClock replaces time.Now for the allocation lifecycle (tests).
 func (s *Store) SetClock(now func() time.Time) { s.clock = now }
 
 func (s *Store) now() time.Time {
@@ -345,4 +308,38 @@ func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int64, error)
 	}
 	n, _ := res.RowsAffected()
 	return n, nil
+}
+
+// UserAllocation is a user's stable addresses in one network.
+type UserAllocation struct {
+	Subject string
+	Network string
+	Addr    Allocation
+}
+
+// Allocations returns the address allocations of subject ("" = everyone).
+func (s *Store) Allocations(ctx context.Context, subject string) ([]UserAllocation, error) {
+	q, args := `SELECT subject, network, ipv4, ipv6 FROM allocations`, []any{}
+	if subject != "" {
+		q += ` WHERE subject = ?`
+		args = append(args, subject)
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(q+` ORDER BY network, subject`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list allocations: %w", err)
+	}
+	defer rows.Close()
+	var out []UserAllocation
+	for rows.Next() {
+		var a UserAllocation
+		var v4, v6 string
+		if err := rows.Scan(&a.Subject, &a.Network, &v4, &v6); err != nil {
+			return nil, fmt.Errorf("list allocations: %w", err)
+		}
+		if a.Addr, err = parseAllocation(v4, v6); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }

@@ -65,7 +65,7 @@ func TestRevokedDevicesLeaveTheDeviceLimit(t *testing.T) {
 				t.Fatalf("device %d: %v", i, err)
 			}
 			first[dev] = a
-			if ok, err := s.DeletePeerByID(ctx, p.ID); err != nil || !ok {
+			if ok, err := s.DeletePeer(ctx, p.ID, ""); err != nil || !ok {
 				t.Fatalf("revoke %d: %v %v", i, ok, err)
 			}
 		}
@@ -126,15 +126,15 @@ func TestDrainedPoolServesNewUserAfterGrace(t *testing.T) {
 		}
 		// Three revoked by an admin, one deleted by its user, one expired.
 		for _, p := range peers[:3] {
-			if ok, err := s.DeletePeerByID(ctx, p.ID); !ok || err != nil {
+			if ok, err := s.DeletePeer(ctx, p.ID, ""); !ok || err != nil {
 				t.Fatal(ok, err)
 			}
 		}
-		if _, err := s.DeletePeerID(ctx, peers[3].ID); err != nil {
-			t.Fatal(err)
+		if ok, err := s.DeletePeer(ctx, peers[3].ID, StateDeleted); !ok || err != nil {
+			t.Fatal(ok, err)
 		}
 		clock.Add(2 * time.Hour) // past the last peer's expiry
-		if ok, err := s.DeleteExpiredPeer(ctx, peers[4].ID, clock.Now()); !ok || err != nil {
+		if ok, err := s.DeletePeer(ctx, peers[4].ID, ""); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 		_, _, err := register(t, s, "late", "n", "d", small, netip.Prefix{}, 16, clock)
@@ -178,8 +178,8 @@ func TestFreeReleasedSweepAndFreeDevice(t *testing.T) {
 		_, live, _ := register(t, s, "alice", "eng", "laptop", pool4, pool6, 16, clock)
 		_, gone, _ := register(t, s, "bob", "eng", "phone", pool4, pool6, 16, clock)
 		_, gone2, _ := register(t, s, "carol", "eng", "tablet", pool4, pool6, 16, clock)
-		s.DeletePeerByID(ctx, gone.ID)
-		s.DeletePeerByID(ctx, gone2.ID)
+		s.DeletePeer(ctx, gone.ID, "")
+		s.DeletePeer(ctx, gone2.ID, "")
 		// A registration that allocated and then failed leaves no peer.
 		if _, err := s.AllocateDevice(ctx, AllocRequest{Subject: "dave", Network: "eng", Device: "x", Pool4: pool4, Pool6: pool6}); err != nil {
 			t.Fatal(err)
@@ -250,12 +250,10 @@ func TestPruneAudit(t *testing.T) {
 // addresses came back) migrates: the leaked ones start their grace, the
 // others keep their owner's e-mail and host.
 func TestMigrationReleasesLeakedAllocations(t *testing.T) {
-	backends(t, func(t *testing.T, open func() *Store) {
+	freshStores(t, func(t *testing.T, dsn func() string) {
 		ctx := context.Background()
-		all := migrations
-		migrations = all[:3]
-		s := open()
-		migrations = all
+		d := dsn()
+		s := openAt(t, d, 3)
 		for i, u := range []string{"alice", "bob"} {
 			if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO allocations (subject, network, device, v4num, ipv4, ipv6, created_at) VALUES (?, 'eng', 'd', ?, ?, '', 1)`),
 				u, v4Num(netip.MustParseAddr(fmt.Sprintf("100.64.0.%d", i+2))), fmt.Sprintf("100.64.0.%d", i+2)); err != nil {
@@ -266,7 +264,7 @@ func TestMigrationReleasesLeakedAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Close()
-		s = open()
+		s = mustOpen(t, d)
 		devs, err := s.Devices(ctx, "eng")
 		if err != nil || len(devs) != 2 {
 			t.Fatalf("devices: %+v %v", devs, err)

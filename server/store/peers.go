@@ -436,58 +436,37 @@ func (s *Store) listPeers(ctx context.Context, where string, args ...any) ([]Pee
 	return out, rows.Err()
 }
 
-// DeletePeerID removes the peer with id and returns it. The address
-// allocation stays for the grace period: the device gets the same address
-// if it comes back by then.
-func (s *Store) DeletePeerID(ctx context.Context, id string) (*Peer, error) {
-	p, err := s.PeerByID(ctx, id)
-	if err != nil {
-		return nil, err
-	}
+// DeletePeer removes the peer with id and the warnings sent about it, and
+// starts the grace period of its device's address (the device gets the
+// same address if it comes back by then). why is the release reason
+// (StateDeleted when the user deleted their own peer), or "" to tell
+// StateRevoked from StateExpired by the peer's expiry. It reports whether
+// a peer was removed: an expiry or revocation that lost a race with a
+// re-registration (which gives the peer a new id) removes nothing.
+//
+// It is the one way a peer leaves the store, so that no path leaves its
+// warnings behind.
+func (s *Store) DeletePeer(ctx context.Context, id, why string) (bool, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("delete peer: %w", err)
+		return false, fmt.Errorf("delete peer %s: %w", id, err)
 	}
 	defer tx.Rollback()
-	if err := s.releaseAllocation(ctx, tx, id, StateDeleted); err != nil {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), id); err != nil {
-		return nil, fmt.Errorf("delete peer: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("delete peer: %w", err)
-	}
-	return p, nil
-}
-
-// DeleteExpiredPeer removes the peer with id if it has expired by now, and
-// reports whether it did. A peer renewed in the meantime has a new id and
-// stays.
-func (s *Store) DeleteExpiredPeer(ctx context.Context, id string, now time.Time) (bool, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("delete expired peer: %w", err)
-	}
-	defer tx.Rollback()
-	var expires int64
-	err = tx.QueryRowContext(ctx, s.q(`SELECT expires_at FROM peers WHERE id = ?`), id).Scan(&expires)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && expires > now.Unix()) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("delete expired peer: %w", err)
-	}
-	if err := s.releaseAllocation(ctx, tx, id, StateExpired); err != nil {
+	if err := s.releaseAllocation(ctx, tx, id, why); err != nil {
 		return false, err
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), id); err != nil {
-		return false, fmt.Errorf("delete expired peer: %w", err)
+	res, err := tx.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), id)
+	if err != nil {
+		return false, fmt.Errorf("delete peer %s: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM peer_warnings WHERE peer_id = ?`), id); err != nil {
+		return false, fmt.Errorf("delete warnings of peer %s: %w", id, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("delete expired peer: %w", err)
+		return false, fmt.Errorf("delete peer %s: %w", id, err)
 	}
-	return true, nil
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // UseNonce records a registration nonce until expires. A nonce seen before
@@ -506,47 +485,4 @@ func (s *Store) UseNonce(ctx context.Context, nonce string, expires time.Time) e
 		return fmt.Errorf("record nonce: %w", err)
 	}
 	return nil
-}
-
-// AuditEntry is one line of the audit log.
-type AuditEntry struct {
-	Time    time.Time
-	Actor   string // token subject, or "gateway" for its own timers
-	Action  string // "register", "delete", "expire", ...
-	Network string
-	Remote  string // client address as seen by the API
-	Detail  string
-}
-
-// Audit appends an entry to the audit log.
-func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
-	if e.Time.IsZero() {
-		e.Time = time.Now()
-	}
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO audit (ts, actor, action, network, remote, detail) VALUES (?, ?, ?, ?, ?, ?)`),
-		e.Time.Unix(), e.Actor, e.Action, e.Network, e.Remote, e.Detail)
-	if err != nil {
-		return fmt.Errorf("write audit: %w", err)
-	}
-	return nil
-}
-
-// AuditLog returns entries since t, oldest first.
-func (s *Store) AuditLog(ctx context.Context, since time.Time) ([]AuditEntry, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT ts, actor, action, network, remote, detail FROM audit WHERE ts >= ? ORDER BY id`), since.Unix())
-	if err != nil {
-		return nil, fmt.Errorf("read audit: %w", err)
-	}
-	defer rows.Close()
-	var out []AuditEntry
-	for rows.Next() {
-		var e AuditEntry
-		var ts int64
-		if err := rows.Scan(&ts, &e.Actor, &e.Action, &e.Network, &e.Remote, &e.Detail); err != nil {
-			return nil, fmt.Errorf("read audit: %w", err)
-		}
-		e.Time = time.Unix(ts, 0)
-		out = append(out, e)
-	}
-	return out, rows.Err()
 }

@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,6 +39,12 @@ type Store struct {
 // Open opens (creating if needed) the store named by dsn and migrates it.
 // dsn is a SQLite file path or a postgres:// (postgresql://) URL.
 func Open(ctx context.Context, dsn string) (*Store, error) {
+	return open(ctx, dsn, migrations)
+}
+
+// open is Open migrating with list (a prefix of migrations in tests, to
+// make a store of an older schema).
+func open(ctx context.Context, dsn string, list []migration) (*Store, error) {
 	s := &Store{}
 	s.grace.Store(int64(DefaultAllocationGrace))
 	var err error
@@ -76,7 +81,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		s.db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, list); err != nil {
 		s.db.Close()
 		return nil, err
 	}
@@ -94,6 +99,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks that the store answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 // Postgres reports whether the store is PostgreSQL.
 func (s *Store) Postgres() bool { return s.postgres }
@@ -114,205 +122,6 @@ func (s *Store) q(query string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-type migration struct {
-	version int
-	sql     string // {{ID}} becomes the dialect's auto-increment key column
-}
-
-var migrations = []migration{
-	{1, `
-CREATE TABLE network_keys (
-  network     TEXT PRIMARY KEY,
-  private_key TEXT NOT NULL,
-  created_at  BIGINT NOT NULL
-);
-CREATE TABLE allocations (
-  subject    TEXT NOT NULL,
-  network    TEXT NOT NULL,
-  ipv4       TEXT NOT NULL,
-  ipv6       TEXT NOT NULL DEFAULT '',
-  created_at BIGINT NOT NULL,
-  PRIMARY KEY (subject, network),
-  UNIQUE (network, ipv4)
-);
-CREATE UNIQUE INDEX allocations_ipv6 ON allocations (network, ipv6) WHERE ipv6 <> '';
-CREATE TABLE peers (
-  id             TEXT PRIMARY KEY,
-  subject        TEXT NOT NULL,
-  email          TEXT NOT NULL DEFAULT '',
-  network        TEXT NOT NULL,
-  public_key     TEXT NOT NULL UNIQUE,
-  hostname       TEXT NOT NULL DEFAULT '',
-  os             TEXT NOT NULL DEFAULT '',
-  created_at     BIGINT NOT NULL,
-  expires_at     BIGINT NOT NULL,
-  last_handshake BIGINT NOT NULL DEFAULT 0,
-  UNIQUE (subject, network)
-);
-CREATE TABLE audit (
-  id      {{ID}},
-  ts      BIGINT NOT NULL,
-  actor   TEXT NOT NULL,
-  action  TEXT NOT NULL,
-  network TEXT NOT NULL DEFAULT '',
-  remote  TEXT NOT NULL DEFAULT '',
-  detail  TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX audit_ts ON audit (ts);
-`},
-	// 2: one peer per (user, device, network). A device keeps its address
-	// across key rotations; the per-session preshared key and the
-	// registration nonces (replay protection shared by every gateway on
-	// the store) are kept too. v4num (the IPv4 address as a number) lets
-	// the allocator find the next free address with an index instead of
-	// reading the whole pool; migrationHooks[2] fills it for old rows.
-	{2, `
-CREATE TABLE allocations_v2 (
-  subject    TEXT NOT NULL,
-  network    TEXT NOT NULL,
-  device     TEXT NOT NULL DEFAULT '',
-  v4num      BIGINT NOT NULL DEFAULT 0,
-  ipv4       TEXT NOT NULL,
-  ipv6       TEXT NOT NULL DEFAULT '',
-  created_at BIGINT NOT NULL,
-  PRIMARY KEY (subject, network, device)
-);
-INSERT INTO allocations_v2 (subject, network, device, v4num, ipv4, ipv6, created_at)
-  SELECT subject, network, '', 0, ipv4, ipv6, created_at FROM allocations;
-DROP TABLE allocations;
-ALTER TABLE allocations_v2 RENAME TO allocations;
-CREATE UNIQUE INDEX allocations_v2_ipv4 ON allocations (network, ipv4);
-CREATE UNIQUE INDEX allocations_v2_ipv6 ON allocations (network, ipv6) WHERE ipv6 <> '';
-CREATE TABLE peers_v2 (
-  id             TEXT PRIMARY KEY,
-  subject        TEXT NOT NULL,
-  email          TEXT NOT NULL DEFAULT '',
-  network        TEXT NOT NULL,
-  device         TEXT NOT NULL DEFAULT '',
-  public_key     TEXT NOT NULL,
-  preshared_key  TEXT NOT NULL DEFAULT '',
-  hostname       TEXT NOT NULL DEFAULT '',
-  os             TEXT NOT NULL DEFAULT '',
-  created_at     BIGINT NOT NULL,
-  expires_at     BIGINT NOT NULL,
-  last_handshake BIGINT NOT NULL DEFAULT 0
-);
-INSERT INTO peers_v2 (id, subject, email, network, device, public_key, hostname, os, created_at, expires_at, last_handshake)
-  SELECT id, subject, email, network, '', public_key, hostname, os, created_at, expires_at, last_handshake FROM peers;
-DROP TABLE peers;
-ALTER TABLE peers_v2 RENAME TO peers;
-CREATE UNIQUE INDEX peers_v2_device ON peers (subject, network, device);
-CREATE UNIQUE INDEX peers_v2_key ON peers (network, public_key);
-CREATE INDEX peers_v2_expiry ON peers (expires_at);
-CREATE TABLE registration_nonces (
-  nonce      TEXT PRIMARY KEY,
-  expires_at BIGINT NOT NULL
-);
-CREATE INDEX registration_nonces_expiry ON registration_nonces (expires_at);
-`},
-}
-
-// migrationHooks run inside a migration's transaction after its SQL, for
-// steps SQL cannot express the same way in both dialects.
-var migrationHooks = map[int]func(ctx context.Context, tx *sql.Tx, s *Store) error{
-	2: fillV4Num,
-}
-
-// fillV4Num computes v4num for allocations made before migration 2, then
-// makes it unique per network.
-func fillV4Num(ctx context.Context, tx *sql.Tx, s *Store) error {
-	rows, err := tx.QueryContext(ctx, `SELECT network, ipv4 FROM allocations`)
-	if err != nil {
-		return err
-	}
-	type row struct{ network, ipv4 string }
-	var all []row
-	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.network, &r.ipv4); err != nil {
-			rows.Close()
-			return err
-		}
-		all = append(all, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, r := range all {
-		a, err := netip.ParseAddr(r.ipv4)
-		if err != nil || !a.Is4() {
-			return fmt.Errorf("allocation %s in network %s is not an IPv4 address", r.ipv4, r.network)
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE allocations SET v4num = ? WHERE network = ? AND ipv4 = ?`), v4Num(a), r.network, r.ipv4); err != nil {
-			return err
-		}
-	}
-	_, err = tx.ExecContext(ctx, `CREATE UNIQUE INDEX allocations_v2_v4num ON allocations (network, v4num)`)
-	return err
-}
-
-func (s *Store) migrate(ctx context.Context) error {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer conn.Close()
-	if s.postgres {
-		// Two gateways starting at once must not both run a migration.
-		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(74110001)`); err != nil {
-			return fmt.Errorf("migrate: lock: %w", err)
-		}
-		defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock(74110001)`)
-	}
-	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	var current int
-	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("migrate: read version: %w", err)
-	}
-	if latest := migrations[len(migrations)-1].version; current > latest {
-		return fmt.Errorf("migrate: the store has schema version %d, newer than this gateway knows (%d): upgrade the gateway", current, latest)
-	}
-	id := "INTEGER PRIMARY KEY AUTOINCREMENT"
-	if s.postgres {
-		id = "BIGSERIAL PRIMARY KEY"
-	}
-	for _, m := range migrations {
-		if m.version <= current {
-			continue
-		}
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("migrate to %d: %w", m.version, err)
-		}
-		for _, stmt := range strings.Split(strings.ReplaceAll(m.sql, "{{ID}}", id), ";") {
-			if strings.TrimSpace(stmt) == "" {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				tx.Rollback()
-				return fmt.Errorf("migrate to %d: %w", m.version, err)
-			}
-		}
-		if hook := migrationHooks[m.version]; hook != nil {
-			if err := hook(ctx, tx, s); err != nil {
-				tx.Rollback()
-				return fmt.Errorf("migrate to %d: %w", m.version, err)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), m.version, time.Now().Unix()); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migrate to %d: %w", m.version, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migrate to %d: %w", m.version, err)
-		}
-	}
-	return nil
 }
 
 // SchemaVersion returns the applied schema version.

@@ -165,16 +165,16 @@ func TestPeerReplaceKeepsAddressAndRefusesStolenKey(t *testing.T) {
 		if _, err := s.PutPeer(ctx, Peer{ID: "p5", Subject: "alice", Network: "ops", Device: "laptop", PublicKey: "key-2", CreatedAt: time.Now(), ExpiresAt: time.Now()}); err != nil {
 			t.Fatalf("the same key in another network: %v", err)
 		}
-		if _, err := s.DeletePeerID(ctx, "p2"); err != nil {
+		if _, err := s.DeletePeer(ctx, "p2", StateDeleted); err != nil {
 			t.Fatal(err)
 		}
 		if again, _ := s.AllocateDevice(ctx, AllocRequest{Subject: "alice", Network: "eng", Device: "laptop", Pool4: pool4, Pool6: pool6}); again != a {
 			t.Fatalf("address after delete %v, want %v", again, a)
 		}
-		if err := s.Audit(ctx, AuditEntry{Actor: "alice", Action: "register"}); err != nil {
+		if err := s.Record(ctx, AuditRecord{Actor: "alice", Action: "register"}); err != nil {
 			t.Fatal(err)
 		}
-		log, err := s.AuditLog(ctx, time.Now().Add(-time.Minute))
+		log, err := s.QueryAudit(ctx, AuditQuery{Since: time.Now().Add(-time.Minute)})
 		if err != nil || len(log) != 1 || log[0].Action != "register" {
 			t.Fatalf("audit log: %v %v", log, err)
 		}
@@ -286,34 +286,14 @@ func TestNonceReplay(t *testing.T) {
 	})
 }
 
-func TestDeleteExpiredPeerSparesRenewed(t *testing.T) {
-	s := mustOpen(t, filepath.Join(t.TempDir(), "gw.db"))
-	ctx := context.Background()
-	now := time.Now()
-	s.PutPeer(ctx, Peer{ID: "old", Subject: "a", Network: "eng", Device: "d", PublicKey: "k", CreatedAt: now, ExpiresAt: now.Add(-time.Second)})
-	// Renewed before the expiry timer got to it: new id, same key.
-	s.PutPeer(ctx, Peer{ID: "new", Subject: "a", Network: "eng", Device: "d", PublicKey: "k", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
-	if gone, err := s.DeleteExpiredPeer(ctx, "old", now); err != nil || gone {
-		t.Fatalf("expiring the replaced peer: %v %v, want nothing deleted", gone, err)
-	}
-	if gone, err := s.DeleteExpiredPeer(ctx, "new", now); err != nil || gone {
-		t.Fatalf("expiring a valid peer: %v %v", gone, err)
-	}
-	if gone, err := s.DeleteExpiredPeer(ctx, "new", now.Add(2*time.Hour)); err != nil || !gone {
-		t.Fatalf("expiring it later: %v %v", gone, err)
-	}
-}
-
 // A store written by schema 1 (one peer per user and network) migrates:
 // allocations and peers survive, an upgraded client naming its device and
 // presenting its old key keeps its address, and new devices get new ones.
 func TestMigrationFromSchema1(t *testing.T) {
-	backends(t, func(t *testing.T, open func() *Store) {
+	freshStores(t, func(t *testing.T, dsn func() string) {
 		ctx := context.Background()
-		all := migrations
-		migrations = all[:1]
-		s := open()
-		migrations = all
+		d := dsn()
+		s := openAt(t, d, 1)
 		for i, u := range []string{"alice", "bob"} {
 			ip := fmt.Sprintf("100.64.0.%d", i+2)
 			if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO allocations (subject, network, ipv4, ipv6, created_at) VALUES (?, 'eng', ?, ?, 1)`), u, ip, fmt.Sprintf("fd00:64::%d", i+2)); err != nil {
@@ -324,8 +304,8 @@ func TestMigrationFromSchema1(t *testing.T) {
 			}
 		}
 		s.Close()
-		s = open()
-		if v, _ := s.SchemaVersion(ctx); v != all[len(all)-1].version {
+		s = mustOpen(t, d)
+		if v, _ := s.SchemaVersion(ctx); v != len(migrations) {
 			t.Fatalf("schema version %d after migration", v)
 		}
 		peers, err := s.Peers(ctx, "eng")

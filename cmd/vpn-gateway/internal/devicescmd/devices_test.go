@@ -50,7 +50,7 @@ func TestDevicesListAndFree(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st.DeletePeerByID(ctx, "pci-runner")
+	st.DeletePeer(ctx, "pci-runner", "")
 	st.Close()
 
 	var out bytes.Buffer
