@@ -1,18 +1,15 @@
 package e2e
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/bundletest"
 	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
 )
 
@@ -51,28 +48,7 @@ func TestDoctorBundleOfALiveSession(t *testing.T) {
 	if err != nil && (!errors.As(err, &ee) || ee.ExitCode() == 2) {
 		t.Fatalf("vpn doctor --bundle: %v\n%s", err, out)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	files := map[string]string{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		files[strings.TrimPrefix(h.Name, "clearpath-bundle/")] = string(b)
-	}
+	files := bundletest.Read(t, path)
 	if !strings.Contains(files["agent.log"], "tunnel up") || !strings.Contains(files["status.json"], `"state": "up"`) {
 		t.Fatalf("the bundle lacks the agent's log or status: %v", files)
 	}

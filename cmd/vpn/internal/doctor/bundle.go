@@ -118,6 +118,7 @@ func writeTarGz(w io.Writer, files []bundleFile, now time.Time) error {
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
 	for _, f := range files {
+		// internal/tstest/bundletest reads this layout back.
 		if err := tw.WriteHeader(&tar.Header{Name: "clearpath-bundle/" + f.name, Mode: 0o600, Size: int64(len(f.data)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
 			return err
 		}

@@ -1,13 +1,10 @@
 package doctor
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,36 +13,11 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/internal/tstest/bundletest"
 	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
 )
-
-func readBundle(t *testing.T, path string) map[string]string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	out := map[string]string{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		out[strings.TrimPrefix(h.Name, "clearpath-bundle/")] = string(b)
-	}
-}
 
 // A support bundle of a machine whose agent status, log and routes hold
 // planted secrets: user names, e-mail, tokens, WireGuard and PEM keys,
@@ -97,7 +69,7 @@ func TestDoctorBundleRedacts(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("bundle file: %v %v, want mode 0600", fi, err)
 	}
-	files := readBundle(t, path)
+	files := bundletest.Read(t, path)
 	for _, name := range []string{"README.txt", "report.json", "report.txt", "snapshot.json", "status.json", "agent.log", "versions.txt"} {
 		if _, ok := files[name]; !ok {
 			t.Errorf("bundle lacks %s (has %v)", name, files)
