@@ -336,21 +336,56 @@ func restoreResolvConf(stateDir string) (Result, error) {
 	return res, nil
 }
 
-// Pending reads the journal of a session that has not restored yet (nil if
-// none): doctor tells a live session from a dead one's leftovers with it.
-func Pending(stateDir string) (*Journal, error) {
-	b, err := statedir.ReadFile(filepath.Join(stateDir, JournalFile))
+// Journals are the journals a session that has not restored yet left in
+// the state dir; nil where there is none.
+type Journals struct {
+	// DNS is the resolv.conf or systemd-resolved journal (JournalFile).
+	DNS *Journal
+	// Resolver is the /etc/resolver files' journal (ResolverJournalFile).
+	Resolver *ResolverJournal
+}
+
+// Pending reads both journals of a session that has not restored yet:
+// doctor tells a live session from a dead one's leftovers with them, and
+// `vpn routes diff` compares them with the machine. A journal that cannot
+// be read or parsed stays nil and its error, naming it, is returned with
+// the other one.
+func Pending(stateDir string) (Journals, error) {
+	var out Journals
+	var j Journal
+	found, err := readJournal(stateDir, JournalFile, &j)
+	if err != nil {
+		err = fmt.Errorf("DNS journal: %w", err)
+	} else if found {
+		out.DNS = &j
+	}
+	var rj ResolverJournal
+	rfound, rerr := readJournal(stateDir, ResolverJournalFile, &rj)
+	if rerr == nil && rfound && rj.Dir == "" {
+		rerr = errors.New("torn: no directory")
+	}
+	if rerr != nil {
+		rerr = fmt.Errorf("resolver journal: %w", rerr)
+	} else if rfound {
+		out.Resolver = &rj
+	}
+	return out, errors.Join(err, rerr)
+}
+
+// readJournal reads the JSON journal name in stateDir into v; found is
+// false when there is none.
+func readJournal(stateDir, name string, v any) (found bool, err error) {
+	b, err := statedir.ReadFile(filepath.Join(stateDir, name))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return false, nil
 	}
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	var j Journal
-	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("DNS journal: %w", err)
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("torn or bad: %w", err)
 	}
-	return &j, nil
+	return true, nil
 }
 
 // Repoint follows a network change during a session: when something (a
@@ -361,9 +396,13 @@ func Pending(stateDir string) (*Journal, error) {
 // file's content and changed=true; a file still ours, or one that names
 // the stub anyway (a user's edit), is left alone (changed=false).
 func Repoint(stateDir string, stub netip.Addr) (before []byte, changed bool, err error) {
-	j, err := Pending(stateDir)
-	if err != nil || j == nil || j.Mode != "" {
-		return nil, false, err
+	var j Journal
+	found, err := readJournal(stateDir, JournalFile, &j)
+	if err != nil {
+		return nil, false, fmt.Errorf("DNS journal: %w", err)
+	}
+	if !found || j.Mode != "" {
+		return nil, false, nil
 	}
 	cur, err := os.ReadFile(j.Path)
 	if errors.Is(err, os.ErrNotExist) {

@@ -180,7 +180,8 @@ func TestResolvedLinkSettingsOverDBus(t *testing.T) {
 	if got != want {
 		t.Errorf("link 1 state %s\nwant %s", got, want)
 	}
-	j, err := Pending(state)
+	p, err := Pending(state)
+	j := p.DNS
 	if err != nil || j == nil || j.Mode != ModeResolved || j.Link != "lo" || j.Index != 1 {
 		t.Fatalf("journal %+v, %v", j, err)
 	}

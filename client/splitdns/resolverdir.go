@@ -171,22 +171,6 @@ func RestoreResolverDir(stateDir string) (ResolverResult, error) {
 	return res, nil
 }
 
-// PendingResolver reads the resolver journal (nil: none).
-func PendingResolver(stateDir string) (*ResolverJournal, error) {
-	b, err := statedir.ReadFile(filepath.Join(stateDir, ResolverJournalFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var j ResolverJournal
-	if err := json.Unmarshal(b, &j); err != nil || j.Dir == "" {
-		return nil, fmt.Errorf("resolver journal: torn or bad (%v)", err)
-	}
-	return &j, nil
-}
-
 // ourResolverFile says whether b is exactly a file we write for name:
 // our header, then only nameserver lines.
 func ourResolverFile(name string, b []byte) bool {

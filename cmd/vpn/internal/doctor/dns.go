@@ -31,7 +31,8 @@ func dnsFindings(rep analysis.Report, ain analysis.Input, env *Env, o *Options) 
 	}
 	conf, _ := os.ReadFile(path)
 	in := splitdns.DoctorInput{ResolvPath: path, ResolvConf: conf, Now: time.Now()}
-	in.Journal, _ = splitdns.Pending(env.StateDir) // unreadable (not root): no journal evidence
+	pending, _ := splitdns.Pending(env.StateDir) // unreadable (not root): no journal evidence
+	in.Journal = pending.DNS
 	d := o.agentDNS
 	in.AgentStub = d != nil && d.Mode == "stub"
 	stub := netip.AddrPortFrom(splitdns.StubAddr, 53).String()
@@ -52,7 +53,7 @@ func dnsFindings(rep analysis.Report, ain analysis.Input, env *Env, o *Options) 
 	if env.ResolverDir != "" {
 		in.ResolverDir = env.ResolverDir
 		in.ResolverFiles = splitdns.OurResolverFiles(env.ResolverDir)
-		in.ResolverJournal, _ = splitdns.PendingResolver(env.StateDir)
+		in.ResolverJournal = pending.Resolver
 		in.AgentResolver = d != nil && d.Mode == "resolver"
 	}
 	dnsRoutes(&in, ain, d)

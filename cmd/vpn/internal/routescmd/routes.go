@@ -288,18 +288,15 @@ func printSnapshot(w io.Writer, snap *routes.Snapshot, ours []string) {
 // DNSDiff reads the DNS journal in stateDir and compares it with the
 // machine now (none: no journal).
 func DNSDiff(stateDir string) ([]splitdns.Diff, error) {
-	rj, err := splitdns.PendingResolver(stateDir)
+	pending, err := splitdns.Pending(stateDir)
 	if err != nil {
-		return nil, fmt.Errorf("read the resolver journal: %w", err)
+		return nil, fmt.Errorf("read the journals: %w", err)
 	}
 	var out []splitdns.Diff
-	if rj != nil {
-		out = splitdns.DiffResolverDir(rj)
+	if pending.Resolver != nil {
+		out = splitdns.DiffResolverDir(pending.Resolver)
 	}
-	j, err := splitdns.Pending(stateDir)
-	if err != nil {
-		return nil, fmt.Errorf("read the DNS journal: %w", err)
-	}
+	j := pending.DNS
 	if j == nil {
 		return out, nil
 	}
