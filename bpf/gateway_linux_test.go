@@ -45,14 +45,15 @@ type filterLab struct {
 	closed  bool
 }
 
-// newFilterLab builds it; the filter is closed at cleanup unless the test
+// newFilterLab builds it with the kernel table options table (the zero
+// value: the defaults); the filter is closed at cleanup unless the test
 // closed it (close) to read the flow log written on Close.
-func newFilterLab(t *testing.T) *filterLab {
+func newFilterLab(t *testing.T, table bpf.Options) *filterLab {
 	t.Helper()
 	fl := &filterLab{tl: tunnellab.New(t), logs: &syncBuffer{}, logPath: filepath.Join(t.TempDir(), "flows.jsonl")}
 	log := slog.New(slog.NewTextHandler(fl.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var err error
-	if fl.ff, err = gateway.NewFlowFilter(nil, fl.logPath, log); err != nil {
+	if fl.ff, err = gateway.NewFlowFilterWith(gateway.FlowFilterOptions{LogPath: fl.logPath, Log: log, Table: table}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -76,7 +77,7 @@ func TestGatewayFlowFilter(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads eBPF programs and builds namespaces")
 	}
-	fl := newFilterLab(t)
+	fl := newFilterLab(t, bpf.Options{})
 	tl, ff, logs, logPath := fl.tl, fl.ff, fl.logs, fl.logPath
 	const alice = "alice@example.com"
 	aliceList := []netip.Prefix{netip.MustParsePrefix("10.10.1.0/24"), netip.MustParsePrefix("fd10::10/124")}

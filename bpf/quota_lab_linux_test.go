@@ -3,11 +3,9 @@ package bpf_test
 import (
 	"bytes"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,22 +23,9 @@ func TestGatewayFlowQuotaThroughTunnel(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads eBPF programs and builds namespaces")
 	}
-	tl := tunnellab.New(t)
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	logPath := filepath.Join(t.TempDir(), "flows.jsonl")
 	const quota = 64
-	ff, err := gateway.NewFlowFilterWith(gateway.FlowFilterOptions{LogPath: logPath, Log: log,
-		Table: bpf.Options{FlowTableSize: 1024, UserQuota: quota}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			ff.Close()
-		}
-	})
+	fl := newFilterLab(t, bpf.Options{FlowTableSize: 1024, UserQuota: quota})
+	tl, ff, logs, logPath := fl.tl, fl.ff, fl.logs, fl.logPath
 	// Two users behind the one WireGuard peer of the lab: the filter
 	// tells them apart by tunnel address.
 	const mallory, bob = "mallory@example.com", "bob@example.com"
@@ -56,7 +41,7 @@ func TestGatewayFlowQuotaThroughTunnel(t *testing.T) {
 	// Bob's flow first, then mallory's flood: 4 x quota new UDP flows.
 	bobSrc, _ := tl.EchoUDP(t, "["+tunnellab.AllowedDst6+"]:9000", 1, 100)
 	const flood = 4 * quota
-	err = tl.Client.Do(func() error {
+	err := tl.Client.Do(func() error {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(tunnellab.ClientAddr4)})
 		if err != nil {
 			return err
@@ -93,10 +78,9 @@ func TestGatewayFlowQuotaThroughTunnel(t *testing.T) {
 	if st.Live > quota {
 		t.Errorf("mallory holds %d flows, quota %d", st.Live, quota)
 	}
-	if err := ff.Close(); err != nil {
+	if err := fl.close(); err != nil {
 		t.Fatal(err)
 	}
-	closed = true
 	data, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)

@@ -81,7 +81,7 @@ func TestUnparsedIPv6DroppedThroughTunnel(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads eBPF programs and builds namespaces")
 	}
-	fl := newFilterLab(t)
+	fl := newFilterLab(t, bpf.Options{})
 	tl, ff, logs, logPath := fl.tl, fl.ff, fl.logs, fl.logPath
 	const alice = "alice@example.com"
 	for _, a := range []string{tunnellab.ClientAddr4, tunnellab.ClientAddr6} {
