@@ -13,8 +13,6 @@ import (
 	"bytes"
 	"context"
 	"embed"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -24,7 +22,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -440,7 +437,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.message(w, http.StatusUnauthorized, "Login failed", "the ID token was refused: "+err.Error())
 		return
 	}
-	if n := nonceOf(raw); !equalTokens(n, l.nonce) {
+	if n := id.Nonce; !equalTokens(n, l.nonce) {
 		h.message(w, http.StatusUnauthorized, "Login failed", "the ID token's nonce does not match this login")
 		return
 	}
@@ -470,25 +467,6 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	// not sent on the rest of the provider's cross-site redirect chain.
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	fmt.Fprint(w, `<!doctype html><meta http-equiv="refresh" content="0;url=/peers"><title>Logged in</title><a href="/peers">Continue</a>`)
-}
-
-// nonceOf reads the nonce claim of a token whose signature was verified.
-func nonceOf(raw string) string {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return ""
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return ""
-	}
-	var c struct {
-		Nonce string `json:"nonce"`
-	}
-	if json.Unmarshal(b, &c) != nil {
-		return ""
-	}
-	return c.Nonce
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, a admin) (string, error) {

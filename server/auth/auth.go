@@ -26,6 +26,9 @@ type Identity struct {
 	Email   string
 	Groups  []string
 	Expiry  time.Time
+	// Nonce is the token's nonce claim, for a login that sent one (the
+	// admin page); "" when absent.
+	Nonce string
 }
 
 // ErrNotReady means the provider's discovery document has not been fetched yet.
@@ -187,7 +190,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 	// E-mails compare case-blind everywhere (users disable Alice@X
 	// matches alice@x): keep one spelling.
 	email = strings.ToLower(email)
-	return &Identity{Subject: tok.Subject, Email: email, Groups: groups, Expiry: tok.Expiry}, nil
+	return &Identity{Subject: tok.Subject, Email: email, Groups: groups, Expiry: tok.Expiry, Nonce: tok.Nonce}, nil
 }
 
 // explainFetch words a failed request to the provider; a timeout says the

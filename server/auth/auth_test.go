@@ -93,6 +93,11 @@ func TestVerify(t *testing.T) {
 	if id.Subject != "alice-id" || id.Email != "alice@example.com" || len(id.Groups) != 1 || id.Groups[0] != "engineering" {
 		t.Fatalf("identity = %+v", id)
 	}
+	// The admin page's login compares the nonce of the verified token.
+	withNonce, err := v.Verify(context.Background(), is.sign(t, is.key, is.claims(func(c map[string]any) { c["nonce"] = "n-123" })))
+	if err != nil || withNonce.Nonce != "n-123" || id.Nonce != "" {
+		t.Fatalf("nonce = %q (%v), without one %q", withNonce.Nonce, err, id.Nonce)
+	}
 	stranger, _ := rsa.GenerateKey(rand.Reader, 2048)
 	bad := []struct {
 		name, token, want string
