@@ -2,10 +2,8 @@ package gwdoctor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -13,12 +11,10 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl"
 
+	"github.com/clearpath-vpn/clearpath/internal/icmpecho"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
 	"github.com/clearpath-vpn/clearpath/server/admin"
@@ -381,50 +377,10 @@ func sampleInside(p netip.Prefix, snap *routes.Snapshot) netip.Addr {
 	return a
 }
 
-// ping sends up to three ICMP echo requests from src to dst and waits for a
-// reply to one of them.
+// ping sends up to three ICMP echo requests from src to dst, one every
+// timeout/3, and waits for a reply to one of them.
 func ping(ctx context.Context, src, dst netip.Addr, timeout time.Duration) (time.Duration, error) {
-	network, proto := "ip4:icmp", 1
-	var reqType, replyType icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
-	if dst.Is6() {
-		network, proto = "ip6:ipv6-icmp", 58
-		reqType, replyType = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
-	}
-	c, err := icmp.ListenPacket(network, src.String())
-	if err != nil {
-		return 0, fmt.Errorf("open ICMP socket on %s: %w", src, err)
-	}
-	defer c.Close()
-	id := (os.Getpid() ^ int(time.Now().UnixNano())) & 0xffff
-	buf := make([]byte, 1500)
-	for seq := 1; seq <= 3; seq++ {
-		msg := icmp.Message{Type: reqType, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("clearpath-doctor")}}
-		b, _ := msg.Marshal(nil)
-		sent := time.Now()
-		if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
-			return 0, err
-		}
-		deadline := sent.Add(timeout / 3)
-		c.SetReadDeadline(deadline)
-		for {
-			nr, from, err := c.ReadFrom(buf)
-			if err != nil {
-				break
-			}
-			m, err := icmp.ParseMessage(proto, buf[:nr])
-			if err != nil {
-				continue
-			}
-			fa, _ := netip.AddrFromSlice(from.(*net.IPAddr).IP)
-			if e, ok := m.Body.(*icmp.Echo); ok && m.Type == replyType && e.ID == id && fa.Unmap() == dst {
-				return time.Since(sent), nil
-			}
-		}
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-	}
-	return 0, errors.New("no reply")
+	return icmpecho.Ping(ctx, src, dst, icmpecho.Options{Tries: 3, Wait: timeout / 3, Payload: "clearpath-doctor"})
 }
 
 // checkHostGuard compares the gateway's nftables table (server/hostguard)
