@@ -9,7 +9,7 @@ import (
 )
 
 // Ownership markers of the client. Everything it adds carries them, so ownership lives in
-// the kernel rather than in our memory (see docs/DESIGN.md).
+// the kernel rather than in our memory (see docs/ARCHITECTURE.md).
 const (
 	Protocol = 197    // route and rule protocol of every item we add (Linux)
 	Table    = 7411   // our routing table (Linux)

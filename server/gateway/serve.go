@@ -23,7 +23,7 @@ import (
 // Serve starts everything described by o.Config and serves until ctx is
 // done, then removes what it installed and returns.
 //
-// The start is a sequence of steps (docs/DESIGN.md, gateway start
+// The start is a sequence of steps (docs/ARCHITECTURE.md, gateway start
 // sequence), each registering its undo: a step that fails undoes exactly
 // the steps before it, newest first, and the error names what failed;
 // the stop is the same unwind.

@@ -28,7 +28,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/server/config"
 )
 
-// The table and chain the gateway owns (docs/DESIGN.md).
+// The table and chain the gateway owns (docs/ARCHITECTURE.md).
 const (
 	TableName = "clearpath_gw" // family inet: IPv4 and IPv6 in one table
 	ChainName = "input"        // type filter, hook input

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Addresses of the reference topology (docs/DESIGN.md, "Lab topology").
+// Addresses of the reference topology (docs/ARCHITECTURE.md, "Lab topology").
 const (
 	LAN4  = "10.1.2.0/24"
 	LAN6  = "fd01:2::/64"
@@ -38,7 +38,7 @@ const (
 	VPCBIP4       = "10.20.0.10"
 	VPCBIP6       = "fd10:20::10"
 
-	// Gateway networks configured in the lab (docs/DESIGN.md).
+	// Gateway networks configured in the lab (docs/ARCHITECTURE.md).
 	EngPool4 = "100.64.0.0/24"
 	EngPool6 = "fd00:64::/64"
 	OpsPool4 = "100.65.0.0/24"

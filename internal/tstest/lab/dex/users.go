@@ -11,7 +11,7 @@ type User struct {
 	Groups   []string
 }
 
-// The lab's users. Engineering may reach vpc-a, ops vpc-b (docs/DESIGN.md);
+// The lab's users. Engineering may reach vpc-a, ops vpc-b (docs/ARCHITECTURE.md);
 // dave is in no group the gateway knows, erin in both.
 var users = []User{
 	{"alice", "alice@example.com", "alice-password", "9b2f7c2e-0a51-4d8e-9c1a-7a1e3f0c0001", "$2a$10$UpY6oB8hpZktXTBV3w3NV.GkGR9zj/gbHnyne/vPRHOtx2O5zg5x2", []string{"engineering"}},
