@@ -600,21 +600,16 @@ func (e *Engine) restore() (*Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
+	var sweep []Change
 	for _, r := range routes {
-		c := Change{Op: OpDelRoute, Route: &r}
-		if err := e.sys.Apply(c); err != nil {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("sweep %s: %v", r, err))
-			continue
-		}
-		rep.Swept = append(rep.Swept, c)
-		if e.afterUndo != nil {
-			e.afterUndo(c)
-		}
+		sweep = append(sweep, Change{Op: OpDelRoute, Route: &r})
 	}
 	for _, r := range rules {
-		c := Change{Op: OpDelRule, Rule: &r}
+		sweep = append(sweep, Change{Op: OpDelRule, Rule: &r})
+	}
+	for _, c := range sweep {
 		if err := e.sys.Apply(c); err != nil {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("sweep %s: %v", r, err))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("sweep (%s): %v", c, err))
 			continue
 		}
 		rep.Swept = append(rep.Swept, c)
