@@ -257,11 +257,8 @@ func (s *Store) FreeDevice(ctx context.Context, subject, network, device string,
 		return &d, fmt.Errorf("device %s of %s in network %s holds a valid key (peer %s): %w", device, who(d), network, dash(d.PeerID), ErrDeviceLive)
 	}
 	if d.PeerID != "" {
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), d.PeerID); err != nil {
-			return nil, fmt.Errorf("free device: remove expired peer: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM peer_warnings WHERE peer_id = ?`), d.PeerID); err != nil {
-			return nil, fmt.Errorf("free device: %w", err)
+		if _, err := s.removePeer(ctx, tx, d.PeerID); err != nil {
+			return nil, fmt.Errorf("free device: remove its peer: %w", err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM allocations WHERE subject = ? AND network = ? AND device = ?`), subject, network, device); err != nil {

@@ -344,7 +344,8 @@ func (s *Store) putPeerOnce(ctx context.Context, p Peer) (*Peer, error) {
 		return nil, fmt.Errorf("store peer: %w", err)
 	}
 	if old != nil {
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), old.ID); err != nil {
+		// A renewal: the device's previous peer goes, with its warnings.
+		if _, err := s.removePeer(ctx, tx, old.ID); err != nil {
 			return nil, fmt.Errorf("store peer: remove previous: %w", err)
 		}
 	}
@@ -455,15 +456,27 @@ func (s *Store) DeletePeer(ctx context.Context, id, why string) (bool, error) {
 	if err := s.releaseAllocation(ctx, tx, id, why); err != nil {
 		return false, err
 	}
-	res, err := tx.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), id)
+	gone, err := s.removePeer(ctx, tx, id)
 	if err != nil {
 		return false, fmt.Errorf("delete peer %s: %w", id, err)
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM peer_warnings WHERE peer_id = ?`), id); err != nil {
-		return false, fmt.Errorf("delete warnings of peer %s: %w", id, err)
-	}
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("delete peer %s: %w", id, err)
+	}
+	return gone, nil
+}
+
+// removePeer deletes, in tx, the peer row with id and the warnings sent
+// about it: every path that removes a peer (DeletePeer, a renewal
+// replacing the device's peer in PutPeer, FreeDevice) goes through here,
+// so none leaves warnings behind. It reports whether a row was removed.
+func (s *Store) removePeer(ctx context.Context, tx execer, id string) (bool, error) {
+	res, err := tx.ExecContext(ctx, s.q(`DELETE FROM peers WHERE id = ?`), id)
+	if err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM peer_warnings WHERE peer_id = ?`), id); err != nil {
+		return false, fmt.Errorf("warnings: %w", err)
 	}
 	n, _ := res.RowsAffected()
 	return n > 0, nil

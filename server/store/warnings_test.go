@@ -126,10 +126,11 @@ func TestEveryDeleteDropsTheWarnings(t *testing.T) {
 	})
 }
 
-// A delete that lost the race with a renewal (the device registered again:
-// a new peer id, same key) removes nothing, and the renewed peer keeps its
-// warnings.
-func TestDeleteOfARenewedPeersOldIDRemovesNothing(t *testing.T) {
+// A renewal (the device registered again: a new peer id, same key)
+// replaces the device's peer and drops the old one's warnings; a delete
+// that lost the race with it removes nothing, and the renewed peer keeps
+// its warnings. Freeing a device drops its peer's warnings too.
+func TestRenewalAndFreeDropTheWarnings(t *testing.T) {
 	backends(t, func(t *testing.T, open func() *Store) {
 		ctx := context.Background()
 		s := open()
@@ -137,8 +138,12 @@ func TestDeleteOfARenewedPeersOldIDRemovesNothing(t *testing.T) {
 		if _, err := s.PutPeer(ctx, Peer{ID: "old", Subject: "a", Network: "eng", Device: "d", PublicKey: "k", CreatedAt: now, ExpiresAt: now.Add(-time.Second)}); err != nil {
 			t.Fatal(err)
 		}
+		s.MarkWarned(ctx, "old", "expiring-24h", now)
 		if _, err := s.PutPeer(ctx, Peer{ID: "new", Subject: "a", Network: "eng", Device: "d", PublicKey: "k", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 			t.Fatal(err)
+		}
+		if w, _ := s.Warned(ctx); len(w["old"]) != 0 {
+			t.Errorf("the renewed peer's old id keeps its warnings: %v", w)
 		}
 		s.MarkWarned(ctx, "new", "unused", now)
 		if gone, err := s.DeletePeer(ctx, "old", ""); err != nil || gone {
@@ -149,6 +154,21 @@ func TestDeleteOfARenewedPeersOldIDRemovesNothing(t *testing.T) {
 		}
 		if w, _ := s.Warned(ctx); !w["new"]["unused"] {
 			t.Errorf("the renewed peer's warning went: %v", w)
+		}
+		// Freeing the device (revoking its live key) drops them.
+		a, err := s.AllocateDevice(ctx, AllocRequest{Subject: "b", Network: "eng", Device: "e", Pool4: pool4, Pool6: pool6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.PutPeer(ctx, Peer{ID: "b1", Subject: "b", Network: "eng", Device: "e", PublicKey: "kb", CreatedAt: now, ExpiresAt: now.Add(time.Hour), Addr: a}); err != nil {
+			t.Fatal(err)
+		}
+		s.MarkWarned(ctx, "b1", "idle", now)
+		if _, err := s.FreeDevice(ctx, "b", "eng", "e", true); err != nil {
+			t.Fatal(err)
+		}
+		if w, _ := s.Warned(ctx); len(w["b1"]) != 0 {
+			t.Errorf("a freed device's peer keeps its warnings: %v", w)
 		}
 	})
 }
