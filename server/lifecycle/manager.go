@@ -762,6 +762,11 @@ func (m *Manager) housekeep(ctx context.Context, now time.Time) {
 		m.emit(Event{Kind: EventFreed, At: now, Reason: d.State + " since " + d.ReleasedAt.UTC().Format(time.RFC3339),
 			Peer: store.Peer{Subject: d.Subject, Email: d.Email, Network: d.Network, Device: d.Device, Hostname: d.Hostname, Addr: d.Addr}})
 	}
+	if n, err := m.st.PruneWarnings(sctx); err != nil {
+		m.log.Warn("prune the warnings of removed peers", "err", err)
+	} else if n > 0 {
+		m.log.Info("warnings of removed peers pruned", "rows", n)
+	}
 	m.mu.Lock()
 	retain := m.set.AuditRetain
 	m.mu.Unlock()

@@ -63,3 +63,15 @@ func (s *Store) Warned(ctx context.Context) (map[string]map[string]bool, error) 
 	}
 	return out, rows.Err()
 }
+
+// PruneWarnings removes the warnings rows of peers that no longer exist:
+// those that stores kept before every peer removal dropped its warnings
+// (a user's own delete, a renewal). It returns how many went.
+func (s *Store) PruneWarnings(ctx context.Context) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM peer_warnings WHERE NOT EXISTS (SELECT 1 FROM peers p WHERE p.id = peer_warnings.peer_id)`)
+	if err != nil {
+		return 0, fmt.Errorf("prune warnings: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}

@@ -172,3 +172,30 @@ func TestRenewalAndFreeDropTheWarnings(t *testing.T) {
 		}
 	})
 }
+
+// Warnings rows whose peer is gone (left by earlier versions, whose user
+// delete and renewal kept them) are pruned by housekeeping; a live peer's
+// stay.
+func TestPruneWarningsOfRemovedPeers(t *testing.T) {
+	backends(t, func(t *testing.T, open func() *Store) {
+		ctx := context.Background()
+		s := open()
+		now := time.Now()
+		if _, err := s.PutPeer(ctx, Peer{ID: "live", Subject: "a", Network: "eng", Device: "d", PublicKey: "k", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"live", "gone-1", "gone-2"} {
+			if _, err := s.MarkWarned(ctx, id, "unused", now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := s.PruneWarnings(ctx)
+		if err != nil || n != 2 {
+			t.Fatalf("PruneWarnings = %d, %v; want the 2 rows of removed peers", n, err)
+		}
+		w, _ := s.Warned(ctx)
+		if len(w) != 1 || !w["live"]["unused"] {
+			t.Errorf("after pruning: %v, want only the live peer's", w)
+		}
+	})
+}
