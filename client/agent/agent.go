@@ -579,7 +579,7 @@ func (a *Agent) replan() error {
 		a.spec.Resolvers = spec.Resolvers // status names the resolver decisions too
 	}
 	a.mu.Unlock()
-	added, removed, err := a.engine.Reconcile(routes.PlanTunnel(snap, spec))
+	added, removed, err := a.engine.Reconcile(benchPlan(routes.PlanTunnel(snap, spec)))
 	if len(added)+len(removed) > 0 {
 		a.log.Info("routes reconciled", "added", len(added), "removed", len(removed))
 	}
@@ -607,7 +607,7 @@ func probeAll(ctx context.Context, probe func(ctx context.Context, src, dst neti
 }
 
 func tunnelConfig(ctx context.Context, pc *api.PeerConfig, priv wgtypes.Key) (tunnel.Config, error) {
-	cfg := tunnel.Config{PrivateKey: priv, MTU: pc.MTU, FwMark: routes.FwMark, Keepalive: pc.PersistentKeepalive}
+	cfg := tunnel.Config{PrivateKey: priv, MTU: pc.MTU, FwMark: benchFwMark(routes.FwMark), Keepalive: pc.PersistentKeepalive}
 	var err error
 	if cfg.PeerKey, err = wgtypes.ParseKey(pc.Gateway.PublicKey); err != nil {
 		return cfg, fmt.Errorf("gateway public key: %w", err)
