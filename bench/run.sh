@@ -2,17 +2,32 @@
 # `make bench`: the tunnel comparison (bench/tunnelbench) and the Go
 # benchmarks, results into bench/results/. Run as root from the repository
 # root after `make build` and with bin/wireguard-go built (the Makefile does
-# both). BENCH_FLAGS go to tunnelbench (e.g. "-rounds 5 -t 10s").
+# both). BENCH_FLAGS go to tunnelbench (e.g. "-extra" or "-only ours,wg").
+# BENCH_QUICK=1 (`make bench-quick`) is the development run: tunnelbench
+# -quick and no Go benchmarks; its figures are not for publishing.
+# BENCH_OUT puts the results elsewhere (default bench/results).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-out=bench/results
+out=${BENCH_OUT:-bench/results}
 mkdir -p "$out"
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
 echo "bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the figures)"
 
+quick=()
+if [ "${BENCH_QUICK:-}" = 1 ]; then
+	quick=(-quick)
+fi
+# tunnelbench clears the GO* variables of every process it starts (and
+# lists them in its report); build it first so `go run`'s own build is not
+# timed and its flags are not the tunnels'.
+go build -o bin/tunnelbench ./bench/tunnelbench
 # shellcheck disable=SC2086
-go run ./bench/tunnelbench -out "$out" ${BENCH_FLAGS:-}
+bin/tunnelbench -out "$out" "${quick[@]}" ${BENCH_FLAGS:-}
+echo "bench: the README's benchmark table: $out/latest-readme-table.md"
 
+if [ "${BENCH_QUICK:-}" = 1 ]; then
+	exit 0
+fi
 # Go benchmarks: route engine (snapshot and diff of 100,000 routes in a
 # namespace, doctor on 10,000), IPAM allocation and registration (server/).
 gobench="$out/$stamp-go-bench.txt"
@@ -21,4 +36,4 @@ gobench="$out/$stamp-go-bench.txt"
 	go test -count=1 -run '^$' -bench . -benchtime "${GO_BENCHTIME:-2s}" -timeout 10m ./routes/... ./server/...
 } 2>&1 | tee "$gobench"
 cp "$gobench" "$out/latest-go-bench.txt"
-echo "bench: results in $out (latest-tunnels.md, latest-tunnels.tsv, latest-go-bench.txt)"
+echo "bench: results in $out (latest-tunnels.md, latest-tunnels.tsv, latest-readme-table.md, latest-go-bench.txt)"
