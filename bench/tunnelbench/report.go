@@ -267,7 +267,7 @@ func (rs *results) markdown() string {
 		fmt.Fprintf(&b, " (seed %d: `-seed %d` repeats it)", in.Seed, in.Seed)
 	}
 	fmt.Fprintf(&b, "; iperf3 %d s per test after 1 s omitted. Cells: median over the rounds (min–max). Ratios: median of the per-round ratios (min–max), each round comparing two rows measured minutes apart under the same conditions. For throughput higher is better, for the rest lower.\n\n", in.IperfSeconds)
-	if in.Rounds < defaultRounds || in.IperfSeconds < int(defaultDuration/time.Second) {
+	if rs.development() {
 		fmt.Fprintf(&b, "**Development run (fewer than %d rounds or tests shorter than %s): not for publishing.**\n\n", defaultRounds, defaultDuration)
 	}
 
@@ -391,6 +391,11 @@ func (rs *results) markdown() string {
 	return b.String()
 }
 
+// development reports whether the run is shorter than the published one.
+func (rs *results) development() bool {
+	return rs.Info.Rounds < defaultRounds || rs.Info.IperfSeconds < int(defaultDuration/time.Second)
+}
+
 // refPairs are the ratio columns: ClearPath over each reference row, the
 // fairness rows over the bare reference, the service row over the bare
 // reference, and the extra rows.
@@ -430,6 +435,9 @@ func (rs *results) readmeTable() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "`make bench`, %d rounds, %d s tests: medians; ratios are medians of per-round ratios (min–max).\n\n", rs.Info.Rounds, rs.Info.IperfSeconds)
+	if rs.development() {
+		b.WriteString("**Development run: not for publishing.**\n\n")
+	}
 	cols := []string{"figure", "ClearPath", "wireguard-go", "ratio"}
 	quick, okQuick := rs.has("wgquick")
 	mem, okMem := rs.has("wgmemlimit")

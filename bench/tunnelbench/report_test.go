@@ -278,6 +278,13 @@ func TestReportSections(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
 	}
+	if rt := rs.readmeTable(); !strings.Contains(rt, "Development run: not for publishing") {
+		t.Errorf("README table of a 2-round run does not say it is a development run:\n%s", rt)
+	}
+	rs.Info.Rounds, rs.Info.IperfSeconds = 7, 10
+	if rt := rs.readmeTable(); strings.Contains(rt, "Development run") {
+		t.Errorf("README table of a 7-round 10 s run calls itself a development run:\n%s", rt)
+	}
 	tsv := rs.tsv("2026-12-06T2200Z")
 	if !strings.HasPrefix(tsv, "date\tround\tpos\trow\ttunnel\tmetric\tvalue\tload\n") ||
 		!strings.Contains(tsv, "2026-12-06T2200Z\t2\t1\tours\tClearPath\ttcp1_up_mbps\t110\t") {

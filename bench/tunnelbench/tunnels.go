@@ -184,7 +184,14 @@ func (w *wgGo) Up(ctx context.Context) (time.Duration, error) {
 	if err := firstReply(ctx, w.e.cli, wgSrvIP, 10*time.Millisecond); err != nil {
 		return 0, fmt.Errorf("wireguard-go: %w\n%s", err, p.Log())
 	}
-	return time.Since(start), nil
+	took := time.Since(start)
+	if w.v.quick {
+		// Untimed: the row measures nothing unless the socket is marked.
+		if out, err := w.e.cli.Exec(ctx, "wg", "show", w.cliIface, "fwmark"); err != nil || strings.TrimSpace(out) != fmt.Sprintf("%#x", wgQuickTable) {
+			return 0, fmt.Errorf("wg-quick row: fwmark of %s is %q (%v), want %#x", w.cliIface, strings.TrimSpace(out), err, wgQuickTable)
+		}
+	}
+	return took, nil
 }
 
 // startEnd runs wireguard-go in the foreground on iface, waits for its UAPI
