@@ -28,7 +28,7 @@ help:
 	@echo "make deps    install the Debian packages tests and demo need (only missing ones)"
 	@echo "make test    deps + dex + build + gofmt + vet + staticcheck + every test, end-to-end included (root)"
 	@echo "make demo    run gateway, Dex and client in network namespaces, narrated (root)"
-	@echo "make bench   ClearPath vs the reference wireguard-go, fairness and ablation rows, Go benchmarks (root, ~33 min)"
+	@echo "make bench   ClearPath vs the reference wireguard-go, fairness and ablation rows, Go benchmarks (root, ~35 min)"
 	@echo "make bench-quick  the same tunnels, 2 rounds of 3 s tests, no Go benchmarks (root, ~5 min; not for publishing)"
 	@echo "make lint    gofmt, go vet and staticcheck"
 	@echo "make cross   cross-compile the client for macOS (arm64, amd64)"
