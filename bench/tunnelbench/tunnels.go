@@ -101,7 +101,8 @@ type wgVariant struct {
 	// suppress_prefixlength 0`, the address a host address (so the
 	// packets take the rules, not a connected route in main, as
 	// ClearPath's do). Not wg-quick's nftables rules: ClearPath's client
-	// has none either.
+	// has none either; nor its src_valid_mark=1, which changes nothing
+	// while rp_filter is 0, as it is in the lab's namespaces.
 	quick bool
 	// clientEnv is extra environment of the client end's process.
 	clientEnv []string
