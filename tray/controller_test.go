@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/local"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
 	"github.com/clearpath-vpn/clearpath/tray/internal/agenttest"
 )
@@ -140,7 +141,7 @@ func menuLabel(t *testing.T, v View, id string) string {
 }
 
 func TestConnectStartsAgentAndDisconnectStopsIt(t *testing.T) {
-	r := newRig(t, Settings{Interface: "cptest0", Network: "eng", Timeout: 7 * time.Second})
+	r := newRig(t, Settings{UpOptions: local.UpOptions{Interface: "cptest0", Network: "eng", Timeout: 7 * time.Second}})
 	ctx := context.Background()
 	if v := r.ctl.Refresh(ctx); v.State != Disconnected || v.Agent {
 		t.Fatalf("no agent: want disconnected, got %s (agent %v)", v.State, v.Agent)
@@ -357,7 +358,7 @@ func TestRatesAndExpiryNotification(t *testing.T) {
 			got = append(got, n)
 		}
 	}
-	if len(got) != 1 || !strings.Contains(got[0].Body, "in 40m 0s") {
+	if len(got) != 1 || !strings.Contains(got[0].Body, "in 40m0s") {
 		t.Fatalf("expiry notifications: %+v", got)
 	}
 }
@@ -489,7 +490,7 @@ func rowValue(rows []Row, label string) string {
 }
 
 func TestRouteLANIsSentAndNoticesReachTheUser(t *testing.T) {
-	r := newRig(t, Settings{RouteLAN: true})
+	r := newRig(t, Settings{UpOptions: local.UpOptions{RouteLAN: true}})
 	r.agent.StartT(t)
 	// A gateway pushing a default route, and the <b> a hostile network
 	// name could bring: the notice must be shown, once per connection.
@@ -554,7 +555,7 @@ func TestRouteLANIsSentAndNoticesReachTheUser(t *testing.T) {
 // start from Settings, toggle while disconnected, reach the UpRequest, and
 // are fixed (disabled, refused) while the tunnel is up.
 func TestConnectionOptionsFromTheMenu(t *testing.T) {
-	r := newRig(t, Settings{AllTraffic: true})
+	r := newRig(t, Settings{UpOptions: local.UpOptions{AllTraffic: true}})
 	r.agent.StartT(t)
 	ctx := context.Background()
 	v := r.ctl.Refresh(ctx)
