@@ -49,16 +49,17 @@ type Backoff struct{ First, Max, Budget time.Duration }
 
 // The waits. An agent answers some 10-20 ms after it starts, and the wait
 // for it is part of every `vpn up` (bench/: set-up time), so polls start
-// at 5 ms; an agent that is exiting resets connections for a moment.
+// at 5 ms and are never more than 50 ms apart; an
+// agent that is exiting resets connections for a moment.
 var (
 	// Transient rides out control.ErrTransient (an agent on its way out)
 	// before a status is given up on.
-	Transient = Backoff{First: 5 * time.Millisecond, Max: 100 * time.Millisecond, Budget: 2 * time.Second}
+	Transient = Backoff{First: 5 * time.Millisecond, Max: 50 * time.Millisecond, Budget: 2 * time.Second}
 	// Gone is how long an agent that answered a down (or dropped one) is
 	// given to exit.
-	Gone = Backoff{First: 5 * time.Millisecond, Max: 100 * time.Millisecond, Budget: 3 * time.Second}
+	Gone = Backoff{First: 5 * time.Millisecond, Max: 50 * time.Millisecond, Budget: 3 * time.Second}
 	// Started is how long a started agent is given to answer.
-	Started = Backoff{First: 5 * time.Millisecond, Max: 100 * time.Millisecond, Budget: 5 * time.Second}
+	Started = Backoff{First: 5 * time.Millisecond, Max: 50 * time.Millisecond, Budget: 5 * time.Second}
 )
 
 // Poll calls try until it reports done, waiting as b says between calls.

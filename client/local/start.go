@@ -55,17 +55,22 @@ func (c *Client) Start(ctx context.Context) error {
 	if os.Geteuid() != 0 {
 		return ErrStartNeedsRoot
 	}
+	wait := Started.First * 5 // 25 ms, then 50, 100, 200: the old agent's exit
 	for attempt := 1; ; attempt++ {
 		exited, err := c.startOnce(ctx)
 		if err == nil || !exited || attempt == StartAttempts {
 			return err
 		}
-		// The winner of a race answers by now; a dying agent lets go.
-		if Gone.Poll(ctx, func() bool { _, err := c.Client.Status(ctx); return err == nil }) {
-			return nil
-		}
-		if ctx.Err() != nil {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
+		case <-t.C:
+		}
+		wait *= 2
+		if _, err := c.Client.Status(ctx); err == nil {
+			return nil // the winner of a race answers
 		}
 	}
 }
@@ -96,6 +101,8 @@ func (c *Client) startOnce(ctx context.Context) (exited bool, err error) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	// Only the agent started here counts while it runs: one that answered
+	// a down a moment ago may still answer, and is about to go.
 	var exitErr error
 	answered := Started.Poll(ctx, func() bool {
 		select {
@@ -104,8 +111,8 @@ func (c *Client) startOnce(ctx context.Context) (exited bool, err error) {
 			return true
 		default:
 		}
-		_, err := c.Client.Status(ctx)
-		return err == nil
+		st, err := c.Client.Status(ctx)
+		return err == nil && (st.AgentPID == cmd.Process.Pid || st.AgentPID == 0)
 	})
 	switch {
 	case exited:
@@ -114,6 +121,11 @@ func (c *Client) startOnce(ctx context.Context) (exited bool, err error) {
 		return false, nil
 	case ctx.Err() != nil:
 		return false, ctx.Err()
+	}
+	// A VPN that runs the agent as its child (not exec'ing it) never
+	// matches: an agent answering now is the one it started.
+	if _, err := c.Client.Status(ctx); err == nil {
+		return false, nil
 	}
 	return false, fmt.Errorf("agent did not answer within %s; see %s", Started.Budget.Round(time.Second), logPath)
 }

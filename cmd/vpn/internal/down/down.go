@@ -77,6 +77,10 @@ func Run(ctx context.Context, f *factory.Factory) (*Result, error) {
 		if st.Error != "" {
 			res.Warnings = append(res.Warnings, st.Error)
 		}
+		// The agent exits after answering: done means gone, so that a
+		// `vpn up` right after starts a new agent instead of asking the
+		// exiting one (as the tray's Disconnect).
+		c.WaitGone(ctx)
 		res.State = "disconnected"
 		return res, nil
 	}
