@@ -84,9 +84,11 @@ func Run(ctx context.Context, f *factory.Factory) (*Result, error) {
 		res.State = "disconnected"
 		return res, nil
 	}
-	// The agent may have died under us (killed a moment ago): once it no
-	// longer answers, recover from its journal below.
-	if !errors.Is(err, control.ErrNoAgent) && !c.WaitGone(ctx) {
+	// An agent that dropped the down may have died under us (killed a
+	// moment ago): once it no longer answers, recover from its journal
+	// below. A refusal (control.ErrNoAccess) or the agent's own error is
+	// the answer.
+	if !errors.Is(err, control.ErrNoAgent) && !(errors.Is(err, control.ErrTransient) && c.WaitGone(ctx)) {
 		return nil, err
 	}
 	sys, err := routes.NewSystem()
