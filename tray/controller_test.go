@@ -141,7 +141,8 @@ func menuLabel(t *testing.T, v View, id string) string {
 }
 
 func TestConnectStartsAgentAndDisconnectStopsIt(t *testing.T) {
-	r := newRig(t, Settings{UpOptions: local.UpOptions{Interface: "cptest0", Network: "eng", Timeout: 7 * time.Second}})
+	r := newRig(t, Settings{UpOptions: local.UpOptions{Interface: "cptest0", Network: "eng", Timeout: 7 * time.Second,
+		MTU: "1380", MaxPrefixes: 40, FailClosed: true, BlockLAN: true}})
 	ctx := context.Background()
 	if v := r.ctl.Refresh(ctx); v.State != Disconnected || v.Agent {
 		t.Fatalf("no agent: want disconnected, got %s (agent %v)", v.State, v.Agent)
@@ -166,7 +167,8 @@ func TestConnectStartsAgentAndDisconnectStopsIt(t *testing.T) {
 		t.Fatalf("agent starts: %d, want 1 (none was running)", r.starts)
 	}
 	req := r.agent.UpCalls()[0]
-	if req.Token != "tok-123" || req.Interface != "cptest0" || req.Network != "eng" || req.Timeout != 7*time.Second || req.Server != "http://198.51.100.1:8080" {
+	if req.Token != "tok-123" || req.Interface != "cptest0" || req.Network != "eng" || req.Timeout != 7*time.Second || req.Server != "http://198.51.100.1:8080" ||
+		req.MTU != 1380 || req.MaxPrefixes != 40 || !req.FailClosed || !req.BlockLAN || req.TokenFile != "" {
 		t.Fatalf("up request: %+v", req)
 	}
 	v := r.ctl.View()

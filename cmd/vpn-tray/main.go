@@ -53,6 +53,12 @@ func main() {
 }
 
 func newRootCmd() *cobra.Command {
+	cmd, _ := newRoot()
+	return cmd
+}
+
+// newRoot returns the command and the options its flags fill.
+func newRoot() (*cobra.Command, *Options) {
 	o := &Options{}
 	cmd := &cobra.Command{
 		Use:   "vpn-tray",
@@ -86,7 +92,7 @@ the agent must run as a service. The token comes from the login cache of
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	cmd.AddCommand(newAutostartCmd(cmd))
 	version.AddTo(cmd)
-	return cmd
+	return cmd, o
 }
 
 // wiring builds the controller's settings and effects from the flags.
