@@ -174,9 +174,11 @@ func TestEnsureStartsTheAgent(t *testing.T) {
 	if _, err := c.Status(ctx); !errors.Is(err, control.ErrNoAgent) {
 		t.Fatalf("before: %v, want ErrNoAgent", err)
 	}
+	start := time.Now()
 	if err := c.Ensure(ctx); err != nil {
 		t.Fatalf("ensure: %v\nagent.log:\n%s", err, r.agentLog())
 	}
+	t.Logf("ensure with no agent: answering after %s", time.Since(start).Round(time.Millisecond))
 	st, err := c.Status(ctx)
 	if err != nil || st.State != control.StateDown || st.AgentPID == 0 {
 		t.Fatalf("status after ensure: %+v, %v", st, err)
