@@ -176,6 +176,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Ag
 	return nil
 }
 
+// ErrRunning: an agent holds the state dir's lock (Lock).
+var ErrRunning = errors.New("an agent is running")
+
 // Lock takes the state dir's lock, which the agent holds while it runs, so
 // that nothing else (`vpn down` recovering after a crash, `vpn routes
 // restore`) touches the journal at the same time. It waits up to wait for
@@ -197,7 +200,7 @@ func Lock(dir string, wait time.Duration) (unlock func(), err error) {
 		}
 		if time.Now().After(deadline) {
 			f.Close()
-			return nil, fmt.Errorf("an agent is running for %s", dir)
+			return nil, fmt.Errorf("%w for %s", ErrRunning, dir)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
