@@ -19,7 +19,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # serves in /.well-known/vpn and `vpn status` shows (internal/version).
 LDFLAGS := -s -w -X github.com/clearpath-vpn/clearpath/internal/version.Version=$(VERSION)
 
-.PHONY: help build tray dex deps test demo bench lint fmt-check vet cross darwin-check mac-check bpf dist package-test image clean distclean
+.PHONY: help build tray dex deps test demo bench bench-quick lint fmt-check vet cross darwin-check mac-check bpf dist package-test image clean distclean
 
 help:
 	@echo "make build   build vpn and vpn-gateway into bin/ (CGO_ENABLED=0)"
@@ -28,7 +28,8 @@ help:
 	@echo "make deps    install the Debian packages tests and demo need (only missing ones)"
 	@echo "make test    deps + dex + build + gofmt + vet + staticcheck + every test, end-to-end included (root)"
 	@echo "make demo    run gateway, Dex and client in network namespaces, narrated (root)"
-	@echo "make bench   ClearPath vs wireguard-go vs OpenVPN side by side, Go benchmarks (root, ~12 min)"
+	@echo "make bench   ClearPath vs the reference wireguard-go, fairness and ablation rows, Go benchmarks (root, ~35 min)"
+	@echo "make bench-quick  the same tunnels, 2 rounds of 3 s tests, no Go benchmarks (root, ~5 min; not for publishing)"
 	@echo "make lint    gofmt, go vet and staticcheck"
 	@echo "make cross   cross-compile the client for macOS (arm64, amd64)"
 	@echo "make darwin-check  go vet and test binaries for macOS, darwin route tests run on Linux (part of make test)"
@@ -76,9 +77,12 @@ demo: deps dex build
 	$(GO) run ./internal/tstest/lab/cmd/demo $(DEMO_FLAGS)
 
 # The tunnel comparison and the Go benchmarks (bench/run.sh); not part of
-# `make test`. BENCH_FLAGS="-rounds 5 -t 10s" passes flags to tunnelbench.
+# `make test`. BENCH_FLAGS="-extra" passes flags to tunnelbench (bench/README.md).
 bench: deps dex build bin/wireguard-go
 	bench/run.sh
+
+bench-quick: deps dex build bin/wireguard-go
+	BENCH_QUICK=1 bench/run.sh
 
 # The reference wireguard-go: the module's own main package at exactly the
 # version go.mod pins, built the same way as ours.

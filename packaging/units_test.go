@@ -15,12 +15,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/server/config"
 )
 
-// clientStateDir is the vpn CLI's default state dir
-// (cmd/vpn/internal/factory.DefaultStateDir, not importable from here).
-const clientStateDir = "/var/lib/clearpath"
+// clientStateDir is the client's default state dir (vpn, vpn-tray).
+const clientStateDir = control.DefaultStateDir
 
 // unit reads a systemd unit file: section -> key -> values (in order).
 func unit(t *testing.T, name string) map[string]map[string][]string {

@@ -3,18 +3,10 @@ package tray
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"net"
-	"net/url"
-	"os"
 	"strings"
-	"syscall"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/local"
 )
 
 // Agent is the part of the agent's control API the tray uses.
@@ -25,61 +17,16 @@ type Agent interface {
 	// Restore asks the agent to restore the routing table while no
 	// session runs (control.ErrSessionActive otherwise).
 	Restore(ctx context.Context) (*control.RestoreReport, error)
+	// WaitGone waits a moment until no agent answers (one exits after a
+	// down) and reports whether it is gone.
+	WaitGone(ctx context.Context) bool
 }
 
-// socketAgent is the control client of one state dir's agent.
-type socketAgent struct {
-	*control.Client
-	path string
-}
-
-// NewAgent returns the control client of the agent of stateDir.
-func NewAgent(stateDir string) Agent {
-	p := control.SocketFor(stateDir)
-	return socketAgent{Client: control.NewClient(p), path: p}
-}
-
-// Status tells "no agent" apart from "an agent runs but this user may not
-// talk to it": control.Client reports every failed dial as ErrNoAgent, and
-// showing "disconnected" while a tunnel is up would be wrong.
-//
-// An agent that is exiting (after a down) can still accept a connection
-// and then reset it: such transport errors are asked again for a moment
-// until the agent is clearly alive or clearly gone, as `vpn up` does, so
-// the tray does not flash an error after every Disconnect.
-func (a socketAgent) Status(ctx context.Context) (*control.Status, error) {
-	st, err := a.Client.Status(ctx)
-	for i := 0; i < 20 && transient(err); i++ {
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(50 * time.Millisecond):
-		}
-		st, err = a.Client.Status(ctx)
-	}
-	if errors.Is(err, control.ErrNoAgent) {
-		if _, serr := os.Stat(a.path); serr == nil {
-			if aerr := unix.Access(a.path, unix.W_OK); aerr != nil {
-				return nil, fmt.Errorf("the agent's socket %s is not open to this user (%v): run the tray as the user the agent serves, or as root", a.path, aerr)
-			}
-		}
-	}
-	return st, err
-}
-
-// transient tells a broken connection (reset, EOF) from "no agent" and
-// from an answer of the agent.
-func transient(err error) bool {
-	if err == nil || errors.Is(err, control.ErrNoAgent) {
-		return false
-	}
-	// control.Client wraps transport failures (reset, EOF, "server closed
-	// idle connection") in the *url.Error of net/http; answers of the agent
-	// are plain errors.
-	var ue *url.Error
-	var op *net.OpError
-	return errors.As(err, &ue) || errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
-}
+// NewAgent returns the client of the agent of stateDir (local.Client:
+// its Status rides out an agent on its way out, so the tray does not
+// flash an error after every Disconnect, and a user the agent refuses
+// sees control.ErrNoAccess, never "disconnected").
+func NewAgent(stateDir string) Agent { return local.New(stateDir) }
 
 // NetworksFromError returns the networks the gateway offered when a
 // connect failed because the user must pick one.

@@ -6,16 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/clearpath-vpn/clearpath/routes/analysis"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
-
-	"github.com/clearpath-vpn/clearpath/client/control"
-	"github.com/clearpath-vpn/clearpath/client/statedir"
-	"github.com/clearpath-vpn/clearpath/routes/analysis"
 )
 
 // Doctor diagnoses and repairs the machine's routing.
@@ -27,8 +22,8 @@ type Doctor interface {
 }
 
 // CLI runs the `vpn` binary for what the CLI already does well: doctor
-// (one implementation of the checks, so tray and terminal agree) and
-// starting the agent.
+// (one implementation of the checks, so tray and terminal agree). The
+// agent is started by local.Client.Start (with Path as its VPN).
 type CLI struct {
 	// Path of the vpn binary.
 	Path     string
@@ -105,67 +100,6 @@ func (c CLI) Fix(ctx context.Context, id string) (analysis.Report, error) {
 		}
 	}
 	return rep, nil
-}
-
-// StartAgent starts `vpn agent` detached (its own session, output to
-// agent.log in the state dir) in this process's network namespace and
-// waits until it answers on its socket. The agent needs root.
-//
-// An agent that just answered a down may still hold the state dir's lock
-// for a moment, and a new one exits at once then: it is started again, up
-// to 5 times 100 ms apart.
-func (c CLI) StartAgent(ctx context.Context) error {
-	if os.Geteuid() != 0 {
-		return errors.New("no agent is running and starting one needs root: start the clearpath service, or run `sudo vpn up` once")
-	}
-	for attempt := 1; ; attempt++ {
-		exited, err := c.startAgent(ctx)
-		if err == nil || !exited || attempt == 5 {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func (c CLI) startAgent(ctx context.Context) (exitedAtStart bool, err error) {
-	dir := c.StateDir
-	if err := statedir.Ensure(dir); err != nil {
-		return false, err
-	}
-	logPath := filepath.Join(dir, "agent.log")
-	logf, err := statedir.OpenFile(dir, "agent.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return false, fmt.Errorf("agent log: %w", err)
-	}
-	defer logf.Close()
-	argv := c.args("agent")
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives the tray
-	if err := cmd.Start(); err != nil {
-		return false, fmt.Errorf("start agent: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	cl := control.NewClient(control.SocketFor(dir))
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			return true, fmt.Errorf("agent exited at start (%v); see %s", err, logPath)
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if _, err := cl.Status(ctx); err == nil {
-			return false, nil
-		}
-	}
-	return false, fmt.Errorf("agent did not answer within 5s; see %s", logPath)
 }
 
 func lastLines(s string, n int) string {

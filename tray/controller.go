@@ -9,19 +9,18 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/local"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
 )
 
 // Settings are the tray's choices, from its flags.
 type Settings struct {
-	Server    string
-	Network   string
-	Networks  []string // known networks to offer before the gateway names them
-	Interface string
-	Timeout   time.Duration
-	// AllTraffic, BlockLAN and RouteLAN are passed to the agent as `vpn up`
-	// passes --all-traffic, --block-lan and --route-lan.
-	AllTraffic, BlockLAN, RouteLAN bool
+	// UpOptions are the up flags the tray shares with `vpn up` (Server,
+	// Network, --all-traffic, --mtu, ...), passed to the agent as `vpn up`
+	// passes them; AllTraffic and RouteLAN can be toggled from the menu.
+	// TokenFile is read by the tokens source (FileTokens), not sent.
+	local.UpOptions
+	Networks []string // known networks to offer before the gateway names them
 	// Poll is how often the agent's status is read (live status window).
 	Poll time.Duration
 	// ExpiryWarning is how long before the peer expires to notify.
@@ -83,7 +82,7 @@ func NewController(set Settings, d Deps) *Controller {
 		set.Poll = time.Second
 	}
 	if set.Timeout <= 0 {
-		set.Timeout = 15 * time.Second
+		set.Timeout = local.DefaultUpTimeout
 	}
 	if set.ExpiryWarning <= 0 {
 		set.ExpiryWarning = time.Hour
@@ -285,15 +284,17 @@ func (c *Controller) connect(ctx context.Context) error {
 		return err
 	}
 	c.mu.Lock()
-	network, allTraffic, routeLAN := c.network, c.set.AllTraffic, c.set.RouteLAN
+	req, err := c.set.Request() // AllTraffic and RouteLAN as toggled now
+	req.Token, req.Network = tok, c.network
 	c.note.expected = false
 	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	// The agent bounds the wait for traffic by Timeout; registering and
 	// creating the device come on top.
 	uctx, cancel := context.WithTimeout(ctx, c.set.Timeout+30*time.Second)
 	defer cancel()
-	req := control.UpRequest{Server: c.set.Server, Token: tok, Network: network, Interface: c.set.Interface,
-		Timeout: c.set.Timeout, AllTraffic: allTraffic, BlockLAN: c.set.BlockLAN, RouteLAN: routeLAN}
 	if r, ok := c.d.Tokens.(Refresher); ok {
 		req.RefreshToken = r.RefreshToken(c.set.Server)
 	}
@@ -383,17 +384,11 @@ func (c *Controller) disconnect(ctx context.Context) error {
 	}
 	// The agent exits after answering: done means gone, so that a Connect
 	// right after starts a new agent instead of talking to the exiting one.
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
-		if _, err := c.d.Agent.Status(ctx); errors.Is(err, control.ErrNoAgent) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	// Still answering after a while: a new `vpn up` may have started one.
+	if !c.d.Agent.WaitGone(ctx) && ctx.Err() != nil {
+		return ctx.Err()
 	}
-	return nil // still answering after 3s: a new `vpn up` may have started one
+	return nil
 }
 
 // Login runs the interactive login (the browser opens as this user).

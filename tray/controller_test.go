@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/local"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
 	"github.com/clearpath-vpn/clearpath/tray/internal/agenttest"
 )
@@ -140,7 +141,8 @@ func menuLabel(t *testing.T, v View, id string) string {
 }
 
 func TestConnectStartsAgentAndDisconnectStopsIt(t *testing.T) {
-	r := newRig(t, Settings{Interface: "cptest0", Network: "eng", Timeout: 7 * time.Second})
+	r := newRig(t, Settings{UpOptions: local.UpOptions{Interface: "cptest0", Network: "eng", Timeout: 7 * time.Second,
+		MTU: "1380", MaxPrefixes: 40, FailClosed: true, BlockLAN: true}})
 	ctx := context.Background()
 	if v := r.ctl.Refresh(ctx); v.State != Disconnected || v.Agent {
 		t.Fatalf("no agent: want disconnected, got %s (agent %v)", v.State, v.Agent)
@@ -165,7 +167,8 @@ func TestConnectStartsAgentAndDisconnectStopsIt(t *testing.T) {
 		t.Fatalf("agent starts: %d, want 1 (none was running)", r.starts)
 	}
 	req := r.agent.UpCalls()[0]
-	if req.Token != "tok-123" || req.Interface != "cptest0" || req.Network != "eng" || req.Timeout != 7*time.Second || req.Server != "http://198.51.100.1:8080" {
+	if req.Token != "tok-123" || req.Interface != "cptest0" || req.Network != "eng" || req.Timeout != 7*time.Second || req.Server != "http://198.51.100.1:8080" ||
+		req.MTU != 1380 || req.MaxPrefixes != 40 || !req.FailClosed || !req.BlockLAN || req.TokenFile != "" {
 		t.Fatalf("up request: %+v", req)
 	}
 	v := r.ctl.View()
@@ -357,7 +360,7 @@ func TestRatesAndExpiryNotification(t *testing.T) {
 			got = append(got, n)
 		}
 	}
-	if len(got) != 1 || !strings.Contains(got[0].Body, "in 40m 0s") {
+	if len(got) != 1 || !strings.Contains(got[0].Body, "in 40m0s") {
 		t.Fatalf("expiry notifications: %+v", got)
 	}
 }
@@ -489,7 +492,7 @@ func rowValue(rows []Row, label string) string {
 }
 
 func TestRouteLANIsSentAndNoticesReachTheUser(t *testing.T) {
-	r := newRig(t, Settings{RouteLAN: true})
+	r := newRig(t, Settings{UpOptions: local.UpOptions{RouteLAN: true}})
 	r.agent.StartT(t)
 	// A gateway pushing a default route, and the <b> a hostile network
 	// name could bring: the notice must be shown, once per connection.
@@ -554,7 +557,7 @@ func TestRouteLANIsSentAndNoticesReachTheUser(t *testing.T) {
 // start from Settings, toggle while disconnected, reach the UpRequest, and
 // are fixed (disabled, refused) while the tunnel is up.
 func TestConnectionOptionsFromTheMenu(t *testing.T) {
-	r := newRig(t, Settings{AllTraffic: true})
+	r := newRig(t, Settings{UpOptions: local.UpOptions{AllTraffic: true}})
 	r.agent.StartT(t)
 	ctx := context.Background()
 	v := r.ctl.Refresh(ctx)

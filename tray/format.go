@@ -148,39 +148,21 @@ func Age(d time.Duration) string {
 	if d < time.Second {
 		return "just now"
 	}
-	return Duration(d) + " ago"
-}
-
-// Duration formats d coarsely: the two largest units.
-func Duration(d time.Duration) string {
-	if d < 0 {
-		d = -d
-	}
-	d = d.Round(time.Second)
-	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
-	switch {
-	case h >= 48:
-		return fmt.Sprintf("%dd %dh", h/24, h%24)
-	case h > 0:
-		return fmt.Sprintf("%dh %dm", h, m)
-	case m > 0:
-		return fmt.Sprintf("%dm %ds", m, s)
-	}
-	return fmt.Sprintf("%ds", s)
+	return units.Duration(d) + " ago"
 }
 
 // Until formats a deadline relative to now, with the local clock time.
 func Until(t, now time.Time) string {
 	at := t.Local().Format("Mon 2 Jan 15:04")
 	if !t.After(now) {
-		return fmt.Sprintf("expired %s ago (%s)", Duration(now.Sub(t)), at)
+		return fmt.Sprintf("expired %s ago (%s)", units.Duration(now.Sub(t)), at)
 	}
-	return fmt.Sprintf("in %s (%s)", Duration(t.Sub(now)), at)
+	return fmt.Sprintf("in %s (%s)", units.Duration(t.Sub(now)), at)
 }
 
 // Since formats a start time relative to now.
 func Since(t, now time.Time) string {
-	return fmt.Sprintf("%s (for %s)", t.Local().Format("15:04:05"), Duration(now.Sub(t)))
+	return fmt.Sprintf("%s (for %s)", t.Local().Format("15:04:05"), units.Duration(now.Sub(t)))
 }
 
 // EscapeMarkup escapes text for a desktop notification body: notification

@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/clearpath-vpn/clearpath/client/control"
 )
 
 // Tokens gives the tray a bearer token for a server. It runs as the user
@@ -74,24 +75,19 @@ func (FileTokens) Login(context.Context, string) error { return ErrNoInteractive
 // Logout implements Tokens.
 func (FileTokens) Logout(context.Context, string) error { return ErrNoInteractiveLogin }
 
-// ReadTokenFile reads one bearer token from path (surrounding white space
-// ignored), with the same rules as `vpn up --token-file`.
+// ReadTokenFile reads the token as control.ReadTokenFile does (the one
+// reader, as `vpn up --token-file` and the agent), and makes a missing
+// path or an empty file ErrLoginRequired: there is nothing to connect
+// with until something writes one.
 func ReadTokenFile(path string) (string, error) {
 	if path == "" {
 		return "", fmt.Errorf("no token file configured: %w", ErrLoginRequired)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
+	tok, err := control.ReadTokenFile(path)
+	if errors.Is(err, control.ErrEmptyTokenFile) {
+		return "", fmt.Errorf("%w: %w", err, ErrLoginRequired)
 	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("token file %s is empty: %w", path, ErrLoginRequired)
-	}
-	if strings.ContainsAny(tok, " \n\t") {
-		return "", fmt.Errorf("token file %s holds more than one token or stray text", path)
-	}
-	return tok, nil
+	return tok, err
 }
 
 // Claims are the JWT claims the tray shows. They are read without checking

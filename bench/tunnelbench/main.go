@@ -1,8 +1,12 @@
-// Command tunnelbench measures tunnels side by side on this machine: the
-// bare veth, ClearPath (`vpn up` against `vpn-gateway serve`), the reference
-// wireguard-go and OpenVPN 2.6, in interleaved rounds, in two network
-// namespaces joined by one veth pair, each end pinned to its own core. It
-// writes the raw figures (TSV) and a markdown table of medians to -out.
+// Command tunnelbench measures tunnels side by side on this machine:
+// ClearPath (`vpn up` against `vpn-gateway serve`), the reference
+// wireguard-go (bare, and set up as wg-quick does, and with the agent's
+// memory limit), ClearPath with one suspect switched off at a time, and
+// optionally the bare veth and OpenVPN 2.6, in rounds whose order is
+// shuffled (seeded) per round, in two network namespaces joined by one
+// veth pair, each end pinned to its own core. It writes the raw figures
+// (TSV) and markdown: medians, and medians of per-round ratios with their
+// spread.
 //
 // `make bench` builds what it needs and runs it; see bench/README.md.
 package main
@@ -17,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,9 +33,13 @@ import (
 type options struct {
 	rounds   int
 	duration time.Duration
+	quick    bool
+	order    string
+	seed     uint64
 	out      string
 	bin      binaries
 	only     string
+	extra    bool
 	ablation bool
 	variants variantFlag
 }
@@ -42,19 +51,45 @@ type variantFlag []string
 func (v *variantFlag) String() string     { return strings.Join(*v, ";") }
 func (v *variantFlag) Set(s string) error { *v = append(*v, s); return nil }
 
+// Published defaults (issue 24: at least 7 rounds of 10 s tests); -quick
+// is for development.
+const (
+	defaultRounds   = 7
+	defaultDuration = 10 * time.Second
+	quickRounds     = 2
+	quickDuration   = 3 * time.Second
+)
+
 func main() {
 	var o options
-	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (A B C D, A B C D, ...)")
-	flag.DurationVar(&o.duration, "t", 5*time.Second, "length of each iperf3 test (plus 1 s omitted warm-up)")
+	flag.IntVar(&o.rounds, "rounds", defaultRounds, "rounds; every row once per round, in the order -order gives")
+	flag.DurationVar(&o.duration, "t", defaultDuration, "length of each iperf3 test (plus 1 s omitted warm-up)")
+	flag.BoolVar(&o.quick, "quick", false, fmt.Sprintf("development run: %d rounds of %s tests unless -rounds or -t say otherwise (not for publishing)", quickRounds, quickDuration))
+	flag.StringVar(&o.order, "order", "shuffle", "order of the rows inside each round: shuffle (seeded, per round), rotate (by one per round) or fixed")
+	flag.Uint64Var(&o.seed, "seed", 0, "seed of -order shuffle (0: from the clock; the report records it)")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for the TSV and markdown results")
 	flag.StringVar(&o.bin.VPN, "vpn", "bin/vpn", "vpn binary")
 	flag.StringVar(&o.bin.Gateway, "gateway", "bin/vpn-gateway", "vpn-gateway binary")
 	flag.StringVar(&o.bin.WireGuardGo, "wireguard-go", "bin/wireguard-go", "reference wireguard-go binary")
 	flag.StringVar(&o.bin.OpenVPN, "openvpn", "openvpn", "openvpn binary")
-	flag.StringVar(&o.only, "only", "", "comma-separated subset of: bare,ours,wg,openvpn,stock,nomemlimit,gwlimit,service (default all)")
-	flag.BoolVar(&o.ablation, "ablation", true, "also run ClearPath with its tuning switched off (stock, no memory limit)")
-	flag.Var(&o.variants, "variant", `extra ClearPath row "label:KEY=V,KEY2=V" with that environment for agent and gateway (repeatable)`)
+	flag.StringVar(&o.only, "only", "", "comma-separated rows to run, of: "+strings.Join(rowKeys(), ",")+" (default: the published set)")
+	flag.BoolVar(&o.extra, "extra", false, "also run the bare veth and OpenVPN rows (1 stream, ping)")
+	flag.BoolVar(&o.ablation, "ablation", true, "run the ablation rows (ClearPath with one suspect switched off)")
+	flag.Var(&o.variants, "variant", `extra ClearPath row "label:KEY=V,KEY2=V" with that environment for agent and gateway (repeatable; 1 stream, ping)`)
 	flag.Parse()
+	if o.quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["rounds"] {
+			o.rounds = quickRounds
+		}
+		if !set["t"] {
+			o.duration = quickDuration
+		}
+	}
+	if o.seed == 0 {
+		o.seed = uint64(time.Now().UnixNano())
+	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -69,7 +104,16 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, TUN devices)")
 	}
-	var err error
+	if o.rounds < 1 || o.duration < time.Second {
+		return fmt.Errorf("-rounds %d -t %s: want at least 1 round of at least 1s", o.rounds, o.duration)
+	}
+	if _, err := roundOrder(1, 1, o.order, o.seed); err != nil {
+		return err
+	}
+	specs, err := selectRows(o)
+	if err != nil {
+		return err
+	}
 	for _, p := range []*string{&o.bin.VPN, &o.bin.Gateway, &o.bin.WireGuardGo} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
@@ -81,10 +125,22 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if o.bin.Dex, err = dex.Binary(); err != nil {
 		return err
 	}
+	// Every process this run starts inherits our environment: the
+	// caller's Go runtime settings (GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG,
+	// ...) must not reach the tunnels. Rows set what they need themselves.
+	cleared := clearGoEnv()
+
 	started := time.Now()
 	info := machineInfo()
 	info.LoadStart = loadAverage()
-	log.Info("tunnelbench", "rounds", o.rounds, "iperf", o.duration, "machine", info.CPU, "load", info.LoadStart)
+	info.ClearedEnv = cleared
+	info.Order, info.Seed = o.order, o.seed
+	est := estimate(specs, o.rounds, o.duration)
+	info.Estimate = est
+	log.Info("tunnelbench", "rounds", o.rounds, "iperf", o.duration, "rows", len(specs), "order", o.order, "seed", o.seed,
+		"machine", info.CPU, "load", info.LoadStart, "cleared_env", strings.Join(cleared, " "))
+	fmt.Fprintf(os.Stderr, "tunnelbench: %d rows × %d rounds, %s iperf3 tests: estimated %s (plus the Go benchmarks in make bench)\n",
+		len(specs), o.rounds, o.duration, est.Round(time.Minute))
 
 	l, err := lab.New(lab.Options{Logger: log})
 	if err != nil {
@@ -106,28 +162,41 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 
-	tunnels, err := makeTunnels(ctx, e, d, o)
-	if err != nil {
-		return err
+	tunnels := make([]tunnel, len(specs))
+	for i, s := range specs {
+		if tunnels[i], err = s.make(ctx, e, d, strconv.Itoa(i)); err != nil {
+			return fmt.Errorf("prepare %s: %w", s.Label, err)
+		}
 	}
 	var rs results
 	rs.Info = info
+	for _, s := range specs {
+		rs.Specs = append(rs.Specs, s.rowInfo)
+	}
 	for round := 1; round <= o.rounds; round++ {
-		for _, t := range tunnels {
+		order, _ := roundOrder(len(tunnels), round, o.order, o.seed)
+		var names []string
+		for _, i := range order {
+			names = append(names, specs[i].Key)
+		}
+		log.Info("round", "round", round, "order", strings.Join(names, ","))
+		rs.Orders = append(rs.Orders, names)
+		for pos, i := range order {
+			t, s := tunnels[i], specs[i]
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			log.Info("measuring", "round", round, "tunnel", t.Name(), "load", loadAverage())
+			log.Info("measuring", "round", round, "pos", pos+1, "tunnel", t.Name(), "load", loadAverage())
 			// Process logs go to the lab directory; put it back if
 			// something removed it.
 			if err := os.MkdirAll(l.Dir, 0o700); err != nil {
 				return err
 			}
-			m, err := measure(ctx, e, t, o)
+			m, err := measure(ctx, e, t, s.Class, o)
 			if err != nil && ctx.Err() == nil {
 				log.Warn("measurement failed; once more", "round", round, "tunnel", t.Name(), "err", err)
 				fmt.Fprintf(os.Stderr, "%s\n", l.Dump())
-				m, err = measure(ctx, e, t, o)
+				m, err = measure(ctx, e, t, s.Class, o)
 			}
 			if err != nil {
 				if ctx.Err() != nil {
@@ -138,7 +207,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 				rs.Failures = append(rs.Failures, fmt.Sprintf("round %d, %s: %s", round, t.Name(), first))
 				continue
 			}
-			m.Round, m.Tunnel = round, t.Name()
+			m.Round, m.Pos, m.Tunnel = round, pos+1, t.Name()
 			rs.Rows = append(rs.Rows, m)
 			log.Info("measured", "round", round, "tunnel", t.Name(), "figures", m.short())
 		}
@@ -151,12 +220,27 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	rs.Info.LoadEnd = loadAverage()
 	rs.Info.Took = time.Since(started).Round(time.Second)
 	rs.Info.Rounds, rs.Info.IperfSeconds = o.rounds, int(o.duration/time.Second)
-	tsv, md, err := rs.write(o.out, started)
+	paths, err := rs.write(o.out, started)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\n%s\nwrote %s and %s (took %s)\n", rs.markdown(), tsv, md, rs.Info.Took)
+	fmt.Printf("\n%s\nwrote %s (took %s, estimated %s)\n", rs.markdown(), strings.Join(paths, ", "), rs.Info.Took, est.Round(time.Second))
 	return nil
+}
+
+// clearGoEnv removes every GO* variable from this process's environment
+// (so from every process it starts) and returns them as KEY=value, sorted.
+func clearGoEnv() []string {
+	var cleared []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "GO") {
+			cleared = append(cleared, kv)
+			os.Unsetenv(k)
+		}
+	}
+	slices.Sort(cleared)
+	return cleared
 }
 
 // buildEnv makes cli and srv joined by one veth pair (the only link the
@@ -193,85 +277,148 @@ func buildEnv(l *lab.Lab, bin binaries) (*env, error) {
 	return e, nil
 }
 
-func makeTunnels(ctx context.Context, e *env, d *dex.Server, o options) ([]tunnel, error) {
-	want := func(name string) bool {
-		if o.only == "" {
-			return o.ablation || !slices.ContainsFunc(ablations, func(a ablation) bool { return a.key == name })
-		}
-		for _, s := range strings.Split(o.only, ",") {
-			if strings.TrimSpace(s) == name {
-				return true
+// testClass says which tests a row gets. The ablation and fairness rows
+// get 1 stream both ways and ping only, to keep the published run inside
+// about 30 minutes on 2 cores.
+type testClass int
+
+const (
+	classSetup testClass = iota // set-up, ping, idle RSS
+	classLight                  // + TCP 1 stream both ways, peak RSS and CPU over them
+	classFull                   // + TCP 4 streams both ways, peak RSS and CPU over all four
+)
+
+func (c testClass) String() string {
+	return [...]string{"set-up and ping", "1 stream, ping", "1 and 4 streams, ping"}[c]
+}
+
+// rowInfo describes a row for the report.
+type rowInfo struct {
+	Key, Label string
+	// Group places the row in the report: "main", "fair" (reference set
+	// up like ClearPath in one respect), "setup", "ablation", "extra".
+	Group string
+	Class testClass
+	// Env is what the row sets beyond the cleared environment.
+	Env string
+}
+
+type rowSpec struct {
+	rowInfo
+	// published rows run by default; others only when -only names them.
+	published bool
+	// make prepares the row; slot is short and unique in the run (for
+	// interface and directory names).
+	make func(ctx context.Context, e *env, d *dex.Server, slot string) (tunnel, error)
+}
+
+const (
+	keyOurs    = "ours"
+	keyRef     = "wg"
+	keyService = "service"
+)
+
+// rows are every row tunnelbench knows, in report order.
+func rows() []rowSpec {
+	ours := func(key, label, group string, class testClass, published bool, v oursVariant) rowSpec {
+		return rowSpec{rowInfo: rowInfo{Key: key, Label: label, Group: group, Class: class, Env: v.describe()}, published: published,
+			make: func(ctx context.Context, e *env, d *dex.Server, slot string) (tunnel, error) {
+				return newOurs(ctx, e, d, label, slot, v)
+			}}
+	}
+	wg := func(key, label, group string, class testClass, v wgVariant) rowSpec {
+		return rowSpec{rowInfo: rowInfo{Key: key, Label: label, Group: group, Class: class, Env: v.describe()}, published: true,
+			make: func(ctx context.Context, e *env, d *dex.Server, slot string) (tunnel, error) {
+				return newWgGo(e, slot, label, v)
+			}}
+	}
+	return []rowSpec{
+		ours(keyOurs, oursLabel, "main", classFull, true, oursVariant{}),
+		wg(keyRef, refName, "main", classFull, wgVariant{}),
+		wg("wgquick", refName+", wg-quick policy routing", "fair", classLight, wgVariant{quick: true}),
+		wg("wgmemlimit", refName+", GOMEMLIMIT=64MiB", "fair", classLight, wgVariant{clientEnv: []string{"GOMEMLIMIT=64MiB"}}),
+		ours(keyService, oursLabel+", agent as a service", "setup", classSetup, true, oursVariant{service: true}),
+		ours("norules", oursLabel+", no policy rules", "ablation", classLight, true, oursVariant{noRules: true}),
+		ours("nomark", oursLabel+", unmarked socket", "ablation", classLight, true, oursVariant{noMark: true}),
+		ours("noipv6", oursLabel+", no IPv6 on the tunnel", "ablation", classLight, true, oursVariant{noIPv6: true}),
+		ours("nomemlimit", oursLabel+", no memory limit", "ablation", classLight, true, oursVariant{clientEnv: []string{"CLEARPATH_MEMORY_LIMIT=off"}}),
+		ours("stock", oursLabel+", untuned", "ablation", classLight, false, oursVariant{env: []string{"CLEARPATH_WG_INFLIGHT=0", "CLEARPATH_MEMORY_LIMIT=off"}}),
+		ours("gwlimit", oursLabel+", GOMEMLIMIT=64MiB on both ends", "ablation", classLight, false, oursVariant{env: []string{"GOMEMLIMIT=64MiB"}}),
+		{rowInfo: rowInfo{Key: "bare", Label: bareName, Group: "extra", Class: classLight},
+			make: func(ctx context.Context, e *env, d *dex.Server, _ string) (tunnel, error) { return &bare{e: e}, nil }},
+		{rowInfo: rowInfo{Key: "openvpn", Label: ovpnName, Group: "extra", Class: classLight},
+			make: func(ctx context.Context, e *env, d *dex.Server, _ string) (tunnel, error) { return newOpenVPN(ctx, e) }},
+	}
+}
+
+func rowKeys() []string {
+	var keys []string
+	for _, r := range rows() {
+		keys = append(keys, r.Key)
+	}
+	return keys
+}
+
+// selectRows picks the rows of this run: -only, else the published set
+// (without the ablation rows under -ablation=false, with the extra rows
+// under -extra), then the -variant rows.
+func selectRows(o options) ([]rowSpec, error) {
+	all := rows()
+	var out []rowSpec
+	if o.only != "" {
+		for _, k := range strings.Split(o.only, ",") {
+			k = strings.TrimSpace(k)
+			i := slices.IndexFunc(all, func(r rowSpec) bool { return r.Key == k })
+			if i < 0 {
+				return nil, fmt.Errorf("-only: no row %q (rows: %s)", k, strings.Join(rowKeys(), ","))
+			}
+			if !slices.ContainsFunc(out, func(r rowSpec) bool { return r.Key == k }) {
+				out = append(out, all[i])
 			}
 		}
-		return false
-	}
-	var ts []tunnel
-	if want("bare") {
-		ts = append(ts, &bare{e: e})
-	}
-	if want("ours") {
-		t, err := newOurs(ctx, e, d, oursLabel, "0", nil)
-		if err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	if want("wg") {
-		t, err := newWgGo(e)
-		if err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	if want("openvpn") {
-		t, err := newOpenVPN(ctx, e)
-		if err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	// Ablation: the same ClearPath with its tuning switched off, so the
-	// table shows what each change bought in the same run.
-	for _, v := range ablations {
-		if want(v.key) {
-			t, err := newOurs(ctx, e, d, v.label, v.slot, v.env)
-			if err != nil {
-				return nil, err
+	} else {
+		for _, r := range all {
+			switch {
+			case r.Group == "extra":
+				if o.extra {
+					out = append(out, r)
+				}
+			case !r.published:
+			case r.Group == "ablation" && !o.ablation:
+			default:
+				out = append(out, r)
 			}
-			t.serviceAgent = v.key == "service"
-			ts = append(ts, t)
 		}
 	}
 	for i, v := range o.variants {
-		label, envs, _ := strings.Cut(v, ":")
-		t, err := newOurs(ctx, e, d, oursLabel+", "+label, fmt.Sprint(len(ablations)+1+i), strings.Split(envs, ","))
-		if err != nil {
-			return nil, err
+		label, envs, ok := strings.Cut(v, ":")
+		if !ok || label == "" || envs == "" {
+			return nil, fmt.Errorf("-variant %q: want \"label:KEY=V,KEY2=V\"", v)
 		}
-		ts = append(ts, t)
+		kv := strings.Split(envs, ",")
+		for _, x := range kv {
+			if k, _, ok := strings.Cut(x, "="); !ok || k == "" {
+				return nil, fmt.Errorf("-variant %q: %q is not KEY=V", v, x)
+			}
+		}
+		vv := oursVariant{env: kv}
+		key, full := fmt.Sprintf("v%d", i+1), oursLabel+", "+label
+		out = append(out, rowSpec{rowInfo: rowInfo{Key: key, Label: full, Group: "ablation", Class: classLight, Env: vv.describe()},
+			make: func(ctx context.Context, e *env, d *dex.Server, slot string) (tunnel, error) {
+				return newOurs(ctx, e, d, full, slot, vv)
+			}})
 	}
-	return ts, nil
-}
-
-// ablations switch ClearPath's tuning off step by step (internal/wgdev and
-// the agent's runtime settings read these variables).
-type ablation struct {
-	key, label, slot string
-	env              []string
-}
-
-var ablations = []ablation{
-	{"stock", "ClearPath, untuned", "1", []string{"CLEARPATH_WG_INFLIGHT=0", "CLEARPATH_MEMORY_LIMIT=off"}},
-	{"nomemlimit", "ClearPath, no memory limit", "2", []string{"CLEARPATH_MEMORY_LIMIT=off"}},
-	{"gwlimit", "ClearPath, GOMEMLIMIT=64MiB on both ends", "3", []string{"GOMEMLIMIT=64MiB"}},
-	// Not tuning but deployment: the agent already running (a system
-	// service), so `vpn up` does not start it.
-	{"service", "ClearPath, agent already running", "4", nil},
+	if len(out) == 0 {
+		return nil, errors.New("no rows to run")
+	}
+	return out, nil
 }
 
 // measurement is one tunnel in one round.
 type measurement struct {
-	Round  int
+	Round int
+	// Pos is the row's place in its round (1 = first).
+	Pos    int
 	Tunnel string
 	Values map[string]float64
 	Load   string
@@ -287,8 +434,57 @@ func (m measurement) short() string {
 	return strings.TrimSpace(b.String())
 }
 
-// measure brings t up, measures it and brings it down.
-func measure(ctx context.Context, e *env, t tunnel, o options) (m measurement, err error) {
+// sample is what the CPU and memory counters say at one moment.
+type sample struct {
+	cpu   float64 // user+system seconds of both tunnel processes
+	busy  float64 // busy seconds of the whole machine (/proc/stat)
+	bytes float64 // bytes through the client's tunnel interface
+}
+
+func takeSample(ctx context.Context, e *env, t tunnel) (sample, error) {
+	var s sample
+	var err error
+	cpid, spid := t.Pids()
+	if s.cpu, err = cpuOf(cpid, spid); err != nil {
+		return s, err
+	}
+	if s.busy, err = systemBusy(); err != nil {
+		return s, err
+	}
+	s.bytes, err = linkBytes(ctx, e.cli, t.Device())
+	return s, err
+}
+
+// perGB stores the CPU and system busy time between a and b per GB moved
+// under keys cpu<suffix>_s_per_gb and busy<suffix>_s_per_gb.
+func (m measurement) perGB(a, b sample, procs bool, suffix string) {
+	gb := (b.bytes - a.bytes) / 1e9
+	if gb <= 0 {
+		return
+	}
+	if procs {
+		m.Values["cpu"+suffix+"_s_per_gb"] = (b.cpu - a.cpu) / gb
+	}
+	m.Values["busy"+suffix+"_s_per_gb"] = (b.busy - a.busy) / gb
+}
+
+func (m measurement) peakRSS(t tunnel, prefix string) error {
+	cpid, spid := t.Pids()
+	if cpid == 0 {
+		return nil
+	}
+	for who, p := range map[string]int{"client": cpid, "server": spid} {
+		_, hwm, err := memory(p)
+		if err != nil {
+			return err
+		}
+		m.Values[prefix+"_rss_"+who+"_mib"] = hwm
+	}
+	return nil
+}
+
+// measure brings t up, runs the tests of class and brings it down.
+func measure(ctx context.Context, e *env, t tunnel, class testClass, o options) (m measurement, err error) {
 	m.Values = map[string]float64{}
 	m.Load = loadAverage()
 	if err := t.Start(ctx); err != nil {
@@ -328,13 +524,8 @@ func measure(ctx context.Context, e *env, t tunnel, o options) (m measurement, e
 			m.Values["idle_rss_"+who+"_mib"] = rss
 		}
 	}
-	cpu0, err := cpuOf(cpid, spid)
-	if err != nil {
-		return m, err
-	}
-	bytes0, err := linkBytes(ctx, e.cli, t.Device())
-	if err != nil {
-		return m, err
+	if class == classSetup {
+		return m, nil
 	}
 	// A fresh iperf3 server each time: one that died in an earlier round
 	// must not fail the next.
@@ -354,7 +545,14 @@ func measure(ctx context.Context, e *env, t tunnel, o options) (m measurement, e
 			fmt.Fprintf(os.Stderr, "FIRST FAILURE %s\n%s\n--- cli capture:\n%s\n%s\n", time.Now().Format(time.StampMicro), lastLines(out, 5), cli, diagnose(ctx, e, t))
 		}
 	}
+	s0, err := takeSample(ctx, e, t)
+	if err != nil {
+		return m, err
+	}
 	for _, test := range iperfTests {
+		if test.streams > 1 && class != classFull {
+			break
+		}
 		r, err := runIperf(ctx, e.cli, clientCPU, t.Target(), test.streams, test.reverse, o.duration)
 		if err != nil {
 			err = fmt.Errorf("%s: %w\n%s", test.key, err, diagnose(ctx, e, t))
@@ -365,30 +563,33 @@ func measure(ctx context.Context, e *env, t tunnel, o options) (m measurement, e
 			return m, err
 		}
 		m.Values[test.key] = r.Mbps
-	}
-	if cpid != 0 {
-		cpu1, err := cpuOf(cpid, spid)
-		if err != nil {
-			return m, err
-		}
-		bytes1, err := linkBytes(ctx, e.cli, t.Device())
-		if err != nil {
-			return m, err
-		}
-		if gb := (bytes1 - bytes0) / 1e9; gb > 0 {
-			m.Values["cpu_s_per_gb"] = (cpu1 - cpu0) / gb
-		}
-		for who, p := range map[string]int{"client": cpid, "server": spid} {
-			_, hwm, err := memory(p)
+		if test.key == "tcp1_down_mbps" {
+			// The 1-stream tests are over: every row has them.
+			s1, err := takeSample(ctx, e, t)
 			if err != nil {
 				return m, err
 			}
-			m.Values["peak_rss_"+who+"_mib"] = hwm
+			m.perGB(s0, s1, cpid != 0, "1")
+			if err := m.peakRSS(t, "peak1"); err != nil {
+				return m, err
+			}
+		}
+	}
+	if class == classFull {
+		s2, err := takeSample(ctx, e, t)
+		if err != nil {
+			return m, err
+		}
+		m.perGB(s0, s2, cpid != 0, "")
+		if err := m.peakRSS(t, "peak"); err != nil {
+			return m, err
 		}
 	}
 	return m, nil
 }
 
+// iperfTests run in this order: the 1-stream ones first (every row with
+// iperf3 gets them), then the 4-stream ones (classFull only).
 var iperfTests = []struct {
 	key     string
 	streams int

@@ -259,3 +259,37 @@ func loadAverage() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// systemBusy returns the seconds every CPU of the machine has spent busy
+// (the first line of /proc/stat: all but idle and iowait), whoever the
+// work was for: the tunnels, iperf3, the kernel's packet path, and other
+// jobs on a shared machine.
+func systemBusy() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("system busy time: %w", err)
+	}
+	return parseBusy(string(b))
+}
+
+func parseBusy(stat string) (float64, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("system busy time: unexpected /proc/stat line %q", line)
+	}
+	// user nice system idle iowait irq softirq steal [guest guest_nice]:
+	// guest time is counted in user already.
+	var busy float64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 {
+			continue // idle, iowait
+		}
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("system busy time: field %d of %q: %w", i+2, line, err)
+		}
+		busy += x
+	}
+	return busy / clockTicks, nil
+}

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
 	"github.com/clearpath-vpn/clearpath/internal/tstest/lab/dex"
 	"github.com/clearpath-vpn/clearpath/internal/wgdev"
+	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
 
@@ -69,7 +72,7 @@ type binaries struct {
 
 type bare struct{ e *env }
 
-func (b *bare) Name() string                              { return "bare veth" }
+func (b *bare) Name() string                              { return bareName }
 func (b *bare) Start(context.Context) error               { return nil }
 func (b *bare) Up(context.Context) (time.Duration, error) { return 0, nil }
 func (b *bare) Target() string                            { return srvVeth4 }
@@ -80,12 +83,40 @@ func (b *bare) Stop(context.Context) error                { return nil }
 // ---- reference wireguard-go ----
 
 // wgGo is the wireguard-go program of the version go.mod pins, one per end,
-// configured with `wg setconf` and `ip` as wg-quick would.
+// configured with `wg setconf` and `ip`.
 type wgGo struct {
 	e                  *env
+	label              string
+	v                  wgVariant
 	cliKey, srvKey     wgtypes.Key
 	cliIface, srvIface string
 	cliProc, srvProc   *lab.Proc
+}
+
+// wgVariant sets the reference up like ClearPath in one respect.
+type wgVariant struct {
+	// quick: the client end as wg-quick sets up a full tunnel: the
+	// socket marked, the tunnel's route in a table of its own, `ip rule
+	// not fwmark M table T` and `ip rule table main
+	// suppress_prefixlength 0`, the address a host address (so the
+	// packets take the rules, not a connected route in main, as
+	// ClearPath's do). Not wg-quick's nftables rules: ClearPath's client
+	// has none either; nor its src_valid_mark=1, which changes nothing
+	// while rp_filter is 0, as it is in the lab's namespaces.
+	quick bool
+	// clientEnv is extra environment of the client end's process.
+	clientEnv []string
+}
+
+func (v wgVariant) describe() string {
+	var parts []string
+	if v.quick {
+		parts = append(parts, fmt.Sprintf("client: fwmark %d, table %d, ip rule not fwmark + suppress_prefixlength 0", wgQuickTable, wgQuickTable))
+	}
+	if len(v.clientEnv) > 0 {
+		parts = append(parts, "client: "+strings.Join(v.clientEnv, " "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 const (
@@ -94,8 +125,14 @@ const (
 	wgCliIP = "10.66.0.2"
 )
 
-func newWgGo(e *env) (*wgGo, error) {
-	w := &wgGo{e: e, cliIface: e.lab.Prefix + "wgc", srvIface: e.lab.Prefix + "wgs"}
+// wgQuickTable is the table and the mark wg-quick picks (its listen port).
+const wgQuickTable = 51820
+
+func newWgGo(e *env, slot, label string, v wgVariant) (*wgGo, error) {
+	w := &wgGo{e: e, label: label, v: v, cliIface: e.lab.Prefix + "w" + slot + "c", srvIface: e.lab.Prefix + "w" + slot + "s"}
+	if len(w.cliIface) > 15 {
+		return nil, fmt.Errorf("interface name %q too long", w.cliIface)
+	}
 	var err error
 	if w.cliKey, err = wgtypes.GeneratePrivateKey(); err != nil {
 		return nil, err
@@ -106,7 +143,7 @@ func newWgGo(e *env) (*wgGo, error) {
 	return w, nil
 }
 
-func (w *wgGo) Name() string     { return "wireguard-go (reference)" }
+func (w *wgGo) Name() string     { return w.label }
 func (w *wgGo) Target() string   { return wgSrvIP }
 func (w *wgGo) Device() string   { return w.cliIface }
 func (w *wgGo) Pids() (int, int) { return pid(w.cliProc), pid(w.srvProc) }
@@ -114,34 +151,58 @@ func (w *wgGo) Pids() (int, int) { return pid(w.cliProc), pid(w.srvProc) }
 func (w *wgGo) Start(ctx context.Context) error {
 	conf := fmt.Sprintf("[Interface]\nPrivateKey = %s\nListenPort = %d\n\n[Peer]\nPublicKey = %s\nAllowedIPs = %s/32\n",
 		w.srvKey, wgPort, w.cliKey.PublicKey(), wgCliIP)
-	p, err := w.startEnd(ctx, w.e.srv, serverCPU, w.srvIface, conf, wgSrvIP)
+	p, err := w.startEnd(ctx, w.e.srv, serverCPU, w.srvIface, conf, wgSrvIP+"/24", nil)
 	w.srvProc = p
 	return err
 }
 
 func (w *wgGo) Up(ctx context.Context) (time.Duration, error) {
-	conf := fmt.Sprintf("[Interface]\nPrivateKey = %s\n\n[Peer]\nPublicKey = %s\nEndpoint = %s:%d\nAllowedIPs = 10.66.0.0/24\n",
-		w.cliKey, w.srvKey.PublicKey(), srvVeth4, wgPort)
+	mark, addr := "", wgCliIP+"/24"
+	if w.v.quick {
+		mark, addr = fmt.Sprintf("FwMark = %d\n", wgQuickTable), wgCliIP+"/32"
+	}
+	conf := fmt.Sprintf("[Interface]\nPrivateKey = %s\n%s\n[Peer]\nPublicKey = %s\nEndpoint = %s:%d\nAllowedIPs = 10.66.0.0/24\n",
+		w.cliKey, mark, w.srvKey.PublicKey(), srvVeth4, wgPort)
 	start := time.Now()
-	p, err := w.startEnd(ctx, w.e.cli, clientCPU, w.cliIface, conf, wgCliIP)
+	p, err := w.startEnd(ctx, w.e.cli, clientCPU, w.cliIface, conf, addr, w.v.clientEnv)
 	w.cliProc = p
 	if err != nil {
 		return 0, err
 	}
+	if w.v.quick {
+		// wg-quick's add_default, in its order.
+		t := strconv.Itoa(wgQuickTable)
+		for _, argv := range [][]string{
+			{"ip", "-4", "rule", "add", "not", "fwmark", t, "table", t},
+			{"ip", "-4", "rule", "add", "table", "main", "suppress_prefixlength", "0"},
+			{"ip", "-4", "route", "add", "10.66.0.0/24", "dev", w.cliIface, "table", t},
+		} {
+			if _, err := w.e.cli.Exec(ctx, argv...); err != nil {
+				return 0, err
+			}
+		}
+	}
 	if err := firstReply(ctx, w.e.cli, wgSrvIP, 10*time.Millisecond); err != nil {
 		return 0, fmt.Errorf("wireguard-go: %w\n%s", err, p.Log())
 	}
-	return time.Since(start), nil
+	took := time.Since(start)
+	if w.v.quick {
+		// Untimed: the row measures nothing unless the socket is marked.
+		if out, err := w.e.cli.Exec(ctx, "wg", "show", w.cliIface, "fwmark"); err != nil || strings.TrimSpace(out) != fmt.Sprintf("%#x", wgQuickTable) {
+			return 0, fmt.Errorf("wg-quick row: fwmark of %s is %q (%v), want %#x", w.cliIface, strings.TrimSpace(out), err, wgQuickTable)
+		}
+	}
+	return took, nil
 }
 
 // startEnd runs wireguard-go in the foreground on iface, waits for its UAPI
 // socket, applies conf and brings the link up with addr.
-func (w *wgGo) startEnd(ctx context.Context, n *lab.Node, cpu int, iface, conf, addr string) (*lab.Proc, error) {
+func (w *wgGo) startEnd(ctx context.Context, n *lab.Node, cpu int, iface, conf, addr string, env []string) (*lab.Proc, error) {
 	confPath := filepath.Join(w.e.dir, iface+".conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := n.Start("wireguard-go-"+n.Name, pinned(cpu, w.e.bin.WireGuardGo, "-f", iface)...)
+	p, err := n.StartEnv("wireguard-go-"+n.Name, env, pinned(cpu, w.e.bin.WireGuardGo, "-f", iface)...)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +217,7 @@ func (w *wgGo) startEnd(ctx context.Context, n *lab.Node, cpu int, iface, conf, 
 	}
 	for _, argv := range [][]string{
 		{"wg", "setconf", iface, confPath},
-		{"ip", "addr", "add", addr + "/24", "dev", iface},
+		{"ip", "addr", "add", addr, "dev", iface},
 		{"ip", "link", "set", iface, "up"},
 	} {
 		if _, err := n.Exec(ctx, argv...); err != nil {
@@ -166,10 +227,25 @@ func (w *wgGo) startEnd(ctx context.Context, n *lab.Node, cpu int, iface, conf, 
 	return p, nil
 }
 
-func (w *wgGo) Stop(context.Context) error {
+func (w *wgGo) Stop(ctx context.Context) error {
 	stop(w.cliProc, w.srvProc)
 	w.cliProc, w.srvProc = nil, nil
-	return nil
+	if !w.v.quick {
+		return nil
+	}
+	// The route went with the link; the rules stay unless removed, and
+	// would tax every row after this one.
+	t := strconv.Itoa(wgQuickTable)
+	var errs []error
+	for _, argv := range [][]string{
+		{"ip", "-4", "rule", "del", "not", "fwmark", t, "table", t},
+		{"ip", "-4", "rule", "del", "table", "main", "suppress_prefixlength", "0"},
+	} {
+		if out, err := w.e.cli.Exec(ctx, argv...); err != nil && !strings.Contains(out, "No such file") {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ---- OpenVPN ----
@@ -289,11 +365,9 @@ func makePKI(ctx context.Context, dir string) error {
 // ours is `vpn up` (cached login) against `vpn-gateway serve`, with Dex on
 // a third namespace behind the gateway for the gateway's token checks.
 type ours struct {
-	e     *env
-	label string
-	// env is extra environment for the agent and the gateway (tuning
-	// switches for the ablation rows).
-	envv      []string
+	e         *env
+	label     string
+	v         oursVariant
 	dex       *dex.Server
 	gwConfig  string
 	gwProc    *lab.Proc
@@ -303,23 +377,109 @@ type ours struct {
 	agentPid  int
 	// agentSetup is the agent's share of the last Up (ms).
 	agentSetup float64
-	// serviceAgent starts the agent before timing `vpn up`, as when a
-	// system service runs it.
-	serviceAgent bool
+}
+
+// oursVariant is ClearPath with one thing changed (the ablation rows).
+type oursVariant struct {
+	// env is extra environment of both ends; clientEnv of the client's
+	// processes only (`vpn`, and the agent it starts).
+	env, clientEnv []string
+	// noIPv6: the gateway's pool is IPv4 only, so the tunnel carries
+	// no IPv6 (no address, no route, no rule of that family).
+	noIPv6 bool
+	// service starts the agent before timing `vpn up`, as when a system
+	// service runs it.
+	service bool
+	// noRules and noMark set the agent's bench knobs (client/agent
+	// benchknobs.go): routes in main and no policy rule; an unmarked
+	// WireGuard socket.
+	noRules, noMark bool
+}
+
+// client is the extra environment of the client's processes.
+func (v oursVariant) client() []string {
+	env := append(slices.Clone(v.env), v.clientEnv...)
+	if v.noRules {
+		env = append(env, "CLEARPATH_BENCH_NO_RULES=1")
+	}
+	if v.noMark {
+		env = append(env, "CLEARPATH_BENCH_NO_FWMARK=1")
+	}
+	return env
+}
+
+func (v oursVariant) describe() string {
+	var parts []string
+	if len(v.env) > 0 {
+		parts = append(parts, "both ends: "+strings.Join(v.env, " "))
+	}
+	if c := v.client()[len(v.env):]; len(c) > 0 {
+		parts = append(parts, "client: "+strings.Join(c, " "))
+	}
+	if v.noIPv6 {
+		parts = append(parts, "gateway pool IPv4 only")
+	}
+	if v.service {
+		parts = append(parts, "agent started before vpn up")
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (o *ours) clientEnv() []string { return o.v.client() }
+
+// verify checks that the tunnel is set up as the variant says: a row that
+// does not switch its suspect off would measure nothing (and the default
+// row must have what the ablation rows take away).
+func (o *ours) verify(ctx context.Context) error {
+	mark, err := o.e.cli.Exec(ctx, "wg", "show", o.iface, "fwmark")
+	if err != nil {
+		return err
+	}
+	rules, err := o.e.cli.Exec(ctx, "ip", "-4", "rule", "show")
+	if err != nil {
+		return err
+	}
+	v6, err := o.e.cli.Exec(ctx, "ip", "-6", "addr", "show", "dev", o.iface, "scope", "global")
+	if err != nil {
+		return err
+	}
+	env := o.v.client()
+	noMark := slices.Contains(env, "CLEARPATH_BENCH_NO_FWMARK=1")
+	noRules := slices.Contains(env, "CLEARPATH_BENCH_NO_RULES=1")
+	var bad []string
+	if got, want := strings.TrimSpace(mark), fmt.Sprintf("%#x", routes.FwMark); noMark != (got == "off") || (!noMark && got != want) {
+		bad = append(bad, fmt.Sprintf("WireGuard fwmark %q (unmarked row: %v)", got, noMark))
+	}
+	if has := strings.Contains(rules, fmt.Sprintf("lookup %d", routes.Table)); has == noRules {
+		bad = append(bad, fmt.Sprintf("rule to table %d present: %v (no-rules row: %v)", routes.Table, has, noRules))
+	}
+	if has := strings.Contains(v6, "inet6"); has == o.v.noIPv6 {
+		bad = append(bad, fmt.Sprintf("IPv6 address on %s: %v (IPv4-only row: %v)", o.iface, has, o.v.noIPv6))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%s is not set up as its row says: %s\n%s", o.label, strings.Join(bad, "; "), rules)
+	}
+	return nil
 }
 
 const (
-	oursGWIP  = "100.64.0.1"
-	oursURL   = "http://" + srvVeth4 + ":8080"
-	oursLabel = "ClearPath"
+	oursGWIP = "100.64.0.1"
+	oursURL  = "http://" + srvVeth4 + ":8080"
 )
 
 // newOurs prepares Dex, the gateway's configuration and a logged-in user's
 // token cache (the state `vpn login` leaves).
-func newOurs(ctx context.Context, e *env, d *dex.Server, label, slot string, envv []string) (*ours, error) {
-	o := &ours{e: e, label: label, envv: envv, dex: d,
+func newOurs(ctx context.Context, e *env, d *dex.Server, label, slot string, v oursVariant) (*ours, error) {
+	o := &ours{e: e, label: label, v: v, dex: d,
 		stateDir: filepath.Join(e.dir, "client-"+slot), configDir: filepath.Join(e.dir, "config-"+slot),
 		iface: e.lab.Prefix + "c" + slot}
+	if len(o.iface) > 15 || len(e.lab.Prefix+"g"+slot) > 15 {
+		return nil, fmt.Errorf("interface name %q too long", o.iface)
+	}
+	pool := `[100.64.0.0/24, "fd00:64::/64"]`
+	if v.noIPv6 {
+		pool = `[100.64.0.0/24]`
+	}
 	gwDir := filepath.Join(e.dir, "gateway-"+slot)
 	if err := os.MkdirAll(gwDir, 0o700); err != nil {
 		return nil, err
@@ -340,10 +500,11 @@ networks:
     group: engineering
     interface: %s
     listen_port: 51820
-    pool: [100.64.0.0/24, "fd00:64::/64"]
+    pool: %s
     allow: [10.10.0.0/16]
+    local_ports: [tcp/5201]
 `, srvVeth4, srvVeth4, dex.Issuer, dex.ClientID, dex.ClientID,
-		filepath.Join(gwDir, "gateway.db"), filepath.Join(gwDir, "state"), e.lab.Prefix+"g"+slot)
+		filepath.Join(gwDir, "gateway.db"), filepath.Join(gwDir, "state"), e.lab.Prefix+"g"+slot, pool)
 	if err := os.WriteFile(o.gwConfig, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -376,7 +537,7 @@ func (o *ours) Pids() (int, int) { return o.agentPid, pid(o.gwProc) }
 // gateway has fetched the identity provider's keys, as a gateway that has
 // been serving for a while has.
 func (o *ours) Start(ctx context.Context) error {
-	p, err := o.e.srv.StartEnv("gateway", o.envv, pinned(serverCPU, o.e.bin.Gateway, "serve", "--config", o.gwConfig)...)
+	p, err := o.e.srv.StartEnv("gateway", o.v.env, pinned(serverCPU, o.e.bin.Gateway, "serve", "--config", o.gwConfig)...)
 	o.gwProc = p
 	if err != nil {
 		return err
@@ -409,7 +570,7 @@ func (o *ours) Start(ctx context.Context) error {
 // to its exit, which happens only after a reply came back through the
 // tunnel. It starts the agent, which inherits the pinning.
 func (o *ours) Up(ctx context.Context) (time.Duration, error) {
-	if o.serviceAgent {
+	if o.v.service {
 		if err := o.startAgent(ctx); err != nil {
 			return 0, err
 		}
@@ -425,6 +586,9 @@ func (o *ours) Up(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("agent pid: %w", err)
 	}
 	o.agentPid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := o.verify(ctx); err != nil {
+		return 0, err
+	}
 	// The agent's own share: from the up request to the first reply
 	// (registration, tunnel, routes, probes); the rest is the CLI starting
 	// the agent.
@@ -451,7 +615,7 @@ func (o *ours) startAgent(ctx context.Context) error {
 	}
 	defer logf.Close()
 	cmd := o.e.cli.Command(context.Background(), pinned(clientCPU, o.e.bin.VPN, "--state-dir", o.stateDir, "agent")...)
-	cmd.Env = append(os.Environ(), o.envv...)
+	cmd.Env = append(os.Environ(), o.clientEnv()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start vpn agent: %w", err)
@@ -472,7 +636,7 @@ func (o *ours) startAgent(ctx context.Context) error {
 func (o *ours) vpn(ctx context.Context, args ...string) (string, error) {
 	argv := pinned(clientCPU, append([]string{o.e.bin.VPN, "--state-dir", o.stateDir}, args...)...)
 	cmd := o.e.cli.Command(ctx, argv...)
-	cmd.Env = append(os.Environ(), append([]string{"CLEARPATH_CONFIG_DIR=" + o.configDir}, o.envv...)...)
+	cmd.Env = append(os.Environ(), append([]string{"CLEARPATH_CONFIG_DIR=" + o.configDir}, o.clientEnv()...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -176,6 +176,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Ag
 	return nil
 }
 
+// ErrRunning: an agent holds the state dir's lock (Lock).
+var ErrRunning = errors.New("an agent is running")
+
 // Lock takes the state dir's lock, which the agent holds while it runs, so
 // that nothing else (`vpn down` recovering after a crash, `vpn routes
 // restore`) touches the journal at the same time. It waits up to wait for
@@ -197,7 +200,7 @@ func Lock(dir string, wait time.Duration) (unlock func(), err error) {
 		}
 		if time.Now().After(deadline) {
 			f.Close()
-			return nil, fmt.Errorf("an agent is running for %s", dir)
+			return nil, fmt.Errorf("%w for %s", ErrRunning, dir)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -579,7 +582,7 @@ func (a *Agent) replan() error {
 		a.spec.Resolvers = spec.Resolvers // status names the resolver decisions too
 	}
 	a.mu.Unlock()
-	added, removed, err := a.engine.Reconcile(routes.PlanTunnel(snap, spec))
+	added, removed, err := a.engine.Reconcile(benchPlan(routes.PlanTunnel(snap, spec)))
 	if len(added)+len(removed) > 0 {
 		a.log.Info("routes reconciled", "added", len(added), "removed", len(removed))
 	}
@@ -607,7 +610,7 @@ func probeAll(ctx context.Context, probe func(ctx context.Context, src, dst neti
 }
 
 func tunnelConfig(ctx context.Context, pc *api.PeerConfig, priv wgtypes.Key) (tunnel.Config, error) {
-	cfg := tunnel.Config{PrivateKey: priv, MTU: pc.MTU, FwMark: routes.FwMark, Keepalive: pc.PersistentKeepalive}
+	cfg := tunnel.Config{PrivateKey: priv, MTU: pc.MTU, FwMark: benchFwMark(routes.FwMark), Keepalive: pc.PersistentKeepalive}
 	var err error
 	if cfg.PeerKey, err = wgtypes.ParseKey(pc.Gateway.PublicKey); err != nil {
 		return cfg, fmt.Errorf("gateway public key: %w", err)

@@ -310,15 +310,7 @@ type fileSource string
 func (f fileSource) String() string { return "file " + string(f) }
 
 func (f fileSource) Token(context.Context) (string, error) {
-	b, err := os.ReadFile(string(f))
-	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" || strings.ContainsAny(tok, " \n\t") {
-		return "", fmt.Errorf("token file %s does not hold one token", f)
-	}
-	return tok, nil
+	return control.ReadTokenFile(string(f))
 }
 
 // refreshSource holds the refresh token the user's process handed over

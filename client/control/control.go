@@ -188,8 +188,20 @@ func NewClient(socket string) *Client {
 	return &Client{socket: socket, http: &http.Client{Transport: tr}}
 }
 
-// ErrNoAgent means nothing answers on the socket.
-var ErrNoAgent = errors.New("no agent running")
+// The errors a client sees, which the CLI and the tray branch on (errors.Is):
+//
+//   - ErrNoAgent: nothing listens on the socket (no agent runs);
+//   - ErrNoAccess: an agent runs but refuses this user, by the socket's
+//     mode or by its policy (AccessError): never read it as "down";
+//   - ErrTransient: the connection was made and dropped before an answer
+//     (an agent on its way out): ask again a moment later (client/local
+//     does, with one retry policy);
+//
+// anything else is the agent's answer (its reason, verbatim).
+var (
+	ErrNoAgent   = errors.New("no agent running")
+	ErrTransient = errors.New("the agent dropped the connection (it may be exiting)")
+)
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
@@ -213,7 +225,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			}
 			return fmt.Errorf("%w (%s)", ErrNoAgent, c.socket)
 		}
-		return fmt.Errorf("agent %s %s: %w", method, path, err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("agent %s %s: %w", method, path, ctx.Err())
+		}
+		// Dialled, then reset or closed before an answer: an agent that is
+		// exiting (after a down, or killed) does this for a moment.
+		return fmt.Errorf("agent %s %s: %w: %w", method, path, ErrTransient, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {

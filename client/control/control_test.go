@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 type fake struct{ up UpRequest }
@@ -47,4 +48,45 @@ func TestRoundTripOverUnixSocket(t *testing.T) {
 		t.Fatalf("down: %v %v", st, err)
 	}
 	<-downs
+}
+
+// The client sorts failures into the classes callers branch on: nothing
+// listening (ErrNoAgent), a connection dropped before an answer
+// (ErrTransient: an agent on its way out), the caller's own deadline (not
+// transient: asking again would not help), and the agent's answer.
+func TestClientClassifiesFailures(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, SocketName)
+	c := NewClient(sock)
+	if _, err := c.Status(context.Background()); !errors.Is(err, ErrNoAgent) || errors.Is(err, ErrTransient) || errors.Is(err, ErrNoAccess) {
+		t.Fatalf("no socket: %v", err)
+	}
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	hang := make(chan struct{})
+	defer close(hang)
+	go func() {
+		for i := 0; ; i++ {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if i == 0 {
+				conn.Close() // dropped before an answer
+				continue
+			}
+			go func() { <-hang; conn.Close() }() // never answers
+		}
+	}()
+	if _, err := c.Status(context.Background()); !errors.Is(err, ErrTransient) || errors.Is(err, ErrNoAgent) {
+		t.Fatalf("dropped connection: %v, want ErrTransient", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Status(ctx); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrTransient) {
+		t.Fatalf("caller's deadline: %v, want DeadlineExceeded and not ErrTransient", err)
+	}
 }

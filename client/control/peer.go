@@ -188,7 +188,7 @@ func (r *UpRequest) validate() error {
 	if r.MTU != 0 && r.AutoMTU {
 		return errors.New("mtu and auto_mtu both set: choose one")
 	}
-	if len(r.Token) > 64<<10 || len(r.RefreshToken) > 64<<10 {
+	if len(r.Token) > MaxToken || len(r.RefreshToken) > MaxToken {
 		return errors.New("token longer than 64 KiB")
 	}
 	if strings.ContainsAny(r.Token+r.RefreshToken, " \t\r\n") {

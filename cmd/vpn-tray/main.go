@@ -22,30 +22,21 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/client/auth"
-	"github.com/clearpath-vpn/clearpath/internal/envvar"
+	"github.com/clearpath-vpn/clearpath/client/local"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/tray"
 	"github.com/clearpath-vpn/clearpath/tray/ui"
 )
-
-// DefaultStateDir is the agent's state dir when neither --state-dir nor
-// CLEARPATH_STATE_DIR is set (as for `vpn`).
-const DefaultStateDir = "/var/lib/clearpath"
 
 // AppID names the app for fyne (preferences) and the desktop.
 const AppID = "dev.clearpath.tray"
 
 // Options are the tray's flags.
 type Options struct {
-	StateDir      string
-	Server        string
-	TokenFile     string
-	Network       string
-	Interface     string
-	Timeout       time.Duration
-	AllTraffic    bool
-	BlockLAN      bool
-	RouteLAN      bool
+	StateDir string
+	// UpOptions are the flags of `vpn up` the tray shares (--server,
+	// --token-file, --all-traffic, --mtu, ...).
+	local.UpOptions
 	VPN           string
 	Elevate       string
 	Poll          time.Duration
@@ -62,10 +53,13 @@ func main() {
 }
 
 func newRootCmd() *cobra.Command {
-	o := &Options{StateDir: envvar.Get("STATE_DIR")}
-	if o.StateDir == "" {
-		o.StateDir = DefaultStateDir
-	}
+	cmd, _ := newRoot()
+	return cmd
+}
+
+// newRoot returns the command and the options its flags fill.
+func newRoot() (*cobra.Command, *Options) {
+	o := &Options{}
 	cmd := &cobra.Command{
 		Use:   "vpn-tray",
 		Short: "ClearPath in the system tray: connect in one click, see the tunnel's state",
@@ -88,15 +82,8 @@ the agent must run as a service. The token comes from the login cache of
 		},
 	}
 	f := cmd.PersistentFlags()
-	f.StringVar(&o.StateDir, "state-dir", o.StateDir, "the agent's state directory (env CLEARPATH_STATE_DIR)")
-	f.StringVar(&o.Server, "server", "", "gateway URL (default: the last server you logged in to with 'vpn login')")
-	f.StringVar(&o.TokenFile, "token-file", "", "read the bearer token from this file instead of logging in (automation, tests)")
-	f.StringVar(&o.Network, "network", "", "network to join when you belong to several")
-	f.StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env CLEARPATH_INTERFACE or the first free cpN)")
-	f.DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long Connect waits for traffic through the tunnel")
-	f.BoolVar(&o.AllTraffic, "all-traffic", false, "send all IPv4 and IPv6 traffic through the tunnel (the LAN stays reachable)")
-	f.BoolVar(&o.BlockLAN, "block-lan", false, "with --all-traffic: do not keep the LAN outside the tunnel")
-	f.BoolVar(&o.RouteLAN, "route-lan", false, "let networks the gateway pushes take the LAN, its router and resolvers into the tunnel")
+	local.AddStateDirFlag(f, &o.StateDir)
+	local.AddUpFlags(f, &o.UpOptions)
 	f.StringVar(&o.VPN, "vpn", "", "path of the vpn binary, for doctor and for starting the agent (default: next to vpn-tray, else on PATH)")
 	f.StringVar(&o.Elevate, "elevate", "pkexec", "command run before 'vpn doctor --fix' when vpn-tray is not root (empty: none)")
 	f.DurationVar(&o.Poll, "poll", time.Second, "how often the agent's status is read")
@@ -105,13 +92,15 @@ the agent must run as a service. The token comes from the login cache of
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	cmd.AddCommand(newAutostartCmd(cmd))
 	version.AddTo(cmd)
-	return cmd
+	return cmd, o
 }
 
 // wiring builds the controller's settings and effects from the flags.
 func wiring(o *Options, log *slog.Logger, notify func(tray.Notification)) (tray.Settings, tray.Deps, error) {
-	set := tray.Settings{Server: o.Server, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout,
-		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, RouteLAN: o.RouteLAN, Poll: o.Poll, ExpiryWarning: o.ExpiryWarning}
+	set := tray.Settings{UpOptions: o.UpOptions, Poll: o.Poll, ExpiryWarning: o.ExpiryWarning}
+	if _, err := set.Request(); err != nil {
+		return set, tray.Deps{}, err // a bad --mtu, before the tray shows
+	}
 	var tokens tray.Tokens
 	if o.TokenFile != "" {
 		tokens = tray.FileTokens{Path: o.TokenFile}
@@ -136,9 +125,11 @@ func wiring(o *Options, log *slog.Logger, notify func(tray.Notification)) (tray.
 	if os.Geteuid() != 0 && o.Elevate != "" {
 		cli.Elevate = strings.Fields(o.Elevate)
 	}
-	d := tray.Deps{Agent: tray.NewAgent(o.StateDir), Tokens: tokens, Doctor: cli, Notify: notify}
+	agent := local.New(o.StateDir)
+	agent.VPN = vpnPath
+	d := tray.Deps{Agent: agent, Tokens: tokens, Doctor: cli, Notify: notify}
 	if os.Geteuid() == 0 {
-		d.StartAgent = cli.StartAgent
+		d.StartAgent = agent.Start
 	}
 	return set, d, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/clearpath-vpn/clearpath/client/local"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/agentcmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/doctor"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/down"
@@ -58,7 +59,7 @@ func newRoot(f *factory.Factory) (*cobra.Command, *bool) {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&f.StateDir, "state-dir", f.StateDir, "client state directory (env CLEARPATH_STATE_DIR)")
+	local.AddStateDirFlag(root.PersistentFlags(), &f.StateDir)
 	debug := usererr.Debug()
 	root.PersistentFlags().BoolVar(&debug, "debug", debug, "on failure print the whole error chain, and log what is done (env CLEARPATH_DEBUG=1)")
 	cobra.OnInitialize(func() {

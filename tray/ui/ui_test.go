@@ -17,6 +17,7 @@ import (
 	"fyne.io/fyne/v2/test"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/local"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
 	"github.com/clearpath-vpn/clearpath/tray"
 	"github.com/clearpath-vpn/clearpath/tray/internal/agenttest"
@@ -119,7 +120,7 @@ func newRig(t *testing.T) *rig {
 	}
 	r := &rig{agent: agenttest.New(dir), now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
 	t.Cleanup(r.agent.Stop)
-	r.ctl = tray.NewController(tray.Settings{Server: "http://198.51.100.1:8080"}, tray.Deps{
+	r.ctl = tray.NewController(tray.Settings{UpOptions: local.UpOptions{Server: "http://198.51.100.1:8080"}}, tray.Deps{
 		Agent:      tray.NewAgent(dir),
 		StartAgent: func(context.Context) error { return r.agent.Start() },
 		Tokens:     tray.FileTokens{Path: tok},

@@ -306,7 +306,7 @@ func declared(t *testing.T, root string) decls {
 
 // external are the packages from outside this module whose names the
 // document may use (http.Server, tls.Config...).
-var external = map[string]bool{"http": true, "template": true, "time": true, "unicode": true, "tls": true, "os": true, "slog": true}
+var external = map[string]bool{"errors": true, "http": true, "template": true, "time": true, "unicode": true, "tls": true, "os": true, "slog": true}
 
 // TestArchitectureNamesExist: every `pkg.Name` and `Type.Member` in code
 // spans of docs/ARCHITECTURE.md is declared by the module (a package of

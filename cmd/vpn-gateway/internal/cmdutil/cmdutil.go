@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/clearpath-vpn/clearpath/internal/units"
 	"github.com/clearpath-vpn/clearpath/server/adminops"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
@@ -66,30 +67,20 @@ func ResolveUser(ctx context.Context, st *store.Store, name string) (subject, em
 	return adminops.ResolveUser(ctx, st, name)
 }
 
-// Ago formats how long ago t was ("3m12s ago", "never").
+// Ago formats how long ago t was ("3m12s ago", "never"; units.Duration).
 func Ago(t, now time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	return Human(now.Sub(t)) + " ago"
+	return units.Duration(now.Sub(t)) + " ago"
 }
 
 // In formats how long until t ("in 29d23h", "expired 5s ago").
 func In(t, now time.Time) string {
 	if !t.After(now) {
-		return "expired " + Human(now.Sub(t)) + " ago"
+		return "expired " + units.Duration(now.Sub(t)) + " ago"
 	}
-	return "in " + Human(t.Sub(now))
-}
-
-// Human formats a duration compactly, to the second (days above 48h).
-func Human(d time.Duration) string {
-	d = d.Round(time.Second)
-	if d >= 48*time.Hour {
-		days := d / (24 * time.Hour)
-		return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
-	}
-	return d.String()
+	return "in " + units.Duration(t.Sub(now))
 }
 
 // ExitError ends a command with Code and no message: the command has

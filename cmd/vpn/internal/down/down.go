@@ -5,13 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
-	"github.com/clearpath-vpn/clearpath/client/splitdns"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/routes"
@@ -70,63 +68,47 @@ func NewCmd(f *factory.Factory, run func(context.Context) (*Result, error)) *cob
 }
 
 // Run stops the tunnel through the agent; without an agent it restores what
-// a crashed session left, from the journal.
+// a crashed session left, from the journal (agent.RecoverOffline).
 func Run(ctx context.Context, f *factory.Factory) (*Result, error) {
 	res := &Result{Warnings: []string{}}
-	st, err := f.Control().Down(ctx)
+	c := f.Control()
+	st, err := c.Down(ctx)
 	if err == nil {
 		if st.Error != "" {
 			res.Warnings = append(res.Warnings, st.Error)
 		}
+		// The agent exits after answering: done means gone, so that a
+		// `vpn up` right after starts a new agent instead of asking the
+		// exiting one (as the tray's Disconnect).
+		c.WaitGone(ctx)
 		res.State = "disconnected"
 		return res, nil
 	}
-	if !errors.Is(err, control.ErrNoAgent) {
-		// The agent may have died under us (killed a moment ago): if it
-		// no longer answers, recover from its journal below.
-		if !agentGone(ctx, f) {
-			return nil, err
-		}
+	// An agent that dropped the down may have died under us (killed a
+	// moment ago): once it no longer answers, recover from its journal
+	// below. A refusal (control.ErrNoAccess) or the agent's own error is
+	// the answer.
+	if !errors.Is(err, control.ErrNoAgent) && !(errors.Is(err, control.ErrTransient) && c.WaitGone(ctx)) {
+		return nil, err
 	}
-	unlock, err := agent.Lock(f.StateDir, 3*time.Second)
+	sys, err := routes.NewSystem()
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	dns, derr := splitdns.Restore(f.StateDir)
-	if derr != nil {
-		fmt.Fprintf(f.ErrOut, "warning: resolv.conf: %v\n", derr)
-	} else if dns.Changed {
-		fmt.Fprintf(f.ErrOut, "warning: %s\n", dns.Message())
-	} else if dns.Restored {
-		fmt.Fprintf(f.Out, "No agent was running; %s.\n", dns.Message())
-	}
-	sys, serr := routes.NewSystem()
-	if serr != nil {
-		return nil, serr
-	}
-	eng := routes.NewEngine(sys, f.StateDir)
-	if !eng.Active() {
-		if rs, rules, err := eng.Owned(); err == nil && len(rs)+len(rules) == 0 {
-			res.State = "not-connected"
-			return res, nil
-		}
-	}
-	rep, err := eng.Recover()
+	rec, err := agent.RecoverOffline(f.StateDir, sys)
 	if err != nil {
-		return nil, fmt.Errorf("restore after a crashed session: %w", err)
+		return nil, err
 	}
-	res.State, res.Undone, res.Swept = "recovered", len(rep.Undone), len(rep.Swept)
-	res.Warnings = append(res.Warnings, rep.Problems...)
+	if warn, done := rec.DNSNotes(); warn != "" {
+		fmt.Fprintf(f.ErrOut, "warning: %s\n", warn)
+	} else if done != "" {
+		fmt.Fprintf(f.Out, "No agent was running; %s.\n", done)
+	}
+	if rec.Clean {
+		res.State = "not-connected"
+		return res, nil
+	}
+	res.State, res.Undone, res.Swept = "recovered", len(rec.Routes.Undone), len(rec.Routes.Swept)
+	res.Warnings = append(res.Warnings, rec.Routes.Problems...)
 	return res, nil
-}
-
-func agentGone(ctx context.Context, f *factory.Factory) bool {
-	for range 50 {
-		if _, err := f.Control().Status(ctx); errors.Is(err, control.ErrNoAgent) {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
 }

@@ -162,25 +162,22 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 			if _, err := f.Control().Status(cmd.Context()); err == nil {
 				return fmt.Errorf("an agent is running: use `vpn down` to end its session")
 			}
-			unlock, err := agent.Lock(f.StateDir, 3*time.Second)
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			if res, err := splitdns.Restore(f.StateDir); err != nil {
-				fmt.Fprintf(f.ErrOut, "warning: resolv.conf: %v\n", err)
-			} else if res.Changed {
-				fmt.Fprintf(f.ErrOut, "warning: %s\n", res.Message())
-			} else if res.Restored {
-				fmt.Fprintln(f.Out, res.Message())
-			}
 			s, err := sys()
 			if err != nil {
 				return err
 			}
-			rep, err := routes.NewEngine(s, f.StateDir).Recover()
+			rec, err := agent.RecoverOffline(f.StateDir, s)
 			if err != nil {
 				return err
+			}
+			if warn, done := rec.DNSNotes(); warn != "" {
+				fmt.Fprintf(f.ErrOut, "warning: %s\n", warn)
+			} else if done != "" {
+				fmt.Fprintln(f.Out, done)
+			}
+			rep := rec.Routes
+			if rep == nil {
+				rep = &routes.Report{}
 			}
 			fmt.Fprintf(f.Out, "%d changes undone, %d leftovers removed\n", len(rep.Undone), len(rep.Swept))
 			for _, c := range append(rep.Undone, rep.Swept...) {

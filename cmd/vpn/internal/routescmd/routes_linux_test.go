@@ -102,3 +102,51 @@ func TestShowListsTunnelAddresses(t *testing.T) {
 		t.Fatalf("routes show --all: the LAN's address unmarked, ours marked:\n%s", all)
 	}
 }
+
+// `vpn routes restore` (agent.RecoverOffline, as `vpn down` without an
+// agent): refused while an agent answers, nothing touched; with none, what
+// a killed agent left (our rule and route, no journal) is swept, and the
+// LAN's routes stay.
+func TestRestoreSweepsLeftovers(t *testing.T) {
+	ns := netnstest.New(t)
+	dir := t.TempDir()
+	ns.IPIn("route", "add", "10.10.0.0/16", "dev", "lan0", "table", "7411", "proto", "197")
+	ns.IPIn("rule", "add", "priority", "4200", "not", "fwmark", "0x7411", "lookup", "7411", "protocol", "197")
+	restore := func() (string, string, error) {
+		var out, errOut bytes.Buffer
+		f := &factory.Factory{StateDir: dir, Out: &out, ErrOut: &errOut}
+		cmd := NewCmd(f, func() (routes.System, error) { return routes.NewSystemAt(ns.Handle), nil })
+		cmd.SetArgs([]string{"restore"})
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		err := cmd.Execute()
+		return out.String(), errOut.String(), err
+	}
+
+	ln, err := net.Listen("unix", control.SocketPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: control.NewServer(upAgent{"cp0"}, nil, control.Policy{Open: true})}
+	go srv.Serve(ln)
+	if _, _, err := restore(); err == nil || !strings.Contains(err.Error(), "an agent is running: use `vpn down`") {
+		t.Fatalf("restore with an agent answering: %v", err)
+	}
+	if out := ns.IPIn("rule", "show"); !strings.Contains(out, "lookup 7411") {
+		t.Fatalf("the refused restore removed our rule:\n%s", out)
+	}
+	srv.Close()
+
+	out, errOut, err := restore()
+	if err != nil || !strings.HasPrefix(out, "0 changes undone, 2 leftovers removed\n") || errOut != "" {
+		t.Fatalf("restore: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
+	}
+	if out := ns.IPIn("route", "show", "table", "7411"); strings.TrimSpace(out) != "" {
+		t.Fatalf("table 7411 after the restore:\n%s", out)
+	}
+	if out := ns.IPIn("rule", "show"); strings.Contains(out, "7411") {
+		t.Fatalf("rules after the restore:\n%s", out)
+	}
+	if out := ns.IPIn("route", "show"); !strings.Contains(out, "default via 10.1.2.1 dev lan0") {
+		t.Fatalf("the LAN's routes went:\n%s", out)
+	}
+}

@@ -99,7 +99,7 @@ func Print(w io.Writer, st *control.Status) {
 		{"addresses", strings.Join(st.Addresses, ", ")}, {"endpoint", st.Endpoint},
 	}
 	if st.HandshakeAgeSec != nil {
-		rows = append(rows, [2]string{"handshake", fmt.Sprintf("%s ago", time.Duration(*st.HandshakeAgeSec*float64(time.Second)).Round(time.Second))})
+		rows = append(rows, [2]string{"handshake", units.Duration(time.Duration(*st.HandshakeAgeSec*float64(time.Second))) + " ago"})
 	}
 	rows = append(rows, [2]string{"transfer", fmt.Sprintf("%s received, %s sent", units.Bytes(st.RxBytes), units.Bytes(st.TxBytes))})
 	if st.ExpiresAt != nil {

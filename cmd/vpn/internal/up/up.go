@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/auth"
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/local"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/login"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/status"
@@ -23,28 +23,12 @@ import (
 
 // Options are the inputs of `vpn up`.
 type Options struct {
-	Server    string
-	TokenFile string
-	Network   string
-	Interface string
-	Timeout   time.Duration
-	JSON      bool
-	// AllTraffic sends everything through the tunnel; BlockLAN then drops
-	// the LAN exceptions.
-	AllTraffic bool
-	BlockLAN   bool
-	// RouteLAN lets pushes take the LAN into the tunnel; MaxPrefixes
-	// bounds how many prefixes the gateway may push.
-	RouteLAN    bool
-	MaxPrefixes int
+	// UpOptions are the flags `vpn up` shares with the tray.
+	local.UpOptions
+	JSON bool
 	// RotateKey makes a new device key (the device keeps its addresses).
 	RotateKey bool
-	// MTU is --mtu: "" (the gateway's), "auto" or a number of bytes.
-	MTU   string
-	Login login.Options
-	// FailClosed keeps a full tunnel's block when the registration
-	// expires unrenewed.
-	FailClosed bool
+	Login     login.Options
 	// refreshToken is the user's refresh token from their own cache, sent
 	// as bytes so the agent can renew the registration (it keeps it in
 	// memory and never touches the cache).
@@ -80,37 +64,11 @@ reason is printed.`,
 			return Run(cmd.Context(), f, o)
 		},
 	}
-	cmd.Flags().StringVar(&o.Server, "server", "", "gateway URL, e.g. https://vpn.example.com (default: the last one you logged in to)")
-	cmd.Flags().StringVar(&o.TokenFile, "token-file", "", "file holding a bearer token obtained elsewhere (automation); default: log in (cached, refreshed)")
+	local.AddUpFlags(cmd.Flags(), &o.UpOptions)
 	login.AddFlags(cmd, &o.Login)
-	cmd.Flags().StringVar(&o.Network, "network", "", "network to join when you belong to several")
-	cmd.Flags().StringVar(&o.Interface, "interface", "", "tunnel interface name (default: env CLEARPATH_INTERFACE or the first free cpN)")
-	cmd.Flags().DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long to wait for traffic through the tunnel")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the resulting status as JSON (schema "+Schema+")")
-	cmd.Flags().BoolVar(&o.AllTraffic, "all-traffic", false, "send all IPv4 and IPv6 traffic through the tunnel (the LAN stays reachable)")
-	cmd.Flags().BoolVar(&o.BlockLAN, "block-lan", false, "with --all-traffic: do not keep the LAN outside the tunnel")
-	cmd.Flags().BoolVar(&o.RouteLAN, "route-lan", false, "let prefixes the gateway pushes take this machine's LAN, router and resolvers into the tunnel")
-	cmd.Flags().IntVar(&o.MaxPrefixes, "max-prefixes", 0, "most prefixes the gateway may push (default 1000); more are refused")
 	cmd.Flags().BoolVar(&o.RotateKey, "rotate-key", false, "make a new device key for this registration (the addresses stay)")
-	cmd.Flags().StringVar(&o.MTU, "mtu", "", "tunnel MTU in bytes, or auto: measure the path MTU through the tunnel and lower the MTU to it (default: the gateway's)")
-	cmd.Flags().BoolVar(&o.FailClosed, "fail-closed", false, "with --all-traffic: if the registration expires unrenewed, keep blocking traffic instead of restoring routing")
 	return cmd
-}
-
-// ReadToken reads a bearer token from path.
-func ReadToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("token file %s is empty", path)
-	}
-	if strings.ContainsAny(tok, " \n\t") {
-		return "", fmt.Errorf("token file %s holds more than one token or stray text", path)
-	}
-	return tok, nil
 }
 
 // Run connects through the agent (starting it if needed).
@@ -118,7 +76,7 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if err := parseMTU(o.MTU, &control.UpRequest{}); err != nil {
+	if _, err := o.Request(); err != nil {
 		return err // before logging in or starting the agent
 	}
 	var tok string
@@ -137,7 +95,7 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 		if o.trust, err = login.ResolveTrust(cache, o.Server, o.Login.Trust, f.ErrOut); err != nil {
 			return err
 		}
-		if tok, err = ReadToken(o.TokenFile); err != nil {
+		if tok, err = control.ReadTokenFile(o.TokenFile); err != nil {
 			return err
 		}
 		// Root's agent re-reads root's file to renew the registration;
@@ -178,13 +136,13 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 }
 
 func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok string, start time.Time) error {
-	req := control.UpRequest{Server: o.Server, Token: tok, Network: o.Network, Interface: o.Interface, Timeout: o.Timeout,
-		AllTraffic: o.AllTraffic, BlockLAN: o.BlockLAN, RouteLAN: o.RouteLAN, MaxPrefixes: o.MaxPrefixes, RefreshToken: o.refreshToken, RotateKey: o.RotateKey, FailClosed: o.FailClosed}
+	req, err := o.Request()
+	if err != nil {
+		return err
+	}
+	req.Token, req.RefreshToken, req.RotateKey = tok, o.refreshToken, o.RotateKey
 	if o.sendTokenFile {
 		req.TokenFile = o.TokenFile
-	}
-	if err := parseMTU(o.MTU, &req); err != nil {
-		return err
 	}
 	if o.trust != nil {
 		req.AllowHTTP, req.CAPEM = o.trust.Policy.AllowHTTP, o.trust.Policy.CAPEM
@@ -210,23 +168,5 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 	if d := status.DNSRow(st.DNS); d != "" {
 		fmt.Fprintf(f.Out, "  dns        %s\n", d)
 	}
-	return nil
-}
-
-// parseMTU reads --mtu: "auto", or a size from 576 (IPv4's minimum; below
-// 1280 the tunnel carries IPv4 only) to 9000.
-func parseMTU(v string, req *control.UpRequest) error {
-	switch v {
-	case "":
-		return nil
-	case "auto":
-		req.AutoMTU = true
-		return nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < control.MinMTU || n > control.MaxMTU {
-		return fmt.Errorf("--mtu %q: want auto or a number of bytes from %d to %d", v, control.MinMTU, control.MaxMTU)
-	}
-	req.MTU = n
 	return nil
 }

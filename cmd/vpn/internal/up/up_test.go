@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/client/local"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/internal/progress"
 )
@@ -25,7 +26,7 @@ func (a slowAgent) Up(ctx context.Context, req control.UpRequest) (*control.Stat
 func TestUpShowsTheWaitOnATerminal(t *testing.T) {
 	var out, errOut bytes.Buffer
 	f := &factory.Factory{StateDir: t.TempDir(), Out: &out, ErrOut: &errOut}
-	o := &Options{Server: "https://vpn.example.com", progress: progress.Forced(&errOut, 20*time.Millisecond)}
+	o := &Options{UpOptions: local.UpOptions{Server: "https://vpn.example.com"}, progress: progress.Forced(&errOut, 20*time.Millisecond)}
 	if err := connect(context.Background(), f, slowAgent{150 * time.Millisecond}, o, "tok", time.Now()); err != nil {
 		t.Fatal(err)
 	}
