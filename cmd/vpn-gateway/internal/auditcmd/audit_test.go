@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -77,8 +77,8 @@ func TestAuditCommandOnAStore(t *testing.T) {
 	}
 	st.Close()
 	var out bytes.Buffer
-	io := cmdutil.IO{Out: &out, ErrOut: &out}
-	if err := Run(ctx, io, &Options{ConfigPath: cfgPath, User: "alice", JSON: true, Now: time.Now}); err != nil {
+	io := cmdutil.Test(&out, &out)
+	if err := Run(ctx, &Options{IO: io, ConfigPath: cfgPath, User: "alice", JSON: true, Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
 	var listed struct {
@@ -91,7 +91,7 @@ func TestAuditCommandOnAStore(t *testing.T) {
 		t.Fatalf("alice's entries: %v %s", err, out.String())
 	}
 	out.Reset()
-	if err := Run(ctx, io, &Options{ConfigPath: cfgPath, Action: "login", Now: time.Now}); err != nil {
+	if err := Run(ctx, &Options{IO: io, ConfigPath: cfgPath, Action: "login", Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
 	if s := out.String(); !strings.HasPrefix(s, "TIME") || strings.Count(s, "login") != 2 || !strings.Contains(s, "bob@example.com") {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -54,8 +54,8 @@ func TestDevicesListAndFree(t *testing.T) {
 	st.Close()
 
 	var out bytes.Buffer
-	io := cmdutil.IO{Out: &out, ErrOut: &out}
-	if err := List(ctx, io, &ListOptions{ConfigPath: cfgPath, User: "Alice@Example.com", Now: time.Now}); err != nil {
+	io := cmdutil.Test(&out, &out)
+	if err := List(ctx, &ListOptions{IO: io, ConfigPath: cfgPath, User: "Alice@Example.com", Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
 	table := out.String()
@@ -71,7 +71,7 @@ func TestDevicesListAndFree(t *testing.T) {
 		t.Errorf("the revoked device's address is not freed in 7 days:\n%s", table)
 	}
 	out.Reset()
-	if err := List(ctx, io, &ListOptions{ConfigPath: cfgPath, JSON: true, Now: time.Now}); err != nil {
+	if err := List(ctx, &ListOptions{IO: io, ConfigPath: cfgPath, JSON: true, Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
 	var listed struct {
@@ -84,12 +84,12 @@ func TestDevicesListAndFree(t *testing.T) {
 		t.Fatalf("json: %v %s", err, out.String())
 	}
 
-	err = Free(ctx, io, &FreeOptions{ConfigPath: cfgPath, User: "alice@example.com", Device: "laptop", NoNotify: true})
+	err = Free(ctx, &FreeOptions{IO: io, ConfigPath: cfgPath, User: "alice@example.com", Device: "laptop", NoNotify: true})
 	if err == nil || !strings.Contains(err.Error(), "holds a valid key") || !strings.Contains(err.Error(), "--revoke") {
 		t.Fatalf("free a live device: %v", err)
 	}
 	out.Reset()
-	if err := Free(ctx, io, &FreeOptions{ConfigPath: cfgPath, User: "alice@example.com", Device: "ci-runner", NoNotify: true}); err != nil {
+	if err := Free(ctx, &FreeOptions{IO: io, ConfigPath: cfgPath, User: "alice@example.com", Device: "ci-runner", NoNotify: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "Freed 100.64.0.3 of device ci-runner") {
