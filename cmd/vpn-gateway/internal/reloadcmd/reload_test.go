@@ -66,3 +66,14 @@ func TestReloadJSON(t *testing.T) {
 		t.Errorf("reload: %v %q", err, out.String())
 	}
 }
+
+// --config (before or after the command) and --json reach the run hook.
+func TestReloadOptions(t *testing.T) {
+	var got *Options
+	f := &cmdutil.Factory{IOStreams: cmdutil.Test(nil, nil)}
+	root := cmdutil.TestRoot(f, NewCmd(f, func(_ context.Context, o *Options) error { got = o; return nil }))
+	root.SetArgs([]string{"--config", "/tmp/gw.yaml", "reload", "--json"})
+	if err := root.Execute(); err != nil || got.ConfigPath != "/tmp/gw.yaml" || !got.JSON {
+		t.Fatalf("reload: %v %+v", err, got)
+	}
+}
