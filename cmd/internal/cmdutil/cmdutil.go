@@ -189,3 +189,10 @@ func TestRoot(f *Factory, cmds ...*cobra.Command) *cobra.Command {
 	root.AddCommand(cmds...)
 	return root
 }
+
+// AddStateDirFlag gives cmd and its subcommands the one --state-dir flag,
+// bound to f.StateDir (whose value is the default: CLEARPATH_STATE_DIR or
+// the built-in directory, as the binary's factory found it).
+func AddStateDirFlag(cmd *cobra.Command, f *Factory) {
+	cmd.PersistentFlags().StringVar(&f.StateDir, "state-dir", f.StateDir, "client state directory (env CLEARPATH_STATE_DIR)")
+}

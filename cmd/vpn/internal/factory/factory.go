@@ -1,6 +1,6 @@
-// Package factory holds what every vpn command needs (state dir, output
-// streams, the agent connection), so commands receive it instead of
-// reaching for globals and tests can swap it.
+// Package factory is vpn's cmdutil.Factory (state dir, IO streams) with
+// the agent connection added, so commands receive it instead of reaching
+// for globals and tests can swap it.
 package factory
 
 import (
@@ -16,17 +16,17 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/statedir"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/envvar"
 )
 
 // DefaultStateDir is used when neither --state-dir nor CLEARPATH_STATE_DIR is set.
 const DefaultStateDir = control.DefaultStateDir
 
-// Factory is shared by the commands.
+// Factory is shared by the commands: cmdutil's (StateDir, Out, ErrOut)
+// and the agent of the state dir.
 type Factory struct {
-	StateDir string
-	Out      io.Writer
-	ErrOut   io.Writer
+	*cmdutil.Factory
 }
 
 // New returns the factory for a real run.
@@ -35,7 +35,12 @@ func New() *Factory {
 	if dir == "" {
 		dir = DefaultStateDir
 	}
-	return &Factory{StateDir: dir, Out: os.Stdout, ErrOut: os.Stderr}
+	return &Factory{&cmdutil.Factory{IOStreams: cmdutil.System(), StateDir: dir}}
+}
+
+// ForTest returns a factory of stateDir writing to out and errOut.
+func ForTest(stateDir string, out, errOut io.Writer) *Factory {
+	return &Factory{&cmdutil.Factory{IOStreams: cmdutil.Test(out, errOut), StateDir: stateDir}}
 }
 
 // Socket is the control socket of the agent of this state dir.

@@ -30,7 +30,7 @@ func (upAgent) Down(context.Context) (control.Status, error) { return control.St
 func show(t *testing.T, ns *netnstest.NS, dir string, args ...string) string {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	f := &factory.Factory{StateDir: dir, Out: &out, ErrOut: &errOut}
+	f := factory.ForTest(dir, &out, &errOut)
 	cmd := NewCmd(f, func() (routes.System, error) { return routes.NewSystemAt(ns.Handle), nil })
 	cmd.SetArgs(append([]string{"show"}, args...))
 	if err := cmd.Execute(); err != nil {
