@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/client/auth"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/envvar"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/tray"
@@ -55,10 +56,7 @@ type Options struct {
 }
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "vpn-tray:", err)
-		os.Exit(1)
-	}
+	os.Exit(cmdutil.Execute(newRootCmd(), "vpn-tray", os.Stderr, nil))
 }
 
 func newRootCmd() *cobra.Command {
