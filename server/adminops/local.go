@@ -193,12 +193,7 @@ func FreeDevice(ctx context.Context, st *store.Store, who Actor, user, network, 
 	case err != nil:
 		return nil, err
 	}
-	var addrs []string
-	for _, a := range []netip.Addr{d.Addr.V4, d.Addr.V6} {
-		if a.IsValid() {
-			addrs = append(addrs, a.String())
-		}
-	}
+	addrs := Addresses(d.Addr)
 	host := dash(api.Printable(d.Hostname))
 	res := &Freed{Device: *d, Revoked: d.State == store.StateLive && d.PeerID != ""}
 	if res.Revoked {
@@ -279,4 +274,15 @@ func onDevice(iface, key string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// Addresses lists an allocation's addresses (IPv4 first), [] for none.
+func Addresses(a store.Allocation) []string {
+	out := []string{}
+	for _, ip := range []netip.Addr{a.V4, a.V6} {
+		if ip.IsValid() {
+			out = append(out, ip.String())
+		}
+	}
+	return out
 }

@@ -18,6 +18,7 @@
 package cmdutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -195,4 +196,13 @@ func TestRoot(f *Factory, cmds ...*cobra.Command) *cobra.Command {
 // the built-in directory, as the binary's factory found it).
 func AddStateDirFlag(cmd *cobra.Command, f *Factory) {
 	cmd.PersistentFlags().StringVar(&f.StateDir, "state-dir", f.StateDir, "client state directory (env CLEARPATH_STATE_DIR)")
+}
+
+// Run is the end of a command's RunE: runF (a test's hook) when set, else
+// run, on the options the flags filled.
+func Run[O any](ctx context.Context, o *O, runF, run func(context.Context, *O) error) error {
+	if runF != nil {
+		return runF(ctx, o)
+	}
+	return run(ctx, o)
 }

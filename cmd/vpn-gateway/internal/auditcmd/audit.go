@@ -41,10 +41,7 @@ func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cob
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return Run(cmd.Context(), o)
+			return cmdutil.Run(cmd.Context(), o, runF, Run)
 		},
 	}
 	cmd.Flags().StringVar(&o.Since, "since", "", "only entries newer than a duration (24h, 90m) or a time (2026-11-01, RFC 3339)")

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -62,10 +61,7 @@ func NewListCmd(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return List(cmd.Context(), o)
+			return cmdutil.Run(cmd.Context(), o, runF, List)
 		},
 	}
 	cmd.Flags().StringVar(&o.Network, "network", "", "only this network")
@@ -121,14 +117,9 @@ func List(ctx context.Context, o *ListOptions) error {
 }
 
 func convert(d store.DeviceInfo) Device {
-	q := Device{User: d.Email, Email: d.Email, Subject: d.Subject, Network: d.Network, Device: d.Device, Hostname: d.Hostname, State: d.State, PeerID: d.PeerID, Addresses: []string{}}
+	q := Device{User: d.Email, Email: d.Email, Subject: d.Subject, Network: d.Network, Device: d.Device, Hostname: d.Hostname, State: d.State, PeerID: d.PeerID, Addresses: adminops.Addresses(d.Addr)}
 	if q.User == "" {
 		q.User = d.Subject
-	}
-	for _, a := range []netip.Addr{d.Addr.V4, d.Addr.V6} {
-		if a.IsValid() {
-			q.Addresses = append(q.Addresses, a.String())
-		}
 	}
 	if !d.FreedAt.IsZero() {
 		t := d.FreedAt.UTC()
@@ -158,10 +149,7 @@ func NewFreeCmd(f *cmdutil.Factory, runF func(context.Context, *FreeOptions) err
 				return errors.New("name the device: --user USER --device ID (see `vpn-gateway devices list`)")
 			}
 			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return Free(cmd.Context(), o)
+			return cmdutil.Run(cmd.Context(), o, runF, Free)
 		},
 	}
 	cmd.Flags().StringVar(&o.User, "user", "", "the device's user (e-mail or subject)")

@@ -34,10 +34,7 @@ func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cob
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return Run(cmd.Context(), o)
+			return cmdutil.Run(cmd.Context(), o, runF, Run)
 		},
 	}
 	cmd.Flags().StringSliceVar(&o.Probes, "probe", nil, "hosts in the VPCs that answer ping, for the return-route check (besides each network's probe:)")

@@ -41,10 +41,7 @@ func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cob
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
 			o.User, o.Target = args[0], args[1]
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return Run(cmd.Context(), o)
+			return cmdutil.Run(cmd.Context(), o, runF, Run)
 		},
 	}
 	cmd.Flags().StringVar(&o.Network, "network", "", "explain for this network only (also if the user never joined it)")

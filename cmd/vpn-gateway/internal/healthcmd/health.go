@@ -33,10 +33,7 @@ func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cob
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.IO = f.IOStreams
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return Run(cmd.Context(), o)
+			return cmdutil.Run(cmd.Context(), o, runF, Run)
 		},
 	}
 	// The default is the loopback metrics listener, plain http whether or

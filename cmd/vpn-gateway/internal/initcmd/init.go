@@ -48,10 +48,7 @@ an existing file is kept unless --force.`,
 			if fl := cmd.Flag("config"); fl != nil && fl.Changed {
 				o.Path = f.ConfigPath
 			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return Run(cmd.Context(), o)
+			return cmdutil.Run(cmd.Context(), o, runF, Run)
 		},
 	}
 	cmd.Flags().BoolVar(&o.Force, "force", false, "with --config: replace an existing file")

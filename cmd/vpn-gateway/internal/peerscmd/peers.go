@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -72,10 +71,7 @@ func NewListCmd(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return List(cmd.Context(), o)
+			return cmdutil.Run(cmd.Context(), o, runF, List)
 		},
 	}
 	cmd.Flags().StringVar(&o.Network, "network", "", "only this network")
@@ -120,14 +116,9 @@ func Gather(ctx context.Context, cfg *config.Config, st *store.Store, network, s
 			continue
 		}
 		q := Peer{User: p.Email, Email: p.Email, Subject: p.Subject, Network: p.Network, PeerID: p.ID, Hostname: p.Hostname, OS: p.OS,
-			PublicKey: p.PublicKey, CreatedAt: p.CreatedAt.UTC(), ExpiresAt: p.ExpiresAt.UTC(), Addresses: []string{}}
+			PublicKey: p.PublicKey, CreatedAt: p.CreatedAt.UTC(), ExpiresAt: p.ExpiresAt.UTC(), Addresses: adminops.Addresses(p.Addr)}
 		if q.User == "" {
 			q.User = p.Subject
-		}
-		for _, a := range []netip.Addr{p.Addr.V4, p.Addr.V6} {
-			if a.IsValid() {
-				q.Addresses = append(q.Addresses, a.String())
-			}
 		}
 		hs := p.LastHandshake
 		if l, ok := onDev[p.Network+"/"+p.PublicKey]; ok {
@@ -220,10 +211,7 @@ func NewRevokeCmd(f *cmdutil.Factory, runF func(context.Context, *RevokeOptions)
 				return errors.New("name a USER or --peer ID")
 			}
 			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return Revoke(cmd.Context(), o)
+			return cmdutil.Run(cmd.Context(), o, runF, Revoke)
 		},
 	}
 	cmd.Flags().StringSliceVar(&o.PeerIDs, "peer", nil, "peer id(s) to revoke (from `peers list`)")

@@ -45,10 +45,7 @@ func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cob
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return Run(cmd.Context(), o)
+			return cmdutil.Run(cmd.Context(), o, runF, Run)
 		},
 	}
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print what changed as JSON (schema "+Schema+")")

@@ -47,10 +47,7 @@ func runE(f *cmdutil.Factory, o *Options, runF, real func(context.Context, *Opti
 		if len(args) == 1 {
 			o.User = args[0]
 		}
-		if runF != nil {
-			return runF(cmd.Context(), o)
-		}
-		return real(cmd.Context(), o)
+		return cmdutil.Run(cmd.Context(), o, runF, real)
 	}
 }
 
