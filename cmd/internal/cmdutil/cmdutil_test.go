@@ -2,8 +2,10 @@ package cmdutil
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -58,5 +60,31 @@ func TestTable(t *testing.T) {
 	tb.Flush()
 	if b.String() != "USER   HOST\nalice  -\n" {
 		t.Errorf("%q", b.String())
+	}
+}
+
+// The shared flags bind to the factory; Run calls the hook when given.
+func TestFlagsAndRun(t *testing.T) {
+	f := &Factory{IOStreams: Test(nil, nil), StateDir: "/var/lib/clearpath"}
+	var seen *Factory
+	cmd := &cobra.Command{Use: "x", RunE: func(*cobra.Command, []string) error { seen = f; return nil }}
+	AddConfigFlag(cmd, f)
+	AddStateDirFlag(cmd, f)
+	cmd.SetArgs([]string{"-c", "/etc/gw.yaml", "--state-dir", "/tmp/st"})
+	if err := cmd.Execute(); err != nil || seen.ConfigPath != "/etc/gw.yaml" || seen.StateDir != "/tmp/st" {
+		t.Fatalf("%v %+v", err, seen)
+	}
+	type opts struct{ n int }
+	o := &opts{n: 1}
+	hook := func(_ context.Context, o *opts) error { o.n = 2; return nil }
+	real := func(_ context.Context, o *opts) error { o.n = 3; return nil }
+	if Run(context.Background(), o, hook, real); o.n != 2 {
+		t.Errorf("with a hook: %d", o.n)
+	}
+	if Run(context.Background(), o, nil, real); o.n != 3 {
+		t.Errorf("without: %d", o.n)
+	}
+	if b, err := io.ReadAll(Test(nil, nil).In); err != nil || len(b) != 0 {
+		t.Errorf("test stdin: %q %v", b, err)
 	}
 }
