@@ -97,27 +97,25 @@ func Disable(ctx context.Context, o *Options) error {
 		return err
 	}
 	defer st.Close()
-	subject, email, err := adminops.ResolveUser(ctx, st, o.User)
-	if err != nil {
-		// Someone who never logged in can be disabled in advance, as named.
-		subject, email = o.User, ""
-		fmt.Fprintf(o.IO.ErrOut, "note: %v; disabling %q as given\n", err, o.User)
-	}
 	start := time.Now()
-	res, err := adminops.Disable(ctx, st, adminops.LocalActor(), subject, email, o.Reason)
+	u, res, err := adminops.DisableNamed(ctx, st, adminops.LocalActor(), o.User, o.Reason)
+	if u.Unresolved != nil {
+		// Someone who never logged in can be disabled in advance, as named.
+		fmt.Fprintf(o.IO.ErrOut, "note: %v; disabling %q as given\n", u.Unresolved, o.User)
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.IO.Out, "Disabled %s.\n", name(subject, email))
+	fmt.Fprintf(o.IO.Out, "Disabled %s.\n", name(u))
 	peerscmd.ReportRevoked(ctx, o.IO, cfg, res, o.NoNotify, start)
 	return nil
 }
 
-func name(subject, email string) string {
-	if email != "" {
-		return email + " (" + subject + ")"
+func name(u adminops.Named) string {
+	if u.Email != "" {
+		return u.Email + " (" + u.Subject + ")"
 	}
-	return subject
+	return u.Subject
 }
 
 // Enable lifts a Disable.
@@ -127,18 +125,14 @@ func Enable(ctx context.Context, o *Options) error {
 		return err
 	}
 	defer st.Close()
-	subject, email, err := adminops.ResolveUser(ctx, st, o.User)
-	if err != nil {
-		subject, email = o.User, ""
-	}
-	found, err := adminops.Enable(ctx, st, adminops.LocalActor(), subject, email, o.User)
+	u, found, err := adminops.EnableNamed(ctx, st, adminops.LocalActor(), o.User)
 	if err != nil {
 		return err
 	}
 	if !found {
 		return fmt.Errorf("%s is not disabled", o.User)
 	}
-	fmt.Fprintf(o.IO.Out, "Enabled %s: they may register again.\n", name(subject, email))
+	fmt.Fprintf(o.IO.Out, "Enabled %s: they may register again.\n", name(u))
 	return nil
 }
 
