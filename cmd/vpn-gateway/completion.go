@@ -9,7 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/server/adminops"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -68,10 +69,10 @@ func withPrefix(all []string, prefix string) []string {
 }
 
 func configPath(cmd *cobra.Command) string {
-	if f := cmd.Flags().Lookup("config"); f != nil {
+	if f := cmd.Flag("config"); f != nil {
 		return f.Value.String()
 	}
-	return "/etc/clearpath/gateway.yaml"
+	return cmdutil.DefaultConfig
 }
 
 func networkNames(cmd *cobra.Command) []string {
@@ -99,7 +100,7 @@ func withStore(cmd *cobra.Command, fn func(context.Context, *store.Store)) {
 			return // completing must not create a store
 		}
 	}
-	_, st, err := cmdutil.Open(ctx, configPath(cmd))
+	_, st, err := adminops.Open(ctx, configPath(cmd))
 	if err != nil {
 		return
 	}

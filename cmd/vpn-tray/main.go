@@ -23,6 +23,7 @@ import (
 
 	"github.com/clearpath-vpn/clearpath/client/auth"
 	"github.com/clearpath-vpn/clearpath/client/local"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/tray"
 	"github.com/clearpath-vpn/clearpath/tray/ui"
@@ -46,10 +47,7 @@ type Options struct {
 }
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "vpn-tray:", err)
-		os.Exit(1)
-	}
+	os.Exit(cmdutil.Execute(newRootCmd(), "vpn-tray", os.Stderr, nil))
 }
 
 func newRootCmd() *cobra.Command {

@@ -17,7 +17,7 @@ import (
 func complete(t *testing.T, args ...string) []string {
 	t.Helper()
 	var out bytes.Buffer
-	f := &factory.Factory{StateDir: t.TempDir(), Out: &out, ErrOut: &out}
+	f := factory.ForTest(t.TempDir(), &out, &out)
 	root, _ := newRoot(f)
 	root.SetOut(&out)
 	root.SetErr(&out)
@@ -82,7 +82,7 @@ func TestCompletionOfServersAndNetworks(t *testing.T) {
 // an old VPN_ name still works with one warning line.
 func TestHelpListsEnvironment(t *testing.T) {
 	var out bytes.Buffer
-	root, _ := newRoot(&factory.Factory{StateDir: t.TempDir(), Out: &out, ErrOut: &out})
+	root, _ := newRoot(factory.ForTest(t.TempDir(), &out, &out))
 	root.SetOut(&out)
 	root.SetArgs([]string{"--help"})
 	if err := root.Execute(); err != nil {

@@ -3,13 +3,12 @@
 package main
 
 import (
-	"errors"
-	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/client/local"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/agentcmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/doctor"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/down"
@@ -20,7 +19,6 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/up"
 	"github.com/clearpath-vpn/clearpath/internal/clidocs"
 	"github.com/clearpath-vpn/clearpath/internal/envvar"
-	"github.com/clearpath-vpn/clearpath/internal/usererr"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 )
 
@@ -40,14 +38,7 @@ var Environment = []envvar.Var{
 func main() {
 	f := factory.New()
 	root, debug := newRoot(f)
-	if err := root.Execute(); err != nil {
-		usererr.Print(os.Stderr, "vpn", err, *debug)
-		var ec interface{ ExitCode() int }
-		if errors.As(err, &ec) {
-			os.Exit(ec.ExitCode())
-		}
-		os.Exit(1)
-	}
+	os.Exit(cmdutil.Execute(root, "vpn", f.ErrOut, debug))
 }
 
 // newRoot builds the command tree; *debug is --debug once parsed.
@@ -60,17 +51,11 @@ func newRoot(f *factory.Factory) (*cobra.Command, *bool) {
 		SilenceErrors: true,
 	}
 	local.AddStateDirFlag(root.PersistentFlags(), &f.StateDir)
-	debug := usererr.Debug()
-	root.PersistentFlags().BoolVar(&debug, "debug", debug, "on failure print the whole error chain, and log what is done (env CLEARPATH_DEBUG=1)")
-	cobra.OnInitialize(func() {
-		if debug {
-			os.Setenv("CLEARPATH_DEBUG", "1") // an agent this run starts inherits it
-			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
-		}
-	})
+	// CLEARPATH_DEBUG=1 is exported: an agent this run starts inherits it.
+	debug := cmdutil.AddDebugFlag(root, "on failure print the whole error chain, and log what is done", true)
 	version.AddTo(root)
 	clidocs.AddTo(root)
-	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f), routescmd.NewCmd(f, nil), doctor.NewCmd(f, nil), login.NewCmd(f), login.NewLogoutCmd(f))
+	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f, nil), routescmd.NewCmd(f, nil), doctor.NewCmd(f, nil), login.NewCmd(f, nil), login.NewLogoutCmd(f, nil))
 	addCompletions(root, f)
-	return root, &debug
+	return root, debug
 }

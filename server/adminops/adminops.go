@@ -175,3 +175,37 @@ func ResolveUser(ctx context.Context, st *store.Store, name string) (subject, em
 	}
 	return "", "", fmt.Errorf("%q matches several users: %s; name one by e-mail or subject", name, strings.Join(names, ", "))
 }
+
+// Named is a user as an administrator named them: resolved to a subject
+// and e-mail (ResolveUser), or, for someone who never registered or logged
+// in here, taken as given (Unresolved says why).
+type Named struct {
+	Subject, Email string
+	Unresolved     error
+}
+
+// Resolve resolves name, falling back to the name as given.
+func Resolve(ctx context.Context, st *store.Store, name string) Named {
+	subject, email, err := ResolveUser(ctx, st, name)
+	if err != nil {
+		return Named{Subject: name, Unresolved: err}
+	}
+	return Named{Subject: subject, Email: email}
+}
+
+// DisableNamed disables the user an administrator named (in advance, as
+// given, when unknown here) and revokes their keys.
+func DisableNamed(ctx context.Context, st *store.Store, who Actor, name, reason string) (Named, []Revoked, error) {
+	u := Resolve(ctx, st, name)
+	res, err := Disable(ctx, st, who, u.Subject, u.Email, reason)
+	return u, res, err
+}
+
+// EnableNamed lifts a Disable of the user an administrator named, by
+// subject, e-mail or the name as given. It reports whether they were
+// disabled.
+func EnableNamed(ctx context.Context, st *store.Store, who Actor, name string) (Named, bool, error) {
+	u := Resolve(ctx, st, name)
+	found, err := Enable(ctx, st, who, u.Subject, u.Email, name)
+	return u, found, err
+}

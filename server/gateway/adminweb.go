@@ -235,11 +235,7 @@ func (b webBackend) Revoke(ctx context.Context, who adminops.Actor, id, reason s
 }
 
 func (b webBackend) Disable(ctx context.Context, who adminops.Actor, user, reason string) (string, error) {
-	subject, email, err := adminops.ResolveUser(ctx, b.g.store, user)
-	if err != nil {
-		subject, email = user, "" // someone who never logged in, disabled as named
-	}
-	res, err := adminops.Disable(ctx, b.g.store, who, subject, email, reason)
+	_, res, err := adminops.DisableNamed(ctx, b.g.store, who, user, reason)
 	if err != nil {
 		return "", err
 	}
@@ -257,11 +253,7 @@ func (b webBackend) Disable(ctx context.Context, who adminops.Actor, user, reaso
 }
 
 func (b webBackend) Enable(ctx context.Context, who adminops.Actor, user string) (string, error) {
-	subject, email, err := adminops.ResolveUser(ctx, b.g.store, user)
-	if err != nil {
-		subject, email = user, ""
-	}
-	found, err := adminops.Enable(ctx, b.g.store, who, subject, email, user)
+	_, found, err := adminops.EnableNamed(ctx, b.g.store, who, user)
 	if err != nil {
 		return "", err
 	}

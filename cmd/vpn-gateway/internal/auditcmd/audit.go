@@ -6,19 +6,20 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
+	"github.com/clearpath-vpn/clearpath/server/adminops"
 	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
-// Options are the flags of `vpn-gateway audit`.
+// Options are the inputs of `vpn-gateway audit`.
 type Options struct {
+	IO         cmdutil.IOStreams
 	ConfigPath string
 	Since      string
 	User       string
@@ -31,16 +32,18 @@ type Options struct {
 // Schema names the format of `vpn-gateway audit --json` (docs/JSON.md).
 var Schema = jsonout.Schema("audit", 1)
 
-// NewCmd returns `vpn-gateway audit`.
-func NewCmd(io cmdutil.IO) *cobra.Command {
+// NewCmd returns `vpn-gateway audit`. runF replaces Run in tests.
+func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	o := &Options{Now: time.Now}
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Show the audit log: logins, registrations, refreshes, expiries, warnings, revocations, reloads",
 		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return Run(cmd.Context(), io, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
+			return cmdutil.Run(cmd.Context(), o, runF, Run)
+		},
 	}
-	cmdutil.ConfigFlag(cmd, &o.ConfigPath)
 	cmd.Flags().StringVar(&o.Since, "since", "", "only entries newer than a duration (24h, 90m) or a time (2026-11-01, RFC 3339)")
 	cmd.Flags().StringVar(&o.User, "user", "", "only entries by or about this user (e-mail, subject or the part before @)")
 	cmd.Flags().StringVar(&o.Action, "action", "", "only this action (login, register, refresh, delete, expire, warn, revoke, disable, enable, refuse, reload, start, stop)")
@@ -75,25 +78,27 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 }
 
 // Run prints the audit log.
-func Run(ctx context.Context, io cmdutil.IO, o *Options) error {
+func Run(ctx context.Context, o *Options) error {
 	since, err := ParseSince(o.Since, o.Now())
 	if err != nil {
 		return err
 	}
-	_, st, err := cmdutil.Open(ctx, o.ConfigPath)
+	if o.Limit < 0 {
+		return fmt.Errorf("--limit %d: want 0 (all) or more", o.Limit)
+	}
+	_, st, err := adminops.Open(ctx, o.ConfigPath)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	recs, err := query(ctx, st, store.AuditQuery{Since: since, Action: o.Action, Limit: o.Limit}, o.User)
+	recs, err := adminops.AuditFor(ctx, st, store.AuditQuery{Since: since, Action: o.Action, Limit: o.Limit}, o.User)
 	if err != nil {
 		return err
 	}
 	if o.JSON {
-		return jsonout.List(io.Out, Schema, "records", recs)
+		return jsonout.List(o.IO.Out, Schema, "records", recs)
 	}
-	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tACTION\tWHO\tUSER\tNETWORK\tFROM\tDETAIL")
+	t := cmdutil.NewTable(o.IO.Out, "TIME", "ACTION", "WHO", "USER", "NETWORK", "FROM", "DETAIL")
 	for _, r := range recs {
 		user := r.Email
 		if user == "" {
@@ -101,53 +106,7 @@ func Run(ctx context.Context, io cmdutil.IO, o *Options) error {
 		}
 		// Details quote what clients sent (host names); escape anything
 		// stored before registrations were checked.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format(time.DateTime), r.Action, api.Printable(r.Actor), dash(api.Printable(user)), dash(r.Network), dash(r.Remote), api.Printable(r.Detail))
+		t.Row(r.Time.Local().Format(time.DateTime), r.Action, api.Printable(r.Actor), api.Printable(user), r.Network, r.Remote, api.Printable(r.Detail))
 	}
-	return tw.Flush()
-}
-
-// query applies --user: every name the user goes by (subject and e-mail).
-func query(ctx context.Context, st *store.Store, q store.AuditQuery, user string) ([]store.AuditRecord, error) {
-	if user == "" {
-		return st.QueryAudit(ctx, q)
-	}
-	names := []string{user}
-	if sub, email, err := cmdutil.ResolveUser(ctx, st, user); err == nil {
-		names = []string{sub}
-		if email != "" {
-			names = append(names, email)
-		}
-	}
-	seen := map[int64]bool{}
-	var out []store.AuditRecord
-	for _, n := range names {
-		q.User = n
-		recs, err := st.QueryAudit(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range recs {
-			if !seen[r.ID] {
-				seen[r.ID] = true
-				out = append(out, r)
-			}
-		}
-	}
-	// Both lists are oldest first; merge by id.
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].ID < out[j-1].ID; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	if q.Limit > 0 && len(out) > q.Limit {
-		out = out[len(out)-q.Limit:]
-	}
-	return out, nil
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+	return t.Flush()
 }

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -77,8 +78,8 @@ func TestAuditCommandOnAStore(t *testing.T) {
 	}
 	st.Close()
 	var out bytes.Buffer
-	io := cmdutil.IO{Out: &out, ErrOut: &out}
-	if err := Run(ctx, io, &Options{ConfigPath: cfgPath, User: "alice", JSON: true, Now: time.Now}); err != nil {
+	streams := cmdutil.Test(&out, &out)
+	if err := Run(ctx, &Options{IO: streams, ConfigPath: cfgPath, User: "alice", JSON: true, Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
 	var listed struct {
@@ -91,10 +92,24 @@ func TestAuditCommandOnAStore(t *testing.T) {
 		t.Fatalf("alice's entries: %v %s", err, out.String())
 	}
 	out.Reset()
-	if err := Run(ctx, io, &Options{ConfigPath: cfgPath, Action: "login", Now: time.Now}); err != nil {
+	if err := Run(ctx, &Options{IO: streams, ConfigPath: cfgPath, Action: "login", Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
 	if s := out.String(); !strings.HasPrefix(s, "TIME") || strings.Count(s, "login") != 2 || !strings.Contains(s, "bob@example.com") {
 		t.Errorf("table:\n%s", s)
+	}
+}
+
+// The flags reach the run hook; a negative --limit is refused by Run.
+func TestAuditOptions(t *testing.T) {
+	var got *Options
+	f := &cmdutil.Factory{IOStreams: cmdutil.Test(io.Discard, io.Discard)}
+	root := cmdutil.TestRoot(f, NewCmd(f, func(_ context.Context, o *Options) error { got = o; return nil }))
+	root.SetArgs([]string{"audit", "--since", "7d", "--user", "alice", "--action", "revoke", "--limit", "5", "--json", "-c", "/tmp/gw.yaml"})
+	if err := root.Execute(); err != nil || got.Since != "7d" || got.User != "alice" || got.Action != "revoke" || got.Limit != 5 || !got.JSON || got.ConfigPath != "/tmp/gw.yaml" {
+		t.Fatalf("audit: %v %+v", err, got)
+	}
+	if err := Run(context.Background(), &Options{Limit: -1, Now: time.Now}); err == nil || !strings.Contains(err.Error(), "--limit -1") {
+		t.Errorf("--limit -1: %v", err)
 	}
 }

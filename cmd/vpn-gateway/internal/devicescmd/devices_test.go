@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/store"
 )
@@ -54,8 +55,8 @@ func TestDevicesListAndFree(t *testing.T) {
 	st.Close()
 
 	var out bytes.Buffer
-	io := cmdutil.IO{Out: &out, ErrOut: &out}
-	if err := List(ctx, io, &ListOptions{ConfigPath: cfgPath, User: "Alice@Example.com", Now: time.Now}); err != nil {
+	streams := cmdutil.Test(&out, &out)
+	if err := List(ctx, &ListOptions{IO: streams, ConfigPath: cfgPath, User: "Alice@Example.com", Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
 	table := out.String()
@@ -71,7 +72,7 @@ func TestDevicesListAndFree(t *testing.T) {
 		t.Errorf("the revoked device's address is not freed in 7 days:\n%s", table)
 	}
 	out.Reset()
-	if err := List(ctx, io, &ListOptions{ConfigPath: cfgPath, JSON: true, Now: time.Now}); err != nil {
+	if err := List(ctx, &ListOptions{IO: streams, ConfigPath: cfgPath, JSON: true, Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
 	var listed struct {
@@ -84,12 +85,12 @@ func TestDevicesListAndFree(t *testing.T) {
 		t.Fatalf("json: %v %s", err, out.String())
 	}
 
-	err = Free(ctx, io, &FreeOptions{ConfigPath: cfgPath, User: "alice@example.com", Device: "laptop", NoNotify: true})
+	err = Free(ctx, &FreeOptions{IO: streams, ConfigPath: cfgPath, User: "alice@example.com", Device: "laptop", NoNotify: true})
 	if err == nil || !strings.Contains(err.Error(), "holds a valid key") || !strings.Contains(err.Error(), "--revoke") {
 		t.Fatalf("free a live device: %v", err)
 	}
 	out.Reset()
-	if err := Free(ctx, io, &FreeOptions{ConfigPath: cfgPath, User: "alice@example.com", Device: "ci-runner", NoNotify: true}); err != nil {
+	if err := Free(ctx, &FreeOptions{IO: streams, ConfigPath: cfgPath, User: "alice@example.com", Device: "ci-runner", NoNotify: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "Freed 100.64.0.3 of device ci-runner") {
@@ -104,5 +105,28 @@ func TestDevicesListAndFree(t *testing.T) {
 	recs, _ := st.QueryAudit(ctx, store.AuditQuery{Action: "free"})
 	if len(recs) != 1 || !strings.Contains(recs[0].Detail, "100.64.0.3") || recs[0].Email != "alice@example.com" {
 		t.Errorf("audit: %+v", recs)
+	}
+}
+
+// The flags reach the run hooks; free without --user and --device is
+// refused before its hook.
+func TestDevicesOptions(t *testing.T) {
+	var list *ListOptions
+	var free *FreeOptions
+	f := &cmdutil.Factory{IOStreams: cmdutil.Test(io.Discard, io.Discard)}
+	root := cmdutil.TestRoot(f,
+		NewListCmd(f, func(_ context.Context, o *ListOptions) error { list = o; return nil }),
+		NewFreeCmd(f, func(_ context.Context, o *FreeOptions) error { free = o; return nil }))
+	root.SetArgs([]string{"list", "--network", "eng", "--user", "alice", "--json"})
+	if err := root.Execute(); err != nil || list.Network != "eng" || list.User != "alice" || !list.JSON {
+		t.Fatalf("list: %v %+v", err, list)
+	}
+	root.SetArgs([]string{"free", "--user", "alice"})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "--user USER --device ID") || free != nil {
+		t.Fatalf("free without --device: %v", err)
+	}
+	root.SetArgs([]string{"free", "--user", "alice", "--device", "laptop", "--network", "eng", "--revoke", "--no-notify", "-c", "/tmp/gw.yaml"})
+	if err := root.Execute(); err != nil || free.User != "alice" || free.Device != "laptop" || free.Network != "eng" || !free.Revoke || !free.NoNotify || free.ConfigPath != "/tmp/gw.yaml" {
+		t.Fatalf("free: %v %+v", err, free)
 	}
 }

@@ -11,72 +11,67 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/gwdoctor"
 )
 
-// Options are the flags of `vpn-gateway doctor`.
+// Options are the inputs of `vpn-gateway doctor`.
 type Options struct {
+	IO         cmdutil.IOStreams
 	ConfigPath string
 	Probes     []string
 	JSON       bool
 }
 
-// NewCmd returns `vpn-gateway doctor`.
-func NewCmd(io cmdutil.IO) *cobra.Command {
+// NewCmd returns `vpn-gateway doctor`. runF replaces Run in tests.
+func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	o := &Options{}
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Check forwarding, rules, tables and each pool's return route (exit 0 healthy, 1 findings, 2 failed)",
 		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return Run(cmd.Context(), io, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
+			return cmdutil.Run(cmd.Context(), o, runF, Run)
+		},
 	}
-	cmdutil.ConfigFlag(cmd, &o.ConfigPath)
 	cmd.Flags().StringSliceVar(&o.Probes, "probe", nil, "hosts in the VPCs that answer ping, for the return-route check (besides each network's probe:)")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (schema "+analysis.Schema+", the one vpn doctor prints)")
 	return cmd
 }
 
-// Run checks and prints.
-func Run(ctx context.Context, io cmdutil.IO, o *Options) error {
+// Run checks and prints: exit status 1 for findings, 2 when the doctor
+// itself failed.
+func Run(ctx context.Context, o *Options) error {
 	cfg, err := config.Load(o.ConfigPath)
 	if err != nil {
-		return exitWith(2, err)
+		return cmdutil.Exit(2, err)
 	}
 	var probes []netip.Addr
 	for _, p := range o.Probes {
 		a, err := netip.ParseAddr(p)
 		if err != nil {
-			return exitWith(2, fmt.Errorf("--probe %q: not an IP address", p))
+			return cmdutil.Exit(2, fmt.Errorf("--probe %q: not an IP address", p))
 		}
 		probes = append(probes, a)
 	}
 	rep, err := gwdoctor.Check(ctx, gwdoctor.Options{Config: cfg, Probes: probes})
 	if err != nil {
-		return exitWith(2, err)
+		return cmdutil.Exit(2, err)
 	}
 	if o.JSON {
-		enc := json.NewEncoder(io.Out)
+		enc := json.NewEncoder(o.IO.Out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
-			return err
+			return cmdutil.Exit(2, err)
 		}
 	} else {
-		fmt.Fprint(io.Out, gwdoctor.Text(*rep))
+		fmt.Fprint(o.IO.Out, gwdoctor.Text(*rep))
 	}
 	if !rep.Summary.Healthy {
-		return cmdutil.ExitError{Code: 1}
+		return cmdutil.Exit(1, nil)
 	}
 	return nil
 }
-
-type codedError struct {
-	error
-	code int
-}
-
-func (e codedError) ExitCode() int { return e.code }
-
-func exitWith(code int, err error) error { return codedError{err, code} }

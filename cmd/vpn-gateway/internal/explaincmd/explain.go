@@ -6,25 +6,30 @@ package explaincmd
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
+	"github.com/clearpath-vpn/clearpath/server/adminops"
 	"github.com/clearpath-vpn/clearpath/server/explain"
 )
 
-// Options are the flags of `vpn-gateway explain`.
+// Options are the inputs of `vpn-gateway explain`.
 type Options struct {
+	IO         cmdutil.IOStreams
 	ConfigPath string
 	Network    string
 	JSON       bool
+	// User and Target are the arguments.
+	User, Target string
 }
 
-// NewCmd returns `vpn-gateway explain`.
-func NewCmd(io cmdutil.IO) *cobra.Command {
+// NewCmd returns `vpn-gateway explain`. runF replaces Run in tests.
+func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	o := &Options{}
 	cmd := &cobra.Command{
 		Use:   "explain USER HOST[:PORT]",
@@ -33,26 +38,31 @@ func NewCmd(io cmdutil.IO) *cobra.Command {
 			"arriving on the network's WireGuard interface, and confirms with a real kernel lookup\n" +
 			"(ip route get fibmatch HOST from ADDR iif WG). Run it on the gateway host, in its namespace.",
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error { return Run(cmd.Context(), io, o, args[0], args[1]) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
+			o.User, o.Target = args[0], args[1]
+			return cmdutil.Run(cmd.Context(), o, runF, Run)
+		},
 	}
-	cmdutil.ConfigFlag(cmd, &o.ConfigPath)
 	cmd.Flags().StringVar(&o.Network, "network", "", "explain for this network only (also if the user never joined it)")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
 	return cmd
 }
 
-// Run explains and prints.
-func Run(ctx context.Context, io cmdutil.IO, o *Options, user, target string) error {
+// Run explains and prints; exit status 1 when the user would not reach
+// the target.
+func Run(ctx context.Context, o *Options) error {
+	user, target := o.User, o.Target
 	host, port, err := explain.SplitHostPort(target)
 	if err != nil {
 		return err
 	}
-	cfg, st, err := cmdutil.Open(ctx, o.ConfigPath)
+	cfg, st, err := adminops.Open(ctx, o.ConfigPath)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	subject, email, err := cmdutil.ResolveUser(ctx, st, user)
+	subject, email, err := adminops.ResolveUser(ctx, st, user)
 	if err != nil {
 		if o.Network == "" {
 			return err
@@ -64,56 +74,49 @@ func Run(ctx context.Context, io cmdutil.IO, o *Options, user, target string) er
 		return err
 	}
 	if o.JSON {
-		if err := jsonout.Write(io.Out, jsonout.Schema("explain", 1), a); err != nil {
+		if err := jsonout.Write(o.IO.Out, jsonout.Schema("explain", 1), a); err != nil {
 			return err
 		}
 	} else {
-		print(io, a)
+		print(o.IO.Out, a)
 	}
 	if !a.Reachable {
-		return cmdutil.ExitError{Code: 1}
+		return cmdutil.Exit(1, nil)
 	}
 	return nil
 }
 
-func print(io cmdutil.IO, a *explain.Answer) {
+func print(w io.Writer, a *explain.Answer) {
 	verdict := "NO"
 	if a.Reachable {
 		verdict = "YES"
 	}
-	fmt.Fprintf(io.Out, "%s: %s\n", verdict, a.Summary)
+	fmt.Fprintf(w, "%s: %s\n", verdict, a.Summary)
 	if a.Disabled != "" {
-		fmt.Fprintf(io.Out, "  user %s\n", a.Disabled)
+		fmt.Fprintf(w, "  user %s\n", a.Disabled)
 	}
 	for _, v := range a.Networks {
 		mark := "refused"
 		if v.Allowed {
 			mark = "allowed"
 		}
-		fmt.Fprintf(io.Out, "\nnetwork %s (group %s, %s): %s -> %s %s\n", v.Network, v.Group, v.Interface, dash(v.Source), v.Destination, mark)
-		fmt.Fprintf(io.Out, "  key:     %s\n", v.Key)
-		fmt.Fprintf(io.Out, "  client:  %s\n", map[bool]string{true: "routes it into the tunnel (inside the allowed CIDRs)", false: "does not route it into the tunnel (outside the allowed CIDRs)"}[v.ClientRoutes])
+		fmt.Fprintf(w, "\nnetwork %s (group %s, %s): %s -> %s %s\n", v.Network, v.Group, v.Interface, cmdutil.Dash(v.Source), v.Destination, mark)
+		fmt.Fprintf(w, "  key:     %s\n", v.Key)
+		fmt.Fprintf(w, "  client:  %s\n", map[bool]string{true: "routes it into the tunnel (inside the allowed CIDRs)", false: "does not route it into the tunnel (outside the allowed CIDRs)"}[v.ClientRoutes])
 		for i, p := range v.Path {
 			label := "  path:    "
 			if i > 0 {
 				label = "           "
 			}
-			fmt.Fprintln(io.Out, label+p)
+			fmt.Fprintln(w, label+p)
 		}
 		if v.Rule != "" {
-			fmt.Fprintf(io.Out, "  decided: rule %q, route %q\n", v.Rule, dash(v.Route))
+			fmt.Fprintf(w, "  decided: rule %q, route %q\n", v.Rule, cmdutil.Dash(v.Route))
 		}
-		fmt.Fprintf(io.Out, "  kernel:  %s\n", v.Kernel)
-		fmt.Fprintf(io.Out, "  why:     %s\n", v.Why)
+		fmt.Fprintf(w, "  kernel:  %s\n", v.Kernel)
+		fmt.Fprintf(w, "  why:     %s\n", v.Why)
 	}
 	if a.PortComment != "" {
-		fmt.Fprintf(io.Out, "\nnote: %s\n", strings.TrimSpace(a.PortComment))
+		fmt.Fprintf(w, "\nnote: %s\n", strings.TrimSpace(a.PortComment))
 	}
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

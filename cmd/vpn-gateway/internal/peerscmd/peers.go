@@ -7,19 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
-	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.zx2c4.com/wireguard/wgctrl"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/internal/units"
-	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/adminops"
 	"github.com/clearpath-vpn/clearpath/server/api"
 	"github.com/clearpath-vpn/clearpath/server/config"
@@ -30,9 +26,9 @@ import (
 var Schema = jsonout.Schema("peers", 1)
 
 // NewCmd returns `vpn-gateway peers`.
-func NewCmd(io cmdutil.IO) *cobra.Command {
+func NewCmd(f *cmdutil.Factory) *cobra.Command {
 	cmd := &cobra.Command{Use: "peers", Short: "List or revoke registered keys"}
-	cmd.AddCommand(newList(io), newRevoke(io))
+	cmd.AddCommand(NewListCmd(f, nil), NewRevokeCmd(f, nil))
 	return cmd
 }
 
@@ -58,22 +54,26 @@ type Peer struct {
 	OnDevice bool `json:"on_device"`
 }
 
-// ListOptions are the flags of `peers list`.
+// ListOptions are the inputs of `peers list`.
 type ListOptions struct {
+	IO                        cmdutil.IOStreams
 	ConfigPath, Network, User string
 	JSON                      bool
 	Now                       func() time.Time
 }
 
-func newList(io cmdutil.IO) *cobra.Command {
+// NewListCmd returns `peers list`. runF replaces List in tests.
+func NewListCmd(f *cmdutil.Factory, runF func(context.Context, *ListOptions) error) *cobra.Command {
 	o := &ListOptions{Now: time.Now}
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "Registered keys: user, network, address, last handshake, rx/tx, expiry",
 		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return List(cmd.Context(), io, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
+			return cmdutil.Run(cmd.Context(), o, runF, List)
+		},
 	}
-	cmdutil.ConfigFlag(cmd, &o.ConfigPath)
 	cmd.Flags().StringVar(&o.Network, "network", "", "only this network")
 	cmd.Flags().StringVar(&o.User, "user", "", "only this user (e-mail, subject or the part before @)")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (schema "+Schema+")")
@@ -116,14 +116,9 @@ func Gather(ctx context.Context, cfg *config.Config, st *store.Store, network, s
 			continue
 		}
 		q := Peer{User: p.Email, Email: p.Email, Subject: p.Subject, Network: p.Network, PeerID: p.ID, Hostname: p.Hostname, OS: p.OS,
-			PublicKey: p.PublicKey, CreatedAt: p.CreatedAt.UTC(), ExpiresAt: p.ExpiresAt.UTC(), Addresses: []string{}}
+			PublicKey: p.PublicKey, CreatedAt: p.CreatedAt.UTC(), ExpiresAt: p.ExpiresAt.UTC(), Addresses: adminops.Addresses(p.Addr)}
 		if q.User == "" {
 			q.User = p.Subject
-		}
-		for _, a := range []netip.Addr{p.Addr.V4, p.Addr.V6} {
-			if a.IsValid() {
-				q.Addresses = append(q.Addresses, a.String())
-			}
 		}
 		hs := p.LastHandshake
 		if l, ok := onDev[p.Network+"/"+p.PublicKey]; ok {
@@ -143,15 +138,15 @@ func Gather(ctx context.Context, cfg *config.Config, st *store.Store, network, s
 }
 
 // List prints the peers.
-func List(ctx context.Context, io cmdutil.IO, o *ListOptions) error {
-	cfg, st, err := cmdutil.Open(ctx, o.ConfigPath)
+func List(ctx context.Context, o *ListOptions) error {
+	cfg, st, err := adminops.Open(ctx, o.ConfigPath)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	subject := ""
 	if o.User != "" {
-		if subject, _, err = cmdutil.ResolveUser(ctx, st, o.User); err != nil {
+		if subject, _, err = adminops.ResolveUser(ctx, st, o.User); err != nil {
 			return err
 		}
 	}
@@ -160,11 +155,10 @@ func List(ctx context.Context, io cmdutil.IO, o *ListOptions) error {
 		return err
 	}
 	if o.JSON {
-		return jsonout.List(io.Out, Schema, "peers", peers)
+		return jsonout.List(o.IO.Out, Schema, "peers", peers)
 	}
 	now := o.Now()
-	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tNETWORK\tADDRESS\tHOST\tLAST HANDSHAKE\tRX\tTX\tEXPIRES\tPEER")
+	t := cmdutil.NewTable(o.IO.Out, "USER", "NETWORK", "ADDRESS", "HOST", "LAST HANDSHAKE", "RX", "TX", "EXPIRES", "PEER")
 	for _, p := range peers {
 		hs := "never"
 		if p.LastHandshake != nil {
@@ -177,27 +171,21 @@ func List(ctx context.Context, io cmdutil.IO, o *ListOptions) error {
 		// Host names and e-mails come from clients and tokens: escape
 		// what could drive the terminal (stored before registrations were
 		// checked, or from an IdP).
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", api.Printable(p.User), p.Network, strings.Join(p.Addresses, ","), dash(api.Printable(p.Hostname)), hs, rx, tx, cmdutil.In(p.ExpiresAt, now), p.PeerID)
+		t.Row(api.Printable(p.User), p.Network, strings.Join(p.Addresses, ","), api.Printable(p.Hostname), hs, rx, tx, cmdutil.In(p.ExpiresAt, now), p.PeerID)
 	}
-	tw.Flush()
+	t.Flush()
 	if len(peers) == 0 {
-		fmt.Fprintln(io.Out, "(no registered keys)")
+		fmt.Fprintln(o.IO.Out, "(no registered keys)")
 	}
 	for _, n := range notes {
-		fmt.Fprintln(io.ErrOut, "note:", n)
+		fmt.Fprintln(o.IO.ErrOut, "note:", n)
 	}
 	return nil
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// RevokeOptions are the flags of `peers revoke`.
+// RevokeOptions are the inputs of `peers revoke`.
 type RevokeOptions struct {
+	IO         cmdutil.IOStreams
 	ConfigPath string
 	User       string
 	PeerIDs    []string
@@ -208,7 +196,8 @@ type RevokeOptions struct {
 	NoNotify bool
 }
 
-func newRevoke(io cmdutil.IO) *cobra.Command {
+// NewRevokeCmd returns `peers revoke`. runF replaces Revoke in tests.
+func NewRevokeCmd(f *cmdutil.Factory, runF func(context.Context, *RevokeOptions) error) *cobra.Command {
 	o := &RevokeOptions{}
 	cmd := &cobra.Command{
 		Use:   "revoke [USER]",
@@ -221,10 +210,10 @@ func newRevoke(io cmdutil.IO) *cobra.Command {
 			if o.User == "" && len(o.PeerIDs) == 0 {
 				return errors.New("name a USER or --peer ID")
 			}
-			return Revoke(cmd.Context(), io, o)
+			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
+			return cmdutil.Run(cmd.Context(), o, runF, Revoke)
 		},
 	}
-	cmdutil.ConfigFlag(cmd, &o.ConfigPath)
 	cmd.Flags().StringSliceVar(&o.PeerIDs, "peer", nil, "peer id(s) to revoke (from `peers list`)")
 	cmd.Flags().StringVar(&o.Network, "network", "", "only the user's key in this network")
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "why, for the audit log and the webhook")
@@ -232,22 +221,24 @@ func newRevoke(io cmdutil.IO) *cobra.Command {
 	return cmd
 }
 
-// Revoke removes the matching peers from the store, audits each, and asks
-// the running gateway to take them off its devices at once.
-func Revoke(ctx context.Context, io cmdutil.IO, o *RevokeOptions) error {
-	cfg, st, err := cmdutil.Open(ctx, o.ConfigPath)
+// Revoke removes the matching peers from the store and audits each
+// (adminops), then has the running gateway take them off its devices.
+func Revoke(ctx context.Context, o *RevokeOptions) error {
+	cfg, st, err := adminops.Open(ctx, o.ConfigPath)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	targets, err := Targets(ctx, st, o.User, o.PeerIDs, o.Network)
+	targets, err := adminops.Targets(ctx, st, o.User, o.PeerIDs, o.Network)
 	if err != nil {
 		return err
 	}
 	if len(targets) == 0 {
 		return errors.New("nothing to revoke: no registered key matches")
 	}
-	n, err := RevokePeers(ctx, io, cfg, st, targets, o.Reason, o.NoNotify)
+	start := time.Now()
+	res, err := adminops.Revoke(ctx, st, adminops.LocalActor(), targets, o.Reason)
+	n := ReportRevoked(ctx, o.IO, cfg, res, err != nil || o.NoNotify, start)
 	if err != nil {
 		return err
 	}
@@ -257,57 +248,11 @@ func Revoke(ctx context.Context, io cmdutil.IO, o *RevokeOptions) error {
 	return nil
 }
 
-// Targets finds the peers an administrator named.
-func Targets(ctx context.Context, st *store.Store, user string, ids []string, network string) ([]store.Peer, error) {
-	var out []store.Peer
-	for _, id := range ids {
-		p, err := st.PeerByID(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("--peer %s: no such peer", id)
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *p)
-	}
-	if user != "" {
-		subject, _, err := cmdutil.ResolveUser(ctx, st, user)
-		if err != nil {
-			return nil, err
-		}
-		peers, err := st.Peers(ctx, network)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range peers {
-			if p.Subject == subject && !slices.ContainsFunc(out, func(q store.Peer) bool { return q.ID == p.ID }) {
-				out = append(out, p)
-			}
-		}
-	}
-	return out, nil
-}
-
-// RevokePeers deletes peers from the store, audits and reports, then tells
-// the local gateway. It returns how many were revoked.
-func RevokePeers(ctx context.Context, io cmdutil.IO, cfg *config.Config, st *store.Store, peers []store.Peer, reason string, noNotify bool) (int, error) {
-	start := time.Now()
-	res, err := adminops.Revoke(ctx, st, adminops.Actor{Name: cmdutil.Actor(), Remote: cmdutil.Remote()}, peers, reason)
-	n, rerr := reportRevoked(ctx, io, cfg, res, err != nil || noNotify, start)
-	if err != nil {
-		return n, err
-	}
-	return n, rerr
-}
-
 // ReportRevoked prints what adminops.Revoke or adminops.Disable did and,
-// unless noNotify, asks the local gateway to take the keys off its devices
-// at once. It returns how many were revoked.
-func ReportRevoked(ctx context.Context, io cmdutil.IO, cfg *config.Config, res []adminops.Revoked, noNotify bool) (int, error) {
-	return reportRevoked(ctx, io, cfg, res, noNotify, time.Now())
-}
-
-func reportRevoked(ctx context.Context, io cmdutil.IO, cfg *config.Config, res []adminops.Revoked, noNotify bool, start time.Time) (int, error) {
+// unless noNotify, has the gateway on this host take the keys off its
+// devices at once (adminops.NotifyGateway), saying how long it took from
+// start. It returns how many keys were revoked.
+func ReportRevoked(ctx context.Context, io cmdutil.IOStreams, cfg *config.Config, res []adminops.Revoked, noNotify bool, start time.Time) int {
 	var done []store.Peer
 	for _, r := range res {
 		p := r.Peer
@@ -319,59 +264,30 @@ func reportRevoked(ctx context.Context, io cmdutil.IO, cfg *config.Config, res [
 		if who == "" {
 			who = p.Subject
 		}
-		fmt.Fprintf(io.Out, "Revoked peer %s of %s in network %s (host %s).\n", p.ID, api.Printable(who), p.Network, dash(api.Printable(p.Hostname)))
+		fmt.Fprintf(io.Out, "Revoked peer %s of %s in network %s (host %s).\n", p.ID, api.Printable(who), p.Network, cmdutil.Dash(api.Printable(p.Hostname)))
 		done = append(done, p)
 	}
 	if len(done) == 0 || noNotify {
-		return len(done), nil
+		return len(done)
 	}
-	_, err := admin.Client{Path: cfg.AdminSocket}.Sync(ctx)
+	a := adminops.NotifyGateway(ctx, cfg, done, start)
 	switch {
-	case errors.Is(err, admin.ErrNoGateway):
-		fmt.Fprintf(io.Out, "No gateway runs on this host (%v); gateways sharing the store remove the key within %s.\n", err, cfg.Lifecycle.StorePoll)
-		return len(done), nil
-	case err != nil:
-		fmt.Fprintf(io.ErrOut, "warning: telling the running gateway failed (%v); it notices within %s anyway\n", err, cfg.Lifecycle.StorePoll)
-		return len(done), nil
+	case a.NoGateway:
+		fmt.Fprintf(io.Out, "No gateway runs on this host (%v); gateways sharing the store remove the key within %s.\n", a.Err, cfg.Lifecycle.StorePoll)
+		return len(done)
+	case a.Err != nil:
+		fmt.Fprintf(io.ErrOut, "warning: telling the running gateway failed (%v); it notices within %s anyway\n", a.Err, cfg.Lifecycle.StorePoll)
+		return len(done)
 	}
-	took := time.Since(start).Round(time.Millisecond)
-	for _, p := range done {
-		iface := ""
-		for _, n := range cfg.Networks {
-			if n.Name == p.Network {
-				iface = n.Interface
-			}
-		}
-		switch on, err := onDevice(iface, p.PublicKey); {
-		case err != nil:
-			fmt.Fprintf(io.Out, "Network %s does not run on this host (%v).\n", p.Network, err)
-		case on:
-			fmt.Fprintf(io.ErrOut, "warning: peer %s is still on %s; see the gateway's log\n", p.ID, iface)
+	for _, p := range a.Peers {
+		switch {
+		case p.Err != nil:
+			fmt.Fprintf(io.Out, "Network %s does not run on this host (%v).\n", p.Peer.Network, p.Err)
+		case p.On:
+			fmt.Fprintf(io.ErrOut, "warning: peer %s is still on %s; see the gateway's log\n", p.Peer.ID, p.Interface)
 		default:
-			fmt.Fprintf(io.Out, "Peer %s is off %s (%s after the revocation began).\n", p.ID, iface, took)
+			fmt.Fprintf(io.Out, "Peer %s is off %s (%s after the revocation began).\n", p.Peer.ID, p.Interface, a.Took.Round(time.Millisecond))
 		}
 	}
-	return len(done), nil
-}
-
-// onDevice reports whether the WireGuard device iface on this host has key.
-func onDevice(iface, key string) (bool, error) {
-	if iface == "" {
-		return false, errors.New("not in the configuration")
-	}
-	wc, err := wgctrl.New()
-	if err != nil {
-		return false, err
-	}
-	defer wc.Close()
-	d, err := wc.Device(iface)
-	if err != nil {
-		return false, err
-	}
-	for _, p := range d.Peers {
-		if p.PublicKey.String() == key {
-			return true, nil
-		}
-	}
-	return false, nil
+	return len(done)
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/config"
@@ -29,23 +29,32 @@ type Result struct {
 	Summary  string         `json:"summary"`
 }
 
-// NewCmd returns `vpn-gateway reload`.
-func NewCmd(io cmdutil.IO) *cobra.Command {
-	var path string
-	var asJSON bool
+// Options are the inputs of `vpn-gateway reload`.
+type Options struct {
+	IO         cmdutil.IOStreams
+	ConfigPath string
+	JSON       bool
+}
+
+// NewCmd returns `vpn-gateway reload`. runF replaces Run in tests.
+func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	o := &Options{}
 	cmd := &cobra.Command{
 		Use:   "reload",
 		Short: "Apply the configuration file to the running gateway (networks added/removed, allow lists) without dropping other peers",
 		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return Run(cmd.Context(), io, path, asJSON) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
+			return cmdutil.Run(cmd.Context(), o, runF, Run)
+		},
 	}
-	cmdutil.ConfigFlag(cmd, &path)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print what changed as JSON (schema "+Schema+")")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print what changed as JSON (schema "+Schema+")")
 	return cmd
 }
 
 // Run validates the file and asks the gateway behind its admin socket to reload.
-func Run(ctx context.Context, io cmdutil.IO, path string, asJSON bool) error {
+func Run(ctx context.Context, o *Options) error {
+	path, io := o.ConfigPath, o.IO
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
@@ -67,7 +76,7 @@ func Run(ctx context.Context, io cmdutil.IO, path string, asJSON bool) error {
 		}
 		return fmt.Errorf("reload: %w", err)
 	}
-	if asJSON {
+	if o.JSON {
 		out := Result{Config: path, Changes: res.Changes, Settings: res.Settings, Took: res.Took, Summary: res.Summary()}
 		if out.Changes == nil {
 			out.Changes = []admin.Change{}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/server/config"
 )
 
@@ -31,8 +31,8 @@ func writeConfig(t *testing.T) (path, sock string) {
 func TestReloadJSON(t *testing.T) {
 	path, sock := writeConfig(t)
 	var out bytes.Buffer
-	io := cmdutil.IO{Out: &out, ErrOut: &out}
-	err := Run(context.Background(), io, path, true)
+	io := cmdutil.Test(&out, &out)
+	err := Run(context.Background(), &Options{IO: io, ConfigPath: path, JSON: true})
 	if err == nil || !strings.Contains(err.Error(), "no gateway answers on "+sock+": start it (systemctl start clearpath-gateway") {
 		t.Fatalf("reload without a gateway: %v", err)
 	}
@@ -51,7 +51,7 @@ func TestReloadJSON(t *testing.T) {
 	})}
 	go srv.Serve(ln)
 	defer srv.Close()
-	if err := Run(context.Background(), io, path, true); err != nil {
+	if err := Run(context.Background(), &Options{IO: io, ConfigPath: path, JSON: true}); err != nil {
 		t.Fatal(err)
 	}
 	var got map[string]any
@@ -62,7 +62,18 @@ func TestReloadJSON(t *testing.T) {
 		t.Errorf("reload --json:\n%s", out.String())
 	}
 	out.Reset()
-	if err := Run(context.Background(), io, path, false); err != nil || out.String() != "Reloaded in 12ms: add ops interface wg-ops\n" {
+	if err := Run(context.Background(), &Options{IO: io, ConfigPath: path, JSON: false}); err != nil || out.String() != "Reloaded in 12ms: add ops interface wg-ops\n" {
 		t.Errorf("reload: %v %q", err, out.String())
+	}
+}
+
+// --config (before or after the command) and --json reach the run hook.
+func TestReloadOptions(t *testing.T) {
+	var got *Options
+	f := &cmdutil.Factory{IOStreams: cmdutil.Test(nil, nil)}
+	root := cmdutil.TestRoot(f, NewCmd(f, func(_ context.Context, o *Options) error { got = o; return nil }))
+	root.SetArgs([]string{"--config", "/tmp/gw.yaml", "reload", "--json"})
+	if err := root.Execute(); err != nil || got.ConfigPath != "/tmp/gw.yaml" || !got.JSON {
+		t.Fatalf("reload: %v %+v", err, got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/tstest/bundletest"
 	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 	"github.com/clearpath-vpn/clearpath/routes"
@@ -59,7 +60,7 @@ func TestDoctorBundleRedacts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bundle.tar.gz")
 	var out bytes.Buffer
 	err := Run(context.Background(), &out, e, &Options{Bundle: path})
-	var ee *ExitError
+	var ee *cmdutil.ExitError
 	if err != nil && (!errors.As(err, &ee) || ee.Code == 2) {
 		t.Fatalf("doctor --bundle: %v\n%s", err, out.String())
 	}

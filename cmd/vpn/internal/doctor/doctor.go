@@ -22,6 +22,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/splitdns"
 	"github.com/clearpath-vpn/clearpath/client/tunnel"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
@@ -42,22 +43,6 @@ type Options struct {
 	revert []splitdns.DomainClaim
 	status *control.Status
 }
-
-// ExitError carries doctor's exit code: 1 findings, 2 doctor failed.
-type ExitError struct {
-	Code int
-	Err  error
-}
-
-func (e *ExitError) Error() string {
-	if e.Err != nil {
-		return e.Err.Error()
-	}
-	return "" // the report said it all
-}
-
-// ExitCode implements the exit code contract of main.
-func (e *ExitError) ExitCode() int { return e.Code }
 
 // Env is the live system doctor reads and fixes; tests swap it.
 type Env struct {
@@ -162,24 +147,24 @@ func LiveEnv(f *factory.Factory) *Env {
 func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 	in, sys, err := gather(ctx, env, o)
 	if err != nil {
-		return &ExitError{Code: 2, Err: fmt.Errorf("doctor: %w", err)}
+		return cmdutil.Exit(2, fmt.Errorf("doctor: %w", err))
 	}
 	rep := dnsFindings(blockedFinding(analysis.Analyze(in), o), in, env, o)
 	if o.Fix != "" {
 		if sys == nil {
-			return &ExitError{Code: 2, Err: errors.New("doctor: --fix works on this machine, not on a --snapshot file")}
+			return cmdutil.Exit(2, errors.New("doctor: --fix works on this machine, not on a --snapshot file"))
 		}
 		applied, err := fix(w, env, sys, rep, o)
-		var ee *ExitError
+		var ee *cmdutil.ExitError
 		if errors.As(err, &ee) {
 			return ee
 		}
 		if err != nil {
-			return &ExitError{Code: 2, Err: err}
+			return cmdutil.Exit(2, err)
 		}
 		if applied > 0 && !o.DryRun {
 			if in, _, err = gather(ctx, env, o); err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return cmdutil.Exit(2, err)
 			}
 			rep = dnsFindings(blockedFinding(analysis.Analyze(in), o), in, env, o)
 		}
@@ -187,7 +172,7 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 	if o.Bundle != "" {
 		note, err := writeBundle(o.Bundle, env, rep, in, o.status, env.Now())
 		if err != nil {
-			return &ExitError{Code: 2, Err: err}
+			return cmdutil.Exit(2, err)
 		}
 		fmt.Fprintf(w, "support bundle written to %s (%s)\n", o.Bundle, note)
 	}
@@ -195,13 +180,13 @@ func Run(ctx context.Context, w io.Writer, env *Env, o *Options) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
-			return &ExitError{Code: 2, Err: err}
+			return cmdutil.Exit(2, err)
 		}
 	} else {
 		Print(w, rep)
 	}
 	if code := rep.ExitCode(); code != 0 {
-		return &ExitError{Code: code}
+		return cmdutil.Exit(code, nil) // the report said it all
 	}
 	return nil
 }
@@ -317,8 +302,8 @@ func fix(w io.Writer, env *Env, sys routes.System, rep analysis.Report, o *Optio
 		if len(unknown) > 0 {
 			// A typo must not pass for "nothing to fix": nothing is
 			// applied and the exit status is 2 (doctor failed).
-			return 0, &ExitError{Code: 2, Err: fmt.Errorf("--fix %s: no finding has this id; findings now: %s (every id: %s)",
-				strings.Join(unknown, ","), orNone(now), strings.Join(analysis.IDs, ", "))}
+			return 0, cmdutil.Exit(2, fmt.Errorf("--fix %s: no finding has this id; findings now: %s (every id: %s)",
+				strings.Join(unknown, ","), orNone(now), strings.Join(analysis.IDs, ", ")))
 		}
 		for id := range named {
 			if !present[id] {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/routes/analysis"
@@ -34,7 +35,7 @@ func run(t *testing.T, e *Env, o *Options) (analysis.Report, int) {
 	o.JSON = true
 	err := Run(context.Background(), &out, e, o)
 	code := 0
-	var ee *ExitError
+	var ee *cmdutil.ExitError
 	if errors.As(err, &ee) {
 		code = ee.Code
 	} else if err != nil {
@@ -156,7 +157,7 @@ func TestDoctorFixUnknownID(t *testing.T) {
 	ns.IPIn("rule", "add", "priority", "32765", "not", "fwmark", "0xca6c", "lookup", "51820")
 	var out bytes.Buffer
 	err := Run(context.Background(), &out, e, &Options{Fix: "orphan-rule,orphan-rules"})
-	var ee *ExitError
+	var ee *cmdutil.ExitError
 	if !errors.As(err, &ee) || ee.Code != 2 {
 		t.Fatalf("--fix with a typo: want exit 2, got %v\n%s", err, out.String())
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/tstest/netnstest"
 )
 
@@ -30,7 +31,7 @@ func TestDoctorDoesNotGuessWithoutTheAgent(t *testing.T) {
 		e.Running = func() (int, bool, bool) { return 4242, c.running, true }
 		var out bytes.Buffer
 		err := Run(context.Background(), &out, e, &Options{Fix: "ours"})
-		var ee *ExitError
+		var ee *cmdutil.ExitError
 		if !errors.As(err, &ee) || ee.Code != 2 || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want exit 2 with %q", name, err, c.want)
 		}

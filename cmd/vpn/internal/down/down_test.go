@@ -13,7 +13,7 @@ import (
 func runDown(t *testing.T, res *Result, args ...string) (string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	f := &factory.Factory{StateDir: t.TempDir(), Out: &out, ErrOut: &errOut}
+	f := factory.ForTest(t.TempDir(), &out, &errOut)
 	cmd := NewCmd(f, func(context.Context) (*Result, error) { return res, nil })
 	cmd.SetArgs(args)
 	if err := cmd.Execute(); err != nil {

@@ -1,27 +1,31 @@
-// Package factory holds what every vpn command needs (state dir, output
-// streams, the agent connection), so commands receive it instead of
-// reaching for globals and tests can swap it.
+// Package factory is vpn's cmdutil.Factory (state dir, IO streams) with
+// the agent connection added, so commands receive it instead of reaching
+// for globals and tests can swap it.
 package factory
 
 import (
 	"context"
 	"io"
-	"os"
 
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/local"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 )
 
-// Factory is shared by the commands.
+// Factory is shared by the commands: cmdutil's (StateDir, Out, ErrOut)
+// and the agent of the state dir.
 type Factory struct {
-	StateDir string
-	Out      io.Writer
-	ErrOut   io.Writer
+	*cmdutil.Factory
 }
 
 // New returns the factory for a real run.
 func New() *Factory {
-	return &Factory{StateDir: local.StateDir(), Out: os.Stdout, ErrOut: os.Stderr}
+	return &Factory{&cmdutil.Factory{IOStreams: cmdutil.System(), StateDir: local.StateDir()}}
+}
+
+// ForTest returns a factory of stateDir writing to out and errOut.
+func ForTest(stateDir string, out, errOut io.Writer) *Factory {
+	return &Factory{&cmdutil.Factory{IOStreams: cmdutil.Test(out, errOut), StateDir: stateDir}}
 }
 
 // Socket is the control socket of the agent of this state dir.

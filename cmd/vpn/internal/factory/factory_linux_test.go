@@ -13,7 +13,7 @@ import (
 // how to start the service, and no agent is started.
 func TestNoAgentTellsAUserHowToStartIt(t *testing.T) {
 	if os.Getenv("FACTORY_CHILD") == "1" {
-		f := &Factory{StateDir: os.Getenv("FACTORY_DIR"), Out: os.Stdout, ErrOut: os.Stderr}
+		f := ForTest(os.Getenv("FACTORY_DIR"), os.Stdout, os.Stderr)
 		_, err := f.EnsureAgent(context.Background())
 		fmt.Printf("ERR=%v\n", err)
 		return

@@ -39,8 +39,8 @@ func ResolveServer(cache *auth.Cache, flag string) (string, error) {
 	return "", errors.New("--server is required the first time (the gateway URL, e.g. https://vpn.example.com)")
 }
 
-// NewCmd returns `vpn login`.
-func NewCmd(f *factory.Factory) *cobra.Command {
+// NewCmd returns `vpn login`. runF replaces Run in tests.
+func NewCmd(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	o := &Options{}
 	cmd := &cobra.Command{
 		Use:   "login",
@@ -52,41 +52,49 @@ a code and a QR code to approve from another device.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Trust.Seen(cmd)
-			cache, err := auth.DefaultCache()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(cmd.Context(), o)
 			}
-			server, err := ResolveServer(cache, o.Server)
-			if err != nil {
-				return err
-			}
-			if o.ResetServer {
-				if err := cache.ResetPin(server); err != nil {
-					return err
-				}
-				fmt.Fprintf(f.Out, "Forgot the identity provider pinned for %s; this login pins the one it names now.\n", server)
-			}
-			tr, err := ResolveTrust(cache, server, o.Trust, f.ErrOut)
-			if err != nil {
-				return err
-			}
-			start := time.Now()
-			o.Force = true
-			o.HTTP = tr.HTTP
-			done := progress.New(f.ErrOut).Wait("the gateway at " + server + " and your login")
-			t, err := auth.Obtain(cmd.Context(), cache, server, f.Out, o.LoginOptions)
-			done()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(f.Out, "Logged in to %s as %s (groups: %v) in %v; token valid until %s.\n",
-				server, t.Who(), t.Groups, time.Since(start).Round(time.Millisecond), t.Expiry.Local().Format(time.RFC1123))
-			return handOver(cmd.Context(), f, server, t.IDToken, t.RefreshToken, tr)
+			return Run(cmd.Context(), f, o)
 		},
 	}
 	AddFlags(cmd, o)
 	cmd.Flags().BoolVar(&o.ResetServer, "reset-server", false, "accept a changed identity provider for this server (forget its pinned issuer and client id)")
 	return cmd
+}
+
+// Run logs in and hands the new login to a connected agent.
+func Run(ctx context.Context, f *factory.Factory, o *Options) error {
+	cache, err := auth.DefaultCache()
+	if err != nil {
+		return err
+	}
+	server, err := ResolveServer(cache, o.Server)
+	if err != nil {
+		return err
+	}
+	if o.ResetServer {
+		if err := cache.ResetPin(server); err != nil {
+			return err
+		}
+		fmt.Fprintf(f.Out, "Forgot the identity provider pinned for %s; this login pins the one it names now.\n", server)
+	}
+	tr, err := ResolveTrust(cache, server, o.Trust, f.ErrOut)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	o.Force = true
+	o.HTTP = tr.HTTP
+	done := progress.New(f.ErrOut).Wait("the gateway at " + server + " and your login")
+	t, err := auth.Obtain(ctx, cache, server, f.Out, o.LoginOptions)
+	done()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(f.Out, "Logged in to %s as %s (groups: %v) in %v; token valid until %s.\n",
+		server, t.Who(), t.Groups, time.Since(start).Round(time.Millisecond), t.Expiry.Local().Format(time.RFC1123))
+	return handOver(ctx, f, server, t.IDToken, t.RefreshToken, tr)
 }
 
 // handOver gives a fresh login to an agent connected to server: it
@@ -121,57 +129,74 @@ func AddFlags(cmd *cobra.Command, o *Options) {
 	addTrustFlags(cmd, &o.Trust)
 }
 
-// NewLogoutCmd returns `vpn logout`.
-func NewLogoutCmd(f *factory.Factory) *cobra.Command {
-	var server string
+// LogoutOptions are the inputs of `vpn logout`.
+type LogoutOptions struct {
+	Server string
+}
+
+// NewLogoutCmd returns `vpn logout`. runF replaces RunLogout in tests.
+func NewLogoutCmd(f *factory.Factory, runF func(context.Context, *LogoutOptions) error) *cobra.Command {
+	o := &LogoutOptions{}
 	cmd := &cobra.Command{
 		Use:   "logout",
 		Short: "Revoke the session at the provider (where supported) and forget the cached tokens",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cache, err := auth.DefaultCache()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(cmd.Context(), o)
 			}
-			if server == "" && cache.DefaultServer() == "" {
-				fmt.Fprintln(f.Out, "Not logged in: there is nothing to log out of.")
-				return nil
-			}
-			server, err := ResolveServer(cache, server)
-			if err != nil {
-				return err
-			}
-			t, err := cache.Load(server)
-			if err != nil || t == nil {
-				cache.Delete(server)
-				fmt.Fprintf(f.Out, "Not logged in to %s.\n", server)
-				return nil
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			revoked := false
-			var hc *http.Client
-			if s, err := cache.LoadSettings(server); err == nil && s.CAFile != "" {
-				if pem, err := os.ReadFile(s.CAFile); err == nil {
-					hc, _ = trust.HTTPClient(trust.Policy{CAPEM: pem}, 10*time.Second)
-				}
-			}
-			if c, err := auth.NewPinned(ctx, cache, server, f.ErrOut, hc); err == nil {
-				if revoked, err = c.Revoke(ctx, t); err != nil {
-					fmt.Fprintf(f.ErrOut, "warning: %v\n", err)
-				}
-			}
-			if err := cache.Delete(server); err != nil {
-				return err
-			}
-			how := "the provider offers no revocation; the cached tokens are deleted"
-			if revoked {
-				how = "the session is revoked at the provider and the cached tokens are deleted"
-			}
-			fmt.Fprintf(f.Out, "Logged out of %s (%s): %s.\n", server, t.Who(), how)
-			return nil
+			return RunLogout(cmd.Context(), f, o)
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", "", "gateway URL (default: the last one you logged in to)")
+	cmd.Flags().StringVar(&o.Server, "server", "", "gateway URL (default: the last one you logged in to)")
 	return cmd
+}
+
+// RunLogout revokes the session at the provider where it can and deletes
+// the cached tokens.
+func RunLogout(ctx context.Context, f *factory.Factory, o *LogoutOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cache, err := auth.DefaultCache()
+	if err != nil {
+		return err
+	}
+	if o.Server == "" && cache.DefaultServer() == "" {
+		fmt.Fprintln(f.Out, "Not logged in: there is nothing to log out of.")
+		return nil
+	}
+	server, err := ResolveServer(cache, o.Server)
+	if err != nil {
+		return err
+	}
+	t, err := cache.Load(server)
+	if err != nil || t == nil {
+		cache.Delete(server)
+		fmt.Fprintf(f.Out, "Not logged in to %s.\n", server)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	revoked := false
+	var hc *http.Client
+	if s, err := cache.LoadSettings(server); err == nil && s.CAFile != "" {
+		if pem, err := os.ReadFile(s.CAFile); err == nil {
+			hc, _ = trust.HTTPClient(trust.Policy{CAPEM: pem}, 10*time.Second)
+		}
+	}
+	if c, err := auth.NewPinned(ctx, cache, server, f.ErrOut, hc); err == nil {
+		if revoked, err = c.Revoke(ctx, t); err != nil {
+			fmt.Fprintf(f.ErrOut, "warning: %v\n", err)
+		}
+	}
+	if err := cache.Delete(server); err != nil {
+		return err
+	}
+	how := "the provider offers no revocation; the cached tokens are deleted"
+	if revoked {
+		how = "the session is revoked at the provider and the cached tokens are deleted"
+	}
+	fmt.Fprintf(f.Out, "Logged out of %s (%s): %s.\n", server, t.Who(), how)
+	return nil
 }

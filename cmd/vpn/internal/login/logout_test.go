@@ -12,7 +12,7 @@ import (
 func TestLogoutWithoutLogin(t *testing.T) {
 	t.Setenv("CLEARPATH_CONFIG_DIR", t.TempDir())
 	var out bytes.Buffer
-	cmd := NewLogoutCmd(&factory.Factory{Out: &out, ErrOut: &out})
+	cmd := NewLogoutCmd(factory.ForTest("", &out, &out), nil)
 	cmd.SetArgs(nil)
 	if err := cmd.Execute(); err != nil || out.String() != "Not logged in: there is nothing to log out of.\n" {
 		t.Errorf("vpn logout: %v %q", err, out.String())

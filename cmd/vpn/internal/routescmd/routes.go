@@ -18,6 +18,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/control"
 	"github.com/clearpath-vpn/clearpath/client/splitdns"
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/routes"
@@ -150,7 +151,7 @@ func NewCmd(f *factory.Factory, sys func() (routes.System, error)) *cobra.Comman
 			for _, r := range d.AddedRules {
 				fmt.Fprintf(f.Out, "+ rule  %s%s\n", r, owner(r.Protocol))
 			}
-			return exitError{1}
+			return cmdutil.Exit(1, errors.New("the routing table differs from the snapshot"))
 		},
 	}
 
@@ -216,7 +217,7 @@ from before that are gone (-) and those in it now (+), and whether
 				differs = differs || d.Differs
 			}
 			if differs {
-				return exitError{1}
+				return cmdutil.Exit(1, errors.New("the resolver differs from what the DNS journal recorded"))
 			}
 			return nil
 		},
@@ -224,11 +225,6 @@ from before that are gone (-) and those in it now (+), and whether
 	cmd.AddCommand(show, snapshot, diff, restore, dnsCmd)
 	return cmd
 }
-
-type exitError struct{ code int }
-
-func (e exitError) Error() string { return "the routing table differs from the snapshot" }
-func (e exitError) ExitCode() int { return e.code }
 
 func owner(proto int) string {
 	if proto == routes.Protocol {

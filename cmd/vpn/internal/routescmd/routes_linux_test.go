@@ -30,7 +30,7 @@ func (upAgent) Down(context.Context) (control.Status, error) { return control.St
 func show(t *testing.T, ns *netnstest.NS, dir string, args ...string) string {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	f := &factory.Factory{StateDir: dir, Out: &out, ErrOut: &errOut}
+	f := factory.ForTest(dir, &out, &errOut)
 	cmd := NewCmd(f, func() (routes.System, error) { return routes.NewSystemAt(ns.Handle), nil })
 	cmd.SetArgs(append([]string{"show"}, args...))
 	if err := cmd.Execute(); err != nil {
@@ -114,7 +114,7 @@ func TestRestoreSweepsLeftovers(t *testing.T) {
 	ns.IPIn("rule", "add", "priority", "4200", "not", "fwmark", "0x7411", "lookup", "7411", "protocol", "197")
 	restore := func() (string, string, error) {
 		var out, errOut bytes.Buffer
-		f := &factory.Factory{StateDir: dir, Out: &out, ErrOut: &errOut}
+		f := factory.ForTest(dir, &out, &errOut)
 		cmd := NewCmd(f, func() (routes.System, error) { return routes.NewSystemAt(ns.Handle), nil })
 		cmd.SetArgs([]string{"restore"})
 		cmd.SilenceUsage, cmd.SilenceErrors = true, true

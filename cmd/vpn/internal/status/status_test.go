@@ -17,7 +17,7 @@ func run(t *testing.T, st control.Status, args ...string) string {
 	dir := t.TempDir() // no cached login
 	t.Setenv("CLEARPATH_CONFIG_DIR", dir)
 	var out bytes.Buffer
-	f := &factory.Factory{StateDir: t.TempDir(), Out: &out, ErrOut: &out}
+	f := factory.ForTest(t.TempDir(), &out, &out)
 	cmd := NewCmd(f, func(context.Context) (*control.Status, error) { s := st; return &s, nil })
 	cmd.SetArgs(args)
 	cmd.SetOut(&out)

@@ -25,7 +25,7 @@ func (a slowAgent) Up(ctx context.Context, req control.UpRequest) (*control.Stat
 // gone when it connects; --json output carries the status schema.
 func TestUpShowsTheWaitOnATerminal(t *testing.T) {
 	var out, errOut bytes.Buffer
-	f := &factory.Factory{StateDir: t.TempDir(), Out: &out, ErrOut: &errOut}
+	f := factory.ForTest(t.TempDir(), &out, &errOut)
 	o := &Options{UpOptions: local.UpOptions{Server: "https://vpn.example.com"}, progress: progress.Forced(&errOut, 20*time.Millisecond)}
 	if err := connect(context.Background(), f, slowAgent{150 * time.Millisecond}, o, "tok", time.Now()); err != nil {
 		t.Fatal(err)

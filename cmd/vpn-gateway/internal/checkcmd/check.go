@@ -1,27 +1,31 @@
-package main
+// Package checkcmd implements `vpn-gateway check`: validate a
+// configuration file (every mistake, each naming its field) and, unless
+// --offline, that the ports and routing tables it names are free here.
+package checkcmd
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/cmdutil"
+	"github.com/spf13/cobra"
+
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/internal/jsonout"
 	"github.com/clearpath-vpn/clearpath/server/admin"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/gateway"
 )
 
-// checkSchema names the format of `vpn-gateway check --json` (docs/JSON.md).
-var checkSchema = jsonout.Schema("check", 1)
+// Schema names the format of `vpn-gateway check --json` (docs/JSON.md).
+var Schema = jsonout.Schema("check", 1)
 
-// checkReport is what `vpn-gateway check` found: one error per mistake.
-type checkReport struct {
+// Report is what `vpn-gateway check` found: one error per mistake.
+type Report struct {
 	Config string `json:"config"`
 	OK     bool   `json:"ok"`
 	// Errors stop the gateway from starting; Notes do not (ports held by
@@ -30,22 +34,48 @@ type checkReport struct {
 	Notes  []string `json:"notes"`
 }
 
-// checkOptions are the inputs of `vpn-gateway check`.
-type checkOptions struct {
-	path    string
-	json    bool
-	offline bool // the file only: no probe of this host's ports
+// Options are the inputs of `vpn-gateway check`.
+type Options struct {
+	IO         cmdutil.IOStreams
+	ConfigPath string
+	JSON       bool
+	Offline    bool // the file only: no probe of this host's ports
 }
 
-// runCheck validates the file and, unless offline, that the ports it
+// NewCmd returns `vpn-gateway check`. runF replaces Run in tests.
+func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	o := &Options{}
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Validate a configuration file and that its ports are free, then exit",
+		Long: `Validate a configuration file: every mistake is listed, each naming its field
+and line. Then, unless --offline, the ports it names are bound for a moment
+(API and metrics over TCP, each network's WireGuard port over UDP): a port
+another program holds is an error; one the running gateway holds is a note.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
+			return cmdutil.Run(cmd.Context(), o, runF, Run)
+		},
+	}
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the result as JSON (schema "+Schema+")")
+	cmd.Flags().BoolVar(&o.Offline, "offline", false, "check the file only, not this host's ports (e.g. on a build machine)")
+	return cmd
+}
+
+// Run validates the file and, unless offline, that the ports it
 // names are free on this host (or held by the gateway running now) and
 // that the networks' routing tables hold no other program's routes.
-func runCheck(ctx context.Context, out io.Writer, o checkOptions) error {
-	rep := checkReport{Config: o.path, Errors: []string{}, Notes: []string{}}
-	cfg, err := config.Load(o.path)
+func Run(ctx context.Context, o *Options) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	out := o.IO.Out
+	rep := Report{Config: o.ConfigPath, Errors: []string{}, Notes: []string{}}
+	cfg, err := config.Load(o.ConfigPath)
 	if err != nil {
 		rep.Errors = append(rep.Errors, splitErrors(err)...)
-	} else if !o.offline {
+	} else if !o.Offline {
 		probePorts(ctx, cfg, &rep)
 		// A network's table holding routes of another program is refused
 		// here as at start (when this host's tables can be read).
@@ -56,12 +86,12 @@ func runCheck(ctx context.Context, out io.Writer, o checkOptions) error {
 		}
 	}
 	rep.OK = len(rep.Errors) == 0
-	if o.json {
-		if err := jsonout.Write(out, checkSchema, rep); err != nil {
+	if o.JSON {
+		if err := jsonout.Write(out, Schema, rep); err != nil {
 			return err
 		}
 		if !rep.OK {
-			return cmdutil.ExitError{Code: 1}
+			return cmdutil.Exit(1, nil)
 		}
 		return nil
 	}
@@ -69,9 +99,9 @@ func runCheck(ctx context.Context, out io.Writer, o checkOptions) error {
 		fmt.Fprintf(out, "note: %s\n", n)
 	}
 	if !rep.OK {
-		return fmt.Errorf("%s: %d problem(s):\n  %s", o.path, len(rep.Errors), strings.Join(rep.Errors, "\n  "))
+		return fmt.Errorf("%s: %d problem(s):\n  %s", o.ConfigPath, len(rep.Errors), strings.Join(rep.Errors, "\n  "))
 	}
-	fmt.Fprintf(out, "%s: ok\n", o.path)
+	fmt.Fprintf(out, "%s: ok\n", o.ConfigPath)
 	return nil
 }
 
@@ -97,7 +127,7 @@ func splitErrors(err error) []string {
 // each network's WireGuard port (UDP). A port in use is an error, unless
 // the gateway of this configuration is running (its admin socket answers)
 // and the port is one it holds already.
-func probePorts(ctx context.Context, cfg *config.Config, rep *checkReport) {
+func probePorts(ctx context.Context, cfg *config.Config, rep *Report) {
 	var running map[string]bool // network names the running gateway serves
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()

@@ -1,10 +1,11 @@
-package main
+package checkcmd
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/server/config"
 )
 
@@ -31,22 +33,14 @@ func checkConfig(t *testing.T, listen string, wgPort int, extra string) string {
 	return p
 }
 
+// runGW runs `check` as vpn-gateway would (args start with "check").
 func runGW(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	var out bytes.Buffer
-	root := newRoot(&out)
-	root.SetErr(&out)
+	f := &cmdutil.Factory{IOStreams: cmdutil.Test(&out, &out)}
+	root := cmdutil.TestRoot(f, NewCmd(f, nil))
 	root.SetArgs(args)
-	err := root.Execute()
-	code := 0
-	var ec interface{ ExitCode() int }
-	switch {
-	case errors.As(err, &ec):
-		code = ec.ExitCode()
-	case err != nil:
-		code = 1
-		out.WriteString(err.Error())
-	}
+	code := cmdutil.Execute(root, "vpn-gateway", &out, nil)
 	return out.String(), code
 }
 
@@ -174,5 +168,27 @@ func TestCheckWithTheGatewayRunning(t *testing.T) {
 	if code != 1 || len(rep.Errors) != 1 || !strings.Contains(rep.Errors[0], "networks[1].listen_port: UDP port") || len(rep.Notes) != 2 ||
 		!strings.Contains(rep.Notes[0], "listen: tcp/"+api.Addr().String()+" is in use by the running gateway") {
 		t.Errorf("check beside the running gateway (exit %d):\n%s", code, out)
+	}
+}
+
+// The flags reach the run hook: --config (given on the root, as the
+// binary has it), --json, --offline; the default file without -c.
+func TestCheckOptions(t *testing.T) {
+	var got *Options
+	f := &cmdutil.Factory{IOStreams: cmdutil.Test(io.Discard, io.Discard)}
+	root := cmdutil.TestRoot(f, NewCmd(f, func(_ context.Context, o *Options) error { got = o; return nil }))
+	root.SetArgs([]string{"-c", "/tmp/gw.yaml", "check", "--json", "--offline"})
+	if err := root.Execute(); err != nil || got == nil || got.ConfigPath != "/tmp/gw.yaml" || !got.JSON || !got.Offline || got.IO.Out != io.Discard {
+		t.Fatalf("check -c /tmp/gw.yaml --json --offline: %v %+v", err, got)
+	}
+	f = &cmdutil.Factory{IOStreams: cmdutil.Test(io.Discard, io.Discard)}
+	root = cmdutil.TestRoot(f, NewCmd(f, func(_ context.Context, o *Options) error { got = o; return nil }))
+	root.SetArgs([]string{"check"})
+	if err := root.Execute(); err != nil || got.ConfigPath != cmdutil.DefaultConfig || got.JSON {
+		t.Fatalf("check: %v %+v", err, got)
+	}
+	root.SetArgs([]string{"check", "extra"})
+	if err := root.Execute(); err == nil {
+		t.Error("check took an argument")
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package servecmd
 
 import (
 	"os"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/server/config"
 )
 
@@ -14,8 +15,10 @@ import (
 // before touching anything and says how to run it; nothing is created.
 func TestServeWithoutNetAdminSaysHow(t *testing.T) {
 	if os.Getenv("SERVE_CHILD") == "1" {
-		out, code := runGW(t, "serve", "-c", os.Getenv("SERVE_CONFIG"))
-		os.Stdout.WriteString(out)
+		f := cmdutil.New()
+		root := cmdutil.TestRoot(f, NewCmd(f, nil))
+		root.SetArgs([]string{"serve", "-c", os.Getenv("SERVE_CONFIG")})
+		code := cmdutil.Execute(root, "vpn-gateway", os.Stdout, nil)
 		if code == 0 {
 			os.Stdout.WriteString("EXIT=0\n")
 		}
