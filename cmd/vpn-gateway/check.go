@@ -28,6 +28,8 @@ type checkReport struct {
 	// the gateway that is running, a probe skipped).
 	Errors []string `json:"errors"`
 	Notes  []string `json:"notes"`
+	// Access describes the networks' access rules, one line each.
+	Access []string `json:"access"`
 }
 
 // checkOptions are the inputs of `vpn-gateway check`.
@@ -41,8 +43,13 @@ type checkOptions struct {
 // names are free on this host (or held by the gateway running now) and
 // that the networks' routing tables hold no other program's routes.
 func runCheck(ctx context.Context, out io.Writer, o checkOptions) error {
-	rep := checkReport{Config: o.path, Errors: []string{}, Notes: []string{}}
+	rep := checkReport{Config: o.path, Errors: []string{}, Notes: []string{}, Access: []string{}}
 	cfg, err := config.Load(o.path)
+	if err == nil {
+		for i, n := range cfg.Networks {
+			rep.Access = append(rep.Access, n.AccessSummary(fmt.Sprintf("networks[%d]", i))...)
+		}
+	}
 	if err != nil {
 		rep.Errors = append(rep.Errors, splitErrors(err)...)
 	} else if !o.offline {
@@ -67,6 +74,9 @@ func runCheck(ctx context.Context, out io.Writer, o checkOptions) error {
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(out, "note: %s\n", n)
+	}
+	for _, a := range rep.Access {
+		fmt.Fprintf(out, "access: %s\n", a)
 	}
 	if !rep.OK {
 		return fmt.Errorf("%s: %d problem(s):\n  %s", o.path, len(rep.Errors), strings.Join(rep.Errors, "\n  "))

@@ -330,3 +330,39 @@ func validateAccess(c *Config, n Network, f func(string) string, bad func(field,
 		}
 	}
 }
+
+// AccessSummary describes network n's access rules, one line each, for
+// `vpn-gateway check` (field is n's path, "networks[0]").
+func (n Network) AccessSummary(field string) []string {
+	if len(n.Access) == 0 && len(n.MayWiden) == 0 {
+		return nil
+	}
+	var out []string
+	for j, r := range n.Access {
+		var who []string
+		if len(r.Users) > 0 {
+			who = append(who, "users "+strings.Join(r.Users, ", "))
+		}
+		if len(r.Groups) > 0 {
+			who = append(who, "groups "+strings.Join(r.Groups, ", "))
+		}
+		var to, widen []string
+		for _, t := range r.Allow {
+			to = append(to, t.String())
+			if !n.inAllow(t.Prefix) {
+				widen = append(widen, t.Prefix.String())
+			}
+		}
+		line := fmt.Sprintf("%s.access[%d] (%s): %s -> %s", field, j, n.Name, strings.Join(who, "; "), strings.Join(to, ", "))
+		if len(widen) > 0 {
+			line += " (widens to " + strings.Join(widen, ", ") + ")"
+		}
+		out = append(out, line)
+	}
+	rest := fmt.Sprintf("%s (%s): users and groups no rule names reach the network's allow %v", field, n.Name, n.Allow)
+	if w := n.WidenRoutes(); len(w) > 0 {
+		rest += fmt.Sprintf("; the network's table also routes %v (widened), and the eBPF filter holds everyone but the widening rules' users to allow", w)
+	}
+	out = append(out, rest+"; a user named by several rules gets their union")
+	return out
+}

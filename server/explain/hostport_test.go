@@ -1,6 +1,9 @@
 package explain
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestSplitHostPort(t *testing.T) {
 	cases := []struct {
@@ -36,4 +39,29 @@ func FuzzSplitHostPort(f *testing.F) {
 			t.Fatalf("%q: port %d accepted", s, p)
 		}
 	})
+}
+
+func TestParseTarget(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.10.0.10":           "10.10.0.10",
+		"10.10.0.10:5432":      "10.10.0.10:5432/tcp",
+		"10.10.0.10:53/udp":    "10.10.0.10:53/udp",
+		"[fd10::10]:22/TCP":    "[fd10::10]:22/tcp",
+		"10.10.0.10/icmp":      "10.10.0.10/icmp",
+		"db.internal:5432":     "db.internal:5432/tcp",
+		"10.10.0.10:22/sctp":   `protocol "sctp" is not tcp, udp or icmp`,
+		"10.10.0.10/tcp":       "name the port",
+		"10.10.0.10:8/icmp":    "icmp has no port",
+		"/udp":                 "no host",
+		"10.10.0.10:99999/tcp": "port",
+	} {
+		got, err := ParseTarget(in)
+		s := got.String()
+		if err != nil {
+			s = err.Error()
+		}
+		if !strings.Contains(s, want) {
+			t.Errorf("ParseTarget(%q) = %s, want %s", in, s, want)
+		}
+	}
 }

@@ -272,7 +272,7 @@ func (b webBackend) Enable(ctx context.Context, who adminops.Actor, user string)
 }
 
 func (b webBackend) Explain(ctx context.Context, user, target, network string) (*explain.Answer, error) {
-	host, port, err := explain.SplitHostPort(target)
+	tg, err := explain.ParseTarget(target)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +286,7 @@ func (b webBackend) Explain(ctx context.Context, user, target, network string) (
 	b.g.reloadMu.RLock()
 	cfg := b.g.cfg
 	b.g.reloadMu.RUnlock()
-	return explain.Explain(ctx, explain.Request{Config: cfg, Store: b.g.store, Subject: subject, Email: email, Host: host, Port: port, Network: network, Now: b.g.now()})
+	return explain.Explain(ctx, explain.Request{Config: cfg, Store: b.g.store, Subject: subject, Email: email, Host: tg.Host, Port: tg.Port, Proto: tg.Proto, Network: network, Now: b.g.now()})
 }
 
 // flowTail is how much of the flow log's end the flows page reads.

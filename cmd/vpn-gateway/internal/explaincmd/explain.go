@@ -27,11 +27,13 @@ type Options struct {
 func NewCmd(io cmdutil.IO) *cobra.Command {
 	o := &Options{}
 	cmd := &cobra.Command{
-		Use:   "explain USER HOST[:PORT]",
-		Short: "Would USER reach HOST, and which rule or route decides (exit 0 yes, 1 no)",
-		Long: "Walks the gateway's policy rules and routing tables for a packet from the user's tunnel address\n" +
-			"arriving on the network's WireGuard interface, and confirms with a real kernel lookup\n" +
-			"(ip route get fibmatch HOST from ADDR iif WG). Run it on the gateway host, in its namespace.",
+		Use:   "explain USER HOST[:PORT][/PROTO]",
+		Short: "Would USER reach HOST[:PORT], and which access rule or route decides (exit 0 yes, 1 no)",
+		Long: "Judges the user's access rules (the eBPF filter: which user or group rule, widening, port) and\n" +
+			"walks the gateway's policy rules and routing tables for a packet from the user's tunnel address\n" +
+			"arriving on the network's WireGuard interface, confirmed with a real kernel lookup\n" +
+			"(ip route get fibmatch HOST from ADDR iif WG). PROTO is tcp (default with a port), udp or icmp.\n" +
+			"Run it on the gateway host, in its namespace.",
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error { return Run(cmd.Context(), io, o, args[0], args[1]) },
 	}
@@ -43,7 +45,7 @@ func NewCmd(io cmdutil.IO) *cobra.Command {
 
 // Run explains and prints.
 func Run(ctx context.Context, io cmdutil.IO, o *Options, user, target string) error {
-	host, port, err := explain.SplitHostPort(target)
+	tg, err := explain.ParseTarget(target)
 	if err != nil {
 		return err
 	}
@@ -59,7 +61,7 @@ func Run(ctx context.Context, io cmdutil.IO, o *Options, user, target string) er
 		}
 		subject, email = user, "" // explain for a would-be member
 	}
-	a, err := explain.Explain(ctx, explain.Request{Config: cfg, Store: st, Subject: subject, Email: email, Host: host, Port: port, Network: o.Network, Now: time.Now()})
+	a, err := explain.Explain(ctx, explain.Request{Config: cfg, Store: st, Subject: subject, Email: email, Host: tg.Host, Port: tg.Port, Proto: tg.Proto, Network: o.Network, Now: time.Now()})
 	if err != nil {
 		return err
 	}
@@ -92,6 +94,9 @@ func print(io cmdutil.IO, a *explain.Answer) {
 		}
 		fmt.Fprintf(io.Out, "\nnetwork %s (group %s, %s): %s -> %s %s\n", v.Network, v.Group, v.Interface, dash(v.Source), v.Destination, mark)
 		fmt.Fprintf(io.Out, "  key:     %s\n", v.Key)
+		if v.Access != nil {
+			fmt.Fprintf(io.Out, "  access:  %s\n", v.Access.Why)
+		}
 		fmt.Fprintf(io.Out, "  client:  %s\n", map[bool]string{true: "routes it into the tunnel (inside the allowed CIDRs)", false: "does not route it into the tunnel (outside the allowed CIDRs)"}[v.ClientRoutes])
 		for i, p := range v.Path {
 			label := "  path:    "
