@@ -67,12 +67,12 @@ func ParseTarget(s string) (Target, error) {
 type Access struct {
 	// Filtered: the user has a filter policy in this network; false: no
 	// rule names them and none widens, so the routing alone decides.
-	Filtered bool
-	Allowed  bool
+	Filtered bool `json:"filtered"`
+	Allowed  bool `json:"allowed"`
 	// By names the grant that lets the packet through, or, when refused,
 	// what the user may reach at that address (if anything).
-	By  string
-	Why string
+	By  string `json:"by,omitempty"`
+	Why string `json:"why"`
 }
 
 // describeGrant names where a grant comes from, for explain's answer.
