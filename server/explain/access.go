@@ -166,7 +166,14 @@ func JudgeAccess(n config.Network, pol config.Policy, who string, dst netip.Addr
 		from, give, allow = "the network's allow", "gives", "allows"
 	}
 	if len(covering) == 0 {
-		a.Why = fmt.Sprintf("the eBPF filter drops it (a denied flow in the flow log): %s %s %s nothing at %s", from, give, who, dst)
+		var only []string
+		for _, g := range pol.Grants {
+			if g.Rule != config.GrantGateway {
+				only = append(only, g.Target.String())
+			}
+		}
+		a.Why = fmt.Sprintf("the eBPF filter drops it (a denied flow in the flow log): %s %s %s nothing at %s; the access rules let them reach only %s and the gateway's tunnel addresses",
+			from, give, who, dst, strings.Join(only, ", "))
 		return a
 	}
 	var at []string
