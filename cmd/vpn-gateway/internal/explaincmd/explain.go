@@ -20,6 +20,7 @@ import (
 type Options struct {
 	ConfigPath string
 	Network    string
+	Groups     []string
 	JSON       bool
 }
 
@@ -39,6 +40,7 @@ func NewCmd(io cmdutil.IO) *cobra.Command {
 	}
 	cmdutil.ConfigFlag(cmd, &o.ConfigPath)
 	cmd.Flags().StringVar(&o.Network, "network", "", "explain for this network only (also if the user never joined it)")
+	cmd.Flags().StringSliceVar(&o.Groups, "groups", nil, "OIDC groups to assume where the user has no key (a would-be member; a key's stored groups win)")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
 	return cmd
 }
@@ -61,7 +63,7 @@ func Run(ctx context.Context, io cmdutil.IO, o *Options, user, target string) er
 		}
 		subject, email = user, "" // explain for a would-be member
 	}
-	a, err := explain.Explain(ctx, explain.Request{Config: cfg, Store: st, Subject: subject, Email: email, Host: tg.Host, Port: tg.Port, Proto: tg.Proto, Network: o.Network, Now: time.Now()})
+	a, err := explain.Explain(ctx, explain.Request{Config: cfg, Store: st, Subject: subject, Email: email, Host: tg.Host, Port: tg.Port, Proto: tg.Proto, Groups: o.Groups, Network: o.Network, Now: time.Now()})
 	if err != nil {
 		return err
 	}
