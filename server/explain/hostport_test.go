@@ -65,3 +65,23 @@ func TestParseTarget(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{"10.10.0.10:5432/tcp", "[::1]:53/udp", "h/icmp", "h:1/", "/", ":/tcp"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tg, err := ParseTarget(s)
+		if err != nil {
+			return
+		}
+		switch {
+		case tg.Host == "", tg.Port < 0, tg.Port > 65535:
+			t.Fatalf("%q: accepted %+v", s, tg)
+		case tg.Port != 0 && tg.Proto != "tcp" && tg.Proto != "udp":
+			t.Fatalf("%q: a port with protocol %q", s, tg.Proto)
+		case tg.Port == 0 && tg.Proto != "" && tg.Proto != "icmp":
+			t.Fatalf("%q: %s without a port", s, tg.Proto)
+		}
+	})
+}
