@@ -103,6 +103,9 @@ func TestAccessRulesByGroupAndPort(t *testing.T) {
 		return strings.Count(l, "peer register") + strings.Count(l, "peer renew") + strings.Count(l, "peer rotate")
 	}
 	before := registrations()
+	if before == 0 {
+		t.Fatalf("alice's registration is not in the gateway's log: the check below would prove nothing")
+	}
 	orig, err := os.ReadFile(e.GatewayConfig)
 	must(t, err)
 	widened := strings.Replace(string(orig), `"`+lab.VPCAIP4+`/32 tcp/5432"`, `"`+lab.VPCAIP4+`/32 tcp/5432 tcp/22"`, 1)
