@@ -29,7 +29,8 @@ type fakeBackend struct {
 
 func (f *fakeBackend) Peers(context.Context) ([]Peer, error) { return f.peers, nil }
 func (f *fakeBackend) Networks(context.Context) ([]Network, error) {
-	return []Network{{Name: "eng", Group: "engineering", Pool: []string{"10.8.0.0/24"}, Allow: []string{"10.10.0.0/16"}}}, nil
+	return []Network{{Name: "eng", Group: "engineering", Pool: []string{"10.8.0.0/24"}, Allow: []string{"10.10.0.0/16"},
+		Access: []string{"networks[0].access[0] (eng): groups <dba> -> 10.10.0.10/32 tcp/5432"}}}, nil
 }
 func (f *fakeBackend) Audit(context.Context, store.AuditQuery) ([]store.AuditRecord, error) {
 	return nil, nil
@@ -286,6 +287,7 @@ func TestReadOnlyPagesRender(t *testing.T) {
 	cookie, _ := loginAs(h, "carol@example.com")
 	for path, want := range map[string]string{
 		"/networks":                             "10.10.0.0/16",
+		"/networks?rules":                       "groups &lt;dba&gt; -&gt; 10.10.0.10/32 tcp/5432",
 		"/warnings":                             "No key is expiring",
 		"/users":                                "No user is disabled",
 		"/audit":                                "No entries match",

@@ -134,8 +134,9 @@ func (b webBackend) Networks(ctx context.Context) ([]adminweb.Network, error) {
 	live := b.live()
 	now := b.g.now()
 	var out []adminweb.Network
-	for _, n := range nets {
-		row := adminweb.Network{Name: n.Name, Group: n.Group, Interface: n.Interface, LocalPorts: n.LocalPorts}
+	for i, n := range nets {
+		row := adminweb.Network{Name: n.Name, Group: n.Group, Interface: n.Interface, LocalPorts: n.LocalPorts,
+			Access: n.AccessSummary(fmt.Sprintf("networks[%d]", i))}
 		for _, p := range n.Pool {
 			row.Pool = append(row.Pool, p.String())
 		}
