@@ -266,22 +266,6 @@ func (ff *FlowFilter) OnPeerRules(addr netip.Addr, user string, allowed []bpf.Al
 	return nil
 }
 
-// PeerPolicy returns the allow list the kernel holds for addr (folded,
-// bpf.FoldPolicy) and whether addr has a policy of its own.
-func (ff *FlowFilter) PeerPolicy(addr netip.Addr) ([]bpf.Allow, bool) {
-	ff.mu.Lock()
-	e, ok := ff.peers[addr.Unmap()]
-	var ref *policyRef
-	if ok && e.policyKey != "" {
-		ref = ff.policies[e.policyKey]
-	}
-	ff.mu.Unlock()
-	if ref == nil {
-		return nil, false
-	}
-	return ff.filter.PolicyRules(ref.id)
-}
-
 // OnPeerRemoved unregisters addr: its packets are dropped from now on.
 // Removing an unknown address is not an error.
 func (ff *FlowFilter) OnPeerRemoved(addr netip.Addr) error {

@@ -47,7 +47,4 @@ func (*FlowFilter) OnPeerRemoved(netip.Addr) error                  { return nil
 
 // OnPeerRules does nothing.
 func (*FlowFilter) OnPeerRules(netip.Addr, string, []bpf.Allow) error { return nil }
-
-// PeerPolicy returns nothing.
-func (*FlowFilter) PeerPolicy(netip.Addr) ([]bpf.Allow, bool) { return nil, false }
 func (*FlowFilter) Close() error                              { return nil }
