@@ -47,4 +47,4 @@ func (*FlowFilter) OnPeerRemoved(netip.Addr) error                  { return nil
 
 // OnPeerRules does nothing.
 func (*FlowFilter) OnPeerRules(netip.Addr, string, []bpf.Allow) error { return nil }
-func (*FlowFilter) Close() error                              { return nil }
+func (*FlowFilter) Close() error                                      { return nil }
