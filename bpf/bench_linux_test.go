@@ -179,6 +179,18 @@ func BenchmarkProgram(b *testing.B) {
 	if err := f.SetPeer(netip.MustParseAddr("fd00::2"), 7, 1); err != nil {
 		b.Fatal(err)
 	}
+	// A port-limited policy whose 16th range is the one that matches: the
+	// worst case of the range scan.
+	var ranges []PortRange
+	for i := range MaxPortRanges {
+		ranges = append(ranges, PortRange{ProtoTCP, uint16(1000 + 10*i), uint16(1000 + 10*i)})
+	}
+	if err := f.SetPolicyRules(2, []Allow{{Prefix: netip.MustParsePrefix("10.10.9.9/32"), Ports: ranges}}); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.SetPeer(netip.MustParseAddr("10.100.0.3"), 8, 2); err != nil {
+		b.Fatal(err)
+	}
 	frame := ether(ethIPv4, ipv4("10.100.0.2", "10.10.1.5", 6, tcp(40000, 443, 12, 1300), nil, 0))
 	// The cost of a test run itself: a program that only returns.
 	empty, err := ebpf.NewProgram(&ebpf.ProgramSpec{
@@ -202,6 +214,8 @@ func BenchmarkProgram(b *testing.B) {
 	}{
 		{"allowed", frame},
 		{"denied", ether(ethIPv4, ipv4("10.100.0.2", "10.30.1.5", 6, tcp(40000, 443, 12, 1300), nil, 0))},
+		{"allowed-by-16th-port-range", ether(ethIPv4, ipv4("10.100.0.3", "10.10.9.9", 6, tcp(40000, 1150, 12, 1300), nil, 0))},
+		{"denied-after-16-port-ranges", ether(ethIPv4, ipv4("10.100.0.3", "10.10.9.9", 6, tcp(40000, 22, 12, 1300), nil, 0))},
 		{"unknown-source", ether(ethIPv4, ipv4("10.100.0.9", "10.10.1.5", 6, tcp(40000, 443, 12, 1300), nil, 0))},
 		// Four destination-options headers before TCP: the header walk.
 		{"ipv6-4-ext-headers", ether(ethIPv6, ipv6("fd00::2", "fd10::5", 6, tcp(40000, 443, 12, 1300),

@@ -12,7 +12,13 @@
 //      the packet is dropped and counted (spoofed or not yet registered);
 //   2. the destination is looked up in the peer's policy (LPM trie policy);
 //      a policy without entries allows everything (the group's routing table
-//      still isolates groups), otherwise the longest matching entry decides;
+//      still isolates groups), otherwise the longest matching entry decides:
+//      deny, allow everything, or allow only its port ranges (protocol and
+//      destination port; "icmp" for ICMP and ICMPv6). User space folds the
+//      ranges of covering prefixes into each entry, so the longest match
+//      is complete. A later fragment (no transport header) passes an entry
+//      that has a range of its protocol: its first fragment, which carries
+//      the ports, was judged;
 //   3. the 5-tuple is accounted in the hash flows, and the first packet of
 //      a flow emits a "new flow" or "denied" event on the ring buffer.
 // What is not an IP packet, and IPv6 carrying IPv4-mapped addresses (which
@@ -116,8 +122,20 @@ struct policy_key {
 	__u8 addr[16];
 };
 
+// Port ranges one policy entry may carry (bpf.MaxPortRanges).
+#define MAX_PORT_RANGES 16
+
+struct port_range {
+	__u16 lo; // destination port range, inclusive (host order)
+	__u16 hi;
+	__u8 proto; // IPPROTO_TCP, IPPROTO_UDP, ...; IPPROTO_ICMP: ICMP and ICMPv6, any type
+	__u8 pad[3];
+};
+
 struct policy_value {
-	__u32 action; // VERDICT_ALLOW or VERDICT_DENY
+	__u32 action;  // VERDICT_ALLOW or VERDICT_DENY
+	__u32 nranges; // 0: every protocol and port (with VERDICT_ALLOW)
+	struct port_range ranges[MAX_PORT_RANGES];
 };
 
 struct flow_key {
@@ -259,11 +277,13 @@ const enum event_kind *unused_event_kind __attribute__((unused));
 const enum counter_index *unused_counter_index __attribute__((unused));
 const struct user_limit *unused_user_limit __attribute__((unused));
 const struct user_stat *unused_user_stat __attribute__((unused));
+const struct port_range *unused_port_range __attribute__((unused));
 
 struct packet {
 	struct flow_key key;
 	__u32 hdr_len;    // IP + L4 header bytes (to count GSO segments)
 	__u32 l4_payload; // bytes after hdr_len
+	__u32 later_frag; // a fragment other than the first: no transport header
 };
 
 static __always_inline void count(__u32 idx, __u64 packets, __u64 bytes)
@@ -385,6 +405,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 		if (total != 0 && total >= ihl && off + total < ip_end)
 			ip_end = off + total;
 		if (frag != 0) { // not the first fragment: no L4 header
+			p->later_frag = 1;
 			p->hdr_len = ihl;
 			p->l4_payload = 0;
 			return 0;
@@ -425,6 +446,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 				l4 += 8;
 				if (((((__u16)fh[2] << 8) | fh[3]) & 0xfff8) != 0) {
 					// A later fragment: no transport header to find.
+					p->later_frag = 1;
 					p->key.proto = next;
 					p->hdr_len = l4 - off;
 					p->l4_payload = 0;
@@ -523,6 +545,31 @@ static __always_inline int over_quota(struct __sk_buff *skb, struct packet *p, _
 	return over;
 }
 
+// ports_allow says whether the packet matches one of pv's port ranges.
+static __always_inline int ports_allow(const struct policy_value *pv, const struct packet *p)
+{
+	__u8 proto = p->key.proto;
+	int icmp = proto == IPPROTO_ICMP || proto == 58;
+	__u32 n = pv->nranges;
+	for (int i = 0; i < MAX_PORT_RANGES; i++) {
+		if (i >= n)
+			break;
+		const struct port_range *r = &pv->ranges[i];
+		if (icmp) {
+			if (r->proto == IPPROTO_ICMP)
+				return 1;
+			continue;
+		}
+		if (r->proto != proto)
+			continue;
+		// A cut-off transport header leaves dport 0, which no range
+		// holds: judged, never waved through.
+		if (p->later_frag || (p->key.dport >= r->lo && p->key.dport <= r->hi))
+			return 1;
+	}
+	return 0;
+}
+
 SEC("tcx/ingress")
 int flows_ingress(struct __sk_buff *skb)
 {
@@ -578,7 +625,7 @@ int flows_ingress(struct __sk_buff *skb)
 		struct policy_key lk = {.prefixlen = 32 + 128, .policy_id = peer->policy_id};
 		__builtin_memcpy(lk.addr, p.key.dst, 16);
 		struct policy_value *pv = bpf_map_lookup_elem(&policy, &lk);
-		if (pv && pv->action == VERDICT_DENY)
+		if (pv && (pv->action == VERDICT_DENY || (pv->nranges > 0 && !ports_allow(pv, &p))))
 			verdict = VERDICT_DENY;
 	}
 

@@ -105,8 +105,18 @@ type flowsPolicyKey struct {
 }
 
 type flowsPolicyValue struct {
-	_      structs.HostLayout
-	Action uint32
+	_       structs.HostLayout
+	Action  uint32
+	Nranges uint32
+	Ranges  [16]flowsPortRange
+}
+
+type flowsPortRange struct {
+	_     structs.HostLayout
+	Lo    uint16
+	Hi    uint16
+	Proto uint8
+	Pad   [3]uint8
 }
 
 type flowsUserLimit struct {
@@ -155,6 +165,7 @@ const (
 	flowsVarUnusedCounterIndex = "unused_counter_index"
 	flowsVarUnusedEvent        = "unused_event"
 	flowsVarUnusedEventKind    = "unused_event_kind"
+	flowsVarUnusedPortRange    = "unused_port_range"
 	flowsVarUnusedUserLimit    = "unused_user_limit"
 	flowsVarUnusedUserStat     = "unused_user_stat"
 	flowsVarUnusedVerdict      = "unused_verdict"
@@ -230,6 +241,7 @@ type flowsVariableSpecs struct {
 	UnusedCounterIndex *ebpf.VariableSpec `ebpf:"unused_counter_index"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedPortRange    *ebpf.VariableSpec `ebpf:"unused_port_range"`
 	UnusedUserLimit    *ebpf.VariableSpec `ebpf:"unused_user_limit"`
 	UnusedUserStat     *ebpf.VariableSpec `ebpf:"unused_user_stat"`
 	UnusedVerdict      *ebpf.VariableSpec `ebpf:"unused_verdict"`
@@ -288,6 +300,7 @@ type flowsVariables struct {
 	UnusedCounterIndex *ebpf.Variable `ebpf:"unused_counter_index"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedPortRange    *ebpf.Variable `ebpf:"unused_port_range"`
 	UnusedUserLimit    *ebpf.Variable `ebpf:"unused_user_limit"`
 	UnusedUserStat     *ebpf.Variable `ebpf:"unused_user_stat"`
 	UnusedVerdict      *ebpf.Variable `ebpf:"unused_verdict"`

@@ -42,7 +42,8 @@ type Filter struct {
 
 type policyState struct {
 	prefixes []netip.Prefix
-	entries  map[flowsPolicyKey]uint32 // LPM key -> action, as in the kernel
+	rules    []Allow                             // folded (FoldPolicy)
+	entries  map[flowsPolicyKey]flowsPolicyValue // LPM key -> value, as in the kernel
 }
 
 type attachment struct {
@@ -246,25 +247,48 @@ func (f *Filter) DeletePeer(addr netip.Addr) error {
 }
 
 // SetPolicy makes policyID allow exactly the destinations in allowed (IPv4
-// and IPv6 prefixes) and deny everything else; an empty list denies
-// everything. Replacing a policy adds the new entries before removing the
-// old ones, so for a moment both are allowed, never neither. policyID 0 is
-// reserved for "no policy".
+// and IPv6 prefixes, every protocol and port) and deny everything else;
+// see SetPolicyRules.
 func (f *Filter) SetPolicy(policyID uint32, allowed []netip.Prefix) error {
+	rules := make([]Allow, 0, len(allowed))
+	for _, p := range allowed {
+		rules = append(rules, Allow{Prefix: p})
+	}
+	return f.SetPolicyRules(policyID, rules)
+}
+
+// SetPolicyRules makes policyID allow exactly allowed and deny everything
+// else; an empty list denies everything. An Allow with Ports lets only
+// those protocols and destination ports through (a later fragment passes
+// when a range of its protocol is there). The list is folded first
+// (FoldPolicy), so that the kernel's longest match carries what every
+// covering prefix allows; an entry with more than MaxPortRanges ranges
+// after folding is an error. Replacing a policy adds the new entries
+// before removing the old ones, so for a moment both are allowed, never
+// neither. policyID 0 is reserved for "no policy".
+func (f *Filter) SetPolicyRules(policyID uint32, allowed []Allow) error {
 	if policyID == 0 {
 		return errors.New("bpf: set policy: id 0 is reserved for peers without a policy")
 	}
-	var prefixes []netip.Prefix
-	for _, p := range allowed {
-		if !p.IsValid() {
-			return fmt.Errorf("bpf: set policy %d: invalid prefix %q", policyID, p)
+	for _, a := range allowed {
+		if !a.Prefix.IsValid() {
+			return fmt.Errorf("bpf: set policy %d: invalid prefix %q", policyID, a.Prefix)
 		}
-		p = canonicalPrefix(p)
-		if !slices.Contains(prefixes, p) {
-			prefixes = append(prefixes, p)
+		for _, r := range a.Ports {
+			if r.Proto == 0 || (r.Proto != ProtoICMP && (r.Lo == 0 || r.Lo > r.Hi)) {
+				return fmt.Errorf("bpf: set policy %d: %s: invalid port range %s", policyID, a.Prefix, r)
+			}
 		}
 	}
-	want := policyEntries(policyID, prefixes)
+	folded := FoldPolicy(allowed)
+	want, err := policyEntries(policyID, folded)
+	if err != nil {
+		return fmt.Errorf("bpf: set policy %d: %w", policyID, err)
+	}
+	prefixes := make([]netip.Prefix, 0, len(folded))
+	for _, a := range folded {
+		prefixes = append(prefixes, a.Prefix)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -278,11 +302,12 @@ func (f *Filter) SetPolicy(policyID uint32, allowed []netip.Prefix) error {
 		return cmp.Compare(a.Prefixlen, b.Prefixlen)
 	})
 	for i, k := range keys {
-		if err := f.objs.Policy.Put(k, flowsPolicyValue{Action: want[k]}); err != nil {
+		v := want[k]
+		if err := f.objs.Policy.Put(k, &v); err != nil {
 			// Put back what this call changed, so nothing is half-applied.
 			for _, u := range keys[:i] {
-				if action, ok := old.entries[u]; ok {
-					f.objs.Policy.Put(u, flowsPolicyValue{Action: action})
+				if ov, ok := old.entries[u]; ok {
+					f.objs.Policy.Put(u, &ov)
 				} else {
 					f.objs.Policy.Delete(u)
 				}
@@ -298,7 +323,7 @@ func (f *Filter) SetPolicy(policyID uint32, allowed []netip.Prefix) error {
 			}
 		}
 	}
-	f.policies[policyID] = policyState{prefixes: prefixes, entries: want}
+	f.policies[policyID] = policyState{prefixes: prefixes, rules: folded, entries: want}
 	if len(errs) > 0 {
 		return fmt.Errorf("bpf: set policy %d: remove old entries: %w", policyID, errors.Join(errs...))
 	}
@@ -313,27 +338,44 @@ func (f *Filter) Policy(policyID uint32) ([]netip.Prefix, bool) {
 	return slices.Clone(p.prefixes), ok
 }
 
-// policyEntries are the LPM entries of an allow list: a catch-all deny
-// (only the policy id) under one allow entry per prefix. IPv4 lives in
-// IPv6's v4-mapped range, so an IPv6 prefix covering ::ffff:0:0/96 (::/0)
-// gets a deny for that range unless IPv4 0.0.0.0/0 (the same key) is
-// allowed: allowing all IPv6 must not allow IPv4.
-func policyEntries(id uint32, prefixes []netip.Prefix) map[flowsPolicyKey]uint32 {
-	e := map[flowsPolicyKey]uint32{policyKey(id, netip.Prefix{}): uint32(VerdictDeny)}
+// PolicyRules returns the folded allow list of policyID (as the kernel
+// holds it) and whether it is set.
+func (f *Filter) PolicyRules(policyID uint32) ([]Allow, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.policies[policyID]
+	return slices.Clone(p.rules), ok
+}
+
+// policyEntries are the LPM entries of a folded allow list: a catch-all
+// deny (only the policy id) under one allow entry per prefix. IPv4 lives
+// in IPv6's v4-mapped range, so an IPv6 prefix covering ::ffff:0:0/96
+// (::/0) gets a deny for that range unless IPv4 0.0.0.0/0 (the same key)
+// is allowed: allowing all IPv6 must not allow IPv4.
+func policyEntries(id uint32, folded []Allow) (map[flowsPolicyKey]flowsPolicyValue, error) {
+	e := map[flowsPolicyKey]flowsPolicyValue{policyKey(id, netip.Prefix{}): {Action: uint32(VerdictDeny)}}
 	mapped := netip.MustParseAddr("::ffff:0.0.0.0")
 	coversV4 := false
-	for _, p := range prefixes {
-		e[policyKey(id, p)] = uint32(VerdictAllow)
+	for _, a := range folded {
+		if len(a.Ports) > MaxPortRanges {
+			return nil, fmt.Errorf("%s: %d port ranges apply (with those of the prefixes covering it), more than %d", a.Prefix, len(a.Ports), MaxPortRanges)
+		}
+		v := flowsPolicyValue{Action: uint32(VerdictAllow), Nranges: uint32(len(a.Ports))}
+		for i, r := range a.Ports {
+			v.Ranges[i] = flowsPortRange{Lo: r.Lo, Hi: r.Hi, Proto: r.Proto}
+		}
+		e[policyKey(id, a.Prefix)] = v
+		p := a.Prefix
 		if p.Addr().Is6() && p.Bits() <= 96 && p.Contains(mapped) {
 			coversV4 = true
 		}
 	}
 	if v4all := policyKey(id, netip.MustParsePrefix("0.0.0.0/0")); coversV4 {
 		if _, ok := e[v4all]; !ok {
-			e[v4all] = uint32(VerdictDeny)
+			e[v4all] = flowsPolicyValue{Action: uint32(VerdictDeny)}
 		}
 	}
-	return e
+	return e, nil
 }
 
 // DeletePolicy removes policyID. It refuses while a peer still uses it.
@@ -608,15 +650,6 @@ func (c monoClock) time(ns uint64) time.Time {
 func addrFrom16(b [16]byte) netip.Addr { return netip.AddrFrom16(b).Unmap() }
 
 func peerKey(a netip.Addr) flowsPeerKey { return flowsPeerKey{Addr: a.As16()} }
-
-// canonicalPrefix masks p and writes IPv4-mapped IPv6 prefixes as IPv4.
-func canonicalPrefix(p netip.Prefix) netip.Prefix {
-	p = p.Masked()
-	if p.Addr().Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	return p
-}
 
 // policyKey is the LPM key of p under id; the zero Prefix is the
 // catch-all entry of id.

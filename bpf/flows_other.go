@@ -73,3 +73,9 @@ func (*Filter) UserFlows(uint32) (UserFlows, error) { return UserFlows{}, ErrNot
 
 // Quota returns 0.
 func (*Filter) Quota() uint32 { return 0 }
+
+// SetPolicyRules returns ErrNotSupported.
+func (*Filter) SetPolicyRules(uint32, []Allow) error { return ErrNotSupported }
+
+// PolicyRules returns nothing.
+func (*Filter) PolicyRules(uint32) ([]Allow, bool) { return nil, false }

@@ -24,10 +24,12 @@
 package bpf
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"iter"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -292,4 +294,134 @@ func TableSizeFor(users, quota, limit uint64) (size uint32, capped bool) {
 	}
 	n = min(n, uint64(^uint32(0)>>1))
 	return uint32(max(n, 1024)), capped
+}
+
+// MaxPortRanges is how many port ranges one policy entry holds after the
+// ranges of its covering prefixes are folded in (flows.c MAX_PORT_RANGES).
+const MaxPortRanges = 16
+
+// PortRange lets packets of Proto to destination ports Lo-Hi (inclusive)
+// through; Proto ProtoICMP (Lo and Hi 0) stands for every ICMP and ICMPv6
+// packet.
+type PortRange struct {
+	Proto  uint8
+	Lo, Hi uint16
+}
+
+func (r PortRange) String() string {
+	name := map[uint8]string{ProtoICMP: "icmp", ProtoTCP: "tcp", ProtoUDP: "udp"}[r.Proto]
+	if name == "" {
+		name = "proto" + strconv.Itoa(int(r.Proto))
+	}
+	switch {
+	case r.Proto == ProtoICMP:
+		return name
+	case r.Lo == r.Hi:
+		return name + "/" + strconv.Itoa(int(r.Lo))
+	}
+	return name + "/" + strconv.Itoa(int(r.Lo)) + "-" + strconv.Itoa(int(r.Hi))
+}
+
+// Allow is one destination of a policy: Prefix, for every protocol and
+// port when Ports is empty, else only for those.
+type Allow struct {
+	Prefix netip.Prefix
+	Ports  []PortRange
+}
+
+func (a Allow) String() string {
+	s := a.Prefix.String()
+	for _, r := range a.Ports {
+		s += " " + r.String()
+	}
+	return s
+}
+
+// MergePorts returns rs sorted, with overlapping and adjacent ranges of
+// one protocol joined; nil stays nil (every port).
+func MergePorts(rs []PortRange) []PortRange {
+	if len(rs) == 0 {
+		return nil
+	}
+	s := slices.Clone(rs)
+	for i := range s {
+		if s[i].Proto == ProtoICMP {
+			s[i].Lo, s[i].Hi = 0, 0
+		}
+	}
+	slices.SortFunc(s, func(a, b PortRange) int {
+		if c := cmp.Compare(a.Proto, b.Proto); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Lo, b.Lo)
+	})
+	out := s[:1]
+	for _, r := range s[1:] {
+		last := &out[len(out)-1]
+		if r.Proto == last.Proto && uint32(r.Lo) <= uint32(last.Hi)+1 {
+			last.Hi = max(last.Hi, r.Hi)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// FoldPolicy makes an allow list complete under longest-prefix matching:
+// each prefix's ports become the union of its own and those of every
+// prefix of its family covering it, and a prefix any of which allows
+// every port allows every port. Duplicate prefixes are joined. The
+// result is sorted by family, then address and length.
+func FoldPolicy(allowed []Allow) []Allow {
+	type acc struct {
+		all   bool
+		ports []PortRange
+	}
+	m := map[netip.Prefix]*acc{}
+	var order []netip.Prefix
+	for _, a := range allowed {
+		p := canonPrefix(a.Prefix)
+		e := m[p]
+		if e == nil {
+			e = &acc{}
+			m[p] = e
+			order = append(order, p)
+		}
+		if len(a.Ports) == 0 {
+			e.all = true
+		}
+		e.ports = append(e.ports, a.Ports...)
+	}
+	out := make([]Allow, 0, len(order))
+	for _, p := range order {
+		all, ports := false, []PortRange(nil)
+		for _, q := range order {
+			if q.Addr().Is4() != p.Addr().Is4() || q.Bits() > p.Bits() || !q.Contains(p.Addr()) {
+				continue
+			}
+			all = all || m[q].all
+			ports = append(ports, m[q].ports...)
+		}
+		a := Allow{Prefix: p}
+		if !all {
+			a.Ports = MergePorts(ports)
+		}
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b Allow) int {
+		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
+	})
+	return out
+}
+
+// canonPrefix masks p and writes IPv4-mapped IPv6 prefixes as IPv4.
+func canonPrefix(p netip.Prefix) netip.Prefix {
+	p = p.Masked()
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p
 }

@@ -103,8 +103,11 @@ type Network struct {
 	Name, Group, Interface string
 	Pool, Allow            []string
 	LocalPorts             []string
-	Registered, Connected  int
-	Rx, Tx                 int64
+	// Access describes the network's access rules, one line each
+	// (config.Network.AccessSummary, as vpn-gateway check prints them).
+	Access                []string
+	Registered, Connected int
+	Rx, Tx                int64
 }
 
 // Warning is one key in a warning state now.

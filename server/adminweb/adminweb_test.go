@@ -29,7 +29,8 @@ type fakeBackend struct {
 
 func (f *fakeBackend) Peers(context.Context) ([]Peer, error) { return f.peers, nil }
 func (f *fakeBackend) Networks(context.Context) ([]Network, error) {
-	return []Network{{Name: "eng", Group: "engineering", Pool: []string{"10.8.0.0/24"}, Allow: []string{"10.10.0.0/16"}}}, nil
+	return []Network{{Name: "eng", Group: "engineering", Pool: []string{"10.8.0.0/24"}, Allow: []string{"10.10.0.0/16"},
+		Access: []string{"networks[0].access[0] (eng): groups <dba> -> 10.10.0.10/32 tcp/5432"}}}, nil
 }
 func (f *fakeBackend) Audit(context.Context, store.AuditQuery) ([]store.AuditRecord, error) {
 	return nil, nil
@@ -51,7 +52,8 @@ func (f *fakeBackend) Disable(context.Context, adminops.Actor, string, string) (
 }
 func (f *fakeBackend) Enable(context.Context, adminops.Actor, string) (string, error) { return "", nil }
 func (f *fakeBackend) Explain(_ context.Context, user, target, _ string) (*explain.Answer, error) {
-	return &explain.Answer{User: user, Host: target, Summary: "<b>" + user + "</b> reaches " + target, Reachable: true}, nil
+	return &explain.Answer{User: user, Host: target, Summary: "<b>" + user + "</b> reaches " + target, Reachable: true,
+		Networks: []explain.Verdict{{Network: "eng", Access: &explain.Access{Filtered: true, Allowed: false, Why: "the eBPF filter drops tcp/22: only access[0] (groups dba): 10.10.0.10/32 tcp/5432"}}}}, nil
 }
 func (f *fakeBackend) Flows(context.Context, string) (*FlowSummary, error) {
 	return &FlowSummary{Source: "test", Users: []FlowUser{{User: "alice@example.com", Allowed: 3, Denied: 1}}}, nil
@@ -285,12 +287,14 @@ func TestReadOnlyPagesRender(t *testing.T) {
 	cookie, _ := loginAs(h, "carol@example.com")
 	for path, want := range map[string]string{
 		"/networks":                             "10.10.0.0/16",
+		"/networks?rules":                       "groups &lt;dba&gt; -&gt; 10.10.0.10/32 tcp/5432",
 		"/warnings":                             "No key is expiring",
 		"/users":                                "No user is disabled",
 		"/audit":                                "No entries match",
 		"/flows":                                "alice@example.com",
 		"/explain?user=<i>x&target=10.0.0.1:22": "&lt;b&gt;&lt;i&gt;x&lt;/b&gt; reaches 10.0.0.1:22",
 		"/explain?user=alice":                   "name a user and a HOST[:PORT]",
+		"/explain?user=alice&target=10.10.0.10:22/tcp": "dropped by the eBPF filter: the eBPF filter drops tcp/22: only access[0] (groups dba): 10.10.0.10/32 tcp/5432",
 	} {
 		w := do(h, "GET", path, cookie, "", nil)
 		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), want) {

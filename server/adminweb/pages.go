@@ -264,7 +264,7 @@ func (h *Handler) explain(r *http.Request, _ admin) (string, any, error) {
 		return "explain", d, nil
 	}
 	if d.User == "" || d.Target == "" {
-		d.Err = "name a user and a HOST[:PORT]"
+		d.Err = "name a user and a HOST[:PORT][/PROTO]"
 		return "explain", d, nil
 	}
 	a, err := h.o.Backend.Explain(r.Context(), d.User, d.Target, d.Network)

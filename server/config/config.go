@@ -133,9 +133,14 @@ type Network struct {
 	// clients may reach ("udp/53", "tcp/53"); everything else addressed to
 	// the host from the network's interface is dropped (localports.go).
 	LocalPorts []string `yaml:"local_ports"`
-	// Access narrows what named users reach (access.go), enforced by the
-	// eBPF filter.
+	// Access gives named users and groups their own allow list (access.go),
+	// enforced by the eBPF filter.
 	Access []AccessRule `yaml:"access"`
+	// MayWiden lists where access rules may reach beyond Allow. The
+	// routing table then routes what rules widen to for the whole
+	// network, and the eBPF filter holds every other user of the network
+	// to Allow.
+	MayWiden []netip.Prefix `yaml:"may_widen"`
 	// DNS is pushed to the network's clients (split DNS, dns.go).
 	DNS *NetworkDNS `yaml:"dns"`
 }
@@ -539,6 +544,17 @@ networks:
     # dns:
     #   servers: [10.10.0.2]
     #   domains: [corp.internal]
+    # Access rules (the eBPF filter enforces them): a user named by rules,
+    # by e-mail/subject or by an OIDC group, reaches the union of their
+    # allow entries instead of the network's allow; an entry may name
+    # ports (tcp/N, udp/N, tcp/N-M, icmp). Entries narrow allow, or widen
+    # it into may_widen.
+    # may_widen: [10.99.0.0/16]
+    # access:
+    #   - groups: [dba]
+    #     allow: ["10.10.0.10/32 tcp/5432", "10.10.0.10/32 icmp"]
+    #   - users: [alice@example.com]
+    #     allow: [10.10.5.0/24, "10.99.0.5/32 tcp/22"]
   - name: ops
     group: ops
     interface: wg-ops

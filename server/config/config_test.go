@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/clearpath-vpn/clearpath/bpf"
 )
 
 func TestExampleIsValid(t *testing.T) {
@@ -86,6 +88,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(Example))
 	f.Add([]byte("networks: [{name: a, pool: [1.2.3.0/24]}]"))
 	f.Add([]byte("endpoint: \"[::1\""))
+	f.Add([]byte(withAccess("    may_widen: [10.99.0.0/16]\n    access:\n      - groups: [dba]\n        users: [a@x]\n        allow: [\"10.10.0.10/32 tcp/5432 udp/53,icmp\", \"10.99.0.0/24 tcp/1-1024\"]")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
 		if err == nil {
@@ -94,6 +97,31 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("accepted an invalid config: %+v", c)
 			}
 			_ = c.EndpointFor(c.Networks[0])
+			// Access rules that load give every user a policy the filter
+			// takes: valid ports, at most MaxPortRanges per prefix, and
+			// nothing outside allow but what may_widen permits.
+			for _, n := range c.Networks {
+				var groups []string
+				for _, r := range n.Access {
+					groups = append(groups, r.Groups...)
+				}
+				p := n.PolicyFor("fuzz-subject", "", groups)
+				for _, a := range bpf.FoldPolicy(p.Allows()) {
+					if len(a.Ports) > MaxPortRanges {
+						t.Fatalf("%s: %d port ranges on %s", n.Name, len(a.Ports), a.Prefix)
+					}
+					for _, r := range a.Ports {
+						if r.Proto != bpf.ProtoICMP && (r.Lo == 0 || r.Lo > r.Hi) {
+							t.Fatalf("%s: bad range %+v", n.Name, r)
+						}
+					}
+				}
+				for _, g := range p.Grants {
+					if g.Widen && !within(n.MayWiden, g.Target.Prefix) {
+						t.Fatalf("%s: %s widens beyond may_widen %v", n.Name, g.Target, n.MayWiden)
+					}
+				}
+			}
 		}
 	})
 }

@@ -12,6 +12,8 @@ import (
 var P = netip.MustParsePrefix
 var A = netip.MustParseAddr
 
+type netipPrefix = netip.Prefix
+
 func rule(prio, table int, iif string) routes.Rule {
 	return routes.Rule{Family: routes.FamilyV4, Priority: prio, Table: table, IIF: iif, Action: "lookup", SuppressPrefixLen: -1}
 }

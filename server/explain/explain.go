@@ -18,9 +18,14 @@ type Request struct {
 	Store  *store.Store
 	// Subject and Email of the user (resolved by the caller).
 	Subject, Email string
-	// Host is an IP literal or a name, Port 0 when not given.
-	Host string
-	Port int
+	// Host is an IP literal or a name, Port 0 when not given; Proto is
+	// tcp, udp, icmp or "" (any traffic; ParseTarget reads all three).
+	Host  string
+	Port  int
+	Proto string
+	// Groups stand in for the user's OIDC groups where they have no peer
+	// (a would-be member); a peer's own stored groups win.
+	Groups []string
 	// Network limits the answer to one network; the user need not have
 	// joined it (a source address from its pool stands in).
 	Network string
@@ -33,6 +38,7 @@ type Answer struct {
 	Subject     string    `json:"subject"`
 	Host        string    `json:"host"`
 	Port        int       `json:"port,omitempty"`
+	Proto       string    `json:"proto,omitempty"`
 	Reachable   bool      `json:"reachable"`
 	Disabled    string    `json:"disabled,omitempty"`
 	Networks    []Verdict `json:"networks"`
@@ -59,6 +65,9 @@ type Verdict struct {
 	// Rule and Route decide (from the walk of the live tables).
 	Rule  string `json:"rule,omitempty"`
 	Route string `json:"route,omitempty"`
+	// Access is the eBPF filter's part: whether the user's access rules
+	// (config access.go) let the packet through, naming the rule.
+	Access *Access `json:"access,omitempty"`
 	// Kernel is the real lookup's answer: the route the kernel picked
 	// (`ip route get fibmatch`), or its error.
 	Kernel  string `json:"kernel"`

@@ -24,7 +24,12 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Answer{User: req.Email, Subject: req.Subject, Host: req.Host, Port: req.Port}
+	a := &Answer{User: req.Email, Subject: req.Subject, Host: req.Host, Port: req.Port, Proto: req.Proto}
+	target := Target{Host: req.Host, Port: req.Port, Proto: req.Proto}
+	if target.Port != 0 && target.Proto == "" {
+		target.Proto = "tcp"
+		a.Proto = "tcp"
+	}
 	if a.User == "" {
 		a.User = req.Subject
 	}
@@ -54,6 +59,7 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 	}
 	guard := hostguard.FromConfig(req.Config) // what the gateway's nftables table lets in
 	local := false                            // some destination is the gateway's own address
+	filtered := false                         // some verdict came from access rules
 	for _, n := range req.Config.Networks {
 		if req.Network != "" && n.Name != req.Network {
 			continue
@@ -88,13 +94,22 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 				addr.V6 = store.AddrAt(p6, 2)
 			}
 		}
+		// Access rules by group use the groups stored with the peer (as
+		// its token carried them at registration or renewal).
+		groups := req.Groups
+		if peer != nil {
+			groups = peer.Groups
+		}
+		pol := n.PolicyFor(req.Subject, req.Email, groups)
 		for _, dst := range dsts {
 			src := addr.V4
 			if dst.Is6() {
 				src = addr.V6
 			}
 			v := Verdict{Network: n.Name, Group: n.Group, Interface: n.Interface, Destination: dst.String(), Key: key}
-			for _, p := range n.Allow {
+			// The client routes allow, and what the user's rules widen to
+			// (pushed at registration).
+			for _, p := range append(slices.Clone(n.Allow), pol.Widened()...) {
 				if p.Contains(dst) {
 					v.ClientRoutes = true
 				}
@@ -121,18 +136,18 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 				hostOK, hostWhy = guard.Local(n.Interface, dst, req.Port)
 				v.Path = append(v.Path, "host guard -> "+hostWhy)
 			}
-			// Access rules (config access.go), enforced by the eBPF filter.
-			accessOK := true
-			if allowed, ok := n.FilterAllowFor(req.Subject, req.Email); ok {
-				accessOK = slices.ContainsFunc(allowed, func(p netip.Prefix) bool { return p.Contains(dst) })
-				rules, _ := n.AllowFor(req.Subject, req.Email)
-				v.Path = append(v.Path, fmt.Sprintf("access rules of %s -> only %v and the gateway's tunnel addresses: %s", a.User, rules, map[bool]string{true: "allowed", false: "dropped by the eBPF filter (a denied flow in the flow log)"}[accessOK]))
+			// Access rules (config access.go), enforced by the eBPF filter
+			// before the routing tables see the packet.
+			acc := JudgeAccess(n, pol, a.User, dst, target)
+			accessOK := acc.Allowed
+			if acc.Filtered {
+				v.Access = &acc
+				v.Path = append([]string{"eBPF filter -> " + map[bool]string{true: "allowed", false: "dropped"}[accessOK] + ": " + acc.Why}, v.Path...)
 			}
 			v.Allowed = kernelOK && d.Forwarded && hostOK && accessOK && peer != nil && peer.ExpiresAt.After(req.Now) && a.Disabled == "" && v.ClientRoutes
 			switch {
 			case !accessOK:
-				rules, _ := n.AllowFor(req.Subject, req.Email)
-				v.Why = fmt.Sprintf("refused: the network's access rules let %s reach only %v; the eBPF filter drops the rest (the tables alone would say: %s)", a.User, rules, d.Why)
+				v.Why = fmt.Sprintf("refused: %s (the tables alone would say: %s)", acc.Why, d.Why)
 			case kernelOK != d.Forwarded:
 				v.Why = fmt.Sprintf("the tables say %q but the kernel answers %q; trust the kernel", d.Why, kernel)
 			case !d.Forwarded:
@@ -147,10 +162,13 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 				v.Why = fmt.Sprintf("allowed by the tables (%s) once the user registers a key (%s)", d.Why, key)
 			case d.Local:
 				v.Why = fmt.Sprintf("allowed: %s, and %s", d.Why, hostWhy)
+			case acc.Filtered:
+				v.Why = fmt.Sprintf("allowed: %s; %s", acc.Why, d.Why)
 			default:
 				v.Why = "allowed: " + d.Why
 			}
 			local = local || d.Local
+			filtered = filtered || acc.Filtered
 			a.Reachable = a.Reachable || v.Allowed
 			a.Networks = append(a.Networks, v)
 		}
@@ -168,8 +186,8 @@ func Explain(ctx context.Context, req Request) (*Answer, error) {
 	switch {
 	case req.Port != 0 && local:
 		a.PortComment = fmt.Sprintf("port %d of the gateway host itself is open to a network only by its local_ports (tcp or udp) or as the API's port", req.Port)
-	case req.Port != 0:
-		a.PortComment = fmt.Sprintf("the gateway routes by address only: port %d is neither allowed nor refused by it (a firewall in the VPC may still decide)", req.Port)
+	case req.Port != 0 && !filtered:
+		a.PortComment = fmt.Sprintf("no access rule applies to %s here, and the gateway's routing decides by address only: port %d is neither allowed nor refused by it (a firewall in the VPC may still decide)", a.User, req.Port)
 	}
 	return a, nil
 }

@@ -134,8 +134,9 @@ func (b webBackend) Networks(ctx context.Context) ([]adminweb.Network, error) {
 	live := b.live()
 	now := b.g.now()
 	var out []adminweb.Network
-	for _, n := range nets {
-		row := adminweb.Network{Name: n.Name, Group: n.Group, Interface: n.Interface, LocalPorts: n.LocalPorts}
+	for i, n := range nets {
+		row := adminweb.Network{Name: n.Name, Group: n.Group, Interface: n.Interface, LocalPorts: n.LocalPorts,
+			Access: n.AccessSummary(fmt.Sprintf("networks[%d]", i))}
 		for _, p := range n.Pool {
 			row.Pool = append(row.Pool, p.String())
 		}
@@ -264,7 +265,7 @@ func (b webBackend) Enable(ctx context.Context, who adminops.Actor, user string)
 }
 
 func (b webBackend) Explain(ctx context.Context, user, target, network string) (*explain.Answer, error) {
-	host, port, err := explain.SplitHostPort(target)
+	tg, err := explain.ParseTarget(target)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +279,7 @@ func (b webBackend) Explain(ctx context.Context, user, target, network string) (
 	b.g.reloadMu.RLock()
 	cfg := b.g.cfg
 	b.g.reloadMu.RUnlock()
-	return explain.Explain(ctx, explain.Request{Config: cfg, Store: b.g.store, Subject: subject, Email: email, Host: host, Port: port, Network: network, Now: b.g.now()})
+	return explain.Explain(ctx, explain.Request{Config: cfg, Store: b.g.store, Subject: subject, Email: email, Host: tg.Host, Port: tg.Port, Proto: tg.Proto, Network: network, Now: b.g.now()})
 }
 
 // flowTail is how much of the flow log's end the flows page reads.

@@ -215,6 +215,10 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 	if nw == nil {
 		return
 	}
+	if len(id.Groups) > store.MaxStoredGroups {
+		writeErr(w, http.StatusForbidden, api.ErrForbidden, fmt.Sprintf("the token carries %d groups, more than the %d the gateway keeps per device; ask the identity provider's administrator to send fewer (a groups claim filter)", len(id.Groups), store.MaxStoredGroups))
+		return
+	}
 	ctx := r.Context()
 	claims, err := g.checkProof(ctx, req, devicePub, nw, id)
 	var proofErr *api.ProofError
@@ -264,8 +268,11 @@ func (g *Gateway) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := g.now()
+	// The token's groups are kept with the peer: access rules by group
+	// are decided from them, now and at every reload until it renews.
 	p := store.Peer{ID: newID(), Subject: id.Subject, Email: id.Email, Network: nw.cfg.Name, Device: claims.DeviceID, PublicKey: req.PublicKey,
-		PresharedKey: psk.String(), Hostname: claims.Hostname, OS: claims.OS, CreatedAt: now, ExpiresAt: now.Add(g.cfg.KeyTTL), Addr: alloc}
+		PresharedKey: psk.String(), Hostname: claims.Hostname, OS: claims.OS, CreatedAt: now, ExpiresAt: now.Add(g.cfg.KeyTTL), Addr: alloc,
+		Groups: id.Groups}
 	unlock := g.lockDevice(p)
 	old, err := g.store.PutPeer(ctx, p)
 	if err == nil {
@@ -364,6 +371,12 @@ func (g *Gateway) peerConfig(nw *network, p store.Peer, id *auth.Identity) api.P
 		pc.DNS, pc.DNSDomains = servers, domains
 	}
 	for _, a := range nw.cfg.Allow {
+		pc.Gateway.AllowedIPs = append(pc.Gateway.AllowedIPs, a.String())
+	}
+	// What the user's access rules widen to (beyond allow) is routed into
+	// the tunnel too; a widening rule added later reaches the client at
+	// its next registration.
+	for _, a := range nw.cfg.PolicyFor(p.Subject, p.Email, p.Groups).Widened() {
 		pc.Gateway.AllowedIPs = append(pc.Gateway.AllowedIPs, a.String())
 	}
 	for _, a := range nw.cfg.GatewayAddrs() {

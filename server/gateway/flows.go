@@ -42,13 +42,21 @@ func (f *flows) setNetworks(ns []config.Network) {
 	f.mu.Unlock()
 }
 
-// reapply sets every live peer's policy again from the access rules.
+// reapply sets every live peer's policy again from the access rules (and
+// the groups stored with the peer). Peers of a network the rules do not
+// know (being removed by a reload) keep what they have.
 func (f *flows) reapply(peers []store.Peer) error {
 	if f == nil {
 		return nil
 	}
+	f.mu.Lock()
+	nets := f.nets
+	f.mu.Unlock()
 	var errs []error
 	for _, p := range peers {
+		if _, ok := nets[p.Network]; !ok {
+			continue
+		}
 		errs = append(errs, f.add(p))
 	}
 	return errors.Join(errs...)
@@ -159,18 +167,20 @@ func (f *flows) add(p store.Peer) error {
 	key := p.Network + "/" + p.PublicKey
 	addrs := []netip.Addr{p.Addr.V4, p.Addr.V6}
 	f.mu.Lock()
-	// nil: the network's routing decides; a list: only these (access rules).
-	allowed, narrowed := f.nets[p.Network].FilterAllowFor(p.Subject, p.Email)
+	// nil: the network's routing decides; a list: only these (access
+	// rules, config.Network.PolicyFor).
+	pol := f.nets[p.Network].PolicyFor(p.Subject, p.Email, p.Groups)
 	f.mu.Unlock()
-	if !narrowed {
-		allowed = nil
+	var allowed []bpf.Allow
+	if pol.Filtered {
+		allowed = pol.Allows()
 	}
 	var errs []error
 	for _, a := range addrs {
 		if !a.IsValid() {
 			continue
 		}
-		if err := f.ff.OnPeer(a, flowUser(p), allowed); err != nil {
+		if err := f.ff.OnPeerRules(a, flowUser(p), allowed); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -209,6 +208,20 @@ func (ff *FlowFilter) RemoveInterface(name string) error {
 // everything. nil leaves the group's routing in charge. Calling it again
 // for the same address replaces user and list.
 func (ff *FlowFilter) OnPeer(addr netip.Addr, user string, allowed []netip.Prefix) error {
+	var rules []bpf.Allow
+	if allowed != nil {
+		rules = make([]bpf.Allow, 0, len(allowed))
+		for _, p := range allowed {
+			rules = append(rules, bpf.Allow{Prefix: p})
+		}
+	}
+	return ff.OnPeerRules(addr, user, rules)
+}
+
+// OnPeerRules is OnPeer with an allow list that may name protocols and
+// ports (bpf.Allow). Users whose lists are the same share one kernel
+// policy; changing a live peer's list applies to its next packet.
+func (ff *FlowFilter) OnPeerRules(addr netip.Addr, user string, allowed []bpf.Allow) error {
 	if !addr.IsValid() {
 		return nil
 	}
@@ -234,7 +247,7 @@ func (ff *FlowFilter) OnPeer(addr netip.Addr, user string, allowed []netip.Prefi
 		if ref == nil {
 			ff.nextPol++
 			ref = &policyRef{id: ff.nextPol}
-			if err := ff.filter.SetPolicy(ref.id, allowed); err != nil {
+			if err := ff.filter.SetPolicyRules(ref.id, allowed); err != nil {
 				return fmt.Errorf("flow filter: peer %s of %s: %w", addr, user, err)
 			}
 			ff.policies[key] = ref
@@ -466,11 +479,11 @@ func (ff *FlowFilter) UserStats() []UserFlowStats {
 
 // policyKeyOf is a canonical form of an allow list, so users with the
 // same list share one kernel policy.
-func policyKeyOf(allowed []netip.Prefix) string {
-	s := make([]string, 0, len(allowed))
-	for _, p := range allowed {
-		s = append(s, p.Masked().String())
+func policyKeyOf(allowed []bpf.Allow) string {
+	folded := bpf.FoldPolicy(allowed)
+	s := make([]string, 0, len(folded))
+	for _, a := range folded {
+		s = append(s, a.String())
 	}
-	slices.Sort(s)
-	return "[" + strings.Join(slices.Compact(s), ",") + "]"
+	return "[" + strings.Join(s, ",") + "]"
 }

@@ -45,3 +45,6 @@ func (*FlowFilter) RemoveInterface(string) error                    { return nil
 func (*FlowFilter) OnPeer(netip.Addr, string, []netip.Prefix) error { return nil }
 func (*FlowFilter) OnPeerRemoved(netip.Addr) error                  { return nil }
 func (*FlowFilter) Close() error                                    { return nil }
+
+// OnPeerRules does nothing.
+func (*FlowFilter) OnPeerRules(netip.Addr, string, []bpf.Allow) error { return nil }

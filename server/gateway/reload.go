@@ -139,6 +139,9 @@ func planReload(cur, next *config.Config) (changes []netChange, settings []strin
 		if !reflect.DeepEqual(o.Access, n.Access) {
 			d = append(d, fmt.Sprintf("access %d -> %d rule(s)", len(o.Access), len(n.Access)))
 		}
+		if !slices.Equal(o.MayWiden, n.MayWiden) {
+			d = append(d, fmt.Sprintf("may_widen %v -> %v", o.MayWiden, n.MayWiden))
+		}
 		oS, oD := o.PushedDNS()
 		nS, nD := n.PushedDNS()
 		if !slices.Equal(oS, nS) || !slices.Equal(oD, nD) {
@@ -255,7 +258,26 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err := g.guardHost(hostguard.Merge(hostguard.FromConfig(g.cfg), hostguard.FromConfig(next))); err != nil {
 		return res, fmt.Errorf("%w; nothing changed", err)
 	}
+	// Access rules reach live peers before the routes change: a table
+	// that starts routing what a rule widens to finds every other peer of
+	// the network already held to allow by the filter (and a route that
+	// goes finds the policies still wider, which is harmless).
+	live := func() []store.Peer {
+		var ps []store.Peer
+		for _, t := range g.life.Tracked() {
+			ps = append(ps, t.Peer)
+		}
+		return ps
+	}
+	g.flows.setNetworks(next.Networks)
+	if err := g.flows.reapply(live()); err != nil {
+		g.log.Error("reload: access rules on live peers", "err", err)
+	}
 	if err := g.apply(ctx, changes, g.cfg.Networks, next.Networks); err != nil {
+		g.flows.setNetworks(g.cfg.Networks)
+		if rerr := g.flows.reapply(live()); rerr != nil {
+			g.log.Error("reload rollback: access rules on live peers", "err", rerr)
+		}
 		g.guardHost(hostguard.FromConfig(g.cfg))
 		return res, err
 	}
@@ -266,16 +288,8 @@ func (g *Gateway) reload(ctx context.Context) (admin.ReloadResult, error) {
 		g.log.Info("TLS certificate reloaded", "cert", next.TLS.Cert, "certificate", certs.Describe(g.certs.Leaf()))
 	}
 	g.cfg = next
-	// Access rules (flows.go) reach live peers now, not at their next
-	// registration.
-	g.flows.setNetworks(next.Networks)
-	var live []store.Peer
-	for _, t := range g.life.Tracked() {
-		live = append(live, t.Peer)
-	}
-	if err := g.flows.reapply(live); err != nil {
-		g.log.Error("reload: access rules on live peers", "err", err)
-	}
+	// Peers of networks the reload brought up got next's rules as they
+	// came up; the others got them above.
 	g.life.SetSettings(settingsOf(next))
 	g.store.SetAllocationGrace(next.AllocationGrace)
 	g.verifier.SetRequireEmailVerified(next.OIDC.EmailVerifiedRequired())

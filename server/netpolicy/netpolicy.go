@@ -35,15 +35,23 @@ func fam(p netip.Prefix) routes.Family {
 	return routes.FamilyV6
 }
 
-// Routes returns network n's table: `throw` for each allowed CIDR and
-// `blackhole` defaults (none for a family whose default is allowed).
+// Routes returns network n's table: `throw` for each allowed CIDR and for
+// each prefix an access rule widens to (config.Network.WidenRoutes; the
+// eBPF filter keeps the users of other rules out of those), and
+// `blackhole` defaults (none for a family whose default is thrown).
 func Routes(n config.Network) []routes.Route {
 	var out []routes.Route
-	for _, p := range n.Allow {
-		out = append(out, routes.Route{Family: fam(p), Table: n.Table, Type: routes.TypeThrow, Dst: p.Masked(), Protocol: Protocol})
+	thrown := append(slices.Clone(n.Allow), n.WidenRoutes()...)
+	var seen []netip.Prefix
+	for _, p := range thrown {
+		if p = p.Masked(); slices.Contains(seen, p) {
+			continue
+		}
+		seen = append(seen, p)
+		out = append(out, routes.Route{Family: fam(p), Table: n.Table, Type: routes.TypeThrow, Dst: p, Protocol: Protocol})
 	}
 	for _, d := range defaults {
-		if slices.Contains(n.Allow, d) {
+		if slices.Contains(seen, d) {
 			continue // the network may reach everything: its throw /0 is the default
 		}
 		out = append(out, routes.Route{Family: fam(d), Table: n.Table, Type: routes.TypeBlackhole, Dst: d, Protocol: Protocol})

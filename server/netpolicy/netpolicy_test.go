@@ -82,3 +82,30 @@ func TestCheckTablesNamesForeignRoutes(t *testing.T) {
 		t.Errorf("only the gateway's own routes: %v", err)
 	}
 }
+
+// What access rules widen to is thrown too (once, however many rules
+// name it); what may_widen merely permits is not. A widened default
+// replaces the blackhole of its family.
+func TestWidenedPrefixesAreThrown(t *testing.T) {
+	tg := func(s string) config.AccessTarget {
+		x, err := config.ParseAccessTarget(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	n := config.Network{Name: "eng", Interface: "wg-eng", Table: 1000,
+		Allow: []netip.Prefix{netip.MustParsePrefix("10.10.0.0/16")}, MayWiden: []netip.Prefix{netip.MustParsePrefix("10.99.0.0/16"), netip.MustParsePrefix("::/0")},
+		Access: []config.AccessRule{
+			{Groups: []string{"dba"}, Allow: []config.AccessTarget{tg("10.10.0.10/32 tcp/5432"), tg("10.99.0.5/32 tcp/22")}},
+			{Users: []string{"a@x"}, Allow: []config.AccessTarget{tg("10.99.0.5/32"), tg("::/0 udp/53")}},
+		}}
+	var got []string
+	for _, r := range Routes(n) {
+		got = append(got, r.String())
+	}
+	want := "throw 10.10.0.0/16 table 1000 proto 198|throw 10.99.0.5/32 table 1000 proto 198|throw ::/0 table 1000 proto 198|blackhole 0.0.0.0/0 table 1000 proto 198"
+	if s := strings.Join(got, "|"); s != want {
+		t.Errorf("routes:\n got %s\nwant %s", s, want)
+	}
+}

@@ -26,6 +26,7 @@ var migrations = []migration{
 	{version: 2, sql: schemaV2, hook: fillV4Num},
 	{version: 3, sql: schemaV3},
 	{version: 4, sql: schemaV4, hook: releaseOrphans},
+	{version: 5, sql: schemaV5},
 }
 
 // 1: network keys, one address and one peer per (user, network), audit.
@@ -157,6 +158,14 @@ ALTER TABLE allocations ADD COLUMN hostname TEXT NOT NULL DEFAULT '';
 ALTER TABLE allocations ADD COLUMN released_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE allocations ADD COLUMN released_why TEXT NOT NULL DEFAULT '';
 CREATE INDEX allocations_released ON allocations (released_at);
+`
+
+// 5: each peer keeps the OIDC groups its user's token carried when it
+// registered or renewed (a JSON array), so access rules by group (config
+// access.go) are decided from them at start, at reload and on every
+// gateway sharing the store. "groups" is an SQLite keyword.
+const schemaV5 = `
+ALTER TABLE peers ADD COLUMN oidc_groups TEXT NOT NULL DEFAULT '[]';
 `
 
 // fillV4Num computes v4num for allocations made before migration 2, then

@@ -308,6 +308,9 @@ type Peer struct {
 	ExpiresAt     time.Time
 	LastHandshake time.Time
 	Addr          Allocation
+	// Groups are the OIDC groups the user's token carried at this
+	// registration (or renewal): access rules by group use them.
+	Groups []string
 }
 
 // PutPeer records p as the peer of (p.Subject, p.Network, p.Device),
@@ -349,8 +352,12 @@ func (s *Store) putPeerOnce(ctx context.Context, p Peer) (*Peer, error) {
 			return nil, fmt.Errorf("store peer: remove previous: %w", err)
 		}
 	}
-	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO peers (id, subject, email, network, device, public_key, preshared_key, hostname, os, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		p.ID, p.Subject, p.Email, p.Network, p.Device, p.PublicKey, p.PresharedKey, p.Hostname, p.OS, p.CreatedAt.Unix(), p.ExpiresAt.Unix())
+	groups, err := encodeGroups(p.Groups)
+	if err != nil {
+		return nil, err
+	}
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO peers (id, subject, email, network, device, public_key, preshared_key, hostname, os, created_at, expires_at, oidc_groups) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		p.ID, p.Subject, p.Email, p.Network, p.Device, p.PublicKey, p.PresharedKey, p.Hostname, p.OS, p.CreatedAt.Unix(), p.ExpiresAt.Unix(), groups)
 	if err != nil {
 		return nil, err // the caller tells a conflict from a race
 	}
@@ -363,7 +370,7 @@ func (s *Store) putPeerOnce(ctx context.Context, p Peer) (*Peer, error) {
 	return old, nil
 }
 
-const peerSelect = `SELECT p.id, p.subject, p.email, p.network, p.device, p.public_key, p.preshared_key, p.hostname, p.os, p.created_at, p.expires_at, p.last_handshake, COALESCE(a.ipv4, ''), COALESCE(a.ipv6, '')
+const peerSelect = `SELECT p.id, p.subject, p.email, p.network, p.device, p.public_key, p.preshared_key, p.hostname, p.os, p.created_at, p.expires_at, p.last_handshake, COALESCE(a.ipv4, ''), COALESCE(a.ipv6, ''), p.oidc_groups
 FROM peers p LEFT JOIN allocations a ON a.subject = p.subject AND a.network = p.network AND a.device = p.device`
 
 type scanner interface{ Scan(...any) error }
@@ -371,14 +378,18 @@ type scanner interface{ Scan(...any) error }
 func (s *Store) scanPeer(row scanner) (*Peer, error) {
 	var p Peer
 	var created, expires, hs int64
-	var v4, v6 string
-	if err := row.Scan(&p.ID, &p.Subject, &p.Email, &p.Network, &p.Device, &p.PublicKey, &p.PresharedKey, &p.Hostname, &p.OS, &created, &expires, &hs, &v4, &v6); err != nil {
+	var v4, v6, groups string
+	if err := row.Scan(&p.ID, &p.Subject, &p.Email, &p.Network, &p.Device, &p.PublicKey, &p.PresharedKey, &p.Hostname, &p.OS, &created, &expires, &hs, &v4, &v6, &groups); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
 		return nil, err
 	}
 	p.CreatedAt, p.ExpiresAt = time.Unix(created, 0), time.Unix(expires, 0)
+	var err error
+	if p.Groups, err = decodeGroups(groups); err != nil {
+		return nil, err
+	}
 	if hs > 0 {
 		p.LastHandshake = time.Unix(hs, 0)
 	}

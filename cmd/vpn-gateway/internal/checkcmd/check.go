@@ -32,6 +32,8 @@ type Report struct {
 	// the gateway that is running, a probe skipped).
 	Errors []string `json:"errors"`
 	Notes  []string `json:"notes"`
+	// Access describes the networks' access rules, one line each.
+	Access []string `json:"access"`
 }
 
 // Options are the inputs of `vpn-gateway check`.
@@ -71,8 +73,13 @@ func Run(ctx context.Context, o *Options) error {
 		ctx = context.Background()
 	}
 	out := o.IO.Out
-	rep := Report{Config: o.ConfigPath, Errors: []string{}, Notes: []string{}}
+	rep := Report{Config: o.ConfigPath, Errors: []string{}, Notes: []string{}, Access: []string{}}
 	cfg, err := config.Load(o.ConfigPath)
+	if err == nil {
+		for i, n := range cfg.Networks {
+			rep.Access = append(rep.Access, n.AccessSummary(fmt.Sprintf("networks[%d]", i))...)
+		}
+	}
 	if err != nil {
 		rep.Errors = append(rep.Errors, splitErrors(err)...)
 	} else if !o.Offline {
@@ -97,6 +104,9 @@ func Run(ctx context.Context, o *Options) error {
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(out, "note: %s\n", n)
+	}
+	for _, a := range rep.Access {
+		fmt.Fprintf(out, "access: %s\n", a)
 	}
 	if !rep.OK {
 		return fmt.Errorf("%s: %d problem(s):\n  %s", o.ConfigPath, len(rep.Errors), strings.Join(rep.Errors, "\n  "))

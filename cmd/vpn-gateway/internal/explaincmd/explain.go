@@ -23,6 +23,7 @@ type Options struct {
 	IO         cmdutil.IOStreams
 	ConfigPath string
 	Network    string
+	Groups     []string
 	JSON       bool
 	// User and Target are the arguments.
 	User, Target string
@@ -32,11 +33,13 @@ type Options struct {
 func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	o := &Options{}
 	cmd := &cobra.Command{
-		Use:   "explain USER HOST[:PORT]",
-		Short: "Would USER reach HOST, and which rule or route decides (exit 0 yes, 1 no)",
-		Long: "Walks the gateway's policy rules and routing tables for a packet from the user's tunnel address\n" +
-			"arriving on the network's WireGuard interface, and confirms with a real kernel lookup\n" +
-			"(ip route get fibmatch HOST from ADDR iif WG). Run it on the gateway host, in its namespace.",
+		Use:   "explain USER HOST[:PORT][/PROTO]",
+		Short: "Would USER reach HOST[:PORT], and which access rule or route decides (exit 0 yes, 1 no)",
+		Long: "Judges the user's access rules (the eBPF filter: which user or group rule, widening, port) and\n" +
+			"walks the gateway's policy rules and routing tables for a packet from the user's tunnel address\n" +
+			"arriving on the network's WireGuard interface, confirmed with a real kernel lookup\n" +
+			"(ip route get fibmatch HOST from ADDR iif WG). PROTO is tcp (default with a port), udp or icmp.\n" +
+			"Run it on the gateway host, in its namespace.",
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.IO, o.ConfigPath = f.IOStreams, f.ConfigPath
@@ -45,6 +48,7 @@ func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cob
 		},
 	}
 	cmd.Flags().StringVar(&o.Network, "network", "", "explain for this network only (also if the user never joined it)")
+	cmd.Flags().StringSliceVar(&o.Groups, "groups", nil, "OIDC groups to assume where the user has no key (a would-be member; a key's stored groups win)")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
 	return cmd
 }
@@ -53,7 +57,7 @@ func NewCmd(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cob
 // the target.
 func Run(ctx context.Context, o *Options) error {
 	user, target := o.User, o.Target
-	host, port, err := explain.SplitHostPort(target)
+	tg, err := explain.ParseTarget(target)
 	if err != nil {
 		return err
 	}
@@ -69,7 +73,7 @@ func Run(ctx context.Context, o *Options) error {
 		}
 		subject, email = user, "" // explain for a would-be member
 	}
-	a, err := explain.Explain(ctx, explain.Request{Config: cfg, Store: st, Subject: subject, Email: email, Host: host, Port: port, Network: o.Network, Now: time.Now()})
+	a, err := explain.Explain(ctx, explain.Request{Config: cfg, Store: st, Subject: subject, Email: email, Host: tg.Host, Port: tg.Port, Proto: tg.Proto, Groups: o.Groups, Network: o.Network, Now: time.Now()})
 	if err != nil {
 		return err
 	}
@@ -102,6 +106,9 @@ func print(w io.Writer, a *explain.Answer) {
 		}
 		fmt.Fprintf(w, "\nnetwork %s (group %s, %s): %s -> %s %s\n", v.Network, v.Group, v.Interface, cmdutil.Dash(v.Source), v.Destination, mark)
 		fmt.Fprintf(w, "  key:     %s\n", v.Key)
+		if v.Access != nil {
+			fmt.Fprintf(w, "  access:  %s\n", v.Access.Why)
+		}
 		fmt.Fprintf(w, "  client:  %s\n", map[bool]string{true: "routes it into the tunnel (inside the allowed CIDRs)", false: "does not route it into the tunnel (outside the allowed CIDRs)"}[v.ClientRoutes])
 		for i, p := range v.Path {
 			label := "  path:    "
