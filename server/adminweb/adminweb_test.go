@@ -269,19 +269,6 @@ func BenchmarkPeersPage10k(b *testing.B) {
 	b.ReportMetric(float64(size)/(1<<20), "MiB/page")
 }
 
-func TestPeersPage10kUnder200ms(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short")
-	}
-	res := testing.Benchmark(BenchmarkPeersPage10k)
-	per := time.Duration(res.NsPerOp())
-	t.Logf("peers page, 10,000 peers: %v per render (%d runs), %s", per, res.N, res.MemString())
-	// Generous bound (the target is 200 ms) so a loaded machine does not flake.
-	if per > time.Second {
-		t.Errorf("peers page with 10,000 peers took %v per render", per)
-	}
-}
-
 func TestReadOnlyPagesRender(t *testing.T) {
 	h, _, _ := newTest(t, nil)
 	cookie, _ := loginAs(h, "carol@example.com")
