@@ -56,11 +56,9 @@ func hostDeps() *netDeps {
 type hostTunnel struct{ *wgdev.Device }
 
 func newHostTunnel(n config.Network, log *slog.Logger) (tunnel, error) {
-	// Stock wireguard-go on the gateway: with the in-flight bound of the
-	// client's tunnel, a start whose listen port is taken came up serving
-	// (and hung the all-or-nothing start) under load; the bound is the
-	// client's memory target, not the gateway's.
-	dev, err := wgdev.CreateWithInflight(n.Interface, n.MTU, log, 0)
+	// The in-flight bound (wgdev.DefaultInflight, CLEARPATH_WG_INFLIGHT)
+	// keeps a bulk transfer from queueing hundreds of MiB of packets.
+	dev, err := wgdev.Create(n.Interface, n.MTU, log)
 	if err != nil {
 		return nil, err
 	}
