@@ -25,6 +25,7 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn-gateway/internal/userscmd"
 	"github.com/clearpath-vpn/clearpath/internal/clidocs"
 	"github.com/clearpath-vpn/clearpath/internal/envvar"
+	"github.com/clearpath-vpn/clearpath/internal/memlimit"
 	"github.com/clearpath-vpn/clearpath/internal/usererr"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 	"github.com/clearpath-vpn/clearpath/server/config"
@@ -99,6 +100,9 @@ func newServe() *cobra.Command {
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if limit := memlimit.Follow(ctx, log); limit > 0 {
+				log.Info("memory limit", "mib", limit>>20, "above_live", "1/4", "override", memlimit.Env+" or GOMEMLIMIT")
+			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)

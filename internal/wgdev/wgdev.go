@@ -56,7 +56,7 @@ func InUse(name string) bool {
 // listens on its UAPI socket. The device starts down; configure it (wgctrl or
 // IpcSet) and call Up.
 func Create(name string, mtu int, log *slog.Logger) (*Device, error) {
-	return CreateWithInflight(name, mtu, log, inflightLimit(log))
+	return CreateWithInflight(name, mtu, log, InflightLimit(log, DefaultInflight))
 }
 
 // CreateWithInflight is Create with an explicit bound on the packets in
@@ -144,15 +144,17 @@ func (d *Device) Inflight() (out, in Inflight) {
 // use it.
 const InflightEnv = "CLEARPATH_WG_INFLIGHT"
 
-func inflightLimit(log *slog.Logger) int {
+// InflightLimit is the bound InflightEnv sets, or def when it is unset or
+// bad (the bad value is logged).
+func InflightLimit(log *slog.Logger, def int) int {
 	v := envvar.Get(strings.TrimPrefix(InflightEnv, envvar.Prefix))
 	if v == "" {
-		return DefaultInflight
+		return def
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
 		log.Warn("ignoring bad "+InflightEnv+" (want a packet count, 0 for no bound)", "value", v)
-		return DefaultInflight
+		return def
 	}
 	return n
 }
