@@ -22,10 +22,12 @@ import (
 func inPrivateNetns(t *testing.T) {
 	t.Helper()
 	lab.SkipUnlessRoot(t)
-	if os.Getenv(privateNetnsEnv) == "" {
+	if !privateNetns() {
 		t.Skip("needs the private network namespace TestMain makes")
 	}
 }
+
+func privateNetns() bool { return os.Geteuid() == 0 && os.Getenv(privateNetnsEnv) != "" }
 
 // boundPort is the UDP port the device listens on, 0 for none (the UAPI
 // get lists listen_port only while a socket is open or configured).
