@@ -111,6 +111,15 @@ func BenchmarkGatewayMemory10k(b *testing.B) {
 		}
 		time.Sleep(2 * time.Second)
 		full, peak := rss(b, gw.proc.Pid())
+		b.ReportMetric(float64(idle), "idle-rss-bytes")
+		b.ReportMetric(float64(full), "10k-rss-bytes")
+		b.ReportMetric(float64(peak), "peak-rss-bytes")
+		b.ReportMetric(float64(full-idle)/peers, "bytes/peer")
+		b.ReportMetric(float64(full)/float64(idle), "x-idle")
+		b.ReportMetric(float64(peers)/took.Seconds(), "registrations/s")
+		// Logged too: a restart that fails below loses the metrics.
+		b.Logf("idle %.1f MB, 10k peers %.1f MB (peak %.1f MB), %.0f bytes/peer, %.0f registrations/s",
+			float64(idle)/1e6, float64(full)/1e6, float64(peak)/1e6, float64(full-idle)/peers, float64(peers)/took.Seconds())
 		gw.stop(b)
 		gw.start(b, s)
 		if n := len(wgDump(b, s.GW, gw.spec.Iface)); n != peers {
@@ -118,12 +127,6 @@ func BenchmarkGatewayMemory10k(b *testing.B) {
 		}
 		time.Sleep(2 * time.Second)
 		restarted, _ := rss(b, gw.proc.Pid())
-		b.ReportMetric(float64(idle), "idle-rss-bytes")
-		b.ReportMetric(float64(full), "10k-rss-bytes")
-		b.ReportMetric(float64(peak), "peak-rss-bytes")
 		b.ReportMetric(float64(restarted), "restarted-10k-rss-bytes")
-		b.ReportMetric(float64(full-idle)/peers, "bytes/peer")
-		b.ReportMetric(float64(full)/float64(idle), "x-idle")
-		b.ReportMetric(float64(peers)/took.Seconds(), "registrations/s")
 	}
 }
