@@ -8,12 +8,15 @@
 package memlimit
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/clearpath-vpn/clearpath/internal/envvar"
 )
@@ -46,6 +49,73 @@ func Apply(log *slog.Logger) int64 {
 	}
 	debug.SetMemoryLimit(limit)
 	return limit
+}
+
+// Headroom is how far above what a process holds live a following limit
+// (Follow) lets its heap grow before the collector runs, as a fraction of
+// what it holds: 1/4 (GOGC=25, where the default is 100).
+const Headroom = 4
+
+// Follow sets the limit as Apply does, then keeps it at least a quarter
+// (Headroom) above the memory the process holds live (heap objects that survived the
+// last collection, stacks, runtime structures), checked every second until
+// ctx is done. A small process stays under the limit; one that holds more
+// than it (a gateway with thousands of peers) collects each time its
+// garbage reaches a quarter of what it holds, instead of continuously as a
+// fixed limit below its live heap would make it. It returns the base limit (0: none, nothing follows).
+func Follow(ctx context.Context, log *slog.Logger) int64 {
+	base := Apply(log)
+	if base == 0 {
+		return 0
+	}
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		cur := base
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if want := followed(base, held()); want != cur {
+				debug.SetMemoryLimit(want)
+				cur = want
+			}
+		}
+	}()
+	return base
+}
+
+// followed is the limit for a process holding held bytes live: base, or
+// held and a quarter, rounded up to a MiB so that small changes do not
+// move it.
+func followed(base, held int64) int64 {
+	want := (held + held/Headroom + 1<<20 - 1) &^ (1<<20 - 1)
+	return max(base, want)
+}
+
+// held is the memory the process holds live: the heap that survived the
+// last collection plus the runtime's memory outside heap spans (stacks,
+// metadata, buffers).
+func held() int64 {
+	s := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+	}
+	metrics.Read(s)
+	var v [6]int64
+	for i, x := range s {
+		if x.Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		v[i] = int64(x.Value.Uint64())
+	}
+	return v[0] + v[1] - v[2] - v[3] - v[4] - v[5]
 }
 
 // ParseSize reads a byte count with an optional B, KiB, MiB or GiB suffix

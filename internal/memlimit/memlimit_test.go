@@ -1,9 +1,12 @@
 package memlimit
 
 import (
+	"context"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 func TestParseSize(t *testing.T) {
@@ -41,6 +44,45 @@ func TestApply(t *testing.T) {
 	if got := Apply(log); got != 0 || debug.SetMemoryLimit(-1) != 1<<40 {
 		t.Fatalf("GOMEMLIMIT set: Apply = %d and changed the runtime limit", got)
 	}
+}
+
+func TestFollowed(t *testing.T) {
+	for _, c := range []struct{ base, held, want int64 }{
+		{64 << 20, 10 << 20, 64 << 20},     // small: the base
+		{64 << 20, 48 << 20, 64 << 20},     // at the edge
+		{64 << 20, 300 << 20, 375 << 20},   // 10,000 peers: a quarter above
+		{64 << 20, 300<<20 + 4, 376 << 20}, // rounded up to a MiB
+		{512 << 20, 300 << 20, 512 << 20},  // a larger base wins
+	} {
+		if got := followed(c.base, c.held); got != c.want {
+			t.Errorf("followed(%d, %d) = %d, want %d", c.base, c.held, got, c.want)
+		}
+	}
+}
+
+// Follow raises the runtime's limit above what the process holds live.
+func TestFollow(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOMEMLIMIT", "")
+	t.Setenv(Env, "1MiB")
+	keep := make([]byte, 40<<20) // held live across the check
+	for i := range keep {
+		keep[i] = 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if base := Follow(ctx, slog.New(slog.DiscardHandler)); base != 1<<20 {
+		t.Fatalf("Follow = %d, want the 1 MiB base", base)
+	}
+	runtime.GC()
+	deadline := time.Now().Add(10 * time.Second)
+	for debug.SetMemoryLimit(-1) < 50<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("limit %d MiB with 40 MiB live, want at least 50 MiB", debug.SetMemoryLimit(-1)>>20)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	runtime.KeepAlive(keep)
 }
 
 func FuzzParseSize(f *testing.F) {

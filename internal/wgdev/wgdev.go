@@ -56,7 +56,7 @@ func InUse(name string) bool {
 // listens on its UAPI socket. The device starts down; configure it (wgctrl or
 // IpcSet) and call Up.
 func Create(name string, mtu int, log *slog.Logger) (*Device, error) {
-	return CreateWithInflight(name, mtu, log, inflightLimit(log))
+	return CreateWithInflight(name, mtu, log, InflightLimit(log, DefaultInflight))
 }
 
 // CreateWithInflight is Create with an explicit bound on the packets in
@@ -87,13 +87,13 @@ func CreateWithInflight(name string, mtu int, log *slog.Logger, inLimit int) (*D
 		},
 	}
 	var (
-		devTUN tun.Device = t
+		devTUN tun.Device = newStateTUN(t)
 		bind   conn.Bind  = conn.NewDefaultBind()
 	)
 	var lim *limits
 	if inLimit > 0 {
 		lim = newLimits(inLimit)
-		devTUN, bind = &limitedTUN{Device: t, l: lim}, &limitedBind{Bind: bind, l: lim}
+		devTUN, bind = &limitedTUN{Device: devTUN, l: lim}, &limitedBind{Bind: bind, l: lim}
 	}
 	dev := device.NewDevice(devTUN, bind, wgLog)
 	uapi, err := ipc.UAPIListen(name, uapiFile)
@@ -144,21 +144,61 @@ func (d *Device) Inflight() (out, in Inflight) {
 // use it.
 const InflightEnv = "CLEARPATH_WG_INFLIGHT"
 
-func inflightLimit(log *slog.Logger) int {
+// InflightLimit is the bound InflightEnv sets, or def when it is unset or
+// bad (the bad value is logged).
+func InflightLimit(log *slog.Logger, def int) int {
 	v := envvar.Get(strings.TrimPrefix(InflightEnv, envvar.Prefix))
 	if v == "" {
-		return DefaultInflight
+		return def
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
 		log.Warn("ignoring bad "+InflightEnv+" (want a packet count, 0 for no bound)", "value", v)
-		return DefaultInflight
+		return def
 	}
 	return n
 }
 
-// Up brings the WireGuard device up (the TUN link is set up separately).
+// Up brings the WireGuard device up (the TUN link is set up separately): it
+// opens the UDP sockets on the configured listen port and starts the peers.
+// Only Up and Close change the device's state; the link's state does not
+// (stateTUN).
 func (d *Device) Up() error { return d.Dev.Up() }
+
+// stateTUN hides the TUN link's up and down events from wireguard-go, which
+// would otherwise bring the device up or down on its own goroutine:
+//   - on this kernel (6.18) a new, down TUN reports itself up at creation
+//     (wireguard-go's status probe, a zero-length write, fails with EINVAL
+//     as on an up link), so the device came up and bound a random port
+//     before it was configured;
+//   - when that Up (or one after the link was set up) found the configured
+//     listen port taken, wireguard-go reset the port to 0, and the caller's
+//     own Up then bound a random port and succeeded: a gateway whose port was
+//     taken came up serving on a port no client uses, instead of failing
+//     (internal/wgdev TestBusyPortFailsUp, e2e TestBadConfigAndNoHalfStart).
+//
+// The callers bring the device up once it is configured and close it to
+// stop it, so the link's state carries nothing they need. MTU changes still
+// pass through.
+type stateTUN struct {
+	tun.Device
+	events chan tun.Event
+}
+
+func newStateTUN(t tun.Device) *stateTUN {
+	s := &stateTUN{Device: t, events: make(chan tun.Event, 1)}
+	go func() {
+		defer close(s.events) // after the TUN closed its own
+		for ev := range t.Events() {
+			if ev &^= tun.EventUp | tun.EventDown; ev != 0 {
+				s.events <- ev
+			}
+		}
+	}()
+	return s
+}
+
+func (s *stateTUN) Events() <-chan tun.Event { return s.events }
 
 // Close stops the device; the kernel removes the TUN link and every route on it.
 func (d *Device) Close() {

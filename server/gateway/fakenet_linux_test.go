@@ -34,13 +34,16 @@ type fakeNet struct {
 	mu         sync.Mutex
 	devices    map[string]*wgtypes.Device
 	failCreate map[string]error
-	guard      *hostguard.Spec
-	guardOps   []string
-	wgClosed   bool
+	// upPort moves a device to another listen port when it comes up, as
+	// wireguard-go did when a link event had found the port taken.
+	upPort   map[string]int
+	guard    *hostguard.Spec
+	guardOps []string
+	wgClosed bool
 }
 
 func newFakeNet(sys *routestest.System) *fakeNet {
-	return &fakeNet{sys: sys, devices: map[string]*wgtypes.Device{}, failCreate: map[string]error{}}
+	return &fakeNet{sys: sys, devices: map[string]*wgtypes.Device{}, failCreate: map[string]error{}, upPort: map[string]int{}}
 }
 
 func (f *fakeNet) deps() *netDeps {
@@ -86,6 +89,11 @@ type fakeTunnel struct {
 }
 
 func (t *fakeTunnel) Up() error {
+	t.f.mu.Lock()
+	if p, ok := t.f.upPort[t.name]; ok {
+		t.f.devices[t.name].ListenPort = p
+	}
+	t.f.mu.Unlock()
 	t.f.sys.AddLink(routes.Link{Name: t.name, Type: "tun", Up: true})
 	return nil
 }
@@ -393,6 +401,26 @@ func TestServeUnitFailedStartUndoesEarlierSteps(t *testing.T) {
 	}
 	if f.guard != nil || len(f.deviceNames()) != 0 || !slices.Equal(f.guardOps, []string{"apply", "remove"}) {
 		t.Fatalf("guard %v (ops %v), devices %v", f.guard, f.guardOps, f.deviceNames())
+	}
+}
+
+// A device that comes up on another port than its listen_port (a random
+// one: wireguard-go after a link event found the port taken) fails the
+// start, which undoes everything: no network serves where no client looks.
+func TestServeUnitDeviceOnOtherPortFails(t *testing.T) {
+	sys := host(t)
+	sys.RemoveLink("wg-eng")
+	sys.RemoveLink("wg-ops")
+	f := newFakeNet(sys)
+	f.upPort["wgb"] = 40123
+	u := startUnit(t, f, unitConfig("@DIR@", labNet{iface: "wga", port: 51820, table: 1000, allow: "10.10.0.0/16"},
+		labNet{iface: "wgb", port: 51821, table: 1001, allow: "10.20.0.0/16"}))
+	err := u.wait()
+	if err == nil || !strings.Contains(err.Error(), "networks[1] (n1): wgb listens on UDP port 40123, not listen_port 51821; nothing is left set up") {
+		t.Fatalf("Serve: %v", err)
+	}
+	if names := f.deviceNames(); len(names) != 0 {
+		t.Fatalf("devices left: %v", names)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/clearpath-vpn/clearpath/internal/memlimit"
 	"github.com/clearpath-vpn/clearpath/routes"
 	"github.com/clearpath-vpn/clearpath/server/config"
 )
@@ -316,6 +317,7 @@ func TestGatewayHelper(t *testing.T) {
 		}
 	}()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	memlimit.Follow(ctx, log) // as vpn-gateway serve does
 	err = Serve(ctx, Options{Config: cfg, ConfigPath: path, Log: log, Reload: reload, Hooks: hooks})
 	point("exit")
 	if err != nil {

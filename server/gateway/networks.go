@@ -160,6 +160,19 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 	if err = dev.Up(); err != nil {
 		return nil, nil, fmt.Errorf("bring %s up: %w", n.Interface, err)
 	}
+	// The device must serve on the configured port and no other: clients
+	// are told that port (a wireguard-go that lost it once bound a random
+	// one and came up, see wgdev's stateTUN).
+	g.wgMu.Lock()
+	d, err := g.wg.Device(n.Interface)
+	g.wgMu.Unlock()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s back through wgctrl: %w", n.Interface, err)
+	}
+	if d.ListenPort != n.ListenPort {
+		err = fmt.Errorf("%s listens on UDP port %d, not listen_port %d", n.Interface, d.ListenPort, n.ListenPort)
+		return nil, nil, err
+	}
 	for _, p := range peers {
 		if err = g.flows.add(p); err != nil {
 			return nil, nil, fmt.Errorf("flow filter: %w", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
+	"github.com/clearpath-vpn/clearpath/internal/memlimit"
 	"github.com/clearpath-vpn/clearpath/internal/usererr"
 	"github.com/clearpath-vpn/clearpath/server/config"
 	"github.com/clearpath-vpn/clearpath/server/gateway"
@@ -65,6 +66,9 @@ func Run(ctx context.Context, o *Options) error {
 	log := slog.New(slog.NewTextHandler(o.IO.ErrOut, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if limit := memlimit.Follow(ctx, log); limit > 0 {
+		log.Info("memory limit", "mib", limit>>20, "above_live", "1/4", "override", memlimit.Env+" or GOMEMLIMIT")
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
