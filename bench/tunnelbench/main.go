@@ -341,6 +341,7 @@ func rows() []rowSpec {
 		ours("norules", oursLabel+", no policy rules", "ablation", classLight, true, oursVariant{noRules: true}),
 		ours("nomark", oursLabel+", unmarked socket", "ablation", classLight, true, oursVariant{noMark: true}),
 		ours("noipv6", oursLabel+", no IPv6 on the tunnel", "ablation", classLight, true, oursVariant{noIPv6: true}),
+		ours("nofilter", oursLabel+", no eBPF filter on the gateway", "ablation", classLight, true, oursVariant{noFilter: true}),
 		ours("nomemlimit", oursLabel+", no memory limit", "ablation", classLight, true, oursVariant{clientEnv: []string{"CLEARPATH_MEMORY_LIMIT=off"}}),
 		ours("stock", oursLabel+", untuned", "ablation", classLight, false, oursVariant{env: []string{"CLEARPATH_WG_INFLIGHT=0", "CLEARPATH_MEMORY_LIMIT=off"}}),
 		ours("gwlimit", oursLabel+", GOMEMLIMIT=64MiB on both ends", "ablation", classLight, false, oursVariant{env: []string{"GOMEMLIMIT=64MiB"}}),

@@ -374,6 +374,7 @@ type ours struct {
 	stateDir  string
 	configDir string
 	iface     string
+	gwIface   string
 	agentPid  int
 	// agentSetup is the agent's share of the last Up (ms).
 	agentSetup float64
@@ -394,6 +395,9 @@ type oursVariant struct {
 	// benchknobs.go): routes in main and no policy rule; an unmarked
 	// WireGuard socket.
 	noRules, noMark bool
+	// noFilter turns the gateway's eBPF flow filter off (flows.filter:
+	// "off"): the reference has no per-packet filter on its server end.
+	noFilter bool
 }
 
 // client is the extra environment of the client's processes.
@@ -421,6 +425,9 @@ func (v oursVariant) describe() string {
 	}
 	if v.service {
 		parts = append(parts, "agent started before vpn up")
+	}
+	if v.noFilter {
+		parts = append(parts, "gateway eBPF filter off")
 	}
 	return strings.Join(parts, "; ")
 }
@@ -456,6 +463,14 @@ func (o *ours) verify(ctx context.Context) error {
 	if has := strings.Contains(v6, "inet6"); has == o.v.noIPv6 {
 		bad = append(bad, fmt.Sprintf("IPv6 address on %s: %v (IPv4-only row: %v)", o.iface, has, o.v.noIPv6))
 	}
+	// The filter's programs sit on tcx of the gateway's interface.
+	progs, err := o.e.srv.Exec(ctx, "bpftool", "net", "show", "dev", o.gwIface)
+	if err != nil {
+		return err
+	}
+	if has := strings.Contains(progs, "tcx"); has == o.v.noFilter {
+		bad = append(bad, fmt.Sprintf("eBPF filter on %s: %v (no-filter row: %v)", o.gwIface, has, o.v.noFilter))
+	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%s is not set up as its row says: %s\n%s", o.label, strings.Join(bad, "; "), rules)
 	}
@@ -485,6 +500,11 @@ func newOurs(ctx context.Context, e *env, d *dex.Server, label, slot string, v o
 		return nil, err
 	}
 	o.gwConfig = filepath.Join(gwDir, "gateway.yaml")
+	o.gwIface = e.lab.Prefix + "g" + slot
+	filterConf := ""
+	if v.noFilter {
+		filterConf = "flows:\n  filter: \"off\"\n"
+	}
 	cfg := fmt.Sprintf(`listen: "%s:8080"
 endpoint: %s
 oidc:
@@ -503,8 +523,8 @@ networks:
     pool: %s
     allow: [10.10.0.0/16]
     local_ports: [tcp/5201]
-`, srvVeth4, srvVeth4, dex.Issuer, dex.ClientID, dex.ClientID,
-		filepath.Join(gwDir, "gateway.db"), filepath.Join(gwDir, "state"), e.lab.Prefix+"g"+slot, pool)
+%s`, srvVeth4, srvVeth4, dex.Issuer, dex.ClientID, dex.ClientID,
+		filepath.Join(gwDir, "gateway.db"), filepath.Join(gwDir, "state"), e.lab.Prefix+"g"+slot, pool, filterConf)
 	if err := os.WriteFile(o.gwConfig, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
