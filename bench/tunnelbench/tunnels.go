@@ -371,10 +371,10 @@ type ours struct {
 	dex       *dex.Server
 	gwConfig  string
 	gwProc    *lab.Proc
+	gwName    string // the gateway process's (and log file's) name, one per row
 	stateDir  string
 	configDir string
 	iface     string
-	gwIface   string
 	agentPid  int
 	// agentSetup is the agent's share of the last Up (ms).
 	agentSetup float64
@@ -463,13 +463,10 @@ func (o *ours) verify(ctx context.Context) error {
 	if has := strings.Contains(v6, "inet6"); has == o.v.noIPv6 {
 		bad = append(bad, fmt.Sprintf("IPv6 address on %s: %v (IPv4-only row: %v)", o.iface, has, o.v.noIPv6))
 	}
-	// The filter's programs sit on tcx of the gateway's interface.
-	progs, err := o.e.srv.Exec(ctx, "bpftool", "net", "show", "dev", o.gwIface)
-	if err != nil {
-		return err
-	}
-	if has := strings.Contains(progs, "tcx"); has == o.v.noFilter {
-		bad = append(bad, fmt.Sprintf("eBPF filter on %s: %v (no-filter row: %v)", o.gwIface, has, o.v.noFilter))
+	// The gateway logs each interface it attaches the filter to.
+	attached := o.gwProc != nil && strings.Contains(o.gwProc.Log(), "flow filter attached")
+	if attached == o.v.noFilter {
+		bad = append(bad, fmt.Sprintf("eBPF filter attached on the gateway: %v (no-filter row: %v)", attached, o.v.noFilter))
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%s is not set up as its row says: %s\n%s", o.label, strings.Join(bad, "; "), rules)
@@ -500,7 +497,7 @@ func newOurs(ctx context.Context, e *env, d *dex.Server, label, slot string, v o
 		return nil, err
 	}
 	o.gwConfig = filepath.Join(gwDir, "gateway.yaml")
-	o.gwIface = e.lab.Prefix + "g" + slot
+	o.gwName = "gateway-" + slot
 	filterConf := ""
 	if v.noFilter {
 		filterConf = "flows:\n  filter: \"off\"\n"
@@ -557,7 +554,7 @@ func (o *ours) Pids() (int, int) { return o.agentPid, pid(o.gwProc) }
 // gateway has fetched the identity provider's keys, as a gateway that has
 // been serving for a while has.
 func (o *ours) Start(ctx context.Context) error {
-	p, err := o.e.srv.StartEnv("gateway", o.v.env, pinned(serverCPU, o.e.bin.Gateway, "serve", "--config", o.gwConfig)...)
+	p, err := o.e.srv.StartEnv(o.gwName, o.v.env, pinned(serverCPU, o.e.bin.Gateway, "serve", "--config", o.gwConfig)...)
 	o.gwProc = p
 	if err != nil {
 		return err
