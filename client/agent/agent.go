@@ -30,6 +30,11 @@ import (
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
 
+// loadedAt is when this package was initialised, near the process's start:
+// "agent ready" logs the time from there (the agent's own start-up, which
+// `vpn up` waits for when it starts the agent).
+var loadedAt = time.Now()
+
 // DefaultTimeout bounds `up` when the request names none.
 const DefaultTimeout = 15 * time.Second
 
@@ -164,7 +169,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Ag
 	defer cancel()
 	a.onEnd = cancel
 	srv := control.Serve(ln, a, cancel, pol)
-	log.Info("agent ready", "socket", sock, "pid", os.Getpid(), "group", pol.GroupName, "group_access", pol.HasGroup)
+	log.Info("agent ready", "socket", sock, "pid", os.Getpid(), "group", pol.GroupName, "group_access", pol.HasGroup,
+		"start_ms", float64(time.Since(loadedAt).Microseconds())/1000)
 	<-ctx.Done()
 	// Let the answer to `down` reach the CLI before the socket closes.
 	shut, c := context.WithTimeout(context.Background(), 2*time.Second)
@@ -361,6 +367,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		notices = append(notices, routes.ConsentNotice(dropped))
 		a.log.Warn("dropped pushed prefixes that would capture all traffic", "dropped", dropped)
 	}
+	ph.mark("config")
 	if snap, err := a.sys.Snapshot(); err != nil {
 		return st, fmt.Errorf("read the routing state: %w", err)
 	} else if err := routes.CheckTunnelAddresses(snap, cfg.Addresses, a.heldDevice(held)); err != nil {
@@ -382,6 +389,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 			return st, err
 		}
 	}
+	ph.mark("checks")
 	if held {
 		// The unreachable defaults hold the block while the old device
 		// goes (its name may be the one asked for); the route session
@@ -408,12 +416,15 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 			}
 		}()
 	}
-	ph.mark("checks")
+	ph.mark("begin")
 	t, err := a.edge.tunnelUp(cfg, a.log)
 	if err != nil {
 		return st, fmt.Errorf("create tunnel: %w", err)
 	}
 	ph.mark("device")
+	for _, s := range t.Steps {
+		ph.add("device_"+s.Name, s.Took)
+	}
 	a.mu.Lock()
 	a.tun = t
 	a.mu.Unlock()

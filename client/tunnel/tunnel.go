@@ -46,6 +46,27 @@ type Tunnel struct {
 	MTU   int
 	wg    *device.Device
 	close func() // stops the device (wgdev's Close, or UpOver's)
+	// Steps is how long each step of Up took ("tun", "wireguard",
+	// "link"), for the agent's "connect phases" log line.
+	Steps []Step
+}
+
+// Step is one timed step of bringing a tunnel up.
+type Step struct {
+	Name string
+	Took time.Duration
+}
+
+// stepClock times consecutive steps.
+type stepClock struct {
+	last  time.Time
+	steps []Step
+}
+
+func (c *stepClock) mark(name string) {
+	now := time.Now()
+	c.steps = append(c.steps, Step{Name: name, Took: now.Sub(c.last)})
+	c.last = now
 }
 
 // Up creates and configures the tunnel. On error nothing is left behind.
@@ -53,10 +74,12 @@ func Up(cfg Config, log *slog.Logger) (t *Tunnel, err error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1420
 	}
+	clk := stepClock{last: time.Now()}
 	dev, err := wgdev.Create(cfg.Interface, cfg.MTU, log)
 	if err != nil {
 		return nil, err
 	}
+	clk.mark("tun")
 	t = &Tunnel{Name: dev.Name, MTU: cfg.MTU, wg: dev.Dev, close: dev.Close}
 	defer func() {
 		if err != nil {
@@ -66,9 +89,12 @@ func Up(cfg Config, log *slog.Logger) (t *Tunnel, err error) {
 	if err := t.configure(cfg); err != nil {
 		return nil, err
 	}
+	clk.mark("wireguard")
 	if err := configureLink(t.Name, cfg.Addresses); err != nil {
 		return nil, err
 	}
+	clk.mark("link")
+	t.Steps = clk.steps
 	return t, nil
 }
 
