@@ -73,13 +73,16 @@ type Agent struct {
 // and the clock. Unit tests replace them (a wireguard-go device over
 // tun/tuntest and conn/bindtest, a fake clock) to run without root.
 type edges struct {
-	tunnelUp   func(tunnel.Config, *slog.Logger) (*tunnel.Tunnel, error)
-	pickName   func() (string, error)
-	probe      func(ctx context.Context, src, dst netip.Addr) error
-	watch      func(ctx context.Context, debounce time.Duration, onChange func()) error
-	resolvConf string
-	stubListen netip.AddrPort                             // the DNS stub's address (zero: splitdns.StubAddr:53)
-	resolved   func(resolvConf string) *splitdns.Resolved // systemd-resolved when in charge (nil edge: never)
+	tunnelUp func(tunnel.Config, *slog.Logger) (*tunnel.Tunnel, error)
+	// tunnelPrepare makes the device while the registration is in
+	// flight (nil: tunnelUp makes it after).
+	tunnelPrepare func(name string, mtu int, priv wgtypes.Key, log *slog.Logger) (preparedTunnel, error)
+	pickName      func() (string, error)
+	probe         func(ctx context.Context, src, dst netip.Addr) error
+	watch         func(ctx context.Context, debounce time.Duration, onChange func()) error
+	resolvConf    string
+	stubListen    netip.AddrPort                             // the DNS stub's address (zero: splitdns.StubAddr:53)
+	resolved      func(resolvConf string) *splitdns.Resolved // systemd-resolved when in charge (nil edge: never)
 	// resolverDir: per-domain resolver files (macOS /etc/resolver; "" none).
 	resolverDir string
 	now         func() time.Time
@@ -87,7 +90,7 @@ type edges struct {
 }
 
 func machineEdges() edges {
-	return edges{tunnelUp: tunnel.Up, pickName: tunnel.PickName, probe: tunnel.Probe, watch: routes.Watch,
+	return edges{tunnelUp: tunnel.Up, tunnelPrepare: machinePrepare, pickName: tunnel.PickName, probe: tunnel.Probe, watch: routes.Watch,
 		resolvConf: "/etc/resolv.conf", resolved: splitdns.SystemResolved, resolverDir: resolverDir, now: time.Now, after: time.After}
 }
 
@@ -334,6 +337,22 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 			return st, fmt.Errorf("make a new device key: %w", err)
 		}
 	}
+	// What needs nothing from the gateway runs while it registers us
+	// (prepare.go). From the block (held) the old device goes first:
+	// its name may be the one asked for.
+	var prep *prepJob
+	if !held && a.edge.tunnelPrepare != nil {
+		var name string
+		if name, err = a.interfaceName(req); err != nil {
+			return st, err
+		}
+		prep = a.startPrepare(name, req.MTU, priv)
+		defer func() {
+			if err != nil {
+				a.abandon(prep)
+			}
+		}()
+	}
 	reg, err := sess.gw.Register(ctx, req.Token, req.Network, sess.device(priv))
 	if err != nil {
 		return st, registerError(req.Server, err)
@@ -368,14 +387,20 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		a.log.Warn("dropped pushed prefixes that would capture all traffic", "dropped", dropped)
 	}
 	ph.mark("config")
-	if snap, err := a.sys.Snapshot(); err != nil {
+	var snap *routes.Snapshot
+	if prep != nil {
+		prep.wait()
+		ph.add("prepare", prep.took)
+		ph.mark("prepare_wait")
+		if prep.err != nil {
+			return st, prep.err
+		}
+		snap = prep.snap
+	} else if snap, err = a.sys.Snapshot(); err != nil {
 		return st, fmt.Errorf("read the routing state: %w", err)
-	} else if err := routes.CheckTunnelAddresses(snap, cfg.Addresses, a.heldDevice(held)); err != nil {
-		return st, fmt.Errorf("gateway sent a bad peer config: %w", err)
 	}
-	cfg.Interface = req.Interface
-	if cfg.Interface == "" {
-		cfg.Interface = envvar.Get("INTERFACE")
+	if err := routes.CheckTunnelAddresses(snap, cfg.Addresses, a.heldDevice(held)); err != nil {
+		return st, fmt.Errorf("gateway sent a bad peer config: %w", err)
 	}
 	if req.MTU > 0 {
 		cfg.MTU = req.MTU
@@ -384,13 +409,14 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 			notices = append(notices, fmt.Sprintf("tunnel MTU %d is below IPv6's minimum of %d: the tunnel carries IPv4 only", req.MTU, minIPv6MTU))
 		}
 	}
-	if cfg.Interface == "" {
-		if cfg.Interface, err = a.edge.pickName(); err != nil {
+	if prep == nil {
+		if cfg.Interface, err = a.interfaceName(req); err != nil {
 			return st, err
 		}
 	}
 	ph.mark("checks")
-	if held {
+	switch {
+	case held:
 		// The unreachable defaults hold the block while the old device
 		// goes (its name may be the one asked for); the route session
 		// (journal) goes on.
@@ -406,7 +432,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 				a.dropNewTunnel()
 			}
 		}()
-	} else {
+	case prep == nil:
 		if err := a.engine.Begin(); err != nil {
 			return st, fmt.Errorf("prepare routes: %w", err)
 		}
@@ -415,9 +441,15 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 				a.teardown()
 			}
 		}()
+		ph.mark("begin")
 	}
-	ph.mark("begin")
-	t, err := a.edge.tunnelUp(cfg, a.log)
+	var t *tunnel.Tunnel
+	if prep != nil {
+		prep.used = true // Up closes the device if it fails
+		t, err = prep.pending.Up(cfg)
+	} else {
+		t, err = a.edge.tunnelUp(cfg, a.log)
+	}
 	if err != nil {
 		return st, fmt.Errorf("create tunnel: %w", err)
 	}
@@ -504,6 +536,18 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		st.Notices = append(st.Notices, "DNS: "+dnsSt.Note)
 	}
 	return st, nil
+}
+
+// interfaceName is the tunnel interface `up` makes: the one asked for,
+// else CLEARPATH_INTERFACE, else the first free cpN.
+func (a *Agent) interfaceName(req control.UpRequest) (string, error) {
+	if req.Interface != "" {
+		return req.Interface, nil
+	}
+	if n := envvar.Get("INTERFACE"); n != "" {
+		return n, nil
+	}
+	return a.edge.pickName()
 }
 
 // heldDevice is the blocked tunnel's device during a switch from the block:
@@ -601,8 +645,10 @@ func (a *Agent) replan() error {
 }
 
 // probeAll pings the gateway's tunnel address of each family we have an
-// address in, so `up` proves IPv4 and IPv6 both cross.
+// address in, so `up` proves IPv4 and IPv6 both cross. The families are
+// probed at once: `up` waits for the slower, not for both in a row.
 func probeAll(ctx context.Context, probe func(ctx context.Context, src, dst netip.Addr) error, ours []netip.Prefix, gateway []string) error {
+	var pairs [][2]netip.Addr
 	for _, g := range gateway {
 		dst, err := netip.ParseAddr(g)
 		if err != nil {
@@ -610,14 +656,25 @@ func probeAll(ctx context.Context, probe func(ctx context.Context, src, dst neti
 		}
 		for _, src := range ours {
 			if src.Addr().Is4() == dst.Is4() {
-				if err := probe(ctx, src.Addr(), dst); err != nil {
-					return err
-				}
+				pairs = append(pairs, [2]netip.Addr{src.Addr(), dst})
 				break
 			}
 		}
 	}
-	return nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(pairs))
+	for _, p := range pairs {
+		go func() { errs <- probe(ctx, p[0], p[1]) }()
+	}
+	var first error
+	for range pairs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel() // one family failed: so did up
+		}
+	}
+	return first
 }
 
 func tunnelConfig(ctx context.Context, pc *api.PeerConfig, priv wgtypes.Key) (tunnel.Config, error) {
