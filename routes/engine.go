@@ -151,7 +151,9 @@ func (e *Engine) Begin() error {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	saved := SavedState{Snapshot: snap, Lookups: e.lookups(snap)}
-	if err := writeFileSync(e.snapshotPath(), saved); err != nil {
+	// The journal's directory is fsynced by OpenJournal: the snapshot's
+	// entry (same directory) with it.
+	if err := writeFile(e.snapshotPath(), saved); err != nil {
 		return err
 	}
 	j, err := OpenJournal(e.journalPath())
@@ -678,7 +680,9 @@ func (e *Engine) lookups(snap *Snapshot) map[string]Route {
 	return out
 }
 
-func writeFileSync(path string, v any) error {
+// writeFile writes v as JSON to path through a fsynced temporary file
+// renamed over it; the caller fsyncs the directory.
+func writeFile(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", " ")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -700,7 +704,7 @@ func writeFileSync(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return nil
 }
 
 // Diff lists what is in b and not in a (Added) and in a and not in b (Removed).
