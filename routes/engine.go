@@ -239,6 +239,12 @@ func (e *Engine) Reconcile(desired []Change) (added, removed []Change, err error
 	if err != nil {
 		return nil, nil, err
 	}
+	return e.ReconcileFrom(snap, desired)
+}
+
+// ReconcileFrom is Reconcile against snap, a snapshot the caller has just
+// read (and planned desired from), so the state is not read twice.
+func (e *Engine) ReconcileFrom(snap *Snapshot, desired []Change) (added, removed []Change, err error) {
 	routes, rules := e.owner.Items(snap)
 	added, removed = diffOwned(desired, routes, rules)
 	aa, ar := diffAddrs(desired, snap)

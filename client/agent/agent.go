@@ -637,7 +637,7 @@ func (a *Agent) replan() error {
 		a.spec.Resolvers = spec.Resolvers // status names the resolver decisions too
 	}
 	a.mu.Unlock()
-	added, removed, err := a.engine.Reconcile(benchPlan(routes.PlanTunnel(snap, spec)))
+	added, removed, err := a.engine.ReconcileFrom(snap, benchPlan(routes.PlanTunnel(snap, spec)))
 	if len(added)+len(removed) > 0 {
 		a.log.Info("routes reconciled", "added", len(added), "removed", len(removed))
 	}
