@@ -6,6 +6,9 @@
 // about time (issue 24).
 //
 //	go test -count=1 -v -run TestUpLatency ./internal/tstest/uplat/ -uplat.runs 20
+//
+// -uplat.base DIR adds the modes of another build's vpn (say main's) to
+// the same rounds, for before/after figures under the same load.
 package uplat
 
 import (
@@ -28,6 +31,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/clearpath-vpn/clearpath/client/agent"
 	"github.com/clearpath-vpn/clearpath/client/auth"
 	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
 	"github.com/clearpath-vpn/clearpath/internal/tstest/lab/dex"
@@ -38,6 +42,7 @@ import (
 var (
 	runs    = flag.Int("uplat.runs", 5, "rounds; each times every mode once, the order rotating")
 	useTLS  = flag.Bool("uplat.tls", false, "serve the gateway's API over TLS (default plain http, as bench/tunnelbench)")
+	baseDir = flag.String("uplat.base", "", "directory holding a baseline build's vpn: its modes are timed in the same rounds")
 	binDir  = flag.String("uplat.bin", "", "directory holding prebuilt vpn and vpn-gateway (default: build them)")
 	wgGoBin = flag.String("uplat.wireguard-go", "", "the reference wireguard-go (default <repo>/bin/wireguard-go, `make bin/wireguard-go`)")
 )
@@ -62,6 +67,7 @@ type rig struct {
 	srvProc   *lab.Proc
 	agentSeen int     // connect-phases lines already read from agent.log
 	setupMS   float64 // the agent's share of the last up (status setup_ms)
+	vpnBin    string  // the vpn binary of the mode being timed
 }
 
 func TestUpLatency(t *testing.T) {
@@ -114,59 +120,72 @@ func TestUpLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	modes := []struct {
+	type mode struct {
 		name string
+		vpn  string // the vpn binary ("" for the reference)
 		run  func(context.Context) (time.Duration, error)
-	}{
-		{"wireguard-go bare set-up (reference)", r.reference},
-		{"vpn up, agent running as a service", r.upService},
-		{"vpn up, starting the agent", r.upStartingAgent},
+	}
+	modes := []mode{{"wireguard-go bare set-up (reference)", "", r.reference}}
+	builds := []struct{ label, vpn string }{{"", bins.VPN}}
+	if *baseDir != "" {
+		builds = []struct{ label, vpn string }{{" [base]", filepath.Join(*baseDir, "vpn")}, {" [this tree]", bins.VPN}}
+	}
+	for _, bld := range builds {
+		modes = append(modes,
+			mode{"vpn up, agent running as a service" + bld.label, bld.vpn, r.upService},
+			mode{"vpn up, starting the agent" + bld.label, bld.vpn, r.upStartingAgent})
 	}
 	took := make([][]time.Duration, len(modes))
-	phases := map[string]map[string][]float64{}
+	ratios := make([][]float64, len(modes)) // per round, ÷ the reference's
+	phases := make([]map[string][]float64, len(modes))
 	for i := 0; i < *runs; i++ {
+		round := make([]time.Duration, len(modes))
 		for j := range modes {
-			m := modes[(i+j)%len(modes)]
+			k := (i + j) % len(modes)
+			m := modes[k]
+			r.vpnBin = m.vpn
 			d, err := m.run(ctx)
 			if err != nil {
 				t.Fatalf("round %d, %s: %v", i+1, m.name, err)
 			}
-			k := slices.IndexFunc(modes, func(x struct {
-				name string
-				run  func(context.Context) (time.Duration, error)
-			}) bool {
-				return x.name == m.name
-			})
+			round[k] = d
 			took[k] = append(took[k], d)
 			if k > 0 {
 				ph, err := r.lastPhases()
 				if err != nil {
 					t.Fatal(err)
 				}
-				if phases[m.name] == nil {
-					phases[m.name] = map[string][]float64{}
+				if phases[k] == nil {
+					phases[k] = map[string][]float64{}
 				}
 				for name, v := range ph {
-					phases[m.name][name] = append(phases[m.name][name], v)
+					phases[k][name] = append(phases[k][name], v)
 				}
 			}
 		}
+		for k := range modes {
+			ratios[k] = append(ratios[k], float64(round[k])/float64(round[0]))
+		}
 	}
-	refMed := median(took[0])
 	var b strings.Builder
-	fmt.Fprintf(&b, "set-up to first reply, median of %d rounds (min-max), TLS %v:\n", *runs, *useTLS)
+	fmt.Fprintf(&b, "set-up to first reply, %d interleaved rounds, TLS %v: median (min-max); median of per-round ratios to the reference (min-max)\n", *runs, *useTLS)
 	for k, m := range modes {
-		fmt.Fprintf(&b, "  %-40s %6.1f ms (%.1f-%.1f)  ratio %.2f\n", m.name, ms(median(took[k])), ms(slices.Min(took[k])), ms(slices.Max(took[k])), float64(median(took[k]))/float64(refMed))
+		rs := slices.Clone(ratios[k])
+		slices.Sort(rs)
+		fmt.Fprintf(&b, "  %-52s %6.1f ms (%.1f-%.1f)  ratio %.2f (%.2f-%.2f)\n", m.name, ms(median(took[k])), ms(slices.Min(took[k])), ms(slices.Max(took[k])), rs[len(rs)/2], rs[0], rs[len(rs)-1])
 	}
-	for _, m := range modes[1:] {
+	for k, m := range modes {
+		if k == 0 {
+			continue
+		}
 		fmt.Fprintf(&b, "  agent phases, %s (median ms):", m.name)
-		names := make([]string, 0, len(phases[m.name]))
-		for n := range phases[m.name] {
+		names := make([]string, 0, len(phases[k]))
+		for n := range phases[k] {
 			names = append(names, n)
 		}
 		slices.SortFunc(names, func(a, b string) int { return phaseOrder(a) - phaseOrder(b) })
 		for _, n := range names {
-			v := slices.Clone(phases[m.name][n])
+			v := slices.Clone(phases[k][n])
 			slices.Sort(v)
 			fmt.Fprintf(&b, " %s=%.1f", n, v[len(v)/2])
 		}
@@ -180,7 +199,7 @@ func TestUpLatency(t *testing.T) {
 
 // phaseOrder keeps the phases in the order the agent logs them.
 func phaseOrder(name string) int {
-	order := []string{"session_ms", "register_ms", "config_ms", "checks_ms", "begin_ms", "device_ms", "device_tun_ms", "device_wireguard_ms", "device_link_ms", "routes_ms", "probe_ms", "agent_setup_ms", "start_ms"}
+	order := []string{"session_ms", "register_ms", "prepare_ms", "config_ms", "prepare_wait_ms", "checks_ms", "begin_ms", "device_ms", "device_tun_ms", "device_wireguard_start_ms", "device_wireguard_ms", "device_link_ms", "routes_ms", "probe_ms", "agent_setup_ms", "start_ms"}
 	if i := slices.Index(order, name); i >= 0 {
 		return i
 	}
@@ -215,11 +234,18 @@ func (r *rig) cacheLogin(ctx context.Context, user string) error {
 }
 
 func (r *rig) vpn(ctx context.Context, args ...string) (string, error) {
-	argv := append([]string{r.s.Bin.VPN, "--state-dir", r.cli.StateDir}, args...)
+	argv := append([]string{r.bin(), "--state-dir", r.cli.StateDir}, args...)
 	cmd := r.s.Laptop.Command(ctx, argv...)
 	cmd.Env = append(os.Environ(), "CLEARPATH_CONFIG_DIR="+r.cli.ConfigDir)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+func (r *rig) bin() string {
+	if r.vpnBin != "" {
+		return r.vpnBin
+	}
+	return r.s.Bin.VPN
 }
 
 func (r *rig) upArgs() []string {
@@ -265,7 +291,7 @@ func (r *rig) upService(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	cmd := r.s.Laptop.Command(context.Background(), r.s.Bin.VPN, "--state-dir", r.cli.StateDir, "agent")
+	cmd := r.s.Laptop.Command(context.Background(), r.bin(), "--state-dir", r.cli.StateDir, "agent")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	err = cmd.Start()
 	logf.Close()
@@ -286,20 +312,18 @@ func (r *rig) upService(ctx context.Context) (time.Duration, error) {
 	return r.timedUp(ctx)
 }
 
-// down runs `vpn down` and waits for the agent to exit.
+// down runs `vpn down` and waits until no agent holds the state dir.
 func (r *rig) down(ctx context.Context) error {
-	pidb, _ := os.ReadFile(filepath.Join(r.cli.StateDir, "agent.pid"))
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidb)))
 	if out, err := r.vpn(ctx, "down"); err != nil {
 		return fmt.Errorf("vpn down: %w\n%s", err, out)
 	}
-	for i := 0; i < 500 && pid > 0; i++ {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-			break
+	for i := 0; i < 1000; i++ {
+		if _, running, _ := agent.Running(r.cli.StateDir); !running {
+			return nil
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return nil
+	return fmt.Errorf("the agent still runs 5s after vpn down")
 }
 
 // lastPhases reads the newest "connect phases" line of the agent's log.
