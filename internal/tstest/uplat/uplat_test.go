@@ -299,15 +299,17 @@ func (r *rig) upService(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	go cmd.Wait()
+	// `vpn status` exits 0 with no agent too: wait for the pid file,
+	// which the agent writes once its socket listens.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := r.vpn(ctx, "status"); err == nil {
+		if _, err := os.Stat(filepath.Join(r.cli.StateDir, "agent.pid")); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("vpn agent did not answer within 10s")
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	return r.timedUp(ctx)
 }
