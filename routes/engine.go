@@ -138,7 +138,8 @@ func (e *Engine) Begin() error {
 	if e.j != nil {
 		return errors.New("a route session is already active")
 	}
-	if rep, err := e.restore(); err != nil {
+	rep, snap, err := e.restoreSnap()
+	if err != nil {
 		return fmt.Errorf("recover previous session: %w", err)
 	} else if !rep.Empty() {
 		e.log.Warn("recovered routes left by a previous session", "undone", len(rep.Undone), "swept", len(rep.Swept), "problems", rep.Problems)
@@ -146,9 +147,10 @@ func (e *Engine) Begin() error {
 	if err := os.MkdirAll(e.dir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
-	snap, err := e.sys.Snapshot()
-	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+	if snap == nil {
+		if snap, err = e.sys.Snapshot(); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
 	}
 	saved := SavedState{Snapshot: snap, Lookups: e.lookups(snap)}
 	// The journal's directory is fsynced by OpenJournal: the snapshot's
@@ -548,10 +550,18 @@ func Inverse(c Change) Change {
 }
 
 func (e *Engine) restore() (*Report, error) {
+	rep, _, err := e.restoreSnap()
+	return rep, err
+}
+
+// restoreSnap is restore, also returning the routing state it read for the
+// sweep when it changed nothing since (nil otherwise): Begin starts from
+// it instead of reading the state once more.
+func (e *Engine) restoreSnap() (*Report, *Snapshot, error) {
 	rep := &Report{}
 	recs, err := ReadJournal(e.journalPath())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return rep, fmt.Errorf("read journal: %w", err)
+		return rep, nil, fmt.Errorf("read journal: %w", err)
 	}
 	var saved *SavedState
 	if b, err := readNoFollow(e.snapshotPath()); err == nil {
@@ -563,9 +573,11 @@ func (e *Engine) restore() (*Report, error) {
 		}
 	}
 	links := map[string]bool{}
-	if snap, err := e.sys.Snapshot(); err == nil {
-		for _, l := range snap.Links {
-			links[l.Name] = true
+	if len(recs) > 0 { // a clean start has nothing to replay: no read
+		if snap, err := e.sys.Snapshot(); err == nil {
+			for _, l := range snap.Links {
+				links[l.Name] = true
+			}
 		}
 	}
 	// Undo every intent, newest first, done or not: an intent without its
@@ -604,10 +616,11 @@ func (e *Engine) restore() (*Report, error) {
 		}
 	}
 	// Sweep: nothing of ours may remain outside a session.
-	routes, rules, err := e.Owned()
+	swept, err := e.sys.Snapshot()
 	if err != nil {
-		return rep, fmt.Errorf("sweep: %w", err)
+		return rep, nil, fmt.Errorf("sweep: %w", err)
 	}
+	routes, rules := e.owner.Items(swept)
 	var sweep []Change
 	for _, r := range routes {
 		sweep = append(sweep, Change{Op: OpDelRoute, Route: &r})
@@ -628,8 +641,9 @@ func (e *Engine) restore() (*Report, error) {
 	if saved != nil {
 		now, err := e.sys.Snapshot()
 		if err == nil {
+			nowLookups := e.lookups(now) // once, not once per key
 			for key, before := range saved.Lookups {
-				after, ok := e.lookups(now)[key]
+				after, ok := nowLookups[key]
 				if !ok {
 					rep.Problems = append(rep.Problems, fmt.Sprintf("%s resolved via %s before, does not resolve now", key, before))
 				} else if after.Device != before.Device || after.Gateway != before.Gateway {
@@ -641,11 +655,14 @@ func (e *Engine) restore() (*Report, error) {
 	if len(rep.Problems) == 0 || !hasFailure(rep) {
 		for _, p := range []string{e.journalPath(), e.snapshotPath()} {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return rep, fmt.Errorf("remove %s: %w", p, err)
+				return rep, nil, fmt.Errorf("remove %s: %w", p, err)
 			}
 		}
 	}
-	return rep, nil
+	if len(rep.Undone) > 0 || len(rep.Swept) > 0 {
+		swept = nil // changed since: read it again
+	}
+	return rep, swept, nil
 }
 
 // hasFailure reports whether an undo or sweep failed (then the journal is

@@ -145,12 +145,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Ag
 		return err
 	}
 	a.cfg = cfg
+	recoverStart := time.Now()
 	a.recoverDNS()
 	if rep, err := a.engine.Recover(); err != nil {
 		log.Error("recover routes of a previous session", "err", err)
 	} else if !rep.Empty() {
 		log.Warn("restored routes left by a crashed session", "undone", len(rep.Undone), "swept", len(rep.Swept), "problems", rep.Problems)
 	}
+	recovered := time.Since(recoverStart)
 	sock := cfg.Socket
 	if sock == "" {
 		sock = control.SocketFor(dir)
@@ -173,7 +175,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Ag
 	a.onEnd = cancel
 	srv := control.Serve(ln, a, cancel, pol)
 	log.Info("agent ready", "socket", sock, "pid", os.Getpid(), "group", pol.GroupName, "group_access", pol.HasGroup,
-		"start_ms", float64(time.Since(loadedAt).Microseconds())/1000)
+		"start_ms", float64(time.Since(loadedAt).Microseconds())/1000, "recover_ms", float64(recovered.Microseconds())/1000)
 	<-ctx.Done()
 	// Let the answer to `down` reach the CLI before the socket closes.
 	shut, c := context.WithTimeout(context.Background(), 2*time.Second)
@@ -391,6 +393,9 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	if prep != nil {
 		prep.wait()
 		ph.add("prepare", prep.took)
+		for _, s := range prep.steps {
+			ph.add("prepare_"+s.Name, s.Took)
+		}
 		ph.mark("prepare_wait")
 		if prep.err != nil {
 			return st, prep.err

@@ -40,6 +40,7 @@ type prepJob struct {
 	snap    *routes.Snapshot
 	pending preparedTunnel
 	took    time.Duration
+	steps   []tunnel.Step // begin, snapshot, device: for "connect phases"
 	err     error
 
 	used bool // pending became the agent's tunnel (or was closed by Up)
@@ -51,19 +52,29 @@ func (a *Agent) startPrepare(name string, mtu int, priv wgtypes.Key) *prepJob {
 	go func() {
 		defer close(j.done)
 		start := time.Now()
+		last := start
+		mark := func(name string) {
+			now := time.Now()
+			j.steps = append(j.steps, tunnel.Step{Name: name, Took: now.Sub(last)})
+			last = now
+		}
 		defer func() { j.took = time.Since(start) }()
 		if err := a.engine.Begin(); err != nil {
 			j.err = fmt.Errorf("prepare routes: %w", err)
 			return
 		}
 		j.begun = true
+		mark("begin")
 		if j.snap, j.err = a.sys.Snapshot(); j.err != nil {
 			j.err = fmt.Errorf("read the routing state: %w", j.err)
 			return
 		}
+		mark("snapshot")
 		if j.pending, j.err = a.edge.tunnelPrepare(name, mtu, priv, a.log); j.err != nil {
 			j.err = fmt.Errorf("create tunnel: %w", j.err)
+			return
 		}
+		mark("device")
 	}()
 	return j
 }

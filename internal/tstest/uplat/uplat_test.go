@@ -199,7 +199,7 @@ func TestUpLatency(t *testing.T) {
 
 // phaseOrder keeps the phases in the order the agent logs them.
 func phaseOrder(name string) int {
-	order := []string{"session_ms", "register_ms", "prepare_ms", "config_ms", "prepare_wait_ms", "checks_ms", "begin_ms", "device_ms", "device_tun_ms", "device_wireguard_start_ms", "device_wireguard_ms", "device_link_ms", "routes_ms", "probe_ms", "agent_setup_ms", "start_ms"}
+	order := []string{"session_ms", "register_ms", "prepare_ms", "prepare_begin_ms", "prepare_snapshot_ms", "prepare_device_ms", "config_ms", "prepare_wait_ms", "checks_ms", "begin_ms", "device_ms", "device_tun_ms", "device_wireguard_start_ms", "device_wireguard_ms", "device_link_ms", "routes_ms", "probe_ms", "agent_setup_ms", "start_ms", "recover_ms"}
 	if i := slices.Index(order, name); i >= 0 {
 		return i
 	}
