@@ -153,8 +153,9 @@ func (e *Engine) Begin() error {
 		}
 	}
 	saved := SavedState{Snapshot: snap, Lookups: e.lookups(snap)}
-	// The journal's directory is fsynced by OpenJournal: the snapshot's
-	// entry (same directory) with it.
+	// The snapshot only verifies the restore (a lost or torn one is the
+	// problem "snapshot unreadable", never a failure): written without
+	// fsync; the journal's directory is fsynced by OpenJournal anyway.
 	if err := writeFile(e.snapshotPath(), saved); err != nil {
 		return err
 	}
@@ -703,8 +704,8 @@ func (e *Engine) lookups(snap *Snapshot) map[string]Route {
 	return out
 }
 
-// writeFile writes v as JSON to path through a fsynced temporary file
-// renamed over it; the caller fsyncs the directory.
+// writeFile writes v as JSON to path through a temporary file renamed
+// over it (a reader sees the old or the new whole file), without fsync.
 func writeFile(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", " ")
 	if err != nil {
@@ -715,9 +716,7 @@ func writeFile(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if _, err = f.Write(b); err == nil {
-		err = f.Sync()
-	}
+	_, err = f.Write(b)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
