@@ -396,6 +396,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		for _, s := range prep.steps {
 			ph.add("prepare_"+s.Name, s.Took)
 		}
+		ph.add("prepare_device", prep.devTook)
 		ph.mark("prepare_wait")
 		if prep.err != nil {
 			return st, prep.err

@@ -40,7 +40,9 @@ type prepJob struct {
 	snap    *routes.Snapshot
 	pending preparedTunnel
 	took    time.Duration
-	steps   []tunnel.Step // begin, snapshot, device: for "connect phases"
+	steps   []tunnel.Step // begin, snapshot: for "connect phases"
+	devTook time.Duration // making the device (beside begin on a clean start)
+	devErr  error
 	err     error
 
 	used bool // pending became the agent's tunnel (or was closed by Up)
@@ -52,31 +54,50 @@ func (a *Agent) startPrepare(name string, mtu int, priv wgtypes.Key) *prepJob {
 	go func() {
 		defer close(j.done)
 		start := time.Now()
-		last := start
-		mark := func(name string) {
-			now := time.Now()
-			j.steps = append(j.steps, tunnel.Step{Name: name, Took: now.Sub(last)})
-			last = now
-		}
 		defer func() { j.took = time.Since(start) }()
+		// With no journal (no crashed session to replay), the device is
+		// made beside Begin: the sweep touches only routes and rules with
+		// our marker, which a new device has none of. A journal may name
+		// addresses on a device of this name: then Begin replays first.
+		var dev chan struct{}
+		if !a.engine.Active() {
+			dev = make(chan struct{})
+			go func() {
+				defer close(dev)
+				j.device(a, name, mtu, priv)
+			}()
+		}
+		t := time.Now()
 		if err := a.engine.Begin(); err != nil {
 			j.err = fmt.Errorf("prepare routes: %w", err)
-			return
+		} else {
+			j.begun = true
+			j.steps = append(j.steps, tunnel.Step{Name: "begin", Took: time.Since(t)})
+			t = time.Now()
+			if j.snap, err = a.sys.Snapshot(); err != nil {
+				j.err = fmt.Errorf("read the routing state: %w", err)
+			}
+			j.steps = append(j.steps, tunnel.Step{Name: "snapshot", Took: time.Since(t)})
 		}
-		j.begun = true
-		mark("begin")
-		if j.snap, j.err = a.sys.Snapshot(); j.err != nil {
-			j.err = fmt.Errorf("read the routing state: %w", j.err)
-			return
+		if dev != nil {
+			<-dev
+		} else if j.err == nil {
+			j.device(a, name, mtu, priv)
 		}
-		mark("snapshot")
-		if j.pending, j.err = a.edge.tunnelPrepare(name, mtu, priv, a.log); j.err != nil {
-			j.err = fmt.Errorf("create tunnel: %w", j.err)
-			return
+		if j.err == nil {
+			j.err = j.devErr
 		}
-		mark("device")
 	}()
 	return j
+}
+
+// device makes the tunnel device, timed.
+func (j *prepJob) device(a *Agent, name string, mtu int, priv wgtypes.Key) {
+	t := time.Now()
+	if j.pending, j.devErr = a.edge.tunnelPrepare(name, mtu, priv, a.log); j.devErr != nil {
+		j.devErr = fmt.Errorf("create tunnel: %w", j.devErr)
+	}
+	j.devTook = time.Since(t)
 }
 
 func (j *prepJob) wait() { <-j.done }
