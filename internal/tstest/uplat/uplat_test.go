@@ -40,11 +40,12 @@ import (
 )
 
 var (
-	runs    = flag.Int("uplat.runs", 5, "rounds; each times every mode once, the order rotating")
-	useTLS  = flag.Bool("uplat.tls", false, "serve the gateway's API over TLS (default plain http, as bench/tunnelbench)")
-	baseDir = flag.String("uplat.base", "", "directory holding a baseline build's vpn: its modes are timed in the same rounds")
-	binDir  = flag.String("uplat.bin", "", "directory holding prebuilt vpn and vpn-gateway (default: build them)")
-	wgGoBin = flag.String("uplat.wireguard-go", "", "the reference wireguard-go (default <repo>/bin/wireguard-go, `make bin/wireguard-go`)")
+	runs     = flag.Int("uplat.runs", 5, "rounds; each times every mode once, the order rotating")
+	useTLS   = flag.Bool("uplat.tls", false, "serve the gateway's API over TLS (default plain http, as bench/tunnelbench)")
+	baseDir  = flag.String("uplat.base", "", "directory holding a baseline build's vpn: its modes are timed in the same rounds")
+	shmStore = flag.Bool("uplat.shm-store", false, "keep the gateway's SQLite store in /dev/shm: its fsyncs then do not queue behind the client's on the one disk the lab shares, as a gateway on its own host would not")
+	binDir   = flag.String("uplat.bin", "", "directory holding prebuilt vpn and vpn-gateway (default: build them)")
+	wgGoBin  = flag.String("uplat.wireguard-go", "", "the reference wireguard-go (default <repo>/bin/wireguard-go, `make bin/wireguard-go`)")
 )
 
 // The reference wireguard-go pair: laptop (client) to gw (server) over the
@@ -99,6 +100,14 @@ func TestUpLatency(t *testing.T) {
 	opts := []stack.Option{stack.WithGatewayConfig("api:\n  register_per_user: \"off\"\n  register_per_source: \"off\"")}
 	if !*useTLS {
 		opts = append(opts, stack.WithPlainHTTP())
+	}
+	if *shmStore {
+		dir, err := os.MkdirTemp("/dev/shm", "uplat-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		opts = append(opts, stack.WithStore(filepath.Join(dir, "gateway.db")))
 	}
 	if r.s, err = stack.Start(ctx, ref, bins, opts...); err != nil {
 		t.Fatal(err)
