@@ -138,7 +138,8 @@ func (e *Engine) Begin() error {
 	if e.j != nil {
 		return errors.New("a route session is already active")
 	}
-	if rep, err := e.restore(); err != nil {
+	rep, snap, err := e.restoreSnap()
+	if err != nil {
 		return fmt.Errorf("recover previous session: %w", err)
 	} else if !rep.Empty() {
 		e.log.Warn("recovered routes left by a previous session", "undone", len(rep.Undone), "swept", len(rep.Swept), "problems", rep.Problems)
@@ -146,12 +147,16 @@ func (e *Engine) Begin() error {
 	if err := os.MkdirAll(e.dir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
-	snap, err := e.sys.Snapshot()
-	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+	if snap == nil {
+		if snap, err = e.sys.Snapshot(); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
 	}
 	saved := SavedState{Snapshot: snap, Lookups: e.lookups(snap)}
-	if err := writeFileSync(e.snapshotPath(), saved); err != nil {
+	// The snapshot only verifies the restore (a lost or torn one is the
+	// problem "snapshot unreadable", never a failure): written without
+	// fsync; the journal's directory is fsynced by OpenJournal anyway.
+	if err := writeFile(e.snapshotPath(), saved); err != nil {
 		return err
 	}
 	j, err := OpenJournal(e.journalPath())
@@ -237,6 +242,12 @@ func (e *Engine) Reconcile(desired []Change) (added, removed []Change, err error
 	if err != nil {
 		return nil, nil, err
 	}
+	return e.ReconcileFrom(snap, desired)
+}
+
+// ReconcileFrom is Reconcile against snap, a snapshot the caller has just
+// read (and planned desired from), so the state is not read twice.
+func (e *Engine) ReconcileFrom(snap *Snapshot, desired []Change) (added, removed []Change, err error) {
 	routes, rules := e.owner.Items(snap)
 	added, removed = diffOwned(desired, routes, rules)
 	aa, ar := diffAddrs(desired, snap)
@@ -540,10 +551,18 @@ func Inverse(c Change) Change {
 }
 
 func (e *Engine) restore() (*Report, error) {
+	rep, _, err := e.restoreSnap()
+	return rep, err
+}
+
+// restoreSnap is restore, also returning the routing state it read for the
+// sweep when it changed nothing since (nil otherwise): Begin starts from
+// it instead of reading the state once more.
+func (e *Engine) restoreSnap() (*Report, *Snapshot, error) {
 	rep := &Report{}
 	recs, err := ReadJournal(e.journalPath())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return rep, fmt.Errorf("read journal: %w", err)
+		return rep, nil, fmt.Errorf("read journal: %w", err)
 	}
 	var saved *SavedState
 	if b, err := readNoFollow(e.snapshotPath()); err == nil {
@@ -555,9 +574,11 @@ func (e *Engine) restore() (*Report, error) {
 		}
 	}
 	links := map[string]bool{}
-	if snap, err := e.sys.Snapshot(); err == nil {
-		for _, l := range snap.Links {
-			links[l.Name] = true
+	if len(recs) > 0 { // a clean start has nothing to replay: no read
+		if snap, err := e.sys.Snapshot(); err == nil {
+			for _, l := range snap.Links {
+				links[l.Name] = true
+			}
 		}
 	}
 	// Undo every intent, newest first, done or not: an intent without its
@@ -596,10 +617,11 @@ func (e *Engine) restore() (*Report, error) {
 		}
 	}
 	// Sweep: nothing of ours may remain outside a session.
-	routes, rules, err := e.Owned()
+	swept, err := e.sys.Snapshot()
 	if err != nil {
-		return rep, fmt.Errorf("sweep: %w", err)
+		return rep, nil, fmt.Errorf("sweep: %w", err)
 	}
+	routes, rules := e.owner.Items(swept)
 	var sweep []Change
 	for _, r := range routes {
 		sweep = append(sweep, Change{Op: OpDelRoute, Route: &r})
@@ -620,8 +642,9 @@ func (e *Engine) restore() (*Report, error) {
 	if saved != nil {
 		now, err := e.sys.Snapshot()
 		if err == nil {
+			nowLookups := e.lookups(now) // once, not once per key
 			for key, before := range saved.Lookups {
-				after, ok := e.lookups(now)[key]
+				after, ok := nowLookups[key]
 				if !ok {
 					rep.Problems = append(rep.Problems, fmt.Sprintf("%s resolved via %s before, does not resolve now", key, before))
 				} else if after.Device != before.Device || after.Gateway != before.Gateway {
@@ -633,11 +656,14 @@ func (e *Engine) restore() (*Report, error) {
 	if len(rep.Problems) == 0 || !hasFailure(rep) {
 		for _, p := range []string{e.journalPath(), e.snapshotPath()} {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return rep, fmt.Errorf("remove %s: %w", p, err)
+				return rep, nil, fmt.Errorf("remove %s: %w", p, err)
 			}
 		}
 	}
-	return rep, nil
+	if len(rep.Undone) > 0 || len(rep.Swept) > 0 {
+		swept = nil // changed since: read it again
+	}
+	return rep, swept, nil
 }
 
 // hasFailure reports whether an undo or sweep failed (then the journal is
@@ -678,7 +704,9 @@ func (e *Engine) lookups(snap *Snapshot) map[string]Route {
 	return out
 }
 
-func writeFileSync(path string, v any) error {
+// writeFile writes v as JSON to path through a temporary file renamed
+// over it (a reader sees the old or the new whole file), without fsync.
+func writeFile(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", " ")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -688,9 +716,7 @@ func writeFileSync(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if _, err = f.Write(b); err == nil {
-		err = f.Sync()
-	}
+	_, err = f.Write(b)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -700,7 +726,7 @@ func writeFileSync(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return nil
 }
 
 // Diff lists what is in b and not in a (Added) and in a and not in b (Removed).

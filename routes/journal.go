@@ -83,7 +83,15 @@ func syncDir(dir string) error {
 	return nil
 }
 
-func (j *Journal) append(rs ...Record) error {
+// append writes rs and fsyncs them.
+func (j *Journal) append(rs ...Record) error { return j.write(true, rs...) }
+
+// write writes rs, fsynced when sync. Only intents need the fsync: the
+// rule is "journaled before made", and recovery undoes every intent,
+// done or not, so a done record lost with the page cache (power loss,
+// which takes the kernel's routes with it anyway) changes nothing; after
+// a process crash the page cache still holds it.
+func (j *Journal) write(sync bool, rs ...Record) error {
 	var buf []byte
 	now := time.Now().UTC()
 	for _, r := range rs {
@@ -97,6 +105,9 @@ func (j *Journal) append(rs ...Record) error {
 	}
 	if _, err := j.f.Write(buf); err != nil {
 		return fmt.Errorf("journal write: %w", err)
+	}
+	if !sync {
+		return nil
 	}
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("journal sync: %w", err)
@@ -118,13 +129,14 @@ func (j *Journal) Intents(cs []Change) (int, error) {
 	return first, j.append(rs...)
 }
 
-// Dones records that the n changes from sequence first on were made.
+// Dones records that the n changes from sequence first on were made
+// (written, not fsynced: see write).
 func (j *Journal) Dones(first, n int) error {
 	rs := make([]Record, n)
 	for i := range rs {
 		rs[i] = Record{Seq: first + i, Phase: "done"}
 	}
-	return j.append(rs...)
+	return j.write(false, rs...)
 }
 
 // Intent records that c is about to be made and returns its sequence number.
@@ -133,8 +145,9 @@ func (j *Journal) Intent(c Change) (int, error) {
 	return j.seq, j.append(Record{Seq: j.seq, Phase: "intent", Change: &c})
 }
 
-// Done records that the change with sequence seq was made.
-func (j *Journal) Done(seq int) error { return j.append(Record{Seq: seq, Phase: "done"}) }
+// Done records that the change with sequence seq was made (written, not
+// fsynced: see write).
+func (j *Journal) Done(seq int) error { return j.write(false, Record{Seq: seq, Phase: "done"}) }
 
 // Close closes the file.
 func (j *Journal) Close() error { return j.f.Close() }

@@ -30,6 +30,11 @@ import (
 	"github.com/clearpath-vpn/clearpath/server/api"
 )
 
+// loadedAt is when this package was initialised, near the process's start:
+// "agent ready" logs the time from there (the agent's own start-up, which
+// `vpn up` waits for when it starts the agent).
+var loadedAt = time.Now()
+
 // DefaultTimeout bounds `up` when the request names none.
 const DefaultTimeout = 15 * time.Second
 
@@ -68,13 +73,16 @@ type Agent struct {
 // and the clock. Unit tests replace them (a wireguard-go device over
 // tun/tuntest and conn/bindtest, a fake clock) to run without root.
 type edges struct {
-	tunnelUp   func(tunnel.Config, *slog.Logger) (*tunnel.Tunnel, error)
-	pickName   func() (string, error)
-	probe      func(ctx context.Context, src, dst netip.Addr) error
-	watch      func(ctx context.Context, debounce time.Duration, onChange func()) error
-	resolvConf string
-	stubListen netip.AddrPort                             // the DNS stub's address (zero: splitdns.StubAddr:53)
-	resolved   func(resolvConf string) *splitdns.Resolved // systemd-resolved when in charge (nil edge: never)
+	tunnelUp func(tunnel.Config, *slog.Logger) (*tunnel.Tunnel, error)
+	// tunnelPrepare makes the device while the registration is in
+	// flight (nil: tunnelUp makes it after).
+	tunnelPrepare func(name string, mtu int, priv wgtypes.Key, log *slog.Logger) (preparedTunnel, error)
+	pickName      func() (string, error)
+	probe         func(ctx context.Context, src, dst netip.Addr) error
+	watch         func(ctx context.Context, debounce time.Duration, onChange func()) error
+	resolvConf    string
+	stubListen    netip.AddrPort                             // the DNS stub's address (zero: splitdns.StubAddr:53)
+	resolved      func(resolvConf string) *splitdns.Resolved // systemd-resolved when in charge (nil edge: never)
 	// resolverDir: per-domain resolver files (macOS /etc/resolver; "" none).
 	resolverDir string
 	now         func() time.Time
@@ -82,7 +90,7 @@ type edges struct {
 }
 
 func machineEdges() edges {
-	return edges{tunnelUp: tunnel.Up, pickName: tunnel.PickName, probe: tunnel.Probe, watch: routes.Watch,
+	return edges{tunnelUp: tunnel.Up, tunnelPrepare: machinePrepare, pickName: tunnel.PickName, probe: tunnel.Probe, watch: routes.Watch,
 		resolvConf: "/etc/resolv.conf", resolved: splitdns.SystemResolved, resolverDir: resolverDir, now: time.Now, after: time.After}
 }
 
@@ -137,12 +145,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Ag
 		return err
 	}
 	a.cfg = cfg
+	recoverStart := time.Now()
 	a.recoverDNS()
 	if rep, err := a.engine.Recover(); err != nil {
 		log.Error("recover routes of a previous session", "err", err)
 	} else if !rep.Empty() {
 		log.Warn("restored routes left by a crashed session", "undone", len(rep.Undone), "swept", len(rep.Swept), "problems", rep.Problems)
 	}
+	recovered := time.Since(recoverStart)
 	sock := cfg.Socket
 	if sock == "" {
 		sock = control.SocketFor(dir)
@@ -164,7 +174,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Ag
 	defer cancel()
 	a.onEnd = cancel
 	srv := control.Serve(ln, a, cancel, pol)
-	log.Info("agent ready", "socket", sock, "pid", os.Getpid(), "group", pol.GroupName, "group_access", pol.HasGroup)
+	log.Info("agent ready", "socket", sock, "pid", os.Getpid(), "group", pol.GroupName, "group_access", pol.HasGroup,
+		"start_ms", float64(time.Since(loadedAt).Microseconds())/1000, "recover_ms", float64(recovered.Microseconds())/1000)
 	<-ctx.Done()
 	// Let the answer to `down` reach the CLI before the socket closes.
 	shut, c := context.WithTimeout(context.Background(), 2*time.Second)
@@ -328,6 +339,22 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 			return st, fmt.Errorf("make a new device key: %w", err)
 		}
 	}
+	// What needs nothing from the gateway runs while it registers us
+	// (prepare.go). From the block (held) the old device goes first:
+	// its name may be the one asked for.
+	var prep *prepJob
+	if !held && a.edge.tunnelPrepare != nil {
+		var name string
+		if name, err = a.interfaceName(req); err != nil {
+			return st, err
+		}
+		prep = a.startPrepare(name, req.MTU, priv)
+		defer func() {
+			if err != nil {
+				a.abandon(prep)
+			}
+		}()
+	}
 	reg, err := sess.gw.Register(ctx, req.Token, req.Network, sess.device(priv))
 	if err != nil {
 		return st, registerError(req.Server, err)
@@ -361,14 +388,25 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		notices = append(notices, routes.ConsentNotice(dropped))
 		a.log.Warn("dropped pushed prefixes that would capture all traffic", "dropped", dropped)
 	}
-	if snap, err := a.sys.Snapshot(); err != nil {
+	ph.mark("config")
+	var snap *routes.Snapshot
+	if prep != nil {
+		prep.wait()
+		ph.add("prepare", prep.took)
+		for _, s := range prep.steps {
+			ph.add("prepare_"+s.Name, s.Took)
+		}
+		ph.add("prepare_device", prep.devTook)
+		ph.mark("prepare_wait")
+		if prep.err != nil {
+			return st, prep.err
+		}
+		snap = prep.snap
+	} else if snap, err = a.sys.Snapshot(); err != nil {
 		return st, fmt.Errorf("read the routing state: %w", err)
-	} else if err := routes.CheckTunnelAddresses(snap, cfg.Addresses, a.heldDevice(held)); err != nil {
-		return st, fmt.Errorf("gateway sent a bad peer config: %w", err)
 	}
-	cfg.Interface = req.Interface
-	if cfg.Interface == "" {
-		cfg.Interface = envvar.Get("INTERFACE")
+	if err := routes.CheckTunnelAddresses(snap, cfg.Addresses, a.heldDevice(held)); err != nil {
+		return st, fmt.Errorf("gateway sent a bad peer config: %w", err)
 	}
 	if req.MTU > 0 {
 		cfg.MTU = req.MTU
@@ -377,12 +415,14 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 			notices = append(notices, fmt.Sprintf("tunnel MTU %d is below IPv6's minimum of %d: the tunnel carries IPv4 only", req.MTU, minIPv6MTU))
 		}
 	}
-	if cfg.Interface == "" {
-		if cfg.Interface, err = a.edge.pickName(); err != nil {
+	if prep == nil {
+		if cfg.Interface, err = a.interfaceName(req); err != nil {
 			return st, err
 		}
 	}
-	if held {
+	ph.mark("checks")
+	switch {
+	case held:
 		// The unreachable defaults hold the block while the old device
 		// goes (its name may be the one asked for); the route session
 		// (journal) goes on.
@@ -398,7 +438,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 				a.dropNewTunnel()
 			}
 		}()
-	} else {
+	case prep == nil:
 		if err := a.engine.Begin(); err != nil {
 			return st, fmt.Errorf("prepare routes: %w", err)
 		}
@@ -407,13 +447,22 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 				a.teardown()
 			}
 		}()
+		ph.mark("begin")
 	}
-	ph.mark("checks")
-	t, err := a.edge.tunnelUp(cfg, a.log)
+	var t *tunnel.Tunnel
+	if prep != nil {
+		prep.used = true // Up closes the device if it fails
+		t, err = prep.pending.Up(cfg)
+	} else {
+		t, err = a.edge.tunnelUp(cfg, a.log)
+	}
 	if err != nil {
 		return st, fmt.Errorf("create tunnel: %w", err)
 	}
 	ph.mark("device")
+	for _, s := range t.Steps {
+		ph.add("device_"+s.Name, s.Took)
+	}
 	a.mu.Lock()
 	a.tun = t
 	a.mu.Unlock()
@@ -493,6 +542,18 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 		st.Notices = append(st.Notices, "DNS: "+dnsSt.Note)
 	}
 	return st, nil
+}
+
+// interfaceName is the tunnel interface `up` makes: the one asked for,
+// else CLEARPATH_INTERFACE, else the first free cpN.
+func (a *Agent) interfaceName(req control.UpRequest) (string, error) {
+	if req.Interface != "" {
+		return req.Interface, nil
+	}
+	if n := envvar.Get("INTERFACE"); n != "" {
+		return n, nil
+	}
+	return a.edge.pickName()
 }
 
 // heldDevice is the blocked tunnel's device during a switch from the block:
@@ -582,7 +643,7 @@ func (a *Agent) replan() error {
 		a.spec.Resolvers = spec.Resolvers // status names the resolver decisions too
 	}
 	a.mu.Unlock()
-	added, removed, err := a.engine.Reconcile(benchPlan(routes.PlanTunnel(snap, spec)))
+	added, removed, err := a.engine.ReconcileFrom(snap, benchPlan(routes.PlanTunnel(snap, spec)))
 	if len(added)+len(removed) > 0 {
 		a.log.Info("routes reconciled", "added", len(added), "removed", len(removed))
 	}
@@ -590,8 +651,10 @@ func (a *Agent) replan() error {
 }
 
 // probeAll pings the gateway's tunnel address of each family we have an
-// address in, so `up` proves IPv4 and IPv6 both cross.
+// address in, so `up` proves IPv4 and IPv6 both cross. The families are
+// probed at once: `up` waits for the slower, not for both in a row.
 func probeAll(ctx context.Context, probe func(ctx context.Context, src, dst netip.Addr) error, ours []netip.Prefix, gateway []string) error {
+	var pairs [][2]netip.Addr
 	for _, g := range gateway {
 		dst, err := netip.ParseAddr(g)
 		if err != nil {
@@ -599,14 +662,25 @@ func probeAll(ctx context.Context, probe func(ctx context.Context, src, dst neti
 		}
 		for _, src := range ours {
 			if src.Addr().Is4() == dst.Is4() {
-				if err := probe(ctx, src.Addr(), dst); err != nil {
-					return err
-				}
+				pairs = append(pairs, [2]netip.Addr{src.Addr(), dst})
 				break
 			}
 		}
 	}
-	return nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(pairs))
+	for _, p := range pairs {
+		go func() { errs <- probe(ctx, p[0], p[1]) }()
+	}
+	var first error
+	for range pairs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel() // one family failed: so did up
+		}
+	}
+	return first
 }
 
 func tunnelConfig(ctx context.Context, pc *api.PeerConfig, priv wgtypes.Key) (tunnel.Config, error) {

@@ -52,6 +52,14 @@ func TestUpInstallsJournaledRoutesAndDownRestoresExactly(t *testing.T) {
 	if regs := r.gw.registrations(); len(regs) != 1 || regs[0] != st.PublicKey {
 		t.Errorf("gateway registrations %v, status key %s", regs, st.PublicKey)
 	}
+	// The device and the route session were prepared during the
+	// registration (prepare.go), not after it.
+	r.mu.Lock()
+	prepared := r.prepared
+	r.mu.Unlock()
+	if prepared != 1 {
+		t.Errorf("%d devices prepared during the registration, want 1", prepared)
+	}
 
 	// A second up to the same server and network is answered with the
 	// current status; another server is refused naming `vpn down`.

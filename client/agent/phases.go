@@ -21,4 +21,9 @@ func (p *phases) mark(name string) {
 	p.last = now
 }
 
+// add records a step timed elsewhere (the tunnel's own steps).
+func (p *phases) add(name string, d time.Duration) {
+	p.attrs = append(p.attrs, name+"_ms", float64(d.Microseconds())/1000)
+}
+
 func (p *phases) log(l *slog.Logger) { l.Info("connect phases", p.attrs...) }

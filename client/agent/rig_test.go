@@ -305,6 +305,7 @@ type rig struct {
 	tun      *tuntest.ChannelTUN // the current device's
 	replies  chan []byte         // what it delivered
 	devices  int                 // devices made
+	prepared int                 // devices prepared during a registration
 	open     int                 // devices running
 	upErr    error               // tunnelUp fails with this
 	onChange func()              // the watcher's callback
@@ -319,7 +320,7 @@ func newRig(t *testing.T) *rig {
 	resolv := filepath.Join(r.dir, "resolv.conf")
 	os.WriteFile(resolv, []byte("nameserver 192.168.1.1\n"), 0o644)
 	r.a = New(filepath.Join(r.dir, "state"), r.sys, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	r.a.edge = edges{tunnelUp: r.tunnelUp, pickName: r.pickName, probe: r.probe, watch: r.watch,
+	r.a.edge = edges{tunnelUp: r.tunnelUp, tunnelPrepare: r.tunnelPrepare, pickName: r.pickName, probe: r.probe, watch: r.watch,
 		resolvConf: resolv, now: clock.Now, after: clock.After}
 	t.Cleanup(func() {
 		r.a.teardown()
@@ -346,6 +347,28 @@ func (r *rig) pickName() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no free name")
+}
+
+// tunnelPrepare stands for the device made while the registration is in
+// flight: the test device is made when Up finishes it.
+func (r *rig) tunnelPrepare(name string, mtu int, priv wgtypes.Key, log *slog.Logger) (preparedTunnel, error) {
+	r.mu.Lock()
+	r.prepared++
+	r.mu.Unlock()
+	return &lazyTunnel{r: r, name: name, log: log}, nil
+}
+
+type lazyTunnel struct {
+	r    *rig
+	name string
+	log  *slog.Logger
+}
+
+func (l *lazyTunnel) Name() string { return l.name }
+func (l *lazyTunnel) Close()       {}
+func (l *lazyTunnel) Up(cfg tunnel.Config) (*tunnel.Tunnel, error) {
+	cfg.Interface = l.name
+	return l.r.tunnelUp(cfg, l.log)
 }
 
 // tunnelUp makes a wireguard-go device over a ChannelTUN and the client's

@@ -46,6 +46,27 @@ type Tunnel struct {
 	MTU   int
 	wg    *device.Device
 	close func() // stops the device (wgdev's Close, or UpOver's)
+	// Steps is how long each step of Up took ("tun", "wireguard",
+	// "link"), for the agent's "connect phases" log line.
+	Steps []Step
+}
+
+// Step is one timed step of bringing a tunnel up.
+type Step struct {
+	Name string
+	Took time.Duration
+}
+
+// stepClock times consecutive steps.
+type stepClock struct {
+	last  time.Time
+	steps []Step
+}
+
+func (c *stepClock) mark(name string) {
+	now := time.Now()
+	c.steps = append(c.steps, Step{Name: name, Took: now.Sub(c.last)})
+	c.last = now
 }
 
 // Up creates and configures the tunnel. On error nothing is left behind.
@@ -53,10 +74,12 @@ func Up(cfg Config, log *slog.Logger) (t *Tunnel, err error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1420
 	}
+	clk := stepClock{last: time.Now()}
 	dev, err := wgdev.Create(cfg.Interface, cfg.MTU, log)
 	if err != nil {
 		return nil, err
 	}
+	clk.mark("tun")
 	t = &Tunnel{Name: dev.Name, MTU: cfg.MTU, wg: dev.Dev, close: dev.Close}
 	defer func() {
 		if err != nil {
@@ -66,9 +89,12 @@ func Up(cfg Config, log *slog.Logger) (t *Tunnel, err error) {
 	if err := t.configure(cfg); err != nil {
 		return nil, err
 	}
+	clk.mark("wireguard")
 	if err := configureLink(t.Name, cfg.Addresses); err != nil {
 		return nil, err
 	}
+	clk.mark("link")
+	t.Steps = clk.steps
 	return t, nil
 }
 
@@ -203,3 +229,72 @@ func ResolveEndpoint(ctx context.Context, host string, port uint16, check func(n
 	}
 	return netip.AddrPort{}, fmt.Errorf("endpoint %s resolves to no usable address: %s", host, strings.Join(refused, "; "))
 }
+
+// Pending is a tunnel whose device runs (TUN link, wireguard-go with its
+// key and fwmark, UDP sockets bound) but has no peer, addresses or link
+// state yet: the agent makes it while the registration is in flight and
+// finishes it with Up once the gateway answered.
+type Pending struct {
+	t   *Tunnel
+	clk stepClock
+}
+
+// Prepare makes the device of a tunnel called name (mtu 0: 1420) with
+// the device key priv and fwmark. On error nothing is left behind.
+func Prepare(name string, mtu int, priv wgtypes.Key, fwmark uint32, log *slog.Logger) (*Pending, error) {
+	if mtu == 0 {
+		mtu = 1420
+	}
+	clk := stepClock{last: time.Now()}
+	dev, err := wgdev.Create(name, mtu, log)
+	if err != nil {
+		return nil, err
+	}
+	clk.mark("tun")
+	t := &Tunnel{Name: dev.Name, MTU: mtu, wg: dev.Dev, close: dev.Close}
+	set := fmt.Sprintf("private_key=%s\nfwmark=%d\n", hex.EncodeToString(priv[:]), fwmark)
+	if err := t.wg.IpcSet(set); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("configure WireGuard on %s: %w", t.Name, err)
+	}
+	if err := t.wg.Up(); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("bring WireGuard up on %s: %w", t.Name, err)
+	}
+	clk.mark("wireguard_start")
+	return &Pending{t: t, clk: clk}, nil
+}
+
+// Name is the device's name.
+func (p *Pending) Name() string { return p.t.Name }
+
+// Up finishes the tunnel with cfg (its Interface is ignored): the MTU if
+// it differs, the peer (a persistent keepalive starts the handshake at
+// once), the addresses, the link up. On error the device is closed.
+func (p *Pending) Up(cfg Config) (t *Tunnel, err error) {
+	t = p.t
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	p.clk.last = time.Now()
+	if cfg.MTU != 0 && cfg.MTU != t.MTU {
+		if err := t.SetMTU(cfg.MTU); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.configure(cfg); err != nil {
+		return nil, err
+	}
+	p.clk.mark("wireguard")
+	if err := configureLink(t.Name, cfg.Addresses); err != nil {
+		return nil, err
+	}
+	p.clk.mark("link")
+	t.Steps = p.clk.steps
+	return t, nil
+}
+
+// Close stops the device of a tunnel that was never finished.
+func (p *Pending) Close() { p.t.Close() }

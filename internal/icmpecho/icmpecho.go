@@ -24,6 +24,9 @@ type Options struct {
 	Tries int
 	// Wait is how long to wait for a reply before the next request.
 	Wait time.Duration
+	// MaxWait, when above Wait, doubles the wait after each request up
+	// to MaxWait (a reply to any earlier request still counts).
+	MaxWait time.Duration
 	// Payload marks the requests (seen in a capture).
 	Payload string
 }
@@ -64,7 +67,7 @@ func Ping(ctx context.Context, src, dst netip.Addr, o Options) (time.Duration, e
 		if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
 			return 0, fmt.Errorf("send echo request to %s: %w", dst, err)
 		}
-		deadline := sent.Add(o.Wait)
+		deadline := sent.Add(o.wait(seq))
 		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 			deadline = d
 		}
@@ -91,4 +94,16 @@ func Ping(ctx context.Context, src, dst netip.Addr, o Options) (time.Duration, e
 		}
 	}
 	return 0, ErrNoReply
+}
+
+// wait is how long to wait after request seq (from 1).
+func (o Options) wait(seq int) time.Duration {
+	w := o.Wait
+	for i := 1; i < seq && w < o.MaxWait; i++ {
+		w *= 2
+	}
+	if o.MaxWait > o.Wait && w > o.MaxWait {
+		w = o.MaxWait
+	}
+	return w
 }

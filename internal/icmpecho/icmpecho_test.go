@@ -29,3 +29,19 @@ func TestPingLoopback(t *testing.T) {
 		t.Errorf("with the context ended: %v, want context.Canceled", err)
 	}
 }
+
+func TestWaitDoublesUpToMaxWait(t *testing.T) {
+	o := Options{Wait: 2 * time.Millisecond, MaxWait: 300 * time.Millisecond}
+	want := []time.Duration{2, 4, 8, 16, 32, 64, 128, 256, 300, 300}
+	for i, w := range want {
+		if got := o.wait(i + 1); got != w*time.Millisecond {
+			t.Errorf("wait(%d) = %v, want %v", i+1, got, w*time.Millisecond)
+		}
+	}
+	if got := o.wait(100000); got != o.MaxWait {
+		t.Errorf("wait(100000) = %v, want %v", got, o.MaxWait)
+	}
+	if got := (Options{Wait: time.Second}).wait(5); got != time.Second {
+		t.Errorf("without MaxWait: wait(5) = %v, want the fixed 1s", got)
+	}
+}

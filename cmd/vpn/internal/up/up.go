@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,6 +82,7 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 	}
 	var tok string
 	var err error
+	began := time.Now()
 	if o.progress == nil {
 		o.progress = progress.New(f.ErrOut)
 	}
@@ -132,8 +134,16 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 	if err != nil {
 		return err
 	}
-	return connect(ctx, f, c, o, tok, start)
+	agentReady := time.Now()
+	err = connect(ctx, f, c, o, tok, start)
+	// `vpn up --debug`: where the command's own time went (the agent logs
+	// its steps as "connect phases").
+	slog.Debug("up phases", "token_ms", msSince(began, start), "agent_ms", msSince(start, agentReady),
+		"up_ms", msSince(agentReady, time.Now()), "total_ms", msSince(began, time.Now()))
+	return err
 }
+
+func msSince(from, to time.Time) float64 { return float64(to.Sub(from).Microseconds()) / 1000 }
 
 func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok string, start time.Time) error {
 	req, err := o.Request()
