@@ -356,7 +356,7 @@ func (rs *results) markdown() string {
 		}
 		line(&b, []string{s.Label, s.Key, s.Class.String(), env})
 	}
-	b.WriteString("\n¹ User-visible set-up time; the two sides do different work. ClearPath: the wall time of `vpn up` (login from the cache, registration with the gateway, tunnel, routes, a probe through the tunnel; it exits after a reply came back). The references: from starting the client process to the first ICMP echo reply through the tunnel (probing every 10 ms), keys and configuration given.\n")
+	b.WriteString("\n¹ User-visible set-up time; the two sides do different work. ClearPath: the wall time of `vpn up` (login from the cache, registration with the gateway, tunnel, routes, a probe through the tunnel; it exits after a reply came back). The references: from starting the client process to the first ICMP echo reply through the tunnel (probing every 2 ms, as often as `vpn up` first probes), keys and configuration given.\n")
 	b.WriteString("\nPer-process CPU is the user+system time of both tunnel processes; system busy time is the whole machine's (/proc/stat: all but idle and iowait) over the same interval, iperf3 and the kernel's packet path included, and other jobs on a shared machine too.\n")
 
 	b.WriteString("\nEnvironment: every process started ran without the caller's GO* variables (")

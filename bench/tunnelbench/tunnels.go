@@ -182,7 +182,7 @@ func (w *wgGo) Up(ctx context.Context) (time.Duration, error) {
 			}
 		}
 	}
-	if err := firstReply(ctx, w.e.cli, wgSrvIP, 10*time.Millisecond); err != nil {
+	if err := firstReply(ctx, w.e.cli, wgSrvIP, 2*time.Millisecond); err != nil {
 		return 0, fmt.Errorf("wireguard-go: %w\n%s", err, p.Log())
 	}
 	took := time.Since(start)
@@ -310,7 +310,7 @@ func (o *openVPN) Up(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := firstReply(ctx, o.e.cli, ovpnSrvIP, 10*time.Millisecond); err != nil {
+	if err := firstReply(ctx, o.e.cli, ovpnSrvIP, 2*time.Millisecond); err != nil {
 		return 0, fmt.Errorf("openvpn: %w\n%s", err, p.Log())
 	}
 	took := time.Since(start)
@@ -640,7 +640,9 @@ func (o *ours) startAgent(ctx context.Context) error {
 	go cmd.Wait() // it exits after `vpn down`
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := o.vpn(ctx, "status"); err == nil {
+		// `vpn status` exits 0 with no agent too (state down): only an
+		// agent that answered fills agent_version.
+		if out, err := o.vpn(ctx, "status", "--json"); err == nil && strings.Contains(out, `"agent_version"`) {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -409,7 +409,7 @@ func (r *rig) reference(ctx context.Context) (time.Duration, error) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	if err := firstReply(ctx, r.s.Laptop, refSrvIP, 10*time.Millisecond); err != nil {
+	if err := firstReply(ctx, r.s.Laptop, refSrvIP, 2*time.Millisecond); err != nil {
 		return 0, fmt.Errorf("wireguard-go: %w\n%s", err, p.Log())
 	}
 	return time.Since(start), nil
