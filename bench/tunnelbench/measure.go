@@ -5,15 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 
 	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
 )
@@ -110,57 +105,6 @@ func pingStats(ctx context.Context, node *lab.Node, cpu int, dst string, count i
 		}
 	}
 	return 0, 0, fmt.Errorf("ping %s: no summary in output:\n%s", dst, out)
-}
-
-// firstReply sends an ICMP echo from node to dst every interval until one
-// is answered and returns when it is. Sending fails while the tunnel's
-// address or route does not exist yet; that counts as "no reply yet".
-func firstReply(ctx context.Context, node *lab.Node, dst string, interval time.Duration) error {
-	addr, err := netip.ParseAddr(dst)
-	if err != nil || !addr.Is4() {
-		return fmt.Errorf("first reply: %q is not an IPv4 address", dst)
-	}
-	var c *icmp.PacketConn
-	if err := node.Do(func() error {
-		var err error
-		c, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
-		return err
-	}); err != nil {
-		return fmt.Errorf("first reply: ICMP socket in %s: %w", node.Name, err)
-	}
-	defer c.Close()
-	id := os.Getpid() & 0xffff
-	to := &net.IPAddr{IP: addr.AsSlice()}
-	buf := make([]byte, 1500)
-	for seq := 1; ; seq++ {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("no reply from %s: %w", dst, err)
-		}
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("clearpath-bench")}}
-		b, _ := msg.Marshal(nil)
-		deadline := time.Now().Add(interval)
-		if _, err := c.WriteTo(b, to); err != nil {
-			time.Sleep(time.Until(deadline))
-			continue
-		}
-		for {
-			c.SetReadDeadline(deadline)
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				break
-			}
-			if ia, ok := from.(*net.IPAddr); !ok || !ia.IP.Equal(to.IP) {
-				continue
-			}
-			m, err := icmp.ParseMessage(1, buf[:n])
-			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
-				continue
-			}
-			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id {
-				return nil
-			}
-		}
-	}
 }
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat; it

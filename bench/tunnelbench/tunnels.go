@@ -182,7 +182,7 @@ func (w *wgGo) Up(ctx context.Context) (time.Duration, error) {
 			}
 		}
 	}
-	if err := firstReply(ctx, w.e.cli, wgSrvIP, 2*time.Millisecond); err != nil {
+	if err := w.e.cli.FirstReply(ctx, wgSrvIP, 2*time.Millisecond); err != nil {
 		return 0, fmt.Errorf("wireguard-go: %w\n%s", err, p.Log())
 	}
 	took := time.Since(start)
@@ -310,7 +310,7 @@ func (o *openVPN) Up(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := firstReply(ctx, o.e.cli, ovpnSrvIP, 2*time.Millisecond); err != nil {
+	if err := o.e.cli.FirstReply(ctx, ovpnSrvIP, 2*time.Millisecond); err != nil {
 		return 0, fmt.Errorf("openvpn: %w\n%s", err, p.Log())
 	}
 	took := time.Since(start)

@@ -110,3 +110,57 @@ type unreachableError struct{ from netip.Addr }
 func (e unreachableError) Error() string {
 	return fmt.Sprintf("destination unreachable (from %s)", e.from)
 }
+
+// FirstReply sends an ICMP echo from inside the node to dst (IPv4) every
+// interval until one is answered, and returns when it is: the set-up time
+// of a tunnel as bench/tunnelbench and internal/tstest/uplat measure it.
+// Unlike Ping, a send error (the tunnel's address or route does not exist
+// yet) counts as "no reply yet", and a reply to any earlier request counts
+// (a tunnel may deliver the first request only after its handshake).
+func (n *Node) FirstReply(ctx context.Context, dst string, interval time.Duration) error {
+	addr, err := netip.ParseAddr(dst)
+	if err != nil || !addr.Is4() {
+		return fmt.Errorf("first reply: %q is not an IPv4 address", dst)
+	}
+	var c *icmp.PacketConn
+	if err := n.Do(func() error {
+		var err error
+		c, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		return err
+	}); err != nil {
+		return fmt.Errorf("first reply: ICMP socket in %s: %w", n.Name, err)
+	}
+	defer c.Close()
+	id := os.Getpid() & 0xffff
+	to := &net.IPAddr{IP: addr.AsSlice()}
+	buf := make([]byte, 1500)
+	for seq := 1; ; seq++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("no reply from %s: %w", dst, err)
+		}
+		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("clearpath-lab")}}
+		b, _ := msg.Marshal(nil)
+		deadline := time.Now().Add(interval)
+		if _, err := c.WriteTo(b, to); err != nil {
+			time.Sleep(time.Until(deadline))
+			continue
+		}
+		for {
+			c.SetReadDeadline(deadline)
+			nr, from, err := c.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			if ia, ok := from.(*net.IPAddr); !ok || !ia.IP.Equal(to.IP) {
+				continue
+			}
+			m, err := icmp.ParseMessage(1, buf[:nr])
+			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
+				continue
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id {
+				return nil
+			}
+		}
+	}
+}

@@ -17,8 +17,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,8 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
@@ -409,7 +405,7 @@ func (r *rig) reference(ctx context.Context) (time.Duration, error) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	if err := firstReply(ctx, r.s.Laptop, refSrvIP, 2*time.Millisecond); err != nil {
+	if err := r.s.Laptop.FirstReply(ctx, refSrvIP, 2*time.Millisecond); err != nil {
 		return 0, fmt.Errorf("wireguard-go: %w\n%s", err, p.Log())
 	}
 	return time.Since(start), nil
@@ -443,50 +439,4 @@ func (r *rig) startEnd(ctx context.Context, n *lab.Node, iface, conf, addr strin
 		}
 	}
 	return p, nil
-}
-
-// firstReply pings dst from node every interval until one is answered.
-func firstReply(ctx context.Context, node *lab.Node, dst string, interval time.Duration) error {
-	addr := netip.MustParseAddr(dst)
-	var c *icmp.PacketConn
-	if err := node.Do(func() error {
-		var err error
-		c, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
-		return err
-	}); err != nil {
-		return err
-	}
-	defer c.Close()
-	id := os.Getpid() & 0xffff
-	to := &net.IPAddr{IP: addr.AsSlice()}
-	buf := make([]byte, 1500)
-	for seq := 1; ; seq++ {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("no reply from %s: %w", dst, err)
-		}
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("clearpath-uplat")}}
-		b, _ := msg.Marshal(nil)
-		deadline := time.Now().Add(interval)
-		if _, err := c.WriteTo(b, to); err != nil {
-			time.Sleep(time.Until(deadline))
-			continue
-		}
-		for {
-			c.SetReadDeadline(deadline)
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				break
-			}
-			if ia, ok := from.(*net.IPAddr); !ok || !ia.IP.Equal(to.IP) {
-				continue
-			}
-			m, err := icmp.ParseMessage(1, buf[:n])
-			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
-				continue
-			}
-			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id {
-				return nil
-			}
-		}
-	}
 }
