@@ -650,10 +650,10 @@ func (a *Agent) replan() error {
 	return err
 }
 
-// probeAll pings the gateway's tunnel address of each family we have an
-// address in, so `up` proves IPv4 and IPv6 both cross. The families are
-// probed at once: `up` waits for the slower, not for both in a row.
-func probeAll(ctx context.Context, probe func(ctx context.Context, src, dst netip.Addr) error, ours []netip.Prefix, gateway []string) error {
+// probePairs pairs each of the gateway's tunnel addresses (unparsable ones
+// skipped) with our first address of its family, as (source, destination):
+// what the first-reply probe and the path MTU probe send between.
+func probePairs(ours []netip.Prefix, gateway []string) [][2]netip.Addr {
 	var pairs [][2]netip.Addr
 	for _, g := range gateway {
 		dst, err := netip.ParseAddr(g)
@@ -667,6 +667,14 @@ func probeAll(ctx context.Context, probe func(ctx context.Context, src, dst neti
 			}
 		}
 	}
+	return pairs
+}
+
+// probeAll pings the gateway's tunnel address of each family we have an
+// address in, so `up` proves IPv4 and IPv6 both cross. The families are
+// probed at once: `up` waits for the slower, not for both in a row.
+func probeAll(ctx context.Context, probe func(ctx context.Context, src, dst netip.Addr) error, ours []netip.Prefix, gateway []string) error {
+	pairs := probePairs(ours, gateway)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(pairs))

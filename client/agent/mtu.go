@@ -36,22 +36,13 @@ func measurePathMTU(ctx context.Context, ours []netip.Prefix, gateway []string, 
 		err error
 	}
 	var chans []chan result
-	for _, g := range gateway {
-		dst, err := netip.ParseAddr(g)
-		if err != nil {
-			continue
-		}
-		for _, src := range ours {
-			if src.Addr().Is4() == dst.Is4() {
-				ch := make(chan result, 1)
-				chans = append(chans, ch)
-				go func(src, dst netip.Addr) {
-					m, err := tunnel.PathMTU(ctx, src, dst, hi)
-					ch <- result{m, err}
-				}(src.Addr(), dst)
-				break
-			}
-		}
+	for _, p := range probePairs(ours, gateway) {
+		ch := make(chan result, 1)
+		chans = append(chans, ch)
+		go func() {
+			m, err := tunnel.PathMTU(ctx, p[0], p[1], hi)
+			ch <- result{m, err}
+		}()
 	}
 	if len(chans) == 0 {
 		return 0, fmt.Errorf("no gateway tunnel address to probe")
