@@ -37,7 +37,16 @@ func (r *rig) crash() {
 	b := New(a.dir, r.sys, a.log)
 	b.edge = a.edge
 	r.a = b
+	// A real agent takes longer than this to be restarted. Without the
+	// wait, the next handshake with the same key can carry the same
+	// TAI64N timestamp as the crashed agent's (wireguard-go rounds it
+	// down to ~16.8 ms), and the gateway drops it as a replay.
+	time.Sleep(tai64nGranularity)
 }
+
+// tai64nGranularity is how finely wireguard-go's handshake timestamps
+// tell time (tai64n's whitener mask: 2^24 ns).
+const tai64nGranularity = 1 << 24 * time.Nanosecond
 
 // startRun runs the agent process (run) on cfg until the test ends or a
 // `down` over the socket stops it.
