@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/clearpath-vpn/clearpath/internal/tstest/lab"
+	"github.com/clearpath-vpn/clearpath/server/store"
 )
 
 type listedPeer struct {
@@ -100,11 +102,27 @@ lifecycle:
 			t.Errorf("%s's key left the device before it expired", k.who)
 		}
 		_, ok := waitUntil(time.Until(k.exp)+5*time.Second, func() bool { return !e.onDevice(t, e.EngIface, k.key) })
-		late := time.Since(k.exp)
-		if !ok || late > k.slack+500*time.Millisecond || late < -50*time.Millisecond {
-			t.Errorf("%s's key left the device %v after its expiry (%s), want within 500ms", k.who, late, k.exp.Format(time.RFC3339Nano))
+		// Seen from here, through a polled `wg show`: loose, as the
+		// polling itself is slow on a loaded machine.
+		seen := time.Since(k.exp)
+		if !ok || seen > k.slack+3*time.Second || seen < -50*time.Millisecond {
+			t.Errorf("%s's key left the device %v after its expiry (%s), by wg show", k.who, seen, k.exp.Format(time.RFC3339Nano))
 		}
-		t.Logf("EXPIRY %s: key off %s %v after expires_at", k.who, e.EngIface, late.Round(time.Millisecond))
+		t.Logf("EXPIRY %s: key seen off %s %v after expires_at", k.who, e.EngIface, seen.Round(time.Millisecond))
+	}
+	// How late each removal was, as the gateway measured it at the removal
+	// and wrote it in the audit log an operator reads: within 500 ms.
+	for _, k := range []struct {
+		who, peer string
+		slack     time.Duration
+	}{{"ghost", ghostPC.PeerID, 0}, {"alice", aliceID, time.Second}} {
+		late, err := expiryLateness(e.auditLog(t, "--action", "expire"), k.peer)
+		if err != nil {
+			t.Errorf("%s: %v", k.who, err)
+		} else if late > k.slack+500*time.Millisecond || late < 0 {
+			t.Errorf("%s's key left the device %v after it expired (audit log), want within 500ms", k.who, late)
+		}
+		t.Logf("EXPIRY %s: removed %v after expires_at (audit log)", k.who, late)
 	}
 	e.unreachable(t, vpcA4, "alice after expiry")
 
@@ -137,7 +155,13 @@ lifecycle:
 			continue
 		}
 		// Warnings are checked every second; the retry adds ~50 ms.
-		if off := d.At.Sub(w.due); off < -1100*time.Millisecond || off > 2500*time.Millisecond {
+		// alice's expires_at is to the second (see above): her warnings
+		// may come up to 1 s later than this due time says.
+		slack := time.Duration(0)
+		if w.peer == aliceID && w.event != "peer.idle" {
+			slack = time.Second
+		}
+		if off := d.At.Sub(w.due); off < -1100*time.Millisecond || off > slack+2500*time.Millisecond {
 			t.Errorf("%s %s for %s arrived %v from when it was due", w.event, w.lead, w.peer, off)
 		}
 		if d.Attempt != 2 || !d.SigOK || d.Event.Network != "eng" || d.Event.Message == "" {
@@ -191,4 +215,22 @@ lifecycle:
 			t.Errorf("metric %s{%s} = %v (found %v), want >= %v", m.name, m.label, v, ok, m.min)
 		}
 	}
+}
+
+// expiryLateness reads from peer's expire record in the audit log how long
+// after its expiry the gateway removed the key ("removed from the device
+// 12ms later").
+func expiryLateness(recs []store.AuditRecord, peer string) (time.Duration, error) {
+	for _, r := range recs {
+		if r.Action != "expire" || r.PeerID != peer {
+			continue
+		}
+		_, rest, ok := strings.Cut(r.Detail, "removed from the device ")
+		if !ok {
+			return 0, fmt.Errorf("expire record of %s does not say when the key was removed: %q", peer, r.Detail)
+		}
+		late, _, _ := strings.Cut(rest, " ")
+		return time.ParseDuration(late)
+	}
+	return 0, fmt.Errorf("no expire record for peer %s", peer)
 }
