@@ -1,19 +1,19 @@
 package splitdns
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/clearpath-vpn/clearpath/internal/tstest/dbustest"
 )
 
 // fakeResolved is org.freedesktop.resolve1.Manager on a private bus: it
@@ -98,45 +98,24 @@ func (l fakeLink) Get(iface, prop string) (dbus.Variant, *dbus.Error) {
 	return dbus.MakeVariant(d), nil
 }
 
-const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=%s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-`
-
 // privateBus runs a dbus-daemon of its own (never the machine's buses)
 // with a fake resolved on it, and returns a client connection.
 func privateBus(t *testing.T) (*dbus.Conn, *fakeResolved) {
 	t.Helper()
-	if _, err := exec.LookPath("dbus-daemon"); err != nil {
-		t.Skip("dbus-daemon not installed (apt-get install dbus)")
+	d, err := dbustest.New(t.TempDir())
+	if errors.Is(err, dbustest.ErrNotInstalled) {
+		t.Skip(err)
+	} else if err != nil {
+		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "bus.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, filepath.Join(dir, "bus"))), 0o600)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "dbus-daemon", "--config-file="+conf, "--nofork", "--print-address=1")
-	out, err := cmd.StdoutPipe()
+	if err := d.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Cmd.Process.Kill(); d.Cmd.Wait() })
+	addr, err := d.Address(context.Background(), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("dbus-daemon address: %v", err)
-	}
-	addr = strings.TrimSpace(addr)
 	srv, err := dbus.Connect(addr)
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/clearpath-vpn/clearpath/internal/tstest/dbustest"
 )
 
 // Screen size of the session.
@@ -135,45 +137,17 @@ func (s *Session) startX(ctx context.Context) error {
 	return nil
 }
 
-// busConfig is a session bus without service activation: nothing starts
-// behind the test's back (no accessibility bus, no dconf).
-const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=%s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-`
-
 func (s *Session) startBus(ctx context.Context) error {
-	sock := filepath.Join(s.Dir, "bus")
-	conf := filepath.Join(s.Dir, "bus.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, sock)), 0o600); err != nil {
+	d, err := dbustest.New(s.Dir)
+	if err != nil {
+		return fmt.Errorf("desktop: %w", err)
+	}
+	if err := s.start("dbus", d.Cmd); err != nil {
 		return err
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return err
+	if s.BusAddress, err = d.Address(ctx, 10*time.Second); err != nil {
+		return fmt.Errorf("desktop: %w\n%s", err, s.log("dbus"))
 	}
-	defer r.Close()
-	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--print-address=3")
-	cmd.ExtraFiles = []*os.File{w}
-	err = s.start("dbus", cmd)
-	w.Close()
-	if err != nil {
-		return err
-	}
-	line, err := readLine(ctx, r, 10*time.Second)
-	if err != nil {
-		return fmt.Errorf("desktop: dbus-daemon did not report its address: %w\n%s", err, s.log("dbus"))
-	}
-	s.BusAddress = strings.TrimSpace(line)
 	s.bus, err = dbus.Connect(s.BusAddress)
 	if err != nil {
 		return fmt.Errorf("desktop: connect to the session bus: %w", err)
