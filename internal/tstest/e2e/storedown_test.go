@@ -55,8 +55,10 @@ func TestExpiryWhileStoreIsDown(t *testing.T) {
 	late := time.Since(exp)
 	t.Logf("STORE DOWN: store stopped %v before expiry; key off %s %v after the stored expires_at (deadline in memory, up to 1s after it)",
 		exp.Sub(stopped).Round(time.Millisecond), e.EngIface, late.Round(time.Millisecond))
-	if late > 1500*time.Millisecond {
-		t.Errorf("expiry %v late with the store down", late)
+	// Polled through wg show, slow on a loaded machine: loose here; the
+	// gateway's own figure is checked below from its audit record.
+	if late > 4*time.Second {
+		t.Errorf("expiry %v late with the store down, by wg show", late)
 	}
 	e.unreachable(t, vpcA4, "expired while the store was down")
 
@@ -66,6 +68,12 @@ func TestExpiryWhileStoreIsDown(t *testing.T) {
 		return code == 0 && strings.Contains(out, id)
 	}); !ok {
 		t.Errorf("no expire audit entry for %s after the store came back", id)
+	} else if late, err := expiryLateness(e.auditLog(t, "--action", "expire"), id); err != nil {
+		t.Error(err)
+	} else if late < 0 || late > 1500*time.Millisecond { // expires_at is to the second
+		t.Errorf("the gateway removed the key %v after the stored expires_at with the store down, want within 1.5 s", late)
+	} else {
+		t.Logf("STORE DOWN: removed %v after the stored expires_at (audit log)", late)
 	}
 	for _, p := range e.listPeers(t) {
 		if p.PeerID == id {
