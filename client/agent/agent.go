@@ -113,6 +113,10 @@ type Config struct {
 	// FailClosed keeps a full tunnel's routes (the block) in place when
 	// the registration expires unrenewed, instead of restoring routing.
 	FailClosed bool
+	// Ready, when set, is called once the control socket listens and is
+	// served (the lock held, the journal replayed): `vpn agent
+	// --ready-fd` tells the CLI that started it (client/local).
+	Ready func()
 }
 
 // ServerFile holds, in the state dir, the server group members may use.
@@ -176,6 +180,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Ag
 	srv := control.Serve(ln, a, cancel, pol)
 	log.Info("agent ready", "socket", sock, "pid", os.Getpid(), "group", pol.GroupName, "group_access", pol.HasGroup,
 		"start_ms", float64(time.Since(loadedAt).Microseconds())/1000, "recover_ms", float64(recovered.Microseconds())/1000)
+	if cfg.Ready != nil {
+		cfg.Ready() // after the log line: whoever waits sees it written
+	}
 	<-ctx.Done()
 	// Let the answer to `down` reach the CLI before the socket closes.
 	shut, c := context.WithTimeout(context.Background(), 2*time.Second)

@@ -27,7 +27,7 @@ func TestUpShowsTheWaitOnATerminal(t *testing.T) {
 	var out, errOut bytes.Buffer
 	f := factory.ForTest(t.TempDir(), &out, &errOut)
 	o := &Options{UpOptions: local.UpOptions{Server: "https://vpn.example.com"}, progress: progress.Forced(&errOut, 20*time.Millisecond)}
-	if err := connect(context.Background(), f, slowAgent{150 * time.Millisecond}, o, "tok", time.Now()); err != nil {
+	if err := connect(context.Background(), f, slowAgent{150 * time.Millisecond}, o, "tok", time.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(errOut.String(), "waiting for the tunnel: registration at https://vpn.example.com, handshake, a reply through it") || !strings.HasSuffix(errOut.String(), "\r\033[K") {
@@ -40,7 +40,7 @@ func TestUpShowsTheWaitOnATerminal(t *testing.T) {
 	o.JSON = true
 	o.progress = nil // as off a terminal
 	errOut.Reset()
-	if err := connect(context.Background(), f, slowAgent{0}, o, "tok", time.Now()); err != nil {
+	if err := connect(context.Background(), f, slowAgent{0}, o, "tok", time.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 	var m map[string]any
