@@ -316,11 +316,14 @@ func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, 
 	st.State, st.ConnectedAt, st.SetupMillis = control.StateUp, &now, time.Since(start).Milliseconds()
 	a.status = st
 	a.mu.Unlock()
+	answer := time.Now()
 	if p, err := control.PeerFrom(ctx); err == nil && p.UID == 0 {
 		a.rememberServer(req.Server)
 	}
-	a.log.Info("tunnel up", "interface", st.Interface, "addresses", st.Addresses, "endpoint", st.Endpoint, "setup_ms", st.SetupMillis)
-	return a.Status(), nil
+	ans := a.Status()
+	a.log.Info("tunnel up", "interface", st.Interface, "addresses", st.Addresses, "endpoint", st.Endpoint, "setup_ms", st.SetupMillis,
+		"answer_ms", float64(time.Since(answer).Microseconds())/1000)
+	return ans, nil
 }
 
 func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (st control.Status, err error) {
@@ -548,6 +551,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	if dnsSt != nil && dnsSt.Note != "" {
 		st.Notices = append(st.Notices, "DNS: "+dnsSt.Note)
 	}
+	ph.mark("finish") // split DNS, the handshake check, the watcher
 	return st, nil
 }
 

@@ -208,7 +208,7 @@ func TestUpLatency(t *testing.T) {
 
 // phaseOrder keeps the phases in the order the agent logs them.
 func phaseOrder(name string) int {
-	order := []string{"session_ms", "register_ms", "prepare_ms", "prepare_begin_ms", "prepare_snapshot_ms", "prepare_device_ms", "config_ms", "prepare_wait_ms", "checks_ms", "begin_ms", "device_ms", "device_tun_ms", "device_wireguard_start_ms", "device_wireguard_ms", "device_link_ms", "routes_ms", "probe_ms", "agent_setup_ms", "start_ms", "recover_ms", "cli_exec_ms", "cli_token_ms", "cli_agent_ms", "cli_up_ms", "cli_total_ms"}
+	order := []string{"session_ms", "register_ms", "prepare_ms", "prepare_begin_ms", "prepare_snapshot_ms", "prepare_device_ms", "config_ms", "prepare_wait_ms", "checks_ms", "begin_ms", "device_ms", "device_tun_ms", "device_wireguard_start_ms", "device_wireguard_ms", "device_link_ms", "routes_ms", "probe_ms", "finish_ms", "answer_ms", "agent_setup_ms", "start_ms", "recover_ms", "cli_exec_ms", "cli_token_ms", "cli_agent_ms", "cli_up_ms", "cli_total_ms"}
 	if i := slices.Index(order, name); i >= 0 {
 		return i
 	}
@@ -346,7 +346,7 @@ func (r *rig) lastPhases() (map[string]float64, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var last, ready string
+	var last, ready, tunnelUp string
 	n := 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -357,6 +357,9 @@ func (r *rig) lastPhases() (map[string]float64, error) {
 		}
 		if strings.Contains(sc.Text(), `msg="agent ready"`) {
 			ready = sc.Text()
+		}
+		if strings.Contains(sc.Text(), `msg="tunnel up"`) {
+			tunnelUp = sc.Text() // answer_ms: the status the up answers with
 		}
 	}
 	if n <= r.agentSeen {
@@ -369,6 +372,9 @@ func (r *rig) lastPhases() (map[string]float64, error) {
 	}
 	if ready != "" {
 		last += " " + ready
+	}
+	if f := strings.Index(tunnelUp, " answer_ms="); f >= 0 {
+		last += tunnelUp[f:]
 	}
 	for _, f := range strings.Fields(last) {
 		k, v, ok := strings.Cut(f, "=")
