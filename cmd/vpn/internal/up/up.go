@@ -180,8 +180,9 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 		}
 		st, err = up()
 	}
-	if errors.Is(err, control.ErrNoAccess) {
-		return err // as a status would say it: not the agent's answer to up
+	var refused *control.AccessError
+	if errors.Is(err, control.ErrNoAccess) && !errors.As(err, &refused) {
+		return err // the socket refused us: no up was asked, as a status says it
 	}
 	if err != nil {
 		return fmt.Errorf("up failed: %w", err)
