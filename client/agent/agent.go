@@ -113,6 +113,10 @@ type Config struct {
 	// FailClosed keeps a full tunnel's routes (the block) in place when
 	// the registration expires unrenewed, instead of restoring routing.
 	FailClosed bool
+	// Ready, when set, is called once the control socket listens and is
+	// served (the lock held, the journal replayed): `vpn agent
+	// --ready-fd` tells the CLI that started it (client/local).
+	Ready func()
 }
 
 // ServerFile holds, in the state dir, the server group members may use.
@@ -176,6 +180,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, newAgent func() (*Ag
 	srv := control.Serve(ln, a, cancel, pol)
 	log.Info("agent ready", "socket", sock, "pid", os.Getpid(), "group", pol.GroupName, "group_access", pol.HasGroup,
 		"start_ms", float64(time.Since(loadedAt).Microseconds())/1000, "recover_ms", float64(recovered.Microseconds())/1000)
+	if cfg.Ready != nil {
+		cfg.Ready() // after the log line: whoever waits sees it written
+	}
 	<-ctx.Done()
 	// Let the answer to `down` reach the CLI before the socket closes.
 	shut, c := context.WithTimeout(context.Background(), 2*time.Second)
@@ -309,11 +316,14 @@ func (a *Agent) Up(ctx context.Context, req control.UpRequest) (control.Status, 
 	st.State, st.ConnectedAt, st.SetupMillis = control.StateUp, &now, time.Since(start).Milliseconds()
 	a.status = st
 	a.mu.Unlock()
+	answer := time.Now()
 	if p, err := control.PeerFrom(ctx); err == nil && p.UID == 0 {
 		a.rememberServer(req.Server)
 	}
-	a.log.Info("tunnel up", "interface", st.Interface, "addresses", st.Addresses, "endpoint", st.Endpoint, "setup_ms", st.SetupMillis)
-	return a.Status(), nil
+	ans := a.Status()
+	a.log.Info("tunnel up", "interface", st.Interface, "addresses", st.Addresses, "endpoint", st.Endpoint, "setup_ms", st.SetupMillis,
+		"answer_ms", float64(time.Since(answer).Microseconds())/1000)
+	return ans, nil
 }
 
 func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (st control.Status, err error) {
@@ -541,6 +551,7 @@ func (a *Agent) connect(ctx context.Context, req control.UpRequest, held bool) (
 	if dnsSt != nil && dnsSt.Note != "" {
 		st.Notices = append(st.Notices, "DNS: "+dnsSt.Note)
 	}
+	ph.mark("finish") // split DNS, the handshake check, the watcher
 	return st, nil
 }
 

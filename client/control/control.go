@@ -181,11 +181,7 @@ type Client struct {
 
 // NewClient returns a client for the agent serving socket.
 func NewClient(socket string) *Client {
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", socket)
-	}}
-	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+	return &Client{socket: socket, http: &http.Client{Transport: oneShot{socket}}}
 }
 
 // The errors a client sees, which the CLI and the tray branch on (errors.Is):

@@ -43,12 +43,14 @@ func (c *Client) Ensure(ctx context.Context) error {
 
 // Start starts `vpn agent` detached (its own session, so it outlives the
 // CLI, the tray and their terminal; output appended to agent.log in the
-// state dir) in this process's network namespace, and waits until it
-// answers (Started). It needs root: ErrStartNeedsRoot otherwise.
+// state dir) in this process's network namespace, and returns once it
+// says on the readiness pipe (ready.go) that it answers. It needs root:
+// ErrStartNeedsRoot otherwise. An agent that cannot run fails Start at
+// once with its own reason.
 //
 // An agent that has just answered a down may still hold the state dir's
-// lock for a moment, and one started then exits at once; so may the
-// loser of two starts at the same time (the CLI and the tray). Start
+// lock for a moment, and one started then exits at once (BUSY); so may
+// the loser of two starts at the same time (the CLI and the tray). Start
 // then asks again, and starts another when still nothing answers, up to
 // StartAttempts times.
 func (c *Client) Start(ctx context.Context) error {
@@ -57,8 +59,8 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	wait := Started.First * 5 // 25 ms, then 50, 100, 200: the old agent's exit
 	for attempt := 1; ; attempt++ {
-		exited, err := c.startOnce(ctx)
-		if err == nil || !exited || attempt == StartAttempts {
+		retry, err := c.startOnce(ctx)
+		if err == nil || !retry || attempt == StartAttempts {
 			return err
 		}
 		t := time.NewTimer(wait)
@@ -75,9 +77,10 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 }
 
-// startOnce starts one agent and waits for it; exited says it exited
-// before answering.
-func (c *Client) startOnce(ctx context.Context) (exited bool, err error) {
+// startOnce starts one agent and waits until it is ready; retry says it
+// exited at start for a reason another attempt may not meet (another
+// agent held the lock, or it said nothing).
+func (c *Client) startOnce(ctx context.Context) (retry bool, err error) {
 	if err := statedir.Ensure(c.StateDir); err != nil {
 		return false, err
 	}
@@ -93,17 +96,62 @@ func (c *Client) startOnce(ctx context.Context) (exited bool, err error) {
 		return false, fmt.Errorf("agent log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(exe, "agent", "--state-dir", c.StateDir)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return false, fmt.Errorf("start agent: readiness pipe: %w", err)
+	}
+	defer pr.Close()
+	cmd := exec.Command(exe, "agent", "--state-dir", c.StateDir, "--"+ReadyFlag, "3")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{pw} // fd 3 in the agent
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	pw.Close() // the agent's is now the only write end
+	if err != nil {
 		return false, fmt.Errorf("start agent %s: %w", exe, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	// Only the agent started here counts while it runs: one that answered
-	// a down a moment ago may still answer, and is about to go.
+	type said struct {
+		what   readiness
+		reason string
+	}
+	heard := make(chan said, 1)
+	go func() {
+		w, r := readReady(pr)
+		heard <- said{w, r}
+	}()
+	budget := time.NewTimer(Started.Budget)
+	defer budget.Stop()
+	var s said
+	select {
+	case s = <-heard:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-budget.C:
+		return false, c.noAnswer(ctx, logPath)
+	}
+	switch s.what {
+	case saidReady:
+		return false, nil
+	case saidBusy, saidError:
+		// It exits right after saying so: reap it, briefly.
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+		return s.what == saidBusy, fmt.Errorf("agent exited at start: %s; see %s", s.reason, logPath)
+	}
+	// The pipe closed unsaid: the agent died at start (or predates the
+	// pipe, or a wrapper closed it). Its exit says which; one that runs on
+	// is asked over the socket as before the pipe.
+	select {
+	case exitErr := <-done:
+		return true, fmt.Errorf("agent exited at start (%v); see %s", exitErr, logPath)
+	case <-time.After(100 * time.Millisecond):
+	}
 	var exitErr error
+	exited := false
 	answered := Started.Poll(ctx, func() bool {
 		select {
 		case exitErr = <-done:
@@ -122,10 +170,15 @@ func (c *Client) startOnce(ctx context.Context) (exited bool, err error) {
 	case ctx.Err() != nil:
 		return false, ctx.Err()
 	}
-	// A VPN that runs the agent as its child (not exec'ing it) never
-	// matches: an agent answering now is the one it started.
+	return false, c.noAnswer(ctx, logPath)
+}
+
+// noAnswer is the end of a start that never said it was ready: a VPN
+// that runs the agent as its child (not exec'ing it) never matches its
+// pid, so an agent answering now is the one it started.
+func (c *Client) noAnswer(ctx context.Context, logPath string) error {
 	if _, err := c.Client.Status(ctx); err == nil {
-		return false, nil
+		return nil
 	}
-	return false, fmt.Errorf("agent did not answer within %s; see %s", Started.Budget.Round(time.Second), logPath)
+	return fmt.Errorf("agent did not answer within %s; see %s", Started.Budget.Round(time.Second), logPath)
 }

@@ -36,6 +36,14 @@ func init() {
 		_, err = c.Status(ctx)
 	case "ensure":
 		err = c.Ensure(ctx)
+	case "fake-ready":
+		// Write READY=1 into the starting agent's readiness pipe, as
+		// its descriptor in /proc names it.
+		var f *os.File
+		if f, err = os.OpenFile("/proc/"+os.Getenv("CLEARPATH_LOCAL_HELPER_PID")+"/fd/3", os.O_WRONLY, 0); err == nil {
+			_, err = f.WriteString(readyLine + "\n")
+			f.Close()
+		}
 	}
 	fmt.Printf("CLASS=%s ERR=%v\n", class(err), err)
 	os.Exit(0)
@@ -148,10 +156,10 @@ func (r *rig) stop(t *testing.T) {
 }
 
 // asNobody runs the helper as uid 65534 with no groups.
-func (r *rig) asNobody(t *testing.T, op string) string {
+func (r *rig) asNobody(t *testing.T, op string, env ...string) string {
 	t.Helper()
 	cmd := exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--", r.helper, "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+op, "CLEARPATH_LOCAL_HELPER_DIR="+r.dir)
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+op, "CLEARPATH_LOCAL_HELPER_DIR="+r.dir), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("helper as nobody: %v\n%s", err, out)
@@ -266,7 +274,7 @@ func TestStartRidesOutTheLockRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _ := exec.Command("pgrep", "-f", "-x", vpnBin+" agent --state-dir "+r.dir).Output()
+	out, _ := exec.Command("pgrep", "-f", "-x", vpnBin+" agent --state-dir "+r.dir+" --"+ReadyFlag+" 3").Output()
 	if pids := strings.Fields(string(out)); len(pids) != 1 || pids[0] != fmt.Sprint(st.AgentPID) {
 		t.Fatalf("after two starts at once: agents %v, the answering one %d; want exactly that one", pids, st.AgentPID)
 	}
@@ -317,5 +325,76 @@ func TestAccessDeniedIsNotNoAgent(t *testing.T) {
 	after, err := c.Status(ctx)
 	if err != nil || after.AgentPID != st.AgentPID || r.agentLog() != logBefore {
 		t.Errorf("nobody's attempts changed the agent: pid %d -> %+v (%v); log grew:\n%s", st.AgentPID, after, err, strings.TrimPrefix(r.agentLog(), logBefore))
+	}
+}
+
+// An agent that cannot run says why on the readiness pipe and Start
+// fails at once with that reason: no retries, no waiting out Started's
+// budget. Here the socket's path is taken by a plain file.
+func TestStartFailsAtOnceWithTheAgentsError(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := os.WriteFile(control.SocketPath(r.dir), []byte("not a socket"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err := r.client().Start(ctx)
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "agent exited at start: ") || !strings.Contains(err.Error(), "exists and is not a socket: remove it") {
+		t.Fatalf("start: %v, want the agent's own reason\nagent.log:\n%s", err, r.agentLog())
+	}
+	if n := strings.Count(r.agentLog(), "is not a socket"); n != 1 {
+		t.Errorf("%d agents started, want 1 (no retry of a fatal start)\nagent.log:\n%s", n, r.agentLog())
+	}
+	if took > Started.Budget/2 {
+		t.Errorf("start took %s: waited for a timeout (budget %s)", took, Started.Budget)
+	}
+	t.Logf("failed start reported after %s: %v", took.Round(time.Millisecond), err)
+}
+
+// The attack: while Start waits for an agent that is not ready (a stand-in
+// that never says so), nobody writes READY=1 into its readiness pipe
+// through /proc. The pipe is not theirs to open; Start goes on waiting and
+// ends with the stand-in's exit, never "ready".
+func TestReadinessCannotBeFaked(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pidFile := filepath.Join(r.dir, "..", "standin.pid")
+	standIn := filepath.Join(r.dir, "..", "standin")
+	// The first holds the pipe (fd 3) and says nothing for 2 s, then
+	// exits; Start's later attempts exit at once.
+	script := "#!/bin/sh\n[ -e " + pidFile + " ] && exit 3\necho $$ >" + pidFile + ".new && mv " + pidFile + ".new " + pidFile + "\nexec sleep 2\n"
+	if err := os.WriteFile(standIn, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := New(r.dir)
+	c.VPN = standIn
+	errc := make(chan error, 1)
+	go func() { errc <- c.Start(ctx) }()
+	var pid string
+	for deadline := time.Now().Add(5 * time.Second); pid == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		b, _ := os.ReadFile(pidFile)
+		pid = strings.TrimSpace(string(b))
+	}
+	if pid == "" {
+		t.Fatal("the stand-in agent did not start")
+	}
+	if target, err := os.Readlink("/proc/" + pid + "/fd/3"); err != nil || !strings.HasPrefix(target, "pipe:") {
+		t.Fatalf("the stand-in's fd 3 is %q (%v), want the readiness pipe", target, err)
+	}
+	out := r.asNobody(t, "fake-ready", "CLEARPATH_LOCAL_HELPER_PID="+pid)
+	if !strings.Contains(out, "permission denied") {
+		t.Errorf("nobody writing to the readiness pipe: %s", out)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("start returned while the stand-in had said nothing: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	err := <-errc // StartAttempts stand-ins, each exiting unsaid
+	if err == nil || !strings.Contains(err.Error(), "agent exited at start (") {
+		t.Fatalf("start with a stand-in that never became ready: %v, want its exit", err)
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/routescmd"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/status"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/up"
-	"github.com/clearpath-vpn/clearpath/internal/clidocs"
 	"github.com/clearpath-vpn/clearpath/internal/envvar"
 	"github.com/clearpath-vpn/clearpath/internal/version"
 )
@@ -54,7 +53,7 @@ func newRoot(f *factory.Factory) (*cobra.Command, *bool) {
 	// CLEARPATH_DEBUG=1 is exported: an agent this run starts inherits it.
 	debug := cmdutil.AddDebugFlag(root, "on failure print the whole error chain, and log what is done", true)
 	version.AddTo(root)
-	clidocs.AddTo(root)
+	addGenMan(root)
 	root.AddCommand(up.NewCmd(f, nil), down.NewCmd(f, nil), status.NewCmd(f, nil), agentcmd.NewCmd(f, nil), routescmd.NewCmd(f, nil), doctor.NewCmd(f, nil), login.NewCmd(f, nil), login.NewLogoutCmd(f, nil))
 	addCompletions(root, f)
 	return root, debug

@@ -64,7 +64,11 @@ type rig struct {
 	srvProc   *lab.Proc
 	agentSeen int     // connect-phases lines already read from agent.log
 	setupMS   float64 // the agent's share of the last up (status setup_ms)
-	vpnBin    string  // the vpn binary of the mode being timed
+	// cli is the last `vpn up --debug`'s own "up phases" line (token,
+	// agent, up, total: cli_*_ms) and cli_exec_ms, the wall time outside
+	// them (ip netns exec, the process's start and exit).
+	cliPh  map[string]float64
+	vpnBin string // the vpn binary of the mode being timed
 }
 
 func TestUpLatency(t *testing.T) {
@@ -204,7 +208,7 @@ func TestUpLatency(t *testing.T) {
 
 // phaseOrder keeps the phases in the order the agent logs them.
 func phaseOrder(name string) int {
-	order := []string{"session_ms", "register_ms", "prepare_ms", "prepare_begin_ms", "prepare_snapshot_ms", "prepare_device_ms", "config_ms", "prepare_wait_ms", "checks_ms", "begin_ms", "device_ms", "device_tun_ms", "device_wireguard_start_ms", "device_wireguard_ms", "device_link_ms", "routes_ms", "probe_ms", "agent_setup_ms", "start_ms", "recover_ms"}
+	order := []string{"session_ms", "register_ms", "prepare_ms", "prepare_begin_ms", "prepare_snapshot_ms", "prepare_device_ms", "config_ms", "prepare_wait_ms", "checks_ms", "begin_ms", "device_ms", "device_tun_ms", "device_wireguard_start_ms", "device_wireguard_ms", "device_link_ms", "routes_ms", "probe_ms", "finish_ms", "answer_ms", "agent_setup_ms", "start_ms", "recover_ms", "cli_exec_ms", "cli_token_ms", "cli_agent_ms", "cli_up_ms", "cli_total_ms"}
 	if i := slices.Index(order, name); i >= 0 {
 		return i
 	}
@@ -254,7 +258,8 @@ func (r *rig) bin() string {
 }
 
 func (r *rig) upArgs() []string {
-	a := []string{"up", "--server", r.s.URL, "--interface", r.cli.Iface}
+	// --debug adds one log line, the command's own phases (cliPhases).
+	a := []string{"--debug", "up", "--server", r.s.URL, "--interface", r.cli.Iface}
 	if *useTLS {
 		return append(a, "--ca-file", r.s.CAFile)
 	}
@@ -275,6 +280,7 @@ func (r *rig) timedUp(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("vpn up: %w\n%s", err, out)
 	}
+	r.cliPh = cliPhases(out, took)
 	st, err := r.vpn(ctx, "status", "--json")
 	if err != nil {
 		return 0, fmt.Errorf("vpn status: %w\n%s", err, st)
@@ -340,7 +346,7 @@ func (r *rig) lastPhases() (map[string]float64, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var last, ready string
+	var last, ready, tunnelUp string
 	n := 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -352,14 +358,23 @@ func (r *rig) lastPhases() (map[string]float64, error) {
 		if strings.Contains(sc.Text(), `msg="agent ready"`) {
 			ready = sc.Text()
 		}
+		if strings.Contains(sc.Text(), `msg="tunnel up"`) {
+			tunnelUp = sc.Text() // answer_ms: the status the up answers with
+		}
 	}
 	if n <= r.agentSeen {
 		return nil, fmt.Errorf("no new connect phases line in the agent's log")
 	}
 	r.agentSeen = n
 	out := map[string]float64{"agent_setup_ms": r.setupMS}
+	for k, v := range r.cliPh {
+		out[k] = v
+	}
 	if ready != "" {
 		last += " " + ready
+	}
+	if f := strings.Index(tunnelUp, " answer_ms="); f >= 0 {
+		last += tunnelUp[f:]
 	}
 	for _, f := range strings.Fields(last) {
 		k, v, ok := strings.Cut(f, "=")
@@ -371,6 +386,32 @@ func (r *rig) lastPhases() (map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// cliPhases reads the "up phases" line `vpn up --debug` logs (token_ms,
+// agent_ms: finding or starting the agent, up_ms: the up request,
+// total_ms) as cli_*_ms, and cli_exec_ms: the wall time took outside the
+// command's own total.
+func cliPhases(out string, took time.Duration) map[string]float64 {
+	m := map[string]float64{}
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, `msg="up phases"`) {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok || !strings.HasSuffix(k, "_ms") {
+				continue
+			}
+			if x, err := strconv.ParseFloat(v, 64); err == nil {
+				m["cli_"+k] = x
+			}
+		}
+	}
+	if t, ok := m["cli_total_ms"]; ok {
+		m["cli_exec_ms"] = ms(took) - t
+	}
+	return m
 }
 
 // startRefServer runs the reference's server end in gw (untimed).

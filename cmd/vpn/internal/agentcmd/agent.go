@@ -3,6 +3,7 @@ package agentcmd
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clearpath-vpn/clearpath/client/agent"
+	"github.com/clearpath-vpn/clearpath/client/local"
 	"github.com/clearpath-vpn/clearpath/cmd/internal/cmdutil"
 	"github.com/clearpath-vpn/clearpath/cmd/vpn/internal/factory"
 	"github.com/clearpath-vpn/clearpath/internal/envvar"
@@ -22,6 +24,9 @@ import (
 type Options struct {
 	IO     cmdutil.IOStreams
 	Config agent.Config
+	// ReadyFD is the inherited readiness pipe of the CLI that started
+	// the agent (--ready-fd; 0: none, as under a service manager).
+	ReadyFD int
 }
 
 // NewCmd returns `vpn agent`. runF replaces Run in tests.
@@ -52,17 +57,32 @@ read the status; only root may name token files, interfaces or another server.`,
 	cmd.Flags().StringVar(&o.Config.Socket, "socket", "", "control socket (default /run/clearpath/agent.sock, or agent.sock in a non-default --state-dir; env CLEARPATH_SOCKET)")
 	cmd.Flags().StringVar(&o.Config.Group, "group", "", `group (name or gid) whose members may use the agent (default "clearpath" when it exists; "-" for root only)`)
 	cmd.Flags().StringVar(&o.Config.Server, "server", envvar.Get("SERVER"), "the gateway URL group members may connect to (env CLEARPATH_SERVER, e.g. in /etc/clearpath/agent.env for the service; default: the state dir's server file, written by the first root vpn up)")
+	cmd.Flags().IntVar(&o.ReadyFD, local.ReadyFlag, 0, "descriptor of the readiness pipe of the vpn that started this agent (set by vpn up)")
+	cmd.Flags().MarkHidden(local.ReadyFlag)
 	cmd.Flags().BoolVar(&o.Config.FailClosed, "fail-closed", false, "when a full tunnel's registration expires unrenewed, keep its routes (block all traffic) instead of restoring routing")
 	return cmd
 }
 
-// Run runs the agent until SIGINT or SIGTERM.
+// Run runs the agent until SIGINT or SIGTERM. With a readiness pipe, it
+// says there when the agent answers, or why it will not.
 func Run(o *Options) error {
+	var ready *local.Notifier
+	if o.ReadyFD > 0 {
+		var err error
+		if ready, err = local.OpenNotifier(o.ReadyFD); err != nil {
+			return err
+		}
+		o.Config.Ready = ready.Ready
+	}
 	log := slog.New(slog.NewTextHandler(o.IO.ErrOut, nil))
 	if limit := memlimit.Apply(log); limit > 0 {
 		log.Info("memory limit", "mib", limit>>20, "override", memlimit.Env+" or GOMEMLIMIT")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return agent.Run(ctx, o.Config, log)
+	err := agent.Run(ctx, o.Config, log)
+	if err != nil {
+		ready.Fail(err, errors.Is(err, agent.ErrRunning)) // no-op once ready
+	}
+	return err
 }

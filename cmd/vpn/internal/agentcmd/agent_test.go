@@ -29,6 +29,11 @@ func TestAgentOptions(t *testing.T) {
 	if err := cmd.Execute(); err != nil || got.Config.Socket != "/run/x.sock" || got.Config.FailClosed {
 		t.Errorf("agent --socket: %v %+v", err, got.Config)
 	}
+	cmd = NewCmd(factory.ForTest(dir, io.Discard, io.Discard), hook)
+	cmd.SetArgs([]string{"--ready-fd", "3"})
+	if err := cmd.Execute(); err != nil || got.ReadyFD != 3 || !cmd.Flags().Lookup("ready-fd").Hidden {
+		t.Errorf("agent --ready-fd: %v %d (hidden: vpn up's alone)", err, got.ReadyFD)
+	}
 	cmd.SetArgs([]string{"extra"})
 	if err := cmd.Execute(); err == nil {
 		t.Error("agent took an argument")

@@ -47,6 +47,12 @@ type Agent interface {
 	Up(ctx context.Context, req control.UpRequest) (*control.Status, error)
 }
 
+// starter is an Agent that can start the agent when none answers
+// (local.Client.Ensure).
+type starter interface {
+	Ensure(ctx context.Context) error
+}
+
 // NewCmd returns `vpn up`. run replaces the effect in tests.
 func NewCmd(f *factory.Factory, run func(context.Context, *Options) error) *cobra.Command {
 	o := &Options{}
@@ -128,16 +134,11 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 		tok, o.refreshToken = t.IDToken, t.RefreshToken
 	}
 	start := time.Now()
-	done := o.progress.Wait("the agent")
-	c, err := f.EnsureAgent(ctx)
-	done()
-	if err != nil {
-		return err
-	}
-	agentReady := time.Now()
-	err = connect(ctx, f, c, o, tok, start)
+	agentReady := start
+	err = connect(ctx, f, f.Control(), o, tok, start, &agentReady)
 	// `vpn up --debug`: where the command's own time went (the agent logs
-	// its steps as "connect phases").
+	// its steps as "connect phases"). agent_ms is starting the agent; with
+	// one running, the up request finds it (up_ms).
 	slog.Debug("up phases", "token_ms", msSince(began, start), "agent_ms", msSince(start, agentReady),
 		"up_ms", msSince(agentReady, time.Now()), "total_ms", msSince(began, time.Now()))
 	return err
@@ -145,7 +146,11 @@ func Run(ctx context.Context, f *factory.Factory, o *Options) error {
 
 func msSince(from, to time.Time) float64 { return float64(to.Sub(from).Microseconds()) / 1000 }
 
-func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok string, start time.Time) error {
+// connect sends the up request. The request itself finds out whether an
+// agent runs (no status round trip first): when none answers (or one on
+// its way out dropped it), c starts one, as local.Client.Ensure, and the
+// request goes to it; *agentReady is then when it answered.
+func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok string, start time.Time, agentReady *time.Time) error {
 	req, err := o.Request()
 	if err != nil {
 		return err
@@ -157,9 +162,28 @@ func connect(ctx context.Context, f *factory.Factory, c Agent, o *Options, tok s
 	if o.trust != nil {
 		req.AllowHTTP, req.CAPEM = o.trust.Policy.AllowHTTP, o.trust.Policy.CAPEM
 	}
-	done := o.progress.Wait("the tunnel: registration at " + o.Server + ", handshake, a reply through it")
-	st, err := c.Up(ctx, req)
-	done()
+	up := func() (*control.Status, error) {
+		done := o.progress.Wait("the tunnel: registration at " + o.Server + ", handshake, a reply through it")
+		defer done()
+		return c.Up(ctx, req)
+	}
+	st, err := up()
+	if s, ok := c.(starter); ok && (errors.Is(err, control.ErrNoAgent) || errors.Is(err, control.ErrTransient)) {
+		done := o.progress.Wait("the agent")
+		err = s.Ensure(ctx)
+		done()
+		if err != nil {
+			return err
+		}
+		if agentReady != nil {
+			*agentReady = time.Now()
+		}
+		st, err = up()
+	}
+	var refused *control.AccessError
+	if errors.Is(err, control.ErrNoAccess) && !errors.As(err, &refused) {
+		return err // the socket refused us: no up was asked, as a status says it
+	}
 	if err != nil {
 		return fmt.Errorf("up failed: %w", err)
 	}
