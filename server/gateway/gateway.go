@@ -176,10 +176,18 @@ func peerConfig(p store.Peer) (wgtypes.PeerConfig, error) {
 	return pc, nil
 }
 
-// setPeer adds (or replaces) p on its network's device, removing old's key,
-// and hands it to the lifecycle manager, which expires it on time.
+// setPeer adds (or replaces) p among its network's registered peers,
+// removing old's key, and hands it to the lifecycle manager, which expires
+// it on time. A key registered through this gateway goes on the device at
+// once: its client connects next (the trimmer takes it off if it does not).
 func (g *Gateway) setPeer(nw *network, p store.Peer, old *store.Peer) error {
-	return g.life.Put(p, old)
+	if err := g.life.Put(p, old); err != nil {
+		return err
+	}
+	if k, err := wgtypes.ParseKey(p.PublicKey); err == nil {
+		return g.activate(nw, k)
+	}
+	return nil
 }
 
 func (g *Gateway) removePeer(nw *network, publicKey string) error {

@@ -127,6 +127,22 @@ func (g *Gateway) lazyAdd(nw *network, key [32]byte) {
 	}
 }
 
+// activate puts the registered key k on nw's device now.
+func (g *Gateway) activate(nw *network, k wgtypes.Key) error {
+	set := nw.peers
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	w := set.peers[k]
+	if w == nil || w.onDevice {
+		return nil
+	}
+	if err := g.configure(nw, w.pc); err != nil {
+		return err
+	}
+	w.onDevice, w.lastActive, w.cur = true, g.now(), lifecycle.PeerStat{}
+	return nil
+}
+
 // trim takes the peers idle for longer than idle off nw's device and
 // removes keys the device holds but the set does not (none should).
 func (g *Gateway) trim(nw *network, idle time.Duration) (trimmed int, err error) {

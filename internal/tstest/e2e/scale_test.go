@@ -65,6 +65,7 @@ type gwSpec struct {
 	Store    string
 	KeyTTL   string
 	Pool4    string
+	Extra    string // appended to the configuration (top-level keys)
 }
 
 func (g gwSpec) URL() string { return "http://" + g.Listen }
@@ -91,7 +92,7 @@ networks:
 api:
   max_conns_per_source: 4096
   register_per_source: "off"
-`))
+{{.Extra}}`))
 
 // gateway is a running gateway process.
 type gateway struct {
@@ -115,7 +116,7 @@ func (s *scaleLab) startGateway(t testing.TB, spec gwSpec) *gateway {
 	}
 	err = scaleGatewayTmpl.Execute(f, map[string]any{"Listen": spec.Listen, "Endpoint": spec.Endpoint, "Store": spec.Store,
 		"StateDir": filepath.Join(s.Dir, spec.Name+"-state"), "KeyTTL": spec.KeyTTL, "Iface": spec.Iface, "Port": spec.Port,
-		"Table": spec.Table, "Pool4": spec.Pool4})
+		"Table": spec.Table, "Pool4": spec.Pool4, "Extra": spec.Extra})
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -328,7 +329,12 @@ func TestThousandConcurrentRegistrations(t *testing.T) {
 
 			gw.stop(t)
 			gw.start(t, s)
-			samePeers(t, "after a gateway restart", wgDump(t, s.GW, gw.spec.Iface), want)
+			// Lazy peers: a restarted device holds none until their
+			// handshakes arrive (TestLazyPeers); re-registering below puts
+			// them back.
+			if n := len(wgDump(t, s.GW, gw.spec.Iface)); n != 0 {
+				t.Errorf("after a gateway restart: %d peers on the device, want 0 (lazy)", n)
+			}
 
 			// Re-registration (a renewal) keeps the address, changes the
 			// session key.
