@@ -90,6 +90,38 @@ func (c *wgClient) lastHandshake(t testing.TB) time.Time {
 	return time.Time{}
 }
 
+// endpoint points the client at another gateway address.
+func (c *wgClient) endpoint(t testing.TB, hostport string) {
+	s, err := c.dev.IpcGet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(s, "\n") {
+		if k, ok := strings.CutPrefix(line, "public_key="); ok {
+			if err := c.dev.IpcSet(fmt.Sprintf("public_key=%s\nendpoint=%s\n", k, hostport)); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
+
+// keepalive sets the client's persistent keepalive (seconds).
+func (c *wgClient) keepalive(t testing.TB, sec int) {
+	s, err := c.dev.IpcGet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(s, "\n") {
+		if k, ok := strings.CutPrefix(line, "public_key="); ok {
+			if err := c.dev.IpcSet(fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=%d\n", k, sec)); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
+
 // handshake sends one packet and waits up to timeout for a handshake newer
 // than after; it returns how long it took.
 func (c *wgClient) handshake(t testing.TB, after time.Time, timeout time.Duration) (time.Duration, bool) {

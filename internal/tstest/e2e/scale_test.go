@@ -3,7 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"maps"
+	"io"
+	"net"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -396,17 +397,38 @@ func TestTwoGatewaysShareOnePostgres(t *testing.T) {
 	}
 	// Each gateway follows the shared store (lifecycle store_poll): soon
 	// both serve every peer, with the same address and session key, so a
-	// client can use either.
+	// client can use either. Their devices hold the active ones only (lazy
+	// peers); every registered peer shows in each gateway's metrics.
+	scrapePeers := func(node *lab.Node) float64 {
+		resp, err := node.HTTPClient(5 * time.Second).Get("http://127.0.0.1:9587/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		v, _ := metricValue(string(body), "clearpath_peers", `network="eng"`)
+		return v
+	}
 	start := time.Now()
 	for {
-		onA, onB = wgDump(t, s.GW, a.spec.Iface), wgDump(t, s.Host, b.spec.Iface)
-		if maps.Equal(onA, want) && maps.Equal(onB, want) {
+		na, nb := scrapePeers(s.GW), scrapePeers(s.Host)
+		if na == float64(len(want)) && nb == float64(len(want)) {
 			t.Logf("both gateways serve all %d peers %v after the registrations", len(want), time.Since(start).Round(time.Millisecond))
 			break
 		}
 		if time.Since(start) > 15*time.Second {
-			t.Fatalf("after 15s gateway a has %d peers and b %d (want %d each, as in the store)", len(onA), len(onB), len(want))
+			t.Fatalf("after 15s gateway a has %v peers and b %v (want %d each, as in the store)", na, nb, len(want))
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	// A client of a's registers goes to b: b serves it at its first
+	// handshake.
+	d := devs[0]
+	cl := startWGClient(t, s.Laptop, d.key, &d.reg.PresharedKey, d.reg.Config.Gateway.PublicKey, netip.MustParsePrefix(d.reg.Config.Addresses[0]).Addr())
+	cl.endpoint(t, net.JoinHostPort(lab.HostPublicIP4, "51830"))
+	if took, ok := cl.handshake(t, time.Time{}, 15*time.Second); !ok {
+		t.Fatalf("gateway b did not answer the handshake of a peer registered with a")
+	} else {
+		t.Logf("gateway b answered a's peer's first handshake after %v", took.Round(time.Millisecond))
 	}
 }
