@@ -3,9 +3,8 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"time"
-
 	"sync"
+	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -33,7 +32,6 @@ import (
 // keys (wgdev.Device).
 type lazyTunnel interface {
 	SetLazy(priv, pub [32]byte, hook wgdev.PeerHook) error
-	LazyStats() wgdev.LazyStats
 }
 
 // peerSet is one network's registered peers.
@@ -222,13 +220,4 @@ func (g *Gateway) idlePeerTimeout() time.Duration {
 	g.reloadMu.RLock()
 	defer g.reloadMu.RUnlock()
 	return g.cfg.IdlePeers()
-}
-
-// lazyStats reports nw's lazy bind counters (zero for tunnels that are not
-// lazy).
-func (nw *network) lazyStats() wgdev.LazyStats {
-	if lt, ok := nw.dev.(lazyTunnel); ok {
-		return lt.LazyStats()
-	}
-	return wgdev.LazyStats{}
 }
