@@ -1,13 +1,14 @@
 package wgdev
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/ratelimiter"
 )
 
 // Why this file exists: each wireguard-go peer costs about 40 KiB whether
@@ -54,7 +55,7 @@ type lazyState struct {
 type lazyBind struct {
 	conn.Bind
 	state atomic.Pointer[lazyState]
-	rate  *ratelimiter.Ratelimiter // DH work per source address
+	rate  *dhLimit // DH work per source address and in all
 
 	mu     sync.Mutex
 	closed chan struct{} // closed by Close; waits for the hook end there
@@ -63,9 +64,7 @@ type lazyBind struct {
 }
 
 func newLazyBind(b conn.Bind) *lazyBind {
-	l := &lazyBind{Bind: b, rate: new(ratelimiter.Ratelimiter), closed: make(chan struct{})}
-	l.rate.Init()
-	return l
+	return &lazyBind{Bind: b, rate: newDHLimit(), closed: make(chan struct{})}
 }
 
 func (b *lazyBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
@@ -116,7 +115,7 @@ func (b *lazyBind) inspect(st *lazyState, msg []byte, ep conn.Endpoint, closed <
 		return
 	}
 	if ep != nil {
-		if src := ep.DstIP(); src.IsValid() && !b.rate.Allow(src) {
+		if !b.rate.allow(ep.DstIP()) {
 			b.rateLimited.Add(1)
 			return
 		}
@@ -156,10 +155,11 @@ func (b *lazyBind) stats() LazyStats {
 // SetLazy makes d a lazy device: a handshake initiation to the static key
 // pair (priv, pub) from a key that is not on the device calls hook first.
 // Set the device's private key to priv as well (wgctrl or IpcSet); call
-// SetLazy again after changing it. Initiations are opened at most 20 a
-// second (burst 5) per source address (wireguard-go's ratelimiter), so a
-// flood of initiations with a valid mac1 costs a bounded amount of DH work;
-// those over the limit reach wireguard-go as they are.
+// SetLazy again after changing it. Initiations are opened at most
+// LazyDHPerSource a second per source address (an IPv6 /64) and
+// LazyDHTotal in all, so a flood of initiations with a valid mac1 costs a
+// bounded amount of DH work; those over the limit reach wireguard-go as
+// they are (a peer not on the device then waits for its 5 s retry).
 func (d *Device) SetLazy(priv, pub [32]byte, hook PeerHook) error {
 	return d.lazy.set(d.Dev, priv, pub, hook)
 }
@@ -177,3 +177,57 @@ func (b *lazyBind) set(dev *device.Device, priv, pub [32]byte, hook PeerHook) er
 
 // LazyStats reports what the lazy bind did so far.
 func (d *Device) LazyStats() LazyStats { return d.lazy.stats() }
+
+// Bounds of the DH work on initiations (one X25519, about 40 µs here). Per
+// source they leave room for an office behind one NAT address whose
+// clients all handshake again after a gateway restart (wireguard-go's own
+// ratelimiter, 20 a second with a burst of 5, made 200 such clients wait
+// for several 5 s retries); in all they cap a flood from many addresses at
+// a few percent of a core.
+const (
+	LazyDHPerSource = 50   // a second, and burst, per address or IPv6 /64
+	LazyDHTotal     = 1000 // a second, and burst, in all
+)
+
+type dhLimit struct {
+	mu    sync.Mutex
+	all   *rate.Limiter
+	per   map[netip.Addr]*srcLimit
+	sweep time.Time
+}
+
+type srcLimit struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+func newDHLimit() *dhLimit {
+	return &dhLimit{all: rate.NewLimiter(LazyDHTotal, LazyDHTotal), per: map[netip.Addr]*srcLimit{}, sweep: time.Now()}
+}
+
+// allow reports whether an initiation from src may cost a DH now.
+func (d *dhLimit) allow(src netip.Addr) bool {
+	src = src.Unmap()
+	if src.Is6() {
+		p, _ := src.Prefix(64)
+		src = p.Addr()
+	}
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if now.Sub(d.sweep) > 10*time.Second { // forget quiet sources
+		for a, s := range d.per {
+			if now.Sub(s.seen) > 10*time.Second {
+				delete(d.per, a)
+			}
+		}
+		d.sweep = now
+	}
+	s := d.per[src]
+	if s == nil {
+		s = &srcLimit{lim: rate.NewLimiter(LazyDHPerSource, LazyDHPerSource)}
+		d.per[src] = s
+	}
+	s.seen = now
+	return s.lim.AllowN(now, 1) && d.all.AllowN(now, 1)
+}

@@ -176,8 +176,8 @@ func TestLazyFloodBoundsDH(t *testing.T) {
 	if st.Initiations != flood {
 		t.Fatalf("saw %d of %d initiations", st.Initiations, flood)
 	}
-	// 5 at once, then 20 a second (wireguard-go's ratelimiter), plus slack.
-	if limit := uint64(5 + 20*elapsed.Seconds() + 5); st.Opened > limit {
+	// A burst, then LazyDHPerSource a second, plus slack.
+	if limit := uint64(LazyDHPerSource + LazyDHPerSource*elapsed.Seconds() + 5); st.Opened > limit {
 		t.Fatalf("DH done %d times for %d initiations in %v, want at most %d", st.Opened, flood, elapsed, limit)
 	}
 	if st.RateLimited == 0 || hooks.Load() != 0 {
@@ -258,5 +258,32 @@ func TestLazyHookCannotDeadlock(t *testing.T) {
 		// Close until LazyHookTimeout, or forever without the timeout.
 		<-done
 		t.Fatal("device Close waited for a hook blocked on IPC")
+	}
+}
+
+// TestDHLimit: one IPv6 /64 is one source, and many sources share a cap.
+func TestDHLimit(t *testing.T) {
+	d := newDHLimit()
+	n := 0
+	for i := 0; i < 3*LazyDHPerSource; i++ {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i), 14: byte(i >> 8)})
+		if d.allow(a) {
+			n++
+		}
+	}
+	if n > LazyDHPerSource+1 {
+		t.Errorf("one /64 got %d DH operations at once, want at most %d", n, LazyDHPerSource+1)
+	}
+	d, n = newDHLimit(), 0
+	for i := 0; i < 2*LazyDHTotal; i++ {
+		if d.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})) {
+			n++
+		}
+	}
+	if n > LazyDHTotal+LazyDHTotal/10 {
+		t.Errorf("%d sources got %d DH operations at once, want about %d", 2*LazyDHTotal, n, LazyDHTotal)
+	}
+	if !d.allow(netip.MustParseAddr("::ffff:192.0.2.1")) && !d.allow(netip.MustParseAddr("192.0.2.1")) {
+		t.Log("global cap still spent (expected right after the burst)")
 	}
 }

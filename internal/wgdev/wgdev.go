@@ -210,5 +210,4 @@ func (d *Device) Close() {
 	<-d.done
 	d.Dev.Close()
 	os.Remove(SocketPath(d.Name))
-	d.lazy.rate.Close()
 }
