@@ -283,7 +283,4 @@ func TestDHLimit(t *testing.T) {
 	if n > LazyDHTotal+LazyDHTotal/10 {
 		t.Errorf("%d sources got %d DH operations at once, want about %d", 2*LazyDHTotal, n, LazyDHTotal)
 	}
-	if !d.allow(netip.MustParseAddr("::ffff:192.0.2.1")) && !d.allow(netip.MustParseAddr("192.0.2.1")) {
-		t.Log("global cap still spent (expected right after the burst)")
-	}
 }
