@@ -32,6 +32,7 @@ import (
 // keys (wgdev.Device).
 type lazyTunnel interface {
 	SetLazy(priv, pub [32]byte, hook wgdev.PeerHook) error
+	LazyStats() wgdev.LazyStats
 }
 
 // peerSet is one network's registered peers.
@@ -42,6 +43,8 @@ type peerSet struct {
 	mu    sync.Mutex
 	lazy  bool // the device holds active peers only
 	peers map[wgtypes.Key]*wantPeer
+	// seen is the lazy bind's counters at the last trim (trimLoop only).
+	seen wgdev.LazyStats
 }
 
 type wantPeer struct {
@@ -204,6 +207,7 @@ func (g *Gateway) trimLoop(ctx context.Context) {
 		}
 		g.mu.Unlock()
 		for _, nw := range nws {
+			g.reportLazy(nw)
 			n, err := g.trim(nw, idle)
 			if err != nil {
 				g.log.Debug("trim idle peers", "network", nw.cfg.Name, "err", err)
@@ -220,4 +224,25 @@ func (g *Gateway) idlePeerTimeout() time.Duration {
 	g.reloadMu.RLock()
 	defer g.reloadMu.RUnlock()
 	return g.cfg.IdlePeers()
+}
+
+// reportLazy logs what the lazy bind refused or could not finish since the
+// last trim: initiations over the DH limit (a flood, or many clients behind
+// one address) and hooks that outlived wgdev.LazyHookTimeout.
+func (g *Gateway) reportLazy(nw *network) {
+	lt, ok := nw.dev.(lazyTunnel)
+	if !ok {
+		return
+	}
+	st := lt.LazyStats()
+	last := nw.peers.seen
+	nw.peers.seen = st
+	if st.RateLimited > last.RateLimited || st.HookTimeout > last.HookTimeout {
+		g.log.Warn("handshake initiations over the DH limit were passed on without adding their peer (a flood, or many clients behind one address: they retry in 5 s)",
+			"network", nw.cfg.Name, "over_limit", st.RateLimited-last.RateLimited, "hook_timeouts", st.HookTimeout-last.HookTimeout,
+			"opened", st.Opened-last.Opened, "added", st.Hooked-last.Hooked, "bad_mac1", st.BadMAC1-last.BadMAC1, "bad_static", st.BadStatic-last.BadStatic)
+	}
+	if st.Hooked > last.Hooked {
+		g.log.Debug("lazy peers", "network", nw.cfg.Name, "initiations", st.Initiations-last.Initiations, "hooked", st.Hooked-last.Hooked)
+	}
 }
