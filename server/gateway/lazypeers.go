@@ -240,7 +240,8 @@ func (g *Gateway) reportLazy(nw *network) {
 	if st.RateLimited > last.RateLimited || st.HookTimeout > last.HookTimeout {
 		g.log.Warn("handshake initiations over the DH limit were passed on without adding their peer (a flood, or many clients behind one address: they retry in 5 s)",
 			"network", nw.cfg.Name, "over_limit", st.RateLimited-last.RateLimited, "hook_timeouts", st.HookTimeout-last.HookTimeout,
-			"opened", st.Opened-last.Opened, "added", st.Hooked-last.Hooked, "bad_mac1", st.BadMAC1-last.BadMAC1, "bad_static", st.BadStatic-last.BadStatic)
+			"opened", st.Opened-last.Opened, "added", st.Hooked-last.Hooked, "bad_mac1", st.BadMAC1-last.BadMAC1, "bad_static", st.BadStatic-last.BadStatic,
+			"opened_total", st.Opened, "over_limit_total", st.RateLimited)
 	}
 	if st.Hooked > last.Hooked {
 		g.log.Debug("lazy peers", "network", nw.cfg.Name, "initiations", st.Initiations-last.Initiations, "hooked", st.Hooked-last.Hooked)

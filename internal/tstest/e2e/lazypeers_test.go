@@ -239,6 +239,7 @@ func TestLazyPeers(t *testing.T) {
 	// a valid mac1 and forged bodies, while bob connects from the laptop.
 	gwKey, _ := wgtypes.ParseKey(devs[0].reg.Config.Gateway.PublicKey)
 	flood := make(chan int, 1)
+	floodStart := time.Now()
 	go func() { flood <- floodInitiations(t, s.Host, gwKey, 4*time.Second) }()
 	time.Sleep(300 * time.Millisecond)
 	bob := clientFor(t, s.Laptop, devs[2])
@@ -250,6 +251,22 @@ func TestLazyPeers(t *testing.T) {
 	t.Logf("LAZY: bob's handshake during a flood of %d packets from another address took %v", sent, took.Round(time.Millisecond))
 	if d := wgDump(t, s.GW, iface); len(d) > 2 {
 		t.Errorf("the flood put peers on the device: %v", d)
+	}
+	// The DH work the gateway did, counted by its lazy bind (its warning
+	// carries the totals): a burst, then LazyDHPerSource a second while it
+	// worked through the flood (the socket's backlog outlasts the 4 s of
+	// sending), plus the handshakes of this test.
+	var opened, over int
+	if _, ok := waitUntil(5*time.Second, func() bool {
+		opened, over = lazyTotals(gw.proc.Log())
+		return over > 0
+	}); !ok {
+		t.Errorf("no DH-limit warning in the gateway log after a flood of %d packets", sent)
+	}
+	elapsed := time.Since(floodStart)
+	t.Logf("LAZY: DH operations on initiations %d, over the limit %d, %v after the flood began", opened, over, elapsed.Round(time.Millisecond))
+	if limit := int(50 + 50*elapsed.Seconds() + 40); opened > limit {
+		t.Errorf("the gateway did %d DH operations on initiations in %v, want at most %d", opened, elapsed, limit)
 	}
 
 	// 6. An office behind one address after a gateway restart: the
@@ -295,6 +312,24 @@ func TestLazyPeers(t *testing.T) {
 		}
 		t.Errorf("only %d of %d clients behind one address got a handshake within 30s of a restart", done, len(clients))
 	}
+}
+
+// lazyTotals reads the last DH-limit warning of a gateway log.
+func lazyTotals(log string) (opened, over int) {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "over the DH limit") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "opened_total="); ok {
+				fmt.Sscan(v, &opened)
+			}
+			if v, ok := strings.CutPrefix(f, "over_limit_total="); ok {
+				fmt.Sscan(v, &over)
+			}
+		}
+	}
+	return opened, over
 }
 
 func has(m map[string]wgPeer, k string) bool { _, ok := m[k]; return ok }
