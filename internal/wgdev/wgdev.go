@@ -36,6 +36,8 @@ type Device struct {
 	// wireguard-go on Linux).
 	limits    *limits
 	stopWatch func()
+	// lazy sees every received packet; SetLazy turns it on (lazy.go).
+	lazy *lazyBind
 }
 
 // SocketPath returns the UAPI socket path of interface name.
@@ -95,14 +97,15 @@ func CreateWithInflight(name string, mtu int, log *slog.Logger, inLimit int) (*D
 		lim = newLimits(inLimit)
 		devTUN, bind = &limitedTUN{Device: devTUN, l: lim}, &limitedBind{Bind: bind, l: lim}
 	}
-	dev := device.NewDevice(devTUN, bind, wgLog)
+	lazy := newLazyBind(bind)
+	dev := device.NewDevice(devTUN, lazy, wgLog)
 	uapi, err := ipc.UAPIListen(name, uapiFile)
 	if err != nil {
 		dev.Close()
 		uapiFile.Close()
 		return nil, fmt.Errorf("listen on UAPI socket for %s: %w", name, err)
 	}
-	d := &Device{Name: name, Dev: dev, tun: t, uapi: uapi, done: make(chan struct{}), limits: lim, stopWatch: func() {}}
+	d := &Device{Name: name, Dev: dev, tun: t, uapi: uapi, done: make(chan struct{}), limits: lim, stopWatch: func() {}, lazy: lazy}
 	if lim != nil {
 		if d.stopWatch, err = d.watchRoutes(log); err != nil {
 			uapi.Close()

@@ -255,6 +255,8 @@ func NotifyGateway(ctx context.Context, cfg *config.Config, revoked []store.Peer
 }
 
 // onDevice reports whether the WireGuard device iface on this host has key.
+// With lazy peers the gateway takes a key out of its registered set before
+// off the device, so a revoked key found off the device cannot come back.
 func onDevice(iface, key string) (bool, error) {
 	if iface == "" {
 		return false, errors.New("not in the configuration")

@@ -39,6 +39,9 @@ type Config struct {
 	// outlives its key, and how long the audit log keeps entries.
 	AllocationGrace time.Duration `yaml:"allocation_grace"`
 	Audit           Audit         `yaml:"audit"`
+	// IdlePeerTimeout: a peer idle this long leaves its WireGuard device
+	// until its next handshake initiation (peers.go; default 5m).
+	IdlePeerTimeout time.Duration `yaml:"idle_peer_timeout"`
 	// TLS makes the API serve HTTPS (tls.go); without it the API is plain
 	// HTTP, which clients refuse unless told --allow-http.
 	TLS *TLS `yaml:"tls"`
@@ -425,6 +428,7 @@ func (c *Config) Validate() error {
 	c.validateTLS(bad)
 	c.validateAPI(bad)
 	c.validateAdmin(bad)
+	c.validatePeers(bad)
 	return errors.Join(errs...)
 }
 
@@ -521,6 +525,9 @@ key_ttl: 720h            # a registered key expires after this long
 # allocation_grace: 168h
 # audit:
 #   retain: 9600h            # 400 days; older entries are pruned (0s: keep for ever)
+# A peer idle (no handshake, no traffic) this long leaves its WireGuard device
+# and comes back with its next handshake initiation (saves ~40 KB per peer).
+# idle_peer_timeout: 5m
 networks:
   # One network per group: its own WireGuard interface, key, port, address
   # pools and routing table. Members reach only the allowed CIDRs.

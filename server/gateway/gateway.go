@@ -72,6 +72,9 @@ type network struct {
 	dev     tunnel
 	pubKey  wgtypes.Key
 	privKey wgtypes.Key // opens registrations and seals session keys
+	// peers are the network's registered peers; the device holds the
+	// active ones (lazypeers.go).
+	peers *peerSet
 }
 
 // Options configure Serve.
@@ -173,10 +176,18 @@ func peerConfig(p store.Peer) (wgtypes.PeerConfig, error) {
 	return pc, nil
 }
 
-// setPeer adds (or replaces) p on its network's device, removing old's key,
-// and hands it to the lifecycle manager, which expires it on time.
+// setPeer adds (or replaces) p among its network's registered peers,
+// removing old's key, and hands it to the lifecycle manager, which expires
+// it on time. A key registered through this gateway goes on the device at
+// once: its client connects next (the trimmer takes it off if it does not).
 func (g *Gateway) setPeer(nw *network, p store.Peer, old *store.Peer) error {
-	return g.life.Put(p, old)
+	if err := g.life.Put(p, old); err != nil {
+		return err
+	}
+	if k, err := wgtypes.ParseKey(p.PublicKey); err == nil {
+		return g.activate(nw, k)
+	}
+	return nil
 }
 
 func (g *Gateway) removePeer(nw *network, publicKey string) error {
@@ -189,7 +200,9 @@ func (g *Gateway) device(network string) *network {
 	return g.networks[network]
 }
 
-// AddPeer implements lifecycle.Devices.
+// AddPeer implements lifecycle.Devices: p joins its network's registered
+// peers (lazypeers.go) and, if its key is on the device now (or the device
+// is not lazy), the device too.
 func (g *Gateway) AddPeer(p store.Peer) error {
 	nw := g.device(p.Network)
 	if nw == nil {
@@ -202,16 +215,29 @@ func (g *Gateway) AddPeer(p store.Peer) error {
 	if err := g.flows.add(p); err != nil {
 		return fmt.Errorf("flow filter: %w", err)
 	}
-	g.wgMu.Lock()
-	defer g.wgMu.Unlock()
-	if err := g.wg.ConfigureDevice(nw.cfg.Interface, wgtypes.Config{Peers: []wgtypes.PeerConfig{pc}}); err != nil {
-		g.metrics.Errors.WithLabelValues("device").Inc()
-		return fmt.Errorf("add peer to %s: %w", nw.cfg.Interface, err)
+	set := nw.peers
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	w := set.peers[pc.PublicKey]
+	if w == nil {
+		w = &wantPeer{}
+		set.peers[pc.PublicKey] = w
+	}
+	w.pc = pc
+	if !set.lazy || w.onDevice {
+		if err := g.configure(nw, pc); err != nil {
+			return fmt.Errorf("add peer: %w", err)
+		}
+		if !w.onDevice {
+			w.onDevice, w.lastActive = true, g.now()
+		}
 	}
 	return nil
 }
 
-// RemovePeer implements lifecycle.Devices.
+// RemovePeer implements lifecycle.Devices: the key leaves its network's
+// registered peers first, so no handshake can bring it back, then the
+// device.
 func (g *Gateway) RemovePeer(network, publicKey string) error {
 	nw := g.device(network)
 	if nw == nil {
@@ -221,11 +247,14 @@ func (g *Gateway) RemovePeer(network, publicKey string) error {
 	if err != nil {
 		return err
 	}
-	g.wgMu.Lock()
-	defer g.wgMu.Unlock()
-	if err := g.wg.ConfigureDevice(nw.cfg.Interface, wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: k, Remove: true}}}); err != nil {
-		g.metrics.Errors.WithLabelValues("device").Inc()
-		return fmt.Errorf("remove peer from %s: %w", nw.cfg.Interface, err)
+	set := nw.peers
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	delete(set.peers, k)
+	// The device is told even when the set says the key is off it: a
+	// key the set never knew must not stay either.
+	if err := g.configure(nw, wgtypes.PeerConfig{PublicKey: k, Remove: true}); err != nil {
+		return fmt.Errorf("remove peer: %w", err)
 	}
 	if err := g.flows.remove(network, publicKey); err != nil {
 		g.log.Warn("flow filter: remove peer", "network", network, "err", err)
@@ -233,7 +262,9 @@ func (g *Gateway) RemovePeer(network, publicKey string) error {
 	return nil
 }
 
-// Stats implements lifecycle.Devices.
+// Stats implements lifecycle.Devices: every registered peer of network,
+// with the device's figures for those on it and the last figures of those
+// trimmed (lazypeers.go).
 func (g *Gateway) Stats(network string) (map[string]lifecycle.PeerStat, error) {
 	nw := g.device(network)
 	if nw == nil {
@@ -245,13 +276,20 @@ func (g *Gateway) Stats(network string) (map[string]lifecycle.PeerStat, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]lifecycle.PeerStat, len(d.Peers))
+	now := g.now()
+	set := nw.peers
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	out := make(map[string]lifecycle.PeerStat, len(set.peers))
 	for _, p := range d.Peers {
-		s := lifecycle.PeerStat{LastHandshake: p.LastHandshakeTime, Rx: p.ReceiveBytes, Tx: p.TransmitBytes}
-		if p.Endpoint != nil {
-			s.Endpoint = p.Endpoint.String()
+		if w := set.peers[p.PublicKey]; w != nil && w.onDevice {
+			w.observe(peerStat(p), now)
+		} else {
+			out[p.PublicKey.String()] = peerStat(p) // on the device, not registered: show it
 		}
-		out[p.PublicKey.String()] = s
+	}
+	for k, w := range set.peers {
+		out[k.String()] = w.stat()
 	}
 	return out, nil
 }

@@ -107,8 +107,10 @@ func (h *hostNet) end() {
 	}
 }
 
-// bringUp creates network n's device with its stored key and live peers and
-// sets its link up; its addresses and policy come with the next reconcile.
+// bringUp creates network n's device with its stored key and sets its link
+// up; the live stored peers become the network's registered peers, which
+// a lazy device takes on as their handshakes arrive (lazypeers.go). Its
+// addresses and policy come with the next reconcile.
 // On failure it removes whatever it created.
 func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, peers []store.Peer, err error) {
 	keyStr, err := g.store.NetworkKey(ctx, n.Name, func() (string, error) {
@@ -130,7 +132,8 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 	if err != nil {
 		return nil, nil, err
 	}
-	created := &network{cfg: n, dev: dev, pubKey: priv.PublicKey(), privKey: priv}
+	_, lazy := dev.(lazyTunnel)
+	created := &network{cfg: n, dev: dev, pubKey: priv.PublicKey(), privKey: priv, peers: newPeerSet(lazy)}
 	defer func() {
 		if err != nil {
 			g.tearDown(created)
@@ -147,7 +150,10 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 			g.log.Warn("skip stored peer", "peer", p.ID, "err", err)
 			continue
 		}
-		pcs = append(pcs, pc)
+		created.peers.peers[pc.PublicKey] = &wantPeer{pc: pc, onDevice: !lazy, lastActive: now}
+		if !lazy {
+			pcs = append(pcs, pc)
+		}
 		peers = append(peers, p)
 	}
 	port := n.ListenPort
@@ -156,6 +162,11 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 	g.wgMu.Unlock()
 	if err != nil {
 		return nil, nil, fmt.Errorf("configure %s through wgctrl (listen_port %d): %w", n.Interface, n.ListenPort, err)
+	}
+	if lt, ok := dev.(lazyTunnel); ok {
+		if err = lt.SetLazy(priv, priv.PublicKey(), func(k [32]byte) { g.lazyAdd(created, k) }); err != nil {
+			return nil, nil, fmt.Errorf("%s: lazy peers: %w", n.Interface, err)
+		}
 	}
 	if err = dev.Up(); err != nil {
 		return nil, nil, fmt.Errorf("bring %s up: %w", n.Interface, err)
@@ -182,7 +193,7 @@ func (g *Gateway) bringUp(ctx context.Context, n config.Network) (nw *network, p
 		return nil, nil, fmt.Errorf("flow filter on %s: %w", n.Interface, err)
 	}
 	g.log.Info("network up", "network", n.Name, "group", n.Group, "interface", n.Interface,
-		"port", n.ListenPort, "table", n.Table, "public_key", created.pubKey.String(), "peers", len(pcs))
+		"port", n.ListenPort, "table", n.Table, "public_key", created.pubKey.String(), "peers", len(peers), "lazy", lazy)
 	return created, peers, nil
 }
 

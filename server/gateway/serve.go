@@ -123,6 +123,8 @@ func Serve(ctx context.Context, o Options) error {
 	go asrv.Serve(admin)
 	lifeDone := make(chan struct{})
 	go func() { g.life.Run(lifeCtx); close(lifeDone) }()
+	trimDone := make(chan struct{})
+	go func() { g.trimLoop(lifeCtx); close(trimDone) }()
 	s.did("serving", func() {
 		log.Info("shutting down")
 		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -135,6 +137,7 @@ func Serve(ctx context.Context, o Options) error {
 		stopACME()
 		stopLife()
 		<-lifeDone
+		<-trimDone
 		g.audit.Record(shutCtx, store.AuditRecord{Actor: "gateway", Action: audit.Stop, Remote: g.host})
 		g.webhook().Close(2 * time.Second)
 	})

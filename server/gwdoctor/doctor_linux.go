@@ -145,7 +145,10 @@ func checkNetwork(ctx context.Context, r *report, o Options, wc *wgctrl.Client, 
 		} else if d.ListenPort != n.ListenPort {
 			r.add(f("listen-port-mismatch", analysis.Error, fmt.Sprintf("%s listens on UDP %d, the configuration says %d", n.Interface, d.ListenPort, n.ListenPort)))
 		} else {
-			r.add(f("device-ok", analysis.OK, fmt.Sprintf("%s is up, WireGuard on UDP %d, %d peers", n.Interface, d.ListenPort, len(d.Peers))))
+			// The device holds the active peers only; registered ones join
+			// it at their handshake (lazy peers), so this is no count of
+			// registrations.
+			r.add(f("device-ok", analysis.OK, fmt.Sprintf("%s is up, WireGuard on UDP %d, %d active peers on the device", n.Interface, d.ListenPort, len(d.Peers))))
 		}
 		addrs := h.addresses(n.Interface)
 		for _, want := range n.GatewayAddrs() {

@@ -122,7 +122,7 @@ func Code(code int) string { return strconv.Itoa(code) }
 
 var (
 	descNetworks  = prometheus.NewDesc("clearpath_networks", "Networks running on this gateway.", nil, nil)
-	descPeers     = prometheus.NewDesc("clearpath_peers", "Peers configured on the network's WireGuard device.", []string{"network"}, nil)
+	descPeers     = prometheus.NewDesc("clearpath_peers", "Registered peers of the network (its device holds the active ones).", []string{"network"}, nil)
 	descConnected = prometheus.NewDesc("clearpath_peers_connected", "Peers with a handshake in the last 3 minutes.", []string{"network"}, nil)
 	descHandshake = prometheus.NewDesc("clearpath_peer_last_handshake_seconds", "Unix time of the peer's last handshake (0: never).", []string{"network", "user", "peer_id"}, nil)
 	descRx        = prometheus.NewDesc("clearpath_peer_receive_bytes_total", "Bytes received from the peer.", []string{"network", "user", "peer_id"}, nil)

@@ -117,12 +117,20 @@ func rss(b *testing.B, pid int) (cur, peak int64) {
 }
 
 // BenchmarkGatewayMemory10k: the gateway's resident memory idle (the
-// baseline), with 10,000 peers registered on one network, and after a
-// restart that loads the 10,000 peers from the store onto the device.
+// baseline) and with 10,000 peers registered on one network: right after
+// registering them (each registration puts its key on the device, where it
+// stays until idle_peer_timeout, 10s here), once the idle ones are
+// trimmed, and after a restart, whose device starts with none (lazy
+// peers). Then activePeers clients handshake (in-process wireguard-go in
+// the laptop namespace, keepalive 5s), so the cost of an active peer shows
+// apart from a registered one.
 func BenchmarkGatewayMemory10k(b *testing.B) {
-	const peers = 10000
+	const peers, activePeers = 10000, 200
 	for range b.N {
-		s, gw := benchGateway(b, "sqlite", "100.64.0.0/16")
+		s := newScaleLab(b)
+		gw := s.startGateway(b, gwSpec{Name: "gateway", Node: s.GW, Listen: lab.GWPublicIP4 + ":8080", Endpoint: lab.GWPublicIP4,
+			Iface: s.Prefix + "eng", Port: lab.EngPort, Table: 1100, Store: filepath.Join(s.Dir, "gateway.db"), Pool4: "100.64.0.0/16",
+			Extra: "idle_peer_timeout: 10s\n"})
 		time.Sleep(2 * time.Second)
 		idle, _ := rss(b, gw.proc.Pid())
 		devs := s.newDevices(b, 0, peers)
@@ -134,22 +142,56 @@ func BenchmarkGatewayMemory10k(b *testing.B) {
 		}
 		time.Sleep(2 * time.Second)
 		full, peak := rss(b, gw.proc.Pid())
+		onDev := len(wgDump(b, s.GW, gw.spec.Iface))
+		if _, ok := waitUntil(time.Minute, func() bool { return len(wgDump(b, s.GW, gw.spec.Iface)) == 0 }); !ok {
+			b.Fatalf("%d peers still on the device a minute after registering", len(wgDump(b, s.GW, gw.spec.Iface)))
+		}
+		time.Sleep(2 * time.Second)
+		trimmed, _ := rss(b, gw.proc.Pid())
 		b.ReportMetric(float64(idle), "idle-rss-bytes")
-		b.ReportMetric(float64(full), "10k-rss-bytes")
+		b.ReportMetric(float64(full), "registered-10k-rss-bytes")
 		b.ReportMetric(float64(peak), "peak-rss-bytes")
-		b.ReportMetric(float64(full-idle)/peers, "bytes/peer")
-		b.ReportMetric(float64(full)/float64(idle), "x-idle")
+		b.ReportMetric(float64(trimmed), "trimmed-10k-rss-bytes")
 		b.ReportMetric(float64(peers)/took.Seconds(), "registrations/s")
 		// Logged too: a restart that fails below loses the metrics.
-		b.Logf("idle %.1f MB, 10k peers %.1f MB (peak %.1f MB), %.0f bytes/peer, %.0f registrations/s",
-			float64(idle)/1e6, float64(full)/1e6, float64(peak)/1e6, float64(full-idle)/peers, float64(peers)/took.Seconds())
+		b.Logf("idle %.1f MB, 10k peers just registered %.1f MB (%d on the device; peak %.1f MB), all trimmed %.1f MB, %.0f registrations/s",
+			float64(idle)/1e6, float64(full)/1e6, onDev, float64(peak)/1e6, float64(trimmed)/1e6, float64(peers)/took.Seconds())
 		gw.stop(b)
 		gw.start(b, s)
-		if n := len(wgDump(b, s.GW, gw.spec.Iface)); n != peers {
-			b.Fatalf("%d peers on the device after the restart, want %d", n, peers)
+		if n := len(wgDump(b, s.GW, gw.spec.Iface)); n != 0 {
+			b.Fatalf("%d peers on the device after the restart, want 0 (lazy peers)", n)
 		}
 		time.Sleep(2 * time.Second)
 		restarted, _ := rss(b, gw.proc.Pid())
 		b.ReportMetric(float64(restarted), "restarted-10k-rss-bytes")
+		b.ReportMetric(float64(restarted-idle)/peers, "bytes/peer")
+		b.ReportMetric(float64(restarted)/float64(idle), "x-idle")
+
+		clients := make([]*wgClient, activePeers)
+		for i := range clients {
+			clients[i] = clientFor(b, s.Laptop, devs[i])
+			clients[i].keepalive(b, 5)
+			clients[i].send()
+		}
+		if _, ok := waitUntil(time.Minute, func() bool {
+			for _, cl := range clients {
+				if cl.lastHandshake(b).IsZero() {
+					return false
+				}
+			}
+			return true
+		}); !ok {
+			b.Fatal("not every active client completed its handshake within a minute")
+		}
+		time.Sleep(2 * time.Second)
+		active, _ := rss(b, gw.proc.Pid())
+		onDev = len(wgDump(b, s.GW, gw.spec.Iface))
+		b.ReportMetric(float64(active), "active-200-rss-bytes")
+		b.ReportMetric(float64(active-restarted)/activePeers, "bytes/active-peer")
+		b.Logf("restarted (10k registered, 0 on the device) %.1f MB, %.0f bytes/registered peer; %d active (%d on the device) %.1f MB, %.0f bytes/active peer",
+			float64(restarted)/1e6, float64(restarted-idle)/peers, activePeers, onDev, float64(active)/1e6, float64(active-restarted)/activePeers)
+		for _, cl := range clients {
+			cl.dev.Close()
+		}
 	}
 }

@@ -76,7 +76,7 @@ func TestReloadAppliesDiffWithoutDroppingOthers(t *testing.T) {
 	must(t, err)
 	up(t, alice, at)
 	// carol registers through the API (one tunnel per laptop namespace).
-	ck, _ := registerKey(t, e, readToken(t, ct), "")
+	ck, cpc := registerKey(t, e, readToken(t, ct), "")
 	carolKey := ck.PublicKey().String()
 	if !e.onDevice(t, e.OpsIface, carolKey) {
 		t.Fatal("carol's key is not on ops")
@@ -156,12 +156,16 @@ func TestReloadAppliesDiffWithoutDroppingOthers(t *testing.T) {
 		t.Errorf("pool change: exit %d\n%s", code, out)
 	}
 
-	// 4. ops comes back: carol's key, still registered, is on its new device.
+	// 4. ops comes back: carol's key, still registered, is served by its
+	// new device: a registered peer of ops (its device takes it on at her
+	// next handshake, lazy peers), shown in the metrics.
 	e.writeNetworks(t, eng, qa, netSpec{"ops", "ops", e.OpsIface, lab.OpsPort, ops.pool, ops.allow, 1005})
 	out = e.adminOK(t, "reload")
 	t.Logf("reload 4: %s", strings.TrimSpace(out))
-	if !e.onDevice(t, e.OpsIface, carolKey) {
-		t.Error("carol's key is not on the re-added ops device")
+	if _, text := e.scrape(t, "/metrics"); !strings.Contains(text, `network="ops"`) || !strings.Contains(text, `peer_id="`+cpc.PeerID+`"`) {
+		t.Error("carol's key is not a registered peer of the re-added ops network")
+	} else if _, ok := metricValue(text, "clearpath_peer_last_handshake_seconds", `network="ops"`, `peer_id="`+cpc.PeerID+`"`); !ok {
+		t.Error("carol's key is not a registered peer of the re-added ops network")
 	}
 
 	sent, lost := pl.Stop()

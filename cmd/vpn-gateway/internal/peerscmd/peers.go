@@ -50,7 +50,8 @@ type Peer struct {
 	TxBytes       int64      `json:"tx_bytes"`
 	Endpoint      string     `json:"endpoint,omitempty"`
 	// OnDevice says whether the key is on the network's WireGuard device
-	// on this host (false when the gateway is not running here).
+	// on this host (false when the gateway is not running here, or when
+	// the peer is idle: the device holds active peers only, lazy peers).
 	OnDevice bool `json:"on_device"`
 }
 
