@@ -187,6 +187,11 @@ func (d *Device) LazyStats() LazyStats { return d.lazy.stats() }
 const (
 	LazyDHPerSource = 50   // a second, and burst, per address or IPv6 /64
 	LazyDHTotal     = 1000 // a second, and burst, in all
+	// lazyDHSources bounds the sources remembered at once: a flood with
+	// spoofed, ever-new source addresses (a valid mac1 needs only the
+	// gateway's public key) must not grow the table without end. Past it
+	// a new source has only the limit in all.
+	lazyDHSources = 1 << 16
 )
 
 type dhLimit struct {
@@ -225,6 +230,9 @@ func (d *dhLimit) allow(src netip.Addr) bool {
 	}
 	s := d.per[src]
 	if s == nil {
+		if len(d.per) >= lazyDHSources {
+			return d.all.AllowN(now, 1)
+		}
 		s = &srcLimit{lim: rate.NewLimiter(LazyDHPerSource, LazyDHPerSource)}
 		d.per[src] = s
 	}

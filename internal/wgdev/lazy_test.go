@@ -283,4 +283,20 @@ func TestDHLimit(t *testing.T) {
 	if n > LazyDHTotal+LazyDHTotal/10 {
 		t.Errorf("%d sources got %d DH operations at once, want about %d", 2*LazyDHTotal, n, LazyDHTotal)
 	}
+	// A flood from ever-new (spoofed) sources: the table of sources stays
+	// bounded, and the limit in all still holds.
+	d, n = newDHLimit(), 0
+	start := time.Now()
+	for i := 0; i < 4*lazyDHSources; i++ {
+		if d.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})) {
+			n++
+		}
+	}
+	if len(d.per) > lazyDHSources {
+		t.Errorf("%d sources remembered after a spoofed flood, want at most %d", len(d.per), lazyDHSources)
+	}
+	// The burst, plus what the limit refills while the loop runs.
+	if most := LazyDHTotal + int(time.Since(start).Seconds()*LazyDHTotal) + 10; n > most {
+		t.Errorf("a spoofed flood got %d DH operations, want at most %d", n, most)
+	}
 }
