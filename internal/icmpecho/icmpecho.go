@@ -29,6 +29,10 @@ type Options struct {
 	MaxWait time.Duration
 	// Payload marks the requests (seen in a capture).
 	Payload string
+	// RetryUnsent counts a request that cannot be sent (no address or
+	// route to dst yet, as while a tunnel comes up) as one unanswered,
+	// where it is otherwise an error.
+	RetryUnsent bool
 }
 
 // ErrNoReply means Tries requests went unanswered.
@@ -64,12 +68,19 @@ func Ping(ctx context.Context, src, dst netip.Addr, o Options) (time.Duration, e
 			return 0, err
 		}
 		sent := time.Now()
-		if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
-			return 0, fmt.Errorf("send echo request to %s: %w", dst, err)
-		}
 		deadline := sent.Add(o.wait(seq))
 		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 			deadline = d
+		}
+		if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+			if !o.RetryUnsent {
+				return 0, fmt.Errorf("send echo request to %s: %w", dst, err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Until(deadline)):
+			}
+			continue
 		}
 		c.SetReadDeadline(deadline)
 		for {

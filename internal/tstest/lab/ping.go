@@ -12,6 +12,8 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/clearpath-vpn/clearpath/internal/icmpecho"
 )
 
 // Ping sends ICMP echo requests from inside the node to addr (an IP
@@ -122,45 +124,12 @@ func (n *Node) FirstReply(ctx context.Context, dst string, interval time.Duratio
 	if err != nil || !addr.Is4() {
 		return fmt.Errorf("first reply: %q is not an IPv4 address", dst)
 	}
-	var c *icmp.PacketConn
-	if err := n.Do(func() error {
-		var err error
-		c, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+	err = n.Do(func() error {
+		_, err := icmpecho.Ping(ctx, netip.IPv4Unspecified(), addr, icmpecho.Options{Wait: interval, Payload: "clearpath-lab", RetryUnsent: true})
 		return err
-	}); err != nil {
-		return fmt.Errorf("first reply: ICMP socket in %s: %w", n.Name, err)
+	})
+	if err != nil {
+		return fmt.Errorf("no reply from %s in %s: %w", dst, n.Name, err)
 	}
-	defer c.Close()
-	id := os.Getpid() & 0xffff
-	to := &net.IPAddr{IP: addr.AsSlice()}
-	buf := make([]byte, 1500)
-	for seq := 1; ; seq++ {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("no reply from %s: %w", dst, err)
-		}
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("clearpath-lab")}}
-		b, _ := msg.Marshal(nil)
-		deadline := time.Now().Add(interval)
-		if _, err := c.WriteTo(b, to); err != nil {
-			time.Sleep(time.Until(deadline))
-			continue
-		}
-		for {
-			c.SetReadDeadline(deadline)
-			nr, from, err := c.ReadFrom(buf)
-			if err != nil {
-				break
-			}
-			if ia, ok := from.(*net.IPAddr); !ok || !ia.IP.Equal(to.IP) {
-				continue
-			}
-			m, err := icmp.ParseMessage(1, buf[:nr])
-			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
-				continue
-			}
-			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id {
-				return nil
-			}
-		}
-	}
+	return nil
 }
