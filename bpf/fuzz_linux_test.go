@@ -87,16 +87,7 @@ func FuzzIngress(f *testing.F) {
 			src, dst = netip.AddrFrom16([16]byte(pkt[8:24])), netip.AddrFrom16([16]byte(pkt[24:40]))
 			proto = pkt[6]
 		}
-		var flows []Flow
-		for fl, err := range flt.Flows() {
-			if err != nil {
-				t.Fatal(err)
-			}
-			flows = append(flows, fl)
-		}
-		for _, fl := range flows {
-			flt.TakeFlow(fl.FlowKey)
-		}
+		flows := takeFlows(t, flt)
 		registered := src == peer4 || src == peer6
 		switch {
 		case !isIP, src.Is4In6(), dst.Is4In6(), !registered, version == 6 && unparsedIPv6(pkt):
@@ -168,4 +159,21 @@ func unparsedIPv6(pkt []byte) bool {
 		}
 	}
 	return off > len(pkt)
+}
+
+// takeFlows returns the flows in flt's table and takes them out, so the
+// next fuzz input starts from an empty table.
+func takeFlows(t *testing.T, flt *Filter) []Flow {
+	t.Helper()
+	var flows []Flow
+	for fl, err := range flt.Flows() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		flows = append(flows, fl)
+	}
+	for _, fl := range flows {
+		flt.TakeFlow(fl.FlowKey)
+	}
+	return flows
 }

@@ -78,16 +78,7 @@ func FuzzPortPolicy(f *testing.F) {
 		if err != nil {
 			t.Skip("the kernel's test run refuses this frame")
 		}
-		var flows []Flow
-		for fl, err := range flt.Flows() {
-			if err != nil {
-				t.Fatal(err)
-			}
-			flows = append(flows, fl)
-		}
-		for _, fl := range flows {
-			flt.TakeFlow(fl.FlowKey)
-		}
+		flows := takeFlows(t, flt)
 		// The reference.
 		allow := false
 		best := -1
