@@ -195,36 +195,11 @@ func (w *wgGo) Up(ctx context.Context) (time.Duration, error) {
 	return took, nil
 }
 
-// startEnd runs wireguard-go in the foreground on iface, waits for its UAPI
-// socket, applies conf and brings the link up with addr.
+// startEnd runs wireguard-go in the foreground on iface, pinned to cpu,
+// waits for its UAPI socket, applies conf and brings the link up with addr.
 func (w *wgGo) startEnd(ctx context.Context, n *lab.Node, cpu int, iface, conf, addr string, env []string) (*lab.Proc, error) {
-	confPath := filepath.Join(w.e.dir, iface+".conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		return nil, err
-	}
-	p, err := n.StartEnv("wireguard-go-"+n.Name, env, pinned(cpu, w.e.bin.WireGuardGo, "-f", iface)...)
-	if err != nil {
-		return nil, err
-	}
-	for !wgdev.InUse(iface) {
-		if done, err := p.Exited(); done {
-			return p, fmt.Errorf("wireguard-go %s exited at start (%v):\n%s", iface, err, p.Log())
-		}
-		if ctx.Err() != nil {
-			return p, fmt.Errorf("wireguard-go %s: no UAPI socket: %w", iface, ctx.Err())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	for _, argv := range [][]string{
-		{"wg", "setconf", iface, confPath},
-		{"ip", "addr", "add", addr, "dev", iface},
-		{"ip", "link", "set", iface, "up"},
-	} {
-		if _, err := n.Exec(ctx, argv...); err != nil {
-			return p, err
-		}
-	}
-	return p, nil
+	return n.StartWireGuardGo(ctx, lab.WireGuardGo{Argv: pinned(cpu, w.e.bin.WireGuardGo, "-f", iface), Env: env,
+		Iface: iface, Conf: conf, Dir: w.e.dir, Addr: addr, Listening: wgdev.InUse})
 }
 
 func (w *wgGo) Stop(ctx context.Context) error {

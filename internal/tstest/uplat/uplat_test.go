@@ -453,31 +453,6 @@ func (r *rig) reference(ctx context.Context) (time.Duration, error) {
 }
 
 func (r *rig) startEnd(ctx context.Context, n *lab.Node, iface, conf, addr string) (*lab.Proc, error) {
-	confPath := filepath.Join(r.s.Dir, iface+".conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		return nil, err
-	}
-	p, err := n.Start("wireguard-go-"+n.Name, r.wgGo, "-f", iface)
-	if err != nil {
-		return nil, err
-	}
-	for !wgdev.InUse(iface) {
-		if done, err := p.Exited(); done {
-			return p, fmt.Errorf("wireguard-go %s exited at start (%v):\n%s", iface, err, p.Log())
-		}
-		if ctx.Err() != nil {
-			return p, ctx.Err()
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	for _, argv := range [][]string{
-		{"wg", "setconf", iface, confPath},
-		{"ip", "addr", "add", addr + "/24", "dev", iface},
-		{"ip", "link", "set", iface, "up"},
-	} {
-		if out, err := n.Exec(ctx, argv...); err != nil {
-			return p, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out)
-		}
-	}
-	return p, nil
+	return n.StartWireGuardGo(ctx, lab.WireGuardGo{Argv: []string{r.wgGo, "-f", iface},
+		Iface: iface, Conf: conf, Dir: r.s.Dir, Addr: addr + "/24", Listening: wgdev.InUse})
 }
