@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -80,18 +81,12 @@ func Start(cfg Config, log *slog.Logger) (*Stub, error) {
 	for _, a := range cfg.Upstream {
 		s.upstream = append(s.upstream, a.String())
 	}
-	pc, err := net.ListenPacket("udp", cfg.Listen.String())
+	pc, ln, err := listenBoth(cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("stub resolver: listen on udp %s: %w", cfg.Listen, err)
+		return nil, err
 	}
-	if cfg.Listen.Port() == 0 { // tests: the same free port for TCP
-		cfg.Listen = pc.LocalAddr().(*net.UDPAddr).AddrPort()
-		s.cfg.Listen = cfg.Listen
-	}
-	ln, err := net.Listen("tcp", cfg.Listen.String())
-	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("stub resolver: listen on tcp %s: %w", cfg.Listen, err)
+	if cfg.Listen.Port() == 0 { // tests: the free port found
+		s.cfg.Listen = pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	}
 	s.udp = &dns.Server{PacketConn: pc, Handler: s}
 	s.tcp = &dns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
@@ -103,6 +98,30 @@ func Start(cfg Config, log *slog.Logger) (*Stub, error) {
 	go s.tcp.ActivateAndServe()
 	wg.Wait()
 	return s, nil
+}
+
+// listenBoth listens on addr over UDP and TCP. With port 0 (tests) both
+// take the free port UDP found; one that is free for UDP may be taken for
+// TCP, so a few ports are tried.
+func listenBoth(addr netip.AddrPort) (net.PacketConn, net.Listener, error) {
+	for attempt := 1; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr.String())
+		if err != nil {
+			return nil, nil, fmt.Errorf("stub resolver: listen on udp %s: %w", addr, err)
+		}
+		at := addr
+		if addr.Port() == 0 {
+			at = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		}
+		ln, err := net.Listen("tcp", at.String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if addr.Port() != 0 || !errors.Is(err, syscall.EADDRINUSE) || attempt == 10 {
+			return nil, nil, fmt.Errorf("stub resolver: listen on tcp %s: %w", at, err)
+		}
+	}
 }
 
 // Port53 gives each address port 53.
